@@ -1,0 +1,101 @@
+"""raftq.core: the deterministic job-queue state machine.
+
+Contract (the rest of raftq relies on exactly this):
+
+- Input is committed log entries as bytes (``codec.encode_entry``): a versioned msgpack batch
+  of commands, each stamped with ``now_ms`` by the proposer. ``Machine.apply_entry`` returns one
+  result per command; ``Machine.apply`` returns them encoded.
+- The machine's clock is ``max(clock_ms, now_ms)``: monotonic whatever the proposers' clocks
+  do. Lease expiry and delayed jobs are decided by this clock only.
+- Apply is total and deterministic: the same entries in the same order give the same results,
+  the same ``digest`` and the same snapshot bytes on every replica, in every process (no wall
+  clock, randomness, I/O, threads, floats in state, or iteration over sets of strings).
+  Malformed bytes and domain refusals are results (``Rejected``); only a corrupt state raises.
+- ``write_snapshot`` / ``Machine.restore`` round-trip the state exactly.
+- Reads (``job_info``, ``queue_stats``, ``dead_letters``) never mutate: replicas stay equal.
+"""
+
+from raftq.core.codec import decode_entry, encode_entry
+from raftq.core.commands import (
+    Ack,
+    Cancel,
+    Claim,
+    Command,
+    Configure,
+    Enqueue,
+    Heartbeat,
+    Nack,
+    NewJob,
+    Pause,
+    Purge,
+    RequeueDead,
+    Resume,
+    Tick,
+)
+from raftq.core.errors import CodecError, CorruptStateError, RaftqError
+from raftq.core.job import JobInfo, JobState
+from raftq.core.machine import Machine
+from raftq.core.results import (
+    Acked,
+    Cancelled,
+    Claimed,
+    Configured,
+    Enqueued,
+    Extended,
+    Lease,
+    Nacked,
+    Paused,
+    Purged,
+    Reason,
+    Rejected,
+    Requeued,
+    Result,
+    Resumed,
+    Ticked,
+)
+from raftq.core.snapshot import snapshot_bytes, write_snapshot
+from raftq.core.stats import QueueStats
+
+__all__ = [
+    "Ack",
+    "Acked",
+    "Cancel",
+    "Cancelled",
+    "Claim",
+    "Claimed",
+    "CodecError",
+    "Command",
+    "Configure",
+    "Configured",
+    "CorruptStateError",
+    "Enqueue",
+    "Enqueued",
+    "Extended",
+    "Heartbeat",
+    "JobInfo",
+    "JobState",
+    "Lease",
+    "Machine",
+    "Nack",
+    "Nacked",
+    "NewJob",
+    "Pause",
+    "Paused",
+    "Purge",
+    "Purged",
+    "QueueStats",
+    "RaftqError",
+    "Reason",
+    "Rejected",
+    "RequeueDead",
+    "Requeued",
+    "Result",
+    "Resume",
+    "Resumed",
+    "Tick",
+    "Ticked",
+    "decode_entry",
+    "encode_entry",
+    "snapshot_bytes",
+    "write_snapshot",
+]

@@ -1,0 +1,357 @@
+"""Versioned msgpack wire format of log entries and results.
+
+An entry is ``[FORMAT_VERSION, [command, ...]]``; a command is an array
+``[tag, request_id, now_ms, *fields]`` with the fields in the order of its dataclass. Tags and
+field orders are part of the replicated log format: change them only with a new version
+(the golden-bytes test guards this). Decoding checks every type (bool is not an int here);
+ranges are the machine's business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgpack
+
+from raftq.core.commands import (
+    Ack,
+    Cancel,
+    Claim,
+    Command,
+    Configure,
+    Enqueue,
+    Heartbeat,
+    Nack,
+    NewJob,
+    Pause,
+    Purge,
+    RequeueDead,
+    Resume,
+    Tick,
+)
+from raftq.core.errors import CodecError
+from raftq.core.results import (
+    Acked,
+    Cancelled,
+    Claimed,
+    Configured,
+    Enqueued,
+    Extended,
+    Lease,
+    Nacked,
+    Paused,
+    Purged,
+    Reason,
+    Rejected,
+    Requeued,
+    Result,
+    Resumed,
+    Ticked,
+)
+
+__all__ = [
+    "FORMAT_VERSION",
+    "decode_entry",
+    "decode_results",
+    "encode_command",
+    "encode_entry",
+    "encode_result",
+    "encode_results",
+    "result_from_wire",
+    "unpack",
+]
+
+FORMAT_VERSION = 1
+
+# Command tags (stable).
+_ENQUEUE, _CLAIM, _HEARTBEAT, _ACK, _NACK, _CANCEL = 1, 2, 3, 4, 5, 6
+_REQUEUE, _PURGE, _PAUSE, _RESUME, _CONFIGURE, _TICK = 7, 8, 9, 10, 11, 12
+
+
+# -- type checks ------------------------------------------------------------------------
+
+
+def _int(v: Any, what: str) -> int:
+    if type(v) is not int:
+        raise CodecError(f"{what}: expected an integer")
+    return v
+
+
+def _opt_int(v: Any, what: str) -> int | None:
+    return None if v is None else _int(v, what)
+
+
+def _str(v: Any, what: str) -> str:
+    if type(v) is not str:
+        raise CodecError(f"{what}: expected a string")
+    return v
+
+
+def _opt_str(v: Any, what: str) -> str | None:
+    return None if v is None else _str(v, what)
+
+
+def _bytes(v: Any, what: str) -> bytes:
+    if type(v) is not bytes:
+        raise CodecError(f"{what}: expected bytes")
+    return v
+
+
+def _opt_bytes(v: Any, what: str) -> bytes | None:
+    return None if v is None else _bytes(v, what)
+
+
+def _list(v: Any, what: str, n: int | None = None) -> list[Any]:
+    if type(v) is not list or (n is not None and len(v) != n):
+        raise CodecError(f"{what}: expected an array" + ("" if n is None else f" of {n}"))
+    return v
+
+
+# -- commands -----------------------------------------------------------------------------
+
+
+def _new_job_fields(j: NewJob) -> list[Any]:
+    return [j.payload, j.priority, j.delay_ms, j.run_at_ms, j.key, j.max_attempts, j.lease_ms]
+
+
+def encode_command(cmd: Command) -> list[Any]:
+    head = [cmd.request_id, cmd.now_ms]
+    match cmd:
+        case Enqueue():
+            return [_ENQUEUE, *head, cmd.queue, [_new_job_fields(j) for j in cmd.jobs]]
+        case Claim():
+            return [_CLAIM, *head, list(cmd.queues), cmd.worker, cmd.max, cmd.lease_ms]
+        case Heartbeat():
+            return [_HEARTBEAT, *head, cmd.job_id, cmd.token, cmd.lease_ms]
+        case Ack():
+            return [_ACK, *head, cmd.job_id, cmd.token, cmd.result]
+        case Nack():
+            return [_NACK, *head, cmd.job_id, cmd.token, cmd.error, cmd.retry_in_ms]
+        case Cancel():
+            return [_CANCEL, *head, cmd.job_id]
+        case RequeueDead():
+            ids = None if cmd.job_ids is None else list(cmd.job_ids)
+            return [_REQUEUE, *head, cmd.queue, ids]
+        case Purge():
+            return [_PURGE, *head, cmd.queue]
+        case Pause():
+            return [_PAUSE, *head, cmd.queue]
+        case Resume():
+            return [_RESUME, *head, cmd.queue]
+        case Configure():
+            return [_CONFIGURE, *head, cmd.queue, cmd.dedup_window_ms, cmd.retention_ms]
+        case Tick():
+            return [_TICK, *head]
+
+
+def encode_entry(commands: Sequence[Command]) -> bytes:
+    """One log entry holding ``commands`` (applied in order, atomically as one entry)."""
+    raw: bytes = msgpack.packb([FORMAT_VERSION, [encode_command(c) for c in commands]])
+    return raw
+
+
+def _decode_new_job(v: Any) -> NewJob:
+    payload, priority, delay_ms, run_at_ms, key, max_attempts, lease_ms = _list(v, "job", 7)
+    return NewJob(
+        payload=_bytes(payload, "payload"),
+        priority=_int(priority, "priority"),
+        delay_ms=_opt_int(delay_ms, "delay_ms"),
+        run_at_ms=_opt_int(run_at_ms, "run_at_ms"),
+        key=_opt_str(key, "key"),
+        max_attempts=_opt_int(max_attempts, "max_attempts"),
+        lease_ms=_opt_int(lease_ms, "lease_ms"),
+    )
+
+
+def _decode_command(v: Any) -> Command:
+    a = _list(v, "command")
+    if len(a) < 3:
+        raise CodecError("command: expected [tag, request_id, now_ms, ...]")
+    tag = _int(a[0], "tag")
+    rid = _opt_str(a[1], "request_id")
+    now = _int(a[2], "now_ms")
+    f = a[3:]
+    if tag == _ENQUEUE:
+        queue, jobs = _fields(f, 2, "enqueue")
+        return Enqueue(
+            now_ms=now,
+            request_id=rid,
+            queue=_str(queue, "queue"),
+            jobs=tuple(_decode_new_job(j) for j in _list(jobs, "jobs")),
+        )
+    if tag == _CLAIM:
+        queues, worker, mx, lease_ms = _fields(f, 4, "claim")
+        return Claim(
+            now_ms=now,
+            request_id=rid,
+            queues=tuple(_str(q, "queues[]") for q in _list(queues, "queues")),
+            worker=_str(worker, "worker"),
+            max=_int(mx, "max"),
+            lease_ms=_opt_int(lease_ms, "lease_ms"),
+        )
+    if tag in (_HEARTBEAT, _ACK, _NACK):
+        return _decode_lease_command(tag, rid, now, f)
+    if tag == _CANCEL:
+        (job_id,) = _fields(f, 1, "cancel")
+        return Cancel(now_ms=now, request_id=rid, job_id=_int(job_id, "job_id"))
+    if tag == _REQUEUE:
+        queue, ids = _fields(f, 2, "requeue")
+        return RequeueDead(
+            now_ms=now,
+            request_id=rid,
+            queue=_str(queue, "queue"),
+            job_ids=None if ids is None else tuple(_int(i, "ids[]") for i in _list(ids, "ids")),
+        )
+    if tag in (_PURGE, _PAUSE, _RESUME):
+        (queue,) = _fields(f, 1, "queue command")
+        name = _str(queue, "queue")
+        if tag == _PURGE:
+            return Purge(now_ms=now, request_id=rid, queue=name)
+        if tag == _PAUSE:
+            return Pause(now_ms=now, request_id=rid, queue=name)
+        return Resume(now_ms=now, request_id=rid, queue=name)
+    if tag == _CONFIGURE:
+        queue, window, retention = _fields(f, 3, "configure")
+        return Configure(
+            now_ms=now,
+            request_id=rid,
+            queue=_str(queue, "queue"),
+            dedup_window_ms=_opt_int(window, "dedup_window_ms"),
+            retention_ms=_opt_int(retention, "retention_ms"),
+        )
+    if tag == _TICK:
+        _fields(f, 0, "tick")
+        return Tick(now_ms=now, request_id=rid)
+    raise CodecError(f"unknown command tag {tag}")
+
+
+def _decode_lease_command(tag: int, rid: str | None, now: int, f: list[Any]) -> Command:
+    if tag == _HEARTBEAT:
+        job_id, token, lease_ms = _fields(f, 3, "heartbeat")
+        return Heartbeat(
+            now_ms=now,
+            request_id=rid,
+            job_id=_int(job_id, "job_id"),
+            token=_int(token, "token"),
+            lease_ms=_opt_int(lease_ms, "lease_ms"),
+        )
+    if tag == _ACK:
+        job_id, token, result = _fields(f, 3, "ack")
+        return Ack(
+            now_ms=now,
+            request_id=rid,
+            job_id=_int(job_id, "job_id"),
+            token=_int(token, "token"),
+            result=_opt_bytes(result, "result"),
+        )
+    job_id, token, error, retry_in_ms = _fields(f, 4, "nack")
+    return Nack(
+        now_ms=now,
+        request_id=rid,
+        job_id=_int(job_id, "job_id"),
+        token=_int(token, "token"),
+        error=_opt_str(error, "error"),
+        retry_in_ms=_opt_int(retry_in_ms, "retry_in_ms"),
+    )
+
+
+def _fields(f: list[Any], n: int, what: str) -> list[Any]:
+    if len(f) != n:
+        raise CodecError(f"{what}: expected {n} fields, got {len(f)}")
+    return f
+
+
+def unpack(raw: bytes) -> Any:
+    """msgpack-decode untrusted bytes; every failure becomes ``CodecError``."""
+    if type(raw) is not bytes:
+        raise CodecError("expected bytes")
+    try:
+        return msgpack.unpackb(raw, raw=False, strict_map_key=True)
+    except Exception as e:  # msgpack raises many unrelated types for bad input
+        raise CodecError(f"not valid msgpack: {type(e).__name__}") from e
+
+
+def decode_entry(raw: bytes) -> list[Command]:
+    """Decode a log entry; ``CodecError`` (with its ``reason``) when it is not one."""
+    v = unpack(raw)
+    if type(v) is not list or len(v) != 2 or type(v[0]) is not int:
+        raise CodecError("entry: expected [version, [commands]]")
+    if v[0] != FORMAT_VERSION:
+        raise CodecError(f"entry format {v[0]} not supported", Reason.UNSUPPORTED_VERSION)
+    return [_decode_command(c) for c in _list(v[1], "commands")]
+
+
+# -- results ------------------------------------------------------------------------------
+
+
+def encode_result(r: Result) -> list[Any]:
+    match r:
+        case Rejected():
+            return [0, r.reason.value, r.message]
+        case Enqueued():
+            return [1, list(r.ids), list(r.existing)]
+        case Claimed():
+            return [2, [list(_lease_fields(x)) for x in r.jobs]]
+        case Extended():
+            return [3, r.lease_expires_ms]
+        case Acked():
+            return [4, r.job_id]
+        case Nacked():
+            return [5, r.job_id, r.state, r.run_at_ms]
+        case Cancelled():
+            return [6, r.job_id]
+        case Requeued():
+            return [7, r.count]
+        case Purged():
+            return [8, r.count]
+        case Paused():
+            return [9, r.queue]
+        case Resumed():
+            return [10, r.queue]
+        case Configured():
+            return [11, r.queue, r.dedup_window_ms, r.retention_ms]
+        case Ticked():
+            return [12, r.clock_ms]
+
+
+def _lease_fields(x: Lease) -> tuple[int, str, bytes, int, int, int, int]:
+    return (x.id, x.queue, x.payload, x.priority, x.attempt, x.token, x.lease_expires_ms)
+
+
+_RESULT_BUILDERS: dict[int, Callable[[list[Any]], Result]] = {
+    0: lambda a: Rejected(Reason(_str(a[0], "reason")), _str(a[1], "message")),
+    1: lambda a: Enqueued(tuple(a[0]), tuple(a[1])),
+    2: lambda a: Claimed(tuple(Lease(*x) for x in a[0])),
+    3: lambda a: Extended(a[0]),
+    4: lambda a: Acked(a[0]),
+    5: lambda a: Nacked(a[0], a[1], a[2]),
+    6: lambda a: Cancelled(a[0]),
+    7: lambda a: Requeued(a[0]),
+    8: lambda a: Purged(a[0]),
+    9: lambda a: Paused(a[0]),
+    10: lambda a: Resumed(a[0]),
+    11: lambda a: Configured(a[0], a[1], a[2]),
+    12: lambda a: Ticked(a[0]),
+}
+
+
+def result_from_wire(v: Any) -> Result:
+    """Rebuild a result from ``encode_result``'s array (trusted input: our own snapshots)."""
+    a = _list(v, "result")
+    try:
+        return _RESULT_BUILDERS[_int(a[0], "result tag")](a[1:])
+    except (KeyError, IndexError, TypeError, ValueError) as e:
+        raise CodecError(f"bad result: {e}") from e
+
+
+def encode_results(results: Sequence[Result]) -> bytes:
+    raw: bytes = msgpack.packb([FORMAT_VERSION, [encode_result(r) for r in results]])
+    return raw
+
+
+def decode_results(raw: bytes) -> list[Result]:
+    v = unpack(raw)
+    if type(v) is not list or len(v) != 2 or v[0] != FORMAT_VERSION:
+        raise CodecError("results: expected [version, [results]]")
+    return [result_from_wire(r) for r in _list(v[1], "results")]

@@ -1,0 +1,219 @@
+"""Commands: what a proposer asks the machine to do.
+
+Every command carries ``now_ms`` (the proposer's clock, stamped by the leader) and an optional
+``request_id``: a repeated request id inside the dedup window is answered with the first answer
+and is not applied again. The codec (``codec.py``) checks types and shapes; the machine checks
+domain rules and answers a violated rule with ``Rejected``, never an exception.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "Ack",
+    "Cancel",
+    "Claim",
+    "Command",
+    "Configure",
+    "Enqueue",
+    "Heartbeat",
+    "Nack",
+    "NewJob",
+    "Pause",
+    "Purge",
+    "RequeueDead",
+    "Resume",
+    "Tick",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewJob:
+    """One job to create. ``payload`` is opaque encoded bytes (the edges choose the encoding).
+
+    Exactly one of ``delay_ms`` / ``run_at_ms`` may be set; neither means "ready now".
+    ``lease_ms`` and ``max_attempts`` fall back to the machine defaults when ``None``.
+    """
+
+    payload: bytes
+    priority: int = 0
+    delay_ms: int | None = None
+    run_at_ms: int | None = None
+    key: str | None = None
+    max_attempts: int | None = None
+    lease_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Enqueue:
+    """Create jobs in one queue, all or none.
+
+    Preconditions: valid queue name; every job valid (priority 0..9, limits in ``limits.py``).
+    Effects: the queue is created on first use; each job gets the next id; a job whose key is
+    live in the queue's dedup table is not created, and the existing id is returned instead.
+    Refusals: ``invalid`` (any job invalid: nothing is created), ``too_many_queues``.
+    """
+
+    now_ms: int
+    request_id: str | None = None
+    queue: str
+    jobs: tuple[NewJob, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Claim:
+    """Lease up to ``max`` ready jobs from ``queues``, best first over all of them.
+
+    Order: highest priority, then earliest ready time, then lowest id; paused and unknown
+    queues give nothing. Each job leased gets a fresh fencing token and ``attempts + 1``.
+    ``lease_ms`` overrides the jobs' own lease length. Refusals: ``invalid``.
+    """
+
+    now_ms: int
+    request_id: str | None = None
+    queues: tuple[str, ...]
+    worker: str
+    max: int = 1
+    lease_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Heartbeat:
+    """Extend a live lease to ``now + lease_ms`` (or the lease length it was claimed with).
+
+    Refusals: ``not_found``, ``stale_token`` (token is not the current lease's),
+    ``lease_expired`` (cluster time passed the lease's end).
+    """
+
+    now_ms: int
+    request_id: str | None = None
+    job_id: int
+    token: int
+    lease_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ack:
+    """Complete a leased job with ``result`` (opaque bytes or ``None``): state ``succeeded``.
+
+    Refusals: ``not_found``, ``stale_token``, ``lease_expired``.
+    """
+
+    now_ms: int
+    request_id: str | None = None
+    job_id: int
+    token: int
+    result: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Nack:
+    """Fail one attempt of a leased job.
+
+    Effects: with attempts left, the job is retried after ``retry_in_ms`` or the exponential
+    backoff (``backoff.py``); without, it is dead-lettered with ``error``.
+    Refusals: ``not_found``, ``stale_token``, ``lease_expired``, ``invalid``.
+    """
+
+    now_ms: int
+    request_id: str | None = None
+    job_id: int
+    token: int
+    error: str | None = None
+    retry_in_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cancel:
+    """Cancel a job that is queued, delayed or leased (its lease is revoked).
+
+    Refusals: ``not_found``, ``finished`` (already succeeded, dead or cancelled).
+    """
+
+    now_ms: int
+    request_id: str | None = None
+    job_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequeueDead:
+    """Move dead letters of ``queue`` back to queued with their attempts reset.
+
+    ``job_ids`` ``None`` means all of them; ids that are not dead letters of the queue are
+    skipped and not counted. Refusals: ``invalid``.
+    """
+
+    now_ms: int
+    request_id: str | None = None
+    queue: str
+    job_ids: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Purge:
+    """Delete every queued, delayed and dead job of ``queue``; leased jobs run on.
+
+    Cost is linear in the queue's size: an admin operation, not a hot path.
+    """
+
+    now_ms: int
+    request_id: str | None = None
+    queue: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pause:
+    """Stop handing out jobs of ``queue``; enqueues are still accepted. Creates the queue."""
+
+    now_ms: int
+    request_id: str | None = None
+    queue: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Resume:
+    """Undo ``Pause``. Creates the queue."""
+
+    now_ms: int
+    request_id: str | None = None
+    queue: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Configure:
+    """Set a queue's windows; ``None`` keeps the current value. Creates the queue.
+
+    ``dedup_window_ms``: how long a finished job's key still deduplicates (0..24 h).
+    ``retention_ms``: how long succeeded and cancelled jobs stay readable (0..7 d).
+    """
+
+    now_ms: int
+    request_id: str | None = None
+    queue: str
+    dedup_window_ms: int | None = None
+    retention_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tick:
+    """Advance cluster time: expire leases, release due delayed jobs, collect old results."""
+
+    now_ms: int
+    request_id: str | None = None
+
+
+Command = (
+    Enqueue
+    | Claim
+    | Heartbeat
+    | Ack
+    | Nack
+    | Cancel
+    | RequeueDead
+    | Purge
+    | Pause
+    | Resume
+    | Configure
+    | Tick
+)

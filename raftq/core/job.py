@@ -1,0 +1,164 @@
+"""Jobs, their states, and the integer heap keys that order them.
+
+Heap entries are single ints, not tuples: one int object per queued job instead of a tuple and
+three ints keeps 1M queued jobs within the memory budget. An entry is valid only while it equals
+the key recomputed from its job (lazy deletion): a cancelled or re-scheduled job leaves a stale
+entry that is skipped when it reaches the top.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = [
+    "FINISHED_STATES",
+    "Job",
+    "JobInfo",
+    "JobState",
+    "delayed_key",
+    "lease_key",
+    "ready_key",
+    "split_delayed_key",
+    "split_lease_key",
+]
+
+_B48 = (1 << 48) - 1
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"  # ready: in its queue's ready heap
+    DELAYED = "delayed"  # waiting for run_at_ms: in the delayed heap
+    LEASED = "leased"  # claimed: token and lease_expires_ms are set, in the lease heap
+    SUCCEEDED = "succeeded"  # acked; collected after retention
+    DEAD = "dead"  # out of attempts; kept until requeued or purged
+    CANCELLED = "cancelled"  # collected after retention
+
+
+FINISHED_STATES = (JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED)
+
+
+def ready_key(priority: int, ready_at_ms: int, job_id: int) -> int:
+    """Min-heap key: higher priority first, then earlier ready time, then lower id (FIFO)."""
+    return ((9 - priority) << 96) | (ready_at_ms << 48) | job_id
+
+
+def delayed_key(run_at_ms: int, job_id: int) -> int:
+    return (run_at_ms << 48) | job_id
+
+
+def split_delayed_key(key: int) -> tuple[int, int]:
+    return key >> 48, key & _B48
+
+
+def lease_key(expires_ms: int, token: int, job_id: int) -> int:
+    return (expires_ms << 96) | (token << 48) | job_id
+
+
+def split_lease_key(key: int) -> tuple[int, int, int]:
+    return key >> 96, (key >> 48) & _B48, key & _B48
+
+
+class Job:
+    """One job. Mutable, owned by the machine; the edges see ``JobInfo`` copies.
+
+    Invariants: ``token`` is the token of the latest lease (0 before the first claim);
+    ``lease_expires_ms`` is meaningful only in state LEASED; ``ready_at_ms`` is when the job
+    became (or becomes) claimable: its heap position in QUEUED, its due time in DELAYED.
+    """
+
+    __slots__ = (
+        "attempts",
+        "created_ms",
+        "error",
+        "finished_ms",
+        "id",
+        "key",
+        "lease_expires_ms",
+        "lease_ms",
+        "max_attempts",
+        "payload",
+        "priority",
+        "queue",
+        "ready_at_ms",
+        "result",
+        "state",
+        "token",
+        "worker",
+    )
+
+    def __init__(
+        self,
+        *,
+        id: int,
+        queue: str,
+        payload: bytes,
+        priority: int,
+        state: JobState,
+        max_attempts: int,
+        lease_ms: int,
+        ready_at_ms: int,
+        created_ms: int,
+        key: str | None,
+    ) -> None:
+        self.id = id
+        self.queue = queue
+        self.payload = payload
+        self.priority = priority
+        self.state = state
+        self.attempts = 0
+        self.max_attempts = max_attempts
+        self.lease_ms = lease_ms
+        self.ready_at_ms = ready_at_ms
+        self.created_ms = created_ms
+        self.key = key
+        self.token = 0
+        self.lease_expires_ms = 0
+        self.worker: str | None = None
+        self.result: bytes | None = None
+        self.error: str | None = None
+        self.finished_ms = 0
+
+    def info(self) -> JobInfo:
+        return JobInfo(
+            id=self.id,
+            queue=self.queue,
+            state=self.state,
+            priority=self.priority,
+            attempts=self.attempts,
+            max_attempts=self.max_attempts,
+            payload=self.payload,
+            result=self.result,
+            error=self.error,
+            run_at_ms=self.ready_at_ms,
+            created_ms=self.created_ms,
+            key=self.key,
+            lease_ms=self.lease_ms,
+            token=self.token,
+            worker=self.worker if self.state is JobState.LEASED else None,
+            lease_expires_ms=self.lease_expires_ms if self.state is JobState.LEASED else None,
+            finished_ms=self.finished_ms if self.state in FINISHED_STATES else None,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobInfo:
+    """A read-only copy of a job, safe to hand to another thread."""
+
+    id: int
+    queue: str
+    state: JobState
+    priority: int
+    attempts: int
+    max_attempts: int
+    payload: bytes
+    result: bytes | None
+    error: str | None
+    run_at_ms: int
+    created_ms: int
+    key: str | None
+    lease_ms: int
+    token: int
+    worker: str | None
+    lease_expires_ms: int | None
+    finished_ms: int | None

@@ -1,0 +1,181 @@
+"""The replicated state machine: committed entries in, results out.
+
+``apply_entry`` is the one replicated entry point. It is total: bytes that do not decode and
+every domain refusal become results; an exception means the state itself is corrupt (a bug),
+and the node must stop rather than diverge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from typing import IO, assert_never
+
+from raftq.core import codec, ops
+from raftq.core.commands import (
+    Ack,
+    Cancel,
+    Claim,
+    Command,
+    Configure,
+    Enqueue,
+    Heartbeat,
+    Nack,
+    Pause,
+    Purge,
+    RequeueDead,
+    Resume,
+    Tick,
+)
+from raftq.core.errors import CodecError
+from raftq.core.invariants import check_invariants
+from raftq.core.job import Job, JobInfo
+from raftq.core.limits import (
+    MAX_REQUEST_ID_CHARS,
+    MAX_TIME_MS,
+    REQUEST_WINDOW_MAX,
+    REQUEST_WINDOW_MS,
+)
+from raftq.core.queue import QueueState
+from raftq.core.results import Reason, Rejected, Result, Ticked
+from raftq.core.snapshot import read_snapshot_into, snapshot_digest
+from raftq.core.stats import QueueStats, queue_stats
+
+__all__ = ["Machine"]
+
+_DIGEST_SIZE = 16
+
+
+class Machine:
+    """The whole replicated state. Single-threaded: the caller serializes every call.
+
+    Invariants: ``clock_ms`` never decreases; ``next_id`` and ``last_token`` only grow, so job
+    ids are unique and fencing tokens strictly increase across the cluster; ``digest`` is a
+    rolling hash of every applied entry, so replicas at the same ``applied`` index agree on it
+    exactly when they applied the same bytes.
+    """
+
+    def __init__(self) -> None:
+        self.clock_ms = 0
+        self.applied = 0  # entries applied
+        self.digest = b"\0" * _DIGEST_SIZE
+        self.next_id = 1
+        self.last_token = 0
+        self.jobs: dict[int, Job] = {}
+        self.queues: dict[str, QueueState] = {}
+        # request id -> (expires_ms, first result); request_order is FIFO by expiry.
+        self.requests: dict[str, tuple[int, Result]] = {}
+        self.request_order: deque[tuple[int, str]] = deque()
+
+    @classmethod
+    def restore(cls, snapshot: IO[bytes] | bytes) -> Machine:
+        """A machine rebuilt from ``snapshot.write_snapshot`` output (``CodecError`` if bad)."""
+        m = cls()
+        read_snapshot_into(m, snapshot)
+        return m
+
+    # -- the replicated entry point -------------------------------------------------------
+
+    def apply_entry(self, raw: bytes) -> list[Result]:
+        """Apply one committed log entry (a batch of commands); one result per command."""
+        self.applied += 1
+        self.digest = hashlib.blake2b(
+            self.digest + raw, digest_size=_DIGEST_SIZE, person=b"raftq-entry"
+        ).digest()
+        try:
+            commands = codec.decode_entry(raw)
+        except CodecError as e:
+            return [Rejected(e.reason, str(e))]
+        return [self.apply_command(cmd) for cmd in commands]
+
+    def apply(self, raw: bytes) -> bytes:
+        """``apply_entry`` with the results encoded (versioned msgpack)."""
+        return codec.encode_results(self.apply_entry(raw))
+
+    def apply_command(self, cmd: Command) -> Result:
+        if not 0 <= cmd.now_ms <= MAX_TIME_MS:
+            return Rejected(Reason.INVALID, f"now_ms out of range: {cmd.now_ms}")
+        self.clock_ms = max(self.clock_ms, cmd.now_ms)
+        self._expire_requests()
+        rid = cmd.request_id
+        if rid is None:
+            return self._dispatch(cmd)
+        if len(rid) > MAX_REQUEST_ID_CHARS:
+            return Rejected(Reason.INVALID, f"request_id longer than {MAX_REQUEST_ID_CHARS}")
+        seen = self.requests.get(rid)
+        if seen is not None:
+            return seen[1]
+        result = self._dispatch(cmd)
+        expires_ms = self.clock_ms + REQUEST_WINDOW_MS
+        self.requests[rid] = (expires_ms, result)
+        self.request_order.append((expires_ms, rid))
+        return result
+
+    def _dispatch(self, cmd: Command) -> Result:
+        match cmd:
+            case Enqueue():
+                return ops.enqueue(self, cmd)
+            case Claim():
+                return ops.claim(self, cmd)
+            case Heartbeat():
+                return ops.heartbeat(self, cmd)
+            case Ack():
+                return ops.ack(self, cmd)
+            case Nack():
+                return ops.nack(self, cmd)
+            case Cancel():
+                return ops.cancel(self, cmd)
+            case RequeueDead():
+                return ops.requeue_dead(self, cmd)
+            case Purge():
+                return ops.purge(self, cmd)
+            case Pause() | Resume():
+                return ops.pause_resume(self, cmd)
+            case Configure():
+                return ops.configure(self, cmd)
+            case Tick():
+                for q in self.queues.values():
+                    ops.advance_queue(self, q)
+                return Ticked(self.clock_ms)
+            case _:
+                assert_never(cmd)
+
+    def _expire_requests(self) -> None:
+        order = self.request_order
+        while order and (order[0][0] <= self.clock_ms or len(order) > REQUEST_WINDOW_MAX):
+            _, rid = order.popleft()
+            del self.requests[rid]
+
+    # -- reads (local, never mutate: a read must not make replicas differ) ----------------
+
+    def job_info(self, job_id: int) -> JobInfo | None:
+        job = self.jobs.get(job_id)
+        return None if job is None else job.info()
+
+    def queue_names(self) -> list[str]:
+        return list(self.queues)
+
+    def queue_stats(self, name: str) -> QueueStats | None:
+        q = self.queues.get(name)
+        return None if q is None else queue_stats(q)
+
+    def dead_letters(self, name: str, limit: int = 100, after_id: int = 0) -> list[JobInfo]:
+        """Dead letters of a queue, oldest first, at most ``limit``, ids above ``after_id``."""
+        q = self.queues.get(name)
+        if q is None:
+            return []
+        out: list[JobInfo] = []
+        for job_id in q.dead:
+            if job_id > after_id:
+                out.append(self.jobs[job_id].info())
+                if len(out) >= limit:
+                    break
+        return out
+
+    def state_digest(self) -> str:
+        """Hex digest of the canonical snapshot: equal iff the states are equal."""
+        return snapshot_digest(self)
+
+    def check_invariants(self) -> None:
+        """Raise AssertionError if an internal invariant is broken (tests and fail-stop)."""
+        check_invariants(self)

@@ -1,0 +1,145 @@
+"""Results: what the machine answers, one per command, in command order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = [
+    "Acked",
+    "Cancelled",
+    "Claimed",
+    "Configured",
+    "Enqueued",
+    "Extended",
+    "Lease",
+    "Nacked",
+    "Paused",
+    "Purged",
+    "Reason",
+    "Rejected",
+    "Requeued",
+    "Result",
+    "Resumed",
+    "Ticked",
+]
+
+
+class Reason(StrEnum):
+    """Why a command was refused. Stable strings: the HTTP layer maps them to statuses."""
+
+    MALFORMED = "malformed"  # bytes that do not decode to a command (HTTP 400)
+    UNSUPPORTED_VERSION = "unsupported_version"  # entry from a newer format (HTTP 400)
+    INVALID = "invalid"  # a field out of range (HTTP 400)
+    NOT_FOUND = "not_found"  # unknown job (HTTP 404)
+    STALE_TOKEN = "stale_token"  # token is not the current lease's (HTTP 409)
+    LEASE_EXPIRED = "lease_expired"  # the lease ended in cluster time (HTTP 409)
+    FINISHED = "finished"  # the job is already succeeded, dead or cancelled (HTTP 409)
+    TOO_MANY_QUEUES = "too_many_queues"  # queue count limit reached (HTTP 409)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    reason: Reason
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    """``ids[i]`` answers ``jobs[i]``; ``existing[i]`` is true when a live key returned an
+    already existing job instead of creating one."""
+
+    ids: tuple[int, ...]
+    existing: tuple[bool, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """One claimed job. ``token`` is the fencing token: pass it to ack/nack/heartbeat and to
+    any downstream system that must refuse writes from an expired lease holder."""
+
+    id: int
+    queue: str
+    payload: bytes
+    priority: int
+    attempt: int
+    token: int
+    lease_expires_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    jobs: tuple[Lease, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Extended:
+    lease_expires_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Acked:
+    job_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Nacked:
+    """``state`` is ``delayed``/``queued`` (will retry at ``run_at_ms``) or ``dead``."""
+
+    job_id: int
+    state: str
+    run_at_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    job_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Requeued:
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Purged:
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Paused:
+    queue: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    queue: str
+
+
+@dataclass(frozen=True, slots=True)
+class Configured:
+    queue: str
+    dedup_window_ms: int
+    retention_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ticked:
+    clock_ms: int
+
+
+Result = (
+    Rejected
+    | Enqueued
+    | Claimed
+    | Extended
+    | Acked
+    | Nacked
+    | Cancelled
+    | Requeued
+    | Purged
+    | Paused
+    | Resumed
+    | Configured
+    | Ticked
+)
