@@ -13,11 +13,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m raftq.demo
+	$(PY) -m raftq cluster up --config cluster/three-node.toml
 
 lint: $(STAMP)
-	$(PY) -m ruff check raftq tests bench
-	$(PY) -m ruff format --check raftq tests bench
+	$(PY) -m ruff check raftq tests bench examples
+	$(PY) -m ruff format --check raftq tests bench examples
 
 typecheck: $(STAMP)
 	$(PY) -m mypy

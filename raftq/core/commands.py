@@ -140,8 +140,9 @@ class Cancel:
 class RequeueDead:
     """Move dead letters of ``queue`` back to queued with their attempts reset.
 
-    ``job_ids`` ``None`` means all of them; ids that are not dead letters of the queue are
-    skipped and not counted. Refusals: ``invalid``.
+    ``job_ids`` ``None`` means all of them, oldest first; ids that are not dead letters of
+    the queue are skipped and not counted. A requeued job takes its idempotency key back
+    unless another job holds it live. Refusals: ``invalid``.
     """
 
     now_ms: int
@@ -184,7 +185,9 @@ class Resume:
 class Configure:
     """Set a queue's windows; ``None`` keeps the current value. Creates the queue.
 
-    ``dedup_window_ms``: how long a finished job's key still deduplicates (0..24 h).
+    ``dedup_window_ms``: how long a finished job's key still deduplicates (0..24 h). A new
+    window applies at once to every key still live (collected jobs' included); a key that
+    already expired stays expired.
     ``retention_ms``: how long succeeded and cancelled jobs stay readable (0..7 d).
     """
 

@@ -69,6 +69,7 @@ class Job:
 
     __slots__ = (
         "attempts",
+        "claim_lease_ms",
         "created_ms",
         "error",
         "finished_ms",
@@ -114,6 +115,9 @@ class Job:
         self.key = key
         self.token = 0
         self.lease_expires_ms = 0
+        # Length of the current lease as claimed (the claim's lease_ms, else the job's): what
+        # a heartbeat without lease_ms extends by. Meaningful in state LEASED.
+        self.claim_lease_ms = 0
         self.worker: str | None = None
         self.result: bytes | None = None
         self.error: str | None = None

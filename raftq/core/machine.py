@@ -8,10 +8,11 @@ and the node must stop rather than diverge.
 from __future__ import annotations
 
 import hashlib
+import heapq
 from collections import deque
 from typing import IO, assert_never
 
-from raftq.core import codec, ops
+from raftq.core import admin_ops, codec, lease_ops, ops
 from raftq.core.commands import (
     Ack,
     Cancel,
@@ -118,21 +119,21 @@ class Machine:
             case Claim():
                 return ops.claim(self, cmd)
             case Heartbeat():
-                return ops.heartbeat(self, cmd)
+                return lease_ops.heartbeat(self, cmd)
             case Ack():
-                return ops.ack(self, cmd)
+                return lease_ops.ack(self, cmd)
             case Nack():
-                return ops.nack(self, cmd)
+                return lease_ops.nack(self, cmd)
             case Cancel():
-                return ops.cancel(self, cmd)
+                return lease_ops.cancel(self, cmd)
             case RequeueDead():
-                return ops.requeue_dead(self, cmd)
+                return admin_ops.requeue_dead(self, cmd)
             case Purge():
-                return ops.purge(self, cmd)
+                return admin_ops.purge(self, cmd)
             case Pause() | Resume():
-                return ops.pause_resume(self, cmd)
+                return admin_ops.pause_resume(self, cmd)
             case Configure():
-                return ops.configure(self, cmd)
+                return admin_ops.configure(self, cmd)
             case Tick():
                 for q in self.queues.values():
                     ops.advance_queue(self, q)
@@ -164,13 +165,10 @@ class Machine:
         q = self.queues.get(name)
         if q is None:
             return []
-        out: list[JobInfo] = []
-        for job_id in q.dead:
-            if job_id > after_id:
-                out.append(self.jobs[job_id].info())
-                if len(out) >= limit:
-                    break
-        return out
+        # ``q.dead`` is in the order jobs died, which is not id order: sort, so that paging
+        # with ``after_id`` neither skips nor repeats a dead letter.
+        page = heapq.nsmallest(limit, (i for i in q.dead if i > after_id))
+        return [self.jobs[job_id].info() for job_id in page]
 
     def state_digest(self) -> str:
         """Hex digest of the canonical snapshot: equal iff the states are equal."""

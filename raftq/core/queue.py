@@ -3,11 +3,14 @@
 The machine owns the jobs; a queue holds only job ids (inside heap keys) and counters.
 Invariants (checked by ``Machine.check_invariants``):
 - every QUEUED job of the queue has exactly one valid entry in ``ready``; DELAYED in
-  ``delayed``; LEASED in ``leases``. Other entries are stale and skipped lazily.
+  ``delayed``; LEASED at least one in ``leases`` (a heartbeat that moves a lease back to an
+  end it had before revives the old, equal entry; the copy is skipped once the job moves
+  on). Other entries are stale and skipped lazily.
 - ``counts[s]`` is the number of the queue's jobs in state ``s``;
   ``ready_by_priority[p]`` the number of QUEUED jobs of priority ``p``.
-- ``dead`` lists exactly the queue's DEAD jobs, oldest first; ``finished`` lists its
-  SUCCEEDED and CANCELLED jobs in the order they finished (so by ``finished_ms``).
+- ``dead`` lists exactly the queue's DEAD jobs, in the order they died (not id order);
+  ``finished`` lists its SUCCEEDED and CANCELLED jobs in the order they finished (so by
+  ``finished_ms``).
 """
 
 from __future__ import annotations
@@ -15,20 +18,19 @@ from __future__ import annotations
 import heapq
 from collections import deque
 
-from raftq.core.job import (
-    Job,
-    JobState,
-    delayed_key,
-    lease_key,
-    ready_key,
-    split_delayed_key,
-    split_lease_key,
-)
+from raftq.core.job import Job, JobState
 from raftq.core.limits import DEFAULT_DEDUP_WINDOW_MS, DEFAULT_RETENTION_MS
 
 __all__ = ["QueueState"]
 
 _B48 = (1 << 48) - 1
+# Enum members as module constants: ``JobState.QUEUED`` is a metaclass attribute lookup, several
+# times slower than a global, and these run once or more per command.
+_QUEUED = JobState.QUEUED
+_DELAYED = JobState.DELAYED
+_LEASED = JobState.LEASED
+_heappush = heapq.heappush
+_heappop = heapq.heappop
 # A heap is rebuilt without its stale entries once they outnumber live ones by this much.
 _COMPACT_SLACK = 1024
 
@@ -61,7 +63,9 @@ class QueueState:
         self.counts: dict[JobState, int] = dict.fromkeys(JobState, 0)
         self.ready_by_priority = [0] * 10
         # Idempotency key -> job id. A key is live while its job is unfinished, and for
-        # dedup_window_ms after it finished (key_expiry holds (expires_ms, key, id), FIFO).
+        # dedup_window_ms after it finished. key_expiry holds (finished_ms, key, id) of
+        # succeeded and cancelled key owners, in finish order; a dead letter's key is judged
+        # from the job, which stays until requeued or purged.
         self.keys: dict[str, int] = {}
         self.key_expiry: deque[tuple[int, str, int]] = deque()
         self.dead: dict[int, None] = {}  # insertion-ordered set of ids
@@ -70,51 +74,57 @@ class QueueState:
     # -- counters -------------------------------------------------------------------------
 
     def count_in(self, job: Job) -> None:
-        self.counts[job.state] += 1
-        if job.state is JobState.QUEUED:
+        state = job.state
+        self.counts[state] += 1
+        if state is _QUEUED:
             self.ready_by_priority[job.priority] += 1
 
     def count_out(self, job: Job) -> None:
-        self.counts[job.state] -= 1
-        if job.state is JobState.QUEUED:
+        state = job.state
+        self.counts[state] -= 1
+        if state is _QUEUED:
             self.ready_by_priority[job.priority] -= 1
 
     # -- heaps ----------------------------------------------------------------------------
 
+    # The key formulas of job.py are inlined below: these run once or more per command.
+
     def push_ready(self, job: Job) -> None:
-        heapq.heappush(self.ready, ready_key(job.priority, job.ready_at_ms, job.id))
+        _heappush(self.ready, ((9 - job.priority) << 96) | (job.ready_at_ms << 48) | job.id)
 
     def push_delayed(self, job: Job) -> None:
-        heapq.heappush(self.delayed, delayed_key(job.ready_at_ms, job.id))
+        _heappush(self.delayed, (job.ready_at_ms << 48) | job.id)
 
     def push_lease(self, job: Job) -> None:
-        heapq.heappush(self.leases, lease_key(job.lease_expires_ms, job.token, job.id))
+        _heappush(self.leases, (job.lease_expires_ms << 96) | (job.token << 48) | job.id)
 
     def peek_ready(self, jobs: dict[int, Job]) -> int | None:
         """The smallest valid ready key, dropping stale entries above it; ``None`` if empty."""
         heap = self.ready
+        get = jobs.get
         while heap:
             key = heap[0]
-            job = jobs.get(key & _B48)
+            job = get(key & _B48)
             if (
                 job is not None
-                and job.state is JobState.QUEUED
-                and key == ready_key(job.priority, job.ready_at_ms, job.id)
+                and job.state is _QUEUED
+                and key == ((9 - job.priority) << 96) | (job.ready_at_ms << 48) | job.id
             ):
                 return key
-            heapq.heappop(heap)
+            _heappop(heap)
         return None
 
     def pop_due_delayed(self, jobs: dict[int, Job], clock_ms: int) -> Job | None:
         """Pop the next DELAYED job due at or before ``clock_ms``, skipping stale entries."""
         heap = self.delayed
         while heap:
-            run_at_ms, job_id = split_delayed_key(heap[0])
+            key = heap[0]
+            run_at_ms = key >> 48
             if run_at_ms > clock_ms:
                 return None
-            heapq.heappop(heap)
-            job = jobs.get(job_id)
-            if job is not None and job.state is JobState.DELAYED and job.ready_at_ms == run_at_ms:
+            _heappop(heap)
+            job = jobs.get(key & _B48)
+            if job is not None and job.state is _DELAYED and job.ready_at_ms == run_at_ms:
                 return job
         return None
 
@@ -122,15 +132,16 @@ class QueueState:
         """Pop the next LEASED job whose lease ended at or before ``clock_ms``."""
         heap = self.leases
         while heap:
-            expires_ms, token, job_id = split_lease_key(heap[0])
+            key = heap[0]
+            expires_ms = key >> 96
             if expires_ms > clock_ms:
                 return None
-            heapq.heappop(heap)
-            job = jobs.get(job_id)
+            _heappop(heap)
+            job = jobs.get(key & _B48)
             if (
                 job is not None
-                and job.state is JobState.LEASED
-                and job.token == token
+                and job.state is _LEASED
+                and job.token == (key >> 48) & _B48
                 and job.lease_expires_ms == expires_ms
             ):
                 return job
@@ -139,55 +150,56 @@ class QueueState:
     def compact(self, jobs: dict[int, Job]) -> None:
         """Drop stale heap entries once they dominate (amortized O(1) per stale entry)."""
         c = self.counts
-        if len(self.ready) > 2 * c[JobState.QUEUED] + _COMPACT_SLACK:
-            self.ready = [k for k in self.ready if _ready_valid(jobs, k)]
+        get = jobs.get
+        # The validity tests of peek_ready / pop_due_delayed / pop_expired_lease, inlined.
+        if len(self.ready) > 2 * c[_QUEUED] + _COMPACT_SLACK:
+            self.ready = [
+                k
+                for k in self.ready
+                if (j := get(k & _B48)) is not None
+                and j.state is _QUEUED
+                and k == ((9 - j.priority) << 96) | (j.ready_at_ms << 48) | j.id
+            ]
             heapq.heapify(self.ready)
-        if len(self.delayed) > 2 * c[JobState.DELAYED] + _COMPACT_SLACK:
-            self.delayed = [k for k in self.delayed if _delayed_valid(jobs, k)]
+        if len(self.delayed) > 2 * c[_DELAYED] + _COMPACT_SLACK:
+            self.delayed = [
+                k
+                for k in self.delayed
+                if (j := get(k & _B48)) is not None
+                and j.state is _DELAYED
+                and j.ready_at_ms == k >> 48
+            ]
             heapq.heapify(self.delayed)
-        if len(self.leases) > 2 * c[JobState.LEASED] + _COMPACT_SLACK:
-            self.leases = [k for k in self.leases if _lease_valid(jobs, k)]
+        if len(self.leases) > 2 * c[_LEASED] + _COMPACT_SLACK:
+            self.leases = [
+                k
+                for k in self.leases
+                if (j := get(k & _B48)) is not None
+                and j.state is _LEASED
+                and j.token == (k >> 48) & _B48
+                and j.lease_expires_ms == k >> 96
+            ]
             heapq.heapify(self.leases)
 
     def rebuild(self, jobs: list[Job]) -> None:
         """Recreate heaps and counters from the queue's jobs (restore after a snapshot)."""
-        self.ready, self.delayed, self.leases = [], [], []
-        self.counts = dict.fromkeys(JobState, 0)
-        self.ready_by_priority = [0] * 10
-        for job in jobs:
-            self.count_in(job)
-            if job.state is JobState.QUEUED:
-                self.ready.append(ready_key(job.priority, job.ready_at_ms, job.id))
-            elif job.state is JobState.DELAYED:
-                self.delayed.append(delayed_key(job.ready_at_ms, job.id))
-            elif job.state is JobState.LEASED:
-                self.leases.append(lease_key(job.lease_expires_ms, job.token, job.id))
-        heapq.heapify(self.ready)
-        heapq.heapify(self.delayed)
-        heapq.heapify(self.leases)
-
-
-def _ready_valid(jobs: dict[int, Job], key: int) -> bool:
-    job = jobs.get(key & _B48)
-    return (
-        job is not None
-        and job.state is JobState.QUEUED
-        and key == ready_key(job.priority, job.ready_at_ms, job.id)
-    )
-
-
-def _delayed_valid(jobs: dict[int, Job], key: int) -> bool:
-    run_at_ms, job_id = split_delayed_key(key)
-    job = jobs.get(job_id)
-    return job is not None and job.state is JobState.DELAYED and job.ready_at_ms == run_at_ms
-
-
-def _lease_valid(jobs: dict[int, Job], key: int) -> bool:
-    expires_ms, token, job_id = split_lease_key(key)
-    job = jobs.get(job_id)
-    return (
-        job is not None
-        and job.state is JobState.LEASED
-        and job.token == token
-        and job.lease_expires_ms == expires_ms
-    )
+        ready: list[int] = []
+        delayed: list[int] = []
+        leases: list[int] = []
+        counts = dict.fromkeys(JobState, 0)
+        by_priority = [0] * 10
+        for job in jobs:  # count_in and the push_* key formulas, inlined
+            state = job.state
+            counts[state] += 1
+            if state is _QUEUED:
+                by_priority[job.priority] += 1
+                ready.append(((9 - job.priority) << 96) | (job.ready_at_ms << 48) | job.id)
+            elif state is _DELAYED:
+                delayed.append((job.ready_at_ms << 48) | job.id)
+            elif state is _LEASED:
+                leases.append((job.lease_expires_ms << 96) | (job.token << 48) | job.id)
+        heapq.heapify(ready)
+        heapq.heapify(delayed)
+        heapq.heapify(leases)
+        self.ready, self.delayed, self.leases = ready, delayed, leases
+        self.counts, self.ready_by_priority = counts, by_priority

@@ -1,0 +1,39 @@
+"""What the ``raftq`` sub-commands share: exit codes and the CLI's own errors."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Final, NoReturn
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "CliError",
+    "Parser",
+    "UsageError",
+]
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1  # the operation failed
+EXIT_USAGE: Final = 2  # bad arguments or configuration (argparse's own convention)
+EXIT_UNREACHABLE: Final = 3  # no node answered, or no leader within the deadline
+EXIT_INTERRUPTED: Final = 130  # 128 + SIGINT, as shells report it
+
+
+class CliError(Exception):
+    """An operation failed for a reason the message explains (exit status 1)."""
+
+
+class UsageError(CliError):
+    """Bad arguments: a wrong flag, a payload that is not JSON... (exit status 2)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors raise ``UsageError``, so ``raftq.cli.main`` reports
+    them in one line and returns instead of exiting. Sub-parsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")

@@ -1,0 +1,303 @@
+"""The asyncio client of raftq's HTTP API (``docs/http-api.md``)."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+from raftq.client.handle import JobHandle
+from raftq.client.transport import Transport, parse_nodes
+from raftq.client.types import ClaimedJob
+from raftq.core.limits import REQUEST_WINDOW_MS
+from raftq.errors import TransportError
+
+__all__ = ["Client"]
+
+# Retries must land inside the machine's request-id window to be deduplicated.
+_MAX_RETRY_MS = REQUEST_WINDOW_MS - 10_000
+
+
+def _q(name: str) -> str:
+    return quote(name, safe="")
+
+
+class Client:
+    """Talks to any node of a cluster; goes to the leader once it knows it.
+
+    Every mutating call carries a request id reused on each retry, so a retried call is
+    applied at most once. Failures are retried for ``retry_ms`` (see
+    ``raftq.client.transport``); then the call raises ``NoLeader``, ``Overloaded``,
+    ``OutcomeUnknown`` or ``TransportError``. Refusals raise ``Rejected`` (``reason`` is the
+    error code: ``invalid``, ``not_found``, ``stale_token``, ``lease_expired``...).
+
+    Args:
+        nodes: ``"host:port,host:port"``, ``"http://host:port"``, or a list of either.
+        timeout_ms: deadline of one attempt (a long-poll claim adds its ``wait_ms``).
+        retry_ms: how long to keep retrying a call (at most 110 000: the cluster remembers
+            request ids for two minutes).
+        token: sent as ``Authorization: Bearer <token>``.
+        ssl: TLS context; node addresses without a scheme then use https.
+        use_msgpack: msgpack bodies (bytes travel natively) instead of JSON.
+
+    Use ``async with Client(...) as c:`` or call ``await c.close()``; use one ``Client`` on one
+    event loop (its connections belong to the loop that first used it).
+    """
+
+    def __init__(
+        self,
+        nodes: Sequence[str] | str,
+        *,
+        timeout_ms: int = 10_000,
+        retry_ms: int = 30_000,
+        token: str | None = None,
+        ssl: ssl.SSLContext | None = None,
+        use_msgpack: bool = True,
+    ) -> None:
+        if type(timeout_ms) is not int or timeout_ms <= 0:
+            raise ValueError(f"timeout_ms must be a positive integer, got {timeout_ms!r}")
+        if type(retry_ms) is not int or not 0 <= retry_ms <= _MAX_RETRY_MS:
+            raise ValueError(f"retry_ms must be an integer in 0..{_MAX_RETRY_MS}")
+        self._t = Transport(
+            parse_nodes(nodes, tls=ssl is not None),
+            timeout_ms=timeout_ms,
+            retry_ms=retry_ms,
+            token=token,
+            ssl_context=ssl,
+            use_msgpack=use_msgpack,
+        )
+
+    @property
+    def nodes(self) -> list[str]:
+        """The configured nodes' base URLs."""
+        return list(self._t.nodes)
+
+    @property
+    def leader(self) -> str | None:
+        """The leader's base URL as last learned, if any."""
+        return self._t.leader
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the persistent connections."""
+        await self._t.close()
+
+    async def _write(self, path: str, body: Any = None, *, extra_ms: int = 0) -> Any:
+        return await self._t.request("POST", path, body, mutating=True, extra_ms=extra_ms)
+
+    async def _read(self, path: str, query: Mapping[str, str] | None = None) -> Any:
+        return await self._t.request("GET", path, query=query)
+
+    # -- producing ------------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        queue: str,
+        payload: Any,
+        *,
+        priority: int = 0,
+        delay_ms: int | None = None,
+        run_at_ms: int | None = None,
+        key: str | None = None,
+        max_attempts: int | None = None,
+        lease_ms: int | None = None,
+    ) -> int:
+        """Enqueue one job; returns its id (the existing job's id if ``key`` is live)."""
+        job = _job_body(
+            payload,
+            priority=priority,
+            delay_ms=delay_ms,
+            run_at_ms=run_at_ms,
+            key=key,
+            max_attempts=max_attempts,
+            lease_ms=lease_ms,
+        )
+        answer = await self._write(f"/v1/queues/{_q(queue)}/jobs", job)
+        return int(answer["id"])
+
+    async def enqueue_job(
+        self,
+        queue: str,
+        payload: Any,
+        *,
+        priority: int = 0,
+        delay_ms: int | None = None,
+        run_at_ms: int | None = None,
+        key: str | None = None,
+        max_attempts: int | None = None,
+        lease_ms: int | None = None,
+    ) -> JobHandle:
+        """``enqueue`` and return a handle: ``await handle.wait(timeout_ms)`` gives the result
+        (see ``raftq.client.handle``)."""
+        job_id = await self.enqueue(
+            queue,
+            payload,
+            priority=priority,
+            delay_ms=delay_ms,
+            run_at_ms=run_at_ms,
+            key=key,
+            max_attempts=max_attempts,
+            lease_ms=lease_ms,
+        )
+        return JobHandle(self, job_id)
+
+    def job(self, job_id: int) -> JobHandle:
+        """A handle on an existing job (no request is made until it is used)."""
+        return JobHandle(self, job_id)
+
+    async def enqueue_many(self, queue: str, jobs: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Enqueue several jobs atomically (all or none). Each mapping holds ``payload`` and
+        optionally ``priority``, ``delay_ms``, ``run_at_ms``, ``key``, ``max_attempts``,
+        ``lease_ms``. Returns the ids in order."""
+        answer = await self._write(
+            f"/v1/queues/{_q(queue)}/jobs", {"jobs": [dict(j) for j in jobs]}
+        )
+        return [int(i) for i in answer["ids"]]
+
+    # -- working --------------------------------------------------------------------------
+
+    async def claim(
+        self,
+        queues: str | Sequence[str],
+        *,
+        worker: str,
+        max: int = 1,
+        lease_ms: int | None = None,
+        wait_ms: int = 0,
+    ) -> list[ClaimedJob]:
+        """Lease up to ``max`` jobs, best priority first; waits up to ``wait_ms`` (long-poll,
+        capped by the server) when none is ready. Returns ``[]`` if none came."""
+        body: dict[str, Any] = {"worker": worker, "max": max, "wait_ms": wait_ms}
+        if lease_ms is not None:
+            body["lease_ms"] = lease_ms
+        if isinstance(queues, str):
+            path = f"/v1/queues/{_q(queues)}/claim"
+        else:
+            path = "/v1/claim"
+            body["queues"] = list(queues)
+        answer = await self._write(path, body, extra_ms=_extra_ms(wait_ms))
+        return [ClaimedJob.from_wire(j) for j in answer["jobs"]]
+
+    async def heartbeat(self, job_id: int, token: int, *, lease_ms: int | None = None) -> int:
+        """Extend a lease; returns its new end (cluster time, ms)."""
+        body: dict[str, Any] = {"token": token}
+        if lease_ms is not None:
+            body["lease_ms"] = lease_ms
+        answer = await self._write(f"/v1/jobs/{int(job_id)}/heartbeat", body)
+        return int(answer["lease_expires_ms"])
+
+    async def ack(self, job_id: int, token: int, result: Any = None) -> None:
+        """Complete a job with an optional result (``Rejected`` ``stale_token`` etc. if the
+        lease is not this token's any more)."""
+        body: dict[str, Any] = {"token": token}
+        if result is not None:
+            body["result"] = result
+        await self._write(f"/v1/jobs/{int(job_id)}/ack", body)
+
+    async def nack(
+        self,
+        job_id: int,
+        token: int,
+        *,
+        error: str | None = None,
+        retry_in_ms: int | None = None,
+    ) -> dict[str, Any]:
+        """Fail this attempt; returns ``{"id", "state", "run_at_ms"}`` (``state`` is
+        ``delayed``/``queued`` for a retry, ``dead`` when out of attempts)."""
+        body: dict[str, Any] = {"token": token}
+        if error is not None:
+            body["error"] = error
+        if retry_in_ms is not None:
+            body["retry_in_ms"] = retry_in_ms
+        answer: dict[str, Any] = await self._write(f"/v1/jobs/{int(job_id)}/nack", body)
+        return answer
+
+    async def cancel(self, job_id: int) -> None:
+        """Cancel a job that is not finished."""
+        await self._write(f"/v1/jobs/{int(job_id)}/cancel")
+
+    # -- reading --------------------------------------------------------------------------
+
+    async def get_job(self, job_id: int, *, linearizable: bool = False) -> dict[str, Any]:
+        """A job's state; ``linearizable`` reads through the leader's log."""
+        query = {"consistency": "linearizable"} if linearizable else None
+        answer: dict[str, Any] = await self._read(f"/v1/jobs/{int(job_id)}", query)
+        return answer
+
+    async def queues(self) -> list[dict[str, Any]]:
+        """Every queue's stats."""
+        answer = await self._read("/v1/queues")
+        return list(answer["queues"])
+
+    async def queue(self, name: str) -> dict[str, Any]:
+        """One queue's stats (``Rejected`` ``not_found`` if it does not exist)."""
+        answer: dict[str, Any] = await self._read(f"/v1/queues/{_q(name)}")
+        return answer
+
+    async def dead(self, queue: str, *, limit: int = 100) -> list[dict[str, Any]]:
+        """Up to ``limit`` dead letters of ``queue``, oldest first."""
+        answer = await self._read(f"/v1/queues/{_q(queue)}/dead", {"limit": str(int(limit))})
+        return list(answer["jobs"])
+
+    # -- admin ----------------------------------------------------------------------------
+
+    async def pause(self, queue: str) -> None:
+        """Stop handing out jobs of ``queue`` (enqueues still accepted)."""
+        await self._write(f"/v1/queues/{_q(queue)}/pause")
+
+    async def resume(self, queue: str) -> None:
+        """Undo ``pause``."""
+        await self._write(f"/v1/queues/{_q(queue)}/resume")
+
+    async def purge(self, queue: str) -> int:
+        """Delete the queued, delayed and dead jobs of ``queue``; returns how many."""
+        answer = await self._write(f"/v1/queues/{_q(queue)}/purge")
+        return int(answer["purged"])
+
+    async def requeue_dead(self, queue: str, ids: Sequence[int] | None = None) -> int:
+        """Move dead letters (``ids``, or all) back to queued; returns how many moved."""
+        body = None if ids is None else {"ids": [int(i) for i in ids]}
+        answer = await self._write(f"/v1/queues/{_q(queue)}/dead/requeue", body)
+        return int(answer["requeued"])
+
+    async def cluster(self) -> dict[str, Any]:
+        """``GET /v1/cluster`` as seen by whichever node answers."""
+        answer: dict[str, Any] = await self._read("/v1/cluster")
+        return answer
+
+    async def cluster_of(self, node: str) -> dict[str, Any]:
+        """``GET /v1/cluster`` of one node: ``node`` is ``host:port``, a URL, or a node id
+        (looked up in the cluster's node list)."""
+        if ":" not in node:
+            view = await self.cluster()
+            apis = [n["api"] for n in view.get("nodes", []) if n.get("id") == node]
+            if not apis or not apis[0]:
+                raise TransportError(f"no node {node!r} in the cluster")
+            node = apis[0]
+        answer: dict[str, Any] = await self._t.request(
+            "GET", "/v1/cluster", node=self._t.base_url(node)
+        )
+        return answer
+
+
+def _extra_ms(wait_ms: int) -> int:
+    """The extra per-attempt deadline of a long-poll (non-ints are left to the server)."""
+    return wait_ms if type(wait_ms) is int and wait_ms > 0 else 0
+
+
+def _job_body(payload: Any, **fields: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"payload": payload}
+    body.update({k: v for k, v in fields.items() if v is not None})
+    return body

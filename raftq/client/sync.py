@@ -1,0 +1,245 @@
+"""A blocking client for scripts: ``Client`` on a private event loop in a background thread."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import threading
+from collections.abc import Coroutine, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+from raftq.client.client import Client
+from raftq.client.handle import JobHandle
+from raftq.client.types import ClaimedJob
+
+__all__ = ["SyncClient", "SyncJobHandle"]
+
+_T = TypeVar("_T")
+
+
+class SyncClient:
+    """The same operations as ``Client``, blocking. Thread-safe: calls from several threads
+    run concurrently on the private loop. Use ``with SyncClient(...) as c:`` or ``close()``.
+
+    Args: as ``Client``.
+    """
+
+    def __init__(
+        self,
+        nodes: Sequence[str] | str,
+        *,
+        timeout_ms: int = 10_000,
+        retry_ms: int = 30_000,
+        token: str | None = None,
+        ssl: ssl.SSLContext | None = None,
+        use_msgpack: bool = True,
+    ) -> None:
+        self._client = Client(
+            nodes,
+            timeout_ms=timeout_ms,
+            retry_ms=retry_ms,
+            token=token,
+            ssl=ssl,
+            use_msgpack=use_msgpack,
+        )
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="raftq-sync-client", daemon=True
+        )
+        self._thread.start()
+        self._closed = False
+
+    def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        if self._closed:
+            coro.close()
+            raise RuntimeError("SyncClient is closed")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def close(self) -> None:
+        """Close the connections and stop the background thread (idempotent)."""
+        if self._closed:
+            return
+        try:
+            self._run(self._client.close())
+        finally:
+            self._closed = True
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def leader(self) -> str | None:
+        """The leader's base URL as last learned, if any."""
+        return self._client.leader
+
+    def enqueue(
+        self,
+        queue: str,
+        payload: Any,
+        *,
+        priority: int = 0,
+        delay_ms: int | None = None,
+        run_at_ms: int | None = None,
+        key: str | None = None,
+        max_attempts: int | None = None,
+        lease_ms: int | None = None,
+    ) -> int:
+        """See ``Client.enqueue``."""
+        return self._run(
+            self._client.enqueue(
+                queue,
+                payload,
+                priority=priority,
+                delay_ms=delay_ms,
+                run_at_ms=run_at_ms,
+                key=key,
+                max_attempts=max_attempts,
+                lease_ms=lease_ms,
+            )
+        )
+
+    def enqueue_job(
+        self,
+        queue: str,
+        payload: Any,
+        *,
+        priority: int = 0,
+        delay_ms: int | None = None,
+        run_at_ms: int | None = None,
+        key: str | None = None,
+        max_attempts: int | None = None,
+        lease_ms: int | None = None,
+    ) -> SyncJobHandle:
+        """See ``Client.enqueue_job``."""
+        job_id = self.enqueue(
+            queue,
+            payload,
+            priority=priority,
+            delay_ms=delay_ms,
+            run_at_ms=run_at_ms,
+            key=key,
+            max_attempts=max_attempts,
+            lease_ms=lease_ms,
+        )
+        return self.job(job_id)
+
+    def job(self, job_id: int) -> SyncJobHandle:
+        """See ``Client.job``."""
+        return SyncJobHandle(self, self._client.job(job_id))
+
+    def enqueue_many(self, queue: str, jobs: Sequence[Mapping[str, Any]]) -> list[int]:
+        """See ``Client.enqueue_many``."""
+        return self._run(self._client.enqueue_many(queue, jobs))
+
+    def claim(
+        self,
+        queues: str | Sequence[str],
+        *,
+        worker: str,
+        max: int = 1,
+        lease_ms: int | None = None,
+        wait_ms: int = 0,
+    ) -> list[ClaimedJob]:
+        """See ``Client.claim``."""
+        return self._run(
+            self._client.claim(queues, worker=worker, max=max, lease_ms=lease_ms, wait_ms=wait_ms)
+        )
+
+    def heartbeat(self, job_id: int, token: int, *, lease_ms: int | None = None) -> int:
+        """See ``Client.heartbeat``."""
+        return self._run(self._client.heartbeat(job_id, token, lease_ms=lease_ms))
+
+    def ack(self, job_id: int, token: int, result: Any = None) -> None:
+        """See ``Client.ack``."""
+        self._run(self._client.ack(job_id, token, result))
+
+    def nack(
+        self,
+        job_id: int,
+        token: int,
+        *,
+        error: str | None = None,
+        retry_in_ms: int | None = None,
+    ) -> dict[str, Any]:
+        """See ``Client.nack``."""
+        return self._run(self._client.nack(job_id, token, error=error, retry_in_ms=retry_in_ms))
+
+    def cancel(self, job_id: int) -> None:
+        """See ``Client.cancel``."""
+        self._run(self._client.cancel(job_id))
+
+    def get_job(self, job_id: int, *, linearizable: bool = False) -> dict[str, Any]:
+        """See ``Client.get_job``."""
+        return self._run(self._client.get_job(job_id, linearizable=linearizable))
+
+    def queues(self) -> list[dict[str, Any]]:
+        """See ``Client.queues``."""
+        return self._run(self._client.queues())
+
+    def queue(self, name: str) -> dict[str, Any]:
+        """See ``Client.queue``."""
+        return self._run(self._client.queue(name))
+
+    def pause(self, queue: str) -> None:
+        """See ``Client.pause``."""
+        self._run(self._client.pause(queue))
+
+    def resume(self, queue: str) -> None:
+        """See ``Client.resume``."""
+        self._run(self._client.resume(queue))
+
+    def purge(self, queue: str) -> int:
+        """See ``Client.purge``."""
+        return self._run(self._client.purge(queue))
+
+    def dead(self, queue: str, *, limit: int = 100) -> list[dict[str, Any]]:
+        """See ``Client.dead``."""
+        return self._run(self._client.dead(queue, limit=limit))
+
+    def requeue_dead(self, queue: str, ids: Sequence[int] | None = None) -> int:
+        """See ``Client.requeue_dead``."""
+        return self._run(self._client.requeue_dead(queue, ids))
+
+    def cluster(self) -> dict[str, Any]:
+        """See ``Client.cluster``."""
+        return self._run(self._client.cluster())
+
+    def cluster_of(self, node: str) -> dict[str, Any]:
+        """See ``Client.cluster_of``."""
+        return self._run(self._client.cluster_of(node))
+
+
+class SyncJobHandle:
+    """``raftq.client.JobHandle``, blocking; from ``SyncClient.enqueue_job`` / ``job``."""
+
+    def __init__(self, client: SyncClient, handle: JobHandle) -> None:
+        self._client = client
+        self._handle = handle
+        self.id = handle.id
+
+    def __repr__(self) -> str:
+        return f"SyncJobHandle(id={self.id})"
+
+    def status(self, *, linearizable: bool = False) -> dict[str, Any]:
+        """See ``JobHandle.status``."""
+        return self._client._run(self._handle.status(linearizable=linearizable))
+
+    def cancel(self) -> None:
+        """See ``JobHandle.cancel``."""
+        self._client._run(self._handle.cancel())
+
+    def wait(self, timeout_ms: int | None = None) -> Any:
+        """See ``JobHandle.wait``."""
+        return self._client._run(self._handle.wait(timeout_ms))

@@ -1,0 +1,122 @@
+"""Command handlers, part 3: admin commands (dead-letter requeue, purge, pause/resume,
+configure). Some are linear in a queue's size: admin operations, not hot paths."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from raftq.core.commands import Configure, Pause, Purge, RequeueDead, Resume
+from raftq.core.job import Job, JobState
+from raftq.core.limits import MAX_BATCH_JOBS, MAX_DEDUP_WINDOW_MS, MAX_RETENTION_MS
+from raftq.core.ops import (
+    ID_MASK,
+    advance_queue,
+    in_range,
+    invalid,
+    live_key,
+    queue_for,
+    schedule,
+)
+from raftq.core.queue import QueueState
+from raftq.core.results import Configured, Paused, Purged, Rejected, Requeued, Result, Resumed
+
+if TYPE_CHECKING:
+    from raftq.core.machine import Machine
+
+__all__ = ["configure", "pause_resume", "purge", "requeue_dead"]
+
+
+def requeue_dead(m: Machine, cmd: RequeueDead) -> Result:
+    if cmd.job_ids is not None and len(cmd.job_ids) > MAX_BATCH_JOBS:
+        return invalid(f"requeue at most {MAX_BATCH_JOBS} ids at once")
+    q = m.queues.get(cmd.queue)
+    if q is None:
+        return Requeued(0)
+    advance_queue(m, q)  # leases that ran out of attempts are dead letters by now
+    # Oldest first (ids grow with creation); given ids in the order given.
+    chosen = sorted(q.dead) if cmd.job_ids is None else list(dict.fromkeys(cmd.job_ids))
+    count = 0
+    for job_id in chosen:
+        if job_id not in q.dead:
+            continue
+        del q.dead[job_id]
+        job = m.jobs[job_id]
+        job.attempts = 0
+        job.finished_ms = 0
+        # The job takes its key back unless another job holds it live. (Presence in
+        # ``q.keys`` is not liveness: an expired key may not have been collected yet.)
+        if job.key is not None and live_key(m, q, job.key) is None:
+            q.keys[job.key] = job.id
+        schedule(m, q, job, 0)
+        count += 1
+    return Requeued(count)
+
+
+def purge(m: Machine, cmd: Purge) -> Result:
+    q = m.queues.get(cmd.queue)
+    if q is None:
+        return Purged(0)
+    advance_queue(m, q)
+    doomed: list[Job] = []
+    for key in q.ready:
+        job = m.jobs.get(key & ID_MASK)
+        if job is not None and job.state is JobState.QUEUED:
+            doomed.append(job)
+    for key in q.delayed:
+        job = m.jobs.get(key & ID_MASK)
+        if job is not None and job.state is JobState.DELAYED:
+            doomed.append(job)
+    doomed.extend(m.jobs[job_id] for job_id in q.dead)
+    seen: dict[int, None] = {}
+    for job in doomed:
+        if job.id in seen:  # a stale entry of a job that is valid elsewhere in the heap
+            continue
+        seen[job.id] = None
+        q.count_out(job)
+        del m.jobs[job.id]
+        if job.key is not None and q.keys.get(job.key) == job.id:
+            del q.keys[job.key]
+    q.ready, q.delayed, q.dead = [], [], {}
+    return Purged(len(seen))
+
+
+def pause_resume(m: Machine, cmd: Pause | Resume) -> Result:
+    q = queue_for(m, cmd.queue)
+    if isinstance(q, Rejected):
+        return q
+    if isinstance(cmd, Pause):
+        q.paused = True
+        return Paused(q.name)
+    q.paused = False
+    return Resumed(q.name)
+
+
+def configure(m: Machine, cmd: Configure) -> Result:
+    if not in_range(cmd.dedup_window_ms, 0, MAX_DEDUP_WINDOW_MS):
+        return invalid(f"dedup_window_ms must be 0..{MAX_DEDUP_WINDOW_MS}")
+    if not in_range(cmd.retention_ms, 0, MAX_RETENTION_MS):
+        return invalid(f"retention_ms must be 0..{MAX_RETENTION_MS}")
+    q = queue_for(m, cmd.queue)
+    if isinstance(q, Rejected):
+        return q
+    # What expired under the old windows is gone before they change: a new window applies to
+    # the keys still live, it never revives a forgotten one.
+    advance_queue(m, q)
+    if cmd.dedup_window_ms is not None:
+        _forget_expired_dead_keys(m, q)
+        q.dedup_window_ms = cmd.dedup_window_ms
+    if cmd.retention_ms is not None:
+        q.retention_ms = cmd.retention_ms
+    advance_queue(m, q)
+    return Configured(q.name, q.dedup_window_ms, q.retention_ms)
+
+
+def _forget_expired_dead_keys(m: Machine, q: QueueState) -> None:
+    """Drop the keys of dead letters whose window has passed. Other keys are dropped by
+    ``expire_keys``; a dead letter's is judged from the job (``live_key``), so a wider window
+    would revive it if it stayed. Linear in the dead letters: an admin operation."""
+    until_ms = m.clock_ms - q.dedup_window_ms
+    for job_id in q.dead:
+        job = m.jobs[job_id]
+        if job.key is not None and q.keys.get(job.key) == job_id and job.finished_ms <= until_ms:
+            del q.keys[job.key]

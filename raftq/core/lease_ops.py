@@ -1,0 +1,105 @@
+"""Command handlers, part 2: what a lease holder does (heartbeat, ack, nack) and cancel.
+
+A lease is live while ``clock_ms < lease_expires_ms``; ack, nack and heartbeat need the live
+lease's token. A job whose lease ended by expiry keeps ``lease_expires_ms != 0`` until it is
+claimed again, finished or rescheduled, which is how its old token gets ``lease_expired``
+rather than ``stale_token``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from raftq.core.backoff import backoff_ms
+from raftq.core.commands import Ack, Cancel, Heartbeat, Nack
+from raftq.core.job import FINISHED_STATES, Job, JobState
+from raftq.core.limits import MAX_DELAY_MS, MAX_ERROR_CHARS, MAX_LEASE_MS, MAX_PAYLOAD_BYTES
+from raftq.core.ops import advance_queue, finish, in_range, invalid, schedule
+from raftq.core.queue import QueueState
+from raftq.core.results import Acked, Cancelled, Extended, Nacked, Reason, Rejected, Result
+
+if TYPE_CHECKING:
+    from raftq.core.machine import Machine
+
+__all__ = ["ack", "cancel", "heartbeat", "nack"]
+
+
+def _leased_job(m: Machine, job_id: int, token: int) -> tuple[Job, QueueState] | Rejected:
+    """The job if ``token`` is its live lease; else why not."""
+    job = m.jobs.get(job_id)
+    if job is None:
+        return Rejected(Reason.NOT_FOUND, f"no job {job_id}")
+    if token != job.token:
+        return Rejected(Reason.STALE_TOKEN, f"token {token} is not job {job_id}'s current lease")
+    if job.state is JobState.LEASED and m.clock_ms < job.lease_expires_ms:
+        return job, m.queues[job.queue]
+    if job.state is JobState.LEASED or job.lease_expires_ms != 0:
+        return Rejected(Reason.LEASE_EXPIRED, f"the lease of job {job_id} expired")
+    if job.state in FINISHED_STATES:
+        return Rejected(Reason.FINISHED, f"job {job_id} is already {job.state}")
+    return Rejected(Reason.STALE_TOKEN, f"job {job_id} is {job.state}, not leased")
+
+
+def heartbeat(m: Machine, cmd: Heartbeat) -> Result:
+    if not in_range(cmd.lease_ms, 1, MAX_LEASE_MS):
+        return invalid(f"lease_ms must be 1..{MAX_LEASE_MS}")
+    found = _leased_job(m, cmd.job_id, cmd.token)
+    if isinstance(found, Rejected):
+        return found
+    job, q = found
+    # Without lease_ms, the length the lease was claimed with (the claim may have overridden
+    # the job's own lease_ms).
+    expires_ms = m.clock_ms + (job.claim_lease_ms if cmd.lease_ms is None else cmd.lease_ms)
+    if expires_ms != job.lease_expires_ms:  # an equal key is already in the heap
+        job.lease_expires_ms = expires_ms
+        q.push_lease(job)
+    return Extended(expires_ms)
+
+
+def ack(m: Machine, cmd: Ack) -> Result:
+    if cmd.result is not None and len(cmd.result) > MAX_PAYLOAD_BYTES:
+        return invalid(f"result larger than {MAX_PAYLOAD_BYTES} bytes")
+    found = _leased_job(m, cmd.job_id, cmd.token)
+    if isinstance(found, Rejected):
+        return found
+    job, q = found
+    job.result = cmd.result
+    finish(q, job, JobState.SUCCEEDED, m.clock_ms)
+    advance_queue(m, q)
+    return Acked(job.id)
+
+
+def nack(m: Machine, cmd: Nack) -> Result:
+    if not in_range(cmd.retry_in_ms, 0, MAX_DELAY_MS):
+        return invalid(f"retry_in_ms must be 0..{MAX_DELAY_MS}")
+    found = _leased_job(m, cmd.job_id, cmd.token)
+    if isinstance(found, Rejected):
+        return found
+    job, q = found
+    job.error = None if cmd.error is None else cmd.error[:MAX_ERROR_CHARS]
+    if job.attempts >= job.max_attempts:
+        finish(q, job, JobState.DEAD, m.clock_ms)
+        result = Nacked(job.id, JobState.DEAD.value, None)
+    else:
+        delay_ms = backoff_ms(job.id, job.attempts) if cmd.retry_in_ms is None else cmd.retry_in_ms
+        schedule(m, q, job, delay_ms)
+        result = Nacked(job.id, job.state.value, job.ready_at_ms)
+    advance_queue(m, q)
+    return result
+
+
+def cancel(m: Machine, cmd: Cancel) -> Result:
+    job = m.jobs.get(cmd.job_id)
+    if job is None:
+        return Rejected(Reason.NOT_FOUND, f"no job {cmd.job_id}")
+    q = m.queues[job.queue]
+    # Decide on the job as of cluster time: its lease may have ended (leaving it dead), or it
+    # may be past retention (collected).
+    advance_queue(m, q)
+    if cmd.job_id not in m.jobs:
+        return Rejected(Reason.NOT_FOUND, f"no job {cmd.job_id}")
+    if job.state in FINISHED_STATES:
+        return Rejected(Reason.FINISHED, f"job {cmd.job_id} is already {job.state}")
+    finish(q, job, JobState.CANCELLED, m.clock_ms)
+    advance_queue(m, q)
+    return Cancelled(job.id)

@@ -1,0 +1,148 @@
+"""raftq's exception tree (one root: ``RaftqError``).
+
+Cluster outcomes are split by what the caller may conclude:
+- definite (``NotLeader``, ``NoLeader``, ``Overloaded``): the command was NOT applied; retry
+  anywhere.
+- ``OutcomeUnknown``: it may or may not have been applied; retry with the same request id, and
+  the machine answers the retry with the first answer if there was one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from raftq.core.errors import CodecError, CorruptStateError, RaftqError
+
+__all__ = [
+    "AuthError",
+    "ClusterError",
+    "CodecError",
+    "ConfigError",
+    "CorruptStateError",
+    "JobCancelled",
+    "JobDead",
+    "JobFailed",
+    "NoLeader",
+    "NotLeader",
+    "OutcomeUnknown",
+    "Overloaded",
+    "RaftqError",
+    "Rejected",
+    "Retry",
+    "TransportError",
+    "WaitTimeout",
+]
+
+
+class ConfigError(RaftqError):
+    """An invalid configuration; the message lists every problem found, one per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("invalid configuration:\n  - " + "\n  - ".join(self.problems))
+
+
+class ClusterError(RaftqError):
+    """A command could not be carried through the cluster."""
+
+
+class NotLeader(ClusterError):
+    """This node is not the leader (definite: not applied). ``leader`` is the known leader id."""
+
+    def __init__(self, leader: str | None, message: str = "") -> None:
+        self.leader = leader
+        super().__init__(message or f"not the leader (leader: {leader or 'unknown'})")
+
+
+class NoLeader(ClusterError):
+    """No leader is known within the deadline (definite: not applied)."""
+
+
+class Overloaded(ClusterError):
+    """The node refused the command because its queues are full (definite: not applied)."""
+
+
+class OutcomeUnknown(ClusterError):
+    """The command may or may not have been applied (deadline passed, leader changed...)."""
+
+
+class Rejected(RaftqError):
+    """The state machine refused the command (a domain refusal, e.g. a stale token).
+
+    ``reason`` is one of ``raftq.core.Reason``'s values; ``status`` the HTTP status it maps to.
+    """
+
+    def __init__(self, reason: str, message: str, status: int = 400) -> None:
+        self.reason = reason
+        self.status = status
+        super().__init__(message)
+
+
+class AuthError(RaftqError):
+    """Missing or refused credentials (HTTP 401/403)."""
+
+    def __init__(self, message: str, status: int = 401) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class TransportError(RaftqError):
+    """The client could not reach any node, or got an answer it cannot read."""
+
+
+class Retry(RaftqError):
+    """Raised by a job handler to ask for another attempt later (``raftq.Retry``).
+
+    The worker nacks the job with ``retry_in_ms=delay_ms`` (``None``: the cluster's
+    exponential backoff). The attempt counts towards the job's ``max_attempts``: once they are
+    used up, the job goes to the dead letters with ``message`` as its error.
+
+    Args:
+        delay_ms: how long to wait before the next attempt, in ms (``None``: backoff).
+        message: recorded as the job's error (default ``"retry requested"``).
+    """
+
+    def __init__(self, delay_ms: int | None = None, message: str = "") -> None:
+        if delay_ms is not None and (type(delay_ms) is not int or delay_ms < 0):
+            raise ValueError(f"delay_ms must be a non-negative integer or None, got {delay_ms!r}")
+        self.delay_ms = delay_ms
+        self.message = message or "retry requested"
+        super().__init__(self.message)
+
+
+class JobFailed(RaftqError):
+    """A job that was waited for finished without success (``JobHandle.wait``).
+
+    Attributes:
+        job_id: the job.
+        state: its final state (``dead`` or ``cancelled``).
+        error: the error recorded by its last failed attempt (``None`` if none was).
+        job: the whole job as ``GET /v1/jobs/{id}`` shows it.
+    """
+
+    def __init__(self, job: dict[str, Any]) -> None:
+        self.job = job
+        self.job_id = int(job["id"])
+        self.state = str(job["state"])
+        self.error: str | None = job.get("error")
+        first_line = (self.error or "no error recorded").splitlines()[0][:500]
+        super().__init__(f"job {self.job_id} is {self.state}: {first_line}")
+
+
+class JobDead(JobFailed):
+    """The job used up its attempts and is in its queue's dead letters."""
+
+
+class JobCancelled(JobFailed):
+    """The job was cancelled before it succeeded."""
+
+
+class WaitTimeout(RaftqError, TimeoutError):
+    """``JobHandle.wait`` gave up before the job finished; ``job`` is its last seen state."""
+
+    def __init__(self, job_id: int, timeout_ms: int, job: dict[str, Any] | None) -> None:
+        self.job_id = job_id
+        self.timeout_ms = timeout_ms
+        self.job = job
+        state = "unknown" if job is None else job.get("state")
+        super().__init__(f"job {job_id} not finished after {timeout_ms} ms (state: {state})")

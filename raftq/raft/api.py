@@ -1,0 +1,81 @@
+"""The interface the HTTP server and embedding code use to talk to a local raft node.
+
+``raftq.raft.node.RaftNode`` implements it. Everything here is called from the asyncio loop
+thread that started the node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+from raftq.core import Command, Machine, Result
+
+__all__ = ["NodeAPI", "NodeStatus", "PeerStatus"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerStatus:
+    id: str
+    api: str  # "host:port" of its HTTP API
+    raft: str  # "host:port" of its raft port
+    reachable: bool  # self: True; others: connected at the raft level
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeStatus:
+    id: str
+    role: str  # "leader" | "follower" | "candidate"
+    leader: str | None  # node id
+    term: int
+    commit_index: int
+    applied_index: int  # raft log index applied
+    digest: str  # hex rolling digest of the applied entries
+    clock_ms: int  # the machine's cluster clock
+    ready: bool  # has a leader and has caught up with its commit index
+    log_entries: int
+    nodes: tuple[PeerStatus, ...]
+
+
+class NodeAPI(Protocol):
+    node_id: str
+
+    def now_ms(self) -> int:
+        """This node's wall clock in integer ms: the ``now_ms`` to stamp on commands."""
+        ...
+
+    def is_leader(self) -> bool: ...
+
+    def leader_id(self) -> str | None: ...
+
+    def api_address(self, node_id: str) -> str | None:
+        """``host:port`` of a node's HTTP API, from the config."""
+        ...
+
+    async def submit(self, command: Command, timeout_ms: int | None = None) -> Result:
+        """Propose ``command`` (on the leader) and return its result once applied here.
+
+        Concurrent submissions share log entries (group commit). Raises ``NotLeader`` (with
+        the leader's id when known), ``NoLeader``, ``Overloaded`` (definite: not applied) or
+        ``OutcomeUnknown`` (deadline passed or leadership lost while waiting).
+        """
+        ...
+
+    async def barrier(self, timeout_ms: int | None = None) -> None:
+        """Return once everything committed before the call is applied on this node (a Tick
+        through the log, leader only): local reads after it are linearizable."""
+        ...
+
+    def read(self) -> AbstractContextManager[Machine]:
+        """Hold the state lock and give the machine for a short local read. Never mutate it,
+        never await while holding it."""
+        ...
+
+    async def wait_for_work(self, queues: Sequence[str], timeout_ms: int) -> bool:
+        """Wait until one of ``queues`` has ready jobs (True) or the timeout passes (False).
+        Woken by applied entries (enqueue, nack, requeue, resume, lease expiry on tick)."""
+        ...
+
+    def status(self) -> NodeStatus: ...

@@ -1,0 +1,148 @@
+"""Group commit: coalesce concurrent commands into few log entries.
+
+A command submitted while fewer than ``max_inflight`` entries are waiting for commit is sent
+on the next loop iteration (so one request alone pays one round trip); commands submitted
+while the pipeline is full wait and leave together in the next entry, bounded in count and
+bytes. Under load entries grow, so the cost of a Raft round trip is shared by many requests.
+
+Runs entirely on the asyncio loop thread; ``propose`` hands one encoded entry to Raft and
+arranges for ``done(results, error)`` to be called back on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from raftq.core import Command, Result, encode_entry
+from raftq.errors import ClusterError, OutcomeUnknown
+
+__all__ = ["GroupCommit"]
+
+logger = logging.getLogger(__name__)
+
+# done(results, error): results when applied, else the error to raise in every waiter.
+Done = Callable[[list[Result] | None, ClusterError | None], None]
+Propose = Callable[[bytes, Done], None]
+
+
+@dataclass(slots=True)
+class _Entry:
+    futures: list[asyncio.Future[Result]]
+    finished: bool = False
+    timer: asyncio.TimerHandle | None = field(default=None)
+
+
+class GroupCommit:
+    def __init__(
+        self,
+        propose: Propose,
+        *,
+        max_inflight: int = 2,
+        max_commands: int = 4096,
+        max_bytes: int = 4 * 1024 * 1024,
+        entry_timeout_ms: int = 10_000,
+    ) -> None:
+        self._propose = propose
+        self._max_inflight = max_inflight
+        self._max_commands = max_commands
+        self._max_bytes = max_bytes
+        self._entry_timeout_s = entry_timeout_ms / 1000
+        self._pending: list[tuple[Command, asyncio.Future[Result]]] = []
+        self._inflight = 0
+        self._flush_scheduled = False
+        self.entries_sent = 0
+        self.commands_sent = 0
+
+    def submit(self, command: Command) -> asyncio.Future[Result]:
+        """Queue ``command``; the future resolves with its result or a ``ClusterError``."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Result] = loop.create_future()
+        self._pending.append((command, fut))
+        if not self._flush_scheduled and self._inflight < self._max_inflight:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return fut
+
+    def fail_pending(self, error: ClusterError) -> None:
+        """Fail every command not yet proposed (e.g. leadership lost): definite, not sent."""
+        pending, self._pending = self._pending, []
+        for _, fut in pending:
+            if not fut.done():
+                fut.set_exception(error)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        while self._pending and self._inflight < self._max_inflight:
+            batch = self._take_batch()
+            if batch:
+                self._send(batch)
+
+    def _take_batch(self) -> list[tuple[Command, asyncio.Future[Result]]]:
+        # Commands whose caller gave up (cancelled) are dropped before they are proposed.
+        n = 0
+        size = 0
+        for command, _ in self._pending:
+            size += _approx_size(command)
+            n += 1
+            if n >= self._max_commands or size >= self._max_bytes:
+                break
+        batch, self._pending = self._pending[:n], self._pending[n:]
+        return [(c, f) for c, f in batch if not f.done()]
+
+    def _send(self, batch: list[tuple[Command, asyncio.Future[Result]]]) -> None:
+        loop = asyncio.get_running_loop()
+        entry = _Entry(futures=[f for _, f in batch])
+        raw = encode_entry([c for c, _ in batch])
+        self._inflight += 1
+        self.entries_sent += 1
+        self.commands_sent += len(batch)
+
+        def done(results: list[Result] | None, error: ClusterError | None) -> None:
+            self._finish(entry, results, error)
+
+        entry.timer = loop.call_later(
+            self._entry_timeout_s,
+            self._finish,
+            entry,
+            None,
+            OutcomeUnknown("no answer from raft within the entry deadline"),
+        )
+        try:
+            self._propose(raw, done)
+        except ClusterError as e:
+            self._finish(entry, None, e)
+
+    def _finish(
+        self, entry: _Entry, results: list[Result] | None, error: ClusterError | None
+    ) -> None:
+        if entry.finished:  # a late callback after the deadline: the waiters already know
+            return
+        entry.finished = True
+        if entry.timer is not None:
+            entry.timer.cancel()
+        self._inflight -= 1
+        if results is not None and len(results) != len(entry.futures):
+            error = OutcomeUnknown(f"{len(results)} results for {len(entry.futures)} commands")
+            results = None
+        for i, fut in enumerate(entry.futures):
+            if fut.done():
+                continue
+            if results is not None:
+                fut.set_result(results[i])
+            else:
+                fut.set_exception(error or OutcomeUnknown("entry failed"))
+        if self._pending and not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+
+def _approx_size(command: Command) -> int:
+    """A cheap upper-bound-ish estimate of a command's encoded size, for batch limits."""
+    jobs = getattr(command, "jobs", None)
+    if jobs is not None:
+        return 64 + sum(len(j.payload) + 48 for j in jobs)
+    result = getattr(command, "result", None) or b""
+    return 64 + len(result)

@@ -1,0 +1,331 @@
+"""RaftNode: one raftq node's replicated state, driven by PySyncObj, used from asyncio.
+
+Thread hops of one write: the asyncio loop encodes a batch of commands (group commit) and hands
+it to PySyncObj's queue; PySyncObj's tick thread appends, replicates and, once committed, applies
+it to the machine (under the state lock) and calls back; the callback hops to the loop with
+``call_soon_threadsafe`` and resolves the waiting futures.
+
+Settings chosen (measured in docs/benchmarks.md and the PySyncObj notes):
+- ``appendEntriesUseBatch=False``: an entry is sent to followers at once (sub-ms round trip)
+  instead of on a 100 ms timer; its entries/s ceiling does not matter because group commit
+  puts many commands in one entry.
+- ``commandsWaitLeader=False``: no unbounded queueing without a leader; we propose only on the
+  leader and map failures to definite / unknown outcomes.
+- journal + full dump file with ``useFork``: snapshots are written by a forked child, so the tick
+  thread never stalls; ``logCompactionMinEntries`` high (the default 5000 causes snapshot storms
+  with a big state).
+- ``bindAddress`` = the configured raft host; the cluster secret becomes PySyncObj's
+  ``password`` (authenticated encryption of peer traffic: its wire format is pickle).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf
+
+from raftq.core import Command, Machine, Result, Tick
+from raftq.core.job import JobState
+from raftq.errors import ClusterError, NoLeader, NotLeader, OutcomeUnknown, Overloaded
+from raftq.raft.api import NodeStatus, PeerStatus
+from raftq.raft.group_commit import Done, GroupCommit
+from raftq.raft.replica import Replica
+
+if TYPE_CHECKING:
+    from raftq.config import ClusterConfig
+
+__all__ = ["RaftNode"]
+
+logger = logging.getLogger(__name__)
+
+_ROLES = {0: "follower", 1: "candidate", 2: "leader"}
+_DEFINITE = {
+    FAIL_REASON.QUEUE_FULL: Overloaded,
+    FAIL_REASON.MISSING_LEADER: NoLeader,
+    FAIL_REASON.NOT_LEADER: NoLeader,
+    FAIL_REASON.DISCARDED: NoLeader,  # our entry was overwritten by another leader's
+    FAIL_REASON.REQUEST_DENIED: Overloaded,
+}
+
+
+def _default_fatal(error: BaseException) -> None:
+    # Fail-stop: a node whose state machine broke must not keep voting and acknowledging.
+    logger.critical("stopping the process: the replicated state is corrupt (%r)", error)
+    os._exit(70)
+
+
+class RaftNode:
+    """A raftq node (implements ``raftq.raft.api.NodeAPI``). Create and use it on one event
+    loop: ``await node.start()``, ..., ``await node.stop()``."""
+
+    def __init__(
+        self,
+        config: ClusterConfig,
+        node_id: str,
+        *,
+        on_fatal: Callable[[BaseException], None] = _default_fatal,
+    ) -> None:
+        self.config = config
+        self.node_id = node_id
+        self._self = config.node(node_id)
+        self._by_raft = {n.raft: n for n in config.nodes}
+        self._on_fatal = on_fatal
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._syncobj: SyncObj | None = None
+        self._replica: Replica | None = None
+        self._commit: GroupCommit | None = None
+        self._waiters: list[tuple[tuple[str, ...], asyncio.Future[bool]]] = []
+        self._notify_pending = False
+        self._tick_task: asyncio.Task[None] | None = None
+        self._submit_timeout_ms = config.raft.submit_timeout_ms
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind the raft port and start replicating (does not wait for a leader)."""
+        self._loop = asyncio.get_running_loop()
+        data_dir = self.config.node_data_dir(self.node_id)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._replica = Replica(self._applied_from_raft_thread, self._on_fatal)
+        conf = self._syncobj_conf(str(data_dir))
+        others = [n.raft for n in self.config.nodes if n.id != self.node_id]
+        # SyncObj's tick thread stops when the thread that created it exits: create it here,
+        # on the loop's thread. The constructor blocks until the port is bound.
+        self._syncobj = SyncObj(self._self.raft, others, conf=conf, consumers=[self._replica])
+        self._commit = GroupCommit(
+            self._propose,
+            entry_timeout_ms=self._submit_timeout_ms,
+        )
+        self._tick_task = asyncio.create_task(self._tick_loop(), name=f"raftq-tick-{self.node_id}")
+        logger.info("node %s: raft %s started", self.node_id, self._self.raft)
+
+    async def stop(self) -> None:
+        if self._tick_task is not None:
+            self._tick_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tick_task
+            self._tick_task = None
+        if self._commit is not None:
+            self._commit.fail_pending(NoLeader("node stopping"))
+        for _, fut in self._waiters:
+            if not fut.done():
+                fut.set_result(False)
+        self._waiters.clear()
+        if self._syncobj is not None:
+            syncobj, self._syncobj = self._syncobj, None
+            await asyncio.to_thread(syncobj.destroy_synchronous)
+        logger.info("node %s stopped", self.node_id)
+
+    def _syncobj_conf(self, data_dir: str) -> SyncObjConf:
+        r = self.config.raft
+        election_min_s = r.election_min_ms / 1000
+        return SyncObjConf(
+            password=self.config.secret,
+            bindAddress=self._self.raft,  # "host:port": never 0.0.0.0
+            autoTick=True,
+            autoTickPeriod=0.01,
+            appendEntriesUseBatch=False,
+            appendEntriesPeriod=min(0.1, election_min_s / 4),
+            raftMinTimeout=election_min_s,
+            raftMaxTimeout=r.election_max_ms / 1000,
+            # A leader cut off from the majority steps down after this (default 30 s).
+            leaderFallbackTimeout=max(2 * r.election_max_ms / 1000, 1.0),
+            connectionRetryTime=1.0,
+            connectionTimeout=3.5,
+            commandsWaitLeader=False,
+            journalFile=os.path.join(data_dir, "raft.journal"),
+            fullDumpFile=os.path.join(data_dir, "raft.dump"),
+            useFork=True,
+            logCompactionMinEntries=r.log_compaction_min_entries,
+            logCompactionMinTime=r.log_compaction_min_time_s,
+            logCompactionSplit=True,
+            maxBindRetries=30,
+            dynamicMembershipChange=False,
+        )
+
+    # -- proposing --------------------------------------------------------------------------
+
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+    def _propose(self, raw: bytes, done: Done) -> None:
+        """Hand one entry to PySyncObj (loop thread); ``done`` is called back on the loop."""
+        if self._syncobj is None or self._replica is None or self._loop is None:
+            raise NoLeader("node not started")
+        if not self._syncobj._isLeader():
+            raise NotLeader(self.leader_id())
+        loop = self._loop
+
+        def callback(results: list[Result] | None, reason: int) -> None:  # tick thread
+            loop.call_soon_threadsafe(done, *_outcome(results, reason))
+
+        self._replica.apply(raw, callback=callback)
+
+    async def submit(self, command: Command, timeout_ms: int | None = None) -> Result:
+        if self._commit is None or self._syncobj is None:
+            raise NoLeader("node not started")
+        if not self._syncobj._isLeader():
+            leader = self.leader_id()
+            if leader is None:
+                raise NoLeader("no leader known")
+            raise NotLeader(leader)
+        fut = self._commit.submit(command)
+        timeout_s = (timeout_ms or self._submit_timeout_ms) / 1000
+        try:
+            return await asyncio.wait_for(fut, timeout_s)
+        except TimeoutError as e:
+            raise OutcomeUnknown(f"no commit within {timeout_s:g} s") from e
+
+    async def barrier(self, timeout_ms: int | None = None) -> None:
+        await self.submit(Tick(now_ms=self.now_ms()), timeout_ms)
+
+    async def _tick_loop(self) -> None:
+        """On the leader, advance cluster time so leases expire and delayed jobs come due
+        with no other traffic."""
+        interval_s = self.config.raft.tick_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval_s)
+            if self.is_leader():
+                try:
+                    await self.submit(Tick(now_ms=self.now_ms()))
+                except ClusterError as e:
+                    logger.debug("tick not applied: %s", e)
+
+    # -- applied entries and long-poll waiters ----------------------------------------------
+
+    def _applied_from_raft_thread(self) -> None:
+        # Coalesce: one wake-up of the loop per burst of applied entries.
+        if self._notify_pending or self._loop is None or not self._waiters:
+            return
+        self._notify_pending = True
+        with contextlib.suppress(RuntimeError):  # loop closed during shutdown
+            self._loop.call_soon_threadsafe(self._wake_waiters)
+
+    def _wake_waiters(self) -> None:
+        """Wake at most as many waiters as there are ready jobs in their queues (oldest
+        waiter first): waking all of them for one job makes them all propose a claim."""
+        self._notify_pending = False
+        if not self._waiters:
+            return
+        keep: list[tuple[tuple[str, ...], asyncio.Future[bool]]] = []
+        budget: dict[str, int] = {}
+        with self.read() as m:
+            for queues, fut in self._waiters:
+                if fut.done():
+                    continue
+                for name in queues:
+                    if name not in budget:
+                        budget[name] = _ready_count(m, name)
+                    if budget[name] > 0:
+                        budget[name] -= 1
+                        fut.set_result(True)
+                        break
+                else:
+                    keep.append((queues, fut))
+        self._waiters = keep
+
+    async def wait_for_work(self, queues: Sequence[str], timeout_ms: int) -> bool:
+        assert self._loop is not None
+        names = tuple(queues)
+        with self.read() as m:
+            if _has_ready(m, names):
+                return True
+        fut: asyncio.Future[bool] = self._loop.create_future()
+        self._waiters.append((names, fut))
+        try:
+            return await asyncio.wait_for(fut, timeout_ms / 1000)
+        except TimeoutError:
+            return False
+
+    # -- reads and status -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Machine]:
+        replica = self._replica
+        if replica is None:
+            raise NoLeader("node not started")
+        with replica.lock:
+            yield replica.machine
+
+    def is_leader(self) -> bool:
+        return self._syncobj is not None and bool(self._syncobj._isLeader())
+
+    def leader_id(self) -> str | None:
+        if self._syncobj is None:
+            return None
+        leader = self._syncobj._getLeader()
+        if leader is None:
+            return None
+        node = self._by_raft.get(leader.id)
+        return None if node is None else node.id
+
+    def api_address(self, node_id: str) -> str | None:
+        for n in self.config.nodes:
+            if n.id == node_id:
+                return n.api
+        return None
+
+    def status(self) -> NodeStatus:
+        so = self._syncobj
+        if so is None or self._replica is None:
+            raise NoLeader("node not started")
+        state = _private(so, "raftState")
+        with self.read() as m:
+            digest = m.digest.hex()
+            clock_ms = m.clock_ms
+            applied = so.raftLastApplied
+        commit = so.raftCommitIndex
+        leader = self.leader_id()
+        leader_commit = _private(so, "leaderCommitIndex")
+        peers = []
+        for n in self.config.nodes:
+            if n.id == self.node_id:
+                reachable = True
+            else:
+                reachable = any(o.id == n.raft and so.isNodeConnected(o) for o in so.otherNodes)
+            peers.append(PeerStatus(id=n.id, api=n.api, raft=n.raft, reachable=reachable))
+        return NodeStatus(
+            id=self.node_id,
+            role=_ROLES.get(state, "unknown"),
+            leader=leader,
+            term=so.raftCurrentTerm,
+            commit_index=commit,
+            applied_index=applied,
+            digest=digest,
+            clock_ms=clock_ms,
+            ready=leader is not None and leader_commit is not None and applied >= leader_commit,
+            log_entries=len(_private(so, "raftLog")),
+            nodes=tuple(peers),
+        )
+
+
+def _private(so: SyncObj, name: str) -> Any:
+    """A PySyncObj private attribute (name-mangled); pinned to pysyncobj 0.3.x."""
+    return getattr(so, f"_SyncObj__{name}")
+
+
+def _ready_count(m: Machine, name: str) -> int:
+    q = m.queues.get(name)
+    return 0 if q is None or q.paused else q.counts[JobState.QUEUED]
+
+
+def _has_ready(m: Machine, queues: tuple[str, ...]) -> bool:
+    return any(_ready_count(m, name) > 0 for name in queues)
+
+
+def _outcome(
+    results: list[Result] | None, reason: int
+) -> tuple[list[Result] | None, ClusterError | None]:
+    if reason == FAIL_REASON.SUCCESS:
+        return results, None
+    definite = _DEFINITE.get(reason)
+    if definite is not None:
+        return None, definite(f"not applied (pysyncobj reason {reason})")
+    # LEADER_CHANGED, UNKNOWN_OUTCOME and anything new: may or may not have been applied.
+    return None, OutcomeUnknown(f"outcome unknown (pysyncobj reason {reason})")

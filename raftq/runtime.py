@@ -1,0 +1,66 @@
+"""Running one node as a process: the raft node plus its HTTP API, until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from aiohttp import web
+
+from raftq.config import ClusterConfig
+from raftq.raft.node import RaftNode
+from raftq.server.app import create_app
+from raftq.server.settings import ServerSettings
+
+__all__ = ["run_node", "serve", "server_settings"]
+
+logger = logging.getLogger(__name__)
+
+
+def server_settings(config: ClusterConfig) -> ServerSettings:
+    lim = config.limits
+    return ServerSettings(
+        max_body_bytes=lim.max_body_bytes,
+        max_payload_bytes=lim.max_payload_bytes,
+        max_batch_jobs=lim.max_batch_jobs,
+        max_wait_ms=lim.max_wait_ms,
+        submit_timeout_ms=config.raft.submit_timeout_ms,
+    )
+
+
+async def serve(config: ClusterConfig, node_id: str, stop: asyncio.Event) -> None:
+    """Serve ``node_id`` of ``config`` until ``stop`` is set, then shut down cleanly."""
+    me = config.node(node_id)
+    node = RaftNode(config, node_id)
+    await node.start()
+    runner = web.AppRunner(create_app(node, server_settings(config)), access_log=None)
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, me.api_host, me.api_port, reuse_address=True)
+        await site.start()
+        logger.info("node %s: API on http://%s", node_id, me.api)
+        await stop.wait()
+    finally:
+        logger.info("node %s: stopping", node_id)
+        await runner.cleanup()
+        await node.stop()
+
+
+def run_node(config: ClusterConfig, node_id: str) -> int:
+    """Blocking entry point of ``raftq serve``: returns the process exit code."""
+    with contextlib.suppress(ImportError):
+        import uvloop  # noqa: PLC0415  # optional speed-up where the platform has it
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(config, node_id, stop)
+
+    asyncio.run(main())
+    return 0

@@ -1,0 +1,176 @@
+"""The aiohttp application of one node: ``create_app`` (standalone) and ``add_routes`` (mount
+the API, under a prefix if wanted, on an application the caller owns).
+
+Every handler is wrapped by ``_endpoint``: whatever it raises becomes an
+``{"error": {"code", "message"}}`` answer (``ApiError`` as given, cluster errors as 503 with
+``Retry-After``, anything unexpected as 500 ``internal``, logged), and every answer carries
+``X-Raftq-Leader`` (the leader's ``host:port`` when known) and ``X-Raftq-Node``. The standalone
+app also turns aiohttp's own errors (unknown route 404, wrong method 405) into that shape with
+``error_middleware``; ``add_routes`` leaves the host application's middlewares alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from raftq.errors import ClusterError, NoLeader, NotLeader, OutcomeUnknown, Overloaded
+from raftq.raft.api import NodeAPI
+from raftq.server.errors import ApiError
+from raftq.server.forward import LEADER_HEADER, NODE_HEADER, Forwarder
+from raftq.server.handlers import Api
+from raftq.server.settings import ServerSettings
+from raftq.server.wire import error_response
+
+__all__ = ["add_routes", "create_app", "error_middleware"]
+
+logger = logging.getLogger(__name__)
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_HTTP_CODES = {
+    400: "malformed",
+    404: "no_route",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def create_app(
+    node: NodeAPI,
+    settings: ServerSettings | None = None,
+    *,
+    forward_ssl: ssl.SSLContext | None = None,
+) -> web.Application:
+    """A standalone application serving the v1 API of ``node``.
+
+    Args:
+        node: the local raft node (``raftq.raft.node.RaftNode`` or any ``NodeAPI``).
+        settings: limits and deadlines (defaults when ``None``).
+        forward_ssl: reach the leader over HTTPS with this context when forwarding.
+    """
+    settings = settings or ServerSettings()
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
+    add_routes(app, node, settings, forward_ssl=forward_ssl)
+    return app
+
+
+def add_routes(
+    app: web.Application,
+    node: NodeAPI,
+    settings: ServerSettings | None = None,
+    prefix: str = "",
+    *,
+    forward_ssl: ssl.SSLContext | None = None,
+) -> None:
+    """Mount the v1 API of ``node`` on ``app`` under ``prefix`` (``""`` or ``"/raftq"``...).
+
+    Every node of a cluster must mount the API under the same prefix: a follower forwards a
+    request to the same path on the leader's API address. The forwarding session is closed
+    on ``app``'s cleanup.
+    """
+    if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
+        raise ValueError(f"prefix must be empty or like '/raftq', got {prefix!r}")
+    settings = settings or ServerSettings()
+    forwarder = Forwarder(
+        node.node_id, retry_after_s=settings.retry_after_s, ssl_context=forward_ssl
+    )
+    api = Api(node, settings, forwarder)
+
+    async def close_forwarder(_app: web.Application) -> None:
+        await forwarder.close()
+
+    app.on_cleanup.append(close_forwarder)
+    table: list[tuple[str, str, _Handler]] = [
+        ("GET", "/healthz", api.healthz),
+        ("GET", "/readyz", api.readyz),
+        ("POST", "/v1/queues/{queue}/jobs", api.enqueue),
+        ("POST", "/v1/queues/{queue}/claim", api.claim_one),
+        ("POST", "/v1/claim", api.claim_many),
+        ("POST", "/v1/jobs/{id}/heartbeat", api.heartbeat),
+        ("POST", "/v1/jobs/{id}/ack", api.ack),
+        ("POST", "/v1/jobs/{id}/nack", api.nack),
+        ("POST", "/v1/jobs/{id}/cancel", api.cancel),
+        ("GET", "/v1/jobs/{id}", api.get_job),
+        ("GET", "/v1/queues", api.list_queues),
+        ("GET", "/v1/queues/{queue}", api.get_queue),
+        ("POST", "/v1/queues/{queue}/pause", api.pause),
+        ("POST", "/v1/queues/{queue}/resume", api.resume),
+        ("POST", "/v1/queues/{queue}/purge", api.purge),
+        ("GET", "/v1/queues/{queue}/dead", api.dead),
+        ("POST", "/v1/queues/{queue}/dead/requeue", api.requeue_dead),
+        ("GET", "/v1/cluster", api.cluster),
+    ]
+    listing = [f"{method} {prefix}{path}" for method, path, _ in table]
+
+    async def index(request: web.Request) -> web.StreamResponse:
+        return await api.index(request, listing)
+
+    app.router.add_route("GET", prefix or "/", _endpoint(api, index))
+    for method, path, handler in table:
+        app.router.add_route(method, prefix + path, _endpoint(api, handler))
+
+
+def _cluster_error(e: ClusterError, retry_after_s: int) -> ApiError:
+    """A cluster outcome as a 503 (all are retryable; the code says whether it applied)."""
+    if isinstance(e, OutcomeUnknown):
+        code = "outcome_unknown"
+    elif isinstance(e, Overloaded):
+        code = "overloaded"
+    elif isinstance(e, NotLeader) and e.leader is not None:
+        code = "not_leader"
+    elif isinstance(e, NoLeader | NotLeader):
+        code = "no_leader"
+    else:
+        code = "unavailable"
+    return ApiError(503, code, str(e) or code, retry_after_s=retry_after_s)
+
+
+def _http_error(request: web.BaseRequest, e: web.HTTPException) -> ApiError:
+    code = _HTTP_CODES.get(e.status, "http_error")
+    if e.status in (404, 405):
+        return ApiError(e.status, code, f"{e.reason}: {request.method} {request.path[:200]}")
+    return ApiError(e.status, code, e.reason)
+
+
+def _endpoint(api: Api, fn: _Handler) -> _Handler:
+    """Wrap a handler: errors become error bodies; leader and node headers on every answer."""
+
+    async def endpoint(request: web.Request) -> web.StreamResponse:
+        try:
+            resp = await fn(request)
+        except ApiError as e:
+            resp = error_response(request, e)
+        except ClusterError as e:
+            resp = error_response(request, _cluster_error(e, api.settings.retry_after_s))
+        except web.HTTPException as e:
+            resp = error_response(request, _http_error(request, e))
+        except Exception:
+            logger.exception("%s %s failed", request.method, request.path)
+            resp = error_response(request, ApiError(500, "internal", "internal error"))
+        if LEADER_HEADER not in resp.headers:
+            address = api.leader_address()
+            if address is not None:
+                resp.headers[LEADER_HEADER] = address
+        resp.headers.setdefault(NODE_HEADER, api.node.node_id)
+        return resp
+
+    return endpoint
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    """aiohttp's own HTTP errors (unknown route, wrong method...) in the API's error shape."""
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        resp = error_response(request, _http_error(request, e))
+        if "Allow" in e.headers:
+            resp.headers["Allow"] = e.headers["Allow"]
+        return resp

@@ -1,0 +1,119 @@
+"""Forwarding at the API level: a follower relays a request to the leader's HTTP API.
+
+The leader alone proposes (and stamps ``now_ms``). A forwarded request carries
+``X-Raftq-Forwarded: <follower id>`` and is never forwarded again, so a stale leader hint
+costs at most one hop and can never loop. The follower relays the leader's answer as it is
+(status, body, content type, ``Retry-After``, ``X-Raftq-Leader``).
+
+One ``aiohttp.ClientSession`` (persistent connections, no connection cap: every forwarded
+request stands for one inbound request, which bounds them) serves every forward of an app.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+
+import aiohttp
+from aiohttp import web
+
+from raftq.server.errors import ApiError
+
+__all__ = ["FORWARDED_HEADER", "LEADER_HEADER", "NODE_HEADER", "Forwarder"]
+
+logger = logging.getLogger(__name__)
+
+FORWARDED_HEADER = "X-Raftq-Forwarded"
+LEADER_HEADER = "X-Raftq-Leader"
+NODE_HEADER = "X-Raftq-Node"
+_REQUEST_HEADERS = ("Content-Type", "Accept", "X-Request-Id", "Authorization")
+_RESPONSE_HEADERS = ("Content-Type", "Retry-After", LEADER_HEADER, NODE_HEADER)
+
+
+class Forwarder:
+    """Relays requests to another node's API.
+
+    Args:
+        node_id: this node's id, sent in ``X-Raftq-Forwarded``.
+        retry_after_s: ``Retry-After`` of the 503 answers when the leader cannot be reached.
+        ssl_context: when set, the leader is reached over HTTPS with it.
+    """
+
+    def __init__(
+        self, node_id: str, *, retry_after_s: int, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        self._node_id = node_id
+        self._retry_after_s = retry_after_s
+        self._ssl = ssl_context
+        self._scheme = "https" if ssl_context is not None else "http"
+        self._session: aiohttp.ClientSession | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=0, ssl=self._ssl or True)
+            self._session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+            )
+        return self._session
+
+    async def close(self) -> None:
+        """Close the shared session (on app cleanup)."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def forward(
+        self,
+        request: web.Request,
+        body: bytes,
+        address: str,
+        *,
+        timeout_ms: int,
+        mutating: bool,
+    ) -> web.Response:
+        """Send ``request`` (with ``body``) to ``address`` and return its answer.
+
+        Raises:
+            ApiError: 503 ``no_leader`` if the leader could not be reached (nothing was sent),
+                503 ``outcome_unknown`` if a mutating request was sent but no answer came back.
+        """
+        url = f"{self._scheme}://{address}{request.rel_url}"
+        headers = {h: request.headers[h] for h in _REQUEST_HEADERS if h in request.headers}
+        headers[FORWARDED_HEADER] = self._node_id
+        timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000)
+        try:
+            async with self._get_session().request(
+                request.method,
+                url,
+                data=body if body else None,
+                headers=headers,
+                timeout=timeout,
+                allow_redirects=False,
+            ) as resp:
+                data = await resp.read()
+                out = {h: resp.headers[h] for h in _RESPONSE_HEADERS if h in resp.headers}
+                return web.Response(status=resp.status, body=data, headers=out)
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as e:
+            logger.debug("leader %s unreachable: %s", address, e)
+            raise ApiError(
+                503,
+                "no_leader",
+                f"the leader ({address}) cannot be reached; retry",
+                retry_after_s=self._retry_after_s,
+            ) from e
+        except (TimeoutError, aiohttp.ClientError) as e:
+            logger.debug("forward to %s failed: %r", address, e)
+            if mutating:
+                raise ApiError(
+                    503,
+                    "outcome_unknown",
+                    f"no answer from the leader ({address}); the request may have been "
+                    "applied: retry with the same X-Request-Id",
+                    retry_after_s=self._retry_after_s,
+                ) from e
+            raise ApiError(
+                503,
+                "no_leader",
+                f"no answer from the leader ({address}); retry",
+                retry_after_s=self._retry_after_s,
+            ) from e

@@ -1,0 +1,356 @@
+"""One delivery of one job: run the handler, heartbeat meanwhile, then ack or nack.
+
+Outcomes (one log line each on the ``raftq.worker`` logger):
+
+==================  ====================================================================
+handler returns     ack with the return value as the result
+handler raises      nack with ``describe_error(exc)`` (retry after ``retry_in_ms`` or backoff)
+``Retry(delay_ms)``  nack with ``retry_in_ms=delay_ms`` and the Retry's message
+timeout             the handler is cancelled; nack with a timeout error
+heartbeat refused   (409/404: another worker holds the job now) the handler is cancelled;
+                    no ack, no nack: the job is not ours any more
+worker stopping     past the grace period the handler is cancelled; nack with
+                    ``retry_in_ms=0`` so the job is redelivered at once
+==================  ====================================================================
+
+Ack and nack survive node failures and leader changes: the client retries each call with the
+same request id (applied at most once); past the client's budget the worker keeps trying with
+a new call until it gets an answer or the worker is stopped for good. If such a later call is
+refused (409), the job is read back through the leader: if it succeeded with this delivery's
+token, the earlier ack was applied and the outcome is a success.
+
+A sync handler runs in the worker's thread pool and cannot be interrupted: after a timeout or a
+lost lease its thread runs to completion and its result is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import inspect
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+from raftq.client.types import ClaimedJob
+from raftq.errors import AuthError, ClusterError, Rejected, Retry, TransportError
+from raftq.worker.job import JOB_LOGGER, Job, JobLogger, describe_error
+from raftq.worker.source import JobSource
+
+__all__ = [
+    "OUTCOME_LOGGER",
+    "Handler",
+    "HandlerSpec",
+    "JobRun",
+    "RunContext",
+    "is_async_handler",
+]
+
+OUTCOME_LOGGER = "raftq.worker"
+outcomes = logging.getLogger(OUTCOME_LOGGER)
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[Job], Any]
+"""A job handler: ``def f(job)`` (run in a thread) or ``async def f(job)``."""
+
+_CANCEL_WAIT_S = 1.0  # how long a cancelled async handler gets to unwind before we settle
+_SETTLE_BACKOFF_CAP_S = 2.0
+# Tasks of handlers that outlived their job (a handler that ignores cancellation): kept
+# referenced so they are not garbage-collected while running.
+_orphans: set[asyncio.Task[Any]] = set()
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerSpec:
+    """A registered handler: the function, whether it is a coroutine function, its timeout."""
+
+    fn: Handler
+    is_async: bool
+    timeout_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    """What every job run of one worker shares."""
+
+    source: JobSource
+    worker: str
+    lease_ms: int  # claimed with, and extended by, this lease length
+    heartbeat_ms: int  # heartbeat period (about a third of the lease)
+    retry_in_ms: int | None  # retry delay after a failure (None: the cluster's backoff)
+    job_timeout_ms: int | None  # for handlers registered without their own timeout
+    executor: Executor  # runs sync handlers (a DaemonThreadPool)
+    give_up: asyncio.Event  # set when the worker stops for good: stop retrying acks/nacks
+
+
+class JobRun:
+    """Runs one claimed job to its outcome (``await run()``); ``interrupt()`` on shutdown."""
+
+    def __init__(self, ctx: RunContext, claimed: ClaimedJob, spec: HandlerSpec) -> None:
+        self._ctx = ctx
+        self._spec = spec
+        self._timeout_ms = spec.timeout_ms if spec.timeout_ms is not None else ctx.job_timeout_ms
+        extra = {"job_id": claimed.id, "queue": claimed.queue, "attempt": claimed.attempt}
+        self.job = Job(
+            id=claimed.id,
+            queue=claimed.queue,
+            payload=claimed.payload,
+            attempt=claimed.attempt,
+            token=claimed.token,
+            priority=claimed.priority,
+            lease_expires_ms=claimed.lease_expires_ms,
+            worker=ctx.worker,
+            logger=JobLogger(logging.getLogger(JOB_LOGGER), extra),
+        )
+        self._label = f"job {claimed.id} {claimed.queue}#{claimed.attempt}"
+        self._interrupted = False
+        self._lease_lost: str | None = None  # why the lease was lost, once it was
+        self._handler: asyncio.Task[Any] | None = None
+        self._stop_waiting = asyncio.Event()  # shutdown or lost lease: settle without waiting
+
+    def interrupt(self) -> None:
+        """Shutdown: cancel the handler; the job will be nacked for immediate redelivery."""
+        self._interrupted = True
+        self._stop_waiting.set()
+        if self._handler is not None:
+            self._handler.cancel()
+
+    async def run(self) -> None:
+        """Run the handler and settle the job; never raises (except on cancellation)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        if self._interrupted:  # stopped before it began: hand it back at once
+            await self._nack("WorkerStopped: the worker stopped before the job began", 0)
+            return
+        handler = asyncio.create_task(self._call(), name=f"raftq-{self._label}")
+        self._handler = handler
+        beats = asyncio.create_task(self._heartbeats(handler), name=f"raftq-hb-{self.job.id}")
+        stop_waiting = asyncio.ensure_future(self._stop_waiting.wait())
+        timed_out = False
+        try:
+            done, _ = await asyncio.wait(
+                {handler, stop_waiting},
+                timeout=_seconds(self._timeout_ms),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if handler not in done:
+                # Timed out, or interrupted / lease lost (the handler was cancelled then): give
+                # it a moment to unwind; one that ignores cancellation is left behind.
+                timed_out = not stop_waiting.done()
+                handler.cancel()
+                await asyncio.wait({handler}, timeout=_CANCEL_WAIT_S)
+        finally:
+            stop_waiting.cancel()
+            beats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beats
+            if not handler.done():
+                handler.cancel()
+                _orphans.add(handler)
+                handler.add_done_callback(_forget)
+        elapsed_ms = int((loop.time() - started) * 1000)
+        await self._settle(handler, timed_out, elapsed_ms)
+
+    async def _call(self) -> Any:
+        if self._spec.is_async:
+            return await self._spec.fn(self.job)
+        loop = asyncio.get_running_loop()
+        ctx = contextvars.copy_context()
+        result = await loop.run_in_executor(self._ctx.executor, ctx.run, self._spec.fn, self.job)
+        if inspect.isawaitable(result):  # a sync callable that returned a coroutine
+            result = await result
+        return result
+
+    async def _heartbeats(self, handler: asyncio.Task[Any]) -> None:
+        period_s = self._ctx.heartbeat_ms / 1000
+        src = self._ctx.source
+        while True:
+            await asyncio.sleep(period_s)
+            try:
+                await src.heartbeat(self.job.id, self.job.token, lease_ms=self._ctx.lease_ms)
+            except Rejected as e:
+                if e.status in (404, 409):
+                    self._lease_lost = e.reason
+                    self._stop_waiting.set()
+                    handler.cancel()
+                    return
+                logger.warning("%s: heartbeat refused (%s): %s", self._label, e.reason, e)
+            except (ClusterError, TransportError, AuthError) as e:
+                logger.warning("%s: heartbeat failed, will retry: %s", self._label, e)
+
+    # -- outcome --------------------------------------------------------------------------
+
+    async def _settle(self, handler: asyncio.Task[Any], timed_out: bool, elapsed_ms: int) -> None:
+        label, retry_in_ms = self._label, self._ctx.retry_in_ms
+        if self._lease_lost is not None:
+            outcomes.warning(
+                "%s lease lost after %d ms (%s): handler cancelled, not acked; another worker "
+                "owns the job now",
+                label,
+                elapsed_ms,
+                self._lease_lost,
+            )
+            return
+        if timed_out:
+            error = f"JobTimeout: the handler ran longer than {self._timeout_ms} ms"
+            answer = await self._nack(error, retry_in_ms)
+            if answer is not None:
+                outcomes.warning("%s timed out after %d ms; %s", label, elapsed_ms, answer)
+            return
+        if not handler.done() or handler.cancelled():  # not done: it ignored cancellation
+            if self._interrupted:
+                error = "WorkerStopped: the worker stopped before the job finished"
+                answer = await self._nack(error, 0)
+                if answer is not None:
+                    outcomes.warning(
+                        "%s interrupted by shutdown after %d ms; %s", label, elapsed_ms, answer
+                    )
+                return
+            error = "CancelledError: the handler was cancelled"
+            answer = await self._nack(error, retry_in_ms)
+            if answer is not None:
+                outcomes.warning("%s cancelled after %d ms; %s", label, elapsed_ms, answer)
+            return
+        exc = handler.exception()
+        if exc is None:
+            await self._ack(handler.result(), elapsed_ms)
+        elif isinstance(exc, Retry):
+            answer = await self._nack(exc.message, exc.delay_ms)
+            if answer is not None:
+                when = "with backoff" if exc.delay_ms is None else f"in {exc.delay_ms} ms"
+                outcomes.info("%s asked to retry %s (%s); %s", label, when, exc.message, answer)
+        else:
+            answer = await self._nack(describe_error(exc), retry_in_ms)
+            if answer is not None:
+                outcomes.warning(
+                    "%s failed after %d ms: %s: %s; %s",
+                    label,
+                    elapsed_ms,
+                    type(exc).__name__,
+                    _first_line(exc),
+                    answer,
+                )
+
+    async def _ack(self, result: Any, elapsed_ms: int) -> None:
+        src, job, label = self._ctx.source, self.job, self._label
+        uncertain = False
+        attempt = 0
+        while True:
+            try:
+                await src.ack(job.id, job.token, result)
+                outcomes.info("%s succeeded in %d ms", label, elapsed_ms)
+                return
+            except Rejected as e:
+                if e.status in (404, 409):
+                    if uncertain and await self._ours_in(("succeeded",)):
+                        outcomes.info("%s succeeded in %d ms", label, elapsed_ms)
+                        return
+                    outcomes.warning(
+                        "%s finished in %d ms but its ack was refused (%s, %d): another worker "
+                        "owns the job now; result dropped",
+                        label,
+                        elapsed_ms,
+                        e.reason,
+                        e.status,
+                    )
+                    return
+                bad = f"{e.reason}: {e}"  # e.g. the result is too large or not storable
+            except (TypeError, ValueError, OverflowError) as e:  # the result does not encode
+                bad = f"{type(e).__name__}: {e}"
+            except (ClusterError, TransportError, AuthError) as e:
+                uncertain = True
+                if not await self._backoff(attempt, "ack", e):
+                    return
+                attempt += 1
+                continue
+            answer = await self._nack(f"ResultRefused: the handler's result was refused ({bad})")
+            if answer is not None:
+                outcomes.warning(
+                    "%s returned a result the cluster cannot store (%s); %s", label, bad, answer
+                )
+            return
+
+    async def _nack(self, error: str, retry_in_ms: int | None = None) -> str | None:
+        """Nack; the text for the log line, or None when there is nothing more to say
+        (already logged: refused, or given up)."""
+        src, job, label = self._ctx.source, self.job, self._label
+        uncertain = False
+        attempt = 0
+        while True:
+            try:
+                answer = await src.nack(job.id, job.token, error=error, retry_in_ms=retry_in_ms)
+                return _describe_nack(answer)
+            except Rejected as e:
+                if uncertain and e.status in (404, 409):
+                    return "nacked (the job is no longer leased to this worker)"
+                outcomes.warning(
+                    "%s could not be nacked (%s, %d): %s", label, e.reason, e.status, e
+                )
+                return None
+            except (ClusterError, TransportError, AuthError) as e:
+                uncertain = True
+                if not await self._backoff(attempt, "nack", e):
+                    return None
+                attempt += 1
+
+    async def _backoff(self, attempt: int, what: str, error: Exception) -> bool:
+        """Wait before trying ``what`` again; False once the worker stopped for good."""
+        give_up = self._ctx.give_up
+        if not give_up.is_set():
+            delay = min(_SETTLE_BACKOFF_CAP_S, 0.1 * 2**attempt)
+            logger.warning("%s: %s failed, retrying in %.1f s: %s", self._label, what, delay, error)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(give_up.wait(), delay)
+        if give_up.is_set():
+            outcomes.error(
+                "%s: could not %s before the worker stopped (%s); outcome unknown: if it was "
+                "not applied, the lease expires and the job is redelivered",
+                self._label,
+                what,
+                error,
+            )
+            return False
+        return True
+
+    async def _ours_in(self, states: tuple[str, ...]) -> bool:
+        """True if the job is in one of ``states`` with this delivery's token (read through
+        the leader): an earlier call whose answer was lost did apply."""
+        try:
+            info = await self._ctx.source.get_job(self.job.id, linearizable=True)
+        except (Rejected, ClusterError, TransportError, AuthError):
+            return False
+        return info.get("state") in states and info.get("token") == self.job.token
+
+
+def _seconds(ms: int | None) -> float | None:
+    return None if ms is None else ms / 1000
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return text.splitlines()[0][:300] if text else ""
+
+
+def _describe_nack(answer: dict[str, Any]) -> str:
+    state = answer.get("state")
+    if state == "dead":
+        return "attempts used up: moved to the dead letters"
+    run_at = answer.get("run_at_ms")
+    return f"will be retried ({state}, run_at_ms={run_at})"
+
+
+def _forget(task: asyncio.Task[Any]) -> None:
+    _orphans.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: no "exception was never retrieved" warning
+
+
+def is_async_handler(fn: Callable[..., Any]) -> bool:
+    """True for coroutine functions and objects whose ``__call__`` is one."""
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004 - we want the method itself
+    return call is not None and inspect.iscoroutinefunction(call)

@@ -1,0 +1,455 @@
+"""``Worker``: claims jobs for its free slots and runs them with registered handlers.
+
+The claim loop (one task) keeps ``concurrency`` slots busy: it claims at most as many jobs as
+there are free slots (so an idle worker pulls, a busy one does not: work goes to the least
+loaded), long-polling for ``wait_ms`` when nothing is ready, and starts a ``JobRun`` per job.
+
+Several queues are claimed in one request (``POST /v1/claim``): the cluster hands out the best
+job across all of them, highest priority first. Between jobs of equal priority it takes the
+one that became ready first, whatever its queue, so a busy queue cannot starve another: a
+job waits only behind jobs that were ready before it. The worker also rotates the order of the
+queues it sends, so no queue is favoured by its position in the list.
+
+Stopping (``stop()``, or SIGTERM/SIGINT with ``run(handle_signals=True)``):
+1. no new claims; a claim in flight is let finish (at most ``wait_ms``), and jobs it brought
+   are nacked at once with ``retry_in_ms=0`` without being started;
+2. running jobs get ``grace_ms`` to finish (and are acked or nacked as usual);
+3. what is still running is cancelled and nacked with ``retry_in_ms=0``: redelivered at once.
+A second stop request (``stop(now=True)``, a second signal) skips what is left of the grace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from raftq.client import Client
+from raftq.client.types import ClaimedJob
+from raftq.core.limits import valid_queue_name
+from raftq.errors import AuthError, ClusterError, RaftqError, Rejected, TransportError
+from raftq.worker.options import WorkerOptions, default_name
+from raftq.worker.runner import (
+    OUTCOME_LOGGER,
+    Handler,
+    HandlerSpec,
+    JobRun,
+    RunContext,
+    is_async_handler,
+)
+from raftq.worker.source import JobSource
+from raftq.worker.threads import DaemonThreadPool
+
+__all__ = ["Worker"]
+
+logger = logging.getLogger(__name__)
+outcomes = logging.getLogger(OUTCOME_LOGGER)
+
+_H = TypeVar("_H", bound=Handler)
+_SETTLE_TIMEOUT_S = 10.0  # after the grace: how long nacks may take before we give up
+_CLAIM_BACKOFF_CAP_S = 5.0
+
+
+class Worker:
+    """Runs jobs of one or more queues with the handlers registered for them.
+
+    Example::
+
+        worker = Worker(["127.0.0.1:7001", "127.0.0.1:7002"], concurrency=8)
+
+        @worker.handler("emails")
+        async def send_email(job: raftq.worker.Job) -> dict:
+            ...
+            return {"sent": True}          # becomes the job's result
+
+        worker.run_forever()               # until SIGINT/SIGTERM
+
+    Args:
+        nodes: API addresses of some nodes (as for ``raftq.client.Client``); may be left out
+            when ``client`` is given, or set later with ``configure``.
+        client: where to claim from instead of a new ``Client`` on ``nodes``: a ``Client``
+            or an embedded ``raftq.Node`` (the worker does not close it).
+        token: API token of the worker's own client.
+        ssl: TLS context of the worker's own client.
+        request_timeout_ms: deadline of one request of the worker's own client.
+        retry_ms: how long the worker's own client retries one call through failures.
+        concurrency, lease_ms, heartbeat_ms, job_timeout_ms, retry_in_ms, grace_ms, wait_ms,
+            batch, name: see ``WorkerOptions`` (kept in ``worker.options``).
+
+    Raises:
+        ConfigError: an option is out of range (every problem listed).
+    """
+
+    def __init__(
+        self,
+        nodes: Sequence[str] | str | None = None,
+        *,
+        client: JobSource | None = None,
+        token: str | None = None,
+        ssl: ssl.SSLContext | None = None,
+        request_timeout_ms: int = 10_000,
+        retry_ms: int = 30_000,
+        concurrency: int = 10,
+        lease_ms: int = 30_000,
+        heartbeat_ms: int | None = None,
+        job_timeout_ms: int | None = None,
+        retry_in_ms: int | None = None,
+        grace_ms: int = 30_000,
+        wait_ms: int = 2_000,
+        batch: int | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.nodes = nodes
+        self.client = client
+        self._token = token
+        self._ssl = ssl
+        self._request_timeout_ms = request_timeout_ms
+        self._retry_ms = retry_ms
+        self.options = WorkerOptions(
+            concurrency=concurrency,
+            lease_ms=lease_ms,
+            heartbeat_ms=heartbeat_ms,
+            job_timeout_ms=job_timeout_ms,
+            retry_in_ms=retry_in_ms,
+            grace_ms=grace_ms,
+            wait_ms=wait_ms,
+            batch=batch,
+            name=name,
+        )
+        self._handlers: dict[str, HandlerSpec] = {}
+        self._runs: dict[asyncio.Task[None], JobRun] = {}
+        self._stopping: asyncio.Event | None = None
+        self._now: asyncio.Event | None = None
+        self._slot_freed: asyncio.Event | None = None
+        self._fatal: BaseException | None = None
+        self._stop_early = False  # stop() before run(): return at once
+
+    # -- setup ----------------------------------------------------------------------------
+
+    def configure(
+        self,
+        *,
+        nodes: Sequence[str] | str | None = None,
+        client: JobSource | None = None,
+        token: str | None = None,
+        **options: Any,
+    ) -> None:
+        """Change settings before ``run`` (the CLI applies its flags this way).
+
+        ``nodes``, ``client`` and ``token`` replace the worker's when given; ``options`` are
+        ``WorkerOptions`` fields (``ConfigError`` if out of range).
+        """
+        if nodes is not None:
+            self.nodes = nodes
+        if client is not None:
+            self.client = client
+        if token is not None:
+            self._token = token
+        if options:
+            self.options = replace(self.options, **options)
+
+    def handler(self, queue: str, *, timeout_ms: int | None = None) -> Callable[[_H], _H]:
+        """Decorator: register the function as the handler of ``queue`` (see
+        ``add_handler``); returns the function unchanged."""
+
+        def register(fn: _H) -> _H:
+            self.add_handler(queue, fn, timeout_ms=timeout_ms)
+            return fn
+
+        return register
+
+    def add_handler(self, queue: str, fn: Handler, *, timeout_ms: int | None = None) -> None:
+        """Register ``fn`` as the handler of ``queue``.
+
+        Args:
+            queue: the queue name.
+            fn: ``async def fn(job)`` runs on the worker's event loop; ``def fn(job)`` runs in
+                the worker's thread pool (``concurrency`` threads). Its return value becomes the
+                job's result (any JSON value or bytes); raising fails the attempt (``Retry``
+                to choose the delay).
+            timeout_ms: this queue's per-job timeout (default: ``job_timeout_ms``).
+
+        Raises:
+            ValueError: bad queue name, a second handler for the queue, or a bad timeout.
+        """
+        if not valid_queue_name(queue):
+            raise ValueError(f"queue names match [A-Za-z0-9_.:-]{{1,128}}, got {queue!r}")
+        if queue in self._handlers:
+            raise ValueError(f"queue {queue!r} already has a handler")
+        if not callable(fn):
+            raise ValueError(f"the handler of {queue!r} is not callable: {fn!r}")
+        if timeout_ms is not None and (type(timeout_ms) is not int or timeout_ms <= 0):
+            raise ValueError(f"timeout_ms must be a positive integer, got {timeout_ms!r}")
+        self._handlers[queue] = HandlerSpec(fn, is_async_handler(fn), timeout_ms)
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        """The queues that have a handler, in registration order."""
+        return tuple(self._handlers)
+
+    @property
+    def running(self) -> int:
+        """How many jobs are running now."""
+        return len(self._runs)
+
+    # -- running --------------------------------------------------------------------------
+
+    def stop(self, *, now: bool = False) -> None:
+        """Ask a running worker to stop (see the module docstring); ``now`` skips the grace.
+        Call it on the worker's event loop (signal handlers added with
+        ``loop.add_signal_handler`` are)."""
+        if self._stopping is None:
+            self._stop_early = True
+            return
+        self._stopping.set()
+        if now and self._now is not None:
+            self._now.set()
+
+    def run_forever(self, queues: Sequence[str] | None = None) -> None:
+        """Blocking: ``asyncio.run(self.run(queues, handle_signals=True))``."""
+        asyncio.run(self.run(queues, handle_signals=True))
+
+    async def run(
+        self, queues: Sequence[str] | None = None, *, handle_signals: bool = False
+    ) -> None:
+        """Claim and run jobs until ``stop()``; return once every job is settled.
+
+        Cancelling the task that runs it stops the worker as ``stop()`` does (the grace
+        period included), then the cancellation propagates.
+
+        Args:
+            queues: serve only these of the registered queues (default: all of them).
+            handle_signals: the first SIGINT/SIGTERM stops gracefully, a second one skips the
+                grace (main thread only).
+
+        Raises:
+            ValueError: no handler, or ``queues`` names a queue without one.
+            Rejected, AuthError: the cluster refused the worker's claims (bad queue name,
+                credentials...): the worker stopped (gracefully) because of it.
+            RuntimeError: the worker is already running.
+        """
+        names = self._select(queues)
+        if self._stopping is not None:
+            raise RuntimeError("this worker is already running")
+        if self._stop_early:
+            self._stop_early = False
+            return
+        self._stopping = asyncio.Event()
+        self._now = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._fatal = None
+        try:
+            with _signals(self, handle_signals):
+                await self._run(names)
+        finally:
+            self._stopping = self._now = self._slot_freed = None
+        if self._fatal is not None:
+            raise self._fatal
+
+    def _select(self, queues: Sequence[str] | None) -> tuple[str, ...]:
+        if not self._handlers:
+            raise ValueError("the worker has no handler: add one with @worker.handler(queue)")
+        if queues is None:
+            return self.queues
+        names = tuple(dict.fromkeys(queues))
+        unknown = [q for q in names if q not in self._handlers]
+        if unknown or not names:
+            known = ", ".join(self._handlers)
+            raise ValueError(f"no handler for queue(s) {', '.join(unknown)} (handled: {known})")
+        return names
+
+    async def _run(self, names: tuple[str, ...]) -> None:
+        opts = self.options
+        async with contextlib.AsyncExitStack() as stack:
+            source = self.client
+            if source is None:
+                if self.nodes is None:
+                    raise ValueError("the worker has neither nodes nor a client")
+                own = Client(
+                    self.nodes,
+                    timeout_ms=self._request_timeout_ms,
+                    retry_ms=self._retry_ms,
+                    token=self._token,
+                    ssl=self._ssl,
+                )
+                stack.push_async_callback(own.close)
+                source = own
+            executor = DaemonThreadPool(opts.concurrency, thread_name_prefix="raftq-worker")
+            stack.callback(executor.shutdown, wait=False, cancel_futures=True)
+            ctx = RunContext(
+                source=source,
+                worker=opts.name or default_name(),
+                lease_ms=opts.lease_ms,
+                heartbeat_ms=opts.heartbeat_period_ms,
+                retry_in_ms=opts.retry_in_ms,
+                job_timeout_ms=opts.job_timeout_ms,
+                executor=executor,
+                give_up=asyncio.Event(),
+            )
+            outcomes.info(
+                "worker %s: serving %s with concurrency %d (lease %d ms)",
+                ctx.worker,
+                ", ".join(names),
+                opts.concurrency,
+                opts.lease_ms,
+            )
+            claims = asyncio.create_task(self._claim_loop(ctx, names), name="raftq-claims")
+            stopping = self._stopping
+            assert stopping is not None
+            try:
+                await stopping.wait()
+            finally:
+                stopping.set()  # also when the task running us was cancelled: stop claiming
+                await self._shutdown(ctx, claims)
+            outcomes.info("worker %s: stopped", ctx.worker)
+
+    async def _shutdown(self, ctx: RunContext, claims: asyncio.Task[None]) -> None:
+        assert self._now is not None
+        loop = asyncio.get_running_loop()
+        grace_s = self.options.grace_ms / 1000
+        if self._runs or not claims.done():
+            outcomes.info(
+                "worker %s: stopping; %d job(s) running, up to %d ms to finish",
+                ctx.worker,
+                len(self._runs),
+                self.options.grace_ms,
+            )
+        deadline = loop.time() + grace_s
+        now = asyncio.ensure_future(self._now.wait())
+        try:
+            while not now.done():
+                waiting = {t for t in (claims, *self._runs) if not t.done()}
+                remaining = deadline - loop.time()
+                if not waiting or remaining <= 0:
+                    break
+                await asyncio.wait(
+                    {*waiting, now}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+        finally:
+            now.cancel()
+        if not claims.done():  # only when wait_ms exceeds the grace, or on stop(now=True)
+            claims.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await claims
+        for task, run in self._runs.items():
+            if not task.done():
+                run.interrupt()
+        tasks = set(self._runs)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=_SETTLE_TIMEOUT_S)
+            if pending:
+                ctx.give_up.set()
+                await asyncio.wait(pending)
+
+    async def _claim_loop(self, ctx: RunContext, names: tuple[str, ...]) -> None:
+        stopping, slot_freed = self._stopping, self._slot_freed
+        assert stopping is not None and slot_freed is not None
+        opts = self.options
+        rotation, failures = 0, 0
+        try:
+            while not stopping.is_set():
+                free = opts.concurrency - len(self._runs)
+                if free <= 0:
+                    slot_freed.clear()
+                    await _first(slot_freed.wait(), stopping.wait())
+                    continue
+                order = names[rotation:] + names[:rotation]
+                rotation = (rotation + 1) % len(names)
+                try:
+                    jobs = await ctx.source.claim(
+                        order[0] if len(order) == 1 else order,
+                        worker=ctx.worker,
+                        max=min(free, opts.batch or free),
+                        lease_ms=opts.lease_ms,
+                        wait_ms=opts.wait_ms,
+                    )
+                except (ClusterError, TransportError) as e:
+                    failures += 1
+                    delay = min(_CLAIM_BACKOFF_CAP_S, 0.1 * 2 ** min(failures, 10))
+                    logger.warning("claim failed (%s); retrying in %.1f s", e, delay)
+                    await _first(stopping.wait(), asyncio.sleep(delay))
+                    continue
+                failures = 0
+                for claimed in jobs:
+                    self._start(ctx, claimed)
+        except (Rejected, AuthError) as e:
+            outcomes.error("worker %s: the cluster refused its claims: %s", ctx.worker, e)
+            self._fail(e)
+        except Exception as e:
+            outcomes.exception("worker %s: claim loop crashed", ctx.worker)
+            self._fail(e)
+
+    def _fail(self, error: BaseException) -> None:
+        self._fatal = error
+        if self._stopping is not None:
+            self._stopping.set()
+
+    def _start(self, ctx: RunContext, claimed: ClaimedJob) -> None:
+        spec = self._handlers.get(claimed.queue)
+        if spec is None:  # never: we claim only queues we handle
+            spec = HandlerSpec(_no_handler, False, None)
+        run = JobRun(ctx, claimed, spec)
+        if self._stopping is None or self._stopping.is_set():
+            run.interrupt()  # claimed while stopping: nacked at once, never started
+        task = asyncio.create_task(run.run(), name=f"raftq-run-{claimed.id}")
+        self._runs[task] = run
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._runs.pop(task, None)
+        if self._slot_freed is not None:
+            self._slot_freed.set()
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("job run crashed", exc_info=task.exception())
+
+
+def _no_handler(job: Any) -> None:
+    raise RaftqError(f"no handler for queue {job.queue!r} in this worker")
+
+
+async def _first(*aws: Any) -> None:
+    """Wait until the first of ``aws`` is done; cancel the others."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+
+
+@contextlib.contextmanager
+def _signals(worker: Worker, enabled: bool) -> Iterator[None]:
+    """SIGINT/SIGTERM: the first stops gracefully, the next ones skip the grace."""
+    if not enabled:
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    received = 0
+
+    def on_signal(sig: signal.Signals) -> None:
+        nonlocal received
+        received += 1
+        if received == 1:
+            outcomes.info(
+                "%s received: stopping (grace %d ms; send it again to stop now)",
+                sig.name,
+                worker.options.grace_ms,
+            )
+            worker.stop()
+        else:
+            outcomes.info("%s received again: stopping now", sig.name)
+            worker.stop(now=True)
+
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    for sig in sigs:
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        yield
+    finally:
+        for sig in sigs:
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,152 @@
+"""Fixtures of the HTTP API tests: real aiohttp servers on 127.0.0.1 over in-process nodes.
+
+The node under the API is ``tests.support.local_node.LocalNode``: a real ``raftq.core.Machine``
+fed through ``encode_entry``/``apply_entry`` (no raft). ``leader.follower("n2")`` shares its
+state and answers writes with ``NotLeader``, so forwarding runs between two real servers.
+
+``async def`` tests run on a fresh event loop each (``pytest_pyfunc_call`` below), under a
+per-test deadline. Fixtures return async context-manager factories:
+``async with start() as h: ...``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import msgpack
+import pytest
+
+from raftq.server import ServerSettings, create_app
+from tests.support.local_node import LocalNode, serve
+
+TEST_DEADLINE_S = 60
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    args = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    asyncio.run(asyncio.wait_for(pyfuncitem.obj(**args), TEST_DEADLINE_S))
+    return True
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: Any
+    raw: bytes
+
+
+@dataclass
+class Harness:
+    """One or more nodes, each behind a real HTTP server, and one client session."""
+
+    nodes: dict[str, LocalNode]
+    addresses: dict[str, str]
+    session: aiohttp.ClientSession
+    default: str = "n1"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def node(self) -> LocalNode:
+        return self.nodes[self.default]
+
+    def url(self, path: str, node: str | None = None) -> str:
+        return f"http://{self.addresses[node or self.default]}{path}"
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        fmt: str = "json",
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        node: str | None = None,
+    ) -> Reply:
+        hdrs = dict(headers or {})
+        data = raw
+        if data is None and body is not None:
+            if fmt == "msgpack":
+                data = msgpack.packb(body, use_bin_type=True)
+            else:
+                data = json.dumps(body).encode()
+        if data is not None:
+            hdrs.setdefault(
+                "Content-Type", "application/msgpack" if fmt == "msgpack" else "application/json"
+            )
+        if fmt == "msgpack":
+            hdrs.setdefault("Accept", "application/msgpack")
+        async with self.session.request(
+            method, self.url(path, node), data=data, headers=hdrs
+        ) as resp:
+            payload = await resp.read()
+            ct = resp.headers.get("Content-Type", "")
+            if "msgpack" in ct:
+                decoded = msgpack.unpackb(payload, raw=False)
+            elif "json" in ct:
+                decoded = json.loads(payload)
+            else:
+                decoded = payload
+            return Reply(resp.status, dict(resp.headers), decoded, payload)
+
+    async def post(self, path: str, body: Any = None, **kw: Any) -> Reply:
+        return await self.request("POST", path, body, **kw)
+
+    async def get(self, path: str, **kw: Any) -> Reply:
+        return await self.request("GET", path, **kw)
+
+
+StartFn = Callable[..., AbstractAsyncContextManager[Harness]]
+
+
+@asynccontextmanager
+async def _start(
+    *, followers: int = 0, settings: ServerSettings | None = None
+) -> AsyncIterator[Harness]:
+    """A leader ``n1`` and ``followers`` followers ``n2``... each behind its own server."""
+    leader = LocalNode("n1")
+    nodes = {"n1": leader}
+    for i in range(followers):
+        nodes[f"n{i + 2}"] = leader.follower(f"n{i + 2}")
+    async with AsyncExitStack() as stack:
+        addresses: dict[str, str] = {}
+        for nid, node in nodes.items():
+            addresses[nid] = await stack.enter_async_context(
+                serve(create_app(node, settings or ServerSettings()))
+            )
+            leader.set_address(nid, addresses[nid])
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+        yield Harness(nodes=nodes, addresses=addresses, session=session)
+
+
+@pytest.fixture
+def start() -> StartFn:
+    """``async with start(followers=1, settings=...) as h``: servers over LocalNodes."""
+    return _start
+
+
+def error_of(reply: Reply) -> tuple[str, str]:
+    """``(code, message)`` of an error reply, checking the error shape on the way."""
+    assert isinstance(reply.body, dict), reply.body
+    assert set(reply.body) == {"error"}, reply.body
+    err = reply.body["error"]
+    assert set(err) == {"code", "message"}, err
+    assert isinstance(err["code"], str) and isinstance(err["message"], str)
+    return err["code"], err["message"]
+
+
+@pytest.fixture
+def err() -> Callable[[Reply], tuple[str, str]]:
+    """The ``error_of`` helper, as a fixture (test modules cannot import conftest)."""
+    return error_of
