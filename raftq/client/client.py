@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
-from raftq.client.handle import JobHandle
+from raftq.client.handle import ProducesHandles
 from raftq.client.transport import Transport, parse_nodes
 from raftq.client.types import ClaimedJob
 from raftq.core.limits import REQUEST_WINDOW_MS
@@ -24,7 +24,7 @@ def _q(name: str) -> str:
     return quote(name, safe="")
 
 
-class Client:
+class Client(ProducesHandles):
     """Talks to any node of a cluster; goes to the leader once it knows it.
 
     Every mutating call carries a request id reused on each retry, so a retried call is
@@ -126,36 +126,6 @@ class Client:
         )
         answer = await self._write(f"/v1/queues/{_q(queue)}/jobs", job)
         return int(answer["id"])
-
-    async def enqueue_job(
-        self,
-        queue: str,
-        payload: Any,
-        *,
-        priority: int = 0,
-        delay_ms: int | None = None,
-        run_at_ms: int | None = None,
-        key: str | None = None,
-        max_attempts: int | None = None,
-        lease_ms: int | None = None,
-    ) -> JobHandle:
-        """``enqueue`` and return a handle: ``await handle.wait(timeout_ms)`` gives the result
-        (see ``raftq.client.handle``)."""
-        job_id = await self.enqueue(
-            queue,
-            payload,
-            priority=priority,
-            delay_ms=delay_ms,
-            run_at_ms=run_at_ms,
-            key=key,
-            max_attempts=max_attempts,
-            lease_ms=lease_ms,
-        )
-        return JobHandle(self, job_id)
-
-    def job(self, job_id: int) -> JobHandle:
-        """A handle on an existing job (no request is made until it is used)."""
-        return JobHandle(self, job_id)
 
     async def enqueue_many(self, queue: str, jobs: Sequence[Mapping[str, Any]]) -> list[int]:
         """Enqueue several jobs atomically (all or none). Each mapping holds ``payload`` and

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from raftq.errors import JobCancelled, JobDead, Rejected, WaitTimeout
 
-__all__ = ["POLL_MAX_MS", "POLL_MIN_MS", "JobHandle", "JobReader"]
+__all__ = ["POLL_MAX_MS", "POLL_MIN_MS", "JobHandle", "JobReader", "Producer", "ProducesHandles"]
 
 POLL_MIN_MS = 50
 POLL_MAX_MS = 1_000
@@ -116,3 +116,55 @@ class JobHandle:
                 raise
         # Not on this replica yet? The leader knows every acknowledged enqueue.
         return await self._reader.get_job(self.id, linearizable=True)
+
+
+class Producer(JobReader, Protocol):
+    """What ``ProducesHandles`` needs: a ``JobReader`` that can also ``enqueue``."""
+
+    async def enqueue(
+        self,
+        queue: str,
+        payload: Any,
+        *,
+        priority: int = 0,
+        delay_ms: int | None = None,
+        run_at_ms: int | None = None,
+        key: str | None = None,
+        max_attempts: int | None = None,
+        lease_ms: int | None = None,
+    ) -> int: ...
+
+
+class ProducesHandles:
+    """``enqueue_job`` and ``job`` for a ``Producer`` (``raftq.client.Client`` and
+    ``raftq.Node`` both inherit them)."""
+
+    async def enqueue_job(
+        self: Producer,
+        queue: str,
+        payload: Any,
+        *,
+        priority: int = 0,
+        delay_ms: int | None = None,
+        run_at_ms: int | None = None,
+        key: str | None = None,
+        max_attempts: int | None = None,
+        lease_ms: int | None = None,
+    ) -> JobHandle:
+        """``enqueue`` and return a handle: ``await handle.wait(timeout_ms)`` gives the result
+        (see ``raftq.client.handle``)."""
+        job_id = await self.enqueue(
+            queue,
+            payload,
+            priority=priority,
+            delay_ms=delay_ms,
+            run_at_ms=run_at_ms,
+            key=key,
+            max_attempts=max_attempts,
+            lease_ms=lease_ms,
+        )
+        return JobHandle(self, job_id)
+
+    def job(self: JobReader, job_id: int) -> JobHandle:
+        """A handle on an existing job (no request is made until it is used)."""
+        return JobHandle(self, job_id)

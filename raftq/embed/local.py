@@ -20,11 +20,7 @@ from raftq.core import Claim, Claimed, Command, Lease, NewJob, Result
 from raftq.core import Rejected as CoreRejected
 from raftq.core.limits import (
     MAX_CLAIM,
-    MAX_DELAY_MS,
-    MAX_KEY_CHARS,
     MAX_LEASE_MS,
-    MAX_MAX_ATTEMPTS,
-    MAX_TIME_MS,
     MAX_WORKER_CHARS,
 )
 from raftq.core.ops import MAX_CLAIM_QUEUES
@@ -32,6 +28,7 @@ from raftq.errors import NoLeader, NotLeader, Rejected
 from raftq.raft.api import NodeAPI
 from raftq.server.errors import REASON_STATUS, ApiError, invalid
 from raftq.server.fields import INT64_MAX, Fields, check_int, check_queue, check_str
+from raftq.server.handlers import new_job as api_new_job
 from raftq.server.wire import pack_value, unpack_value
 
 __all__ = [
@@ -60,23 +57,7 @@ def new_job(spec: Mapping[str, Any], where: str, max_payload_bytes: int) -> NewJ
     if not isinstance(spec, Mapping):
         raise invalid(where, "expected a mapping with a payload")
     f = Fields({k: v for k, v in spec.items() if v is not None or k == "payload"}, where)
-    payload = pack_value(f.required("payload"), "msgpack", f.name("payload"), max_payload_bytes)
-    priority = f.int_default("priority", 0, 9, default=0)
-    delay_ms = f.opt_int("delay_ms", 0, MAX_DELAY_MS)
-    run_at_ms = f.opt_int("run_at_ms", 0, MAX_TIME_MS)
-    if delay_ms is not None and run_at_ms is not None:
-        raise invalid(f.name("delay_ms"), "give delay_ms or run_at_ms, not both")
-    job = NewJob(
-        payload=payload,
-        priority=priority,
-        delay_ms=delay_ms,
-        run_at_ms=run_at_ms,
-        key=f.opt_str("key", MAX_KEY_CHARS),
-        max_attempts=f.opt_int("max_attempts", 1, MAX_MAX_ATTEMPTS),
-        lease_ms=f.opt_int("lease_ms", 1, MAX_LEASE_MS),
-    )
-    f.done()
-    return job
+    return api_new_job(f, "msgpack", max_payload_bytes)
 
 
 def pack_result(result: Any, max_payload_bytes: int) -> bytes | None:

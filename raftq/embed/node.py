@@ -30,7 +30,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from raftq.client.handle import JobHandle
+from raftq.client.handle import ProducesHandles
 from raftq.client.transport import Transport
 from raftq.client.types import ClaimedJob
 from raftq.config import ClusterConfig, load_config
@@ -76,7 +76,7 @@ def _q(name: str) -> str:
     return quote(name, safe="")
 
 
-class Node:
+class Node(ProducesHandles):
     """One node of a raftq cluster, run inside the caller's event loop.
 
     Example::
@@ -304,35 +304,6 @@ class Node:
         }
         ids = await self._enqueue(queue, [spec], batch=False)
         return ids[0]
-
-    async def enqueue_job(
-        self,
-        queue: str,
-        payload: Any,
-        *,
-        priority: int = 0,
-        delay_ms: int | None = None,
-        run_at_ms: int | None = None,
-        key: str | None = None,
-        max_attempts: int | None = None,
-        lease_ms: int | None = None,
-    ) -> JobHandle:
-        """See ``raftq.client.Client.enqueue_job``."""
-        job_id = await self.enqueue(
-            queue,
-            payload,
-            priority=priority,
-            delay_ms=delay_ms,
-            run_at_ms=run_at_ms,
-            key=key,
-            max_attempts=max_attempts,
-            lease_ms=lease_ms,
-        )
-        return JobHandle(self, job_id)
-
-    def job(self, job_id: int) -> JobHandle:
-        """See ``raftq.client.Client.job``."""
-        return JobHandle(self, job_id)
 
     async def enqueue_many(self, queue: str, jobs: Sequence[Mapping[str, Any]]) -> list[int]:
         """See ``raftq.client.Client.enqueue_many``."""

@@ -8,6 +8,7 @@ snapshot (computed in the child, so the tick thread never stalls on it), not pic
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import Callable
@@ -23,8 +24,18 @@ logger = logging.getLogger(__name__)
 
 
 def _restore_machine(data: bytes) -> Machine:
-    """Unpickling target of ``_Snapshot`` (module level so pickle can name it)."""
-    return Machine.restore(data)
+    """Unpickling target of ``_Snapshot`` (module level so pickle can name it).
+
+    The cyclic GC is paused while a million jobs are created: its full passes took 60% of a
+    restore (docs/benchmarks.md), and jobs hold no reference cycles for it to find.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return Machine.restore(data)
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class _Snapshot:

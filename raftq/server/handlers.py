@@ -81,7 +81,7 @@ from raftq.server.render import render_cluster, render_job, render_lease, render
 from raftq.server.settings import ServerSettings
 from raftq.server.wire import Format, decode_body, pack_value, request_format, respond
 
-__all__ = ["Api", "read_body"]
+__all__ = ["Api", "new_job", "read_body"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +101,29 @@ async def read_body(request: web.BaseRequest, limit: int) -> bytes:
         if len(buf) > limit:
             raise ApiError(413, "body_too_large", f"body larger than {limit} bytes")
     return bytes(buf)
+
+
+def new_job(f: Fields, fmt: Format, max_payload_bytes: int) -> NewJob:
+    """One job of an enqueue from its fields (``payload``, ``priority``, ``delay_ms``,
+    ``run_at_ms``, ``key``, ``max_attempts``, ``lease_ms``), validated; ``f`` must hold no
+    other field. ``raftq.embed`` validates ``Node.enqueue`` with it too."""
+    payload = pack_value(f.required("payload"), fmt, f.name("payload"), max_payload_bytes)
+    priority = f.int_default("priority", 0, 9, default=0)
+    delay_ms = f.opt_int("delay_ms", 0, MAX_DELAY_MS)
+    run_at_ms = f.opt_int("run_at_ms", 0, MAX_TIME_MS)
+    if delay_ms is not None and run_at_ms is not None:
+        raise invalid(f.name("delay_ms"), "give delay_ms or run_at_ms, not both")
+    job = NewJob(
+        payload=payload,
+        priority=priority,
+        delay_ms=delay_ms,
+        run_at_ms=run_at_ms,
+        key=f.opt_str("key", MAX_KEY_CHARS),
+        max_attempts=f.opt_int("max_attempts", 1, MAX_MAX_ATTEMPTS),
+        lease_ms=f.opt_int("lease_ms", 1, MAX_LEASE_MS),
+    )
+    f.done()
+    return job
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,14 +254,16 @@ class Api:
         queue = parse_queue(w.request.match_info["queue"])
         f = w.fields()
         batch = f.has("jobs")
+        max_bytes = self.settings.max_payload_bytes
         if batch:
             items = f.req_list("jobs", self.settings.max_batch_jobs, 1)
             f.done()
             jobs = tuple(
-                self._new_job(Fields(item, f"jobs[{i}]"), w.fmt) for i, item in enumerate(items)
+                new_job(Fields(item, f"jobs[{i}]"), w.fmt, max_bytes)
+                for i, item in enumerate(items)
             )
         else:
-            jobs = (self._new_job(f, w.fmt),)
+            jobs = (new_job(f, w.fmt, max_bytes),)
         cmd = Enqueue(now_ms=self.node.now_ms(), request_id=w.request_id, queue=queue, jobs=jobs)
         result = await self._submit(cmd)
         if not isinstance(result, Enqueued):
@@ -248,27 +273,6 @@ class Api:
         else:
             body = {"id": result.ids[0], "existing": result.existing[0]}
         return respond(w.request, body, 201)
-
-    def _new_job(self, f: Fields, fmt: Format) -> NewJob:
-        payload = pack_value(
-            f.required("payload"), fmt, f.name("payload"), self.settings.max_payload_bytes
-        )
-        priority = f.int_default("priority", 0, 9, default=0)
-        delay_ms = f.opt_int("delay_ms", 0, MAX_DELAY_MS)
-        run_at_ms = f.opt_int("run_at_ms", 0, MAX_TIME_MS)
-        if delay_ms is not None and run_at_ms is not None:
-            raise invalid(f.name("delay_ms"), "give delay_ms or run_at_ms, not both")
-        job = NewJob(
-            payload=payload,
-            priority=priority,
-            delay_ms=delay_ms,
-            run_at_ms=run_at_ms,
-            key=f.opt_str("key", MAX_KEY_CHARS),
-            max_attempts=f.opt_int("max_attempts", 1, MAX_MAX_ATTEMPTS),
-            lease_ms=f.opt_int("lease_ms", 1, MAX_LEASE_MS),
-        )
-        f.done()
-        return job
 
     # -- claim (long-poll) ------------------------------------------------------------------
 

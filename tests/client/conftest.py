@@ -1,35 +1,24 @@
 """Fixtures of the client tests: real API servers over in-process ``LocalNode``s, with faults.
 
-``async def`` tests run on a fresh event loop each (``pytest_pyfunc_call`` below), under a
-per-test deadline. ``start(...)`` is an async context-manager factory.
+``async def`` tests run under ``tests/conftest.py``'s hook. ``start(...)`` is an async
+context-manager factory.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 
 import pytest
 from aiohttp import web
 
-from raftq.server import ServerSettings, create_app
-from tests.support.local_node import LocalNode, serve
-
-TEST_DEADLINE_S = 60
+from raftq.server import ServerSettings
+from tests.conftest import serve_local_nodes
+from tests.support.local_node import LocalNode
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    if not inspect.iscoroutinefunction(pyfuncitem.obj):
-        return None
-    args = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
-    asyncio.run(asyncio.wait_for(pyfuncitem.obj(**args), TEST_DEADLINE_S))
-    return True
 
 
 @dataclass
@@ -83,18 +72,14 @@ class Cluster:
 async def _start(
     *, followers: int = 2, settings: ServerSettings | None = None
 ) -> AsyncIterator[Cluster]:
-    leader = LocalNode("n1")
-    nodes = {"n1": leader}
-    for i in range(followers):
-        nodes[f"n{i + 2}"] = leader.follower(f"n{i + 2}")
-    faults = {nid: Faults() for nid in nodes}
-    async with AsyncExitStack() as stack:
-        addresses: dict[str, str] = {}
-        for nid, node in nodes.items():
-            app = create_app(node, settings or ServerSettings())
-            app.middlewares.append(faults[nid].middleware())
-            addresses[nid] = await stack.enter_async_context(serve(app))
-            leader.set_address(nid, addresses[nid])
+    faults: dict[str, Faults] = {}
+
+    def add_faults(nid: str, app: web.Application) -> None:
+        faults[nid] = Faults()
+        app.middlewares.append(faults[nid].middleware())
+
+    serving = serve_local_nodes(followers=followers, settings=settings, prepare=add_faults)
+    async with serving as (nodes, addresses):
         yield Cluster(nodes=nodes, addresses=addresses, faults=faults)
 
 

@@ -52,6 +52,7 @@ from raftq.core import (
     Resumed,
     Tick,
     Ticked,
+    codec,
     decode_entry,
     encode_entry,
     snapshot_bytes,
@@ -645,3 +646,28 @@ def test_garbage_in_any_record_field_raises_only_codec_error(
         records[i] = value
     with contextlib.suppress(CodecError):
         Machine.restore(_resealed(records))
+
+
+def _checked_or_error(wire: list[Any]) -> Command | CodecError:
+    try:
+        return codec._decode_command(wire)
+    except CodecError as e:
+        return e
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(command_st | st.builds(list, st.lists(garbage, max_size=8)), st.integers(1, 12))
+def test_fast_decoders_agree_with_the_checked_path(value: Any, tag: int) -> None:
+    """codec_fast exists only for speed: it must build exactly what the checked path builds,
+    and decline (None) whatever the checked path refuses."""
+    wire = encode_command(value) if not isinstance(value, list) else [tag, *value]
+    wire = msgpack.unpackb(msgpack.packb(wire))  # what decode_entry really sees
+    fast = codec._FAST_DECODERS.get(wire[0])
+    if fast is None:
+        return
+    got = fast(wire)
+    checked = _checked_or_error(wire)
+    if isinstance(checked, CodecError):
+        assert got is None
+    else:
+        assert got is None or got == checked

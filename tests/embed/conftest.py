@@ -2,26 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 from pathlib import Path
-
-import pytest
 
 from raftq.config import ClusterConfig, parse_config
 from tests.integration.cluster import free_ports
-
-TEST_DEADLINE_S = 60
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    """Run ``async def`` tests on a fresh event loop, under a deadline."""
-    if not inspect.iscoroutinefunction(pyfuncitem.obj):
-        return None
-    args = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
-    asyncio.run(asyncio.wait_for(pyfuncitem.obj(**args), TEST_DEADLINE_S))
-    return True
 
 
 def make_config(root: Path, n: int, extra: str = "") -> ClusterConfig:

@@ -4,18 +4,16 @@ The node under the API is ``tests.support.local_node.LocalNode``: a real ``raftq
 fed through ``encode_entry``/``apply_entry`` (no raft). ``leader.follower("n2")`` shares its
 state and answers writes with ``NotLeader``, so forwarding runs between two real servers.
 
-``async def`` tests run on a fresh event loop each (``pytest_pyfunc_call`` below), under a
-per-test deadline. Fixtures return async context-manager factories:
+``async def`` tests run under ``tests/conftest.py``'s hook. Fixtures return async
+context-manager factories:
 ``async with start() as h: ...``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import json
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,19 +21,9 @@ import aiohttp
 import msgpack
 import pytest
 
-from raftq.server import ServerSettings, create_app
-from tests.support.local_node import LocalNode, serve
-
-TEST_DEADLINE_S = 60
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    if not inspect.iscoroutinefunction(pyfuncitem.obj):
-        return None
-    args = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
-    asyncio.run(asyncio.wait_for(pyfuncitem.obj(**args), TEST_DEADLINE_S))
-    return True
+from raftq.server import ServerSettings
+from tests.conftest import serve_local_nodes
+from tests.support.local_node import LocalNode
 
 
 @dataclass
@@ -115,18 +103,10 @@ async def _start(
     *, followers: int = 0, settings: ServerSettings | None = None
 ) -> AsyncIterator[Harness]:
     """A leader ``n1`` and ``followers`` followers ``n2``... each behind its own server."""
-    leader = LocalNode("n1")
-    nodes = {"n1": leader}
-    for i in range(followers):
-        nodes[f"n{i + 2}"] = leader.follower(f"n{i + 2}")
-    async with AsyncExitStack() as stack:
-        addresses: dict[str, str] = {}
-        for nid, node in nodes.items():
-            addresses[nid] = await stack.enter_async_context(
-                serve(create_app(node, settings or ServerSettings()))
-            )
-            leader.set_address(nid, addresses[nid])
-        session = await stack.enter_async_context(aiohttp.ClientSession())
+    async with (
+        serve_local_nodes(followers=followers, settings=settings) as (nodes, addresses),
+        aiohttp.ClientSession() as session,
+    ):
         yield Harness(nodes=nodes, addresses=addresses, session=session)
 
 

@@ -5,7 +5,6 @@ SIGKILLed at teardown)."""
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 import subprocess
 import sys
@@ -18,17 +17,12 @@ import pytest
 from tests.integration.cluster import Cluster
 
 REPO = Path(__file__).resolve().parents[2]
-TEST_DEADLINE_S = 120
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    """Run ``async def`` tests on a fresh event loop, under a deadline."""
-    if not inspect.iscoroutinefunction(pyfuncitem.obj):
-        return None
-    args = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
-    asyncio.run(asyncio.wait_for(pyfuncitem.obj(**args), TEST_DEADLINE_S))
-    return True
+@pytest.fixture
+def async_test_deadline_s() -> float:
+    """Worker tests drive real processes: ``async def`` tests get 120 s (``tests/conftest.py``)."""
+    return 120
 
 
 @pytest.fixture(scope="session")
