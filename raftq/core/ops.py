@@ -27,6 +27,7 @@ from raftq.core.limits import (
     DEFAULT_MAX_ATTEMPTS,
     MAX_BATCH_JOBS,
     MAX_CLAIM,
+    MAX_CLAIM_QUEUES,
     MAX_DELAY_MS,
     MAX_FINISHED_PER_QUEUE,
     MAX_KEY_CHARS,
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ID_MASK",
-    "MAX_CLAIM_QUEUES",
     "advance_queue",
     "claim",
     "enqueue",
@@ -61,7 +61,6 @@ __all__ = [
 ]
 
 ID_MASK = (1 << 48) - 1  # the job id inside a ready or delayed heap key
-MAX_CLAIM_QUEUES = 64
 
 
 def invalid(message: str) -> Rejected:

@@ -20,10 +20,10 @@ from raftq.core import Claim, Claimed, Command, Lease, NewJob, Result
 from raftq.core import Rejected as CoreRejected
 from raftq.core.limits import (
     MAX_CLAIM,
+    MAX_CLAIM_QUEUES,
     MAX_LEASE_MS,
     MAX_WORKER_CHARS,
 )
-from raftq.core.ops import MAX_CLAIM_QUEUES
 from raftq.errors import NoLeader, NotLeader, Rejected
 from raftq.raft.api import NodeAPI
 from raftq.server.errors import REASON_STATUS, ApiError, invalid

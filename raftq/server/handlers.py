@@ -53,6 +53,7 @@ from raftq.core import Rejected as CoreRejected
 from raftq.core.limits import (
     MAX_BATCH_JOBS,
     MAX_CLAIM,
+    MAX_CLAIM_QUEUES,
     MAX_DELAY_MS,
     MAX_ERROR_CHARS,
     MAX_KEY_CHARS,
@@ -61,7 +62,6 @@ from raftq.core.limits import (
     MAX_TIME_MS,
     MAX_WORKER_CHARS,
 )
-from raftq.core.ops import MAX_CLAIM_QUEUES
 from raftq.errors import ClusterError, NoLeader, NotLeader
 from raftq.raft.api import NodeAPI
 from raftq.server.errors import ApiError, from_rejected, invalid
