@@ -8,6 +8,7 @@ Starts three `raftq serve` processes with a generated config, then measures thro
 - claim+ack one at a time on the leader.
 
     .venv/bin/python bench/bench_cluster.py [--seconds 5] [--concurrency 200] [--json FILE]
+        [--fsync always|off]
 
 Figures are ratios against each other on one noisy 2-core machine, not absolute claims.
 """
@@ -95,7 +96,7 @@ async def run(cluster: Cluster, args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-async def raft_submit(tmp: Path, n: int) -> dict[str, float]:
+async def raft_submit(tmp: Path, n: int, extra_raft: str = "") -> dict[str, float]:
     """Latency of ``RaftNode.submit`` alone (no HTTP): n1 runs embedded in this process, n2
     and n3 as processes; the others are restarted until n1 leads."""
     from raftq.config import load_config  # noqa: PLC0415
@@ -103,7 +104,7 @@ async def raft_submit(tmp: Path, n: int) -> dict[str, float]:
     from raftq.embed.node import Node  # noqa: PLC0415
 
     sys.setswitchinterval(0.0005)  # as raftq.runtime does for a node process
-    cluster = Cluster.generate(tmp)
+    cluster = Cluster.generate(tmp, extra_raft=extra_raft)
     cluster.start("n2", "n3")
     try:
         async with Node(load_config(cluster.config_path), "n1") as node:
@@ -135,16 +136,18 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=200)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--fsync", choices=["always", "off"], default="always", help="[raft] fsync")
     args = ap.parse_args()
+    extra_raft = f'fsync = "{args.fsync}"'
     runs = []
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory() as tmp:
-            cluster = Cluster.generate(Path(tmp))
+            cluster = Cluster.generate(Path(tmp), extra_raft=extra_raft)
             with cluster:
                 cluster.wait_ready()
                 runs.append(asyncio.run(run(cluster, args)))
         with tempfile.TemporaryDirectory() as tmp:
-            runs[-1].update(asyncio.run(raft_submit(Path(tmp), args.n)))
+            runs[-1].update(asyncio.run(raft_submit(Path(tmp), args.n, extra_raft)))
     keys = [k for k in runs[0] if k != "leader"]
     median = {k: statistics.median(r[k] for r in runs) for k in keys}
     print(f"{'metric':<28} {'median':>10}   runs")
@@ -155,7 +158,8 @@ def main() -> int:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], check=False, capture_output=True, text=True
     )
-    print(f"commit {commit.stdout.strip()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    print(f"fsync {args.fsync}, commit {commit.stdout.strip()}, {when}")
     return 0
 
 

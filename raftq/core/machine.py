@@ -175,5 +175,5 @@ class Machine:
         return snapshot_digest(self)
 
     def check_invariants(self) -> None:
-        """Raise AssertionError if an internal invariant is broken (tests and fail-stop)."""
+        """Raise ``CorruptStateError`` if an internal invariant is broken (tests, fail-stop)."""
         check_invariants(self)

@@ -14,6 +14,8 @@ Settings chosen (measured in docs/benchmarks.md and the PySyncObj notes):
 - journal + full dump file with ``useFork``: snapshots are written by a forked child, so the tick
   thread never stalls; ``logCompactionMinEntries`` high (the default 5000 causes snapshot storms
   with a big state).
+- ``fsync = "always"`` (default): the journal is ``raftq.raft.journal.DurableFileJournal``,
+  installed around the constructor; a write is msync'd before it is acknowledged.
 - ``bindAddress`` = the configured raft host; the cluster secret becomes PySyncObj's
   ``password`` (authenticated encryption of peer traffic: its wire format is pickle).
 """
@@ -35,6 +37,7 @@ from raftq.core.job import JobState
 from raftq.errors import ClusterError, NoLeader, NotLeader, OutcomeUnknown, Overloaded
 from raftq.raft.api import NodeStatus, PeerStatus
 from raftq.raft.group_commit import Done, GroupCommit
+from raftq.raft.journal import durable_journal, verify_journal
 from raftq.raft.replica import Replica
 
 if TYPE_CHECKING:
@@ -97,7 +100,17 @@ class RaftNode:
         others = [n.raft for n in self.config.nodes if n.id != self.node_id]
         # SyncObj's tick thread stops when the thread that created it exits: create it here,
         # on the loop's thread. The constructor blocks until the port is bound.
-        self._syncobj = SyncObj(self._self.raft, others, conf=conf, consumers=[self._replica])
+        fsync = self.config.raft.fsync
+        # fsync = "always": PySyncObj builds our msync'ing journal (raftq/raft/journal.py).
+        seam = durable_journal() if fsync == "always" else contextlib.nullcontext()
+        with seam:
+            syncobj = SyncObj(self._self.raft, others, conf=conf, consumers=[self._replica])
+        try:
+            verify_journal(syncobj, fsync)
+        except Exception:
+            syncobj.destroy_synchronous()
+            raise
+        self._syncobj = syncobj
         self._commit = GroupCommit(
             self._propose,
             entry_timeout_ms=self._submit_timeout_ms,

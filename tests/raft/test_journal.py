@@ -1,0 +1,136 @@
+"""The durable journal seam (raftq/raft/journal.py): unit tests of the journal and a guard that
+fails loudly if a PySyncObj upgrade stops building its journal through the seam."""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import threading
+from pathlib import Path
+
+import pysyncobj.syncobj
+import pytest
+from pysyncobj.journal import FileJournal
+
+from raftq.raft import journal as seam
+from raftq.raft.journal import (
+    DurabilitySeamError,
+    DurableFileJournal,
+    DurableMetaStorer,
+    check_version,
+    durable_journal,
+)
+from raftq.raft.node import RaftNode
+from tests.embed.conftest import make_config
+
+
+def test_entries_written_are_read_back_by_a_plain_file_journal(tmp_path: Path) -> None:
+    path = str(tmp_path / "raft.journal")
+    j = DurableFileJournal(path)
+    big = b"x" * 10_000  # crosses pages and forces the file to grow (remap)
+    for i in range(1, 51):
+        j.add(b"cmd%d" % i + (big if i % 10 == 0 else b""), i, 1 + i // 20)
+    j.deleteEntriesFrom(45)  # drops entries 46..50
+    j.deleteEntriesTo(5)  # compaction: keeps 6..45
+    j.add(b"last", 46, 3)
+    expected = [j[k] for k in range(len(j))]
+    j._destroy()
+
+    again = FileJournal(path)
+    assert [again[k] for k in range(len(again))] == expected
+    assert again[0][1:] == (6, 1) and again[len(again) - 1] == (b"last", 46, 3)
+    again._destroy()
+
+    j = DurableFileJournal(path)
+    j.clear()
+    j._destroy()
+    again = FileJournal(path)
+    assert len(again) == 0
+    again._destroy()
+
+
+def test_writes_are_msynced_before_add_returns(tmp_path: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    j = DurableFileJournal(str(tmp_path / "raft.journal"))
+    original = j._sync_range
+
+    def spy(start: int, end: int) -> None:
+        calls.append((start, end))
+        original(start, end)
+
+    j._sync_range = spy  # type: ignore[method-assign]
+    j.add(b"a" * 5000, 1, 1)
+    assert calls and calls[0][1] == j._offset()  # the record, up to its end
+    calls.clear()
+    j.add(b"b", 2, 1)  # record beyond the first page: record first, then the header page
+    assert calls == [(calls[0][0], j._offset()), (0, 40)]
+    calls.clear()
+    for i in range(3, 100):
+        j.add(b"c", i, 1)
+    calls.clear()
+    j.deleteEntriesTo(50)  # one sync for the whole rewrite, not one per entry
+    assert calls == [(0, j._offset())]
+    j._destroy()
+
+
+def test_meta_is_durable_when_store_returns(tmp_path: Path) -> None:
+    path = str(tmp_path / "raft.journal")
+    j = DurableFileJournal(path)
+    assert isinstance(j._FileJournal__metaStorer, DurableMetaStorer)
+    j.setCurrentTerm(7, "127.0.0.1:9")
+    meta = pickle.loads((tmp_path / "raft.journal.meta").read_bytes())
+    assert meta["currentTerm"] == 7 and meta["votedForNodeId"] == "127.0.0.1:9"
+    assert not (tmp_path / "raft.journal.meta.tmp").exists()
+    j._destroy()
+
+
+def test_version_pin() -> None:
+    check_version("0.3.17")
+    with pytest.raises(DurabilitySeamError, match=r"pysyncobj 0\.3\.17 \(installed: 0\.3\.18\)"):
+        check_version("0.3.18")
+
+
+def test_seam_is_per_thread_and_restored(tmp_path: Path) -> None:
+    original = pysyncobj.syncobj.createJournal
+    other: list[object] = []
+    with durable_journal():
+        assert pysyncobj.syncobj.createJournal is not original
+        made = pysyncobj.syncobj.createJournal(str(tmp_path / "a"))
+        t = threading.Thread(
+            target=lambda: other.append(pysyncobj.syncobj.createJournal(str(tmp_path / "b")))
+        )
+        t.start()
+        t.join()
+    assert pysyncobj.syncobj.createJournal is original
+    assert type(made) is DurableFileJournal
+    assert type(other[0]) is FileJournal  # another thread outside the block: untouched
+    made._destroy()
+    other[0]._destroy()  # type: ignore[attr-defined]
+
+
+async def _journal_of_started_node(tmp_path: Path, fsync: str) -> type:
+    node = RaftNode(make_config(tmp_path, 1, f'[raft]\nfsync = "{fsync}"'), "n1")
+    await node.start()
+    try:
+        return type(node._syncobj._SyncObj__raftLog)  # type: ignore[union-attr]
+    finally:
+        await node.stop()
+
+
+async def test_guard_a_started_node_journals_through_the_seam(tmp_path: Path) -> None:
+    """If this fails after a PySyncObj upgrade, the upgrade bypassed raftq/raft/journal.py:
+    acknowledged writes would no longer be fsynced. Re-verify the seam before pinning."""
+    assert await _journal_of_started_node(tmp_path / "a", "always") is DurableFileJournal
+    assert await _journal_of_started_node(tmp_path / "b", "off") is FileJournal
+    assert seam._Seam.inside == 0
+
+
+async def test_guard_refuses_a_bypassed_seam(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Simulate an upgrade that creates its journal without looking up createJournal.
+    monkeypatch.setattr(seam, "_create_journal", lambda f=None: FileJournal(f))
+    node = RaftNode(make_config(tmp_path, 1), "n1")
+    with pytest.raises(DurabilitySeamError, match="durable journal was not installed"):
+        await node.start()
+    await asyncio.sleep(0)
