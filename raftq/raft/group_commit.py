@@ -53,8 +53,6 @@ class GroupCommit:
         self._pending: list[tuple[Command, asyncio.Future[Result]]] = []
         self._inflight = 0
         self._flush_scheduled = False
-        self.entries_sent = 0
-        self.commands_sent = 0
 
     def submit(self, command: Command) -> asyncio.Future[Result]:
         """Queue ``command``; the future resolves with its result or a ``ClusterError``."""
@@ -97,8 +95,6 @@ class GroupCommit:
         entry = _Entry(futures=[f for _, f in batch])
         raw = encode_entry([c for c, _ in batch])
         self._inflight += 1
-        self.entries_sent += 1
-        self.commands_sent += len(batch)
 
         def done(results: list[Result] | None, error: ClusterError | None) -> None:
             self._finish(entry, results, error)
