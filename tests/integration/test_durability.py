@@ -1,0 +1,208 @@
+"""Durability under crashes (issue 4 §4): kill -9 at random moments, all nodes at once, and a
+node restarted on an older copy of its data dir, all under a load of producers and workers.
+
+test_faults.py covers one leader kill and all-nodes kills with producers only, each on a fresh
+cluster. Here the load also claims, acks and nacks (so acknowledged *completions* must
+survive too, and at most once), every request goes to a random node, the crashes repeat on
+one cluster whose state keeps growing, and some runs compact the log every few hundred
+entries so snapshots are written, loaded and shipped while nodes die.
+
+After the faults: heal (every node running), one write through the leader, wait until every
+node reports the same applied index and digest, then check the ledger of what clients were
+told (``tests/integration/load.py``): every acknowledged enqueue still exists, no job was
+completed with two different tokens, every acknowledged ack is still ``succeeded``.
+
+``RAFTQ_DURABILITY_ITERATIONS`` (default 6) sets the number of random kills per run, and
+``RAFTQ_DURABILITY_ROUNDS`` (default 3) the all-nodes rounds, for longer soak runs;
+``RAFTQ_DURABILITY_SEED`` replays one schedule (each test prints the seed it used).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from raftq.client import Client
+from tests.integration.cluster import Cluster
+from tests.integration.load import Load, check_ledger
+
+pytestmark = pytest.mark.slow
+
+ITERATIONS = int(os.environ.get("RAFTQ_DURABILITY_ITERATIONS", "6"))
+ROUNDS = int(os.environ.get("RAFTQ_DURABILITY_ROUNDS", "3"))
+
+# Compact every 200 entries (or 2 s): with the load below, several snapshots per iteration.
+COMPACT = "log_compaction_min_entries = 200\nlog_compaction_min_time_s = 2"
+
+# Generous: a loaded 2-core machine running other tests must not fail these on time alone.
+READY_S = 90.0
+PROGRESS_S = 60.0
+
+
+def _rng() -> random.Random:
+    seed = int(os.environ.get("RAFTQ_DURABILITY_SEED", random.randrange(2**32)))
+    print(f"RAFTQ_DURABILITY_SEED={seed}")
+    return random.Random(seed)
+
+
+def _apis(cluster: Cluster) -> list[str]:
+    return [cluster.api[n] for n in cluster.ids]
+
+
+async def _settle_and_check(cluster: Cluster, load: Load) -> None:
+    """Every node running; one write through the leader (so the leader has applied all it
+    acknowledged before); same digest everywhere; then the ledger's checks."""
+    await asyncio.to_thread(cluster.wait_ready, READY_S)
+    async with Client(_apis(cluster), retry_ms=60_000) as client:
+        await client.enqueue("barrier", None)
+    await asyncio.to_thread(cluster.wait_converged, READY_S)
+    ledger = load.ledger
+    print(
+        f"acked {len(ledger.acked)} enqueues ({ledger.unknown} unknown), claimed "
+        f"{ledger.claimed}, completed {len(ledger.completed)}, nacked {ledger.nacked}, "
+        f"stale {ledger.stale}"
+    )
+    await check_ledger(ledger, _apis(cluster))
+    assert len(ledger.acked) > 200, "the load hardly ran"
+    assert ledger.completed, "no job was completed: the workers did not run"
+
+
+def _assert_compacted(cluster: Cluster) -> None:
+    dumps = list((cluster.root / "data").glob("*/raft.dump"))
+    assert dumps, "no snapshot was written: compaction did not run"
+
+
+@pytest.mark.parametrize("compact", [False, True], ids=["journal", "compaction"])
+def test_random_kill9_under_load_then_restart(tmp_path: Path, compact: bool) -> None:
+    """kill -9 one node at a random moment (the leader about 40% of the time), leave it down
+    for a random while, restart it; repeat while producers and workers run."""
+    rng = _rng()
+    with Cluster.generate(tmp_path, extra_raft=COMPACT if compact else "") as cluster:
+        cluster.wait_ready()
+
+        async def run() -> None:
+            async with Load(_apis(cluster), seed=rng.randrange(2**32)) as load:
+                await load.wait_acked(50, PROGRESS_S)
+                for _ in range(ITERATIONS):
+                    leader = await asyncio.to_thread(cluster.leader, READY_S)
+                    others = [n for n in cluster.ids if n != leader]
+                    victim = leader if rng.random() < 0.4 else rng.choice(others)
+                    await asyncio.sleep(rng.uniform(0.1, 1.5))
+                    cluster.kill(victim)
+                    await asyncio.sleep(rng.uniform(0.0, 1.5))
+                    cluster.start(victim)
+                    t0 = time.monotonic()
+                    await asyncio.to_thread(cluster.wait_ready, READY_S)
+                    t1 = time.monotonic()
+                    # The cluster takes writes again before the next crash.
+                    await load.wait_acked(20, PROGRESS_S)
+                    print(
+                        f"killed {victim} ({'leader' if victim == leader else 'follower'}): "
+                        f"ready after {t1 - t0:.1f}s, writes after {time.monotonic() - t1:.1f}s"
+                    )
+            await _settle_and_check(cluster, load)
+            if compact:
+                _assert_compacted(cluster)
+
+        asyncio.run(run())
+
+
+def test_kill9_all_nodes_under_load_rounds(tmp_path: Path) -> None:
+    """kill -9 every node at once under load, restart them all, carry on; several rounds on
+    one cluster with compaction, so later rounds restart from snapshot + journal."""
+    rng = _rng()
+    with Cluster.generate(tmp_path, extra_raft=COMPACT) as cluster:
+        cluster.wait_ready()
+
+        async def run() -> None:
+            async with Load(_apis(cluster), seed=rng.randrange(2**32)) as load:
+                for _ in range(ROUNDS):
+                    await load.wait_acked(100, PROGRESS_S)
+                    await asyncio.sleep(rng.uniform(0.0, 2.0))
+                    for nid in cluster.ids:  # as close to "at once" as signals allow
+                        cluster.procs[nid].send_signal(signal.SIGKILL)
+                    for nid in cluster.ids:
+                        cluster.procs[nid].wait(10)
+                    await asyncio.sleep(rng.uniform(0.0, 1.0))
+                    cluster.start()
+                    await asyncio.to_thread(cluster.wait_ready, READY_S)
+                await load.wait_acked(50, PROGRESS_S)
+            await _settle_and_check(cluster, load)
+            _assert_compacted(cluster)
+
+        asyncio.run(run())
+
+
+def _copy_data_dir(cluster: Cluster, nid: str, dest: Path) -> None:
+    """A crash-consistent copy of a running node's data dir: frozen with SIGSTOP while it is
+    copied, so it is exactly what a kill -9 at that moment would have left."""
+    cluster.kill(nid, signal.SIGSTOP)
+    try:
+        shutil.copytree(cluster.root / "data" / nid, dest)
+    finally:
+        cluster.kill(nid, signal.SIGCONT)
+
+
+@pytest.mark.parametrize(
+    ("role", "compact"),
+    [("follower", False), ("leader", False), ("follower", True)],
+    ids=["follower", "leader", "follower-compaction"],
+)
+def test_node_restarted_on_older_copy_of_its_data(tmp_path: Path, role: str, compact: bool) -> None:
+    """A minority loses writes it had acknowledged: copy node X's data dir, keep loading (X
+    acknowledges more entries to the leader), kill -9 X, put the old copy back, restart.
+    The other two nodes still hold every committed entry, so nothing acknowledged is lost and
+    X catches up (from the journal, or from a snapshot when the leader compacted past it)."""
+    rng = _rng()
+    with Cluster.generate(tmp_path, extra_raft=COMPACT if compact else "") as cluster:
+        cluster.wait_ready()
+
+        async def run() -> None:
+            async with Load(_apis(cluster), seed=rng.randrange(2**32)) as load:
+                await load.wait_acked(200, PROGRESS_S)
+                leader = await asyncio.to_thread(cluster.leader, READY_S)
+                x = (
+                    leader
+                    if role == "leader"
+                    else rng.choice([n for n in cluster.ids if n != leader])
+                )
+                old = tmp_path / f"{x}.old"
+                _copy_data_dir(cluster, x, old)
+                applied_then = await asyncio.to_thread(_applied, cluster, x)
+                # X takes part in committing writes the copy does not have.
+                await load.wait_acked(300, PROGRESS_S)
+                await asyncio.to_thread(_wait_applied_past, cluster, x, applied_then + 100)
+                cluster.kill(x)
+                shutil.rmtree(cluster.root / "data" / x)
+                shutil.copytree(old, cluster.root / "data" / x)
+                cluster.start(x)
+                await asyncio.to_thread(cluster.wait_ready, READY_S)
+                await load.wait_acked(200, PROGRESS_S)
+            await _settle_and_check(cluster, load)
+            if compact:
+                _assert_compacted(cluster)
+
+        asyncio.run(run())
+
+
+def _applied(cluster: Cluster, nid: str) -> int:
+    view = cluster.view(nid)
+    assert view is not None, f"{nid} does not answer"
+    return int(view["self"]["applied_index"])
+
+
+def _wait_applied_past(cluster: Cluster, nid: str, index: int) -> None:
+    end = time.monotonic() + PROGRESS_S
+    while time.monotonic() < end:
+        view = cluster.view(nid)
+        if view is not None and view["self"]["applied_index"] >= index:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{nid} did not apply up to {index} within {PROGRESS_S}s")
