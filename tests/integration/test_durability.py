@@ -44,6 +44,10 @@ COMPACT = "log_compaction_min_entries = 200\nlog_compaction_min_time_s = 2"
 # Generous: a loaded 2-core machine running other tests must not fail these on time alone.
 READY_S = 90.0
 PROGRESS_S = 60.0
+# pytest-timeout's 300 s is too short for a soak run: scale it with the number of faults (an
+# iteration takes 5-12 s on a loaded 2-core machine).
+KILL_TIMEOUT_S = 240 + 40 * ITERATIONS
+ROUNDS_TIMEOUT_S = 240 + 60 * ROUNDS
 
 
 def _rng() -> random.Random:
@@ -79,6 +83,7 @@ def _assert_compacted(cluster: Cluster) -> None:
     assert dumps, "no snapshot was written: compaction did not run"
 
 
+@pytest.mark.timeout(KILL_TIMEOUT_S)
 @pytest.mark.parametrize("compact", [False, True], ids=["journal", "compaction"])
 def test_random_kill9_under_load_then_restart(tmp_path: Path, compact: bool) -> None:
     """kill -9 one node at a random moment (the leader about 40% of the time), leave it down
@@ -114,6 +119,7 @@ def test_random_kill9_under_load_then_restart(tmp_path: Path, compact: bool) -> 
         asyncio.run(run())
 
 
+@pytest.mark.timeout(ROUNDS_TIMEOUT_S)
 def test_kill9_all_nodes_under_load_rounds(tmp_path: Path) -> None:
     """kill -9 every node at once under load, restart them all, carry on; several rounds on
     one cluster with compaction, so later rounds restart from snapshot + journal."""
