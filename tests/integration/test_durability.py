@@ -63,10 +63,15 @@ def _apis(cluster: Cluster) -> list[str]:
 async def _settle_and_check(cluster: Cluster, load: Load) -> None:
     """Every node running; one write through the leader (so the leader has applied all it
     acknowledged before); same digest everywhere; then the ledger's checks."""
+    # wait_ready and wait_converged look at live nodes only: a node that died on its own (a
+    # fail-stop on a corrupt state, a refused start) must fail the test, not shrink it.
+    dead = [nid for nid in cluster.ids if not cluster.alive(nid)]
+    assert not dead, "nodes exited: " + "".join(f"\n--- {n}\n{cluster.log_tail(n)}" for n in dead)
     await asyncio.to_thread(cluster.wait_ready, READY_S)
     async with Client(_apis(cluster), retry_ms=60_000) as client:
         await client.enqueue("barrier", None)
     await asyncio.to_thread(cluster.wait_converged, READY_S)
+    assert all(cluster.alive(nid) for nid in cluster.ids), "a node exited while converging"
     ledger = load.ledger
     print(
         f"acked {len(ledger.acked)} enqueues ({ledger.unknown} unknown), claimed "
