@@ -25,6 +25,7 @@ import random
 import shutil
 import signal
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,12 @@ def _rng() -> random.Random:
     seed = int(os.environ.get("RAFTQ_DURABILITY_SEED", random.randrange(2**32)))
     print(f"RAFTQ_DURABILITY_SEED={seed}")
     return random.Random(seed)
+
+
+def _generate(root: Path, extra_raft: str) -> Cluster:
+    # A secret of its own: another test's cluster on this machine that happened to get one of
+    # these ports (free_ports can race) cannot join it as a peer.
+    return Cluster.generate(root, extra_raft=extra_raft, secret=f"durability-{uuid.uuid4().hex}")
 
 
 def _apis(cluster: Cluster) -> list[str]:
@@ -94,7 +101,7 @@ def test_random_kill9_under_load_then_restart(tmp_path: Path, compact: bool) -> 
     """kill -9 one node at a random moment (the leader about 40% of the time), leave it down
     for a random while, restart it; repeat while producers and workers run."""
     rng = _rng()
-    with Cluster.generate(tmp_path, extra_raft=COMPACT if compact else "") as cluster:
+    with _generate(tmp_path, COMPACT if compact else "") as cluster:
         cluster.wait_ready()
 
         async def run() -> None:
@@ -129,7 +136,7 @@ def test_kill9_all_nodes_under_load_rounds(tmp_path: Path) -> None:
     """kill -9 every node at once under load, restart them all, carry on; several rounds on
     one cluster with compaction, so later rounds restart from snapshot + journal."""
     rng = _rng()
-    with Cluster.generate(tmp_path, extra_raft=COMPACT) as cluster:
+    with _generate(tmp_path, COMPACT) as cluster:
         cluster.wait_ready()
 
         async def run() -> None:
@@ -172,7 +179,7 @@ def test_node_restarted_on_older_copy_of_its_data(tmp_path: Path, role: str, com
     The other two nodes still hold every committed entry, so nothing acknowledged is lost and
     X catches up (from the journal, or from a snapshot when the leader compacted past it)."""
     rng = _rng()
-    with Cluster.generate(tmp_path, extra_raft=COMPACT if compact else "") as cluster:
+    with _generate(tmp_path, COMPACT if compact else "") as cluster:
         cluster.wait_ready()
 
         async def run() -> None:
@@ -228,7 +235,7 @@ def test_bug_fixed_a_follower_never_forgets_committed_entries(tmp_path: Path) ->
     runs). PySyncObj says so when it happens: "raftCommitIndex (c) exceeds journal end (e)
     after loading dump". Nothing here loses data, so nothing can excuse a log that ends below
     its own commit index."""
-    with Cluster.generate(tmp_path, extra_raft=COMPACT) as cluster:
+    with _generate(tmp_path, COMPACT) as cluster:
         cluster.wait_ready()
 
         async def run() -> None:
