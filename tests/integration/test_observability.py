@@ -6,6 +6,7 @@ One cluster (nodes logging JSON) serves the whole module; each test uses its own
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -268,6 +269,20 @@ async def test_dashboard_in_headless_chromium(jc: Cluster, tmp_path: Path) -> No
             "document.querySelector('#queues tr[data-queue=poison] td[data-state=dead]')"
             ".textContent === '1'"
         )
+        # Some traffic for the rates and the chart: a few rounds across several refreshes.
+        for _ in range(4):
+            with _client(jc) as client:
+                client.enqueue_many("web", [{"payload": "t", "priority": 5}] * 6)
+                for job in client.claim(["web"], worker="w-web", max=4):
+                    client.ack(job.id, job.token)
+            await asyncio.sleep(0.4)
+        with _client(jc) as client:
+            web = client.queue("web")["depth"]
+        await page.wait_for(
+            "document.querySelector('#queues tr[data-queue=web] td[data-state=succeeded]')"
+            f".textContent === '{web['succeeded']}'"
+        )
+        await page.wait_for("!!document.querySelector('#chart polyline[data-series=completed]')")
         png = await page.screenshot()
         assert not [m for m in page.console if m.startswith("uncaught")], page.console
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
