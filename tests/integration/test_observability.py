@@ -290,3 +290,33 @@ async def test_dashboard_in_headless_chromium(jc: Cluster, tmp_path: Path) -> No
     target = os.environ.get("RAFTQ_DASHBOARD_PNG")  # set by `make dashboard-screenshot`
     if target:
         shutil.copy(tmp_path / "dashboard.png", target)
+
+
+def test_every_metric_is_documented_and_the_docs_name_only_real_ones(jc: Cluster) -> None:
+    import re  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    with _client(jc) as client:  # a queue with a finished job and a live lease
+        client.enqueue_many("doc", [{"payload": 1}, {"payload": 2}])
+        first, _ = client.claim(["doc"], worker="w-doc", max=2)
+        client.ack(first.id, first.token)
+    jc.wait_converged()
+    with urllib.request.urlopen(jc.url(jc.ids[0], "/metrics"), timeout=5) as resp:
+        text = resp.read().decode()
+    families = {f.name for f in text_string_to_metric_families(text)}
+    sample_names = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+    root = Path(__file__).resolve().parents[2]
+    doc = (root / "docs" / "metrics.md").read_text()
+    grafana = (root / "docs" / "grafana" / "raftq.json").read_text()
+    json.loads(grafana)
+    documented = set(re.findall(r"`(raftq_[a-z_]+)`", doc))
+    # prometheus-client's own `<name>_created` timestamps of counters and histograms aside.
+    ours = {f for f in families if f.startswith("raftq_") and not f.endswith("_created")}
+    # Counters are documented by their sample name (`raftq_jobs_total`).
+    names = {n for n in sample_names if n.startswith("raftq_")}
+    for family in ours:
+        assert family in documented or f"{family}_total" in documented, family
+    referenced = set(re.findall(r"\b(raftq_[a-z_]+)", doc + grafana))
+    absent_until_first_snapshot = {"raftq_raft_snapshot_size_bytes"}
+    for name in referenced - absent_until_first_snapshot:
+        assert name in names or name in families, f"docs name {name}, which no node exports"

@@ -93,7 +93,7 @@ class Page:
         if r.get("errorText"):
             raise BrowserError(f"cannot open {url}: {r['errorText']}")
         await self.wait_for(
-            f"location.href.startsWith({json.dumps(url.split('?')[0])}) && "
+            f"location.href.startsWith({json.dumps(url.split('?', maxsplit=1)[0])}) && "
             "document.readyState === 'complete'"
         )
 
