@@ -26,6 +26,7 @@ __all__ = [
     "ENQUEUED",
     "EXPIRED",
     "FAILED",
+    "MAX_WORKERS",
     "OUTCOMES",
     "PURGED",
     "REQUEUED",
@@ -84,6 +85,9 @@ BUCKETS_MS: Final = (
 )
 
 WORKER_WINDOW_MS: Final = 60_000  # "workers seen claiming in the last minute"
+# At most this many workers remembered per queue (the least recent go first): claims with
+# ever-new worker names must not grow the state without bound within a window.
+MAX_WORKERS: Final = 10_000
 
 
 class Histogram:
@@ -122,6 +126,8 @@ class Tally:
         workers = self.workers
         if worker in workers:
             del workers[worker]
+        elif len(workers) >= MAX_WORKERS:
+            del workers[next(iter(workers))]
         workers[worker] = clock_ms
 
     def forget_workers(self, clock_ms: int) -> None:

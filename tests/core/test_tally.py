@@ -120,3 +120,15 @@ def test_the_tally_survives_a_snapshot_and_is_part_of_the_digest() -> None:
     before = m.state_digest()
     m.queues["q"].tally.totals[0] += 1  # a state that differs only in a counter
     assert m.state_digest() != before
+
+
+def test_workers_remembered_are_bounded() -> None:
+    from raftq.core.tally import MAX_WORKERS, Tally  # noqa: PLC0415
+
+    t = Tally()
+    for i in range(MAX_WORKERS + 5):
+        t.saw_worker(f"w{i}", i)
+    assert len(t.workers) == MAX_WORKERS
+    assert next(iter(t.workers)) == "w5"  # the least recent went first
+    t.saw_worker("w5", 10**6)  # seen again: now the most recent
+    assert list(t.workers)[-1] == "w5" and next(iter(t.workers)) == "w6"
