@@ -613,7 +613,7 @@ class Api:
         return respond(request, {"ready": True, "node": self.node.node_id})
 
     async def index(self, request: web.Request, routes: list[str]) -> web.StreamResponse:
-        """``GET /``: a small JSON index (the dashboard is not built yet)."""
+        """``GET /`` for API clients: a small JSON index (browsers get the dashboard)."""
         body: dict[str, Any] = {
             "service": "raftq",
             "version": __version__,

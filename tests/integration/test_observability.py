@@ -148,6 +148,7 @@ def test_status_json_matches_get_cluster(jc: Cluster) -> None:
 def test_top_json_shows_queues_and_rates(jc: Cluster) -> None:
     with _client(jc) as client:
         client.enqueue_many("top", [{"payload": i} for i in range(3)])
+    jc.wait_converged()
     nodes = ",".join(jc.api[n] for n in jc.ids)
     r = _raftq("top", "--nodes", nodes, "--json", "--iterations", "2", "--interval-ms", "200")
     assert r.returncode == 0, r.stderr
@@ -233,6 +234,8 @@ async def test_dashboard_in_headless_chromium(jc: Cluster, tmp_path: Path) -> No
         poison = client.enqueue_many("poison", [{"payload": "x", "max_attempts": 1}] * 2)
         for job in client.claim(["poison"], worker="w-poison", max=2):
             client.nack(job.id, job.token, error="boom")
+    jc.wait_converged()  # every node has applied all of the above: any node's reads agree
+    with _client(jc) as client:
         api_queues = {q["queue"]: q for q in client.queues()}
     assert api_queues["poison"]["depth"]["dead"] == 2
     async with browser.launch(tmp_path / "profile", width=1280, height=1000) as page:
@@ -261,6 +264,7 @@ async def test_dashboard_in_headless_chromium(jc: Cluster, tmp_path: Path) -> No
         await page.wait_for(
             "document.getElementById('message').textContent.includes('requeued 1 job(s)')"
         )
+        jc.wait_converged()
         with _client(jc) as client:
             q = client.queue("poison")
         assert (q["depth"]["dead"], q["depth"]["queued"]) == (1, 1)
@@ -276,6 +280,7 @@ async def test_dashboard_in_headless_chromium(jc: Cluster, tmp_path: Path) -> No
                 for job in client.claim(["web"], worker="w-web", max=4):
                     client.ack(job.id, job.token)
             await asyncio.sleep(0.4)
+        jc.wait_converged()
         with _client(jc) as client:
             web = client.queue("web")["depth"]
         await page.wait_for(
