@@ -327,6 +327,7 @@ class RaftNode:
             applied = so.raftLastApplied
         commit = so.raftCommitIndex
         leader = self.leader_id()
+        self.stats.observe_leader(leader)  # so a scrape always counts the current leader
         leader_commit = _private(so, "leaderCommitIndex")
         peers = []
         for n in self.config.nodes:
