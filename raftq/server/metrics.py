@@ -267,7 +267,8 @@ def _status_families(st: NodeStatus) -> Iterator[Metric]:
 def _stats_families(stats: RaftStats) -> Iterator[Metric]:
     r = stats.snapshot()
     changes = CounterMetricFamily(
-        "raftq_raft_leader_changes", "Times this node saw a new leader (sampled each tick and scrape)."
+        "raftq_raft_leader_changes",
+        "Times this node saw a new leader (sampled each tick and scrape).",
     )
     changes.add_metric([], r.leader_changes)
     yield changes
