@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test lint typecheck pytest bench clean dashboard-screenshot
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,13 @@ pytest: $(STAMP)
 	$(PY) -m pytest
 
 test: lint typecheck pytest
+
+# Refresh the README's screenshot: the dashboard test against a live 3-node cluster, in headless
+# Chromium (apt-get install chromium), copying its screenshot to docs/img/dashboard.png.
+dashboard-screenshot: $(STAMP)
+	mkdir -p docs/img
+	RAFTQ_DASHBOARD_PNG=docs/img/dashboard.png $(PY) -m pytest -q \
+		tests/integration/test_observability.py -k dashboard
 
 bench: $(STAMP)
 	$(PY) bench/bench_core.py

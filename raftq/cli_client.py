@@ -83,11 +83,33 @@ def add_client_commands(
     status = commands.add_parser(
         "status",
         parents=[*common, out],
-        help="one line per node: role, term, applied index, reachable, leader",
+        help="one line per node: role, term, applied index, lag, reachable, leader",
         description="Ask every node for its own view of the cluster, once each (--timeout-ms "
-        "per node, default 2000 here). Exits 3 when no node answers.",
+        "per node, default 2000 here). LAG is how many committed entries a node has yet to "
+        'apply. With --json: {"nodes": [...]}, each with the node\'s own GET /v1/cluster '
+        'answer under "cluster". Exits 3 when no node answers.',
     )
     status.set_defaults(handler=_cmd_status, timeout_ms=2_000)
+
+    top = commands.add_parser(
+        "top",
+        parents=[*common, out],
+        help="live view of queues and rates until Ctrl-C",
+        description="Redraw the queues (depth by state) and their rates (jobs/s enqueued, "
+        "succeeded, failed, dead-lettered, from two successive readings) until Ctrl-C. With "
+        "--json: one JSON object per refresh and line.",
+    )
+    top.add_argument(
+        "--interval-ms",
+        type=_positive,
+        default=1_000,
+        metavar="MS",
+        help="refresh period (default: 1000)",
+    )
+    top.add_argument(
+        "--iterations", type=_positive, default=None, metavar="N", help="stop after N refreshes"
+    )
+    top.set_defaults(handler=_cmd_top, timeout_ms=2_000)
 
     queues = commands.add_parser(
         "queues", parents=[*common, out], help="list queues with their depth by state"
@@ -259,9 +281,22 @@ def _node_row(
         "term": me.get("term"),
         "commit_index": me.get("commit_index"),
         "applied_index": me.get("applied_index"),
+        "lag": None,  # filled by _add_lag
         "digest": me.get("digest"),
         "leader": view.get("leader") if view else None,
+        "cluster": view,  # the node's own GET /v1/cluster answer, as it is (None: no answer)
     }
+
+
+def _add_lag(rows: list[dict[str, Any]]) -> None:
+    """``lag``: how many committed entries a node has yet to apply, against the leader's commit
+    index (``None`` when no reachable node is the leader)."""
+    commits = [r["commit_index"] for r in rows if r["role"] == "leader"]
+    commit = commits[0] if len(commits) == 1 and isinstance(commits[0], int) else None
+    for r in rows:
+        applied = r["applied_index"]
+        if commit is not None and isinstance(applied, int):
+            r["lag"] = max(0, commit - applied)
 
 
 def _views(client: SyncClient, nodes: Sequence[str]) -> list[dict[str, Any]]:
@@ -285,7 +320,9 @@ def _views(client: SyncClient, nodes: Sequence[str]) -> list[dict[str, Any]]:
                     members[_address(m["api"])] = m
             pending += [a for a in members if a not in views]
     order = [*members, *(a for a in views if a not in members)]
-    return [_node_row(api, members.get(api, {}), views.get(api)) for api in order]
+    rows = [_node_row(api, members.get(api, {}), views.get(api)) for api in order]
+    _add_lag(rows)
+    return rows
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -295,7 +332,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"nodes": rows}, sys.stdout)
     else:
-        table = [["NODE", "API", "ROLE", "TERM", "COMMIT", "APPLIED", "DIGEST", "REACHABLE", ""]]
+        table = [
+            ["NODE", "API", "ROLE", "TERM", "COMMIT", "APPLIED", "LAG", "DIGEST", "REACHABLE", ""]
+        ]
         for r in rows:
             digest = r["digest"]
             table.append(
@@ -306,6 +345,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
                     _text(r["term"]),
                     _text(r["commit_index"]),
                     _text(r["applied_index"]),
+                    _text(r["lag"]),
                     digest[:12] if isinstance(digest, str) else "-",
                     "yes" if r["reachable"] else "NO",
                     "* leader" if r["role"] == "leader" else "",
@@ -316,6 +356,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(f"raftq: error: no node answered (tried {', '.join(nodes)})", file=sys.stderr)
         return EXIT_UNREACHABLE
     return EXIT_OK
+
+
+def _cmd_top(args: argparse.Namespace) -> int:
+    from raftq.cli_top import run_top  # noqa: PLC0415 - only `top` needs it
+
+    with open_client(args) as client:
+        return run_top(client, args)
 
 
 def _cmd_queues(args: argparse.Namespace) -> int:

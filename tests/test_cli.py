@@ -346,25 +346,27 @@ def test_status(capsys: pytest.CaptureFixture[str], fake: FakeClient) -> None:
     assert (code, err) == (0, "")
     header, n1, n2, n3 = out.splitlines()
     assert header.split() == [
-        *("NODE", "API", "ROLE", "TERM", "COMMIT", "APPLIED", "DIGEST", "REACHABLE"),
+        *("NODE", "API", "ROLE", "TERM", "COMMIT", "APPLIED", "LAG", "DIGEST", "REACHABLE"),
     ]
     assert n1.split() == [
-        *("n1", "127.0.0.1:7001", "leader", "3", "10", "10", "abcdef012345", "yes", "*", "leader"),
+        *("n1", "127.0.0.1:7001", "leader", "3", "10", "10", "0", "abcdef012345", "yes"),
+        *("*", "leader"),
     ]
-    assert n2.split()[:8] == [
-        *("n2", "127.0.0.1:7002", "follower", "3", "10", "9", "abcdef012345", "yes"),
+    assert n2.split()[:9] == [
+        *("n2", "127.0.0.1:7002", "follower", "3", "10", "9", "1", "abcdef012345", "yes"),
     ]
-    assert n3.split() == ["n3", "127.0.0.1:7003", "-", "-", "-", "-", "-", "NO"]
+    assert n3.split() == ["n3", "127.0.0.1:7003", "-", "-", "-", "-", "-", "-", "NO"]
 
     # status: one attempt per node, 2 s each by default
     assert fake.calls[0] == ("open", (None, None, 2000), {"retry": False})
     code, out, _ = run(capsys, "status", "--json")
     nodes = json.loads(out)["nodes"]
-    assert [(n["id"], n["reachable"], n["role"]) for n in nodes] == [
-        ("n1", True, "leader"),
-        ("n2", True, "follower"),
-        ("n3", False, None),
+    assert [(n["id"], n["reachable"], n["role"], n["lag"]) for n in nodes] == [
+        ("n1", True, "leader", 0),
+        ("n2", True, "follower", 1),
+        ("n3", False, None, None),
     ]
+    assert nodes[0]["cluster"]["self"]["id"] == "n1" and nodes[2]["cluster"] is None
 
 
 def test_status_discovers_members_from_one_node(

@@ -12,7 +12,8 @@ Contract (the rest of raftq relies on exactly this):
   clock, randomness, I/O, threads, floats in state, or iteration over sets of strings).
   Malformed bytes and domain refusals are results (``Rejected``); only a corrupt state raises.
 - ``write_snapshot`` / ``Machine.restore`` round-trip the state exactly.
-- Reads (``job_info``, ``queue_stats``, ``dead_letters``) never mutate: replicas stay equal.
+- Reads (``job_info``, ``queue_stats``, ``queue_metrics``, ``dead_letters``) never mutate:
+  replicas stay equal.
 """
 
 from raftq.core.codec import decode_entry, encode_entry
@@ -54,7 +55,7 @@ from raftq.core.results import (
     Ticked,
 )
 from raftq.core.snapshot import snapshot_bytes, write_snapshot
-from raftq.core.stats import QueueStats
+from raftq.core.stats import HistogramData, QueueMetrics, QueueStats
 
 __all__ = [
     "Ack",
@@ -72,6 +73,7 @@ __all__ = [
     "Enqueued",
     "Extended",
     "Heartbeat",
+    "HistogramData",
     "JobInfo",
     "JobState",
     "Lease",
@@ -83,6 +85,7 @@ __all__ = [
     "Paused",
     "Purge",
     "Purged",
+    "QueueMetrics",
     "QueueStats",
     "RaftqError",
     "Reason",

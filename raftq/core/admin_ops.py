@@ -19,6 +19,7 @@ from raftq.core.ops import (
 )
 from raftq.core.queue import QueueState
 from raftq.core.results import Configured, Paused, Purged, Rejected, Requeued, Result, Resumed
+from raftq.core.tally import PURGED, REQUEUED
 
 if TYPE_CHECKING:
     from raftq.core.machine import Machine
@@ -49,6 +50,7 @@ def requeue_dead(m: Machine, cmd: RequeueDead) -> Result:
             q.keys[job.key] = job.id
         schedule(m, q, job, 0)
         count += 1
+    q.tally.totals[REQUEUED] += count
     return Requeued(count)
 
 
@@ -77,6 +79,7 @@ def purge(m: Machine, cmd: Purge) -> Result:
         if job.key is not None and q.keys.get(job.key) == job.id:
             del q.keys[job.key]
     q.ready, q.delayed, q.dead = [], [], {}
+    q.tally.totals[PURGED] += len(seen)
     return Purged(len(seen))
 
 

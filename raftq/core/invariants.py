@@ -7,6 +7,16 @@ from typing import TYPE_CHECKING
 
 from raftq.core.errors import CorruptStateError
 from raftq.core.job import FINISHED_STATES, Job, JobState, delayed_key, lease_key, ready_key
+from raftq.core.queue import QueueState
+from raftq.core.tally import (
+    CLAIMED,
+    DEAD,
+    EXPIRED,
+    FAILED,
+    MAX_WORKERS,
+    RETRIED,
+    SUCCEEDED,
+)
 
 if TYPE_CHECKING:
     from raftq.core.machine import Machine
@@ -17,6 +27,19 @@ __all__ = ["check_invariants"]
 def _require(ok: bool, message: str) -> None:
     if not ok:
         raise CorruptStateError(message)
+
+
+def _check_tally(q: QueueState) -> None:
+    """The outcome counters agree with each other (they are bumped by the same transitions)."""
+    t = q.tally.totals
+    _require(all(n >= 0 for n in t), f"{q.name}: a negative counter")
+    # Every failed or expired attempt is either retried or dead-lettered.
+    _require(t[FAILED] + t[EXPIRED] == t[RETRIED] + t[DEAD], f"{q.name}: failed+expired mismatch")
+    _require(q.tally.run.count == t[SUCCEEDED], f"{q.name}: run histogram != succeeded")
+    _require(q.tally.wait.count <= t[CLAIMED], f"{q.name}: more waits than claims")
+    finished = t[SUCCEEDED] + t[FAILED] + t[EXPIRED]
+    _require(finished <= t[CLAIMED], f"{q.name}: more attempts ended than claimed")
+    _require(len(q.tally.workers) <= MAX_WORKERS, f"{q.name}: too many workers remembered")
 
 
 def check_invariants(m: Machine) -> None:
@@ -36,6 +59,7 @@ def check_invariants(m: Machine) -> None:
             _require(job.ready_at_ms <= m.clock_ms, f"queued job {job_id} ready in the future")
         by_queue[job.queue].append(job)
     for q in m.queues.values():
+        _check_tally(q)
         mine = by_queue[q.name]
         counts = Counter(j.state for j in mine)
         for state in JobState:

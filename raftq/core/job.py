@@ -70,6 +70,7 @@ class Job:
     __slots__ = (
         "attempts",
         "claim_lease_ms",
+        "claimed_ms",
         "created_ms",
         "error",
         "finished_ms",
@@ -118,6 +119,9 @@ class Job:
         # Length of the current lease as claimed (the claim's lease_ms, else the job's): what
         # a heartbeat without lease_ms extends by. Meaningful in state LEASED.
         self.claim_lease_ms = 0
+        # Cluster time of the latest claim (0 before the first): the start of a run, for the
+        # run-time histogram.
+        self.claimed_ms = 0
         self.worker: str | None = None
         self.result: bytes | None = None
         self.error: str | None = None

@@ -17,6 +17,7 @@ from raftq.core.limits import MAX_DELAY_MS, MAX_ERROR_CHARS, MAX_LEASE_MS, MAX_P
 from raftq.core.ops import advance_queue, finish, in_range, invalid, schedule
 from raftq.core.queue import QueueState
 from raftq.core.results import Acked, Cancelled, Extended, Nacked, Reason, Rejected, Result
+from raftq.core.tally import CANCELLED, DEAD, FAILED, RETRIED, SUCCEEDED
 
 if TYPE_CHECKING:
     from raftq.core.machine import Machine
@@ -64,6 +65,8 @@ def ack(m: Machine, cmd: Ack) -> Result:
         return found
     job, q = found
     job.result = cmd.result
+    q.tally.totals[SUCCEEDED] += 1
+    q.tally.run.observe(m.clock_ms - job.claimed_ms)
     finish(q, job, JobState.SUCCEEDED, m.clock_ms)
     advance_queue(m, q)
     return Acked(job.id)
@@ -77,10 +80,14 @@ def nack(m: Machine, cmd: Nack) -> Result:
         return found
     job, q = found
     job.error = None if cmd.error is None else cmd.error[:MAX_ERROR_CHARS]
+    totals = q.tally.totals
+    totals[FAILED] += 1
     if job.attempts >= job.max_attempts:
+        totals[DEAD] += 1
         finish(q, job, JobState.DEAD, m.clock_ms)
         result = Nacked(job.id, JobState.DEAD.value, None)
     else:
+        totals[RETRIED] += 1
         delay_ms = backoff_ms(job.id, job.attempts) if cmd.retry_in_ms is None else cmd.retry_in_ms
         schedule(m, q, job, delay_ms)
         result = Nacked(job.id, job.state.value, job.ready_at_ms)
@@ -100,6 +107,7 @@ def cancel(m: Machine, cmd: Cancel) -> Result:
         return Rejected(Reason.NOT_FOUND, f"no job {cmd.job_id}")
     if job.state in FINISHED_STATES:
         return Rejected(Reason.FINISHED, f"job {cmd.job_id} is already {job.state}")
+    q.tally.totals[CANCELLED] += 1
     finish(q, job, JobState.CANCELLED, m.clock_ms)
     advance_queue(m, q)
     return Cancelled(job.id)

@@ -40,7 +40,7 @@ from raftq.core.limits import (
 from raftq.core.queue import QueueState
 from raftq.core.results import Reason, Rejected, Result, Ticked
 from raftq.core.snapshot import read_snapshot_into, snapshot_digest
-from raftq.core.stats import QueueStats, queue_stats
+from raftq.core.stats import QueueMetrics, QueueStats, queue_metrics, queue_stats
 
 __all__ = ["Machine"]
 
@@ -159,6 +159,11 @@ class Machine:
     def queue_stats(self, name: str) -> QueueStats | None:
         q = self.queues.get(name)
         return None if q is None else queue_stats(q)
+
+    def queue_metrics(self, name: str) -> QueueMetrics | None:
+        """Stats, histograms and workers of a queue, for ``/metrics``."""
+        q = self.queues.get(name)
+        return None if q is None else queue_metrics(q, self.jobs, self.clock_ms)
 
     def dead_letters(self, name: str, limit: int = 100, after_id: int = 0) -> list[JobInfo]:
         """Dead letters of a queue, oldest first, at most ``limit``, ids above ``after_id``."""

@@ -41,6 +41,7 @@ from raftq.core.limits import (
 )
 from raftq.core.queue import QueueState
 from raftq.core.results import Claimed, Enqueued, Lease, Reason, Rejected, Result
+from raftq.core.tally import CLAIMED, DEAD, ENQUEUED, EXPIRED, RETRIED
 
 if TYPE_CHECKING:
     from raftq.core.machine import Machine
@@ -126,8 +127,11 @@ def advance_queue(m: Machine, q: QueueState) -> None:
     while (job := q.pop_due_delayed(jobs, clock)) is not None:
         move(q, job, JobState.QUEUED)
         q.push_ready(job)
+    totals = q.tally.totals
     while (job := q.pop_expired_lease(jobs, clock)) is not None:
+        totals[EXPIRED] += 1
         if job.attempts >= job.max_attempts:
+            totals[DEAD] += 1
             # Dead as of the lease's end, not of this advance: whenever the queue is advanced,
             # the job's history (and its key's dedup window) is the same.
             job.error = f"lease expired after attempt {job.attempts} (worker {job.worker})"
@@ -135,6 +139,7 @@ def advance_queue(m: Machine, q: QueueState) -> None:
             finish(q, job, JobState.DEAD, ended_ms)
             job.lease_expires_ms = ended_ms  # ended by expiry: see lease_ops
         else:
+            totals[RETRIED] += 1
             # Ready from the moment the lease ended, so it keeps its place among peers.
             job.ready_at_ms = job.lease_expires_ms
             move(q, job, JobState.QUEUED)
@@ -147,6 +152,7 @@ def advance_queue(m: Machine, q: QueueState) -> None:
         q.count_out(old)
         del jobs[old.id]
     expire_keys(m, q)
+    q.tally.forget_workers(clock)
     q.compact(jobs)
 
 
@@ -253,6 +259,7 @@ def enqueue(m: Machine, cmd: Enqueue) -> Result:
             q.keys[nj.key] = job_id
         ids.append(job_id)
         existing.append(False)
+        q.tally.totals[ENQUEUED] += 1
     return Enqueued(tuple(ids), tuple(existing))
 
 
@@ -275,6 +282,8 @@ def claim(m: Machine, cmd: Claim) -> Result:
             advance_queue(m, q)
             sources.append(q)
     jobs, clock = m.jobs, m.clock_ms
+    for q in sources:  # a worker polling an empty queue is still a worker of it
+        q.tally.saw_worker(cmd.worker, clock)
     out: list[Lease] = []
     while len(out) < cmd.max:
         best: QueueState | None = None
@@ -289,6 +298,11 @@ def claim(m: Machine, cmd: Claim) -> Result:
         job = jobs[best_key & ID_MASK]
         m.last_token += 1
         move(best, job, JobState.LEASED)
+        tally = best.tally
+        tally.totals[CLAIMED] += 1
+        if job.attempts == 0:  # first claim (of this life: a requeued dead letter restarts)
+            tally.wait.observe(clock - job.ready_at_ms)
+        job.claimed_ms = clock
         job.attempts += 1
         job.token = m.last_token
         job.worker = cmd.worker

@@ -20,6 +20,7 @@ from collections import deque
 
 from raftq.core.job import Job, JobState
 from raftq.core.limits import DEFAULT_DEDUP_WINDOW_MS, DEFAULT_RETENTION_MS
+from raftq.core.tally import Tally
 
 __all__ = ["QueueState"]
 
@@ -50,6 +51,7 @@ class QueueState:
         "ready",
         "ready_by_priority",
         "retention_ms",
+        "tally",
     )
 
     def __init__(self, name: str) -> None:
@@ -70,6 +72,7 @@ class QueueState:
         self.key_expiry: deque[tuple[int, str, int]] = deque()
         self.dead: dict[int, None] = {}  # insertion-ordered set of ids
         self.finished: deque[int] = deque()
+        self.tally = Tally()  # outcome counters and latency histograms (metrics)
 
     # -- counters -------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Snapshots: the whole machine as a stream of msgpack objects, and back.
 
-Layout (version 2), each item one msgpack object:
+Layout (version 3), each item one msgpack object:
 ``["raftq-snapshot", 2]``, ``[clock_ms, applied, digest, next_id, last_token, n_queues, n_jobs,
 n_requests]``, then n_queues queue records, n_jobs job records (in id order), n_requests
 request records, and last a trailer: the SHA-256 of every byte before it (32 raw bytes, not
@@ -26,6 +26,7 @@ from raftq.core.errors import CodecError
 from raftq.core.job import Job, JobState
 from raftq.core.queue import QueueState
 from raftq.core.results import Result
+from raftq.core.tally import Tally
 
 if TYPE_CHECKING:
     from raftq.core.machine import Machine
@@ -38,7 +39,10 @@ __all__ = [
     "write_snapshot",
 ]
 
-SNAPSHOT_VERSION = 2  # 2: job records end with claim_lease_ms; key_expiry holds finish times
+# 2: job records end with claim_lease_ms; key_expiry holds finish times.
+# 3: queue records end with the tally (outcome totals, wait and run histograms, recent
+#    workers); job records end with claimed_ms.
+SNAPSHOT_VERSION = 3
 _MAGIC = "raftq-snapshot"
 _STATES = list(JobState)
 _STATE_CODE = {s: i for i, s in enumerate(_STATES)}
@@ -54,6 +58,7 @@ _SUM_SIZE = 32  # the trailer: hashlib.sha256 of everything before it
 _JOB_SLOTS = (
     "attempts",
     "claim_lease_ms",
+    "claimed_ms",
     "created_ms",
     "error",
     "finished_ms",
@@ -120,7 +125,25 @@ def _queue_records(m: Machine, index: dict[str, int]) -> Iterator[list[Any]]:
             [x for e in q.key_expiry for x in e],
             list(q.dead),
             list(q.finished),
+            *_tally_record(q.tally),
         ]
+
+
+def _tally_record(t: Tally) -> list[Any]:
+    workers = [x for kv in t.workers.items() for x in kv]
+    return [t.totals, t.wait.counts, t.wait.sum_ms, t.run.counts, t.run.sum_ms, workers]
+
+
+def _read_tally(t: Tally, record: list[Any]) -> None:
+    totals, wait_counts, wait_sum, run_counts, run_sum, workers = record
+    if len(totals) != len(t.totals) or len(wait_counts) != len(t.wait.counts):
+        raise CodecError("corrupt snapshot: tally of the wrong size")
+    if len(run_counts) != len(t.run.counts):
+        raise CodecError("corrupt snapshot: tally of the wrong size")
+    t.totals = list(totals)
+    t.wait.counts, t.wait.sum_ms = list(wait_counts), wait_sum
+    t.run.counts, t.run.sum_ms = list(run_counts), run_sum
+    t.workers = dict(zip(workers[::2], workers[1::2], strict=True))
 
 
 def _request_records(m: Machine) -> Iterator[list[Any]]:
@@ -152,6 +175,7 @@ def _job_records(m: Machine, index: dict[str, int]) -> Iterator[list[Any]]:
             j.error,
             j.finished_ms,
             j.claim_lease_ms,
+            j.claimed_ms,
         ]
         for j in islice(jobs, _CHUNK)
     ]:
@@ -227,8 +251,9 @@ def _read_into(m: Machine, it: Iterator[Any]) -> None:
     (m.clock_ms, m.applied, m.digest, m.next_id, m.last_token, n_q, n_jobs, n_req) = next(it)
     queues: list[QueueState] = []
     for _ in range(n_q):
-        name, paused, window, retention, keys, expiry, dead, finished = next(it)
+        name, paused, window, retention, keys, expiry, dead, finished, *tally = next(it)
         q = QueueState(name)
+        _read_tally(q.tally, tally)
         q.paused, q.dedup_window_ms, q.retention_ms = bool(paused), window, retention
         q.keys = dict(zip(keys[::2], keys[1::2], strict=True))
         q.key_expiry = deque(zip(expiry[::3], expiry[1::3], expiry[2::3], strict=True))
@@ -261,6 +286,7 @@ def _read_into(m: Machine, it: Iterator[Any]) -> None:
         job.error = r[15]
         job.finished_ms = r[16]
         job.claim_lease_ms = r[17]
+        job.claimed_ms = r[18]
         table[job.id] = job
         members[r[1]].append(job)
     for q, jobs in zip(queues, members, strict=True):

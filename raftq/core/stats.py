@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from raftq.core.job import JobState
+from raftq.core.job import Job, JobState
 from raftq.core.queue import QueueState
+from raftq.core.tally import OUTCOMES, WORKER_WINDOW_MS, Histogram
 
-__all__ = ["QueueStats", "queue_stats"]
+__all__ = ["HistogramData", "QueueMetrics", "QueueStats", "queue_metrics", "queue_stats"]
+
+_B48 = (1 << 48) - 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -15,7 +18,8 @@ class QueueStats:
     """``depth`` counts jobs by state; ``by_priority[p]`` counts ready jobs of priority p.
 
     Counts are as of the queue's last advance (any command touching it, or the periodic
-    tick): a delayed job that fell due since then still counts as delayed.
+    tick): a delayed job that fell due since then still counts as delayed. ``totals`` are the
+    outcome counters of ``raftq.core.tally`` (they only grow).
     """
 
     queue: str
@@ -26,6 +30,57 @@ class QueueStats:
     keys: int
     dedup_window_ms: int
     retention_ms: int
+    totals: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HistogramData:
+    """A latency histogram: ``counts[i]`` values <= ``tally.BUCKETS_MS[i]`` and above the
+    previous bound (the last slot: above every bound); not cumulative."""
+
+    counts: tuple[int, ...]
+    sum_ms: int
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueMetrics:
+    """What ``/metrics`` exports of one queue, copied out of the state under its lock."""
+
+    stats: QueueStats
+    wait: HistogramData  # first claimable -> first claim
+    run: HistogramData  # claim -> ack
+    workers: int  # distinct workers that claimed in the last WORKER_WINDOW_MS
+    leased_by_worker: dict[str, int]  # live leases per worker name
+
+
+def _histogram(h: Histogram) -> HistogramData:
+    return HistogramData(counts=tuple(h.counts), sum_ms=h.sum_ms)
+
+
+def queue_metrics(q: QueueState, jobs: dict[int, Job], clock_ms: int) -> QueueMetrics:
+    """Linear in the queue's leases (bounded by what workers hold), not in its jobs."""
+    seen: set[int] = set()
+    by_worker: dict[str, int] = {}
+    for key in q.leases:  # the lease heap holds every LEASED job, maybe stale entries too
+        job_id = key & _B48
+        job = jobs.get(job_id)
+        if job is None or job.state is not JobState.LEASED or job_id in seen:
+            continue
+        seen.add(job_id)
+        name = job.worker or ""
+        by_worker[name] = by_worker.get(name, 0) + 1
+    since_ms = clock_ms - WORKER_WINDOW_MS
+    return QueueMetrics(
+        stats=queue_stats(q),
+        wait=_histogram(q.tally.wait),
+        run=_histogram(q.tally.run),
+        workers=sum(1 for last_ms in q.tally.workers.values() if last_ms > since_ms),
+        leased_by_worker=dict(sorted(by_worker.items())),
+    )
 
 
 def queue_stats(q: QueueState) -> QueueStats:
@@ -38,4 +93,5 @@ def queue_stats(q: QueueState) -> QueueStats:
         keys=len(q.keys),
         dedup_window_ms=q.dedup_window_ms,
         retention_ms=q.retention_ms,
+        totals=dict(zip(OUTCOMES, q.tally.totals, strict=True)),
     )

@@ -44,8 +44,10 @@ class GroupCommit:
         max_commands: int = 4096,
         max_bytes: int = 4 * 1024 * 1024,
         entry_timeout_ms: int = 10_000,
+        on_entry: Callable[[int], None] | None = None,
     ) -> None:
         self._propose = propose
+        self._on_entry = on_entry  # instrumentation: commands per proposed entry
         self._max_inflight = max_inflight
         self._max_commands = max_commands
         self._max_bytes = max_bytes
@@ -95,6 +97,8 @@ class GroupCommit:
         entry = _Entry(futures=[f for _, f in batch])
         raw = encode_entry([c for c, _ in batch])
         self._inflight += 1
+        if self._on_entry is not None:
+            self._on_entry(len(batch))
 
         def done(results: list[Result] | None, error: ClusterError | None) -> None:
             self._finish(entry, results, error)

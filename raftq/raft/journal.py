@@ -45,6 +45,7 @@ import contextlib
 import mmap
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -118,6 +119,8 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
         # A clear() held back until the entries added next show whether it must happen:
         # _CLEAR_HELD, then the snapshot's previous entry once it matched, else None.
         self._raftq_held: object = None
+        # Instrumentation hook (raftq.raft.stats): seconds of each msync, on the tick thread.
+        self.on_sync: Callable[[float], None] | None = None
         super().__init__(journalFile)
         self._FileJournal__metaStorer = DurableMetaStorer(journalFile + ".meta")
         # A brand-new journal file and its meta must exist after a crash too.
@@ -250,7 +253,13 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
             return
         begin = start - start % _PAGE
         end = min(max(end, begin + 1), mm.size())
+        on_sync = self.on_sync
+        if on_sync is None:
+            mm.flush(begin, end - begin)
+            return
+        t0 = time.perf_counter()
         mm.flush(begin, end - begin)
+        on_sync(time.perf_counter() - t0)
 
 
 class _Seam:

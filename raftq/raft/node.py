@@ -37,8 +37,9 @@ from raftq.core.job import JobState
 from raftq.errors import ClusterError, NoLeader, NotLeader, OutcomeUnknown, Overloaded
 from raftq.raft.api import NodeStatus, PeerStatus
 from raftq.raft.group_commit import Done, GroupCommit
-from raftq.raft.journal import durable_journal, verify_journal
+from raftq.raft.journal import DurableFileJournal, durable_journal, verify_journal
 from raftq.raft.replica import Replica
+from raftq.raft.stats import RaftStats
 
 if TYPE_CHECKING:
     from raftq.config import ClusterConfig
@@ -87,6 +88,8 @@ class RaftNode:
         self._notify_pending = False
         self._tick_task: asyncio.Task[None] | None = None
         self._submit_timeout_ms = config.raft.submit_timeout_ms
+        self.stats = RaftStats()  # per-node raft instrumentation, read by /metrics
+        self._snapshot_started: float | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -111,9 +114,13 @@ class RaftNode:
             syncobj.destroy_synchronous()
             raise
         self._syncobj = syncobj
+        journal = _private(syncobj, "raftLog")
+        if isinstance(journal, DurableFileJournal):
+            journal.on_sync = self.stats.observe_fsync
         self._commit = GroupCommit(
             self._propose,
             entry_timeout_ms=self._submit_timeout_ms,
+            on_entry=self.stats.observe_batch,
         )
         self._tick_task = asyncio.create_task(self._tick_loop(), name=f"raftq-tick-{self.node_id}")
         logger.info("node %s: raft %s started", self.node_id, self._self.raft)
@@ -204,11 +211,36 @@ class RaftNode:
         interval_s = self.config.raft.tick_interval_ms / 1000
         while True:
             await asyncio.sleep(interval_s)
+            self._observe()
             if self.is_leader():
                 try:
                     await self.submit(Tick(now_ms=self.now_ms()))
                 except ClusterError as e:
                     logger.debug("tick not applied: %s", e)
+
+    def _observe(self) -> None:
+        """Sample what PySyncObj does not report by itself (every tick interval, every node):
+        the leader (for leader changes) and whether a snapshot writer is running (for its
+        duration, to within one interval)."""
+        self.stats.observe_leader(self.leader_id())
+        so = self._syncobj
+        serializer = None if so is None else getattr(so, "_SyncObj__serializer", None)
+        pid = getattr(serializer, "_Serializer__pid", 0)
+        writing = isinstance(pid, int) and pid > 0  # the forked writer's pid while it runs
+        now = time.monotonic()
+        if writing and self._snapshot_started is None:
+            self._snapshot_started = now
+        elif not writing and self._snapshot_started is not None:
+            self.stats.observe_snapshot(now - self._snapshot_started)
+            self._snapshot_started = None
+
+    def snapshot_file_bytes(self) -> int | None:
+        """Size of this node's latest snapshot file (``None`` before the first)."""
+        path = os.path.join(self.config.node_data_dir(self.node_id), "raft.dump")
+        try:
+            return os.stat(path).st_size
+        except OSError:
+            return None
 
     # -- applied entries and long-poll waiters ----------------------------------------------
 
@@ -295,6 +327,7 @@ class RaftNode:
             applied = so.raftLastApplied
         commit = so.raftCommitIndex
         leader = self.leader_id()
+        self.stats.observe_leader(leader)  # so a scrape always counts the current leader
         leader_commit = _private(so, "leaderCommitIndex")
         peers = []
         for n in self.config.nodes:

@@ -7,29 +7,45 @@ Every handler is wrapped by ``_endpoint``: whatever it raises becomes an
 ``X-Raftq-Leader`` (the leader's ``host:port`` when known) and ``X-Raftq-Node``. The standalone
 app also turns aiohttp's own errors (unknown route 404, wrong method 405) into that shape with
 ``error_middleware``; ``add_routes`` leaves the host application's middlewares alone.
+
+``_endpoint`` also does per-request observability, so that it works on a host application
+too (no middleware needed): it times the request into ``raftq_http_request_duration_seconds``
+labelled with the route *template* it was registered with (``/v1/jobs/{id}``, not the path),
+and serves it inside ``log_context.request_scope`` so every line logged meanwhile carries the
+request id (the client's ``X-Request-Id``, else a generated one, which is echoed back in
+``X-Raftq-Request`` and never used for deduplication). The standalone app's
+``error_middleware`` counts requests that match no route as ``route="unmatched"``.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from raftq.errors import ClusterError, NoLeader, NotLeader, OutcomeUnknown, Overloaded
+from raftq.log_context import request_scope
 from raftq.raft.api import NodeAPI
+from raftq.server.dashboard import dashboard_response, wants_html
 from raftq.server.errors import ApiError
 from raftq.server.forward import LEADER_HEADER, NODE_HEADER, Forwarder
 from raftq.server.handlers import Api
+from raftq.server.metrics import CONTENT_TYPE, Metrics
 from raftq.server.settings import ServerSettings
 from raftq.server.wire import error_response
 
-__all__ = ["add_routes", "create_app", "error_middleware"]
+__all__ = ["METRICS_KEY", "REQUEST_HEADER", "add_routes", "create_app", "error_middleware"]
 
 logger = logging.getLogger(__name__)
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+REQUEST_HEADER = "X-Raftq-Request"  # the id this node logged the request under
+METRICS_KEY: web.AppKey[Metrics] = web.AppKey("raftq_metrics", Metrics)
 
 _HTTP_CODES = {
     400: "malformed",
@@ -76,8 +92,14 @@ def add_routes(
     if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
         raise ValueError(f"prefix must be empty or like '/raftq', got {prefix!r}")
     settings = settings or ServerSettings()
+    metrics = Metrics(node)
+    if METRICS_KEY not in app:  # the first mounting's metrics count unmatched requests
+        app[METRICS_KEY] = metrics
     forwarder = Forwarder(
-        node.node_id, retry_after_s=settings.retry_after_s, ssl_context=forward_ssl
+        node.node_id,
+        retry_after_s=settings.retry_after_s,
+        ssl_context=forward_ssl,
+        observe=metrics.observe_forward,
     )
     api = Api(node, settings, forwarder)
 
@@ -105,14 +127,24 @@ def add_routes(
         ("POST", "/v1/queues/{queue}/dead/requeue", api.requeue_dead),
         ("GET", "/v1/cluster", api.cluster),
     ]
+
+    async def scrape(request: web.Request) -> web.StreamResponse:
+        body = metrics.render()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+    table.append(("GET", "/metrics", scrape))
     listing = [f"{method} {prefix}{path}" for method, path, _ in table]
 
     async def index(request: web.Request) -> web.StreamResponse:
+        """The dashboard for browsers, a JSON index of the routes for everything else."""
+        if wants_html(request):
+            return dashboard_response()
         return await api.index(request, listing)
 
-    app.router.add_route("GET", prefix or "/", _endpoint(api, index))
+    app.router.add_route("GET", prefix or "/", _endpoint(api, index, prefix or "/", metrics))
     for method, path, handler in table:
-        app.router.add_route(method, prefix + path, _endpoint(api, handler))
+        route = prefix + path
+        app.router.add_route(method, route, _endpoint(api, handler, route, metrics))
 
 
 def _cluster_error(e: ClusterError, retry_after_s: int) -> ApiError:
@@ -137,29 +169,56 @@ def _http_error(request: web.BaseRequest, e: web.HTTPException) -> ApiError:
     return ApiError(e.status, code, e.reason)
 
 
-def _endpoint(api: Api, fn: _Handler) -> _Handler:
-    """Wrap a handler: errors become error bodies; leader and node headers on every answer."""
+def _request_id(request: web.BaseRequest) -> str:
+    rid = request.headers.get("X-Request-Id")
+    if rid and len(rid) <= 200 and rid.isprintable():
+        return rid
+    return "r-" + secrets.token_hex(6)
+
+
+def _endpoint(api: Api, fn: _Handler, route: str, metrics: Metrics) -> _Handler:
+    """Wrap a handler: errors become error bodies; leader and node headers on every answer;
+    timed by ``route`` (the template) and served in a request scope (module docstring)."""
 
     async def endpoint(request: web.Request) -> web.StreamResponse:
-        try:
-            resp = await fn(request)
-        except ApiError as e:
-            resp = error_response(request, e)
-        except ClusterError as e:
-            resp = error_response(request, _cluster_error(e, api.settings.retry_after_s))
-        except web.HTTPException as e:
-            resp = error_response(request, _http_error(request, e))
-        except Exception:
-            logger.exception("%s %s failed", request.method, request.path)
-            resp = error_response(request, ApiError(500, "internal", "internal error"))
-        if LEADER_HEADER not in resp.headers:
-            address = api.leader_address()
-            if address is not None:
-                resp.headers[LEADER_HEADER] = address
-        resp.headers.setdefault(NODE_HEADER, api.node.node_id)
+        start = time.perf_counter()
+        rid = _request_id(request)
+        with request_scope(rid):
+            resp = await _serve(api, fn, request)
+            resp.headers.setdefault(REQUEST_HEADER, rid)
+            elapsed = time.perf_counter() - start
+            metrics.observe_request(request.method, route, resp.status, elapsed)
+            logger.debug(
+                "%s %s -> %d in %.1f ms",
+                request.method,
+                request.path[:200],
+                resp.status,
+                elapsed * 1000,
+            )
         return resp
 
     return endpoint
+
+
+async def _serve(api: Api, fn: _Handler, request: web.Request) -> web.StreamResponse:
+    """Run the handler; whatever it raises becomes an error answer."""
+    try:
+        resp = await fn(request)
+    except ApiError as e:
+        resp = error_response(request, e)
+    except ClusterError as e:
+        resp = error_response(request, _cluster_error(e, api.settings.retry_after_s))
+    except web.HTTPException as e:
+        resp = error_response(request, _http_error(request, e))
+    except Exception:
+        logger.exception("%s %s failed", request.method, request.path)
+        resp = error_response(request, ApiError(500, "internal", "internal error"))
+    if LEADER_HEADER not in resp.headers:
+        address = api.leader_address()
+        if address is not None:
+            resp.headers[LEADER_HEADER] = address
+    resp.headers.setdefault(NODE_HEADER, api.node.node_id)
+    return resp
 
 
 @web.middleware
@@ -173,4 +232,7 @@ async def error_middleware(request: web.Request, handler: _Handler) -> web.Strea
         resp = error_response(request, _http_error(request, e))
         if "Allow" in e.headers:
             resp.headers["Allow"] = e.headers["Allow"]
+        metrics = request.app.get(METRICS_KEY)
+        if metrics is not None:  # matched no route: one label for all of them
+            metrics.observe_request(request.method, "unmatched", resp.status, 0.0)
         return resp

@@ -13,19 +13,22 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from raftq.server.errors import ApiError
 
-__all__ = ["FORWARDED_HEADER", "LEADER_HEADER", "NODE_HEADER", "Forwarder"]
+__all__ = ["CLIENT_HEADER", "FORWARDED_HEADER", "LEADER_HEADER", "NODE_HEADER", "Forwarder"]
 
 logger = logging.getLogger(__name__)
 
 FORWARDED_HEADER = "X-Raftq-Forwarded"
 LEADER_HEADER = "X-Raftq-Leader"
 NODE_HEADER = "X-Raftq-Node"
+CLIENT_HEADER = "X-Raftq-Client"  # the original client's address, for audit lines
 _REQUEST_HEADERS = ("Content-Type", "Accept", "X-Request-Id", "Authorization")
 _RESPONSE_HEADERS = ("Content-Type", "Retry-After", LEADER_HEADER, NODE_HEADER)
 
@@ -37,12 +40,20 @@ class Forwarder:
         node_id: this node's id, sent in ``X-Raftq-Forwarded``.
         retry_after_s: ``Retry-After`` of the 503 answers when the leader cannot be reached.
         ssl_context: when set, the leader is reached over HTTPS with it.
+        observe: called with each forward's outcome (``ok``, ``unreachable``, ``no_answer``),
+            for metrics.
     """
 
     def __init__(
-        self, node_id: str, *, retry_after_s: int, ssl_context: ssl.SSLContext | None = None
+        self,
+        node_id: str,
+        *,
+        retry_after_s: int,
+        ssl_context: ssl.SSLContext | None = None,
+        observe: Callable[[str], None] | None = None,
     ) -> None:
         self._node_id = node_id
+        self._observe = observe or (lambda _outcome: None)
         self._retry_after_s = retry_after_s
         self._ssl = ssl_context
         self._scheme = "https" if ssl_context is not None else "http"
@@ -62,6 +73,19 @@ class Forwarder:
             await self._session.close()
             self._session = None
 
+    async def fetch_json(self, address: str, path: str, *, timeout_ms: int) -> Any:
+        """GET ``path`` of another node's API as JSON; ``None`` if it does not answer 200."""
+        url = f"{self._scheme}://{address}{path}"
+        timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000)
+        try:
+            async with self._get_session().get(url, timeout=timeout) as resp:
+                if resp.status != 200:
+                    return None
+                return await resp.json()
+        except (TimeoutError, aiohttp.ClientError, ValueError) as e:
+            logger.debug("GET %s from %s failed: %r", path, address, e)
+            return None
+
     async def forward(
         self,
         request: web.Request,
@@ -80,6 +104,7 @@ class Forwarder:
         url = f"{self._scheme}://{address}{request.rel_url}"
         headers = {h: request.headers[h] for h in _REQUEST_HEADERS if h in request.headers}
         headers[FORWARDED_HEADER] = self._node_id
+        headers[CLIENT_HEADER] = request.remote or "unknown"
         timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000)
         try:
             async with self._get_session().request(
@@ -92,8 +117,10 @@ class Forwarder:
             ) as resp:
                 data = await resp.read()
                 out = {h: resp.headers[h] for h in _RESPONSE_HEADERS if h in resp.headers}
+                self._observe("ok")
                 return web.Response(status=resp.status, body=data, headers=out)
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as e:
+            self._observe("unreachable")
             logger.debug("leader %s unreachable: %s", address, e)
             raise ApiError(
                 503,
@@ -102,6 +129,7 @@ class Forwarder:
                 retry_after_s=self._retry_after_s,
             ) from e
         except (TimeoutError, aiohttp.ClientError) as e:
+            self._observe("no_answer")
             logger.debug("forward to %s failed: %r", address, e)
             if mutating:
                 raise ApiError(

@@ -63,7 +63,8 @@ from raftq.core.limits import (
     MAX_WORKER_CHARS,
 )
 from raftq.errors import ClusterError, NoLeader, NotLeader
-from raftq.raft.api import NodeAPI
+from raftq.raft.api import NodeAPI, NodeStatus
+from raftq.server.audit import audit
 from raftq.server.errors import ApiError, from_rejected, invalid
 from raftq.server.fields import (
     INT64_MAX,
@@ -452,6 +453,7 @@ class Api:
         result = await self._submit(cmd)
         if not isinstance(result, Paused | Resumed):
             raise self._unexpected(result)
+        audit(w.request, "pause" if pausing else "resume", queue=queue)
         return respond(w.request, {"queue": queue, "paused": pausing})
 
     async def purge(self, request: web.Request) -> web.StreamResponse:
@@ -465,6 +467,7 @@ class Api:
         result = await self._submit(cmd)
         if not isinstance(result, Purged):
             raise self._unexpected(result)
+        audit(w.request, "purge", queue=queue, purged=result.count)
         return respond(w.request, {"queue": queue, "purged": result.count})
 
     async def requeue_dead(self, request: web.Request) -> web.StreamResponse:
@@ -487,6 +490,13 @@ class Api:
         result = await self._submit(cmd)
         if not isinstance(result, Requeued):
             raise self._unexpected(result)
+        audit(
+            w.request,
+            "requeue_dead",
+            queue=queue,
+            ids="all" if job_ids is None else ",".join(map(str, job_ids[:20])),
+            requeued=result.count,
+        )
         return respond(w.request, {"queue": queue, "requeued": result.count})
 
     # -- reads ------------------------------------------------------------------------------
@@ -559,11 +569,29 @@ class Api:
         return respond(request, {"queue": queue, "jobs": jobs, "next_after": next_after})
 
     async def cluster(self, request: web.Request) -> web.StreamResponse:
-        """``GET /v1/cluster``: this node's view."""
-        parse_query(request.query, ())
+        """``GET /v1/cluster[?peers=true]``: this node's view; with ``peers``, also each other
+        node's own ``self`` (``null`` when it does not answer within a second), for the
+        dashboard, which can only talk to the node that served it."""
+        query = parse_query(request.query, ("peers",))
+        peers = query.get("peers", "false")
+        if peers not in ("true", "false"):
+            raise invalid("query.peers", "must be true or false")
         st = self.node.status()
         leader_api = None if st.leader is None else self.node.api_address(st.leader)
-        return respond(request, render_cluster(st, leader_api))
+        body = render_cluster(st, leader_api)
+        if peers == "true":
+            body["peers"] = await self._peer_views(st)
+        return respond(request, body)
+
+    async def _peer_views(self, st: NodeStatus) -> dict[str, Any]:
+        others = [p for p in st.nodes if p.id != st.id]
+
+        async def one(api: str) -> Any:
+            view = await self.forwarder.fetch_json(api, "/v1/cluster", timeout_ms=1000)
+            return view.get("self") if isinstance(view, dict) else None
+
+        views = await asyncio.gather(*(one(p.api) for p in others))
+        return {p.id: v for p, v in zip(others, views, strict=True)}
 
     async def healthz(self, request: web.Request) -> web.StreamResponse:
         """``GET /healthz``: the process serves HTTP."""
@@ -585,7 +613,7 @@ class Api:
         return respond(request, {"ready": True, "node": self.node.node_id})
 
     async def index(self, request: web.Request, routes: list[str]) -> web.StreamResponse:
-        """``GET /``: a small JSON index (the dashboard is not built yet)."""
+        """``GET /`` for API clients: a small JSON index (browsers get the dashboard)."""
         body: dict[str, Any] = {
             "service": "raftq",
             "version": __version__,

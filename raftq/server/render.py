@@ -51,7 +51,9 @@ def render_lease(x: Lease) -> dict[str, Any]:
 
 
 def render_queue(s: QueueStats) -> dict[str, Any]:
-    """``GET /v1/queues/{queue}``: depth by state, ready jobs by priority, windows."""
+    """``GET /v1/queues/{queue}``: depth by state, ready jobs by priority, windows, and the
+    outcome counters (``totals``: the same numbers as ``raftq_jobs_total``; a client computes
+    rates from two readings)."""
     depth = dict(s.depth)
     return {
         "queue": s.queue,
@@ -62,6 +64,7 @@ def render_queue(s: QueueStats) -> dict[str, Any]:
         "keys": s.keys,
         "dedup_window_ms": s.dedup_window_ms,
         "retention_ms": s.retention_ms,
+        "totals": dict(s.totals),
     }
 
 

@@ -29,6 +29,7 @@ ALLOWED = frozenset(
         "enum",
         "typing",
         "heapq",
+        "bisect",  # pure: tally.py buckets latencies
         "itertools",  # islice in snapshot.py: pure iteration helpers
         "hashlib",
         "io",

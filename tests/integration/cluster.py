@@ -62,6 +62,7 @@ class Cluster:
         self.raft = {n["id"]: n["raft"] for n in nodes}
         self.api = {n["id"]: n["api"] for n in nodes}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.log_args = ["--log-level", "INFO"]  # e.g. add "--log-format", "json"
 
     @classmethod
     def generate(
@@ -103,7 +104,7 @@ class Cluster:
         for nid in ids or self.ids:
             log = open(self.root / f"{nid}.log", "ab")  # noqa: SIM115  # owned by the process
             self.procs[nid] = subprocess.Popen(
-                [*self.serve_command(), "--node", nid, "--log-level", "INFO"],
+                [*self.serve_command(), "--node", nid, *self.log_args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.root,
