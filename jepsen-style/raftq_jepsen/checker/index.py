@@ -23,6 +23,20 @@ class HistoryIndex:
     # job id -> ack / nack / heartbeat ops naming it.
     lease_ops: dict[int, list[Op]] = field(default_factory=lambda: defaultdict(list))
     claims: list[Op] = field(default_factory=list)
+    # (queue, key) -> enqueues not certainly failed that carried that idempotency key.
+    keyed: dict[tuple[str, str], list[Op]] = field(default_factory=lambda: defaultdict(list))
+
+    def same_job_enqueues(self, job_id: int) -> list[Op]:
+        """Enqueues that may have created (or been deduplicated into) job ``job_id``: the ok
+        enqueues that returned it and every non-failed enqueue sharing their key."""
+        ops = list(self.enqueued_ids.get(job_id, ()))
+        for op in list(ops):
+            key = op.value.get("key")
+            if key is not None:
+                ops += [
+                    o for o in self.keyed[(str(op.value.get("queue")), str(key))] if o not in ops
+                ]
+        return ops
 
     def job_queue(self, job_id: int) -> str | None:
         """The queue a job belongs to, from its enqueue or a delivery."""
@@ -39,6 +53,8 @@ def build_index(ops: list[Op]) -> HistoryIndex:
         if op.f == "enqueue":
             ix.enqueues.append(op)
             ix.by_payload[payload_key(op.value.get("payload"))].append(op)
+            if op.type != "fail" and op.value.get("key") is not None:
+                ix.keyed[(str(op.value.get("queue")), str(op.value["key"]))].append(op)
             if op.ok:
                 ix.enqueued_ids[int(op.result["id"])].append(op)
         elif op.f == "claim":

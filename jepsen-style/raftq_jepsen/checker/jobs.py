@@ -26,7 +26,7 @@ __all__ = ["check_jobs"]
 
 
 def _identity(ix: HistoryIndex, job_id: int, first: Delivery) -> set[tuple[str, int, str]]:
-    ops = ix.enqueued_ids.get(job_id)
+    ops = ix.same_job_enqueues(job_id)
     if not ops:
         return {(first.payload, first.priority, first.queue)}
     return {

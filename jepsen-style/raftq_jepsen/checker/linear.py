@@ -11,14 +11,21 @@ What enters the search:
   point after their invoke or never (their return is +inf);
 - a ``fail`` ack/nack/heartbeat refused by the state machine (``REFUSALS``) is an op whose
   outcome is "refused"; any other ``fail`` certainly had no effect and is left out;
-- an ``info`` enqueue whose payload was never delivered is left out: adding a job that nobody
-  sees only forbids behaviours, so leaving it out loses no legal linearization. An ``info``
-  enqueue whose payload was delivered takes the delivered id. ``info`` heartbeats are left out
-  (the model does not track lease lengths, so they change nothing).
+- an ``info`` op is left out when "no effect" allows every future the effect allows (so no
+  legal linearization is lost, and the search does not branch on it): an ``info`` enqueue whose
+  payload was never delivered (a job nobody sees only forbids behaviours); every ``info``
+  heartbeat (lease lengths are not modelled); and an ``info`` ack or nack unless a refusal of
+  the same token may come after it (a lease left live permits all that a finished, delayed or
+  ready job permits: the same claims through expiry, and more acks; only a refusal tells them
+  apart, as it turns a live lease into a ready job). An ``info`` enqueue whose payload was
+  delivered takes the delivered id. ``info`` claims stay: they lease jobs under tokens nobody
+  holds, and count attempts; a claim's attempt numbers bound how many of them a job can have
+  had between two of its ok deliveries (``JobSpec.seen_attempts``).
 
-The search state is a set of concrete model states (the power-set construction, for the
-nondeterminism of uncertain claims, expiry and due times). Bounds: ``time_limit_s`` of wall time
-and ``max_cache`` memoized configurations per component, ``max_branch`` states per set; past
+Where the model is nondeterministic (uncertain claims) the search tries each possible state in
+turn, depth first, and backtracks into the next one; the memo holds (linearized set, state).
+Bounds: ``time_limit_s`` of wall time and ``max_cache`` memoized configurations per component,
+``max_branch`` outcomes of one uncertain claim; past
 any of them the component is "unknown", which is reported and never counted as passed.
 """
 
@@ -30,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from raftq.core.limits import DEFAULT_MAX_ATTEMPTS
-from raftq_jepsen.checker.history import INF, Op, is_refusal, payload_key
+from raftq_jepsen.checker.history import INF, Delivery, Op, is_refusal, payload_key
 from raftq_jepsen.checker.index import HistoryIndex
 from raftq_jepsen.checker.model import Action, JobSpec, State, StateBoundError, initial, step
 
@@ -105,10 +112,14 @@ def search(
         if e.next is not None:
             e.next.prev = e
 
-    states: frozenset[State] = frozenset({initial()})
+    state = initial()
     linearized = 0
-    cache: set[tuple[int, frozenset[State]]] = set()
-    stack: list[tuple[_Entry, frozenset[State]]] = []
+    cache: set[tuple[int, State]] = set()
+    # The model is pure and the search re-tries the same op on the same state often (each
+    # restart rescans pending uncertain ops): remember step results.
+    memo: dict[tuple[int, State], list[State]] = {}
+    # (call entry linearized, state before it, its other possible states still to try)
+    stack: list[tuple[_Entry, State, list[State]]] = []
     deepest: list[int] = []
     entry = head.next
     steps = 0
@@ -118,32 +129,40 @@ def search(
             if steps & 255 == 0 and time.monotonic() > deadline:
                 return Outcome("unknown", "time limit", len(cache))
             if entry.is_call:
-                action = actions[entry.op]
-                nxt: set[State] = set()
-                for s in states:
-                    nxt.update(step(s, action, specs, bounds.max_branch))
-                if len(nxt) > bounds.max_branch:
-                    raise StateBoundError
-                if nxt:
-                    key = (linearized | (1 << entry.op), frozenset(nxt))
-                    if key not in cache:
-                        if len(cache) >= bounds.max_cache:
-                            return Outcome("unknown", "memory bound", len(cache))
-                        cache.add(key)
-                        stack.append((entry, states))
-                        states, linearized = key[1], key[0]
-                        lift(entry)
-                        entry = head.next
-                        continue
+                bit = 1 << entry.op
+                memo_key = (entry.op, state)
+                stepped = memo.get(memo_key)
+                if stepped is None:
+                    if len(memo) >= bounds.max_cache:
+                        memo.clear()  # a memo of step results only: safe to forget
+                    stepped = memo[memo_key] = step(
+                        state, actions[entry.op], specs, bounds.max_branch
+                    )
+                options = [s for s in stepped if (linearized | bit, s) not in cache]
+                if options:
+                    if len(cache) + len(options) > bounds.max_cache:
+                        return Outcome("unknown", "memory bound", len(cache))
+                    cache.update((linearized | bit, s) for s in options)
+                    stack.append((entry, state, options[1:]))
+                    state, linearized = options[0], linearized | bit
+                    lift(entry)
+                    entry = head.next
+                    continue
                 entry = entry.next
             else:
                 if entry.time == INF:
                     return Outcome("ok", cache=len(cache))  # only uncertain ops remain
                 if len(stack) >= len(deepest):
-                    deepest = [e.op for e, _ in stack] + [entry.op]
+                    deepest = [e.op for e, _, _ in stack] + [entry.op]
+                # Backtrack: the newest choice takes its next possible state, or is undone
+                # and the scan goes on after its call (another op in its place).
                 if not stack:
                     return Outcome("illegal", "no linearization", len(cache), deepest)
-                top, states = stack.pop()
+                if stack[-1][2]:
+                    state = stack[-1][2].pop(0)
+                    entry = head.next
+                    continue
+                top, state, _ = stack.pop()
                 linearized &= ~(1 << top.op)
                 unlift(top)
                 entry = top.next
@@ -173,39 +192,59 @@ def _components(ix: HistoryIndex) -> dict[str, str]:
 
 
 def _specs_and_ids(ix: HistoryIndex) -> tuple[dict[int, JobSpec], dict[int, int]]:
-    """Job specs by id, and each kept enqueue op's job id (by op index)."""
-    delivered_by_payload: dict[str, int] = {}
+    """Job specs by id, and the job id of each enqueue op kept (by op index).
+
+    A delivered job's queue and priority are its delivery's (a change is payload_changed's
+    business); the enqueue that carried the delivered payload says whether it was delayed. An
+    ok enqueue names its job by id; an ``info`` one by its payload, when delivered.
+    """
+    delivered: dict[str, int] = {}
+    first: dict[int, Delivery] = {}
+    seen: dict[int, set[int]] = defaultdict(set)
     for d in ix.deliveries:
-        if d.id not in ix.enqueued_ids:
-            delivered_by_payload.setdefault(d.payload, d.id)
+        delivered.setdefault(d.payload, d.id)
+        first.setdefault(d.id, d)
+        seen[d.id].add(d.attempt)
     specs: dict[int, JobSpec] = {}
     enq_ids: dict[int, int] = {}
     for op in ix.enqueues:
+        pkey = payload_key(op.value.get("payload"))
         if op.ok:
             jid = int(op.result["id"])
-        elif op.type == "info":
-            found = delivered_by_payload.get(payload_key(op.value.get("payload")))
-            if found is None:
-                continue
-            jid = found
+        elif op.type == "info" and pkey in delivered:
+            jid = delivered[pkey]
         else:
             continue
         enq_ids[op.index] = jid
         v = op.value
-        specs.setdefault(
+        d1 = first.get(jid)
+        if jid in specs and (d1 is None or d1.payload != pkey):
+            continue  # the spec comes from the enqueue whose payload came out
+        specs[jid] = JobSpec(
             jid,
-            JobSpec(
-                jid,
-                str(v.get("queue")),
-                int(v.get("priority", 0)),
-                int(v.get("max_attempts") or DEFAULT_MAX_ATTEMPTS),
-                bool(v.get("delay_ms")) or v.get("run_at_ms") is not None,
-            ),
+            str(v.get("queue")) if d1 is None else d1.queue,
+            int(v.get("priority", 0)) if d1 is None else d1.priority,
+            int(v.get("max_attempts") or DEFAULT_MAX_ATTEMPTS),
+            bool(v.get("delay_ms")) or v.get("run_at_ms") is not None,
+            tuple(sorted(seen.get(jid, ()))),
         )
     return specs, enq_ids
 
 
-def _action(op: Op, enq_ids: dict[int, int]) -> Action | None:
+def _refused_after(ix: HistoryIndex) -> dict[tuple[int, int], float]:
+    """(job, token) -> the latest completion of a refusal naming them."""
+    out: dict[tuple[int, int], float] = {}
+    for job_id, lops in ix.lease_ops.items():
+        for op in lops:
+            if op.type == "fail" and is_refusal(op.error):
+                key = (job_id, op.job()[1])
+                out[key] = max(out.get(key, -INF), op.end_ns)
+    return out
+
+
+def _action(
+    op: Op, enq_ids: dict[int, int], refused: dict[tuple[int, int], float]
+) -> Action | None:
     outcome = "ok" if op.ok else "info" if op.type == "info" else "refused"
     if op.f == "enqueue":
         jid = enq_ids.get(op.index)
@@ -218,9 +257,9 @@ def _action(op: Op, enq_ids: dict[int, int]) -> Action | None:
         return Action("claim", outcome, queues=queues, max=int(op.value.get("max", 1)), got=got)
     if op.type == "fail" and not is_refusal(op.error):
         return None
-    if op.f == "heartbeat" and op.type == "info":
-        return None
     jid, token = op.job()
+    if op.type == "info" and (op.f == "heartbeat" or refused.get((jid, token), -INF) < op.start_ns):
+        return None  # dominated by "no effect" (module docstring)
     retry_zero = op.value.get("retry_in_ms") == 0
     return Action(op.f, outcome, job=jid, token=token, retry_zero=retry_zero)
 
@@ -229,9 +268,10 @@ def check_linearizable(ix: HistoryIndex, bounds: Bounds | None = None) -> dict[s
     bounds = bounds or Bounds()
     comp_of = _components(ix)
     specs, enq_ids = _specs_and_ids(ix)
+    refused = _refused_after(ix)
     groups: dict[str, list[tuple[Op, Action]]] = defaultdict(list)
     for op in ix.ops:
-        action = _action(op, enq_ids)
+        action = _action(op, enq_ids, refused)
         if action is None:
             continue
         if op.f == "enqueue":

@@ -62,8 +62,8 @@ def _groups(ix: HistoryIndex) -> tuple[dict[tuple[str, int], _Group], int]:
                 first_info_claim.setdefault(str(q), c.start_ns)  # ops are sorted by start
     spans: dict[tuple[str, int], list[tuple[int, float, int]]] = defaultdict(list)
     for job_id, ops in ix.enqueued_ids.items():
-        if len(ops) != 1 or not _plain(ops[0]):
-            continue
+        if len(ops) != 1 or not _plain(ops[0]) or len(ix.same_job_enqueues(job_id)) != 1:
+            continue  # several enqueues name it (idempotency key): its own is uncertain
         enq = ops[0]
         queue = str(enq.value.get("queue"))
         ds = ix.by_job.get(job_id, [])
@@ -125,8 +125,8 @@ def check_priority(ix: HistoryIndex) -> dict[str, Any]:
         for d in ds:
             if d.attempt != 1:
                 continue
-            enq = ix.enqueued_ids.get(d.id)
-            if not enq or len(enq) != 1 or not _plain(enq[0]):
+            enq = ix.same_job_enqueues(d.id)
+            if len(enq) != 1 or not _plain(enq[0]):
                 continue
             fifo = _fifo_witness(groups, queues, d.priority, min(c.start_ns, enq[0].start_ns), c)
             if fifo is not None:
