@@ -25,10 +25,14 @@ from raftq_jepsen.checker.result import Findings
 __all__ = ["check_jobs"]
 
 
-def _identity(ix: HistoryIndex, job_id: int, first: Delivery) -> set[tuple[str, int, str]]:
+def _identity(ix: HistoryIndex, job_id: int, ds: list[Delivery]) -> set[tuple[str, int, str]]:
+    """The (payload, priority, queue) the job may carry: from the enqueues that returned its
+    id (and those sharing their key), else from the ``info`` enqueues whose payload it came
+    out with (none: the job is total_queue's ``unexpected``)."""
     ops = ix.same_job_enqueues(job_id)
     if not ops:
-        return {(first.payload, first.priority, first.queue)}
+        payloads = {d.payload for d in ds}
+        ops = [op for p in payloads for op in ix.by_payload.get(p, ()) if op.type == "info"]
     return {
         (
             payload_key(op.value.get("payload")),
@@ -70,9 +74,9 @@ def check_jobs(ix: HistoryIndex) -> dict[str, Any]:
             out.flag("double_ack", {"id": job_id, "ack_indexes": [op.index for op in acks]})
         first_ack_end = min((op.end_ns for op in acks), default=INF)
         if ds:
-            ident = _identity(ix, job_id, ds[0])
+            ident = _identity(ix, job_id, ds)
             for d in ds:
-                if (d.payload, d.priority, d.queue) not in ident:
+                if ident and (d.payload, d.priority, d.queue) not in ident:
                     out.flag(
                         "payload_changed",
                         {"id": job_id, "claim_index": d.op.index, "token": d.token},

@@ -121,7 +121,10 @@ def search(
     # (call entry linearized, state before it, its other possible states still to try)
     stack: list[tuple[_Entry, State, list[State]]] = []
     deepest: list[int] = []
-    entry = head.next
+    # Candidates at one point are tried in two passes: completed ops first, then uncertain ones
+    # (WGL may try them in any order; uncertain ops tried early sent the search down long
+    # wrong paths, as one is needed only when a later op shows its effect).
+    entry, uncertain_pass = head.next, False
     steps = 0
     try:
         while entry is not None:
@@ -129,6 +132,9 @@ def search(
             if steps & 255 == 0 and time.monotonic() > deadline:
                 return Outcome("unknown", "time limit", len(cache))
             if entry.is_call:
+                if (spans[entry.op][1] == INF) != uncertain_pass:
+                    entry = entry.next
+                    continue
                 bit = 1 << entry.op
                 memo_key = (entry.op, state)
                 stepped = memo.get(memo_key)
@@ -146,12 +152,15 @@ def search(
                     stack.append((entry, state, options[1:]))
                     state, linearized = options[0], linearized | bit
                     lift(entry)
-                    entry = head.next
+                    entry, uncertain_pass = head.next, False
                     continue
                 entry = entry.next
             else:
                 if entry.time == INF:
                     return Outcome("ok", cache=len(cache))  # only uncertain ops remain
+                if not uncertain_pass:
+                    entry, uncertain_pass = head.next, True
+                    continue
                 if len(stack) >= len(deepest):
                     deepest = [e.op for e, _, _ in stack] + [entry.op]
                 # Backtrack: the newest choice takes its next possible state, or is undone
@@ -160,12 +169,12 @@ def search(
                     return Outcome("illegal", "no linearization", len(cache), deepest)
                 if stack[-1][2]:
                     state = stack[-1][2].pop(0)
-                    entry = head.next
+                    entry, uncertain_pass = head.next, False
                     continue
                 top, state, _ = stack.pop()
                 linearized &= ~(1 << top.op)
                 unlift(top)
-                entry = top.next
+                entry, uncertain_pass = top.next, spans[top.op][1] == INF
     except StateBoundError:
         return Outcome("unknown", "too many possible states", len(cache))
     return Outcome("ok", cache=len(cache))
