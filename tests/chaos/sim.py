@@ -42,6 +42,7 @@ class _Sim:
         self.events: list[dict[str, Any]] = []
         self.payloads = 0
         self.keys: list[tuple[str, str]] = []
+        self.independent = False  # claims name one queue each
 
     def event(self, p: _Proc, typ: str, value: dict[str, Any], error: Any = None) -> None:
         self.t_ns += STEP_NS
@@ -80,7 +81,8 @@ class _Sim:
             if rng.random() < 0.1:
                 value["delay_ms"] = rng.randint(20, 200)
         elif f == "claim":
-            qs = rng.sample(self.queues, rng.choice([1, 1, 1, len(self.queues)]))
+            n = 1 if self.independent else rng.choice([1, 1, 1, len(self.queues)])
+            qs = rng.sample(self.queues, n)
             value = {"queues": sorted(qs), "max": rng.choice([1, 1, 2, 3])}
             value["lease_ms"] = rng.randint(30, 300)
         else:
@@ -162,10 +164,16 @@ class _Sim:
         p.op = None
 
 
-def simulate(seed: int, n_ops: int = 40, n_procs: int = 3) -> list[dict[str, Any]]:
-    """A legal history: ``n_ops`` client ops by ``n_procs`` processes, then a drain."""
+def simulate(
+    seed: int, n_ops: int = 40, n_procs: int = 3, n_queues: int = 0
+) -> list[dict[str, Any]]:
+    """A legal history: ``n_ops`` client ops by ``n_procs`` processes, then a drain. With
+    ``n_queues``, that many queues and every claim names one (independent queues, as the
+    jepsen workload has); else 1 to 3 queues, claims sometimes naming all."""
     rng = random.Random(seed)
-    sim = _Sim(rng, ["a", "b", "c"][: rng.randint(1, 3)])
+    names = [f"q{i}" for i in range(n_queues)] if n_queues else ["a", "b", "c"][: rng.randint(1, 3)]
+    sim = _Sim(rng, names)
+    sim.independent = bool(n_queues)
     procs = [_Proc(i) for i in range(n_procs)]
     started = 0
     while started < n_ops or any(p.op for p in procs):
