@@ -336,7 +336,28 @@ def test_multi_queue_claim_and_idempotency_key(tmp_path: Path) -> None:
     h.lease_op("ack", 2, 1)
     r = run(h, tmp_path)
     assert_valid(r)
-    assert r["checks"]["linearizable"]["components"][0]["queues"] == ["x", "y"]
+    comps = r["checks"]["linearizable"]["components"]
+    assert [(c["queues"], c["result"]) for c in comps] == [(["x"], "ok"), (["y"], "ok")]
+
+
+def test_multi_queue_claim_that_left_a_ready_job_is_not_linearizable(tmp_path: Path) -> None:
+    """A claim over two queues that returned fewer than its max left nothing ready in either."""
+    h = History()
+    h.enqueue(1, "a", queue="x", priority=1, delay_ms=10)  # the priority checker skips delays
+    h.enqueue(2, "b", queue="y", priority=4)
+    h.claim(job(2, 1, "b", queue="y", priority=4), queues=("x", "y"), max_jobs=3)
+    h.claim(job(1, 2, "a", queue="x", priority=1), queues=("x",))
+    h.lease_op("ack", 1, 2)
+    h.lease_op("ack", 2, 1)
+    assert_valid(run(h, tmp_path))  # job 1 may not have been due yet: legal
+    h2 = History()
+    h2.enqueue(1, "a", queue="x", priority=1)
+    h2.enqueue(3, "c", queue="x", priority=1)
+    h2.claim(job(1, 1, "a", queue="x", priority=1), queues=("x", "y"), max_jobs=3)
+    h2.claim(job(3, 2, "c", queue="x", priority=1), queues=("x",))
+    bad = bad_checks(run(h2, tmp_path / "2"))
+    assert bad["linearizable"] == {"non_linearizable": 1}  # job 3 was ready and left behind
+    assert bad["priority"] == {"skipped_ready_job": 1}
 
 
 def test_availability_per_nemesis(tmp_path: Path) -> None:
@@ -396,3 +417,14 @@ def test_malformed_history_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "history.jsonl").write_text('{"index": 0}\nnot json\n')
     with pytest.raises(HistoryError, match="line 2: not JSON"):
         judge(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "listed", [3, ["n1", "n2", "n3"], [{"id": "n1"}, {"id": "n2"}, {"id": "n3"}]]
+)
+def test_run_json_nodes_as_count_ids_or_objects(tmp_path: Path, listed: Any) -> None:
+    d = History().write(tmp_path / "run", digests=("a", "a"))
+    meta = json.loads((d / "run.json").read_text())
+    meta["nodes"] = listed
+    (d / "run.json").write_text(json.dumps(meta))
+    assert bad_checks(judge(d)) == {"convergence": {"missing": 1}}

@@ -25,7 +25,13 @@ DRAIN_LIMIT_S = 30
 def check_convergence(nodes: list[dict[str, Any]], run: dict[str, Any]) -> dict[str, Any]:
     out = Findings(("divergent", "missing"))
     by_id = {str(n.get("id")): n for n in nodes}
-    expected = [str(n) for n in run.get("nodes", [])] or list(by_id)
+    listed = run.get("nodes")
+    if isinstance(listed, list):  # ids, or objects with an "id"
+        expected = [str(n.get("id") if isinstance(n, dict) else n) for n in listed]
+    else:  # a node count (or nothing): every node of nodes.json, and at least that many
+        expected = list(by_id)
+        for k in range(len(by_id), listed if isinstance(listed, int) else 0):
+            expected.append(f"#{k + 1} (run.json says {listed} nodes)")
     for node_id in expected:
         n = by_id.get(node_id)
         if n is None or not n.get("digest"):

@@ -1,10 +1,13 @@
-"""Linearizability of each independent group of queues: a WGL search (Wing & Gong, with
-Lowe's memoization, as Porcupine and Knossos implement it) over ``model.py``.
+"""Linearizability of each queue: a WGL search (Wing & Gong, with Lowe's memoization, as
+Porcupine and Knossos implement it) over ``model.py``.
 
-Queues are independent objects (P-compositionality, Horn & Kroening 2015), except that one
-claim may read several: queues named together by a claim form one component, and each
-component is searched on its own. Operations are placed in their component by queue (enqueue,
-claim) or by their job's queue (ack, nack, heartbeat).
+Queues are independent objects (P-compositionality, Horn & Kroening 2015), so each is searched
+on its own. Operations are placed by queue (enqueue, claim) or by their job's queue (ack, nack,
+heartbeat). A claim naming several queues picks the best job of all, one at a time, so the jobs
+it took from one queue are, in order, that queue's best at each pick, and if it returned fewer
+than its max every queue was left with nothing ready: it is checked as one such claim per
+queue. Those parts may linearize at different points, which only allows more (the priority
+order *across* the queues of one claim is the priority checker's).
 
 What enters the search:
 - ok ops with their outcome; ``info`` ops (and invokes never completed) may take effect at any
@@ -180,26 +183,6 @@ def search(
     return Outcome("ok", cache=len(cache))
 
 
-def _components(ix: HistoryIndex) -> dict[str, str]:
-    """queue -> representative of its component (union-find over claims' queue lists)."""
-    parent: dict[str, str] = {}
-
-    def find(q: str) -> str:
-        parent.setdefault(q, q)
-        while parent[q] != q:
-            parent[q] = parent[parent[q]]
-            q = parent[q]
-        return q
-
-    for op in ix.enqueues:
-        find(str(op.value.get("queue")))
-    for c in ix.claims:
-        qs = [str(q) for q in c.value.get("queues", [])]
-        for q in qs[1:]:
-            parent[find(q)] = find(qs[0])
-    return {q: find(q) for q in list(parent)}
-
-
 def _specs_and_ids(ix: HistoryIndex) -> tuple[dict[int, JobSpec], dict[int, int]]:
     """Job specs by id, and the job id of each enqueue op kept (by op index).
 
@@ -251,48 +234,56 @@ def _refused_after(ix: HistoryIndex) -> dict[tuple[int, int], float]:
     return out
 
 
-def _action(
+def _actions(
     op: Op, enq_ids: dict[int, int], refused: dict[tuple[int, int], float]
-) -> Action | None:
+) -> list[tuple[str | None, Action]]:
+    """The model ops for ``op``, each with the queue it belongs to (None: its job's)."""
     outcome = "ok" if op.ok else "info" if op.type == "info" else "refused"
     if op.f == "enqueue":
         jid = enq_ids.get(op.index)
-        return None if jid is None else Action("enqueue", outcome, job=jid)
+        return [] if jid is None else [(None, Action("enqueue", outcome, job=jid))]
     if op.f == "claim":
         if op.type == "fail":
-            return None
-        got = tuple((d.id, d.attempt, d.token) for d in op.deliveries())
-        queues = frozenset(str(q) for q in op.value.get("queues", []))
-        return Action("claim", outcome, queues=queues, max=int(op.value.get("max", 1)), got=got)
+            return []
+        ds = op.deliveries()
+        named = sorted({str(q) for q in op.value.get("queues", [])})
+        cap = int(op.value.get("max", 1))
+        exhaustive = op.ok and len(ds) < cap
+        out: list[tuple[str | None, Action]] = []
+        for q in named:
+            got = tuple((d.id, d.attempt, d.token) for d in ds if d.queue == q)
+            part = Action(
+                "claim", outcome, queues=frozenset((q,)), max=cap, got=got, exhaustive=exhaustive
+            )
+            out.append((q, part))
+        for d in ds:  # a job from a queue the claim did not name: illegal in its queue
+            if d.queue not in named:
+                got = ((d.id, d.attempt, d.token),)
+                stray = Action("claim", outcome, queues=frozenset(named), max=cap, got=got)
+                out.append((d.queue, stray))
+        return out
     if op.type == "fail" and not is_refusal(op.error):
-        return None
+        return []
     jid, token = op.job()
     if op.type == "info" and (op.f == "heartbeat" or refused.get((jid, token), -INF) < op.start_ns):
-        return None  # dominated by "no effect" (module docstring)
+        return []  # dominated by "no effect" (module docstring)
     retry_zero = op.value.get("retry_in_ms") == 0
-    return Action(op.f, outcome, job=jid, token=token, retry_zero=retry_zero)
+    return [(None, Action(op.f, outcome, job=jid, token=token, retry_zero=retry_zero))]
 
 
 def check_linearizable(ix: HistoryIndex, bounds: Bounds | None = None) -> dict[str, Any]:
     bounds = bounds or Bounds()
-    comp_of = _components(ix)
     specs, enq_ids = _specs_and_ids(ix)
     refused = _refused_after(ix)
     groups: dict[str, list[tuple[Op, Action]]] = defaultdict(list)
     for op in ix.ops:
-        action = _action(op, enq_ids, refused)
-        if action is None:
-            continue
-        if op.f == "enqueue":
-            queue: str | None = specs[action.job].queue
-        elif op.f == "claim":
-            queue = next(iter(sorted(action.queues)), None)
-        else:
-            spec = specs.get(action.job)
-            queue = spec.queue if spec is not None else ix.job_queue(action.job)
-        if queue is None:
-            continue
-        groups[comp_of.get(queue, queue)].append((op, action))
+        for named, action in _actions(op, enq_ids, refused):
+            queue = named
+            if queue is None:
+                spec = specs.get(action.job)
+                queue = spec.queue if spec is not None else ix.job_queue(action.job)
+            if queue is not None:
+                groups[queue].append((op, action))
     # Jobs delivered but never enqueued get a spec from their delivery, so the search can
     # say "illegal" (a claim cannot return them) instead of failing on a missing spec.
     for d in ix.deliveries:
@@ -301,7 +292,7 @@ def check_linearizable(ix: HistoryIndex, bounds: Bounds | None = None) -> dict[s
     components: list[dict[str, Any]] = []
     for rep in sorted(groups):
         items = groups[rep]
-        queues = sorted(q for q, r in comp_of.items() if r == rep) or [rep]
+        queues = [rep]
         t0 = time.monotonic()
         if t0 - started > bounds.total_time_s:
             out = Outcome("unknown", "total time limit")

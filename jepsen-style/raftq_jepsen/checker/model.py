@@ -86,7 +86,9 @@ class Action:
     """One operation as the model sees it.
 
     kind: enqueue | claim | ack | nack | heartbeat. outcome: ok | info | refused.
-    For claims: ``queues``, ``max`` and, when ok, ``got`` = ((id, attempt, token), ...).
+    For claims: ``queues``, ``max`` and, when ok, ``got`` = ((id, attempt, token), ...) and
+    ``exhaustive``. A claim over several queues is stepped as one claim per queue (see
+    linear.py), each taking that queue's jobs in order, each its queue's best.
     For ack/nack/heartbeat: ``job`` and ``token``; nack's ``retry_zero``.
     """
 
@@ -97,6 +99,7 @@ class Action:
     queues: frozenset[str] = frozenset()
     max: int = 1
     got: tuple[tuple[int, int, int], ...] = ()
+    exhaustive: bool = False  # an ok claim that returned fewer jobs than its max (in all)
     retry_zero: bool = False
 
 
@@ -238,7 +241,7 @@ def _claim_ok(
             fresh = tuple(x for x in fresh if x != jid)
         jobs[jid] = (jid, LEASED, token, attempt)
         last = token
-    if len(a.got) < a.max and _top_ready(fresh, jobs, a, specs) >= 0:
+    if a.exhaustive and _top_ready(fresh, jobs, a, specs) >= 0:
         return None  # a ready job was left behind by a claim that had room for it
     return (fresh, _rows(jobs), last)
 

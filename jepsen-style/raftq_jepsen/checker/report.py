@@ -17,7 +17,7 @@ _TITLES = {
     "priority": "strict priority and FIFO",
     "convergence": "replica convergence",
     "drain": "eventual delivery (drain)",
-    "linearizable": "linearizability (WGL per queue group)",
+    "linearizable": "linearizability (WGL per queue)",
 }
 
 
