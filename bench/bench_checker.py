@@ -28,7 +28,8 @@ def main() -> None:
     parser.add_argument("--procs", type=int, default=10)
     parser.add_argument("--queues", type=int, default=16)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--wgl-time-limit", type=float, default=10.0)
+    parser.add_argument("--wgl-time-limit", type=float, default=10.0, help="s per queue")
+    parser.add_argument("--wgl-total", type=float, default=60.0, help="s over all queues")
     args = parser.parse_args()
     t0 = time.monotonic()
     events = simulate(args.seed, args.ops, args.procs, args.queues)
@@ -36,7 +37,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         run_dir = History(events=events, now_ns=events[-1]["time_ns"]).write(Path(d) / "run")
         t1 = time.monotonic()
-        results = check_run(run_dir, Bounds(time_limit_s=args.wgl_time_limit))
+        results = check_run(
+            run_dir, Bounds(time_limit_s=args.wgl_time_limit, total_time_s=args.wgl_total)
+        )
         total_s = time.monotonic() - t1
     lin = results["checks"]["linearizable"]
     comps = sorted(c["ms"] for c in lin["components"])

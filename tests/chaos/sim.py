@@ -199,26 +199,30 @@ def simulate(
             sim.complete(p, "ok")
         else:
             sim.complete(p, "info")
-    # Drain: far enough ahead that every lease has expired and every delay is due.
+    # Drain: far enough ahead that every lease has expired and every delay is due; one claim
+    # names every queue, or one queue at a time when the queues are independent.
     drainer = _Proc(n_procs)
     sim.now_ms += 100_000
-    while True:
-        drainer.op = {
-            "f": "claim",
-            "value": {"queues": sim.queues, "max": 5, "lease_ms": 1000},
-            "applied": False,
-        }
-        sim.event(drainer, "invoke", drainer.op["value"])
-        sim.apply(drainer)
-        jobs = drainer.op["result"]["jobs"]
-        sim.complete(drainer, "ok")
-        if not jobs:
-            return sim.events
-        for j in jobs:
-            drainer.op = {"f": "ack", "value": {"id": j["id"], "token": j["token"]}}
+    groups = [[q] for q in sim.queues] if sim.independent else [sim.queues]
+    for queues in groups:
+        while True:
+            drainer.op = {
+                "f": "claim",
+                "value": {"queues": queues, "max": 5, "lease_ms": 1000},
+                "applied": False,
+            }
             sim.event(drainer, "invoke", drainer.op["value"])
             sim.apply(drainer)
+            jobs = drainer.op["result"]["jobs"]
             sim.complete(drainer, "ok")
+            if not jobs:
+                break
+            for j in jobs:
+                drainer.op = {"f": "ack", "value": {"id": j["id"], "token": j["token"]}}
+                sim.event(drainer, "invoke", drainer.op["value"])
+                sim.apply(drainer)
+                sim.complete(drainer, "ok")
+    return sim.events
 
 
 # -- mutations: each makes the history certainly illegal -----------------------------------
