@@ -16,8 +16,8 @@ run: $(STAMP)
 	$(PY) -m raftq cluster up --config cluster/three-node.toml
 
 lint: $(STAMP)
-	$(PY) -m ruff check raftq tests bench examples
-	$(PY) -m ruff format --check raftq tests bench examples
+	$(PY) -m ruff check raftq tests bench examples jepsen-style
+	$(PY) -m ruff format --check raftq tests bench examples jepsen-style
 
 typecheck: $(STAMP)
 	$(PY) -m mypy

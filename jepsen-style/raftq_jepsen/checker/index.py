@@ -1,0 +1,67 @@
+"""Lookups over one history that several checkers share, built in one linear pass."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from raftq_jepsen.checker.history import Delivery, Op, payload_key
+
+__all__ = ["HistoryIndex", "build_index"]
+
+
+@dataclass(slots=True)
+class HistoryIndex:
+    ops: list[Op]
+    enqueues: list[Op] = field(default_factory=list)
+    # id -> ok enqueues that returned it (several only through the idempotency key).
+    enqueued_ids: dict[int, list[Op]] = field(default_factory=lambda: defaultdict(list))
+    # payload_key -> enqueues (any outcome) that carried it.
+    by_payload: dict[str, list[Op]] = field(default_factory=lambda: defaultdict(list))
+    deliveries: list[Delivery] = field(default_factory=list)
+    by_job: dict[int, list[Delivery]] = field(default_factory=lambda: defaultdict(list))
+    # job id -> ack / nack / heartbeat ops naming it.
+    lease_ops: dict[int, list[Op]] = field(default_factory=lambda: defaultdict(list))
+    claims: list[Op] = field(default_factory=list)
+    # (queue, key) -> enqueues not certainly failed that carried that idempotency key.
+    keyed: dict[tuple[str, str], list[Op]] = field(default_factory=lambda: defaultdict(list))
+
+    def same_job_enqueues(self, job_id: int) -> list[Op]:
+        """Enqueues that may have created (or been deduplicated into) job ``job_id``: the ok
+        enqueues that returned it and every non-failed enqueue sharing their key."""
+        ops = list(self.enqueued_ids.get(job_id, ()))
+        for op in list(ops):
+            key = op.value.get("key")
+            if key is not None:
+                ops += [
+                    o for o in self.keyed[(str(op.value.get("queue")), str(key))] if o not in ops
+                ]
+        return ops
+
+    def job_queue(self, job_id: int) -> str | None:
+        """The queue a job belongs to, from its enqueue or a delivery."""
+        for op in self.enqueued_ids.get(job_id, ()):
+            return str(op.value.get("queue"))
+        for d in self.by_job.get(job_id, ()):
+            return d.queue
+        return None
+
+
+def build_index(ops: list[Op]) -> HistoryIndex:
+    ix = HistoryIndex(ops)
+    for op in ops:
+        if op.f == "enqueue":
+            ix.enqueues.append(op)
+            ix.by_payload[payload_key(op.value.get("payload"))].append(op)
+            if op.type != "fail" and op.value.get("key") is not None:
+                ix.keyed[(str(op.value.get("queue")), str(op.value["key"]))].append(op)
+            if op.ok:
+                ix.enqueued_ids[int(op.result["id"])].append(op)
+        elif op.f == "claim":
+            ix.claims.append(op)
+            for d in op.deliveries():
+                ix.deliveries.append(d)
+                ix.by_job[d.id].append(d)
+        else:
+            ix.lease_ops[op.job()[0]].append(op)
+    return ix
