@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test lint typecheck pytest bench chaos chaos-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,8 @@ run: $(STAMP)
 	$(PY) -m raftq cluster up --config cluster/three-node.toml
 
 lint: $(STAMP)
-	$(PY) -m ruff check raftq tests bench examples
-	$(PY) -m ruff format --check raftq tests bench examples
+	$(PY) -m ruff check raftq tests bench examples jepsen-style
+	$(PY) -m ruff format --check raftq tests bench examples jepsen-style
 
 typecheck: $(STAMP)
 	$(PY) -m mypy
@@ -26,6 +26,17 @@ pytest: $(STAMP)
 	$(PY) -m pytest
 
 test: lint typecheck pytest
+
+# The jepsen-style suite needs iptables and libfaketime (Debian); tests/chaos runs inside
+# `make test` too, so .ci/run installs them the same way.
+FAKETIME_LIB := /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
+chaos-deps:
+	@(command -v iptables >/dev/null && test -e $(FAKETIME_LIB)) || ! command -v apt-get >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq iptables libfaketime faketime)
+
+# The full tier: 3 nodes, every nemesis 60 s each (~20 min); summary in docs/reliability.md.
+chaos: $(STAMP) chaos-deps
+	$(PY) jepsen-style/chaos
 
 bench: $(STAMP)
 	$(PY) bench/bench_core.py

@@ -67,6 +67,26 @@ async def find_leader(ctx: NemesisContext) -> NodeProc | None:
     return None if best is None else best[1]
 
 
+async def wait_serving(ctx: NemesisContext, nodes: list[NodeProc], limit_s: float) -> bool:
+    """Until every node in ``nodes`` answers ``/healthz`` (False after ``limit_s``)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    pending = list(nodes)
+    while pending and loop.time() < deadline:
+        node = pending[0]
+        try:
+            async with ctx.session.get(
+                node.url + "/healthz", timeout=aiohttp.ClientTimeout(total=1.0)
+            ) as r:
+                if r.status == 200:
+                    pending.pop(0)
+                    continue
+        except (TimeoutError, aiohttp.ClientError):
+            pass
+        await asyncio.sleep(0.1)
+    return not pending
+
+
 async def _leader_or_random(ctx: NemesisContext) -> tuple[NodeProc, bool]:
     leader = await find_leader(ctx)
     if leader is not None:
@@ -151,6 +171,9 @@ async def _kill(ctx: NemesisContext, victims: list[NodeProc], detail: dict[str, 
         for node in victims:
             if not node.alive():
                 ctx.hosts.start(node)
+        # The window ends once they serve again (starting Python takes seconds on a busy
+        # machine), so the next fault does not land on a cluster still booting.
+        await wait_serving(ctx, victims, 30.0)
 
     detail["nodes"] = _ids(victims)
     return Fault(detail, heal)

@@ -155,6 +155,9 @@ async def _op(
         await rec.complete("ok", ok_value(out.body) if ok_value else value, None)
     else:
         await rec.complete(out.type, value, out.error)
+        if out.error is not None and out.error.startswith("connect_error"):
+            # A client backs off from a node that is down instead of spinning on it.
+            await asyncio.sleep(random.uniform(0.1, 0.3))
     return out
 
 
