@@ -319,6 +319,22 @@ class Hosts:
         except subprocess.TimeoutExpired:
             self.kill(node)
 
+    def stop_all(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM every node at once, then wait for each (SIGKILL past ``timeout_s``)."""
+        for node in self.nodes:
+            if node.alive():
+                if node.paused:
+                    self.resume(node)
+                node.proc.terminate()  # type: ignore[union-attr]
+        deadline = time.monotonic() + timeout_s
+        for node in self.nodes:
+            if node.proc is None:
+                continue
+            try:
+                node.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.kill(node)
+
     def pause(self, node: NodeProc) -> None:
         if node.alive():
             os.kill(node.proc.pid, signal.SIGSTOP)  # type: ignore[union-attr]

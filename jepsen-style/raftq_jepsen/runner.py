@@ -84,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--drain-limit", type=float, default=60.0, metavar="S",
                    help="give up draining after S seconds (default 60)")  # fmt: skip
     p.add_argument("--producers", type=int, default=4)
-    p.add_argument("--workers", type=int, default=3, help="worker tasks in the harness")
+    p.add_argument("--workers", type=int, default=5, help="worker tasks in the harness")
     p.add_argument("--zombies", type=int, default=2, help="worker processes (default 2)")
     p.add_argument("--test-fault", choices=TEST_FAULTS, default=None,
                    help="POSITIVE CONTROLS ONLY: start deliberately broken nodes")  # fmt: skip
@@ -303,15 +303,18 @@ async def _run(opts: RunOptions, hosts: Hosts) -> dict[str, Any]:
             history.close()
             raise
         # Restart every node (SIGTERM; a node killed by the last fault is simply started).
-        for node in hosts.nodes:
-            await asyncio.to_thread(hosts.stop, node)
+        await asyncio.to_thread(hosts.stop_all)
         for node in hosts.nodes:
             hosts.start(node)
         run_json["restart_ns"] = now()
         ready = await _wait_ready(session, hosts.nodes, 30)
         run_json["ready_after_restart"] = ready
         run_json["drain_start_ns"] = now()
-        drained = await drain(history, session, refs, opts.params, limit_s=opts.drain_limit_s)
+        trace: list[list[Any]] = []
+        drained = await drain(
+            history, session, refs, opts.params, limit_s=opts.drain_limit_s, trace=trace
+        )
+        run_json["drain_trace"] = trace
         run_json["drain_end_ns"] = now()
         run_json["drained"] = drained
         history.close()

@@ -62,7 +62,7 @@ class NodeRef:
 class WorkloadParams:
     queues: tuple[str, ...] = tuple(f"q{i}" for i in range(8))
     producers: int = 4
-    workers: int = 3
+    workers: int = 5
     zombies: int = 2
     lease_ms: int = 3_000
     zombie_lease_ms: int = 2_000
@@ -443,11 +443,14 @@ async def drain(
     *,
     limit_s: float,
     first_process: int = 1000,
+    trace: list[list[Any]] | None = None,
 ) -> bool:
     """Claim and ack from every node until no node shows a queued, delayed or leased job.
 
     True when drained within ``limit_s``; the history records every drain claim and ack.
+    ``trace`` receives ``[time_ns, [jobs left per node]]`` samples.
     """
+    trace = [] if trace is None else trace
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit_s
     done = asyncio.Event()
@@ -482,13 +485,20 @@ async def drain(
 
     async def watcher() -> None:
         while loop.time() < deadline:
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.25)
             depths = await asyncio.gather(*(_depths(session, n) for n in nodes))
+            trace.append([history.now_ns(), depths])
             if all(d == 0 for d in depths):
                 done.set()
                 return
 
-    tasks = [asyncio.create_task(drainer(i, n)) for i, n in enumerate(nodes)]
+    # Several drainers per node (each one sequential, as a history process must be).
+    per_node = 3
+    tasks = [
+        asyncio.create_task(drainer(i * per_node + k, n))
+        for i, n in enumerate(nodes)
+        for k in range(per_node)
+    ]
     w = asyncio.create_task(watcher())
     await w
     stop.set()
