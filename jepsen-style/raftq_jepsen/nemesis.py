@@ -267,19 +267,25 @@ async def worker_kill(ctx: NemesisContext) -> Fault:
 
 
 async def worker_pause(ctx: NemesisContext) -> Fault:
-    """SIGSTOP a worker process holding leases for longer than its lease, then SIGCONT: it then
-    acks with its old token (a zombie ack), which must be refused."""
+    """SIGSTOP a worker process holding leases for its lease plus 0.3-2.5 s, then SIGCONT: it
+    goes on to ack with its old token (a zombie ack), which must be refused. Its jobs are by
+    then claimable again, and often held by another worker."""
     z = await _wait_holding(ctx)
     if z is None:
         return Fault({"skipped": "no worker process"})
     holding = z.holding
+    pause_s = round(ctx.workload.p.zombie_lease_ms / 1000 + ctx.rng.uniform(0.3, 2.5), 3)
     ctx.workload.pause_zombie(z)
+    loop = asyncio.get_running_loop()
+    timer = loop.call_later(pause_s, ctx.workload.resume_zombie, z)
 
     async def heal() -> None:
-        ctx.workload.resume_zombie(z)
+        timer.cancel()
+        if z.paused:
+            ctx.workload.resume_zombie(z)
 
-    min_s = ctx.workload.p.zombie_lease_ms / 1000 + 2.5
-    return Fault({"process": z.process, "holding": holding}, heal, min_duration_s=min_s)
+    detail = {"process": z.process, "holding": holding, "paused_s": pause_s}
+    return Fault(detail, heal, min_duration_s=pause_s)
 
 
 async def none(ctx: NemesisContext) -> Fault:
@@ -319,7 +325,7 @@ DESCRIPTIONS: dict[str, str] = {
     "pause-leader": "SIGSTOP the leader for 5-10 s (past the election timeout), then SIGCONT",
     "clock": "one node's clocks jump 1-4 s ahead or run at x0.5/x2 (libfaketime)",
     "worker-kill": "kill -9 a worker process holding leases, start a new one",
-    "worker-pause": "SIGSTOP a worker process past its lease, SIGCONT (zombie ack refused)",
+    "worker-pause": "SIGSTOP a worker process past its lease (+0.3-2.5 s), SIGCONT: zombie ack",
     ALL: "a rotation of every nemesis above",
 }
 

@@ -206,7 +206,7 @@ async def _get(session: aiohttp.ClientSession, url: str) -> Any:
 
 async def _node_states(
     session: aiohttp.ClientSession, nodes: list[NodeProc], queues: tuple[str, ...]
-) -> dict[str, Any]:
+) -> list[dict[str, Any]]:
     """Each node's final view, once every node applied the same index (up to 15 s)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 15
@@ -217,10 +217,11 @@ async def _node_states(
             try:
                 me = (await _get(session, n.url + "/v1/cluster"))["self"]
             except (TimeoutError, aiohttp.ClientError, ValueError, KeyError) as e:
-                out[n.id] = {"error": f"unreachable: {type(e).__name__}"}
+                out[n.id] = {"id": n.id, "error": f"unreachable: {type(e).__name__}"}
                 continue
-            out[n.id] = {k: me.get(k) for k in ("applied_index", "commit_index", "digest",
-                                                 "term", "role")}  # fmt: skip
+            out[n.id] = {"id": n.id} | {
+                k: me.get(k) for k in ("applied_index", "commit_index", "digest", "term", "role")
+            }
         applied = {v.get("applied_index") for v in out.values()}
         if (len(applied) == 1 and None not in applied) or loop.time() > deadline:
             break
@@ -236,7 +237,7 @@ async def _node_states(
                 if ids:
                     dead[q] = ids
         out[n.id]["dead"] = dead
-    return out
+    return [out[n.id] for n in nodes]
 
 
 def _commit() -> str:
@@ -294,10 +295,12 @@ async def _run(opts: RunOptions, hosts: Hosts) -> dict[str, Any]:
             end_at = loop.time() + opts.time_limit_s
             await run_schedule(ctx, opts.nemeses, end_at=end_at, quiet_s=opts.quiet_s)
             await asyncio.sleep(max(0.0, end_at - loop.time()))
-            run_json["heal_ns"] = now()
-            await heal_all(ctx)
+            # Every window healed itself when it ended; stop the clients (operations in
+            # flight finish or time out), then make sure nothing is left cut off or paused.
             await workload.stop()
             run_json["workload_end_ns"] = now()
+            await heal_all(ctx)
+            run_json["heal_ns"] = now()
         except BaseException:
             await workload.abort()
             history.close()

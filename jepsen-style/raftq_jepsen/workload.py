@@ -61,12 +61,20 @@ class NodeRef:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkloadParams:
     queues: tuple[str, ...] = tuple(f"q{i}" for i in range(8))
+    # What one claim may name: single queues, and one pair (multi-queue claims). A claim links
+    # the queues it names, so these groups are the independent parts the linearizability
+    # checker can search one by one.
+    claim_groups: tuple[tuple[str, ...], ...] = (
+        *((f"q{i}",) for i in range(6)),
+        ("q6", "q7"),
+    )
     producers: int = 4
     workers: int = 5
     zombies: int = 2
     lease_ms: int = 3_000
     zombie_lease_ms: int = 2_000
     zombie_hold_s: tuple[float, float] = (0.3, 1.2)  # how long a zombie "works" on its jobs
+    worker_hold_s: tuple[float, float] = (0.0, 0.4)  # how long a worker task does
     wait_ms: int = 200  # long-poll of a worker claim
     timeout_s: float = 5.0  # one request; past it the op is info
     producer_pause_s: tuple[float, float] = (0.02, 0.12)
@@ -77,11 +85,14 @@ class WorkloadParams:
     def to_json(self) -> dict[str, Any]:
         return {
             "queues": list(self.queues),
+            "claim_groups": [list(g) for g in self.claim_groups],
             "producers": self.producers,
             "workers": self.workers,
             "zombies": self.zombies,
             "lease_ms": self.lease_ms,
             "zombie_lease_ms": self.zombie_lease_ms,
+            "worker_hold_s": list(self.worker_hold_s),
+            "zombie_hold_s": list(self.zombie_hold_s),
             "wait_ms": self.wait_ms,
             "timeout_s": self.timeout_s,
             "max_attempts": self.max_attempts,
@@ -205,7 +216,7 @@ async def worker_loop(
 ) -> None:
     """Claim, (heartbeat), ack/nack, forever until the recorder says stop."""
     while True:
-        queues = rng.sample(list(p.queues), rng.randint(1, 3))
+        queues = list(rng.choice(p.claim_groups))
         mx = rng.randint(1, 3)
         value = {"queues": queues, "max": mx, "lease_ms": lease_ms}
         body = {
@@ -304,8 +315,9 @@ class Workload:
             rec = HistoryRecorder(self.history, process, self._stop)
             rng = random.Random(self.rng.getrandbits(64))
             loop = worker_loop(
-                rec, self.session, self.nodes, p, f"w{process}", rng, lease_ms=p.lease_ms
-            )
+                rec, self.session, self.nodes, p, f"w{process}", rng, lease_ms=p.lease_ms,
+                hold_s=p.worker_hold_s,
+            )  # fmt: skip
             self._tasks.append(asyncio.create_task(loop))
         for slot in range(p.zombies):
             await self.spawn_zombie(slot)
@@ -317,6 +329,7 @@ class Workload:
             "nodes": [[n.id, n.url] for n in self.nodes],
             "params": {
                 "queues": list(self.p.queues),
+                "claim_groups": [list(g) for g in self.p.claim_groups],
                 "lease_ms": self.p.zombie_lease_ms,
                 "hold_s": list(self.p.zombie_hold_s),
                 "timeout_s": self.p.timeout_s,
@@ -459,10 +472,13 @@ async def drain(
 
     async def drainer(i: int, node: NodeRef) -> None:
         rec = HistoryRecorder(history, first_process + i, stop)
-        body_base = {"queues": list(p.queues), "worker": f"drain-{node.id}", "max": 10}
+        rounds = 0
         while not stop.is_set():
-            value = {"queues": list(p.queues), "max": 10, "lease_ms": lease_ms}
-            body = {**body_base, "lease_ms": lease_ms, "wait_ms": 200}
+            # One claim group at a time (see WorkloadParams.claim_groups), round robin.
+            queues = list(p.claim_groups[(i + rounds) % len(p.claim_groups)])
+            rounds += 1
+            value = {"queues": queues, "max": 10, "lease_ms": lease_ms}
+            body = {"worker": f"drain-{node.id}", "wait_ms": 0, **value}
             out = await _op(
                 rec, session, "claim", value, node, "/v1/claim", body, p.timeout_s,
                 partial(_claimed, value),
@@ -480,8 +496,8 @@ async def drain(
                                   p.timeout_s)  # fmt: skip
                     if a is None or a.type != "info":
                         break
-            if not jobs:
-                await asyncio.sleep(0.2)
+            if not jobs and rounds % len(p.claim_groups) == 0:
+                await asyncio.sleep(0.1)
 
     async def watcher() -> None:
         while loop.time() < deadline:

@@ -49,6 +49,7 @@ async def _run(args: dict[str, Any]) -> None:
     prm = args["params"]
     params = WorkloadParams(
         queues=tuple(prm["queues"]),
+        claim_groups=tuple(tuple(g) for g in prm["claim_groups"]),
         wait_ms=prm["wait_ms"],
         timeout_s=prm["timeout_s"],
         heartbeat_p=prm["heartbeat_p"],

@@ -12,7 +12,7 @@ handlers only compare one attribute to ``None``.
 
 Faults:
 - ``ack-before-commit``: an enqueue whose commit is not confirmed (timeout, leader lost) is
-  answered 201 anyway, with the id the local machine would hand out next.
+  answered 201 anyway, with a made-up id (one no real job has).
 - ``follower-claims``: a follower answers claims from its own copy of the state, without
   leasing anything through the log (jobs come back with their current token).
 - ``skip-token-check``: an ack is applied with the job's current token, whatever token the
@@ -73,9 +73,13 @@ def active_fault(env: Mapping[str, str] | None = None) -> str | None:
     return name
 
 
+_FAKE_ID_BASE = 1 << 47  # above any id a test cluster hands out: a pretended id names no job
+
+
 def pretend_enqueued(m: Machine, cmd: Enqueue) -> Enqueued:
     """``ack-before-commit``: the answer to an enqueue whose commit was never confirmed."""
-    ids = tuple(range(m.next_id, m.next_id + len(cmd.jobs)))
+    first = _FAKE_ID_BASE + m.next_id
+    ids = tuple(range(first, first + len(cmd.jobs)))
     return Enqueued(ids=ids, existing=tuple(False for _ in ids))
 
 
