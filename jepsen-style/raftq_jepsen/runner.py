@@ -287,7 +287,9 @@ async def _run(opts: RunOptions, hosts: Hosts) -> dict[str, Any]:
         if not await _wait_ready(session, hosts.nodes, 60):
             raise RuntimeError("the cluster did not become ready within 60 s (see logs/)")
         refs = [NodeRef(n.id, n.url) for n in hosts.nodes]
-        workload = Workload(history, session, refs, opts.params, hosts.token, rng.getrandbits(64))
+        workload = Workload(
+            history, session, refs, opts.params, hosts.token, rng.getrandbits(64), str(out)
+        )
         ctx = NemesisContext(hosts, workload, session, rng, out / "nemesis.jsonl", origin)
         try:
             run_json["workload_start_ns"] = now()

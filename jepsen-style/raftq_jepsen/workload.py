@@ -249,12 +249,14 @@ async def worker_loop(
                 if await _op(rec, session, "heartbeat", ref, rng.choice(nodes),
                              base + "/heartbeat", hb, p.timeout_s) is None:  # fmt: skip
                     return
+            value = ref
             if rng.random() < p.nack_p:
                 f: OpName = "nack"
                 req: dict[str, Any] = {"token": job["token"], "retry_in_ms": 0, "error": "nack"}
+                value = {**ref, "retry_in_ms": 0}  # claimable again at once
             else:
                 f, req = "ack", {"token": job["token"]}
-            if await _op(rec, session, f, ref, rng.choice(nodes), f"{base}/{f}", req,
+            if await _op(rec, session, f, value, rng.choice(nodes), f"{base}/{f}", req,
                          p.timeout_s) is None:  # fmt: skip
                 return
         if on_holding is not None:
@@ -291,7 +293,9 @@ class Workload:
         params: WorkloadParams,
         token: str,
         seed: int,
+        tag: str = "",
     ) -> None:
+        self.tag = tag  # on the zombies' command line (the run directory): who they belong to
         self.history = history
         self.session = session
         self.nodes = nodes
@@ -340,6 +344,7 @@ class Workload:
             "name": f"z{process}",
             "token": self.token,
             "seed": self.rng.getrandbits(64),
+            "run": self.tag,
         }
         env = dict(os.environ)
         here = str(Path(__file__).resolve().parent.parent)

@@ -13,8 +13,10 @@ Needs root (namespaces, iptables), as CI has; ``.ci/run`` installs iptables and 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -122,3 +124,29 @@ def test_run_usage_errors(tmp_path: Path) -> None:
     ).stdout
     for name in ("none", "partition-halves", "kill-all", "pause-leader", "clock", "all"):
         assert name in listing
+
+
+@pytest.mark.timeout(120)
+def test_interrupted_run_cleans_up(tmp_path: Path) -> None:
+    """Ctrl-C in the middle of a run: exit 130, no namespace, veth or node process left."""
+    out = tmp_path / "interrupted"
+    proc = subprocess.Popen(
+        [sys.executable, str(RUN), "--out", str(out), "--nemesis", "partition-halves",
+         "--time-limit", "60", "--quiet", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    history = out / "history.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (history.exists() and history.stat().st_size):
+        time.sleep(0.2)
+    time.sleep(3)  # inside the first fault window
+    proc.send_signal(signal.SIGINT)
+    log, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, log
+    assert _namespaces_left() == []
+    link = subprocess.run(["ip", "link", "show", "jepsen-h"], capture_output=True, check=False)
+    assert link.returncode != 0, "the root veth was left behind"
+    config = str(out / "cluster.toml")
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    assert config not in ps, "node processes were left running"
+    assert str(out) not in ps, "worker processes were left running"
