@@ -43,6 +43,8 @@ class History:
         self._index = 0
         self.counts: dict[str, int] = {}  # "f:type" -> events, for the run summary
         self._open: dict[int, Op] = {}  # process -> its pending op (one at a time)
+        # job id -> (process, token) of its latest ok claim: the worker nemesis watches it.
+        self.last_claim: dict[int, tuple[int, int]] = {}
 
     def now_ns(self) -> int:
         return time.monotonic_ns() - self.origin_ns
@@ -87,7 +89,11 @@ class History:
         if self._open.get(op.process) is not op:
             raise RuntimeError(f"process {op.process}: {op.f} completed twice or never invoked")
         del self._open[op.process]
-        self._write(op.process, type_, op.f, op.value if value is None else value, op.node, error)
+        value = op.value if value is None else value
+        self._write(op.process, type_, op.f, value, op.node, error)
+        if op.f == "claim" and type_ == "ok":
+            for job in value.get("jobs", ()):
+                self.last_claim[job["id"]] = (op.process, job["token"])
 
     def open_op(self, process: int) -> Op | None:
         return self._open.get(process)

@@ -267,25 +267,38 @@ async def worker_kill(ctx: NemesisContext) -> Fault:
 
 
 async def worker_pause(ctx: NemesisContext) -> Fault:
-    """SIGSTOP a worker process holding leases for its lease plus 0.3-2.5 s, then SIGCONT: it
-    goes on to ack with its old token (a zombie ack), which must be refused. Its jobs are by
-    then claimable again, and often held by another worker."""
+    """SIGSTOP a worker process holding leases past its lease, then SIGCONT: it goes on to ack
+    with its old token (a zombie ack), which must be refused.
+
+    It is resumed as soon as another worker has claimed one of its jobs again (so its ack
+    races a live lease of someone else: the dangerous case), or after its lease + 2.5 s."""
     z = await _wait_holding(ctx)
     if z is None:
         return Fault({"skipped": "no worker process"})
-    holding = z.holding
-    pause_s = round(ctx.workload.p.zombie_lease_ms / 1000 + ctx.rng.uniform(0.3, 2.5), 3)
+    holding, leases = z.holding, dict(z.leases)
     ctx.workload.pause_zombie(z)
     loop = asyncio.get_running_loop()
-    timer = loop.call_later(pause_s, ctx.workload.resume_zombie, z)
+    started = loop.time()
+    limit_s = ctx.workload.p.zombie_lease_ms / 1000 + 2.5
+    detail: dict[str, Any] = {"process": z.process, "holding": holding, "jobs": sorted(leases)}
+
+    def reclaimed() -> bool:
+        last = ctx.workload.history.last_claim
+        return any(last.get(j, (z.process, t))[1] > t for j, t in leases.items())
+
+    async def resume_when_reclaimed() -> None:
+        while loop.time() - started < limit_s and not reclaimed():
+            await asyncio.sleep(0.02)
+        detail["reclaimed"] = reclaimed()
+        detail["paused_s"] = round(loop.time() - started, 3)
+        ctx.workload.resume_zombie(z)
+
+    task = asyncio.create_task(resume_when_reclaimed())
 
     async def heal() -> None:
-        timer.cancel()
-        if z.paused:
-            ctx.workload.resume_zombie(z)
+        await task
 
-    detail = {"process": z.process, "holding": holding, "paused_s": pause_s}
-    return Fault(detail, heal, min_duration_s=pause_s)
+    return Fault(detail, heal, min_duration_s=limit_s)
 
 
 async def none(ctx: NemesisContext) -> Fault:
@@ -325,7 +338,7 @@ DESCRIPTIONS: dict[str, str] = {
     "pause-leader": "SIGSTOP the leader for 5-10 s (past the election timeout), then SIGCONT",
     "clock": "one node's clocks jump 1-4 s ahead or run at x0.5/x2 (libfaketime)",
     "worker-kill": "kill -9 a worker process holding leases, start a new one",
-    "worker-pause": "SIGSTOP a worker process past its lease (+0.3-2.5 s), SIGCONT: zombie ack",
+    "worker-pause": "SIGSTOP a worker holding leases until a job is claimed again: zombie ack",
     ALL: "a rotation of every nemesis above",
 }
 

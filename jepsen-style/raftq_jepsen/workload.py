@@ -274,6 +274,7 @@ class Zombie:
         self.process = process
         self.proc = proc
         self.holding = False  # it reported holding leases (claimed, not yet acked all)
+        self.leases: dict[int, int] = {}  # job id -> token of its last ok claim
         self.paused = False
         self.task: asyncio.Task[None] | None = None
 
@@ -382,9 +383,13 @@ class Workload:
                     await z.proc.stdin.drain()
                 elif kind == "complete" and op is not None:
                     self.history.complete(op, msg["type"], msg["value"], msg["error"])
+                    if op.f == "claim" and msg["type"] == "ok":
+                        z.leases = {j["id"]: j["token"] for j in msg["value"]["jobs"]}
                     op = None
                 elif kind == "holding":
                     z.holding = bool(msg["holding"])
+                    if not z.holding:
+                        z.leases = {}
         except (ConnectionError, BrokenPipeError):
             pass
         finally:
