@@ -32,17 +32,21 @@ def _load(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def render(rows: list[dict[str, Any]], *, date: str, commit: str, min_ops: int) -> str:
+def render(
+    rows: list[dict[str, Any]], *, date: str, commit: str, min_ops: int, time_limit_s: float
+) -> str:
     """The markdown of docs/reliability.md."""
     total = sum(r.get("operations", 0) for r in rows)
     ok = all(r["exit"] == 0 for r in rows) and total >= min_ops
+    kind = "full tier" if time_limit_s >= 60 else f"SHORTENED tier ({time_limit_s:g} s per nemesis)"
     lines = [
         "# Reliability: the jepsen-style tier",
         "",
-        f"Last full tier (`make chaos`): **{date}**, commit `{commit}`: "
+        f"Last {kind} (`make chaos`): **{date}**, commit `{commit}`: "
         f"**{'PASSED' if ok else 'FAILED'}**, {total} operations (target >= {min_ops}).",
         "",
-        "Each row is one `jepsen-style/run --nemesis NAME --time-limit 60 --nodes 3` "
+        f"Each row is one `jepsen-style/run --nemesis NAME --time-limit {time_limit_s:g} "
+        "--nodes 3` "
         "(method and formats: `jepsen-style/README.md`). *ok share* is the share of "
         "completed client operations that succeeded inside that nemesis's fault windows "
         "(reported, not judged); *drain* is from the start of the drain to its end.",
@@ -61,8 +65,10 @@ def render(rows: list[dict[str, Any]], *, date: str, commit: str, min_ops: int) 
             f"{r.get('operations', '-')} | {inside} | {outside} | {drain_s:.1f} | "
             f"{r.get('wall_time_s', '-')} |"
         )
-    lines += ["", "Run directories (histories, reports): `" + rows[0]["dir"].rsplit("/", 1)[0]
-              + "/` on the machine that ran the tier.", ""]  # fmt: skip
+    if rows:
+        where = rows[0]["dir"].rsplit("/", 1)[0]
+        lines += ["", f"Run directories (histories, reports): `{where}/` on the machine that ran "
+                  "the tier.", ""]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -73,11 +79,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nemesis", default=",".join(NEMESES), help="default: every nemesis")
     p.add_argument("--min-ops", type=int, default=15_000)
     p.add_argument("--report", type=Path, default=REPO / "docs" / "reliability.md")
+    p.add_argument("--from", dest="from_dir", type=Path, default=None, metavar="DIR",
+                   help="only write the report, from the runs already in DIR")  # fmt: skip
     args = p.parse_args(argv)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     base = args.out / stamp
     rows: list[dict[str, Any]] = []
     for name in [n.strip() for n in args.nemesis.split(",") if n.strip()]:
+        if args.from_dir is not None:
+            run_dir = args.from_dir / name
+            if not run_dir.is_dir():
+                continue
+            valid = _load(run_dir / "results.json").get("valid")
+            rc = {True: 0, False: 1}.get(valid, 3) if isinstance(valid, bool) else 3
+            rows.append({"nemesis": name, "exit": rc, "dir": str(run_dir),
+                         **_load(run_dir / "run.json")})  # fmt: skip
+            continue
         run_dir = base / name
         cmd = [str(HERE / "run"), "--nemesis", name, "--time-limit", str(args.time_limit),
                "--nodes", "3", "--out", str(run_dir)]  # fmt: skip
@@ -88,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chaos: {name}: {VERDICTS.get(rc, rc)}, {row.get('operations')} operations")
     commit = rows[0].get("commit", "unknown") if rows else "unknown"
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    text = render(rows, date=date, commit=commit, min_ops=args.min_ops)
+    text = render(
+        rows, date=date, commit=commit, min_ops=args.min_ops, time_limit_s=args.time_limit
+    )
     args.report.write_text(text)
     print(text)
     total = sum(r.get("operations", 0) for r in rows)
