@@ -58,6 +58,7 @@ API_PORT = 7000
 LOCK_PATH = Path("/tmp/raftq-jepsen.lock")
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 MAX_NODES = 9
+DELAY_QUEUE = 7  # NFQUEUE number of the delay nemesis (per namespace)
 
 
 def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -154,6 +155,7 @@ class Hosts:
         self.config_path = run_dir / "cluster.toml"
         self.nodes: list[NodeProc] = []
         self._lock: IO[str] | None = None
+        self.delayers: list[subprocess.Popen[bytes]] = []
         self._created: list[str] = []
 
     # -- setup / teardown -------------------------------------------------------------------
@@ -187,6 +189,7 @@ class Hosts:
 
     def close(self) -> None:
         """Kill every node we started, delete every namespace and the root veth."""
+        self._stop_delayers()
         for node in self.nodes:
             self._reap(node)
         for ns in reversed(self._created):
@@ -375,10 +378,42 @@ class Hosts:
             self.ipt(node, "-A", "INPUT", "-s", p.ip, "-m", "statistic", "--mode", "random",
                      "--probability", f"{probability:.2f}", "-j", "DROP")  # fmt: skip
 
+    def delay(self, node: NodeProc, peers: list[NodeProc], delay_ms: int, jitter_ms: int) -> None:
+        """Hold every packet ``node`` sends to ``peers`` for ``delay_ms`` (+ up to ``jitter_ms``):
+        a delayer process (``raftq_jepsen.delayer``) in its namespace serves an NFQUEUE."""
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", node.ns, sys.executable, "-m", "raftq_jepsen.delayer",
+             "--queue", str(DELAY_QUEUE), "--delay-ms", str(delay_ms),
+             "--jitter-ms", str(jitter_ms)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env,
+        )  # fmt: skip
+        self.delayers.append(proc)
+        for p in peers:
+            # --queue-bypass: until the delayer binds (and after it exits) packets just pass.
+            self.ipt(node, "-A", "OUTPUT", "-d", p.ip, "-j", "NFQUEUE", "--queue-num",
+                     str(DELAY_QUEUE), "--queue-bypass")  # fmt: skip
+
     def heal_network(self) -> None:
         for node in self.nodes:
             self.ipt(node, "-F", "INPUT")
             self.ipt(node, "-F", "OUTPUT")
+        self._stop_delayers()
+
+    def _stop_delayers(self) -> None:
+        """SIGTERM: a delayer releases every packet it holds, then exits."""
+        for proc in self.delayers:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.delayers:
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.delayers.clear()
 
 
 class _suppress_lookup:  # noqa: N801 - used like contextlib.suppress

@@ -163,6 +163,21 @@ async def packet(ctx: NemesisContext) -> Fault:
     return Fault({"loss": probability}, lambda: _heal_network(ctx))
 
 
+async def delay(ctx: NemesisContext) -> Fault:
+    """Every packet between nodes is held 30-150 ms (+ up to 20% jitter, so some reorder) by a
+    user-space delayer in each sender's namespace: `tc netem` is not in this kernel."""
+    delay_ms = ctx.rng.randint(30, 150)
+    jitter_ms = delay_ms // 5
+
+    def apply() -> None:
+        for node in ctx.hosts.nodes:
+            others = [n for n in ctx.hosts.nodes if n is not node]
+            ctx.hosts.delay(node, others, delay_ms, jitter_ms)
+
+    await asyncio.to_thread(apply)
+    return Fault({"delay_ms": delay_ms, "jitter_ms": jitter_ms}, lambda: _heal_network(ctx))
+
+
 async def _kill(ctx: NemesisContext, victims: list[NodeProc], detail: dict[str, Any]) -> Fault:
     for node in victims:
         ctx.hosts.kill(node)
@@ -314,6 +329,7 @@ NEMESES: dict[str, Nemesis] = {
     "partition-follower": partition_follower,
     "partition-oneway": partition_oneway,
     "packet": packet,
+    "delay": delay,
     "kill-one": kill_one,
     "kill-minority": kill_minority,
     "kill-leader": kill_leader,
@@ -331,6 +347,7 @@ DESCRIPTIONS: dict[str, str] = {
     "partition-follower": "one follower cut off from every other node",
     "partition-oneway": "one node stops receiving from the others (INPUT only)",
     "packet": "15-40% random packet loss between all nodes (iptables statistic)",
+    "delay": "30-150 ms (+20% jitter) on every packet between nodes (NFQUEUE delayer)",
     "kill-one": "kill -9 one random node, restart it at the end of the window",
     "kill-minority": "kill -9 a minority of nodes, restart them",
     "kill-leader": "kill -9 the leader, restart it",
