@@ -107,7 +107,10 @@ class History:
         self._file.flush()
 
     def close(self) -> None:
-        """Close the file; still-open operations are closed as ``info`` (outcome unknown)."""
+        """Close the file; still-open operations are closed as ``info`` (outcome unknown).
+        Closing twice is harmless."""
+        if self._file.closed:
+            return
         for op in list(self._open.values()):
             self.complete(op, "info", error="run_ended")
         self._file.close()

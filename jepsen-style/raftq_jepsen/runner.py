@@ -135,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("jepsen-style/run: interrupted; everything was cleaned up", file=sys.stderr)
         return 130
+    except Exception as e:  # a harness failure: one line, the details are in the logs
+        logger.debug("run failed", exc_info=True)
+        print(f"jepsen-style/run: error: {e} (node logs in {opts.out / 'logs'})", file=sys.stderr)
+        return EXIT_UNKNOWN
     _print_summary(opts, run_json)
     return judge(opts.out)
 
@@ -150,7 +154,11 @@ def judge(run_dir: Path) -> int:
             file=sys.stderr,
         )
         return EXIT_UNKNOWN
-    results = check_run(run_dir)
+    try:
+        results = check_run(run_dir)
+    except Exception as e:  # the checker could not read the run: no verdict
+        print(f"jepsen-style/run: the checker failed on {run_dir}: {e}", file=sys.stderr)
+        return EXIT_UNKNOWN
     valid = results.get("valid")
     print(f"checker: valid={valid} (results in {run_dir / 'results.json'})")
     if valid is True:
@@ -259,12 +267,6 @@ async def _run(opts: RunOptions, hosts: Hosts) -> dict[str, Any]:
     out = opts.out
     origin = time.monotonic_ns()
     wall_start = time.time()
-    loop = asyncio.get_running_loop()
-
-    def now() -> int:
-        return time.monotonic_ns() - origin
-
-    rng = random.Random(opts.seed)
     for node in hosts.nodes:
         hosts.start(node)
     (out / "nemesis.jsonl").write_text("")
@@ -283,6 +285,28 @@ async def _run(opts: RunOptions, hosts: Hosts) -> dict[str, Any]:
         "wall_start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall_start)),
         "start_ns": 0,
     }
+    try:
+        return await _phases(opts, hosts, history, run_json, origin, wall_start)
+    finally:
+        history.close()
+
+
+async def _phases(
+    opts: RunOptions,
+    hosts: Hosts,
+    history: History,
+    run_json: dict[str, Any],
+    origin: int,
+    wall_start: float,
+) -> dict[str, Any]:
+    """Workload and nemesis, heal, restart, drain, final node states; fills ``run_json``."""
+    out = opts.out
+    loop = asyncio.get_running_loop()
+    rng = random.Random(opts.seed)
+
+    def now() -> int:
+        return time.monotonic_ns() - origin
+
     async with new_session(hosts.token) as session:
         if not await _wait_ready(session, hosts.nodes, 60):
             raise RuntimeError("the cluster did not become ready within 60 s (see logs/)")
@@ -305,7 +329,6 @@ async def _run(opts: RunOptions, hosts: Hosts) -> dict[str, Any]:
             run_json["heal_ns"] = now()
         except BaseException:
             await workload.abort()
-            history.close()
             raise
         # Restart every node (SIGTERM; a node killed by the last fault is simply started).
         await asyncio.to_thread(hosts.stop_all)
