@@ -38,11 +38,14 @@ def render(
     """The markdown of docs/reliability.md."""
     total = sum(r.get("operations", 0) for r in rows)
     ok = all(r["exit"] == 0 for r in rows) and total >= min_ops
-    kind = "full tier" if time_limit_s >= 60 else f"SHORTENED tier ({time_limit_s:g} s per nemesis)"
+    if time_limit_s >= 60:
+        kind = "full tier (`make chaos`)"
+    else:
+        kind = f"SHORTENED tier (`jepsen-style/chaos --time-limit {time_limit_s:g}`)"
     lines = [
         "# Reliability: the jepsen-style tier",
         "",
-        f"Last {kind} (`make chaos`): **{date}**, commit `{commit}`: "
+        f"Last {kind}: **{date}**, commit `{commit}`: "
         f"**{'PASSED' if ok else 'FAILED'}**, {total} operations (target >= {min_ops}).",
         "",
         f"Each row is one `jepsen-style/run --nemesis NAME --time-limit {time_limit_s:g} "
