@@ -78,7 +78,10 @@ class WorkloadParams:
     wait_ms: int = 200  # long-poll of a worker claim
     timeout_s: float = 5.0  # one request; past it the op is info
     producer_pause_s: tuple[float, float] = (0.02, 0.12)
-    max_attempts: int = 50  # high: nacks and expired leases should not dead-letter jobs
+    # None: the cluster's default (5), which the checkers' model assumes (the history's enqueue
+    # value does not carry it). Jobs that use up their attempts go to the dead letters, which
+    # nodes.json lists.
+    max_attempts: int | None = None
     heartbeat_p: float = 0.3
     nack_p: float = 0.15
 
@@ -189,7 +192,8 @@ async def producer_loop(
         seq += 1
         value = {"queue": queue, "payload": payload, "priority": priority, "key": key}
         body = {"payload": payload, "priority": priority, "key": key}
-        body["max_attempts"] = p.max_attempts
+        if p.max_attempts is not None:
+            body["max_attempts"] = p.max_attempts
         for _attempt in range(2):  # an info enqueue is retried once with the same key
             node = rng.choice(nodes)
             out = await _op(
