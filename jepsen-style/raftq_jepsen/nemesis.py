@@ -286,7 +286,7 @@ async def worker_pause(ctx: NemesisContext) -> Fault:
     with its old token (a zombie ack), which must be refused.
 
     It is resumed as soon as another worker has claimed one of its jobs again (so its ack
-    races a live lease of someone else: the dangerous case), or after its lease + 2.5 s."""
+    races a live lease of someone else: the dangerous case), or after its lease + 5 s."""
     z = await _wait_holding(ctx)
     if z is None:
         return Fault({"skipped": "no worker process"})
@@ -294,7 +294,7 @@ async def worker_pause(ctx: NemesisContext) -> Fault:
     ctx.workload.pause_zombie(z)
     loop = asyncio.get_running_loop()
     started = loop.time()
-    limit_s = ctx.workload.p.zombie_lease_ms / 1000 + 2.5
+    limit_s = ctx.workload.p.zombie_lease_ms / 1000 + 5.0
     detail: dict[str, Any] = {"process": z.process, "holding": holding, "jobs": sorted(leases)}
 
     def reclaimed() -> bool:

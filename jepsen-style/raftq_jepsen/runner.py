@@ -86,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--producers", type=int, default=4)
     p.add_argument("--workers", type=int, default=5, help="worker tasks in the harness")
     p.add_argument("--zombies", type=int, default=2, help="worker processes (default 2)")
+    p.add_argument("--worker-hold", default="0,0.4", metavar="MIN,MAX",
+                   help="seconds a worker task holds its jobs (default 0,0.4)")  # fmt: skip
     p.add_argument("--test-fault", choices=TEST_FAULTS, default=None,
                    help="POSITIVE CONTROLS ONLY: start deliberately broken nodes")  # fmt: skip
     p.add_argument("-v", "--verbose", action="store_true")
@@ -118,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"jepsen-style/run: error: missing: {'; '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        lo, hi = (float(x) for x in args.worker_hold.split(","))
+    except ValueError:
+        print("jepsen-style/run: error: --worker-hold takes MIN,MAX seconds", file=sys.stderr)
+        return EXIT_USAGE
     seed = args.seed if args.seed is not None else random.randrange(2**31)
     opts = RunOptions(
         nemeses=names,
@@ -128,7 +135,12 @@ def main(argv: list[str] | None = None) -> int:
         quiet_s=args.quiet if args.quiet is not None else min(10.0, args.time_limit / 6),
         drain_limit_s=args.drain_limit,
         test_fault=args.test_fault,
-        params=WorkloadParams(producers=args.producers, workers=args.workers, zombies=args.zombies),
+        params=WorkloadParams(
+            producers=args.producers,
+            workers=args.workers,
+            zombies=args.zombies,
+            worker_hold_s=(lo, hi),
+        ),
     )
     try:
         run_json = run(opts)
