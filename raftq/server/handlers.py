@@ -62,8 +62,9 @@ from raftq.core.limits import (
     MAX_TIME_MS,
     MAX_WORKER_CHARS,
 )
-from raftq.errors import ClusterError, NoLeader, NotLeader
+from raftq.errors import ClusterError, NoLeader, NotLeader, OutcomeUnknown
 from raftq.raft.api import NodeAPI, NodeStatus
+from raftq.server import testfaults
 from raftq.server.audit import audit
 from raftq.server.errors import ApiError, from_rejected, invalid
 from raftq.server.fields import (
@@ -162,6 +163,8 @@ class Api:
         self.node = node
         self.settings = settings
         self.forwarder = forwarder
+        # TEST ONLY (positive controls, raftq/server/testfaults.py): None in any real use.
+        self._fault = testfaults.active_fault()
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -266,7 +269,13 @@ class Api:
         else:
             jobs = (new_job(f, w.fmt, max_bytes),)
         cmd = Enqueue(now_ms=self.node.now_ms(), request_id=w.request_id, queue=queue, jobs=jobs)
-        result = await self._submit(cmd)
+        try:
+            result = await self._submit(cmd)
+        except (OutcomeUnknown, NoLeader):
+            if self._fault != "ack-before-commit":
+                raise
+            with self.node.read() as m:  # TEST ONLY: acknowledge what did not commit
+                result = testfaults.pretend_enqueued(m, cmd)
         if not isinstance(result, Enqueued):
             raise self._unexpected(result)
         if batch:
@@ -279,11 +288,19 @@ class Api:
 
     async def claim_one(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/queues/{queue}/claim``."""
+        if self._fault == "follower-claims" and not self.node.is_leader():
+            return await self._claim(await self._test_write(request))  # TEST ONLY
         return await self._write(request, self._claim, extra_ms=self.settings.max_wait_ms)
 
     async def claim_many(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/claim`` with ``{"queues": [...]}``."""
+        if self._fault == "follower-claims" and not self.node.is_leader():
+            return await self._claim(await self._test_write(request))  # TEST ONLY
         return await self._write(request, self._claim, extra_ms=self.settings.max_wait_ms)
+
+    async def _test_write(self, request: web.Request) -> _Write:
+        body = await read_body(request, self.settings.max_body_bytes)
+        return _Write(request, body, parse_request_id(request.headers.get("X-Request-Id")))
 
     async def _claim(self, w: _Write) -> web.StreamResponse:
         f = w.fields()
@@ -305,6 +322,10 @@ class Api:
             max=mx,
             lease_ms=lease_ms,
         )
+        if self._fault == "follower-claims" and not self.node.is_leader():
+            with self.node.read() as m:  # TEST ONLY: claims served from this replica's state
+                local = testfaults.local_leases(m, queues, mx)
+            return respond(w.request, {"jobs": [render_lease(x) for x in local]})
         leases = await self._long_poll(w.request, first, wait_ms)
         return respond(w.request, {"jobs": [render_lease(x) for x in leases]})
 
@@ -373,6 +394,9 @@ class Api:
         token = f.req_int("token")
         value = f.raw("result")
         f.done()
+        if self._fault == "skip-token-check":
+            with self.node.read() as m:  # TEST ONLY: any token acks the current lease
+                token = testfaults.current_token(m, job_id, token)
         result_bytes = (
             None
             if value is None
@@ -403,6 +427,13 @@ class Api:
             raise invalid("error", "expected a string")
         retry_in_ms = f.opt_int("retry_in_ms", 0, MAX_DELAY_MS)
         f.done()
+        if self._fault == "nack-drops":  # TEST ONLY: the nack completes the job
+            ack = Ack(now_ms=self.node.now_ms(), request_id=w.request_id, job_id=job_id,
+                      token=token, result=None)  # fmt: skip
+            acked = await self._submit(ack)
+            if not isinstance(acked, Acked):
+                raise self._unexpected(acked)
+            return respond(w.request, {"id": job_id, "state": "queued", "run_at_ms": 0})
         cmd = Nack(
             now_ms=self.node.now_ms(),
             request_id=w.request_id,

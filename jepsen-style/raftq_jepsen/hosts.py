@@ -1,0 +1,447 @@
+"""Hosts: one network namespace per node on a private bridge, and the node processes in them.
+
+Topology (all names start with ``PREFIX``; nothing else on the machine is touched):
+
+- ``jepsen-sw``: a "switch" namespace holding the bridge ``br0``;
+- ``jepsen-nK``: node K's namespace, ``eth0`` = ``SUBNET.K/24``, its veth peer on ``br0``;
+- the root namespace gets one veth ``jepsen-h`` (``SUBNET.100/24``) into the bridge, so the
+  clients (the harness, in the root namespace) reach every node API over the bridge.
+
+Faults between nodes are iptables rules inside the node namespaces that name peer addresses
+only: a partition never cuts the clients off a node (as in Jepsen: the nemesis cuts the
+network between nodes, clients keep talking to the nodes they picked).
+
+Nodes are real ``python -m raftq serve`` processes started with ``ip netns exec`` (which execs,
+so the PID we hold is the node's own: kill -9 and SIGSTOP reach the node itself). When clock
+faults are wanted, every node runs under libfaketime with its own ``FAKETIME_TIMESTAMP_FILE``
+that the nemesis rewrites at runtime.
+
+Only one harness may own these names at a time: ``Hosts`` takes ``LOCK_PATH`` (flock) and then
+removes any stale namespaces and root veth left by a killed earlier run.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+__all__ = [
+    "FAKETIME_LIB",
+    "LOCK_PATH",
+    "PREFIX",
+    "SUBNET",
+    "Hosts",
+    "NodeProc",
+    "ensure_tools",
+]
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "jepsen"
+SUBNET = "10.213.7"  # private /24 used only inside our namespaces and the root veth
+HOST_IP = f"{SUBNET}.100"
+SWITCH_NS = f"{PREFIX}-sw"
+ROOT_VETH = f"{PREFIX}-h"
+RAFT_PORT = 7100
+API_PORT = 7000
+LOCK_PATH = Path("/tmp/raftq-jepsen.lock")
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+MAX_NODES = 9
+DELAY_QUEUE = 7  # NFQUEUE number of the delay nemesis (per namespace)
+
+
+def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run an ip/iptables command; raise with its stderr on failure when ``check``."""
+    proc = subprocess.run(args, capture_output=True, text=True, check=False)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc
+
+
+def ensure_tools(*, clock: bool) -> list[str]:
+    """What is missing to run here (empty: all good). ``make``/``.ci/run`` install them."""
+    missing = []
+    if os.geteuid() != 0:
+        missing.append("root (network namespaces and iptables need it)")
+    for tool in ("ip", "iptables"):
+        if shutil.which(tool) is None:
+            missing.append(f"{tool} (apt-get install iproute2 iptables)")
+    if clock and not Path(FAKETIME_LIB).exists():
+        missing.append(f"{FAKETIME_LIB} (apt-get install libfaketime)")
+    return missing
+
+
+def node_ns(i: int) -> str:
+    return f"{PREFIX}-n{i}"
+
+
+def node_ip(i: int) -> str:
+    return f"{SUBNET}.{i}"
+
+
+@dataclass
+class NodeProc:
+    """One node: its namespace, addresses, process and clock file."""
+
+    index: int  # 1-based
+    id: str
+    ns: str
+    ip: str
+    log_path: Path
+    clock_file: Path
+    proc: subprocess.Popen[bytes] | None = None
+    started_ns: int = 0  # monotonic ns of the last start (libfaketime counts rates from it)
+    paused: bool = False
+    clock_offset_s: float = 0.0  # what the clock file says now
+    clock_rate: float = 1.0
+    log: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def api(self) -> str:
+        return f"{self.ip}:{API_PORT}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.api}"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class Hosts:
+    """Create the namespaces and nodes of one run, and remove them on ``close`` (always).
+
+    Args:
+        run_dir: where the config, data and node logs go.
+        n: number of nodes (1..9).
+        faketime: start nodes under libfaketime (clock nemeses).
+        test_fault: value of ``RAFTQ_TEST_FAULT`` for the nodes (positive controls only).
+        raft_overrides: extra ``[raft]`` keys of the generated config.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        n: int,
+        *,
+        faketime: bool,
+        test_fault: str | None = None,
+        raft_overrides: dict[str, int] | None = None,
+    ) -> None:
+        if not 1 <= n <= MAX_NODES:
+            raise ValueError(f"--nodes must be 1..{MAX_NODES}")
+        self.run_dir = run_dir
+        self.n = n
+        self.faketime = faketime
+        self.test_fault = test_fault
+        self.raft_overrides = raft_overrides or {}
+        self.secret = secrets.token_urlsafe(24)
+        self.token = secrets.token_urlsafe(24)  # API token (sent as Bearer; admin role)
+        self.config_path = run_dir / "cluster.toml"
+        self.nodes: list[NodeProc] = []
+        self._lock: IO[str] | None = None
+        self.delayers: list[subprocess.Popen[bytes]] = []
+        self._created: list[str] = []
+
+    # -- setup / teardown -------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Take the lock, clean stale leftovers, build the network, write the config."""
+        self._lock = LOCK_PATH.open("w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logger.info("another jepsen run holds %s: waiting", LOCK_PATH)
+            fcntl.flock(self._lock, fcntl.LOCK_EX)
+        cleanup_stale()
+        self._check_subnet_free()
+        self._build_network()
+        self._write_config()
+        for i in range(1, self.n + 1):
+            nid = f"n{i}"
+            node = NodeProc(
+                index=i,
+                id=nid,
+                ns=node_ns(i),
+                ip=node_ip(i),
+                log_path=self.run_dir / "logs" / f"{nid}.log",
+                clock_file=self.run_dir / "clock" / nid,
+            )
+            node.clock_file.parent.mkdir(parents=True, exist_ok=True)
+            node.log_path.parent.mkdir(parents=True, exist_ok=True)
+            node.clock_file.write_text("+0 x1\n")
+            self.nodes.append(node)
+
+    def close(self) -> None:
+        """Kill every node we started, delete every namespace and the root veth."""
+        self._stop_delayers()
+        for node in self.nodes:
+            self._reap(node)
+        for ns in reversed(self._created):
+            _run("ip", "netns", "del", ns, check=False)
+        _run("ip", "link", "del", ROOT_VETH, check=False)
+        self._created.clear()
+        if self._lock is not None:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
+
+    def _reap(self, node: NodeProc) -> None:
+        if node.proc is not None and node.proc.poll() is None:
+            with _suppress_lookup():
+                os.kill(node.proc.pid, signal.SIGCONT)
+                os.kill(node.proc.pid, signal.SIGKILL)
+            node.proc.wait()
+        node.paused = False
+        if node.log is not None:
+            node.log.close()
+            node.log = None
+
+    def _check_subnet_free(self) -> None:
+        addrs = _run("ip", "-o", "-4", "addr", "show").stdout
+        if f" {SUBNET}." in addrs:
+            raise RuntimeError(f"{SUBNET}.0/24 is already in use in the root namespace")
+
+    def _build_network(self) -> None:
+        _run("ip", "netns", "add", SWITCH_NS)
+        self._created.append(SWITCH_NS)
+        _run("ip", "-n", SWITCH_NS, "link", "add", "br0", "type", "bridge")
+        _run("ip", "-n", SWITCH_NS, "link", "set", "br0", "up")
+        for i in range(1, self.n + 1):
+            ns = node_ns(i)
+            _run("ip", "netns", "add", ns)
+            self._created.append(ns)
+            peer = f"p{i}"
+            _run("ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", peer,
+                 "netns", SWITCH_NS)  # fmt: skip
+            _run("ip", "-n", SWITCH_NS, "link", "set", peer, "master", "br0")
+            _run("ip", "-n", SWITCH_NS, "link", "set", peer, "up")
+            _run("ip", "-n", ns, "addr", "add", f"{node_ip(i)}/24", "dev", "eth0")
+            _run("ip", "-n", ns, "link", "set", "eth0", "up")
+            _run("ip", "-n", ns, "link", "set", "lo", "up")
+        _run("ip", "link", "add", ROOT_VETH, "type", "veth", "peer", "name", "ph",
+             "netns", SWITCH_NS)  # fmt: skip
+        _run("ip", "-n", SWITCH_NS, "link", "set", "ph", "master", "br0")
+        _run("ip", "-n", SWITCH_NS, "link", "set", "ph", "up")
+        _run("ip", "addr", "add", f"{HOST_IP}/24", "dev", ROOT_VETH)
+        _run("ip", "link", "set", ROOT_VETH, "up")
+
+    def _write_config(self) -> None:
+        digest = hashlib.sha256(self.token.encode()).hexdigest()
+        lines = [
+            "[cluster]",
+            f'name = "{PREFIX}"',
+            f'data_dir = "{self.run_dir / "data"}"',
+            f'secret = "{self.secret}"',
+            "",
+            "[[auth.tokens]]",
+            'name = "jepsen"',
+            f'sha256 = "{digest}"',
+            'role = "admin"',
+            "",
+            "[raft]",
+        ]
+        lines += [f"{k} = {v}" for k, v in sorted(self.raft_overrides.items())]
+        for i in range(1, self.n + 1):
+            lines += [
+                "",
+                "[[nodes]]",
+                f'id = "n{i}"',
+                f'raft = "{node_ip(i)}:{RAFT_PORT}"',
+                f'api = "{node_ip(i)}:{API_PORT}"',
+            ]
+        self.config_path.write_text("\n".join(lines) + "\n")
+
+    # -- node processes ---------------------------------------------------------------------
+
+    def start(self, node: NodeProc) -> None:
+        """Start (or restart) ``node``'s process; returns at once (it binds in the background)."""
+        if node.alive():
+            raise RuntimeError(f"{node.id} is already running")
+        env = dict(os.environ)
+        env.pop("RAFTQ_TEST_FAULT", None)
+        env.pop("RAFTQ_TEST_FAULTS_ENABLED", None)
+        if self.test_fault:
+            env["RAFTQ_TEST_FAULT"] = self.test_fault
+            env["RAFTQ_TEST_FAULTS_ENABLED"] = "yes-break-this-node"
+        cmd = [sys.executable, "-m", "raftq", "serve", "--config", str(self.config_path),
+               "--node", node.id, "--log-level", "info"]  # fmt: skip
+        if self.faketime:
+            # A restart begins on the real clock: libfaketime counts rates from process start.
+            node.clock_file.write_text("+0 x1\n")
+            node.clock_offset_s, node.clock_rate = 0.0, 1.0
+            env["LD_PRELOAD"] = FAKETIME_LIB
+            env["FAKETIME_TIMESTAMP_FILE"] = str(node.clock_file)
+            env["FAKETIME_CACHE_DURATION"] = "1"  # re-read the file at most once a second
+        if node.log is None:
+            node.log = node.log_path.open("ab")
+        node.log.write(f"--- start {time.strftime('%H:%M:%S')}\n".encode())
+        node.log.flush()
+        node.proc = subprocess.Popen(
+            ["ip", "netns", "exec", node.ns, *cmd],
+            stdin=subprocess.DEVNULL,
+            stdout=node.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        node.started_ns = time.monotonic_ns()
+        node.paused = False
+
+    def kill(self, node: NodeProc) -> None:
+        """kill -9 (a paused node is killed too)."""
+        if node.proc is not None and node.proc.poll() is None:
+            with _suppress_lookup():
+                os.kill(node.proc.pid, signal.SIGKILL)
+            node.proc.wait()
+        node.paused = False
+
+    def stop(self, node: NodeProc, timeout_s: float = 10.0) -> None:
+        """SIGTERM and wait (SIGKILL past ``timeout_s``)."""
+        if node.proc is None or node.proc.poll() is not None:
+            return
+        if node.paused:
+            self.resume(node)
+        node.proc.terminate()
+        try:
+            node.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill(node)
+
+    def stop_all(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM every node at once, then wait for each (SIGKILL past ``timeout_s``)."""
+        for node in self.nodes:
+            if node.alive():
+                if node.paused:
+                    self.resume(node)
+                node.proc.terminate()  # type: ignore[union-attr]
+        deadline = time.monotonic() + timeout_s
+        for node in self.nodes:
+            if node.proc is None:
+                continue
+            try:
+                node.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.kill(node)
+
+    def pause(self, node: NodeProc) -> None:
+        if node.alive():
+            os.kill(node.proc.pid, signal.SIGSTOP)  # type: ignore[union-attr]
+            node.paused = True
+
+    def resume(self, node: NodeProc) -> None:
+        if node.alive():
+            os.kill(node.proc.pid, signal.SIGCONT)  # type: ignore[union-attr]
+        node.paused = False
+
+    def set_clock(self, node: NodeProc, offset_s: float, rate: float) -> None:
+        """Write the node's libfaketime spec. To keep its clocks continuous when only the rate
+        changes, the caller passes the offset that makes them so (``continuous_offset``)."""
+        node.clock_file.write_text(f"{offset_s:+.3f} x{rate:g}\n")
+        node.clock_offset_s, node.clock_rate = offset_s, rate
+
+    def continuous_offset(self, node: NodeProc, new_rate: float) -> float:
+        """The offset that keeps ``node``'s fake clock continuous when its rate becomes
+        ``new_rate`` now: libfaketime computes fake = start + rate * elapsed + offset."""
+        elapsed_s = (time.monotonic_ns() - node.started_ns) / 1e9
+        return node.clock_offset_s + elapsed_s * (node.clock_rate - new_rate)
+
+    # -- network faults (iptables inside node namespaces) ------------------------------------
+
+    def ipt(self, node: NodeProc, *rule: str) -> None:
+        _run("ip", "netns", "exec", node.ns, "iptables", "-w", *rule)
+
+    def drop_from(self, node: NodeProc, peers: list[NodeProc], *, both: bool = True) -> None:
+        """``node`` drops packets from ``peers`` (and to them when ``both``)."""
+        for p in peers:
+            self.ipt(node, "-A", "INPUT", "-s", p.ip, "-j", "DROP")
+            if both:
+                self.ipt(node, "-A", "OUTPUT", "-d", p.ip, "-j", "DROP")
+
+    def lossy(self, node: NodeProc, peers: list[NodeProc], probability: float) -> None:
+        """``node`` drops a random ``probability`` of the packets from ``peers``."""
+        for p in peers:
+            self.ipt(node, "-A", "INPUT", "-s", p.ip, "-m", "statistic", "--mode", "random",
+                     "--probability", f"{probability:.2f}", "-j", "DROP")  # fmt: skip
+
+    def delay(self, node: NodeProc, peers: list[NodeProc], delay_ms: int, jitter_ms: int) -> None:
+        """Hold every packet ``node`` sends to ``peers`` for ``delay_ms`` (+ up to ``jitter_ms``):
+        a delayer process (``raftq_jepsen.delayer``) in its namespace serves an NFQUEUE."""
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", node.ns, sys.executable, "-m", "raftq_jepsen.delayer",
+             "--queue", str(DELAY_QUEUE), "--delay-ms", str(delay_ms),
+             "--jitter-ms", str(jitter_ms)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env,
+        )  # fmt: skip
+        self.delayers.append(proc)
+        for p in peers:
+            # --queue-bypass: until the delayer binds (and after it exits) packets just pass.
+            self.ipt(node, "-A", "OUTPUT", "-d", p.ip, "-j", "NFQUEUE", "--queue-num",
+                     str(DELAY_QUEUE), "--queue-bypass")  # fmt: skip
+
+    def heal_network(self) -> None:
+        for node in self.nodes:
+            self.ipt(node, "-F", "INPUT")
+            self.ipt(node, "-F", "OUTPUT")
+        self._stop_delayers()
+
+    def _stop_delayers(self) -> None:
+        """SIGTERM: a delayer releases every packet it holds, then exits."""
+        for proc in self.delayers:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.delayers:
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.delayers.clear()
+
+
+class _suppress_lookup:  # noqa: N801 - used like contextlib.suppress
+    """Ignore ProcessLookupError (the process died meanwhile)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, et: type[BaseException] | None, *_: object) -> bool:
+        return et is not None and issubclass(et, ProcessLookupError)
+
+
+def cleanup_stale() -> None:
+    """Remove namespaces and the root veth left by a killed earlier run (ours by prefix).
+
+    Processes still running inside a stale namespace are killed first: deleting a namespace
+    does not stop them. Called with the lock held, so they cannot belong to a live run.
+    """
+    names = _run("ip", "netns", "list", check=False).stdout.split("\n")
+    for line in names:
+        ns = line.split(" ")[0].strip()
+        if not ns.startswith(f"{PREFIX}-"):
+            continue
+        pids = _run("ip", "netns", "pids", ns, check=False).stdout.split()
+        for pid in pids:
+            with _suppress_lookup():
+                os.kill(int(pid), signal.SIGKILL)
+        logger.warning("removing stale namespace %s (%d processes killed)", ns, len(pids))
+        _run("ip", "netns", "del", ns, check=False)
+    if _run("ip", "link", "show", ROOT_VETH, check=False).returncode == 0:
+        _run("ip", "link", "del", ROOT_VETH, check=False)

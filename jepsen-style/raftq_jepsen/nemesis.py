@@ -1,0 +1,429 @@
+"""Nemeses: faults injected into the hosts and worker processes, and their schedule.
+
+Each nemesis is a coroutine that injects one fault and returns a ``Fault`` whose ``heal``
+undoes it. The schedule waits a quiet period, then cycles through the chosen nemeses (``all``:
+every one, shuffled, round after round): each fault lasts 5-10 s, then heals, then 2-4 s pass
+before the next. Every window is one line of ``nemesis.jsonl``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from raftq_jepsen.hosts import Hosts, NodeProc
+from raftq_jepsen.workload import Workload, Zombie
+
+__all__ = ["ALL", "NEMESES", "Fault", "Nemesis", "NemesisContext", "find_leader", "heal_all"]
+
+_Heal = Callable[[], Awaitable[None]]
+
+
+async def _noop() -> None:
+    return None
+
+
+@dataclass
+class Fault:
+    detail: dict[str, Any]
+    heal: _Heal = _noop
+    min_duration_s: float = 0.0  # the window lasts at least this long
+
+
+@dataclass
+class NemesisContext:
+    hosts: Hosts
+    workload: Workload
+    session: aiohttp.ClientSession
+    rng: random.Random
+    log_path: Path
+    origin_ns: int
+    windows: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def find_leader(ctx: NemesisContext) -> NodeProc | None:
+    """The node that says it leads (highest term), among running nodes; None if none does."""
+    best: tuple[int, NodeProc] | None = None
+    for node in ctx.hosts.nodes:
+        if not node.alive() or node.paused:
+            continue
+        try:
+            async with ctx.session.get(
+                node.url + "/v1/cluster", timeout=aiohttp.ClientTimeout(total=1.0)
+            ) as r:
+                me = (await r.json())["self"]
+        except (TimeoutError, aiohttp.ClientError, ValueError, KeyError, TypeError):
+            continue
+        if me.get("role") == "leader" and (best is None or me["term"] > best[0]):
+            best = (int(me["term"]), node)
+    return None if best is None else best[1]
+
+
+async def wait_serving(ctx: NemesisContext, nodes: list[NodeProc], limit_s: float) -> bool:
+    """Until every node in ``nodes`` answers ``/healthz`` (False after ``limit_s``)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    pending = list(nodes)
+    while pending and loop.time() < deadline:
+        node = pending[0]
+        try:
+            async with ctx.session.get(
+                node.url + "/healthz", timeout=aiohttp.ClientTimeout(total=1.0)
+            ) as r:
+                if r.status == 200:
+                    pending.pop(0)
+                    continue
+        except (TimeoutError, aiohttp.ClientError):
+            pass
+        await asyncio.sleep(0.1)
+    return not pending
+
+
+async def _leader_or_random(ctx: NemesisContext) -> tuple[NodeProc, bool]:
+    leader = await find_leader(ctx)
+    if leader is not None:
+        return leader, True
+    return ctx.rng.choice(ctx.hosts.nodes), False
+
+
+def _ids(nodes: list[NodeProc]) -> list[str]:
+    return [n.id for n in nodes]
+
+
+async def _heal_network(ctx: NemesisContext) -> None:
+    await asyncio.to_thread(ctx.hosts.heal_network)
+
+
+async def _partition(
+    ctx: NemesisContext, groups: list[list[NodeProc]], detail: dict[str, Any]
+) -> Fault:
+    """Cut every pair of nodes that are in different groups, both ways."""
+
+    def apply() -> None:
+        for g in groups:
+            others = [n for n in ctx.hosts.nodes if n not in g]
+            for node in g:
+                ctx.hosts.drop_from(node, others)
+
+    await asyncio.to_thread(apply)
+    detail["groups"] = [_ids(g) for g in groups]
+    return Fault(detail, lambda: _heal_network(ctx))
+
+
+async def partition_halves(ctx: NemesisContext) -> Fault:
+    nodes = list(ctx.hosts.nodes)
+    ctx.rng.shuffle(nodes)
+    half = len(nodes) // 2
+    return await _partition(ctx, [nodes[:half], nodes[half:]], {})
+
+
+async def partition_leader(ctx: NemesisContext) -> Fault:
+    leader, known = await _leader_or_random(ctx)
+    rest = [n for n in ctx.hosts.nodes if n is not leader]
+    return await _partition(ctx, [[leader], rest], {"node": leader.id, "leader_known": known})
+
+
+async def partition_follower(ctx: NemesisContext) -> Fault:
+    leader = await find_leader(ctx)
+    followers = [n for n in ctx.hosts.nodes if n is not leader]
+    node = ctx.rng.choice(followers)
+    rest = [n for n in ctx.hosts.nodes if n is not node]
+    return await _partition(ctx, [[node], rest], {"node": node.id})
+
+
+async def partition_oneway(ctx: NemesisContext) -> Fault:
+    """One node stops receiving from every other node; what it sends still arrives."""
+    node, known = await _leader_or_random(ctx)
+    if ctx.rng.random() < 0.5:
+        node, known = ctx.rng.choice(ctx.hosts.nodes), False
+    others = [n for n in ctx.hosts.nodes if n is not node]
+    await asyncio.to_thread(ctx.hosts.drop_from, node, others, both=False)
+    detail = {"deaf": node.id, "from": _ids(others), "was_leader": known}
+    return Fault(detail, lambda: _heal_network(ctx))
+
+
+async def packet(ctx: NemesisContext) -> Fault:
+    """Every node drops a random share of the packets from every peer (TCP retransmits turn it
+    into delay too: each lost segment costs at least one 200 ms retransmission timeout)."""
+    probability = round(ctx.rng.uniform(0.15, 0.4), 2)
+
+    def apply() -> None:
+        for node in ctx.hosts.nodes:
+            ctx.hosts.lossy(node, [n for n in ctx.hosts.nodes if n is not node], probability)
+
+    await asyncio.to_thread(apply)
+    return Fault({"loss": probability}, lambda: _heal_network(ctx))
+
+
+async def delay(ctx: NemesisContext) -> Fault:
+    """Every packet between nodes is held 30-150 ms (+ up to 20% jitter, so some reorder) by a
+    user-space delayer in each sender's namespace: `tc netem` is not in this kernel."""
+    delay_ms = ctx.rng.randint(30, 150)
+    jitter_ms = delay_ms // 5
+
+    def apply() -> None:
+        for node in ctx.hosts.nodes:
+            others = [n for n in ctx.hosts.nodes if n is not node]
+            ctx.hosts.delay(node, others, delay_ms, jitter_ms)
+
+    await asyncio.to_thread(apply)
+    return Fault({"delay_ms": delay_ms, "jitter_ms": jitter_ms}, lambda: _heal_network(ctx))
+
+
+async def _kill(ctx: NemesisContext, victims: list[NodeProc], detail: dict[str, Any]) -> Fault:
+    for node in victims:
+        ctx.hosts.kill(node)
+
+    async def heal() -> None:
+        for node in victims:
+            if not node.alive():
+                ctx.hosts.start(node)
+        # The window ends once they serve again (starting Python takes seconds on a busy
+        # machine), so the next fault does not land on a cluster still booting.
+        await wait_serving(ctx, victims, 30.0)
+
+    detail["nodes"] = _ids(victims)
+    return Fault(detail, heal)
+
+
+async def kill_one(ctx: NemesisContext) -> Fault:
+    return await _kill(ctx, [ctx.rng.choice(ctx.hosts.nodes)], {})
+
+
+async def kill_minority(ctx: NemesisContext) -> Fault:
+    k = max(1, (len(ctx.hosts.nodes) - 1) // 2)
+    return await _kill(ctx, ctx.rng.sample(ctx.hosts.nodes, k), {})
+
+
+async def kill_leader(ctx: NemesisContext) -> Fault:
+    leader, known = await _leader_or_random(ctx)
+    return await _kill(ctx, [leader], {"leader_known": known})
+
+
+async def kill_all(ctx: NemesisContext) -> Fault:
+    return await _kill(ctx, list(ctx.hosts.nodes), {})
+
+
+async def pause_leader(ctx: NemesisContext) -> Fault:
+    """SIGSTOP the leader for the whole window (5-10 s, past the 1.4 s election timeout)."""
+    leader, known = await _leader_or_random(ctx)
+    ctx.hosts.pause(leader)
+
+    async def heal() -> None:
+        ctx.hosts.resume(leader)
+
+    return Fault({"node": leader.id, "leader_known": known}, heal)
+
+
+async def clock(ctx: NemesisContext) -> Fault:
+    """On one node (the leader half of the time): jump its clocks forward 1-4 s, or run them at
+    x0.5 or x2 for the window. Wall and monotonic clocks both move (libfaketime), so the
+    node's election timers and the ``now_ms`` it stamps on commands both see it."""
+    if not ctx.hosts.faketime:
+        raise RuntimeError("the clock nemesis needs nodes started under libfaketime")
+    node, known = await _leader_or_random(ctx)
+    if ctx.rng.random() < 0.5:
+        node, known = ctx.rng.choice(ctx.hosts.nodes), False
+    h = ctx.hosts
+    if ctx.rng.random() < 0.4:
+        jump = round(ctx.rng.uniform(1.0, 4.0), 3)
+        h.set_clock(node, node.clock_offset_s + jump, node.clock_rate)
+        detail: dict[str, Any] = {"node": node.id, "was_leader": known, "bump_s": jump}
+    else:
+        rate = ctx.rng.choice((0.5, 2.0))
+        h.set_clock(node, h.continuous_offset(node, rate), rate)
+        detail = {"node": node.id, "was_leader": known, "rate": rate}
+
+    async def heal() -> None:
+        if node.alive() and node.clock_rate != 1.0:
+            h.set_clock(node, h.continuous_offset(node, 1.0), 1.0)
+
+    return Fault(detail, heal)
+
+
+def _holding_zombie(ctx: NemesisContext) -> Zombie | None:
+    live = [z for z in ctx.workload.zombies if z.proc.returncode is None and not z.paused]
+    holding = [z for z in live if z.holding]
+    pool = holding or live
+    return ctx.rng.choice(pool) if pool else None
+
+
+async def _wait_holding(ctx: NemesisContext) -> Zombie | None:
+    for _ in range(40):  # up to 2 s for a zombie to hold leases
+        z = _holding_zombie(ctx)
+        if z is not None and z.holding:
+            return z
+        await asyncio.sleep(0.05)
+    return _holding_zombie(ctx)
+
+
+async def worker_kill(ctx: NemesisContext) -> Fault:
+    """kill -9 a worker process that holds leases; a new worker process replaces it at heal."""
+    z = await _wait_holding(ctx)
+    if z is None:
+        return Fault({"skipped": "no worker process"})
+    holding = z.holding
+    ctx.workload.kill_zombie(z)
+
+    async def heal() -> None:
+        if z.task is not None:
+            await z.task
+        await ctx.workload.spawn_zombie(z.slot)
+
+    return Fault({"process": z.process, "holding": holding}, heal)
+
+
+async def worker_pause(ctx: NemesisContext) -> Fault:
+    """SIGSTOP a worker process holding leases past its lease, then SIGCONT: it goes on to ack
+    with its old token (a zombie ack), which must be refused.
+
+    It is resumed as soon as another worker has claimed one of its jobs again (so its ack
+    races a live lease of someone else: the dangerous case), or after its lease + 5 s."""
+    z = await _wait_holding(ctx)
+    if z is None:
+        return Fault({"skipped": "no worker process"})
+    holding, leases = z.holding, dict(z.leases)
+    ctx.workload.pause_zombie(z)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    limit_s = ctx.workload.p.zombie_lease_ms / 1000 + 5.0
+    detail: dict[str, Any] = {"process": z.process, "holding": holding, "jobs": sorted(leases)}
+
+    def reclaimed() -> bool:
+        last = ctx.workload.history.last_claim
+        return any(last.get(j, (z.process, t))[1] > t for j, t in leases.items())
+
+    async def resume_when_reclaimed() -> None:
+        while loop.time() - started < limit_s and not reclaimed():
+            await asyncio.sleep(0.02)
+        detail["reclaimed"] = reclaimed()
+        detail["paused_s"] = round(loop.time() - started, 3)
+        ctx.workload.resume_zombie(z)
+
+    task = asyncio.create_task(resume_when_reclaimed())
+
+    async def heal() -> None:
+        await task
+
+    return Fault(detail, heal, min_duration_s=limit_s)
+
+
+async def none(ctx: NemesisContext) -> Fault:
+    return Fault({})
+
+
+Nemesis = Callable[[NemesisContext], Awaitable[Fault]]
+
+NEMESES: dict[str, Nemesis] = {
+    "none": none,
+    "partition-halves": partition_halves,
+    "partition-leader": partition_leader,
+    "partition-follower": partition_follower,
+    "partition-oneway": partition_oneway,
+    "packet": packet,
+    "delay": delay,
+    "kill-one": kill_one,
+    "kill-minority": kill_minority,
+    "kill-leader": kill_leader,
+    "kill-all": kill_all,
+    "pause-leader": pause_leader,
+    "clock": clock,
+    "worker-kill": worker_kill,
+    "worker-pause": worker_pause,
+}
+ALL = "all"
+DESCRIPTIONS: dict[str, str] = {
+    "none": "no fault (baseline)",
+    "partition-halves": "random halves cut from each other (iptables DROP both ways)",
+    "partition-leader": "the leader cut off from every other node",
+    "partition-follower": "one follower cut off from every other node",
+    "partition-oneway": "one node stops receiving from the others (INPUT only)",
+    "packet": "15-40% random packet loss between all nodes (iptables statistic)",
+    "delay": "30-150 ms (+20% jitter) on every packet between nodes (NFQUEUE delayer)",
+    "kill-one": "kill -9 one random node, restart it at the end of the window",
+    "kill-minority": "kill -9 a minority of nodes, restart them",
+    "kill-leader": "kill -9 the leader, restart it",
+    "kill-all": "kill -9 every node at once, restart them all",
+    "pause-leader": "SIGSTOP the leader for 5-10 s (past the election timeout), then SIGCONT",
+    "clock": "one node's clocks jump 1-4 s ahead or run at x0.5/x2 (libfaketime)",
+    "worker-kill": "kill -9 a worker process holding leases, start a new one",
+    "worker-pause": "SIGSTOP a worker holding leases until a job is claimed again: zombie ack",
+    ALL: "a rotation of every nemesis above",
+}
+
+
+def expand(names: list[str]) -> list[str]:
+    """Nemesis names with ``all`` replaced by every nemesis but ``none``."""
+    out: list[str] = []
+    for name in names:
+        if name == ALL:
+            out += [n for n in NEMESES if n != "none"]
+        elif name in NEMESES:
+            out.append(name)
+        else:
+            raise ValueError(f"unknown nemesis {name!r} (see --list)")
+    return out
+
+
+async def run_schedule(
+    ctx: NemesisContext,
+    names: list[str],
+    *,
+    end_at: float,
+    quiet_s: float,
+    window_s: tuple[float, float] = (5.0, 10.0),
+    gap_s: tuple[float, float] = (2.0, 4.0),
+) -> None:
+    """Inject faults until ``end_at`` (loop time); every fault is healed before returning."""
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(quiet_s)
+    rotation: list[str] = []
+    with ctx.log_path.open("a") as log:
+        while True:
+            if not rotation:
+                rotation = list(names)
+                if len(rotation) > 1:
+                    ctx.rng.shuffle(rotation)
+            remaining = end_at - loop.time()
+            if remaining < window_s[0]:
+                return
+            name = rotation.pop(0)
+            start_ns = _now(ctx)
+            fault = await NEMESES[name](ctx)
+            duration = max(ctx.rng.uniform(*window_s), fault.min_duration_s)
+            await asyncio.sleep(min(duration, max(remaining, fault.min_duration_s)))
+            await fault.heal()
+            window = {
+                "nemesis": name,
+                "start_ns": start_ns,
+                "end_ns": _now(ctx),
+                "detail": fault.detail,
+            }
+            ctx.windows.append(window)
+            log.write(json.dumps(window) + "\n")
+            log.flush()
+            await asyncio.sleep(ctx.rng.uniform(*gap_s))
+
+
+def _now(ctx: NemesisContext) -> int:
+    return time.monotonic_ns() - ctx.origin_ns
+
+
+async def heal_all(ctx: NemesisContext) -> None:
+    """Undo everything: network rules, paused nodes and workers. Dead nodes are restarted by
+    the caller (every node restarts after the faults anyway)."""
+    await _heal_network(ctx)
+    for node in ctx.hosts.nodes:
+        if node.paused:
+            ctx.hosts.resume(node)
+    for z in ctx.workload.zombies:
+        if z.paused:
+            ctx.workload.resume_zombie(z)

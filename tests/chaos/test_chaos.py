@@ -1,0 +1,158 @@
+"""The jepsen-style suite in short form (issue 6, section 7): it runs in every `make test`.
+
+- One short chaos run: 3 nodes in network namespaces; random halves, kill -9 of every node,
+  a paused leader and a paused worker holding leases (zombie ack); >= 3,000 operations;
+  the checker must judge the history valid.
+- The positive controls: deliberately broken nodes (``--test-fault``, see
+  ``raftq/server/testfaults.py``), each run briefly under the nemesis that exposes it; the
+  checker must report a violation for every one, or the checker is what is broken.
+
+Needs root (namespaces, iptables), as CI has; ``.ci/run`` installs iptables and libfaketime.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from raftq.errors import ConfigError
+from raftq.server.testfaults import ENABLE_ENV, ENABLE_VALUE, FAULT_ENV, active_fault
+
+pytestmark = [pytest.mark.chaos]
+
+REPO = Path(__file__).resolve().parents[2]
+RUN = REPO / "jepsen-style" / "run"
+CI_NEMESES = ("partition-halves", "kill-all", "pause-leader", "worker-pause")
+
+
+def _run(out: Path, *args: str, timeout_s: float) -> tuple[int, str]:
+    proc = subprocess.run(
+        [sys.executable, str(RUN), "--out", str(out), "--nodes", "3", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def _json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def _windows(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (out / "nemesis.jsonl").read_text().splitlines()]
+
+
+def _namespaces_left() -> list[str]:
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+    return [line.split()[0] for line in listing.stdout.splitlines() if line.startswith("jepsen-")]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(540)
+def test_short_chaos_run_is_valid(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    rc, log = _run(
+        out, "--nemesis", ",".join(CI_NEMESES), "--time-limit", "110", "--quiet", "5",
+        "--seed", "6", timeout_s=500,
+    )  # fmt: skip
+    assert _namespaces_left() == [], "the harness left namespaces behind"
+    run = _json(out / "run.json")
+    assert run["operations"] >= 3000, log
+    assert run["drained"], log
+    seen = {w["nemesis"] for w in _windows(out)}
+    assert set(CI_NEMESES) <= seen, f"nemeses not exercised: {set(CI_NEMESES) - seen}"
+    zombie = [w for w in _windows(out) if w["nemesis"] == "worker-pause"]
+    assert any(w["detail"].get("holding") for w in zombie), "no worker was paused holding leases"
+    assert (out / "nodes.json").exists() and (out / "history.jsonl").exists()
+    # The verdict: 0 = valid (3 would mean the checker is missing, 1 a violation).
+    assert rc == 0, f"jepsen-style/run exited {rc}:\n{log[-4000:]}"
+    results = _json(out / "results.json")
+    assert results["valid"] is True
+
+
+# Each broken build with the nemesis that exposes it, and how long to run it.
+CONTROLS = [
+    ("ack-before-commit", "partition-leader,kill-leader", 40, ()),
+    ("follower-claims", "none", 15, ()),
+    # A stale ack only shows when it lands while another worker holds the job: few producers
+    # (no backlog, so the job is claimed again at once) and workers that hold their jobs.
+    ("skip-token-check", "worker-pause", 40, ("--producers", "1", "--worker-hold", "0.6,1.5")),
+    ("nack-drops", "none", 15, ()),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    ("fault", "nemesis", "seconds", "extra"), CONTROLS, ids=[c[0] for c in CONTROLS]
+)
+def test_positive_control_is_caught(
+    tmp_path: Path, fault: str, nemesis: str, seconds: int, extra: tuple[str, ...]
+) -> None:
+    out = tmp_path / fault
+    rc, log = _run(
+        out, "--test-fault", fault, "--nemesis", nemesis, "--time-limit", str(seconds),
+        "--quiet", "4", "--seed", "3", *extra, timeout_s=280,
+    )  # fmt: skip
+    assert _namespaces_left() == []
+    run = _json(out / "run.json")
+    assert run["test_fault"] == fault
+    # The verdict must be "invalid" (1): 0 means the checker missed a known bug, 3 that
+    # there was no verdict at all.
+    assert rc == 1, f"broken build {fault!r}: jepsen-style/run exited {rc}:\n{log[-4000:]}"
+    assert _json(out / "results.json")["valid"] is False
+
+
+def test_test_faults_are_fenced() -> None:
+    """A fault name alone does nothing; only with the explicit enable value does it apply."""
+    assert active_fault({}) is None
+    assert active_fault({FAULT_ENV: "nack-drops"}) is None
+    assert active_fault({FAULT_ENV: "nack-drops", ENABLE_ENV: "1"}) is None
+    assert active_fault({FAULT_ENV: "nack-drops", ENABLE_ENV: ENABLE_VALUE}) == "nack-drops"
+    with pytest.raises(ConfigError, match="unknown test fault"):
+        active_fault({FAULT_ENV: "typo", ENABLE_ENV: ENABLE_VALUE})
+
+
+def test_run_usage_errors(tmp_path: Path) -> None:
+    rc, log = _run(tmp_path / "x", "--nemesis", "no-such-fault", timeout_s=60)
+    assert rc == 2 and "unknown nemesis" in log
+    listing = subprocess.run(
+        [sys.executable, str(RUN), "--list"], capture_output=True, text=True, check=True
+    ).stdout
+    for name in ("none", "partition-halves", "kill-all", "pause-leader", "clock", "all"):
+        assert name in listing
+
+
+@pytest.mark.timeout(120)
+def test_interrupted_run_cleans_up(tmp_path: Path) -> None:
+    """Ctrl-C in the middle of a run: exit 130, no namespace, veth or node process left."""
+    out = tmp_path / "interrupted"
+    proc = subprocess.Popen(
+        [sys.executable, str(RUN), "--out", str(out), "--nemesis", "partition-halves",
+         "--time-limit", "60", "--quiet", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    history = out / "history.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (history.exists() and history.stat().st_size):
+        time.sleep(0.2)
+    time.sleep(3)  # inside the first fault window
+    proc.send_signal(signal.SIGINT)
+    log, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, log
+    assert _namespaces_left() == []
+    link = subprocess.run(["ip", "link", "show", "jepsen-h"], capture_output=True, check=False)
+    assert link.returncode != 0, "the root veth was left behind"
+    config = str(out / "cluster.toml")
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    assert config not in ps, "node processes were left running"
+    assert str(out) not in ps, "worker processes were left running"
