@@ -34,6 +34,13 @@ log), and ``add`` of an entry already present with the same index and term write
 an entry that conflicts still cuts the log there, and a snapshot that is not a prefix of the
 log still replaces it.
 
+Compaction by rename (Bug fixed): FileJournal's ``deleteEntriesTo`` clears the journal and
+re-adds the kept entries in place, so a crash part-way (even kill -9) left a journal without
+entries the node had acknowledged. ``DurableFileJournal`` writes them to ``<journal>.rewrite``
+with PySyncObj's own FileJournal, makes it durable, and renames it over the journal.
+
+With ``sync=False`` (fsync = "off") the class does all of the above without msync or fsync.
+
 Pinned to the PySyncObj versions it was verified with (``VERIFIED_VERSIONS``): it relies on
 FileJournal's private attributes and on where SyncObj looks its factory up. ``RaftNode`` also
 checks after construction that the journal really is ours (and tests/raft guards it).
@@ -42,6 +49,7 @@ checks after construction that the journal really is ours (and tests/raft guards
 from __future__ import annotations
 
 import contextlib
+import functools
 import mmap
 import os
 import threading
@@ -50,7 +58,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pysyncobj.syncobj as _syncobj_module
-from pysyncobj.journal import FileJournal, MetaStorer
+from pysyncobj.journal import FileJournal, MetaStorer, ResizableFile
 from pysyncobj.pickle import dumps
 from pysyncobj.version import VERSION as PYSYNCOBJ_VERSION
 
@@ -72,6 +80,7 @@ VERIFIED_VERSIONS = frozenset({"0.3.17"})
 _PAGE = mmap.PAGESIZE
 _CLEAR_HELD = object()
 _HEADER_END = 40  # FileJournal header: name 24 + version 8 + format 4 + last-record offset 4
+_REWRITE = ".rewrite"  # suffix of the journal being rewritten by a compaction
 
 
 class DurabilitySeamError(RaftqError):
@@ -82,10 +91,9 @@ class DurabilitySeamError(RaftqError):
 def check_version(version: str = PYSYNCOBJ_VERSION) -> None:
     if version not in VERIFIED_VERSIONS:
         raise DurabilitySeamError(
-            f'fsync = "always" needs pysyncobj {", ".join(sorted(VERIFIED_VERSIONS))} '
-            f"(installed: {version}); the durable journal relies on its internals and was not "
-            'verified with this version: pin pysyncobj, or set fsync = "off" (no power-loss '
-            "durability)"
+            f"raftq needs pysyncobj {', '.join(sorted(VERIFIED_VERSIONS))} "
+            f"(installed: {version}): its journal relies on PySyncObj's internals and was not "
+            "verified with this version; pin pysyncobj"
         )
 
 
@@ -114,18 +122,25 @@ class DurableMetaStorer(MetaStorer):  # type: ignore[misc]
 class DurableFileJournal(FileJournal):  # type: ignore[misc]
     """PySyncObj's FileJournal, msync'd after every change (see the module docstring)."""
 
-    def __init__(self, journalFile: str) -> None:  # noqa: N803  # PySyncObj's name
+    def __init__(self, journalFile: str, *, sync: bool = True) -> None:  # noqa: N803
+        # sync=False (fsync = "off"): the same Raft-safe log and crash-safe compaction, but no
+        # msync/fsync: survives kill -9 (the page cache), not power loss.
+        self._raftq_sync = sync
+        self._raftq_path = journalFile
         self._raftq_batch = False
         # A clear() held back until the entries added next show whether it must happen:
         # _CLEAR_HELD, then the snapshot's previous entry once it matched, else None.
         self._raftq_held: object = None
         # Instrumentation hook (raftq.raft.stats): seconds of each msync, on the tick thread.
         self.on_sync: Callable[[float], None] | None = None
+        with contextlib.suppress(FileNotFoundError):  # left by a crash inside a compaction
+            os.unlink(journalFile + _REWRITE)
         super().__init__(journalFile)
-        self._FileJournal__metaStorer = DurableMetaStorer(journalFile + ".meta")
-        # A brand-new journal file and its meta must exist after a crash too.
-        self._sync_range(0, _HEADER_END)
-        _fsync_dir(os.path.dirname(journalFile))
+        if sync:
+            self._FileJournal__metaStorer = DurableMetaStorer(journalFile + ".meta")
+            # A brand-new journal file and its meta must exist after a crash too.
+            self._sync_range(0, _HEADER_END)
+            _fsync_dir(os.path.dirname(journalFile))
 
     # -- the writes -----------------------------------------------------------------------
 
@@ -159,15 +174,37 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
         self._sync_range(0, _HEADER_END)
 
     def deleteEntriesTo(self, entryTo: int) -> None:  # noqa: N802, N803
-        # FileJournal rewrites the remaining entries through self.clear()/self.add(): one
-        # msync of the whole rewritten range at the end instead of one per entry.
+        """Log compaction (the snapshot up to ``entryTo`` is already on disk). FileJournal
+        rewrites the kept entries in place (clear, then add each): a crash part-way would
+        leave a journal without entries this node acknowledged. Instead the kept entries
+        are written to a new file by PySyncObj's own FileJournal, made durable, and renamed
+        over the journal: a crash leaves either the old journal or the new one, whole."""
         self._resolve_held()
-        self._raftq_batch = True
-        try:
-            super().deleteEntriesTo(entryTo)
-        finally:
-            self._raftq_batch = False
-        self._sync_range(0, self._offset())
+        kept: list[tuple[bytes, int, int]] = list(self[k] for k in range(entryTo, len(self)))
+        path = self._raftq_path
+        tmp = path + _REWRITE
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        fresh = FileJournal(tmp)
+        for entry in kept:
+            fresh.add(*entry)
+        offset = fresh._FileJournal__currentOffset
+        fresh._destroy()  # msync + close of its map
+        if self._raftq_sync:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)  # the size set by the map's resize
+            finally:
+                os.close(fd)
+        os.replace(tmp, path)
+        if self._raftq_sync:
+            _fsync_dir(os.path.dirname(path))
+        # Point FileJournal's private state at the new file (pinned: VERIFIED_VERSIONS).
+        private: dict[str, Any] = self.__dict__
+        private["_FileJournal__journalFile"]._destroy()
+        private["_FileJournal__journalFile"] = ResizableFile(path)
+        private["_FileJournal__journal"] = kept
+        private["_FileJournal__currentOffset"] = offset
 
     def _append(self, command: bytes, idx: int, term: int) -> None:
         start = self._offset()
@@ -246,6 +283,8 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
 
     def _sync_range(self, start: int, end: int) -> None:
         """msync(MS_SYNC) the pages holding bytes [start, end) of the journal file."""
+        if not self._raftq_sync:
+            return
         resizable = self._FileJournal__journalFile
         mm = getattr(resizable, "_ResizableFile__mm", None)  # re-read: a resize remaps
         if mm is None:  # pragma: no cover - layout changed; still durable, just coarser
@@ -282,10 +321,11 @@ def _create_journal(journalFile: str | None = None) -> Any:  # noqa: N803
 
 
 @contextlib.contextmanager
-def durable_journal() -> Iterator[None]:
+def durable_journal(*, sync: bool = True) -> Iterator[None]:
     """Within the block, SyncObj constructors called on *this* thread get a DurableFileJournal
-    (when a journal file is configured). Re-entrant and safe with several nodes per process:
-    the module attribute is swapped while any thread is inside, and dispatches per thread."""
+    (when a journal file is configured; ``sync=False`` for fsync = "off"). Re-entrant and safe
+    with several nodes per process: the module attribute is swapped while any thread is
+    inside, and dispatches per thread."""
     check_version()
     with _Seam.lock:
         if _Seam.inside == 0:
@@ -293,7 +333,7 @@ def durable_journal() -> Iterator[None]:
             _syncobj_module.createJournal = _create_journal
         _Seam.inside += 1
     previous = getattr(_Seam.local, "factory", None)
-    _Seam.local.factory = DurableFileJournal
+    _Seam.local.factory = functools.partial(DurableFileJournal, sync=sync)
     try:
         yield
     finally:
@@ -307,9 +347,10 @@ def durable_journal() -> Iterator[None]:
 
 def verify_journal(syncobj: Any, fsync: str) -> None:
     """Fail loudly if PySyncObj did not build its journal through the seam (e.g. after an
-    upgrade that creates it elsewhere): acknowledging without fsync must not go unnoticed."""
+    upgrade that creates it elsewhere): acknowledging without fsync, or PySyncObj's own
+    truncations (see the module docstring), must not go unnoticed."""
     journal = getattr(syncobj, "_SyncObj__raftLog", None)
-    if fsync == "always" and not isinstance(journal, DurableFileJournal):
+    if not isinstance(journal, DurableFileJournal) or journal._raftq_sync != (fsync == "always"):
         raise DurabilitySeamError(
             f"the durable journal was not installed (PySyncObj built {type(journal).__name__}): "
             f"pysyncobj {PYSYNCOBJ_VERSION} bypasses raftq.raft.journal"

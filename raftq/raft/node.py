@@ -14,8 +14,9 @@ Settings chosen (measured in docs/benchmarks.md and the PySyncObj notes):
 - journal + full dump file with ``useFork``: snapshots are written by a forked child, so the tick
   thread never stalls; ``logCompactionMinEntries`` high (the default 5000 causes snapshot storms
   with a big state).
-- ``fsync = "always"`` (default): the journal is ``raftq.raft.journal.DurableFileJournal``,
-  installed around the constructor; a write is msync'd before it is acknowledged.
+- the journal is ``raftq.raft.journal.DurableFileJournal``, installed around the constructor:
+  with ``fsync = "always"`` (default) a write is msync'd before it is acknowledged; in both
+  modes it keeps the entries Raft keeps and compacts by rename.
 - ``bindAddress`` = the configured raft host; the cluster secret becomes PySyncObj's
   ``password`` (authenticated encryption of peer traffic: its wire format is pickle).
 """
@@ -104,9 +105,9 @@ class RaftNode:
         # SyncObj's tick thread stops when the thread that created it exits: create it here,
         # on the loop's thread. The constructor blocks until the port is bound.
         fsync = self.config.raft.fsync
-        # fsync = "always": PySyncObj builds our msync'ing journal (raftq/raft/journal.py).
-        seam = durable_journal() if fsync == "always" else contextlib.nullcontext()
-        with seam:
+        # PySyncObj builds our journal (raftq/raft/journal.py): msync'd with fsync = "always",
+        # and in both modes keeping the entries Raft keeps and compacting crash-safely.
+        with durable_journal(sync=fsync == "always"):
             syncobj = SyncObj(self._self.raft, others, conf=conf, consumers=[self._replica])
         try:
             verify_journal(syncobj, fsync)
