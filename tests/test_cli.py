@@ -459,6 +459,21 @@ while True:
 """
 
 
+def _children_catching_sigterm() -> int:
+    """How many child processes of this one have a SIGTERM handler installed (/proc)."""
+    count = 0
+    for children in Path("/proc/self/task").glob("*/children"):
+        for pid in children.read_text().split():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+            if int(caught.split()[1], 16) >> (signal.SIGTERM - 1) & 1:
+                count += 1
+    return count
+
+
 def fake_nodes(**modes: str) -> launcher.CommandBuilder:
     def build(node_id: str) -> list[str]:
         return [sys.executable, "-c", FAKE_NODE, node_id, modes.get(node_id, "ok")]
@@ -576,7 +591,9 @@ def test_cluster_up_stops_cleanly_on_sigterm(
         deadline = time.monotonic() + 20
         while signal.getsignal(signal.SIGTERM) == previous and time.monotonic() < deadline:
             time.sleep(0.01)
-        time.sleep(0.5)  # let the nodes start
+        # Let the nodes start: each child has its own SIGTERM handler installed.
+        while _children_catching_sigterm() < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
         os.kill(os.getpid(), signal.SIGTERM)
 
     killer = threading.Thread(target=terminate_once_handled, daemon=True)

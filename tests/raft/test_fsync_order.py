@@ -10,9 +10,12 @@ the same thread and after that thread's previous send, by an msync/fsync/fdatasy
 
 from __future__ import annotations
 
+import contextlib
+import os
 import pickle
 import re
 import shutil
+import signal
 import struct
 import subprocess
 import time
@@ -65,8 +68,17 @@ class StracedCluster(Cluster):
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.root,
+                start_new_session=True,  # strace and the node: one process group to kill
             )
             log.close()
+
+    def stop(self) -> None:
+        # Killing strace alone would leave the traced node running: kill its whole group.
+        proc = self.procs.get(self.traced)
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        super().stop()
 
 
 def parse(trace: Path) -> list[Call]:
