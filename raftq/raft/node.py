@@ -11,9 +11,12 @@ Settings chosen (measured in docs/benchmarks.md and the PySyncObj notes):
   puts many commands in one entry.
 - ``commandsWaitLeader=False``: no unbounded queueing without a leader; we propose only on the
   leader and map failures to definite / unknown outcomes.
-- journal + full dump file with ``useFork``: snapshots are written by a forked child, so the tick
-  thread never stalls; ``logCompactionMinEntries`` high (the default 5000 causes snapshot storms
-  with a big state).
+- journal + our own snapshot file through SyncObjConf's serializer hooks
+  (``raftq.raft.snapshot_hooks``): written by a forked child in our checksummed format, so the
+  tick thread never stalls; ``logCompactionMinEntries`` high (the default 5000 causes snapshot
+  storms with a big state).
+- before PySyncObj is built, the data dir is checked (``raftq.raft.datadir``): a damaged
+  snapshot, journal or term/vote file stops the start with a one-line ``DataError``.
 - ``fsync = "always"`` (default): the journal is ``raftq.raft.journal.DurableFileJournal``,
   installed around the constructor; a write is msync'd before it is acknowledged.
 - ``bindAddress`` = the configured raft host; the cluster secret becomes PySyncObj's
@@ -36,9 +39,12 @@ from raftq.core import Command, Machine, Result, Tick
 from raftq.core.job import JobState
 from raftq.errors import ClusterError, NoLeader, NotLeader, OutcomeUnknown, Overloaded
 from raftq.raft.api import NodeStatus, PeerStatus
+from raftq.raft.datadir import DUMP_FILE, JOURNAL_FILE, check_data_dir
 from raftq.raft.group_commit import Done, GroupCommit
 from raftq.raft.journal import durable_journal, verify_journal
 from raftq.raft.replica import Replica
+from raftq.raft.snapshot_file import remove_temp_files
+from raftq.raft.snapshot_hooks import ElectionHold, SnapshotHooks
 
 if TYPE_CHECKING:
     from raftq.config import ClusterConfig
@@ -86,6 +92,8 @@ class RaftNode:
         self._waiters: list[tuple[tuple[str, ...], asyncio.Future[bool]]] = []
         self._notify_pending = False
         self._tick_task: asyncio.Task[None] | None = None
+        self._hold: ElectionHold | None = None
+        self._snapshots: SnapshotHooks | None = None
         self._submit_timeout_ms = config.raft.submit_timeout_ms
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -95,8 +103,18 @@ class RaftNode:
         self._loop = asyncio.get_running_loop()
         data_dir = self.config.node_data_dir(self.node_id)
         data_dir.mkdir(parents=True, exist_ok=True)
-        self._replica = Replica(self._applied_from_raft_thread, self._on_fatal)
-        conf = self._syncobj_conf(str(data_dir))
+        dump_path = str(data_dir / DUMP_FILE)
+        remove_temp_files(dump_path)
+        # Refuse damaged data before PySyncObj reads it: it would log the error and go on
+        # with an empty state (a damaged dump) or with whatever it could parse (a journal).
+        await asyncio.to_thread(check_data_dir, str(data_dir))
+        # A tick longer than half the minimum election timeout means heartbeats were left
+        # unread: restart the election timer rather than depose a healthy leader.
+        hold = ElectionHold(stall_s=self.config.raft.election_min_ms / 2000)
+        self._hold = hold
+        self._replica = Replica(self._applied_from_raft_thread, self._on_fatal, hold)
+        self._snapshots = SnapshotHooks(dump_path, self._replica, hold, self._on_fatal)
+        conf = self._syncobj_conf(str(data_dir), self._snapshots)
         others = [n.raft for n in self.config.nodes if n.id != self.node_id]
         # SyncObj's tick thread stops when the thread that created it exits: create it here,
         # on the loop's thread. The constructor blocks until the port is bound.
@@ -110,6 +128,8 @@ class RaftNode:
         except Exception:
             syncobj.destroy_synchronous()
             raise
+        hold.syncobj = syncobj
+        syncobj.addOnTickCallback(hold.on_tick)
         self._syncobj = syncobj
         self._commit = GroupCommit(
             self._propose,
@@ -135,7 +155,7 @@ class RaftNode:
             await asyncio.to_thread(syncobj.destroy_synchronous)
         logger.info("node %s stopped", self.node_id)
 
-    def _syncobj_conf(self, data_dir: str) -> SyncObjConf:
+    def _syncobj_conf(self, data_dir: str, snapshots: SnapshotHooks) -> SyncObjConf:
         r = self.config.raft
         election_min_s = r.election_min_ms / 1000
         return SyncObjConf(
@@ -152,9 +172,9 @@ class RaftNode:
             connectionRetryTime=1.0,
             connectionTimeout=3.5,
             commandsWaitLeader=False,
-            journalFile=os.path.join(data_dir, "raft.journal"),
-            fullDumpFile=os.path.join(data_dir, "raft.dump"),
-            useFork=True,
+            journalFile=os.path.join(data_dir, JOURNAL_FILE),
+            fullDumpFile=snapshots.dump_path,
+            **snapshots.conf(),  # our file format; the hooks fork themselves
             logCompactionMinEntries=r.log_compaction_min_entries,
             logCompactionMinTime=r.log_compaction_min_time_s,
             logCompactionSplit=True,
