@@ -1,0 +1,152 @@
+"""raftq's snapshot file inside PySyncObj (raftq/raft/snapshot_hooks.py), with a real
+single-node PySyncObj in this process. The guards fail loudly if a PySyncObj upgrade changes
+how it calls the serializer hooks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+from raftq.core import Enqueue, Machine, NewJob, snapshot_bytes
+from raftq.errors import DataError
+from raftq.raft.node import RaftNode
+from raftq.raft.replica import Replica
+from raftq.raft.snapshot_file import verify_file
+from raftq.raft.snapshot_hooks import (
+    ElectionHold,
+    SnapshotHookError,
+    SnapshotHooks,
+    check_hooks_version,
+    load_machine,
+)
+from tests.embed.conftest import make_config
+
+_COMPACT = "[raft]\nlog_compaction_min_entries = 5\nlog_compaction_min_time_s = 1"
+
+
+async def _until(predicate: object, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+async def _enqueue(node: RaftNode, n: int) -> None:
+    for i in range(n):
+        job = NewJob(payload=b"job-%d" % i)
+        await node.submit(Enqueue(now_ms=node.now_ms(), queue="q", jobs=(job,)))
+
+
+def test_version_pin() -> None:
+    check_hooks_version("0.3.17")
+    with pytest.raises(SnapshotHookError, match=r"needs pysyncobj 0\.3\.17"):
+        check_hooks_version("0.3.18")
+
+
+async def test_guard_compaction_goes_through_our_hooks_and_restart_loads_it(
+    tmp_path: Path,
+) -> None:
+    """If this fails after a PySyncObj upgrade, re-read its serializer.py and syncobj.py
+    (__tryLogCompaction, __loadDumpFile) against raftq/raft/snapshot_hooks.py."""
+    config = make_config(tmp_path, 1, _COMPACT)
+    dump = config.node_data_dir("n1") / "raft.dump"
+    node = RaftNode(config, "n1")
+    await node.start()
+    try:
+        so = node._syncobj
+        serializer = so._SyncObj__serializer  # type: ignore[union-attr]
+        # A custom serializer: PySyncObj must not fork (we do) nor write a pickle itself.
+        assert serializer._Serializer__useFork is False
+        assert serializer._Serializer__serializeChecker is not None
+        await _until(node.is_leader)
+        await _enqueue(node, 40)
+        hooks = node._snapshots
+        assert hooks is not None
+        await _until(lambda: hooks.writes >= 1 and dump.exists())
+        info = verify_file(str(dump))  # our format, checksum fine
+        assert not dump.with_name("raft.dump.tmp").exists()
+        # The journal was truncated up to the snapshot (compaction completed).
+        await _until(lambda: len(so._SyncObj__raftLog) < 40)  # type: ignore[union-attr]
+        assert info.header.cluster == (config.node("n1").raft,)
+        await node.barrier()
+        with node.read() as m:
+            before = (m.digest, len(m.jobs), m.applied)
+    finally:
+        await node.stop()
+
+    # Restart: the dump is loaded by our deserializer (Replica._deserialize would raise).
+    node = RaftNode(config, "n1")
+    with warnings.catch_warnings():
+        # PySyncObj's MetaStorer.getMeta reads the term/vote file without closing it.
+        warnings.simplefilter("ignore", ResourceWarning)
+        await node.start()
+    try:
+        await _until(lambda: node.status().applied_index >= info.header.last[1])
+        await _until(node.is_leader)
+        with node.read() as m:
+            assert len(m.jobs) == before[1] == 40
+            assert m.applied >= before[2]
+    finally:
+        await node.stop()
+
+
+def _write_dump(tmp_path: Path) -> tuple[Path, Machine]:
+    m = Machine()
+    from raftq.core import encode_entry  # noqa: PLC0415
+
+    m.apply_entry(encode_entry([Enqueue(now_ms=5, queue="q", jobs=(NewJob(payload=b"x"),))]))
+    from raftq.core import write_snapshot  # noqa: PLC0415
+    from raftq.raft.snapshot_file import RaftHeader, write_file  # noqa: PLC0415
+
+    path = tmp_path / "raft.dump"
+    header = RaftHeader(last=(b"\x01a", 8, 2), prev=(b"\x01b", 7, 2), cluster=("h:1",))
+    write_file(str(path), header, lambda w: write_snapshot(m, w))
+    return path, m
+
+
+def test_deserializer_installs_the_machine_and_holds_the_election(tmp_path: Path) -> None:
+    path, m = _write_dump(tmp_path)
+    fatal: list[BaseException] = []
+    replica = Replica(lambda: None, fatal.append)
+    hold = ElectionHold(stall_s=0.2)
+    hooks = SnapshotHooks(str(path), replica, hold, fatal.append)
+    last, prev, cluster = hooks.deserialize(str(path))
+    # Tuples with bytes: PySyncObj compares them with its journal's entries.
+    assert last == (b"\x01a", 8, 2) and prev == (b"\x01b", 7, 2) and cluster == ["h:1"]
+    assert snapshot_bytes(replica.machine) == snapshot_bytes(m)
+    assert not fatal
+
+
+def test_a_damaged_received_snapshot_is_fatal(tmp_path: Path) -> None:
+    """PySyncObj would log the error and continue with an empty state: we stop instead."""
+    path, _ = _write_dump(tmp_path)
+    with path.open("r+b") as f:
+        f.seek(os.path.getsize(path) // 2)
+        f.write(b"\xee")
+    fatal: list[BaseException] = []
+    replica = Replica(lambda: None, fatal.append)
+    hooks = SnapshotHooks(str(path), replica, ElectionHold(stall_s=0.2), fatal.append)
+    with pytest.raises(DataError, match="checksum mismatch"):
+        hooks.deserialize(str(path))
+    assert len(fatal) == 1 and isinstance(fatal[0], DataError)
+    assert len(replica.machine.jobs) == 0
+
+
+def test_load_machine_reports_a_body_that_does_not_decode(tmp_path: Path) -> None:
+    from raftq.raft.snapshot_file import RaftHeader, write_file  # noqa: PLC0415
+
+    path = tmp_path / "raft.dump"
+    header = RaftHeader(last=(b"a", 2, 1), prev=(b"b", 1, 1), cluster=())
+    # A well-checksummed file whose body is not a core snapshot (same 32-byte trailer rule).
+    import hashlib  # noqa: PLC0415
+
+    body = b"\x93\x01\x02\x03"
+    write_file(str(path), header, lambda w: (w(body), w(hashlib.sha256(body).digest())))
+    with pytest.raises(DataError, match=r"snapshot file .*not a raftq snapshot"):
+        load_machine(verify_file(str(path)))
