@@ -69,6 +69,7 @@ logger = logging.getLogger(__name__)
 VERIFIED_VERSIONS = frozenset({"0.3.17"})
 _LEADER = 2  # PySyncObj's _RAFT_STATE.LEADER
 _PR_SET_PDEATHSIG = 1
+_SLOW_TICK_MS = 50  # ticks at least this long are logged at debug level (benchmarks read them)
 
 
 class SnapshotHookError(RaftqError):
@@ -179,6 +180,8 @@ class ElectionHold:
             self.max_gap_ms = max(self.max_gap_ms, gap_ms)
             if gap > self._stall_s:
                 logger.warning("tick thread busy for %d ms: election timer restarted", gap_ms)
+            elif gap_ms >= _SLOW_TICK_MS:
+                logger.debug("tick thread busy for %d ms", gap_ms)
         if not self._started or gap > self._stall_s:
             self._started = True
             self.hold()
