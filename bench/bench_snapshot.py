@@ -60,9 +60,9 @@ class BenchCluster(Cluster):
         for nid in ids or self.ids:
             log = open(self.root / f"{nid}.log", "ab")  # noqa: SIM115
             mode = "hold" if self.hold else "nohold"
+            serve = ["serve", "--config", str(self.config_path), "--node", nid]
             self.procs[nid] = subprocess.Popen(
-                [sys.executable, "-c", _BOOT, mode, "serve", "--config", str(self.config_path)]
-                + ["--node", nid, "--log-level", "debug"],
+                [sys.executable, "-c", _BOOT, mode, *serve, "--log-level", "debug"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.root,
@@ -287,7 +287,8 @@ def main() -> int:
         except BaseException:
             for log in sorted(Path(tmp).glob("*.log")):
                 print(f"--- {log.name}", file=sys.stderr)
-                print("\n".join(log.read_text(errors="replace").splitlines()[-15:]), file=sys.stderr)
+                tail = log.read_text(errors="replace").splitlines()[-15:]
+                print("\n".join(tail), file=sys.stderr)
             raise
     text = json.dumps(result, indent=2)
     print(text)
