@@ -204,6 +204,7 @@ class SnapshotHooks:
         self._hold = hold
         self._on_fatal = on_fatal
         self._pid = 0
+        self._failed = False  # serialize could not start a writer; check() reports it once
         self._started_ns = 0
         self.last_write_ms: int | None = None  # duration of the last successful compaction
         self.writes = 0
@@ -218,8 +219,17 @@ class SnapshotHooks:
     # -- writing (tick thread) ---------------------------------------------------------------
 
     def serialize(self, tmp_file: str, raft_data: tuple[Any, Any, Any]) -> None:
-        if self._pid:
+        if self._pid or self._failed:
             return  # PySyncObj does not call us while we report SERIALIZING
+        try:
+            self._start(tmp_file, raft_data)
+        except Exception:
+            # PySyncObj now waits for the checker to answer SUCCESS or FAILED before it ever
+            # compacts again: make sure it hears FAILED.
+            logger.exception("snapshot: could not start writing")
+            self._failed = True
+
+    def _start(self, tmp_file: str, raft_data: tuple[Any, Any, Any]) -> None:
         last, prev, cluster = raft_data
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_file)  # PySyncObj renames it after we return: it must not exist
@@ -238,6 +248,9 @@ class SnapshotHooks:
         logger.info("snapshot: writing entries up to %d (pid %d)", header.last[1], pid)
 
     def check(self) -> int:
+        if self._failed:
+            self._failed = False
+            return int(SERIALIZER_STATE.FAILED)
         if not self._pid:
             return int(SERIALIZER_STATE.NOT_SERIALIZING)
         try:

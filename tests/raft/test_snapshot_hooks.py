@@ -150,3 +150,46 @@ def test_load_machine_reports_a_body_that_does_not_decode(tmp_path: Path) -> Non
     write_file(str(path), header, lambda w: (w(body), w(hashlib.sha256(body).digest())))
     with pytest.raises(DataError, match=r"snapshot file .*not a raftq snapshot"):
         load_machine(verify_file(str(path)))
+
+
+def test_serializer_forks_a_writer_and_reports_through_the_checker(tmp_path: Path) -> None:
+    from pysyncobj.config import SERIALIZER_STATE  # noqa: PLC0415
+
+    from raftq.core import encode_entry  # noqa: PLC0415
+
+    dump = tmp_path / "raft.dump"
+    replica = Replica(lambda: None, lambda e: None)
+    replica.machine.apply_entry(
+        encode_entry([Enqueue(now_ms=5, queue="q", jobs=(NewJob(payload=b"x"),))])
+    )
+    hooks = SnapshotHooks(str(dump), replica, ElectionHold(stall_s=0.2), lambda e: None)
+    assert hooks.check() == SERIALIZER_STATE.NOT_SERIALIZING
+    stale = tmp_path / "raft.dump.tmp"
+    stale.write_bytes(b"a file PySyncObj would rename over the dump")
+    hooks.serialize(str(stale), ((b"\x01l", 3, 1), (b"\x01p", 2, 1), ["127.0.0.1:9"]))
+    assert not stale.exists()  # PySyncObj's own rename after we return finds nothing
+    states = []
+    deadline = time.monotonic() + 30
+    while not states or states[-1] == SERIALIZER_STATE.SERIALIZING:
+        assert time.monotonic() < deadline
+        states.append(hooks.check())
+        time.sleep(0.01)
+    assert states[-1] == SERIALIZER_STATE.SUCCESS
+    assert hooks.check() == SERIALIZER_STATE.NOT_SERIALIZING
+    info = verify_file(str(dump))
+    assert info.header.last == (b"\x01l", 3, 1) and info.header.cluster == ("127.0.0.1:9",)
+    assert snapshot_bytes(load_machine(info)) == snapshot_bytes(replica.machine)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raft.dump"]
+
+
+def test_a_writer_that_cannot_start_is_reported_failed_once(tmp_path: Path) -> None:
+    """Else PySyncObj would wait for SUCCESS/FAILED forever and never compact again."""
+    from pysyncobj.config import SERIALIZER_STATE  # noqa: PLC0415
+
+    replica = Replica(lambda: None, lambda e: None)
+    hooks = SnapshotHooks(
+        str(tmp_path / "raft.dump"), replica, ElectionHold(stall_s=0.2), lambda e: None
+    )
+    hooks.serialize(str(tmp_path / "raft.dump.tmp"), (None, None, []))  # not log entries
+    assert hooks.check() == SERIALIZER_STATE.FAILED
+    assert hooks.check() == SERIALIZER_STATE.NOT_SERIALIZING
