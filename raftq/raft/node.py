@@ -130,6 +130,9 @@ class RaftNode:
             raise
         hold.syncobj = syncobj
         syncobj.addOnTickCallback(hold.on_tick)
+        # A leader spends at most a quarter of the minimum election timeout per tick sending
+        # a snapshot to a follower (PySyncObj would send all of it in one tick).
+        self._snapshots.install(syncobj, send_budget_s=self.config.raft.election_min_ms / 4000)
         self._syncobj = syncobj
         self._commit = GroupCommit(
             self._propose,

@@ -22,6 +22,22 @@ How PySyncObj 0.3.17 uses the hooks (read in serializer.py and syncobj.py; pinne
   the checksum and fsyncs the file and its directory before PySyncObj clears the journal. A
   damaged file is fatal (``on_fatal``: the process stops): PySyncObj would log the error and
   carry on with an empty state, serving wrong data.
+- Sending a snapshot to a follower (leader, tick thread, ``__sendAppendEntries``): PySyncObj
+  sends the WHOLE file in one loop, one 64 KiB chunk per message (pickled, compressed,
+  encrypted), within one tick: at 1M jobs (~130 MB) the leader's tick thread stalls for
+  seconds and the other followers start elections. ``SnapshotHooks.install`` wraps the
+  serializer's ``getTransmissionData`` so that it answers "nothing now" once the chunks sent
+  in the current tick have taken ``send_budget_s``; the loop then stops and the transfer
+  resumes at the next round from where it was (PySyncObj keeps the open file per follower).
+  After each compaction the transfers in progress restart with the new file, as PySyncObj's
+  own fork path does.
+- Receiving a snapshot (follower): PySyncObj appends each chunk to ``<dump>.1.tmp`` and, on the
+  last one, renames it over the dump. It keeps the half-received file across a reconnection,
+  and the leader resumes from where it was, so chunks still in the dropped connection's buffer
+  are missing from the result (measured: a 137 MB file 1.4 MB short, at 1M jobs). The wrapped
+  ``setTransmissionData`` writes the last chunk itself, verifies the file, and only then renames
+  it; a damaged transfer is dropped (the leader notices the follower did not advance and sends
+  the snapshot again) instead of replacing a good dump.
 """
 
 from __future__ import annotations
@@ -157,6 +173,7 @@ class ElectionHold:
         self._started = False
         self.holds = 0  # how many times the timer was restarted (for tests and metrics)
         self.max_gap_ms = 0  # longest time between two tick ends since start
+        self.ticks = 0  # ticks ended so far (the snapshot sender's budget is per tick)
 
     def hold(self, syncobj: Any = None) -> None:
         so = syncobj if syncobj is not None else self.syncobj
@@ -174,6 +191,7 @@ class ElectionHold:
     def on_tick(self) -> None:
         """Tick thread, at the end of every tick (PySyncObj's on-tick callback)."""
         now = monotonic()
+        self.ticks += 1
         gap = now - self._tick_end
         if self._started:
             gap_ms = int(gap * 1000)
@@ -208,6 +226,62 @@ class SnapshotHooks:
         self._started_ns = 0
         self.last_write_ms: int | None = None  # duration of the last successful compaction
         self.writes = 0
+
+    def install(self, syncobj: Any, send_budget_s: float) -> None:
+        """Throttle snapshot transfers of this constructed SyncObj (module docstring)."""
+        serializer = syncobj._SyncObj__serializer
+        original = serializer.getTransmissionData
+        self._serializer = serializer
+        budget = {"tick": -1, "started": 0.0}
+
+        def get_transmission_data(transmission_id: Any) -> Any:
+            tick = self._hold.ticks
+            now = monotonic()
+            if budget["tick"] != tick:
+                budget["tick"], budget["started"] = tick, now
+            elif now - budget["started"] > send_budget_s:
+                return None  # PySyncObj: nothing to send now; it asks again next round
+            return original(transmission_id)
+
+        serializer.getTransmissionData = get_transmission_data
+        receive = serializer.setTransmissionData
+        incoming = self.dump_path + ".1.tmp"  # PySyncObj's name for a snapshot being received
+
+        def set_transmission_data(data: Any) -> bool:
+            if data is None or not data[2] or data[1]:  # not the last chunk (or the only one)
+                return bool(receive(data))
+            f = serializer._Serializer__incomingTransmissionFile
+            if f is None:
+                return bool(receive(data))
+            serializer._Serializer__incomingTransmissionFile = None
+            try:
+                f.write(data[0])
+            finally:
+                f.close()
+            try:
+                verify_file(incoming)
+            except DataError as e:
+                logger.warning("snapshot from the leader dropped, it will be sent again: %s", e)
+                with contextlib.suppress(OSError):
+                    os.unlink(incoming)
+                return False
+            os.replace(incoming, self.dump_path)  # deserialize() fsyncs it before it is used
+            return True
+
+        serializer.setTransmissionData = set_transmission_data
+
+    def _restart_transfers(self) -> None:
+        """A new snapshot replaced the file: transfers in progress start over with it (what
+        PySyncObj's own fork path does), so a follower never gets a file older than the log
+        position the leader then sends entries from."""
+        serializer = getattr(self, "_serializer", None)
+        transmissions = getattr(serializer, "_Serializer__transmissions", None)
+        if not isinstance(transmissions, dict):
+            return
+        for t in transmissions.values():
+            with contextlib.suppress(Exception):
+                t["file"].close()
+        transmissions.clear()
 
     def conf(self) -> dict[str, Any]:
         return {
@@ -269,6 +343,7 @@ class SnapshotHooks:
             return int(SERIALIZER_STATE.FAILED)
         self.last_write_ms = elapsed_ms
         self.writes += 1
+        self._restart_transfers()
         logger.info("snapshot: written in %d ms", elapsed_ms)
         return int(SERIALIZER_STATE.SUCCESS)
 

@@ -64,6 +64,10 @@ async def test_guard_compaction_goes_through_our_hooks_and_restart_loads_it(
         # A custom serializer: PySyncObj must not fork (we do) nor write a pickle itself.
         assert serializer._Serializer__useFork is False
         assert serializer._Serializer__serializeChecker is not None
+        # The transfer throttle wraps the method PySyncObj's sender calls, and the state it
+        # resets after a compaction is where we expect it.
+        assert serializer.getTransmissionData.__name__ == "get_transmission_data"
+        assert isinstance(serializer._Serializer__transmissions, dict)
         await _until(node.is_leader)
         await _enqueue(node, 40)
         hooks = node._snapshots
@@ -96,7 +100,7 @@ async def test_guard_compaction_goes_through_our_hooks_and_restart_loads_it(
         await node.stop()
 
 
-def _write_dump(tmp_path: Path) -> tuple[Path, Machine]:
+def _write_dump(tmp_path: Path, last_idx: int = 8) -> tuple[Path, Machine]:
     m = Machine()
     from raftq.core import encode_entry  # noqa: PLC0415
 
@@ -105,7 +109,9 @@ def _write_dump(tmp_path: Path) -> tuple[Path, Machine]:
     from raftq.raft.snapshot_file import RaftHeader, write_file  # noqa: PLC0415
 
     path = tmp_path / "raft.dump"
-    header = RaftHeader(last=(b"\x01a", 8, 2), prev=(b"\x01b", 7, 2), cluster=("h:1",))
+    header = RaftHeader(
+        last=(b"\x01a", last_idx, 2), prev=(b"\x01b", last_idx - 1, 2), cluster=("h:1",)
+    )
     write_file(str(path), header, lambda w: write_snapshot(m, w))
     return path, m
 
@@ -193,3 +199,43 @@ def test_a_writer_that_cannot_start_is_reported_failed_once(tmp_path: Path) -> N
     hooks.serialize(str(tmp_path / "raft.dump.tmp"), (None, None, []))  # not log entries
     assert hooks.check() == SERIALIZER_STATE.FAILED
     assert hooks.check() == SERIALIZER_STATE.NOT_SERIALIZING
+
+
+class _FakeSyncObj:
+    """Only what ``SnapshotHooks.install`` touches: PySyncObj's real Serializer object."""
+
+    def __init__(self, serializer: object) -> None:
+        self._SyncObj__serializer = serializer
+
+
+def test_a_snapshot_received_with_a_chunk_missing_is_dropped_not_installed(
+    tmp_path: Path,
+) -> None:
+    """Bug fixed: PySyncObj resumes a transfer after a reconnection with the chunks of the
+    dropped connection missing, and renamed the short file over the good dump (seen at 1M
+    jobs: the follower then stopped on the damaged file)."""
+    from pysyncobj.serializer import Serializer  # noqa: PLC0415
+
+    (tmp_path / "leader").mkdir()
+    sent, _ = _write_dump(tmp_path / "leader", last_idx=20)
+    chunks = [sent.read_bytes()[i : i + 64] for i in range(0, sent.stat().st_size, 64)]
+    follower = tmp_path / "follower"
+    follower.mkdir()
+    dump, _ = _write_dump(follower, last_idx=8)
+    good = dump.read_bytes()
+    assert good != sent.read_bytes()
+    replica = Replica(lambda: None, lambda e: None)
+    hooks = SnapshotHooks(str(dump), replica, ElectionHold(stall_s=0.2), lambda e: None)
+    serializer = Serializer(str(dump), 64, True, hooks.serialize, hooks.deserialize, hooks.check)
+    hooks.install(_FakeSyncObj(serializer), send_budget_s=0.1)
+
+    def transfer(parts: list[bytes]) -> bool:
+        results = [serializer.setTransmissionData((c, i == 0, False)) for i, c in enumerate(parts)]
+        assert not any(results)
+        return bool(serializer.setTransmissionData((b"", False, True)))
+
+    assert transfer(chunks[:3] + chunks[4:]) is False  # one chunk lost
+    assert dump.read_bytes() == good  # the good dump was not replaced
+    assert not (follower / "raft.dump.1.tmp").exists()
+    assert transfer(chunks) is True  # sent again, whole
+    assert dump.read_bytes() == sent.read_bytes()
