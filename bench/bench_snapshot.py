@@ -281,15 +281,18 @@ def main() -> int:
     parser.add_argument("--no-hold", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="raftq-bench-snap-") as tmp:
-        try:
-            result = run(args, Path(tmp))
-        except BaseException:
-            for log in sorted(Path(tmp).glob("*.log")):
-                print(f"--- {log.name}", file=sys.stderr)
-                tail = log.read_text(errors="replace").splitlines()[-15:]
-                print("\n".join(tail), file=sys.stderr)
-            raise
+    tmp = tempfile.mkdtemp(prefix="raftq-bench-snap-")
+    try:
+        result = run(args, Path(tmp))
+    except BaseException:
+        for log in sorted(Path(tmp).glob("*.log")):
+            print(f"--- {log.name}", file=sys.stderr)
+            lines = log.read_text(errors="replace").splitlines()
+            tail = [line for line in lines if " DEBUG " not in line][-40:]
+            print("\n".join(tail), file=sys.stderr)
+        print(f"data and logs kept in {tmp}", file=sys.stderr)
+        raise
+    shutil.rmtree(tmp)
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:
