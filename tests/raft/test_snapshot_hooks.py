@@ -207,6 +207,11 @@ class _FakeSyncObj:
     def __init__(self, serializer: object) -> None:
         self._SyncObj__serializer = serializer
 
+    def _getConf(self) -> object:  # noqa: N802  # PySyncObj's name
+        from pysyncobj import SyncObjConf  # noqa: PLC0415
+
+        return SyncObjConf()
+
 
 def test_a_snapshot_received_with_a_chunk_missing_is_dropped_not_installed(
     tmp_path: Path,
@@ -239,3 +244,44 @@ def test_a_snapshot_received_with_a_chunk_missing_is_dropped_not_installed(
     assert not (follower / "raft.dump.1.tmp").exists()
     assert transfer(chunks) is True  # sent again, whole
     assert dump.read_bytes() == sent.read_bytes()
+
+
+class _Follower:
+    """The private PySyncObj state ``ElectionHold`` reads and writes."""
+
+    def __init__(self) -> None:
+        self._SyncObj__raftState = 0  # follower
+        self._SyncObj__raftElectionDeadline = 0.0
+
+    def _SyncObj__generateRaftTimeout(self) -> float:  # noqa: N802
+        return 1.0
+
+
+def test_election_hold_restarts_the_timer_after_stalls_and_while_receiving() -> None:
+    from pysyncobj.monotonic import monotonic  # noqa: PLC0415
+
+    so = _Follower()
+    hold = ElectionHold(stall_s=0.05)
+    hold.syncobj = so
+    hold.on_tick()  # the first tick after start holds
+    assert so._SyncObj__raftElectionDeadline > monotonic() + 0.9
+    so._SyncObj__raftElectionDeadline = 0.0
+    hold.on_tick()  # a quick tick does not
+    assert so._SyncObj__raftElectionDeadline == 0.0
+    time.sleep(0.1)
+    hold.on_apply(so)  # an apply running past the stall threshold does
+    assert so._SyncObj__raftElectionDeadline > 0.0
+    so._SyncObj__raftElectionDeadline = 0.0
+    hold.on_tick()  # and so does the end of that long tick
+    assert so._SyncObj__raftElectionDeadline > 0.0
+    hold.receiving(10.0)
+    so._SyncObj__raftElectionDeadline = 0.0
+    hold.on_tick()  # while a snapshot is arriving: held every tick
+    assert so._SyncObj__raftElectionDeadline > 0.0
+    hold.receiving(0.0)  # the last chunk
+    so._SyncObj__raftElectionDeadline = 0.0
+    hold.on_tick()
+    assert so._SyncObj__raftElectionDeadline == 0.0
+    so._SyncObj__raftState = 2  # a leader has no election timer to restart
+    hold.hold()
+    assert so._SyncObj__raftElectionDeadline == 0.0
