@@ -194,11 +194,12 @@ def _wait(predicate: Any, timeout_s: float, what: str) -> float:
     return time.monotonic() - started
 
 
-def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+def run(args: argparse.Namespace, root: Path, out: dict[str, Any]) -> dict[str, Any]:
+    """Fills ``out`` phase by phase (a failed run still reports the phases it finished)."""
     extra = f"log_compaction_min_time_s = {args.compact_after_s}\nsubmit_timeout_ms = 30000"
     cluster = BenchCluster.generate(root, extra_raft=extra)
     cluster.hold = not args.no_hold
-    out: dict[str, Any] = {"jobs": args.jobs, "election_hold": not args.no_hold}
+    out.update({"jobs": args.jobs, "election_hold": not args.no_hold})
     with cluster, Sampler(cluster) as sampler:
         leader = cluster.wait_ready(60)
         out["load_s"] = round(asyncio.run(_load(cluster, args.jobs)), 1)
@@ -228,7 +229,8 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         out["compaction_term_changes"] = sampler.max_term() - term0
 
         # -- restarts of a follower with its own data -------------------------------------
-        restarts = []
+        restarts: list[dict[str, Any]] = []
+        out["restart_own_data"] = restarts
         for _ in range(args.restarts):
             leader = cluster.leader(30)
             victim = cluster.followers()[0]
@@ -282,9 +284,11 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="raftq-bench-snap-")
+    result: dict[str, Any] = {}
     try:
-        result = run(args, Path(tmp))
+        run(args, Path(tmp), result)
     except BaseException:
+        print(json.dumps({"failed_run_partial_results": result}, indent=2), file=sys.stderr)
         for log in sorted(Path(tmp).glob("*.log")):
             print(f"--- {log.name}", file=sys.stderr)
             lines = log.read_text(errors="replace").splitlines()
