@@ -289,6 +289,30 @@ class SnapshotHooks:
 
         serializer.setTransmissionData = set_transmission_data
 
+        # PySyncObj cancels a transfer only if it sees the follower disconnected at the start
+        # of a round; after a disconnection and a reconnection within one tick it resumes
+        # mid-file and the chunks lost with the old connection are missing. Cancel on every
+        # disconnection: the next round starts the transfer over.
+        transport = syncobj._SyncObj__transport
+        on_disconnected = transport._onNodeDisconnectedCallback
+
+        def disconnected(node: Any) -> None:
+            self._cancel_transfer(node)
+            if on_disconnected is not None:
+                on_disconnected(node)
+
+        transport.setOnNodeDisconnectedCallback(disconnected)
+
+    def _cancel_transfer(self, node: Any) -> None:
+        serializer = getattr(self, "_serializer", None)
+        transmissions = getattr(serializer, "_Serializer__transmissions", None)
+        if not isinstance(transmissions, dict):
+            return
+        t = transmissions.pop(node, None)
+        if t is not None and "file" in t:
+            with contextlib.suppress(Exception):
+                t["file"].close()
+
     def _restart_transfers(self) -> None:
         """A new snapshot replaced the file: transfers in progress start over with it (what
         PySyncObj's own fork path does), so a follower never gets a file older than the log

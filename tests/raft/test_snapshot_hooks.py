@@ -209,7 +209,12 @@ class _FakeSyncObj:
     """Only what ``SnapshotHooks.install`` touches: PySyncObj's real Serializer object."""
 
     def __init__(self, serializer: object) -> None:
+        from pysyncobj.transport import Transport  # noqa: PLC0415
+
         self._SyncObj__serializer = serializer
+        self._SyncObj__transport = Transport(None, None, [])
+        self.disconnected: list[object] = []
+        self._SyncObj__transport.setOnNodeDisconnectedCallback(self.disconnected.append)
 
     def _getConf(self) -> object:  # noqa: N802  # PySyncObj's name
         from pysyncobj import SyncObjConf  # noqa: PLC0415
@@ -289,3 +294,22 @@ def test_election_hold_restarts_the_timer_after_stalls_and_while_receiving() -> 
     so._SyncObj__raftState = 2  # a leader has no election timer to restart
     hold.hold()
     assert so._SyncObj__raftElectionDeadline == 0.0
+
+
+def test_a_disconnection_restarts_the_transfer_to_that_follower(tmp_path: Path) -> None:
+    """Bug fixed: after a disconnection PySyncObj resumed the transfer mid-file."""
+    from pysyncobj.serializer import Serializer  # noqa: PLC0415
+
+    dump, _ = _write_dump(tmp_path)
+    replica = Replica(lambda: None, lambda e: None)
+    hooks = SnapshotHooks(str(dump), replica, ElectionHold(stall_s=0.2), lambda e: None)
+    serializer = Serializer(str(dump), 64, True, hooks.serialize, hooks.deserialize, hooks.check)
+    so = _FakeSyncObj(serializer)
+    hooks.install(so, send_budget_s=10.0)
+    data, first, last = serializer.getTransmissionData("n2")
+    assert first and not last
+    assert not serializer.getTransmissionData("n2")[1]  # the second chunk
+    so._SyncObj__transport._onNodeDisconnected("n2")
+    assert so.disconnected == ["n2"]  # PySyncObj's own callback still runs
+    again, first, _ = serializer.getTransmissionData("n2")
+    assert first and again == data  # from the beginning
