@@ -313,3 +313,4 @@ def test_a_disconnection_restarts_the_transfer_to_that_follower(tmp_path: Path) 
     assert so.disconnected == ["n2"]  # PySyncObj's own callback still runs
     again, first, _ = serializer.getTransmissionData("n2")
     assert first and again == data  # from the beginning
+    hooks._cancel_transfer("n2")  # closes the file the transfer holds open
