@@ -128,6 +128,10 @@ class Sampler:
             self._stop.wait(0.1)
 
     def max_term(self) -> int:
+        """The highest term seen since the last reset (waits for a first sample: a reset
+        while a round of sampling is slow must not read as term 0)."""
+        while not any(t for _, t in self.terms):
+            time.sleep(0.05)
         return max((max(t.values()) for _, t in self.terms if t), default=0)
 
     def __enter__(self) -> Sampler:
