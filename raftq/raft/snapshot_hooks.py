@@ -212,7 +212,7 @@ class ElectionHold:
             gap_ms = int(gap * 1000)
             self.max_gap_ms = max(self.max_gap_ms, gap_ms)
             if gap > self._stall_s:
-                logger.warning("tick thread busy for %d ms: election timer restarted", gap_ms)
+                logger.info("tick thread busy for %d ms: election timer restarted", gap_ms)
             elif gap_ms >= _SLOW_TICK_MS:
                 logger.debug("tick thread busy for %d ms", gap_ms)
         if not self._started or gap > self._stall_s:
