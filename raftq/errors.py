@@ -19,6 +19,7 @@ __all__ = [
     "CodecError",
     "ConfigError",
     "CorruptStateError",
+    "DataError",
     "JobCancelled",
     "JobDead",
     "JobFailed",
@@ -40,6 +41,27 @@ class ConfigError(RaftqError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
         super().__init__("invalid configuration:\n  - " + "\n  - ".join(self.problems))
+
+
+class DataError(RaftqError):
+    """A node's data file (snapshot, journal, term/vote file) is damaged, truncated or of an
+    unknown format: the node refuses to start on it rather than serve wrong data.
+
+    ``str()`` is one line naming the file, the problem and what to do. ``path`` is the file,
+    ``problem`` what is wrong with it, ``kind`` which file it is.
+    """
+
+    RECOVERY = "docs/operations.md#start-up-refusals"
+
+    def __init__(self, path: str, problem: str, kind: str = "data") -> None:
+        self.path = path
+        self.problem = problem
+        self.kind = kind
+        super().__init__(
+            f"{kind} file {path}: {problem}; refusing to start on it. Move this node's data "
+            f"dir aside and start the node empty to recover from its peers, or restore a "
+            f"backup ({self.RECOVERY})"
+        )
 
 
 class ClusterError(RaftqError):

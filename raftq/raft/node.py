@@ -11,9 +11,12 @@ Settings chosen (measured in docs/benchmarks.md and the PySyncObj notes):
   puts many commands in one entry.
 - ``commandsWaitLeader=False``: no unbounded queueing without a leader; we propose only on the
   leader and map failures to definite / unknown outcomes.
-- journal + full dump file with ``useFork``: snapshots are written by a forked child, so the tick
-  thread never stalls; ``logCompactionMinEntries`` high (the default 5000 causes snapshot storms
-  with a big state).
+- journal + our own snapshot file through SyncObjConf's serializer hooks
+  (``raftq.raft.snapshot_hooks``): written by a forked child in our checksummed format, so the
+  tick thread never stalls; ``logCompactionMinEntries`` high (the default 5000 causes snapshot
+  storms with a big state).
+- before PySyncObj is built, the data dir is checked (``raftq.raft.datadir``): a damaged
+  snapshot, journal or term/vote file stops the start with a one-line ``DataError``.
 - the journal is ``raftq.raft.journal.DurableFileJournal``, installed around the constructor:
   with ``fsync = "always"`` (default) a write is msync'd before it is acknowledged; in both
   modes it keeps the entries Raft keeps and compacts by rename.
@@ -37,10 +40,13 @@ from raftq.core import Command, Machine, Result, Tick
 from raftq.core.job import JobState
 from raftq.errors import ClusterError, NoLeader, NotLeader, OutcomeUnknown, Overloaded
 from raftq.raft.api import NodeStatus, PeerStatus
+from raftq.raft.datadir import DUMP_FILE, JOURNAL_FILE, check_data_dir
 from raftq.raft.group_commit import Done, GroupCommit
 from raftq.raft.journal import DurableFileJournal, durable_journal, verify_journal
 from raftq.raft.replica import Replica
 from raftq.raft.stats import RaftStats
+from raftq.raft.snapshot_file import remove_temp_files
+from raftq.raft.snapshot_hooks import ElectionHold, SnapshotHooks
 
 if TYPE_CHECKING:
     from raftq.config import ClusterConfig
@@ -88,9 +94,11 @@ class RaftNode:
         self._waiters: list[tuple[tuple[str, ...], asyncio.Future[bool]]] = []
         self._notify_pending = False
         self._tick_task: asyncio.Task[None] | None = None
+        self._hold: ElectionHold | None = None
+        self._snapshots: SnapshotHooks | None = None
         self._submit_timeout_ms = config.raft.submit_timeout_ms
         self.stats = RaftStats()  # per-node raft instrumentation, read by /metrics
-        self._snapshot_started: float | None = None
+        self._snapshots_seen = 0  # SnapshotHooks.writes already reported to stats
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -99,8 +107,18 @@ class RaftNode:
         self._loop = asyncio.get_running_loop()
         data_dir = self.config.node_data_dir(self.node_id)
         data_dir.mkdir(parents=True, exist_ok=True)
-        self._replica = Replica(self._applied_from_raft_thread, self._on_fatal)
-        conf = self._syncobj_conf(str(data_dir))
+        dump_path = str(data_dir / DUMP_FILE)
+        remove_temp_files(dump_path)
+        # Refuse damaged data before PySyncObj reads it: it would log the error and go on
+        # with an empty state (a damaged dump) or with whatever it could parse (a journal).
+        await asyncio.to_thread(check_data_dir, str(data_dir))
+        # A tick longer than half the minimum election timeout means heartbeats were left
+        # unread: restart the election timer rather than depose a healthy leader.
+        hold = ElectionHold(stall_s=self.config.raft.election_min_ms / 2000)
+        self._hold = hold
+        self._replica = Replica(self._applied_from_raft_thread, self._on_fatal, hold)
+        self._snapshots = SnapshotHooks(dump_path, self._replica, hold, self._on_fatal)
+        conf = self._syncobj_conf(str(data_dir), self._snapshots)
         others = [n.raft for n in self.config.nodes if n.id != self.node_id]
         # SyncObj's tick thread stops when the thread that created it exits: create it here,
         # on the loop's thread. The constructor blocks until the port is bound.
@@ -114,6 +132,11 @@ class RaftNode:
         except Exception:
             syncobj.destroy_synchronous()
             raise
+        hold.syncobj = syncobj
+        syncobj.addOnTickCallback(hold.on_tick)
+        # A leader spends at most a quarter of the minimum election timeout per tick sending
+        # a snapshot to a follower (PySyncObj would send all of it in one tick).
+        self._snapshots.install(syncobj, send_budget_s=self.config.raft.election_min_ms / 4000)
         self._syncobj = syncobj
         journal = _private(syncobj, "raftLog")
         if isinstance(journal, DurableFileJournal):
@@ -143,7 +166,7 @@ class RaftNode:
             await asyncio.to_thread(syncobj.destroy_synchronous)
         logger.info("node %s stopped", self.node_id)
 
-    def _syncobj_conf(self, data_dir: str) -> SyncObjConf:
+    def _syncobj_conf(self, data_dir: str, snapshots: SnapshotHooks) -> SyncObjConf:
         r = self.config.raft
         election_min_s = r.election_min_ms / 1000
         return SyncObjConf(
@@ -160,9 +183,9 @@ class RaftNode:
             connectionRetryTime=1.0,
             connectionTimeout=3.5,
             commandsWaitLeader=False,
-            journalFile=os.path.join(data_dir, "raft.journal"),
-            fullDumpFile=os.path.join(data_dir, "raft.dump"),
-            useFork=True,
+            journalFile=os.path.join(data_dir, JOURNAL_FILE),
+            fullDumpFile=snapshots.dump_path,
+            **snapshots.conf(),  # our file format; the hooks fork themselves
             logCompactionMinEntries=r.log_compaction_min_entries,
             logCompactionMinTime=r.log_compaction_min_time_s,
             logCompactionSplit=True,
@@ -221,25 +244,20 @@ class RaftNode:
 
     def _observe(self) -> None:
         """Sample what PySyncObj does not report by itself (every tick interval, every node):
-        the leader (for leader changes) and whether a snapshot writer is running (for its
-        duration, to within one interval)."""
+        the leader (for leader changes) and the snapshots written since the last sample."""
         self.stats.observe_leader(self.leader_id())
-        so = self._syncobj
-        serializer = None if so is None else getattr(so, "_SyncObj__serializer", None)
-        pid = getattr(serializer, "_Serializer__pid", 0)
-        writing = isinstance(pid, int) and pid > 0  # the forked writer's pid while it runs
-        now = time.monotonic()
-        if writing and self._snapshot_started is None:
-            self._snapshot_started = now
-        elif not writing and self._snapshot_started is not None:
-            self.stats.observe_snapshot(now - self._snapshot_started)
-            self._snapshot_started = None
+        snapshots = self._snapshots
+        if snapshots is not None and snapshots.writes != self._snapshots_seen:
+            self._snapshots_seen = snapshots.writes
+            if snapshots.last_write_ms is not None:
+                self.stats.observe_snapshot(snapshots.last_write_ms / 1000)
 
     def snapshot_file_bytes(self) -> int | None:
         """Size of this node's latest snapshot file (``None`` before the first)."""
-        path = os.path.join(self.config.node_data_dir(self.node_id), "raft.dump")
+        if self._snapshots is None:
+            return None
         try:
-            return os.stat(path).st_size
+            return os.stat(self._snapshots.dump_path).st_size
         except OSError:
             return None
 

@@ -1,53 +1,28 @@
-"""The replicated object PySyncObj drives: one method taking bytes, our own snapshot format.
+"""The replicated object PySyncObj drives: one method taking bytes.
 
-Threads: ``apply`` and ``_deserialize`` run on PySyncObj's tick thread; the asyncio side reads
-the machine under ``lock``. Snapshots: PySyncObj pickles what ``_serialize`` returns inside a
-forked child (``useFork``); we return a ``_Snapshot`` whose pickled form is our versioned msgpack
-snapshot (computed in the child, so the tick thread never stalls on it), not pickled objects.
+Threads: ``apply`` and ``install`` run on PySyncObj's tick thread; the asyncio side reads the
+machine under ``lock``. Snapshots are not PySyncObj's business here: its serializer hooks
+write and load our own snapshot file (``raftq.raft.snapshot_hooks``), which calls ``install``;
+PySyncObj never calls ``_serialize``/``_deserialize`` when custom hooks are set.
 """
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pysyncobj import SyncObjConsumer, replicated
 
-from raftq.core import Machine, Result, snapshot_bytes
+from raftq.core import Machine, Result
+
+if TYPE_CHECKING:
+    from raftq.raft.snapshot_hooks import ElectionHold
 
 __all__ = ["Replica"]
 
 logger = logging.getLogger(__name__)
-
-
-def _restore_machine(data: bytes) -> Machine:
-    """Unpickling target of ``_Snapshot`` (module level so pickle can name it).
-
-    The cyclic GC is paused while a million jobs are created: its full passes took 60% of a
-    restore (docs/benchmarks.md), and jobs hold no reference cycles for it to find.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return Machine.restore(data)
-    finally:
-        if enabled:
-            gc.enable()
-
-
-class _Snapshot:
-    """Pickles as ``_restore_machine(<msgpack snapshot bytes>)``."""
-
-    __slots__ = ("machine",)
-
-    def __init__(self, machine: Machine) -> None:
-        self.machine = machine
-
-    def __reduce__(self) -> tuple[Callable[[bytes], Machine], tuple[bytes]]:
-        return _restore_machine, (snapshot_bytes(self.machine),)
 
 
 class Replica(SyncObjConsumer):  # type: ignore[misc]  # pysyncobj ships no type hints
@@ -59,11 +34,13 @@ class Replica(SyncObjConsumer):  # type: ignore[misc]  # pysyncobj ships no type
         self,
         on_applied: Callable[[], None],
         on_fatal: Callable[[BaseException], None],
+        hold: ElectionHold | None = None,
     ) -> None:
         self.lock = threading.Lock()
         self.machine = Machine()
         self._on_applied = on_applied
         self._on_fatal = on_fatal
+        self._hold = hold
         super().__init__()  # records the attributes above as not replicated
 
     @replicated  # type: ignore[untyped-decorator]
@@ -75,16 +52,19 @@ class Replica(SyncObjConsumer):  # type: ignore[misc]  # pysyncobj ships no type
             logger.critical("state machine failed after entry %d: %r", self.machine.applied, e)
             self._on_fatal(e)
             raise
+        if self._hold is not None:
+            self._hold.on_apply(self._syncObj)
         self._on_applied()
         return results
 
-    def _serialize(self) -> dict[str, Any]:
-        return {"snapshot": _Snapshot(self.machine)}
+    def _serialize(self) -> Any:
+        raise AssertionError("snapshots are written by raftq.raft.snapshot_hooks")
 
-    def _deserialize(self, data: dict[str, Any]) -> None:
-        machine = data.get("snapshot")
-        if not isinstance(machine, Machine):
-            raise TypeError(f"unexpected snapshot content: {type(machine).__name__}")
+    def _deserialize(self, data: Any) -> None:
+        raise AssertionError("snapshots are loaded by raftq.raft.snapshot_hooks")
+
+    def install(self, machine: Machine) -> None:
+        """Replace the machine with one loaded from a snapshot (tick thread)."""
         with self.lock:
             self.machine = machine
         logger.info("installed a snapshot: %d jobs, clock %d", len(machine.jobs), machine.clock_ms)

@@ -1,0 +1,423 @@
+"""Our snapshot file inside PySyncObj: its ``serializer``/``deserializer``/``serializeChecker``
+hooks, and the election hold that keeps a node that was busy (loading a snapshot, replaying
+its log) from starting a needless election.
+
+How PySyncObj 0.3.17 uses the hooks (read in serializer.py and syncobj.py; pinned, see
+``VERIFIED_VERSIONS``; tests/raft/test_snapshot_hooks.py fails if this changes):
+
+- Compaction (tick thread, ``__tryLogCompaction``): with a custom ``serializer`` PySyncObj does
+  not fork and passes no state; it calls ``serializer("<dump>.tmp", (last, prev, cluster))``,
+  then renames ``<dump>.tmp`` over the dump, and afterwards polls ``serializeChecker()`` every
+  tick until it answers SUCCESS (then truncates its journal up to ``prev``) or FAILED.
+  ``SnapshotHooks.serialize`` forks: the child streams the machine into our file format under
+  its own temp name, fsyncs, renames it over the dump, fsyncs the directory and exits; the
+  parent returns at once (the tick thread does not stall). It removes ``<dump>.tmp`` first so
+  that PySyncObj's own rename finds nothing to move (it swallows that error) and can never
+  put a stale file over the dump. The journal is truncated only after the child reported
+  success, i.e. after the new dump is durable.
+- Loading (tick thread, ``__loadDumpFile``), at start and when a snapshot from the leader has
+  been received (PySyncObj writes ``<dump>.1.tmp`` and renames it over the dump, no fsync):
+  ``deserializer(path)`` must return ``(last, prev, cluster)``; PySyncObj then does NOT call
+  the consumer's ``_deserialize``, so ``deserialize`` installs the machine itself. It verifies
+  the checksum and fsyncs the file and its directory before PySyncObj clears the journal. A
+  damaged file is fatal (``on_fatal``: the process stops): PySyncObj would log the error and
+  carry on with an empty state, serving wrong data.
+- Sending a snapshot to a follower (leader, tick thread, ``__sendAppendEntries``): PySyncObj
+  sends the WHOLE file in one loop, one 64 KiB chunk per message (pickled, compressed,
+  encrypted), within one tick: at 1M jobs (~130 MB) the leader's tick thread stalls for
+  seconds and the other followers start elections. ``SnapshotHooks.install`` wraps the
+  serializer's ``getTransmissionData`` so that it answers "nothing now" once the chunks sent
+  in the current tick have taken ``send_budget_s``; the loop then stops and the transfer
+  resumes at the next round from where it was (PySyncObj keeps the open file per follower).
+  After each compaction the transfers in progress restart with the new file, as PySyncObj's
+  own fork path does.
+- Receiving a snapshot (follower): PySyncObj appends each chunk to ``<dump>.1.tmp`` and, on the
+  last one, renames it over the dump. It keeps the half-received file across a reconnection,
+  and the leader resumes from where it was, so chunks still in the dropped connection's buffer
+  are missing from the result (measured: a 137 MB file 1.4 MB short, at 1M jobs). The wrapped
+  ``setTransmissionData`` writes the last chunk itself, verifies the file, and only then renames
+  it; a damaged transfer is dropped (the leader notices the follower did not advance and sends
+  the snapshot again) instead of replacing a good dump.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from pysyncobj.config import SERIALIZER_STATE
+from pysyncobj.monotonic import monotonic
+from pysyncobj.version import VERSION as PYSYNCOBJ_VERSION
+
+from raftq.core import Machine, write_snapshot
+from raftq.errors import CodecError, DataError, RaftqError
+from raftq.raft.snapshot_file import (
+    Entry,
+    RaftHeader,
+    SnapshotInfo,
+    fsync_dir,
+    fsync_file,
+    open_body,
+    verify_file,
+    write_file,
+)
+
+if TYPE_CHECKING:
+    from raftq.raft.replica import Replica
+
+__all__ = [
+    "VERIFIED_VERSIONS",
+    "ElectionHold",
+    "SnapshotHookError",
+    "SnapshotHooks",
+    "check_hooks_version",
+    "load_machine",
+]
+
+logger = logging.getLogger(__name__)
+
+VERIFIED_VERSIONS = frozenset({"0.3.17"})
+_LEADER = 2  # PySyncObj's _RAFT_STATE.LEADER
+_PR_SET_PDEATHSIG = 1
+_SLOW_TICK_MS = 50  # ticks at least this long are logged at debug level (benchmarks read them)
+
+
+class SnapshotHookError(RaftqError):
+    """The installed PySyncObj is not one the snapshot hooks were verified with."""
+
+
+def check_hooks_version(version: str = PYSYNCOBJ_VERSION) -> None:
+    if version not in VERIFIED_VERSIONS:
+        raise SnapshotHookError(
+            f"raftq's snapshot file needs pysyncobj {', '.join(sorted(VERIFIED_VERSIONS))} "
+            f"(installed: {version}); its serializer hooks were not verified with this version: "
+            "pin pysyncobj"
+        )
+
+
+def load_machine(info: SnapshotInfo) -> Machine:
+    """The machine inside a verified snapshot file (``DataError`` if it does not decode).
+
+    The cyclic GC is paused while a million jobs are created: its full passes took 60% of a
+    restore (docs/benchmarks.md), and jobs hold no reference cycles for it to find.
+    """
+    body, close = open_body(info)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return Machine.restore(body)
+    except CodecError as e:
+        raise DataError(info.path, str(e), "snapshot") from e
+    finally:
+        close()
+        if enabled:
+            gc.enable()
+
+
+def _entry(value: Any) -> Entry:
+    command, idx, term = value
+    return (bytes(command), int(idx), int(term))
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: the child gets SIGKILL if the thread that forked it dies, so a node killed with
+    -9 leaves no orphan writing into its data dir."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0)
+    if os.getppid() != parent:  # it died before prctl took effect
+        os._exit(1)
+
+
+def _write_in_child(path: str, header: RaftHeader, machine: Machine, parent: int) -> NoReturn:
+    """The forked child: write, exit 0 on success. No logging here (its locks may have been
+    held by another thread at fork time); a failure is one line on stderr."""
+    code = 1
+    try:
+        _die_with_parent(parent)
+        # Collections would only copy pages of the parent's heap (copy-on-write) for nothing:
+        # this process lives for one write and allocates little.
+        gc.disable()
+        write_file(path, header, lambda w: write_snapshot(machine, w))
+        code = 0
+    except BaseException as e:  # the exit status is the report
+        with contextlib.suppress(Exception):
+            os.write(2, f"raftq: snapshot writer failed: {e!r}\n".encode())
+    finally:
+        os._exit(code)
+
+
+class ElectionHold:
+    """Keeps a follower that was busy from starting an election before it has read its mail.
+
+    PySyncObj has no pre-vote: a follower whose tick thread was busy longer than the election
+    timeout (a snapshot load, a log replay at start, a large apply) finds its deadline expired
+    and starts an election, though the leader's heartbeats are waiting unread in its sockets;
+    the cluster's term goes up and a leader may be deposed. ``hold()`` restarts the election
+    timer (as receiving a heartbeat would). Delaying a node's own candidacy is always safe in
+    Raft (it costs liveness only, and only on this node). It is called after a snapshot is
+    loaded, after every tick that lasted longer than ``stall_s``, during applies that run past
+    ``stall_s`` since the last tick ended, and at the first tick after start.
+    """
+
+    def __init__(self, stall_s: float) -> None:
+        self.syncobj: Any = None  # set once PySyncObj's constructor has returned
+        self._stall_s = stall_s
+        self._tick_end = monotonic()
+        self._started = False
+        self.holds = 0  # how many times the timer was restarted (for tests and metrics)
+        self.max_gap_ms = 0  # longest time between two tick ends since start
+        self.ticks = 0  # ticks ended so far (the snapshot sender's budget is per tick)
+        self._receiving_until = 0.0  # monotonic time until which a snapshot is being received
+
+    def hold(self, syncobj: Any = None) -> None:
+        so = syncobj if syncobj is not None else self.syncobj
+        if so is None or getattr(so, "_SyncObj__raftState", None) == _LEADER:
+            return
+        timeout = so._SyncObj__generateRaftTimeout()
+        so._SyncObj__raftElectionDeadline = monotonic() + timeout
+        self.holds += 1
+
+    def on_apply(self, syncobj: Any) -> None:
+        """Tick thread, per applied entry: cheap unless this tick has run too long."""
+        if monotonic() - self._tick_end > self._stall_s:
+            self.hold(syncobj)
+
+    def receiving(self, for_s: float) -> None:
+        """A snapshot chunk arrived: hold elections for ``for_s`` more (tick thread).
+
+        A follower receiving a snapshot is behind the leader sending it, so it cannot win an
+        election; but without pre-vote its candidacy raises everyone's term and deposes that
+        leader, which then starts the transfer again (measured: term 1 -> 97 while a wiped
+        node received 130 MB on a loaded machine). The hold lapses ``for_s`` after the last
+        chunk, so a leader that dies mid-transfer is replaced as usual.
+        """
+        self._receiving_until = monotonic() + for_s
+        self.hold()
+
+    def on_tick(self) -> None:
+        """Tick thread, at the end of every tick (PySyncObj's on-tick callback)."""
+        now = monotonic()
+        if now < self._receiving_until:
+            self.hold()
+        self.ticks += 1
+        gap = now - self._tick_end
+        if self._started:
+            gap_ms = int(gap * 1000)
+            self.max_gap_ms = max(self.max_gap_ms, gap_ms)
+            if gap > self._stall_s:
+                logger.info("tick thread busy for %d ms: election timer restarted", gap_ms)
+            elif gap_ms >= _SLOW_TICK_MS:
+                logger.debug("tick thread busy for %d ms", gap_ms)
+        if not self._started or gap > self._stall_s:
+            self._started = True
+            self.hold()
+        self._tick_end = now
+
+
+class SnapshotHooks:
+    """The three SyncObjConf hooks for one node (see the module docstring)."""
+
+    def __init__(
+        self,
+        dump_path: str,
+        replica: Replica,
+        hold: ElectionHold,
+        on_fatal: Callable[[BaseException], None],
+    ) -> None:
+        check_hooks_version()
+        self.dump_path = dump_path
+        self._replica = replica
+        self._hold = hold
+        self._on_fatal = on_fatal
+        self._pid = 0
+        self._failed = False  # serialize could not start a writer; check() reports it once
+        self._started_ns = 0
+        self.last_write_ms: int | None = None  # duration of the last successful compaction
+        self.writes = 0
+
+    def install(self, syncobj: Any, send_budget_s: float) -> None:
+        """Throttle snapshot transfers of this constructed SyncObj (module docstring)."""
+        serializer = syncobj._SyncObj__serializer
+        original = serializer.getTransmissionData
+        self._serializer = serializer
+        budget = {"tick": -1, "started": 0.0}
+
+        def get_transmission_data(transmission_id: Any) -> Any:
+            tick = self._hold.ticks
+            now = monotonic()
+            if budget["tick"] != tick:
+                budget["tick"], budget["started"] = tick, now
+            elif now - budget["started"] > send_budget_s:
+                return None  # PySyncObj: nothing to send now; it asks again next round
+            return original(transmission_id)
+
+        serializer.getTransmissionData = get_transmission_data
+        receive = serializer.setTransmissionData
+        incoming = self.dump_path + ".1.tmp"  # PySyncObj's name for a snapshot being received
+
+        hold_s = 2 * float(syncobj._getConf().raftMaxTimeout)
+
+        def set_transmission_data(data: Any) -> bool:
+            if data is not None:
+                self._hold.receiving(0.0 if data[2] else hold_s)
+            if data is None or not data[2] or data[1]:  # not the last chunk (or the only one)
+                return bool(receive(data))
+            f = serializer._Serializer__incomingTransmissionFile
+            if f is None:
+                return bool(receive(data))
+            serializer._Serializer__incomingTransmissionFile = None
+            try:
+                f.write(data[0])
+            finally:
+                f.close()
+            try:
+                verify_file(incoming)
+            except DataError as e:
+                logger.warning("snapshot from the leader dropped, it will be sent again: %s", e)
+                with contextlib.suppress(OSError):
+                    os.unlink(incoming)
+                return False
+            os.replace(incoming, self.dump_path)  # deserialize() fsyncs it before it is used
+            return True
+
+        serializer.setTransmissionData = set_transmission_data
+
+        # PySyncObj cancels a transfer only if it sees the follower disconnected at the start
+        # of a round; after a disconnection and a reconnection within one tick it resumes
+        # mid-file and the chunks lost with the old connection are missing. Cancel on every
+        # disconnection: the next round starts the transfer over.
+        transport = syncobj._SyncObj__transport
+        on_disconnected = transport._onNodeDisconnectedCallback
+
+        def disconnected(node: Any) -> None:
+            self._cancel_transfer(node)
+            if on_disconnected is not None:
+                on_disconnected(node)
+
+        transport.setOnNodeDisconnectedCallback(disconnected)
+
+    def _cancel_transfer(self, node: Any) -> None:
+        serializer = getattr(self, "_serializer", None)
+        transmissions = getattr(serializer, "_Serializer__transmissions", None)
+        if not isinstance(transmissions, dict):
+            return
+        t = transmissions.pop(node, None)
+        if t is not None and "file" in t:
+            with contextlib.suppress(Exception):
+                t["file"].close()
+
+    def _restart_transfers(self) -> None:
+        """A new snapshot replaced the file: transfers in progress start over with it (what
+        PySyncObj's own fork path does), so a follower never gets a file older than the log
+        position the leader then sends entries from."""
+        serializer = getattr(self, "_serializer", None)
+        transmissions = getattr(serializer, "_Serializer__transmissions", None)
+        if not isinstance(transmissions, dict):
+            return
+        for t in transmissions.values():
+            with contextlib.suppress(Exception):
+                t["file"].close()
+        transmissions.clear()
+
+    def conf(self) -> dict[str, Any]:
+        return {
+            "serializer": self.serialize,
+            "deserializer": self.deserialize,
+            "serializeChecker": self.check,
+        }
+
+    # -- writing (tick thread) ---------------------------------------------------------------
+
+    def serialize(self, tmp_file: str, raft_data: tuple[Any, Any, Any]) -> None:
+        if self._pid or self._failed:
+            return  # PySyncObj does not call us while we report SERIALIZING
+        try:
+            self._start(tmp_file, raft_data)
+        except Exception:
+            # PySyncObj now waits for the checker to answer SUCCESS or FAILED before it ever
+            # compacts again: make sure it hears FAILED.
+            logger.exception("snapshot: could not start writing")
+            self._failed = True
+
+    def _start(self, tmp_file: str, raft_data: tuple[Any, Any, Any]) -> None:
+        last, prev, cluster = raft_data
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_file)  # PySyncObj renames it after we return: it must not exist
+        header = RaftHeader(
+            last=_entry(last),
+            prev=_entry(prev),
+            cluster=tuple(sorted(str(getattr(n, "id", n)) for n in cluster)),
+        )
+        machine = self._replica.machine  # the tick thread is the only writer: consistent
+        self._started_ns = time.monotonic_ns()
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            _write_in_child(self.dump_path, header, machine, parent)
+        self._pid = pid
+        logger.info("snapshot: writing entries up to %d (pid %d)", header.last[1], pid)
+
+    def check(self) -> int:
+        if self._failed:
+            self._failed = False
+            return int(SERIALIZER_STATE.FAILED)
+        if not self._pid:
+            return int(SERIALIZER_STATE.NOT_SERIALIZING)
+        try:
+            rpid, status = os.waitpid(self._pid, os.WNOHANG)
+        except ChildProcessError:
+            self._pid = 0
+            logger.warning("snapshot: writer process lost")
+            return int(SERIALIZER_STATE.FAILED)
+        if rpid == 0:
+            return int(SERIALIZER_STATE.SERIALIZING)
+        self._pid = 0
+        elapsed_ms = (time.monotonic_ns() - self._started_ns) // 1_000_000
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            logger.warning("snapshot: writer failed (exit %d) after %d ms", code, elapsed_ms)
+            return int(SERIALIZER_STATE.FAILED)
+        self.last_write_ms = elapsed_ms
+        self.writes += 1
+        self._restart_transfers()
+        logger.info("snapshot: written in %d ms", elapsed_ms)
+        return int(SERIALIZER_STATE.SUCCESS)
+
+    # -- loading (tick thread) ---------------------------------------------------------------
+
+    def deserialize(self, path: str) -> tuple[Entry, Entry, list[str]]:
+        started = time.monotonic_ns()
+        try:
+            info = verify_file(path)
+            # A snapshot received from the leader was renamed into place without fsync; it
+            # must be durable before PySyncObj clears the journal it replaces.
+            fsync_file(path)
+            fsync_dir(os.path.dirname(path))
+            machine = load_machine(info)
+        except Exception as e:
+            error = (
+                e
+                if isinstance(e, DataError)
+                else DataError(path, f"cannot be loaded ({type(e).__name__}: {e})", "snapshot")
+            )
+            logger.critical("%s", error)
+            self._on_fatal(error)
+            raise error from e
+        self._replica.install(machine)
+        so = getattr(self._replica, "_syncObj", None)
+        self._hold.hold(so)
+        logger.info(
+            "snapshot: loaded entries up to %d (%d jobs) in %d ms",
+            info.header.last[1],
+            len(machine.jobs),
+            (time.monotonic_ns() - started) // 1_000_000,
+        )
+        h = info.header
+        return h.last, h.prev, list(h.cluster)
