@@ -44,9 +44,9 @@ from raftq.raft.datadir import DUMP_FILE, JOURNAL_FILE, check_data_dir
 from raftq.raft.group_commit import Done, GroupCommit
 from raftq.raft.journal import DurableFileJournal, durable_journal, verify_journal
 from raftq.raft.replica import Replica
-from raftq.raft.stats import RaftStats
 from raftq.raft.snapshot_file import remove_temp_files
 from raftq.raft.snapshot_hooks import ElectionHold, SnapshotHooks
+from raftq.raft.stats import RaftStats
 
 if TYPE_CHECKING:
     from raftq.config import ClusterConfig
