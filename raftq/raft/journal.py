@@ -63,6 +63,7 @@ from pysyncobj.pickle import dumps
 from pysyncobj.version import VERSION as PYSYNCOBJ_VERSION
 
 from raftq.errors import RaftqError
+from raftq.raft.snapshot_file import fsync_dir, fsync_file
 
 __all__ = [
     "PYSYNCOBJ_VERSION",
@@ -97,14 +98,6 @@ def check_version(version: str = PYSYNCOBJ_VERSION) -> None:
         )
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path or ".", os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class DurableMetaStorer(MetaStorer):  # type: ignore[misc]
     """Stores ``<journal>.meta`` (term, vote, commit index) atomically and durably."""
 
@@ -116,7 +109,7 @@ class DurableMetaStorer(MetaStorer):  # type: ignore[misc]
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_dir(os.path.dirname(path))
+        fsync_dir(os.path.dirname(path))
 
 
 class DurableFileJournal(FileJournal):  # type: ignore[misc]
@@ -140,7 +133,7 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
             self._FileJournal__metaStorer = DurableMetaStorer(journalFile + ".meta")
             # A brand-new journal file and its meta must exist after a crash too.
             self._sync_range(0, _HEADER_END)
-            _fsync_dir(os.path.dirname(journalFile))
+            fsync_dir(os.path.dirname(journalFile))
 
     # -- the writes -----------------------------------------------------------------------
 
@@ -191,14 +184,10 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
         offset = fresh._FileJournal__currentOffset
         fresh._destroy()  # msync + close of its map
         if self._raftq_sync:
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)  # the size set by the map's resize
-            finally:
-                os.close(fd)
+            fsync_file(tmp)  # the size set by the map's resize
         os.replace(tmp, path)
         if self._raftq_sync:
-            _fsync_dir(os.path.dirname(path))
+            fsync_dir(os.path.dirname(path))
         # Point FileJournal's private state at the new file (pinned: VERIFIED_VERSIONS).
         private: dict[str, Any] = self.__dict__
         private["_FileJournal__journalFile"]._destroy()

@@ -3,7 +3,7 @@ hooks, and the election hold that keeps a node that was busy (loading a snapshot
 its log) from starting a needless election.
 
 How PySyncObj 0.3.17 uses the hooks (read in serializer.py and syncobj.py; pinned, see
-``VERIFIED_VERSIONS``; tests/raft/test_snapshot_hooks.py fails if this changes):
+``raftq.raft.journal.VERIFIED_VERSIONS``; tests/raft/test_snapshot_hooks.py fails if this changes):
 
 - Compaction (tick thread, ``__tryLogCompaction``): with a custom ``serializer`` PySyncObj does
   not fork and passes no state; it calls ``serializer("<dump>.tmp", (last, prev, cluster))``,
@@ -53,10 +53,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from pysyncobj.config import SERIALIZER_STATE
 from pysyncobj.monotonic import monotonic
-from pysyncobj.version import VERSION as PYSYNCOBJ_VERSION
 
 from raftq.core import Machine, write_snapshot
-from raftq.errors import CodecError, DataError, RaftqError
+from raftq.errors import CodecError, DataError
+from raftq.raft.journal import check_version
 from raftq.raft.snapshot_file import (
     Entry,
     RaftHeader,
@@ -72,33 +72,16 @@ if TYPE_CHECKING:
     from raftq.raft.replica import Replica
 
 __all__ = [
-    "VERIFIED_VERSIONS",
     "ElectionHold",
-    "SnapshotHookError",
     "SnapshotHooks",
-    "check_hooks_version",
     "load_machine",
 ]
 
 logger = logging.getLogger(__name__)
 
-VERIFIED_VERSIONS = frozenset({"0.3.17"})
 _LEADER = 2  # PySyncObj's _RAFT_STATE.LEADER
 _PR_SET_PDEATHSIG = 1
 _SLOW_TICK_MS = 50  # ticks at least this long are logged at debug level (benchmarks read them)
-
-
-class SnapshotHookError(RaftqError):
-    """The installed PySyncObj is not one the snapshot hooks were verified with."""
-
-
-def check_hooks_version(version: str = PYSYNCOBJ_VERSION) -> None:
-    if version not in VERIFIED_VERSIONS:
-        raise SnapshotHookError(
-            f"raftq's snapshot file needs pysyncobj {', '.join(sorted(VERIFIED_VERSIONS))} "
-            f"(installed: {version}); its serializer hooks were not verified with this version: "
-            "pin pysyncobj"
-        )
 
 
 def load_machine(info: SnapshotInfo) -> Machine:
@@ -231,7 +214,7 @@ class SnapshotHooks:
         hold: ElectionHold,
         on_fatal: Callable[[BaseException], None],
     ) -> None:
-        check_hooks_version()
+        check_version()  # the same pin as the journal seam
         self.dump_path = dump_path
         self._replica = replica
         self._hold = hold

@@ -15,14 +15,13 @@ import pytest
 
 from raftq.core import Enqueue, Machine, NewJob, snapshot_bytes
 from raftq.errors import DataError
+from raftq.raft.journal import DurabilitySeamError
 from raftq.raft.node import RaftNode
 from raftq.raft.replica import Replica
 from raftq.raft.snapshot_file import verify_file
 from raftq.raft.snapshot_hooks import (
     ElectionHold,
-    SnapshotHookError,
     SnapshotHooks,
-    check_hooks_version,
     load_machine,
 )
 from tests.embed.conftest import make_config
@@ -44,10 +43,17 @@ async def _enqueue(node: RaftNode, n: int) -> None:
         await node.submit(Enqueue(now_ms=node.now_ms(), queue="q", jobs=(job,)))
 
 
-def test_version_pin() -> None:
-    check_hooks_version("0.3.17")
-    with pytest.raises(SnapshotHookError, match=r"needs pysyncobj 0\.3\.17"):
-        check_hooks_version("0.3.18")
+def test_version_pin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The hooks share the journal seam's pin (tests/raft/test_journal.py tests the check)."""
+    monkeypatch.setattr("raftq.raft.journal.PYSYNCOBJ_VERSION", "0.3.18")
+    monkeypatch.setattr("raftq.raft.journal.check_version.__defaults__", ("0.3.18",))
+    with pytest.raises(DurabilitySeamError, match=r"pysyncobj 0\.3\.17 \(installed: 0\.3\.18\)"):
+        SnapshotHooks(
+            str(tmp_path / "raft.dump"),
+            Replica(lambda: None, lambda e: None),
+            ElectionHold(0.2),
+            lambda e: None,
+        )
 
 
 async def test_guard_compaction_goes_through_our_hooks_and_restart_loads_it(
