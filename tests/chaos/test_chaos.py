@@ -7,7 +7,8 @@
   ``raftq/server/testfaults.py``), each run briefly under the nemesis that exposes it; the
   checker must report a violation for every one, or the checker is what is broken.
 
-Needs root (namespaces, iptables), as CI has; ``.ci/run`` installs iptables and libfaketime.
+Needs root (namespaces, iptables), as CI has; ``make test`` installs iptables and libfaketime
+(``.ci/system-deps``).
 """
 
 from __future__ import annotations

@@ -114,7 +114,7 @@ def messages(call: Call) -> list[Any]:
 
 def test_follower_syncs_its_journal_before_acknowledging(tmp_path: Path) -> None:
     if shutil.which("strace") is None:
-        pytest.fail("strace is not installed: .ci/run installs it (apt-get install strace)")
+        pytest.fail("strace is not installed: make test installs it (.ci/system-deps)")
     c = StracedCluster.generate(tmp_path, secret=None)
     c.traced = "n3"
     c.trace_file = tmp_path / "n3.strace"
