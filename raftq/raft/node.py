@@ -40,6 +40,7 @@ from raftq.core import Command, Machine, Result, Tick
 from raftq.core.job import JobState
 from raftq.errors import ClusterError, NoLeader, NotLeader, OutcomeUnknown, Overloaded
 from raftq.raft.api import NodeStatus, PeerStatus
+from raftq.raft.commit_rule import RaftqSyncObj
 from raftq.raft.datadir import DUMP_FILE, JOURNAL_FILE, check_data_dir
 from raftq.raft.group_commit import Done, GroupCommit
 from raftq.raft.journal import DurableFileJournal, durable_journal, verify_journal
@@ -126,7 +127,13 @@ class RaftNode:
         # PySyncObj builds our journal (raftq/raft/journal.py): msync'd with fsync = "always",
         # and in both modes keeping the entries Raft keeps and compacting crash-safely.
         with durable_journal(sync=fsync == "always"):
-            syncobj = SyncObj(self._self.raft, others, conf=conf, consumers=[self._replica])
+            syncobj = RaftqSyncObj(
+                self._self.raft,
+                others,
+                conf=conf,
+                consumers=[self._replica],
+                on_diverged=self._on_diverged,
+            )
         try:
             verify_journal(syncobj, fsync)
         except Exception:
@@ -191,6 +198,17 @@ class RaftNode:
             logCompactionSplit=True,
             maxBindRetries=30,
             dynamicMembershipChange=False,
+        )
+
+    def _on_diverged(self, index: int, local_term: int, leader_term: int) -> None:
+        """Tick thread: the leader replaces an entry this node already applied (see
+        raftq.raft.commit_rule). The state machine ran an uncommitted command: stop."""
+        self._on_fatal(
+            ClusterError(
+                f"node {self.node_id}: applied log entry {index} (term {local_term}) is being "
+                f"replaced by the leader's entry of term {leader_term}: this node's state "
+                "diverged from the cluster; wipe its data dir and restart it to catch up"
+            )
         )
 
     # -- proposing --------------------------------------------------------------------------

@@ -340,6 +340,25 @@ def test_multi_queue_claim_and_idempotency_key(tmp_path: Path) -> None:
     assert [(c["queues"], c["result"]) for c in comps] == [(["x"], "ok"), (["y"], "ok")]
 
 
+def test_uncertain_multi_queue_claim_may_split_its_max(tmp_path: Path) -> None:
+    """Bug fixed (the 2026-11-28 partition-leader finding): an uncertain claim over two queues
+    leased one job of each, with more ready in both. Each queue's part took fewer than the
+    claim's max while its queue still had ready jobs, which is legal: the other queue took the
+    rest. The old model let an uncertain part stop only when full or with its queue empty."""
+    h = History()
+    h.enqueue(1, "a", queue="x")
+    h.enqueue(2, "b", queue="y")
+    h.enqueue(3, "c", queue="x")
+    h.enqueue(4, "d", queue="y")
+    h.info(h.claim_invoke(process=2, queues=("x", "y"), max_jobs=2))  # leased 1 and 2
+    h.claim(job(3, 3, "c", queue="x"), job(4, 4, "d", queue="y"), queues=("x", "y"), max_jobs=2)
+    h.claim(job(1, 5, "a", queue="x", attempt=2), job(2, 6, "b", queue="y", attempt=2),
+            queues=("x", "y"), max_jobs=2)  # fmt: skip
+    for job_id, token in ((3, 3), (4, 4), (1, 5), (2, 6)):
+        h.lease_op("ack", job_id, token)
+    assert_valid(run(h, tmp_path))
+
+
 def test_multi_queue_claim_that_left_a_ready_job_is_not_linearizable(tmp_path: Path) -> None:
     """A claim over two queues that returned fewer than its max left nothing ready in either."""
     h = History()

@@ -7,7 +7,11 @@ heartbeat). A claim naming several queues picks the best job of all, one at a ti
 it took from one queue are, in order, that queue's best at each pick, and if it returned fewer
 than its max every queue was left with nothing ready: it is checked as one such claim per
 queue. Those parts may linearize at different points, which only allows more (the priority
-order *across* the queues of one claim is the priority checker's).
+order *across* the queues of one claim is the priority checker's). An uncertain claim's part
+may have taken any number of its queue's best jobs, up to the claim's max, even with more left
+ready there: the other queues may have filled the rest (Bug fixed: the part had to take its
+max or empty its queue, which rejected the legal history of the 2026-11-28 partition-leader
+run; ``jepsen-style/evidence/2026-11-28-partition-leader/README.md``).
 
 What enters the search:
 - ok ops with their outcome; ``info`` ops (and invokes never completed) may take effect at any
@@ -253,7 +257,13 @@ def _actions(
         for q in named:
             got = tuple((d.id, d.attempt, d.token) for d in ds if d.queue == q)
             part = Action(
-                "claim", outcome, queues=frozenset((q,)), max=cap, got=got, exhaustive=exhaustive
+                "claim",
+                outcome,
+                queues=frozenset((q,)),
+                max=cap,
+                got=got,
+                exhaustive=exhaustive,
+                split=len(named) > 1,
             )
             out.append((q, part))
         for d in ds:  # a job from a queue the claim did not name: illegal in its queue

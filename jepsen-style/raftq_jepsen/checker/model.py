@@ -100,6 +100,9 @@ class Action:
     max: int = 1
     got: tuple[tuple[int, int, int], ...] = ()
     exhaustive: bool = False  # an ok claim that returned fewer jobs than its max (in all)
+    # One queue's part of a claim that named several: an uncertain one may have stopped
+    # taking from this queue at any count, the rest of its max going to the other queues.
+    split: bool = False
     retry_zero: bool = False
 
 
@@ -285,8 +288,9 @@ def _claim_any(
             if (nfresh, rows) in expanded:
                 continue
             expanded.add((nfresh, rows))
-            # It may stop here only if it is full or nothing certainly ready is left.
-            if left == 1 or _top_ready(nfresh, njobs, a, specs) < 0:
+            # It may stop here only if it is full or nothing certainly ready is left, or if
+            # its other queues took the rest of its max (a split part: linear.py).
+            if left == 1 or a.split or _top_ready(nfresh, njobs, a, specs) < 0:
                 found.add((nfresh, rows, last))
                 if len(found) > max_branch:
                     raise StateBoundError

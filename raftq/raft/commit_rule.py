@@ -1,0 +1,104 @@
+"""Raft's follower commit rule on top of PySyncObj, and a fail-stop when it was broken anyway.
+
+Bug fixed (found reading PySyncObj 0.3.17 while explaining the jepsen-style partition-leader
+finding of 2026-11-28; that finding itself was the checker's, see
+``jepsen-style/evidence/2026-11-28-partition-leader/README.md``): PySyncObj's follower, on every
+AppendEntries of the current term, sets its commit index to ``min(leader's commit index, its
+own last log index)``, also on the messages that carry no ``prevLogIdx``: snapshot chunks, and
+the "nothing to send now" message a leader sends while its snapshot is being written or its
+transfer is throttled. Those messages never check that the follower's log matches the leader's.
+A deposed leader that rejoins holding entries it appended while isolated (never committed,
+absent from the new leader's log) therefore commits and *applies* them at once; PySyncObj
+replaces them a moment later (its ``truncating already-applied log entries`` line), but the
+state machine has already run them: a job leased on that node only, a state no other node has
+(``tests/raft/test_commit_rule.py`` shows it on real PySyncObj nodes).
+
+Raft's rule is ``commitIndex = min(leaderCommit, index of the last new entry)``: only entries
+that matched the leader's log may be committed, and a message without ``prevLogIdx`` matched
+nothing.
+``RaftqSyncObj`` therefore hides the leader's commit index from such messages (the follower
+keeps its own; ``leaderCommitIndex``, which only reports progress, still shows the leader's).
+A completed snapshot install sets the applied index itself, and the next regular
+AppendEntries, whose previous entry matched, advances the commit index as Raft allows.
+
+Fail-stop: an AppendEntries that replaces an entry this node already applied with an entry of
+another term means the state machine ran a command the cluster did not commit. Raft rules
+that out; if it happens anyway the node stops (``on_diverged``) instead of serving and voting
+with a state no other node has. Recovery is a wiped data dir (docs/operations.md).
+
+Pinned with the journal seam (``raftq.raft.journal.VERIFIED_VERSIONS``): it overrides
+SyncObj's name-mangled message handler, which the constructor registers with the transport,
+so it is in place before the first message arrives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pysyncobj import SyncObj
+
+from raftq.raft.journal import check_version
+
+__all__ = ["Diverged", "RaftqSyncObj", "follower_view"]
+
+# on_diverged(index, local_term, leader_term): an applied entry is being replaced.
+Diverged = Callable[[int, int, int], None]
+
+
+def follower_view(message: Any, own_commit: int) -> Any:
+    """The message PySyncObj's follower may act on: an AppendEntries without ``prevLogIdx``
+    cannot advance the commit index past ``own_commit``. Anything else is returned as is."""
+    if (
+        isinstance(message, dict)
+        and message.get("type") == "append_entries"
+        and "prevLogIdx" not in message
+        and isinstance(message.get("commit_index"), int)
+        and message["commit_index"] > own_commit
+    ):
+        return {**message, "commit_index": own_commit}
+    return message
+
+
+class RaftqSyncObj(SyncObj):  # type: ignore[misc]
+    """SyncObj with Raft's follower commit rule (see the module docstring).
+
+    Args:
+        on_diverged: called on the tick thread when an applied entry would be replaced.
+        *args, **kwargs: as for ``SyncObj``.
+    """
+
+    def __init__(self, *args: Any, on_diverged: Diverged, **kwargs: Any) -> None:
+        check_version()
+        self._raftq_on_diverged = on_diverged
+        super().__init__(*args, **kwargs)
+
+    # PySyncObj's own name for its transport callback: SyncObj.__init__ registers
+    # ``self.__onMessageReceived``, which resolves to this override.
+    def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802
+        handle = SyncObj._SyncObj__onMessageReceived
+        if not isinstance(message, dict) or message.get("type") != "append_entries":
+            handle(self, node, message)
+            return
+        if "prevLogIdx" in message:
+            self._check_applied(message)
+            handle(self, node, message)
+            return
+        guarded = follower_view(message, self._SyncObj__raftCommitIndex)
+        handle(self, node, guarded)
+        reported: int | None = self._SyncObj__leaderCommitIndex  # type: ignore[has-type]
+        if guarded is not message and reported == guarded["commit_index"]:
+            self._SyncObj__leaderCommitIndex = message["commit_index"]
+
+    def _check_applied(self, message: dict[str, Any]) -> None:
+        if message.get("term", -1) < self._SyncObj__raftCurrentTerm:
+            return  # PySyncObj ignores a stale leader's message
+        applied = self._SyncObj__raftLastApplied
+        for entry in message.get("entries") or ():
+            idx, term = entry[1], entry[2]
+            if idx > applied:
+                return
+            local = self._SyncObj__getEntries(idx, 1)
+            if local and local[0][2] != term:
+                self._raftq_on_diverged(idx, local[0][2], term)
+                return
