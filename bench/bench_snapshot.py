@@ -12,7 +12,7 @@ data three times, and restarts a wiped follower once. Reports:
 - wiped node: time until it has caught up, term changes.
 
     flock /tmp/bench.lock .venv/bin/python bench/bench_snapshot.py [--jobs 1000000]
-        [--no-hold] [--json FILE]
+        [--no-hold] [--memory-only] [--json FILE]
 
 ``--no-hold`` runs the nodes with raftq's election hold disabled (PySyncObj's own behaviour,
 as before issue 4 §3) to compare restarts.
@@ -231,6 +231,10 @@ def run(args: argparse.Namespace, root: Path, out: dict[str, Any]) -> dict[str, 
             }
         out["compaction"] = comp
         out["compaction_term_changes"] = sampler.max_term() - term0
+        time.sleep(2)  # the journal truncation follows the writer's success by a tick or two
+        out["compacted_rss_mb"] = {n: _rss_kb(cluster, n) // 1024 for n in cluster.ids}
+        if args.memory_only:
+            return out
 
         # -- restarts of a follower with its own data -------------------------------------
         restarts: list[dict[str, Any]] = []
@@ -286,6 +290,9 @@ def main() -> int:
     parser.add_argument("--compact-after-s", type=int, default=60)
     parser.add_argument("--no-hold", action="store_true")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--memory-only", action="store_true", help="stop after the compaction (RSS figures)"
+    )
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="raftq-bench-snap-")
     result: dict[str, Any] = {}
