@@ -66,6 +66,7 @@ from raftq.errors import ClusterError, NoLeader, NotLeader, OutcomeUnknown
 from raftq.raft.api import NodeAPI, NodeStatus
 from raftq.server import testfaults
 from raftq.server.audit import audit
+from raftq.server.auth import allowed_queue, require_queues
 from raftq.server.errors import ApiError, from_rejected, invalid
 from raftq.server.fields import (
     INT64_MAX,
@@ -309,6 +310,7 @@ class Api:
         else:
             names = f.req_list("queues", MAX_CLAIM_QUEUES, 1)
             queues = tuple(check_queue(q, f"queues[{i}]") for i, q in enumerate(names))
+            require_queues(w.request, queues)  # the path's queue was checked by the guard
         worker = f.req_str("worker", MAX_WORKER_CHARS)
         mx = f.int_default("max", 1, MAX_CLAIM, default=1)
         lease_ms = f.opt_int("lease_ms", 1, MAX_LEASE_MS)
@@ -570,8 +572,9 @@ class Api:
     async def list_queues(self, request: web.Request) -> web.StreamResponse:
         """``GET /v1/queues``: every queue's stats, by name."""
         parse_query(request.query, ())
+        visible = allowed_queue(request)  # a token sees the queues its patterns match
         with self.node.read() as m:
-            stats = [m.queue_stats(name) for name in sorted(m.queue_names())]
+            stats = [m.queue_stats(name) for name in sorted(m.queue_names()) if visible(name)]
         return respond(request, {"queues": [render_queue(s) for s in stats if s is not None]})
 
     async def get_queue(self, request: web.Request) -> web.StreamResponse:
