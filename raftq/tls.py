@@ -56,11 +56,11 @@ def client_context(
     """
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     if ca is not None:
-        _ca(ctx, Path(ca), "--ca")
+        _ca(ctx, Path(ca), "--tls-ca")
     if cert is not None:
         _chain(ctx, Path(cert), None if key is None else Path(key))
     elif key is not None:
-        raise ConfigError(["--key given without --cert"])
+        raise ConfigError(["--tls-key given without --tls-cert"])
     return ctx
 
 
