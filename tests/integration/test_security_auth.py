@@ -59,7 +59,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield c
 
 
-def call(
+def call(  # noqa: PLR0917  # reads like the request line it sends
     c: Cluster, nid: str, method: str, path: str, role: str | None, body: Any = None
 ) -> tuple[int, Any]:
     """(status, decoded JSON body, or the text of a non-JSON one such as /metrics)."""
