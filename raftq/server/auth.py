@@ -8,12 +8,12 @@ Every route has a ``Rule`` (``RULES``; a route without one is admin-only: fail c
 2. open routes (``/healthz``, ``/readyz``, ``/``, ``/v1/openapi.json``; ``/metrics`` when so
    configured) are served to anyone;
 3. with tokens configured: ``Authorization: Bearer <token>`` is hashed (SHA-256) and compared
-   with *every* configured hash in constant time; none = 401 ``unauthorized`` (with
-   ``WWW-Authenticate``); the role must be among the rule's roles and the queue (from the
-   path, or from the job named in the path) must match one of the token's patterns, else 403
-   ``forbidden``. The principal (the token's name) is stored as
-   ``request[PRINCIPAL_KEY]`` for audit lines. A request a node signed without a bearer token
-   (a peer asking for ``/v1/cluster``) is the reader ``node:<id>``;
+   with *every* configured hash in constant time; none = 401 ``unauthorized``; the role must
+   be among the rule's roles and the queue (from the path, or from the job named in the path)
+   must match one of the token's patterns, else 403 ``forbidden``. The principal is set
+   (``CALLER``, and its name in ``raftq.server.audit.PRINCIPAL`` for audit lines) while the
+   handler runs. A request a node signed without a bearer token (a peer asking for
+   ``/v1/cluster``) is the reader ``node:<id>``;
 4. the per-principal rate limit (``raftq.server.limits``): 429 ``rate_limited``. A forward a
    node signed is not counted again: the node that received it counted it.
 
@@ -26,6 +26,7 @@ this node has not replicated yet is checked by the leader, which has.
 
 from __future__ import annotations
 
+import contextvars
 import fnmatch
 import hashlib
 import hmac
@@ -38,14 +39,14 @@ from aiohttp import web
 
 from raftq.config import ClusterConfig, Role, TokenConfig
 from raftq.raft.api import NodeAPI
-from raftq.server.audit import PRINCIPAL_KEY
+from raftq.server.audit import PRINCIPAL
 from raftq.server.errors import ApiError
 from raftq.server.forward import FORWARDED_HEADER
 from raftq.server.limits import RateLimiter
 from raftq.server.peer_auth import PeerKey
 
 __all__ = [
-    "PRINCIPAL_OBJ_KEY",
+    "CALLER",
     "RULES",
     "Guard",
     "Principal",
@@ -58,8 +59,6 @@ __all__ = [
 ]
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-PRINCIPAL_OBJ_KEY: Final = "raftq.principal_obj"  # the Principal (absent: auth off)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +73,12 @@ class Principal:
         if self.role is Role.ADMIN:
             return True
         return any(fnmatch.fnmatchcase(queue, p) for p in self.queues)
+
+
+# The caller of the request being served (set by the guard around its handler; None: auth off).
+CALLER: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
+    "raftq_caller", default=None
+)
 
 
 class QueueFrom(StrEnum):
@@ -186,12 +191,21 @@ class Guard:
 
         async def guarded(request: web.Request) -> web.StreamResponse:
             signed = self._check_peer(request)
+            principal: Principal | None = None
             if rule.roles is not None or FORWARDED_HEADER in request.headers:
                 principal = self._authenticate(request, signed)
                 if rule.roles is not None and principal is not None:
                     self._authorize(request, principal, rule)
                 self._rate_limit(request, principal, signed)
-            return await handler(request)
+            if principal is None:
+                return await handler(request)
+            caller = CALLER.set(principal)
+            name = PRINCIPAL.set(principal.name)
+            try:
+                return await handler(request)
+            finally:
+                PRINCIPAL.reset(name)
+                CALLER.reset(caller)
 
         return guarded
 
@@ -215,8 +229,6 @@ class Guard:
             principal = Principal(f"node:{signed}", Role.READER, ("*",))
         else:
             principal = self._match(header)
-        request[PRINCIPAL_KEY] = principal.name
-        request[PRINCIPAL_OBJ_KEY] = principal
         return principal
 
     def _match(self, header: str | None) -> Principal:
@@ -288,8 +300,8 @@ def _forbidden_queue(principal: Principal, queue: str) -> ApiError:
 
 def require_queues(request: web.BaseRequest, queues: Iterable[str]) -> None:
     """403 unless the caller may use every one of ``queues`` (no-op with auth off)."""
-    principal = request.get(PRINCIPAL_OBJ_KEY)
-    if not isinstance(principal, Principal):
+    principal = CALLER.get()
+    if principal is None:
         return
     for q in queues:
         if not principal.may_touch(q):
@@ -298,7 +310,7 @@ def require_queues(request: web.BaseRequest, queues: Iterable[str]) -> None:
 
 def allowed_queue(request: web.BaseRequest) -> Callable[[str], bool]:
     """A filter of the queues the caller may see (everything with auth off)."""
-    principal = request.get(PRINCIPAL_OBJ_KEY)
-    if not isinstance(principal, Principal):
+    principal = CALLER.get()
+    if principal is None:
         return lambda _q: True
     return principal.may_touch
