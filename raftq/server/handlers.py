@@ -86,6 +86,21 @@ from raftq.server.wire import Format, decode_body, pack_value, request_format, r
 
 __all__ = ["Api", "new_job", "read_body"]
 
+# The success result of each command the API submits (a replayed request id can answer with
+# the result of another kind of command: see Api._submit).
+_RESULT_OF: dict[type[Command], type[Result]] = {
+    Enqueue: Enqueued,
+    Claim: Claimed,
+    Heartbeat: Extended,
+    Ack: Acked,
+    Nack: Nacked,
+    Cancel: Cancelled,
+    Pause: Paused,
+    Resume: Resumed,
+    Purge: Purged,
+    RequeueDead: Requeued,
+}
+
 logger = logging.getLogger(__name__)
 
 
@@ -239,10 +254,22 @@ class Api:
         return False
 
     async def _submit(self, command: Command) -> Result:
-        """Submit and return a success result; a core refusal becomes its ApiError."""
+        """Submit and return a success result; a core refusal becomes its ApiError.
+
+        A result of another kind than the command's is the first answer to a request id that
+        was already used for another operation (ids are global): 409 ``request_id_reused``.
+        """
         result = await self.node.submit(command, self.settings.submit_timeout_ms)
         if isinstance(result, CoreRejected):
             raise from_rejected(result)
+        expected = _RESULT_OF.get(type(command))
+        if expected is not None and not isinstance(result, expected):
+            raise ApiError(
+                409,
+                "request_id_reused",
+                f"X-Request-Id {command.request_id!r} was already used for another operation "
+                "within the deduplication window; use a fresh id per operation",
+            )
         return result
 
     def _unexpected(self, result: Result) -> ApiError:
