@@ -38,7 +38,8 @@ _ERRORS: Final = {
     "(`unauthorized`)",
     403: "the token's role or queue patterns do not allow this (`forbidden`)",
     404: "no such job or queue (`not_found`)",
-    409: "stale fencing token, lease expired, job finished, too many queues",
+    409: "stale fencing token, lease expired, job finished, too many queues, or an "
+    "X-Request-Id already used for another operation (`request_id_reused`)",
     413: "body, payload or result larger than the node's limit (`body_too_large`, "
     "`payload_too_large`)",
     415: "a body neither JSON nor msgpack (`unsupported_media_type`)",
@@ -60,6 +61,10 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _obj(props: dict[str, Any], required: tuple[str, ...] = (), *, closed: bool) -> dict[str, Any]:
+    """An object schema. In a request (``closed``), an optional field may also be null: the
+    handlers read null as absent."""
+    if closed:
+        props = {k: v if k in required else _nullable(v) for k, v in props.items()}
     out: dict[str, Any] = {"type": "object", "properties": props}
     if required:
         out["required"] = list(required)
@@ -88,6 +93,11 @@ def _schemas(s: ServerSettings) -> dict[str, Any]:
         ("payload",),
         closed=True,
     )
+    # delay_ms and run_at_ms exclude each other (400 when both are set)
+    new_job["not"] = {
+        "properties": {"delay_ms": {"type": "integer"}, "run_at_ms": {"type": "integer"}},
+        "required": ["delay_ms", "run_at_ms"],
+    }
     claim_fields = {
         "worker": {"type": "string", "minLength": 1, "maxLength": MAX_WORKER_CHARS},
         "max": _int(1, MAX_CLAIM),
@@ -260,9 +270,9 @@ def _schemas(s: ServerSettings) -> dict[str, Any]:
     }
 
 
-def _body(schema: str) -> dict[str, Any]:
+def _body(schema: str, *, required: bool) -> dict[str, Any]:
     return {
-        "required": False,
+        "required": required,
         "description": "JSON, or msgpack with Content-Type: application/msgpack; an empty "
         "body is read as {}",
         "content": {_JSON: {"schema": _ref(schema)}, _MSGPACK: {"schema": _ref(schema)}},
@@ -296,7 +306,9 @@ _P_REQUEST_ID: Final = {
 }
 
 _AUTH: Final = (401, 403, 429)
-_WRITE: Final = (400, *_AUTH, 413, 415, 503)
+# Any write may answer 404 and 409 too: a reused X-Request-Id answers with the first answer
+# to that id (or 409 request_id_reused when that answer was a success of another operation).
+_WRITE: Final = (400, *_AUTH, 404, 409, 413, 415, 503)
 
 
 def _op(
@@ -308,8 +320,8 @@ def _op(
     open_route: bool = False,
 ) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "parameters": params, "responses": responses}
-    if body is not None:
-        op["requestBody"] = _body(body)
+    if body is not None:  # bodies with required fields are required; the others may be empty
+        op["requestBody"] = _body(body, required=body not in ("Empty", "RequeueBody"))
     if open_route:
         op["security"] = []
     return op
@@ -393,7 +405,7 @@ def _paths(s: ServerSettings) -> dict[str, dict[str, Any]]:
                 f"enqueue one job or up to {s.max_batch_jobs} (producer, admin); payloads up to "
                 f"{s.max_payload_bytes} bytes, bodies up to {s.max_body_bytes}",
                 [_P_QUEUE, *w],
-                _responses(201, "Enqueued", (*_WRITE, 409)),
+                _responses(201, "Enqueued", _WRITE),
                 "EnqueueBody",
             )
         },
@@ -417,7 +429,7 @@ def _paths(s: ServerSettings) -> dict[str, dict[str, Any]]:
             "post": _op(
                 "extend a lease (worker, admin)",
                 [_P_ID, *w],
-                {**_responses(200, None, (*_WRITE, 404, 409)), "200": _plain("lease extended")},
+                {**_responses(200, None, _WRITE), "200": _plain("lease extended")},
                 "HeartbeatBody",
             )
         },
@@ -425,7 +437,7 @@ def _paths(s: ServerSettings) -> dict[str, dict[str, Any]]:
             "post": _op(
                 "complete a leased job (worker, admin)",
                 [_P_ID, *w],
-                {**_responses(200, None, (*_WRITE, 404, 409)), "200": _plain("succeeded")},
+                {**_responses(200, None, _WRITE), "200": _plain("succeeded")},
                 "AckBody",
             )
         },
@@ -433,7 +445,7 @@ def _paths(s: ServerSettings) -> dict[str, dict[str, Any]]:
             "post": _op(
                 "fail a leased job: retried later or dead (worker, admin)",
                 [_P_ID, *w],
-                {**_responses(200, None, (*_WRITE, 404, 409)), "200": _plain("queued or dead")},
+                {**_responses(200, None, _WRITE), "200": _plain("queued or dead")},
                 "NackBody",
             )
         },
@@ -441,7 +453,7 @@ def _paths(s: ServerSettings) -> dict[str, dict[str, Any]]:
             "post": _op(
                 "cancel a job that is not finished (producer, admin)",
                 [_P_ID, *w],
-                {**_responses(200, None, (*_WRITE, 404, 409)), "200": _plain("cancelled")},
+                {**_responses(200, None, _WRITE), "200": _plain("cancelled")},
                 "Empty",
             )
         },
