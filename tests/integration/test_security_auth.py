@@ -223,13 +223,33 @@ def test_worker_token_claims_only_its_queues_through_follower_forward(secured: C
         assert "b.no" in answer["error"]["message"]
 
 
-def test_rate_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
-    c = Cluster.generate(
-        tmp_path, n=1, extra="[limits]\nrate_per_s = 2\nrate_burst = 3\n\n" + _tokens_toml(TOKENS)
+def test_limits_and_rate_limit_on_a_live_node(tmp_path: Path) -> None:
+    """[limits] from the config: body and payload size (413), batch size (400), the long-poll
+    cap, and the per-token rate (429 with Retry-After)."""
+    limits = (
+        "[limits]\nmax_body_bytes = 2048\nmax_payload_bytes = 100\nmax_batch_jobs = 2\n"
+        "max_wait_ms = 300\nrate_per_s = 2\nrate_burst = 3\n\n"
     )
+    c = Cluster.generate(tmp_path, n=1, extra=limits + _tokens_toml(TOKENS))
     c.headers = bearer("admin")
     with c:
         c.wait_ready()
+        big = {"payload": "x" * 3000}
+        status, body = call(c, "n1", "POST", "/v1/queues/a.q/jobs", "producer", big)
+        assert (status, body["error"]["code"]) == (413, "body_too_large"), body
+        status, body = call(
+            c, "n1", "POST", "/v1/queues/a.q/jobs", "producer", {"payload": "x" * 200}
+        )
+        assert (status, body["error"]["code"]) == (413, "payload_too_large"), body
+        three = {"jobs": [{"payload": 1}] * 3}
+        status, body = call(c, "n1", "POST", "/v1/queues/a.q/jobs", "producer", three)
+        assert status == 400 and "jobs" in body["error"]["message"], body
+        # a 60 s long-poll is cut to max_wait_ms: it answers (empty) long before the client's
+        # 10 s timeout would fire
+        status, body = call(c, "n1", "POST", "/v1/queues/a.none/claim", "worker",
+                            {"worker": "w", "wait_ms": 60_000})  # fmt: skip
+        assert (status, body) == (200, {"jobs": []})
+
         statuses = []
         retry_after = None
         for _ in range(8):
@@ -240,10 +260,12 @@ def test_rate_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
             except urllib.error.HTTPError as e:
                 statuses.append(e.code)
                 retry_after = e.headers.get("Retry-After")
+                assert json.loads(e.read())["error"]["code"] == "rate_limited"
         assert statuses[:2] == [200, 200] and 429 in statuses, statuses
         assert retry_after is not None and int(retry_after) >= 1
         # another token has its own bucket; the limited one recovers after Retry-After
-        assert call(c, "n1", "POST", "/v1/queues/a.q/jobs", "producer", {"payload": 1})[0] == 201
+        claim = {"worker": "w", "wait_ms": 0}
+        assert call(c, "n1", "POST", "/v1/queues/a.none/claim", "worker", claim)[0] == 200
         time.sleep(int(retry_after))
         assert call(c, "n1", "GET", "/v1/queues", "reader")[0] == 200
 
