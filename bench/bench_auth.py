@@ -3,8 +3,10 @@
 - ``token check``: ``Guard._match`` of a bearer header against N configured tokens (SHA-256 of
   the presented token, then a constant-time comparison with every configured hash);
 - ``sign + verify``: one node-to-node signature made and checked (``PeerKey``);
+- ``guard``: the whole check around an empty handler, auth off and with 10 tokens;
 - ``GET /v1/queues``: requests/s through a real aiohttp server over an in-process node, with
-  auth off and with 10 tokens (one keep-alive connection, sequential requests).
+  auth off and with 10 tokens (one keep-alive connection, sequential requests; the two
+  alternate, so machine noise hits both alike).
 
 Each figure is the median of ``--repeat`` runs. Run it alone on the box:
 ``flock /tmp/bench.lock .venv/bin/python bench/bench_auth.py``.
@@ -22,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
+from aiohttp import web
 from yarl import URL
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -66,6 +69,20 @@ async def _http_rate(security: Security, header: dict[str, str], n: int) -> floa
         return n / (time.perf_counter() - start)
 
 
+async def _guard_us(security: Security, header: dict[str, str], n: int = 20_000) -> float:
+    from aiohttp.test_utils import make_mocked_request  # noqa: PLC0415
+
+    async def empty(request: web.Request) -> web.StreamResponse:
+        return web.Response()
+
+    guarded = Guard(security, LocalNode("n1")).wrap("GET", "/v1/queues", empty)
+    request = make_mocked_request("GET", "/v1/queues", headers=header)
+    start = time.perf_counter()
+    for _ in range(n):
+        await guarded(request)
+    return (time.perf_counter() - start) / n * 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
@@ -98,14 +115,24 @@ def main() -> None:
 
     us = statistics.median(sign_verify_cost() for _ in range(args.repeat))
     print(f"sign + verify one forward:   {us:6.2f} us")
+    # Guard alone, around an empty handler: its whole cost per request.
     for label, security, header in (
         ("auth off", Security(), {}),
         ("10 tokens", Security(tokens=_tokens(10)), {"Authorization": "Bearer token-9"}),
     ):
-        rates = [
-            asyncio.run(_http_rate(security, header, args.requests)) for _ in range(args.repeat)
-        ]
-        print(f"GET /v1/queues, {label:>9}: {statistics.median(rates):7.0f} requests/s")
+        us = statistics.median(asyncio.run(_guard_us(security, header)) for _ in range(args.repeat))
+        print(f"guard, {label:>9}:           {us:6.2f} us")
+    # Through HTTP, alternating the two servers so that machine noise hits both alike.
+    cases = (
+        ("auth off", Security(), {}),
+        ("10 tokens", Security(tokens=_tokens(10)), {"Authorization": "Bearer token-9"}),
+    )
+    rates: dict[str, list[float]] = {label: [] for label, _, _ in cases}
+    for i in range(args.repeat):
+        for label, security, header in cases if i % 2 == 0 else reversed(cases):
+            rates[label].append(asyncio.run(_http_rate(security, header, args.requests)))
+    for label, values in rates.items():
+        print(f"GET /v1/queues, {label:>9}: {statistics.median(values):7.0f} requests/s")
 
 
 if __name__ == "__main__":
