@@ -8,8 +8,12 @@ The expected matrix is written out here from the issue's rules (not derived from
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -19,6 +23,9 @@ from typing import Any
 
 import pytest
 
+from raftq.client import Client
+from raftq.errors import AuthError
+from raftq.worker import Worker
 from tests.integration.cluster import Cluster, http_json
 
 TOKENS = {
@@ -288,3 +295,46 @@ def test_follower_authorizes_on_its_own(tmp_path: Path) -> None:
         # allowed: served once the two survivors elect a leader (or 503 while they have not)
         status, body = call(c, follower, "POST", "/v1/queues/a.q/jobs", "producer", {"payload": 1})
         assert status in (201, 503), body
+
+
+async def test_worker_and_client_send_their_tokens(secured: Cluster) -> None:
+    """A Worker with a worker token runs jobs of its queues (through a follower); one whose
+    handler is for a queue outside its patterns stops with AuthError; the CLI's client
+    commands take RAFTQ_TOKEN."""
+    c = secured
+    leader = await asyncio.to_thread(c.wait_ready)
+    follower = next(n for n in c.ids if n != leader)
+    worker = Worker([c.api[follower]], token=TOKENS["worker"], wait_ms=200, grace_ms=1000)
+
+    @worker.handler("a.work")
+    def double(job: Any) -> dict[str, int]:
+        return {"double": job.payload * 2}
+
+    async with Client([c.api[follower]], token=TOKENS["producer"]) as producer:
+        job_id = await producer.enqueue("a.work", 21)
+        running = asyncio.create_task(worker.run())
+        try:
+            result = await producer.job(job_id).wait(timeout_ms=20_000)
+        finally:
+            worker.stop()
+            await running
+    assert result == {"double": 42}
+
+    outsider = Worker([c.api[follower]], token=TOKENS["worker"], wait_ms=200, grace_ms=0)
+    outsider.add_handler("b.work", lambda job: None)
+    with pytest.raises(AuthError):
+        await asyncio.wait_for(outsider.run(), 30)
+
+    env = {**os.environ, "RAFTQ_TOKEN": TOKENS["reader"], "RAFTQ_NODES": c.api[follower]}
+    cli = [sys.executable, "-m", "raftq", "queues", "--json"]
+    out = await asyncio.to_thread(
+        subprocess.run, cli, capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert "a.work" in out.stdout
+    env["RAFTQ_TOKEN"] = "not-a-token"
+    out = await asyncio.to_thread(
+        subprocess.run, cli, capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    assert out.returncode == 1 and "not allowed" in out.stderr, out
+    assert out.stderr.count("\n") == 1
