@@ -37,6 +37,7 @@ from raftq.cli_common import (
     UsageError,
 )
 from raftq.cli_data import add_data_commands
+from raftq.cli_token import add_token_command
 from raftq.cli_worker import add_worker_command
 from raftq.config import load_config
 from raftq.errors import (
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_client_commands(commands, parents=[logs])
     add_worker_command(commands, parents=[logs])
     add_data_commands(commands, parents=[logs])
+    add_token_command(commands, parents=[logs])
     return parser
 
 

@@ -22,6 +22,8 @@ from raftq.cli_common import EXIT_OK, EXIT_UNREACHABLE, Parser, UsageError
 from raftq.errors import RaftqError
 
 if TYPE_CHECKING:
+    import ssl as ssl_module
+
     from raftq.client import SyncClient
 
 __all__ = [
@@ -29,12 +31,17 @@ __all__ = [
     "ENV_NODES",
     "ENV_TOKEN",
     "add_client_commands",
+    "add_tls_arguments",
     "node_list",
     "open_client",
+    "tls_context",
 ]
 
 ENV_NODES: Final = "RAFTQ_NODES"
 ENV_TOKEN: Final = "RAFTQ_TOKEN"
+ENV_CA: Final = "RAFTQ_CA"  # CA file that signed the nodes' certificates (https)
+ENV_CERT: Final = "RAFTQ_CERT"  # client certificate, for nodes that require one (mutual TLS)
+ENV_KEY: Final = "RAFTQ_KEY"
 DEFAULT_NODES: Final = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
 
 
@@ -52,6 +59,7 @@ def add_client_commands(
         help=f"API addresses of some nodes (default: ${ENV_NODES}, else {DEFAULT_NODES})",
     )
     conn.add_argument("--token", default=None, help=f"API token (default: ${ENV_TOKEN})")
+    add_tls_arguments(conn)
     conn.add_argument(
         "--timeout-ms",
         type=_positive,
@@ -190,8 +198,45 @@ def open_client(args: argparse.Namespace, *, retry: bool = True) -> Iterator[Syn
     nodes = node_list(args.nodes, os.environ)
     token = args.token if args.token is not None else os.environ.get(ENV_TOKEN) or None
     retry_ms = args.timeout_ms if retry else 0
-    with SyncClient(nodes, timeout_ms=args.timeout_ms, retry_ms=retry_ms, token=token) as client:
+    ssl = tls_context(args, os.environ)
+    with SyncClient(
+        nodes, timeout_ms=args.timeout_ms, retry_ms=retry_ms, token=token, ssl=ssl
+    ) as client:
         yield client
+
+
+def add_tls_arguments(parser: Parser) -> None:
+    """``--tls-ca``, ``--tls-cert``, ``--tls-key``: https with that CA, and a client
+    certificate for nodes that require one."""
+    parser.add_argument(
+        "--tls-ca",
+        default=None,
+        metavar="FILE",
+        help=f"trust this CA for https (default: ${ENV_CA})",
+    )
+    parser.add_argument(
+        "--tls-cert",
+        default=None,
+        metavar="FILE",
+        help=f"client certificate for mutual TLS (default: ${ENV_CERT})",
+    )
+    parser.add_argument(
+        "--tls-key", default=None, metavar="FILE", help=f"its private key (default: ${ENV_KEY})"
+    )
+
+
+def tls_context(args: argparse.Namespace, env: Mapping[str, str]) -> ssl_module.SSLContext | None:
+    """The TLS context of ``--tls-ca/--tls-cert/--tls-key`` (or their environment
+    variables); ``None`` when none is set (plain http, or https:// addresses with the system's
+    CAs)."""
+    from raftq.tls import client_context  # noqa: PLC0415
+
+    ca = args.tls_ca if args.tls_ca is not None else env.get(ENV_CA) or None
+    cert = args.tls_cert if args.tls_cert is not None else env.get(ENV_CERT) or None
+    key = args.tls_key if args.tls_key is not None else env.get(ENV_KEY) or None
+    if ca is None and cert is None and key is None:
+        return None
+    return client_context(ca, cert, key)
 
 
 # --- output -----------------------------------------------------------------------------------

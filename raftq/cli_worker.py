@@ -18,7 +18,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from raftq.cli_client import DEFAULT_NODES, ENV_NODES, ENV_TOKEN, node_list
+from raftq.cli_client import (
+    DEFAULT_NODES,
+    ENV_NODES,
+    ENV_TOKEN,
+    add_tls_arguments,
+    node_list,
+    tls_context,
+)
 from raftq.cli_common import EXIT_OK, Parser, UsageError
 from raftq.logs import LogFormat, setup_logging
 
@@ -57,6 +64,7 @@ def add_worker_command(
         f"{DEFAULT_NODES})",
     )
     p.add_argument("--token", default=None, help=f"API token (default: ${ENV_TOKEN})")
+    add_tls_arguments(p)
     p.add_argument("--name", help="worker name recorded on jobs (default: host:pid)")
     p.add_argument("--lease-ms", type=_positive, metavar="MS", help="lease per claim (30000)")
     p.add_argument(
@@ -155,6 +163,9 @@ def _build(target: Any, args: argparse.Namespace) -> tuple[Any, list[str] | None
     token = args.token if args.token is not None else os.environ.get(ENV_TOKEN) or None
     if token is not None:
         worker.configure(token=token)
+    ssl = tls_context(args, os.environ)
+    if ssl is not None:
+        worker.configure(ssl=ssl)
     if queues is not None:
         unknown = [q for q in queues if q not in worker.queues]
         if unknown:

@@ -167,6 +167,9 @@ class TLSConfig:
     cert: Path  # PEM certificate chain, absolute
     key: Path  # PEM private key, absolute
     client_ca: Path | None = None  # set: clients must present a certificate signed by it (mTLS)
+    # Trust anchor for reaching the other nodes' APIs over TLS (forwarding); default: client_ca
+    # if set, else the system's CAs. With client_ca, a node presents cert/key to its peers.
+    ca: Path | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -193,6 +196,8 @@ class LimitsConfig:
     max_payload_bytes: int = 1 * MIB  # one job's encoded payload; <= max_body_bytes
     max_batch_jobs: int = 1_000  # jobs in one enqueue request
     max_wait_ms: int = 60_000  # longest long-poll a claim may ask for
+    rate_per_s: int = 0  # requests/s per token (per client address with auth off); 0 = no limit
+    rate_burst: int = 0  # requests at once above the rate; 0 = rate_per_s
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -222,6 +227,7 @@ class ClusterConfig:
     nodes: tuple[NodeConfig, ...]  # at least one; ids, raft and api addresses all distinct
     tls: TLSConfig | None = None
     tokens: tuple[TokenConfig, ...] = ()  # empty = auth off (only with loopback API addresses)
+    metrics_open: bool = False  # [auth] metrics = "open": /metrics without a token
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     raft: RaftConfig = field(default_factory=RaftConfig)
     source: Path | None = None  # the file it was loaded from, if any
@@ -333,7 +339,7 @@ class _Parser:
         name, data_dir, secret = self.cluster(cluster or Table({}, "cluster", []))
         nodes = self.nodes(root)
         tls = self.tls(root.table("tls"))
-        tokens = self.auth(root.table("auth"))
+        tokens, metrics_open = self.auth(root.table("auth"))
         limits = self.limits(root.table("limits"))
         raft = self.raft(root.table("raft"))
         root.finish()
@@ -347,6 +353,7 @@ class _Parser:
             nodes=nodes,
             tls=tls,
             tokens=tokens,
+            metrics_open=metrics_open,
             limits=limits,
             raft=raft,
             source=source,
@@ -439,10 +446,11 @@ class _Parser:
         cert = self.file(t, "cert", required=True)
         key = self.file(t, "key", required=True)
         client_ca = self.file(t, "client_ca", required=False)
+        ca = self.file(t, "ca", required=False)
         t.finish()
         if cert is None or key is None:
             return None
-        return TLSConfig(cert=cert, key=key, client_ca=client_ca)
+        return TLSConfig(cert=cert, key=key, client_ca=client_ca, ca=ca)
 
     def file(self, t: Table, key: str, *, required: bool) -> Path | None:
         value = t.text(key, required=required)
@@ -454,11 +462,14 @@ class _Parser:
             return None
         return path
 
-    def auth(self, t: Table | None) -> tuple[TokenConfig, ...]:
+    def auth(self, t: Table | None) -> tuple[tuple[TokenConfig, ...], bool]:
         if t is None:
-            return ()
+            return (), False
         tables = t.tables("tokens")
+        metrics = t.text("metrics")
         t.finish()
+        if metrics not in (None, "open", "reader"):
+            t.problem("metrics", f"{metrics!r} must be 'open' or 'reader'")
         self.had_tokens = bool(tables)
         tokens: list[TokenConfig] = []
         names: dict[str, str] = {}
@@ -478,7 +489,7 @@ class _Parser:
             names[token.name] = tt.path("name")
             digests[token.sha256] = tt.where
             tokens.append(token)
-        return tuple(tokens)
+        return tuple(tokens), metrics == "open"
 
     def token(self, t: Table) -> TokenConfig | None:
         name = t.text("name", required=True)
@@ -539,6 +550,8 @@ class _Parser:
                 "max_batch_jobs", d.max_batch_jobs, low=1, high=core_limits.MAX_BATCH_JOBS
             ),
             max_wait_ms=t.integer("max_wait_ms", d.max_wait_ms, low=0, high=600_000),
+            rate_per_s=t.integer("rate_per_s", d.rate_per_s, low=0, high=1_000_000),
+            rate_burst=t.integer("rate_burst", d.rate_burst, low=0, high=1_000_000),
         )
         t.finish()
         if limits.max_payload_bytes > limits.max_body_bytes:

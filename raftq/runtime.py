@@ -13,7 +13,9 @@ from aiohttp import web
 from raftq.config import ClusterConfig
 from raftq.raft.node import RaftNode
 from raftq.server.app import create_app
+from raftq.server.auth import security_from_config
 from raftq.server.settings import ServerSettings
+from raftq.tls import peer_context, server_context
 
 __all__ = ["run_node", "serve", "server_settings"]
 
@@ -34,14 +36,26 @@ def server_settings(config: ClusterConfig) -> ServerSettings:
 async def serve(config: ClusterConfig, node_id: str, stop: asyncio.Event) -> None:
     """Serve ``node_id`` of ``config`` until ``stop`` is set, then shut down cleanly."""
     me = config.node(node_id)
+    # TLS files are read before anything starts: a bad one stops the node with one line.
+    ssl_server = None if config.tls is None else server_context(config.tls)
+    ssl_peer = None if config.tls is None else peer_context(config.tls)
     node = RaftNode(config, node_id)
     await node.start()
-    runner = web.AppRunner(create_app(node, server_settings(config)), access_log=None)
+    app = create_app(
+        node,
+        server_settings(config),
+        forward_ssl=ssl_peer,
+        security=security_from_config(config),
+    )
+    runner = web.AppRunner(app, access_log=None)
     try:
         await runner.setup()
-        site = web.TCPSite(runner, me.api_host, me.api_port, reuse_address=True)
+        site = web.TCPSite(
+            runner, me.api_host, me.api_port, reuse_address=True, ssl_context=ssl_server
+        )
         await site.start()
-        logger.info("node %s: API on http://%s", node_id, me.api)
+        auth = f"{len(config.tokens)} tokens" if config.tokens else "auth off (loopback)"
+        logger.info("node %s: API on %s (%s)", node_id, config.api_url(node_id), auth)
         await stop.wait()
     finally:
         logger.info("node %s: stopping", node_id)

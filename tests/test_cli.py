@@ -3,6 +3,7 @@ client, `serve` with a fake runtime, and the `cluster up` launcher with fake nod
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -615,3 +616,18 @@ def test_serve_command() -> None:
         *("--log-level", "info", "--log-format", "json"),
     ]
     assert launcher.serve_command(Path("c.toml"))("n2")[-2:] == ["--node", "n2"]
+
+
+def test_token_new_prints_a_token_and_its_hash(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["token", "new", "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert hashlib.sha256(first["token"].encode()).hexdigest() == first["sha256"]
+    assert len(first["token"]) >= 40
+    assert main(["token", "new", "--name", "ingest", "--role", "worker", "--queue", "e.*"]) == 0
+    out = capsys.readouterr().out
+    token = out.split("token:")[1].split()[0]
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    assert f'sha256 = "{digest}"' in out and token != first["token"]
+    assert 'role = "worker"' in out and 'queues = ["e.*"]' in out
+    entry = out.split("# for the config file (the token itself is not in it):\n")[1]
+    assert token not in entry  # only the hash goes in the config file

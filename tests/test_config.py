@@ -618,3 +618,27 @@ def test_split_host_port_rejects(address: str) -> None:
 )
 def test_is_loopback_host(host: str, loopback: bool) -> None:
     assert is_loopback_host(host) is loopback
+
+
+def test_security_settings_of_issue_9(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("x")
+    (tmp_path / "c.pem").write_text("x")
+    text = toml(
+        extra=(
+            '[tls]\ncert = "c.pem"\nkey = "c.pem"\nca = "ca.pem"\n\n'
+            "[limits]\nrate_per_s = 50\nrate_burst = 100\n\n"
+            f'[auth]\nmetrics = "open"\n\n[[auth.tokens]]\nname = "t"\nsha256 = "{DIGEST}"\n'
+            'role = "reader"\n'
+        )
+    )
+    c = parse(text, tmp_path)
+    assert c.tls is not None and c.tls.ca == tmp_path / "ca.pem"
+    assert (c.limits.rate_per_s, c.limits.rate_burst) == (50, 100)
+    assert c.metrics_open is True
+    assert parse(toml(), tmp_path).metrics_open is False  # protected unless opened
+    assert parse(toml(), tmp_path).limits.rate_per_s == 0  # no rate limit by default
+    problems = problems_of(
+        toml(extra='[auth]\nmetrics = "public"\n\n[limits]\nrate_per_s = -1\n'), tmp_path
+    )
+    assert any("auth.metrics: 'public' must be 'open' or 'reader'" in p for p in problems)
+    assert any("limits.rate_per_s" in p for p in problems), problems

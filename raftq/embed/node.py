@@ -61,6 +61,7 @@ from raftq.raft.api import NodeStatus
 from raftq.raft.node import RaftNode
 from raftq.runtime import server_settings
 from raftq.server import ServerSettings, add_routes
+from raftq.server.auth import security_from_config
 from raftq.server.errors import invalid
 from raftq.server.fields import INT64_MAX, check_int, check_queue
 from raftq.server.render import render_cluster, render_job, render_queue
@@ -148,7 +149,14 @@ class Node(ProducesHandles):
         """
         if self._transport is not None and prefix != self._prefix:
             raise ValueError(f"this node already forwards under {self._prefix!r}")
-        add_routes(app, self._raft, self.settings, prefix, forward_ssl=self._forward_ssl)
+        add_routes(
+            app,
+            self._raft,
+            self.settings,
+            prefix,
+            forward_ssl=self._forward_ssl,
+            security=security_from_config(self.config),
+        )
         self._prefix = prefix
 
     async def start(self) -> None:

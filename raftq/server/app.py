@@ -15,6 +15,10 @@ and serves it inside ``log_context.request_scope`` so every line logged meanwhil
 request id (the client's ``X-Request-Id``, else a generated one, which is echoed back in
 ``X-Raftq-Request`` and never used for deduplication). The standalone app's
 ``error_middleware`` counts requests that match no route as ``route="unmatched"``.
+
+Inside ``_endpoint``, every handler runs behind ``raftq.server.auth.Guard`` (node-to-node
+signatures, tokens, roles, queue patterns, rate limit), so the checks hold on a host
+application too. ``GET /v1/openapi.json`` serves the document of ``raftq.server.openapi``.
 """
 
 from __future__ import annotations
@@ -30,11 +34,13 @@ from aiohttp import web
 from raftq.errors import ClusterError, NoLeader, NotLeader, OutcomeUnknown, Overloaded
 from raftq.log_context import request_scope
 from raftq.raft.api import NodeAPI
+from raftq.server.auth import Guard, Security
 from raftq.server.dashboard import dashboard_response, wants_html
 from raftq.server.errors import ApiError
 from raftq.server.forward import LEADER_HEADER, NODE_HEADER, Forwarder
 from raftq.server.handlers import Api
 from raftq.server.metrics import CONTENT_TYPE, Metrics
+from raftq.server.openapi import openapi_document
 from raftq.server.settings import ServerSettings
 from raftq.server.wire import error_response
 
@@ -49,6 +55,8 @@ METRICS_KEY: web.AppKey[Metrics] = web.AppKey("raftq_metrics", Metrics)
 
 _HTTP_CODES = {
     400: "malformed",
+    401: "unauthorized",
+    403: "forbidden",
     404: "no_route",
     405: "method_not_allowed",
     413: "body_too_large",
@@ -61,6 +69,7 @@ def create_app(
     settings: ServerSettings | None = None,
     *,
     forward_ssl: ssl.SSLContext | None = None,
+    security: Security | None = None,
 ) -> web.Application:
     """A standalone application serving the v1 API of ``node``.
 
@@ -68,10 +77,11 @@ def create_app(
         node: the local raft node (``raftq.raft.node.RaftNode`` or any ``NodeAPI``).
         settings: limits and deadlines (defaults when ``None``).
         forward_ssl: reach the leader over HTTPS with this context when forwarding.
+        security: tokens, cluster secret, rate limit (default: auth off, no secret).
     """
     settings = settings or ServerSettings()
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
-    add_routes(app, node, settings, forward_ssl=forward_ssl)
+    add_routes(app, node, settings, forward_ssl=forward_ssl, security=security)
     return app
 
 
@@ -82,16 +92,19 @@ def add_routes(
     prefix: str = "",
     *,
     forward_ssl: ssl.SSLContext | None = None,
+    security: Security | None = None,
 ) -> None:
     """Mount the v1 API of ``node`` on ``app`` under ``prefix`` (``""`` or ``"/raftq"``...).
 
     Every node of a cluster must mount the API under the same prefix: a follower forwards a
     request to the same path on the leader's API address. The forwarding session is closed
-    on ``app``'s cleanup.
+    on ``app``'s cleanup. ``security`` is what every route checks (``raftq.server.auth``;
+    default: auth off, node-to-node headers trusted from loopback only).
     """
     if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
         raise ValueError(f"prefix must be empty or like '/raftq', got {prefix!r}")
     settings = settings or ServerSettings()
+    guard = Guard(security or Security(), node)
     metrics = Metrics(node)
     if METRICS_KEY not in app:  # the first mounting's metrics count unmatched requests
         app[METRICS_KEY] = metrics
@@ -100,6 +113,7 @@ def add_routes(
         retry_after_s=settings.retry_after_s,
         ssl_context=forward_ssl,
         observe=metrics.observe_forward,
+        peer_key=guard.peer_key,
     )
     api = Api(node, settings, forwarder)
 
@@ -134,6 +148,13 @@ def add_routes(
 
     table.append(("GET", "/metrics", scrape))
     listing = [f"{method} {prefix}{path}" for method, path, _ in table]
+    listing.append(f"GET {prefix}/v1/openapi.json")
+    document = openapi_document(prefix, settings)
+
+    async def openapi(request: web.Request) -> web.StreamResponse:
+        return web.json_response(document)
+
+    table.append(("GET", "/v1/openapi.json", openapi))
 
     async def index(request: web.Request) -> web.StreamResponse:
         """The dashboard for browsers, a JSON index of the routes for everything else."""
@@ -141,10 +162,12 @@ def add_routes(
             return dashboard_response()
         return await api.index(request, listing)
 
-    app.router.add_route("GET", prefix or "/", _endpoint(api, index, prefix or "/", metrics))
+    root = prefix or "/"
+    app.router.add_route("GET", root, _endpoint(api, guard.wrap("GET", "/", index), root, metrics))
     for method, path, handler in table:
         route = prefix + path
-        app.router.add_route(method, route, _endpoint(api, handler, route, metrics))
+        guarded = guard.wrap(method, path, handler)
+        app.router.add_route(method, route, _endpoint(api, guarded, route, metrics))
 
 
 def _cluster_error(e: ClusterError, retry_after_s: int) -> ApiError:

@@ -2,27 +2,30 @@
 logged by the node that executed it (the leader; a follower only relays), on the
 ``raftq.audit`` logger, with who did it.
 
-Who: ``actor(request)``. There is no auth yet, so it is the client's address: the TCP peer,
-or, on a request a follower relayed (``X-Raftq-Forwarded``), the client address the follower
-put in ``X-Raftq-Client``. **Auth hook:** once an auth middleware identifies the caller, it
-stores the token's name as ``request[PRINCIPAL_KEY]`` and every audit line names it instead
-(the address stays in ``remote``). Until peers authenticate at the HTTP level, ``X-Raftq-Client``
-is only as trustworthy as the loopback network the API is restricted to.
+Who: ``actor(request)``: the token's name when auth is on (``raftq.server.auth`` sets
+``PRINCIPAL`` for the request it serves), else the client's address: the TCP peer, or, on a
+request a follower relayed (``X-Raftq-Forwarded``), the client address the follower put in
+``X-Raftq-Client``; the address is logged as ``remote`` either way. The auth guard refuses
+``X-Raftq-Forwarded`` unless a node signed the request, so ``X-Raftq-Client`` is trustworthy.
+
+``PRINCIPAL`` is a context variable, not request storage: set by the guard around its
+handler, it holds exactly while that request is served (aiohttp runs each in its own task).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Final
+from contextvars import ContextVar
 
 from aiohttp import web
 
 from raftq.log_context import AUDIT_LOGGER, FIELDS_ATTR
 from raftq.server.forward import CLIENT_HEADER, FORWARDED_HEADER
 
-__all__ = ["PRINCIPAL_KEY", "actor", "audit", "client_address"]
+__all__ = ["PRINCIPAL", "actor", "audit", "client_address"]
 
-PRINCIPAL_KEY: Final = "raftq.principal"  # set by the (future) auth middleware: token name
+# The authenticated caller's name (a token's name) while a request is served; None: auth off.
+PRINCIPAL: ContextVar[str | None] = ContextVar("raftq_principal", default=None)
 
 _audit = logging.getLogger(AUDIT_LOGGER)
 
@@ -38,8 +41,8 @@ def client_address(request: web.BaseRequest) -> str:
 
 def actor(request: web.BaseRequest) -> str:
     """Who did it: the authenticated principal when auth exists, else the client address."""
-    principal = request.get(PRINCIPAL_KEY)
-    return str(principal) if principal else client_address(request)
+    principal = PRINCIPAL.get()
+    return principal if principal else client_address(request)
 
 
 def audit(request: web.BaseRequest, action: str, **fields: object) -> None:

@@ -5,6 +5,10 @@ The leader alone proposes (and stamps ``now_ms``). A forwarded request carries
 costs at most one hop and can never loop. The follower relays the leader's answer as it is
 (status, body, content type, ``Retry-After``, ``X-Raftq-Leader``).
 
+Both headers are signed with the cluster secret (``raftq.server.peer_auth``): the leader
+accepts them only from a node, and authorizes the request again with the client's own
+``Authorization``, which is relayed unchanged.
+
 One ``aiohttp.ClientSession`` (persistent connections, no connection cap: every forwarded
 request stands for one inbound request, which bounds them) serves every forward of an app.
 """
@@ -18,8 +22,10 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
 from raftq.server.errors import ApiError
+from raftq.server.peer_auth import PeerKey
 
 __all__ = ["CLIENT_HEADER", "FORWARDED_HEADER", "LEADER_HEADER", "NODE_HEADER", "Forwarder"]
 
@@ -42,6 +48,7 @@ class Forwarder:
         ssl_context: when set, the leader is reached over HTTPS with it.
         observe: called with each forward's outcome (``ok``, ``unreachable``, ``no_answer``),
             for metrics.
+        peer_key: signs the node-to-node headers (``None``: unsigned, loopback clusters).
     """
 
     def __init__(
@@ -51,8 +58,10 @@ class Forwarder:
         retry_after_s: int,
         ssl_context: ssl.SSLContext | None = None,
         observe: Callable[[str], None] | None = None,
+        peer_key: PeerKey | None = None,
     ) -> None:
         self._node_id = node_id
+        self._peer_key = peer_key or PeerKey(None)
         self._observe = observe or (lambda _outcome: None)
         self._retry_after_s = retry_after_s
         self._ssl = ssl_context
@@ -77,8 +86,10 @@ class Forwarder:
         """GET ``path`` of another node's API as JSON; ``None`` if it does not answer 200."""
         url = f"{self._scheme}://{address}{path}"
         timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000)
+        headers = {FORWARDED_HEADER: self._node_id}
+        self._peer_key.sign("GET", URL(path), headers)
         try:
-            async with self._get_session().get(url, timeout=timeout) as resp:
+            async with self._get_session().get(url, headers=headers, timeout=timeout) as resp:
                 if resp.status != 200:
                     return None
                 return await resp.json()
@@ -105,6 +116,7 @@ class Forwarder:
         headers = {h: request.headers[h] for h in _REQUEST_HEADERS if h in request.headers}
         headers[FORWARDED_HEADER] = self._node_id
         headers[CLIENT_HEADER] = request.remote or "unknown"
+        self._peer_key.sign(request.method, request.rel_url, headers)
         timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000)
         try:
             async with self._get_session().request(

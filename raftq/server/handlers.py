@@ -66,6 +66,7 @@ from raftq.errors import ClusterError, NoLeader, NotLeader, OutcomeUnknown
 from raftq.raft.api import NodeAPI, NodeStatus
 from raftq.server import testfaults
 from raftq.server.audit import audit
+from raftq.server.auth import allowed_queue, require_queues
 from raftq.server.errors import ApiError, from_rejected, invalid
 from raftq.server.fields import (
     INT64_MAX,
@@ -84,6 +85,21 @@ from raftq.server.settings import ServerSettings
 from raftq.server.wire import Format, decode_body, pack_value, request_format, respond
 
 __all__ = ["Api", "new_job", "read_body"]
+
+# The success result of each command the API submits (a replayed request id can answer with
+# the result of another kind of command: see Api._submit).
+_RESULT_OF: dict[type[Command], type[Result]] = {
+    Enqueue: Enqueued,
+    Claim: Claimed,
+    Heartbeat: Extended,
+    Ack: Acked,
+    Nack: Nacked,
+    Cancel: Cancelled,
+    Pause: Paused,
+    Resume: Resumed,
+    Purge: Purged,
+    RequeueDead: Requeued,
+}
 
 logger = logging.getLogger(__name__)
 
@@ -238,10 +254,22 @@ class Api:
         return False
 
     async def _submit(self, command: Command) -> Result:
-        """Submit and return a success result; a core refusal becomes its ApiError."""
+        """Submit and return a success result; a core refusal becomes its ApiError.
+
+        A result of another kind than the command's is the first answer to a request id that
+        was already used for another operation (ids are global): 409 ``request_id_reused``.
+        """
         result = await self.node.submit(command, self.settings.submit_timeout_ms)
         if isinstance(result, CoreRejected):
             raise from_rejected(result)
+        expected = _RESULT_OF.get(type(command))
+        if expected is not None and not isinstance(result, expected):
+            raise ApiError(
+                409,
+                "request_id_reused",
+                f"X-Request-Id {command.request_id!r} was already used for another operation "
+                "within the deduplication window; use a fresh id per operation",
+            )
         return result
 
     def _unexpected(self, result: Result) -> ApiError:
@@ -309,6 +337,7 @@ class Api:
         else:
             names = f.req_list("queues", MAX_CLAIM_QUEUES, 1)
             queues = tuple(check_queue(q, f"queues[{i}]") for i, q in enumerate(names))
+            require_queues(w.request, queues)  # the path's queue was checked by the guard
         worker = f.req_str("worker", MAX_WORKER_CHARS)
         mx = f.int_default("max", 1, MAX_CLAIM, default=1)
         lease_ms = f.opt_int("lease_ms", 1, MAX_LEASE_MS)
@@ -570,8 +599,9 @@ class Api:
     async def list_queues(self, request: web.Request) -> web.StreamResponse:
         """``GET /v1/queues``: every queue's stats, by name."""
         parse_query(request.query, ())
+        visible = allowed_queue(request)  # a token sees the queues its patterns match
         with self.node.read() as m:
-            stats = [m.queue_stats(name) for name in sorted(m.queue_names())]
+            stats = [m.queue_stats(name) for name in sorted(m.queue_names()) if visible(name)]
         return respond(request, {"queues": [render_queue(s) for s in stats if s is not None]})
 
     async def get_queue(self, request: web.Request) -> web.StreamResponse:

@@ -137,12 +137,13 @@ class Worker:
         nodes: Sequence[str] | str | None = None,
         client: JobSource | None = None,
         token: str | None = None,
+        ssl: ssl.SSLContext | None = None,
         **options: Any,
     ) -> None:
         """Change settings before ``run`` (the CLI applies its flags this way).
 
-        ``nodes``, ``client`` and ``token`` replace the worker's when given; ``options`` are
-        ``WorkerOptions`` fields (``ConfigError`` if out of range).
+        ``nodes``, ``client``, ``token`` and ``ssl`` replace the worker's when given;
+        ``options`` are ``WorkerOptions`` fields (``ConfigError`` if out of range).
         """
         if nodes is not None:
             self.nodes = nodes
@@ -150,6 +151,8 @@ class Worker:
             self.client = client
         if token is not None:
             self._token = token
+        if ssl is not None:
+            self._ssl = ssl
         if options:
             self.options = replace(self.options, **options)
 

@@ -10,6 +10,7 @@ import json
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -36,14 +37,22 @@ def free_ports(n: int) -> list[int]:
 
 
 def http_json(
-    url: str, body: Any = None, method: str | None = None, timeout: float = 5.0
+    url: str,
+    body: Any = None,
+    method: str | None = None,
+    timeout: float = 5.0,
+    *,
+    headers: dict[str, str] | None = None,
+    context: ssl.SSLContext | None = None,
 ) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method or ("POST" if data else "GET"))
     if data is not None:
         req.add_header("Content-Type", "application/json")
+    for name, value in (headers or {}).items():
+        req.add_header(name, value)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
             raw = resp.read()
             return resp.status, json.loads(raw) if raw else None
     except urllib.error.HTTPError as e:
@@ -63,6 +72,8 @@ class Cluster:
         self.api = {n["id"]: n["api"] for n in nodes}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.log_args = ["--log-level", "INFO"]  # e.g. add "--log-format", "json"
+        self.headers: dict[str, str] = {}  # sent by view() (e.g. an Authorization header)
+        self.ssl_context: ssl.SSLContext | None = None  # set: the API is reached over https
 
     @classmethod
     def generate(
@@ -72,8 +83,10 @@ class Cluster:
         *,
         extra_raft: str = "",
         secret: str | None = "test-secret",
+        extra: str = "",
     ) -> Cluster:
-        """Write a config for ``n`` nodes on free loopback ports under ``root``."""
+        """Write a config for ``n`` nodes on free loopback ports under ``root`` (``extra``:
+        more TOML appended, e.g. ``[[auth.tokens]]``)."""
         ports = free_ports(2 * n)
         nodes = [
             {"id": f"n{i + 1}", "raft": f"127.0.0.1:{ports[i]}", "api": f"127.0.0.1:{ports[n + i]}"}
@@ -87,6 +100,8 @@ class Cluster:
             lines += ["[raft]", extra_raft, ""]
         for node in nodes:
             lines += ["[[nodes]]", *(f'{k} = "{v}"' for k, v in node.items()), ""]
+        if extra:
+            lines.append(extra)
         path = root / "cluster.toml"
         path.write_text("\n".join(lines))
         return cls(root, path, nodes)
@@ -137,11 +152,17 @@ class Cluster:
     # -- views ----------------------------------------------------------------------------
 
     def url(self, nid: str, path: str) -> str:
-        return f"http://{self.api[nid]}{path}"
+        scheme = "http" if self.ssl_context is None else "https"
+        return f"{scheme}://{self.api[nid]}{path}"
 
     def view(self, nid: str) -> dict[str, Any] | None:
         try:
-            status, body = http_json(self.url(nid, "/v1/cluster"), timeout=2)
+            status, body = http_json(
+                self.url(nid, "/v1/cluster"),
+                timeout=2,
+                headers=self.headers,
+                context=self.ssl_context,
+            )
         except OSError:
             return None
         return body if status == 200 and isinstance(body, dict) else None
@@ -168,7 +189,9 @@ class Cluster:
                 continue
             while True:
                 try:
-                    status, _ = http_json(self.url(nid, "/readyz"), timeout=2)
+                    status, _ = http_json(
+                        self.url(nid, "/readyz"), timeout=2, context=self.ssl_context
+                    )
                 except OSError:
                     status = 0
                 if status == 200:

@@ -1,0 +1,316 @@
+"""Who may call what: bearer tokens with roles and queue patterns, checked on every node.
+
+Every route has a ``Rule`` (``RULES``; a route without one is admin-only: fail closed). The
+``Guard`` wraps each handler and, before it runs:
+
+1. node-to-node headers: a request marked ``X-Raftq-Forwarded`` must be signed by a node
+   (``raftq.server.peer_auth``), else 401 ``unauthorized``, whatever else it carries;
+2. open routes (``/healthz``, ``/readyz``, ``/``, ``/v1/openapi.json``; ``/metrics`` when so
+   configured) are served to anyone;
+3. with tokens configured: ``Authorization: Bearer <token>`` is hashed (SHA-256) and compared
+   with *every* configured hash in constant time; none = 401 ``unauthorized``; the role must
+   be among the rule's roles and the queue (from the path, or from the job named in the path)
+   must match one of the token's patterns, else 403 ``forbidden``. The principal is set
+   (``CALLER``, and its name in ``raftq.server.audit.PRINCIPAL`` for audit lines) while the
+   handler runs. A request a node signed without a bearer token (a peer asking for
+   ``/v1/cluster``) is the reader ``node:<id>``;
+4. the per-principal rate limit (``raftq.server.limits``): 429 ``rate_limited``. A forward a
+   node signed is not counted again: the node that received it counted it.
+
+The node that receives a request authorizes it, and the leader authorizes a forwarded request
+again with the same token (tokens are configured cluster-wide), so a follower can neither be
+used to skip a check nor widen one. Queues named in a body (``POST /v1/claim``) are checked
+where the body is parsed, on the node that executes the request (``require_queues``); a job
+this node has not replicated yet is checked by the leader, which has.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import fnmatch
+import hashlib
+import hmac
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+from aiohttp import web
+
+from raftq.config import ClusterConfig, Role, TokenConfig
+from raftq.raft.api import NodeAPI
+from raftq.server.audit import PRINCIPAL
+from raftq.server.errors import ApiError
+from raftq.server.forward import FORWARDED_HEADER
+from raftq.server.limits import RateLimiter
+from raftq.server.peer_auth import PeerKey
+
+__all__ = [
+    "CALLER",
+    "RULES",
+    "Guard",
+    "Principal",
+    "QueueFrom",
+    "Rule",
+    "Security",
+    "allowed_queue",
+    "require_queues",
+    "security_from_config",
+]
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller."""
+
+    name: str
+    role: Role
+    queues: tuple[str, ...]  # fnmatch patterns; ignored for admin
+
+    def may_touch(self, queue: str) -> bool:
+        if self.role is Role.ADMIN:
+            return True
+        return any(fnmatch.fnmatchcase(queue, p) for p in self.queues)
+
+
+# The caller of the request being served (set by the guard around its handler; None: auth off).
+CALLER: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
+    "raftq_caller", default=None
+)
+
+
+class QueueFrom(StrEnum):
+    """Where a route's queue comes from, for the pattern check."""
+
+    NONE = "none"  # not queue-specific
+    PATH = "path"  # {queue} in the path
+    JOB = "job"  # the queue of the job {id} in the path
+    BODY = "body"  # the body's queues (checked by the handler, require_queues)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """Who may call a route: ``roles`` (admin always may); ``None`` roles = open to all."""
+
+    roles: frozenset[Role] | None
+    queue: QueueFrom = QueueFrom.NONE
+
+
+_R, _P, _W, _A = Role.READER, Role.PRODUCER, Role.WORKER, Role.ADMIN
+_OPEN: Final = Rule(None)
+_ADMIN: Final = Rule(frozenset({_A}))
+
+# (method, path template without prefix) -> rule. A test checks every route has one.
+RULES: Final[dict[tuple[str, str], Rule]] = {
+    ("GET", "/"): _OPEN,
+    ("GET", "/healthz"): _OPEN,
+    ("GET", "/readyz"): _OPEN,
+    ("GET", "/v1/openapi.json"): _OPEN,
+    ("GET", "/metrics"): Rule(frozenset({_R, _A})),  # or open: [auth] metrics = "open"
+    ("POST", "/v1/queues/{queue}/jobs"): Rule(frozenset({_P, _A}), QueueFrom.PATH),
+    ("POST", "/v1/queues/{queue}/claim"): Rule(frozenset({_W, _A}), QueueFrom.PATH),
+    ("POST", "/v1/claim"): Rule(frozenset({_W, _A}), QueueFrom.BODY),
+    ("POST", "/v1/jobs/{id}/heartbeat"): Rule(frozenset({_W, _A}), QueueFrom.JOB),
+    ("POST", "/v1/jobs/{id}/ack"): Rule(frozenset({_W, _A}), QueueFrom.JOB),
+    ("POST", "/v1/jobs/{id}/nack"): Rule(frozenset({_W, _A}), QueueFrom.JOB),
+    ("POST", "/v1/jobs/{id}/cancel"): Rule(frozenset({_P, _A}), QueueFrom.JOB),
+    ("GET", "/v1/jobs/{id}"): Rule(frozenset({_R, _P, _A}), QueueFrom.JOB),
+    ("GET", "/v1/queues"): Rule(frozenset({_R, _A})),  # the answer lists matching queues only
+    ("GET", "/v1/queues/{queue}"): Rule(frozenset({_R, _A}), QueueFrom.PATH),
+    ("GET", "/v1/queues/{queue}/dead"): Rule(frozenset({_R, _A}), QueueFrom.PATH),
+    ("GET", "/v1/cluster"): Rule(frozenset({_R, _A})),
+    ("POST", "/v1/queues/{queue}/pause"): _ADMIN,
+    ("POST", "/v1/queues/{queue}/resume"): _ADMIN,
+    ("POST", "/v1/queues/{queue}/purge"): _ADMIN,
+    ("POST", "/v1/queues/{queue}/dead/requeue"): _ADMIN,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Security:
+    """What the guard enforces (built from the config by ``security_from_config``).
+
+    Attributes:
+        tokens: the configured tokens; empty = auth off (every caller may do everything).
+        secret: the cluster secret, keying node-to-node signatures (``None``: loopback trust).
+        metrics_open: ``/metrics`` is served without a token.
+        rate_per_s: requests per second per principal (per client address with auth off);
+            0 = no limit.
+        rate_burst: requests a principal may send at once above the rate.
+    """
+
+    tokens: tuple[TokenConfig, ...] = ()
+    secret: str | None = None
+    metrics_open: bool = True
+    rate_per_s: int = 0
+    rate_burst: int = 0
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.tokens)
+
+
+def security_from_config(config: ClusterConfig) -> Security:
+    return Security(
+        tokens=config.tokens,
+        secret=config.secret,
+        metrics_open=config.metrics_open,
+        rate_per_s=config.limits.rate_per_s,
+        rate_burst=config.limits.rate_burst,
+    )
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, "unauthorized", message)
+
+
+class Guard:
+    """Authenticates, authorizes and rate-limits the requests of one mounting of the API."""
+
+    def __init__(self, security: Security, node: NodeAPI) -> None:
+        self.security = security
+        self.peer_key = PeerKey(security.secret)
+        self._node = node
+        # (digest bytes, principal); every one is compared on each request (constant time)
+        self._tokens = [
+            (bytes.fromhex(t.sha256), Principal(t.name, t.role, t.queues)) for t in security.tokens
+        ]
+        self._limiter = (
+            RateLimiter(security.rate_per_s, security.rate_burst)
+            if security.rate_per_s > 0
+            else None
+        )
+
+    def wrap(self, method: str, template: str, handler: _Handler) -> _Handler:
+        """``handler`` behind the checks of the route ``method template`` (no prefix)."""
+        rule = RULES.get((method, template), _ADMIN)
+        if template == "/metrics" and self.security.metrics_open:
+            rule = _OPEN
+
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            signed = self._check_peer(request)
+            principal: Principal | None = None
+            if rule.roles is not None or FORWARDED_HEADER in request.headers:
+                principal = self._authenticate(request, signed)
+                if rule.roles is not None and principal is not None:
+                    self._authorize(request, principal, rule)
+                self._rate_limit(request, principal, signed)
+            if principal is None:
+                return await handler(request)
+            caller = CALLER.set(principal)
+            name = PRINCIPAL.set(principal.name)
+            try:
+                return await handler(request)
+            finally:
+                PRINCIPAL.reset(name)
+                CALLER.reset(caller)
+
+        return guarded
+
+    def _check_peer(self, request: web.Request) -> str | None:
+        """The signing node's id when the request carries node-to-node headers; 401 when
+        those headers are not from a node."""
+        node = request.headers.get(FORWARDED_HEADER)
+        if node is None:
+            return None
+        reason = self.peer_key.verify(request)
+        if reason is not None:
+            raise _unauthorized(reason)
+        return node[:64]
+
+    def _authenticate(self, request: web.Request, signed: str | None) -> Principal | None:
+        """The caller (``None`` with auth off); 401 without a known token."""
+        if not self._tokens:
+            return None
+        header = request.headers.get("Authorization")
+        if header is None and signed is not None:
+            principal = Principal(f"node:{signed}", Role.READER, ("*",))
+        else:
+            principal = self._match(header)
+        return principal
+
+    def _match(self, header: str | None) -> Principal:
+        if header is None:
+            raise _unauthorized("this node requires a token: Authorization: Bearer <token>")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _unauthorized("expected Authorization: Bearer <token>")
+        digest = hashlib.sha256(token.strip().encode()).digest()
+        found: Principal | None = None
+        for known, principal in self._tokens:  # no early exit: the time says nothing
+            if hmac.compare_digest(known, digest):
+                found = principal
+        if found is None:
+            raise _unauthorized("unknown token")
+        return found
+
+    def _authorize(self, request: web.Request, principal: Principal, rule: Rule) -> None:
+        if rule.roles is None or principal.role is Role.ADMIN:
+            return
+        if principal.role not in rule.roles:
+            raise ApiError(
+                403,
+                "forbidden",
+                f"token {principal.name!r} (role {principal.role.value}) may not "
+                f"{request.method} {request.path[:200]}",
+            )
+        queue: str | None = None
+        if rule.queue is QueueFrom.PATH:
+            queue = request.match_info.get("queue")
+        elif rule.queue is QueueFrom.JOB:
+            queue = self._job_queue(request.match_info.get("id", ""))
+        if queue is not None and not principal.may_touch(queue):
+            raise _forbidden_queue(principal, queue)
+
+    def _job_queue(self, raw_id: str) -> str | None:
+        """The queue of job ``raw_id`` in this node's state; ``None`` if malformed (the handler
+        answers 400) or unknown here (404 on the leader, or the leader checks it)."""
+        if not raw_id.isdigit() or len(raw_id) > 19:
+            return None
+        with self._node.read() as m:
+            info = m.job_info(int(raw_id))
+        return None if info is None else info.queue
+
+    def _rate_limit(
+        self, request: web.Request, principal: Principal | None, signed: str | None
+    ) -> None:
+        if self._limiter is None or signed is not None:
+            return
+        key = principal.name if principal is not None else f"addr:{request.remote}"
+        wait_s = self._limiter.take(key)
+        if wait_s is not None:
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"more than {self.security.rate_per_s} requests/s for {key}; retry later",
+                retry_after_s=wait_s,
+            )
+
+
+def _forbidden_queue(principal: Principal, queue: str) -> ApiError:
+    return ApiError(
+        403,
+        "forbidden",
+        f"token {principal.name!r} may not use queue {queue[:200]!r} "
+        f"(its patterns: {', '.join(principal.queues)})",
+    )
+
+
+def require_queues(request: web.BaseRequest, queues: Iterable[str]) -> None:
+    """403 unless the caller may use every one of ``queues`` (no-op with auth off)."""
+    principal = CALLER.get()
+    if principal is None:
+        return
+    for q in queues:
+        if not principal.may_touch(q):
+            raise _forbidden_queue(principal, q)
+
+
+def allowed_queue(request: web.BaseRequest) -> Callable[[str], bool]:
+    """A filter of the queues the caller may see (everything with auth off)."""
+    principal = CALLER.get()
+    if principal is None:
+        return lambda _q: True
+    return principal.may_touch

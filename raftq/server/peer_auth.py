@@ -1,0 +1,111 @@
+"""Authenticating node-to-node HTTP requests (forwards to the leader, peer views).
+
+A follower that relays a request marks it ``X-Raftq-Forwarded: <its id>`` and names the
+original client in ``X-Raftq-Client``. Those two headers change what the receiver does (it
+never forwards again, and audit lines name the relayed client), so a receiver must know they
+come from a node, not from anyone who can reach its API:
+
+- With a cluster secret, the sender adds ``X-Raftq-Peer-Auth: v1;<ms>;<hex>``: an HMAC-SHA256,
+  under a key derived from the secret, of the timestamp, the method, the path with its query,
+  the two headers above, the request id and a hash of the ``Authorization`` header. The
+  receiver refuses a missing or wrong signature, and one whose timestamp is more than
+  ``MAX_SKEW_MS`` away from its own clock (a captured request cannot be replayed later).
+- Without a secret (allowed only while every raft address is loopback, so every node runs on
+  this machine), the marker is accepted only from a loopback peer address.
+
+The body is not signed: whoever can alter a request in flight can also read the bearer tokens
+it carries; TLS on the API is the protection against that (docs/security.md).
+
+The forwarding key is derived from the secret with its own label, distinct from PySyncObj's
+derivation of its peer-encryption key from the same secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Mapping
+from typing import Final
+
+from aiohttp import web
+from yarl import URL
+
+from raftq.config import is_loopback_host
+
+__all__ = ["MAX_SKEW_MS", "PEER_AUTH_HEADER", "PeerKey"]
+
+PEER_AUTH_HEADER: Final = "X-Raftq-Peer-Auth"
+MAX_SKEW_MS: Final = 30_000  # nodes' clocks are assumed within seconds of each other (NTP)
+_LABEL: Final = b"raftq http peer auth v1"
+_VERSION: Final = "v1"
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class PeerKey:
+    """Signs this node's requests to other nodes and checks theirs.
+
+    Args:
+        secret: the cluster secret (``[cluster].secret``); ``None`` = trust loopback peers.
+    """
+
+    def __init__(self, secret: str | None) -> None:
+        self._key = (
+            None if secret is None else hmac.new(secret.encode(), _LABEL, hashlib.sha256).digest()
+        )
+
+    @property
+    def signs(self) -> bool:
+        """Whether requests carry a signature (a secret is configured)."""
+        return self._key is not None
+
+    @staticmethod
+    def _mac(key: bytes, ts_ms: int, method: str, url: URL, headers: Mapping[str, str]) -> str:
+        auth = headers.get("Authorization", "")
+        fields = [
+            _VERSION,
+            str(ts_ms),
+            method.upper(),
+            url.path,  # decoded: the same on both sides whatever re-encoding happened
+            url.query_string,
+            headers.get("X-Raftq-Forwarded", ""),
+            headers.get("X-Raftq-Client", ""),
+            headers.get("X-Request-Id", ""),
+            hashlib.sha256(auth.encode()).hexdigest(),
+        ]
+        return hmac.new(key, "\n".join(fields).encode(), hashlib.sha256).hexdigest()
+
+    def sign(self, method: str, url: URL, headers: dict[str, str]) -> None:
+        """Add the signature header to ``headers``, those of a request for ``url`` (its path
+        and query are signed)."""
+        if self._key is None:
+            return
+        ts_ms = _wall_ms()
+        mac = self._mac(self._key, ts_ms, method, url, headers)
+        headers[PEER_AUTH_HEADER] = f"{_VERSION};{ts_ms};{mac}"
+
+    def verify(self, request: web.BaseRequest) -> str | None:
+        """Why ``request`` is not from a node (``None`` when it is)."""
+        if self._key is None:
+            remote = request.remote or ""
+            if is_loopback_host(remote):
+                return None
+            return "node-to-node headers are accepted only from loopback without a cluster secret"
+        value = request.headers.get(PEER_AUTH_HEADER, "")
+        parts = value.split(";")
+        if len(parts) != 3 or parts[0] != _VERSION or not parts[1].isdigit():
+            return "node-to-node request without a valid signature"
+        ts_ms = int(parts[1])
+        if abs(_wall_ms() - ts_ms) > MAX_SKEW_MS:
+            return "node-to-node signature expired (or the nodes' clocks disagree)"
+        headers = {k: request.headers[k] for k in _SIGNED if k in request.headers}
+        expected = self._mac(self._key, ts_ms, request.method, request.rel_url, headers)
+        if not hmac.compare_digest(expected, parts[2]):
+            return "node-to-node request without a valid signature"
+        return None
+
+
+_SIGNED: Final = ("Authorization", "X-Raftq-Forwarded", "X-Raftq-Client", "X-Request-Id")
