@@ -27,6 +27,7 @@ from raftq.client import Client
 from raftq.errors import AuthError
 from raftq.worker import Worker
 from tests.integration.cluster import Cluster, http_json
+from tests.support import browser
 
 TOKENS = {
     "admin": "tok-admin-0123456789",
@@ -338,3 +339,31 @@ async def test_worker_and_client_send_their_tokens(secured: Cluster) -> None:
     )
     assert out.returncode == 1 and "not allowed" in out.stderr, out
     assert out.stderr.count("\n") == 1
+
+
+async def test_dashboard_asks_for_a_token_and_uses_it(secured: Cluster, tmp_path: Path) -> None:
+    """With auth on, the dashboard shows a token form on the first 401, then the data the
+    token may read (here through a follower, so the peer views are fetched node to node)."""
+    if browser.chromium_path() is None:  # never skipped: make test installs it
+        pytest.fail("chromium is not installed (apt-get install chromium); make test installs it")
+    leader = secured.leader()
+    assert (
+        call(secured, leader, "POST", "/v1/queues/a.dash/jobs", "producer", {"payload": 1})[0]
+        == 201
+    )
+    follower = secured.followers()[0]
+    async with browser.launch(tmp_path / "profile") as page:
+        await page.goto(f"http://{secured.api[follower]}/?refresh_ms=500")
+        await page.wait_for("!document.getElementById('auth').hidden")
+        assert "401" in await page.eval("document.getElementById('status').textContent")
+        token = json.dumps(TOKENS["reader"])
+        await page.eval(
+            f"document.getElementById('token').value = {token};"
+            "document.querySelector('#auth button').click(), true"
+        )
+        await page.wait_for("!!document.querySelector('#queues tr[data-queue=\"a.dash\"]')")
+        assert await page.eval("document.getElementById('auth').hidden")
+        assert await page.eval("document.getElementById('status').className") == "ok"
+        nodes = await page.eval("document.querySelectorAll('#cluster tr[data-node]').length")
+        assert nodes == len(secured.ids)
+        assert not [m for m in page.console if m.startswith("uncaught")], page.console
