@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from raftq.core import Enqueue, Machine, NewJob, encode_entry, snapshot_bytes, write_snapshot
-from raftq.raft.snapshot_file import RaftHeader, verify_file, write_file
+from raftq.raft.snapshot_file import RaftHeader, open_verified, write_file
 from raftq.raft.snapshot_hooks import load_machine
 
 
@@ -51,10 +51,11 @@ def main() -> int:
         out["write_file_s"] = time.perf_counter() - t
         out["file_mb"] = size / 2**20
         t = time.perf_counter()
-        info = verify_file(path)
+        info, f = open_verified(path)
         out["verify_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        restored = load_machine(info)
+        with f:
+            restored = load_machine(info, f)
         out["load_s"] = time.perf_counter() - t
         assert restored.digest == m.digest and len(restored.jobs) == args.jobs
         del restored

@@ -43,6 +43,7 @@ __all__ = [
     "fsync_dir",
     "fsync_file",
     "open_body",
+    "open_verified",
     "remove_temp_files",
     "verify_file",
     "write_file",
@@ -184,13 +185,30 @@ def _bad(path: str, problem: str) -> DataError:
 def verify_file(path: str) -> SnapshotInfo:
     """Check magic, version, sizes, the raft header and the whole-file checksum (and the core
     snapshot's own checksum) without building the state. ``DataError`` if anything is off."""
+    info, f = open_verified(path)
+    f.close()
+    return info
+
+
+def open_verified(path: str) -> tuple[SnapshotInfo, BinaryIO]:
+    """``verify_file``, keeping the file open: read the body from this file object
+    (``open_body``), never by opening ``path`` again, since another snapshot may be renamed over
+    it meanwhile (Bug fixed: a local compaction's writer replaced the dump while a snapshot from
+    the leader was being loaded, and the body was read from the new file at the old offset)."""
     try:
-        with open(path, "rb") as f:
-            return _verify(path, f)
+        f = open(path, "rb")  # noqa: SIM115  # returned open, or closed below
     except FileNotFoundError as e:
         raise _bad(path, "missing") from e
     except OSError as e:
         raise _bad(path, f"cannot be read ({e.strerror or e})") from e
+    try:
+        return _verify(path, f), f
+    except OSError as e:
+        f.close()
+        raise _bad(path, f"cannot be read ({e.strerror or e})") from e
+    except BaseException:
+        f.close()
+        raise
 
 
 def _verify(path: str, f: BinaryIO) -> SnapshotInfo:
@@ -262,9 +280,7 @@ class _Body(io.RawIOBase):
         return data
 
 
-def open_body(info: SnapshotInfo) -> tuple[IO[bytes], Callable[[], None]]:
-    """The verified file's core snapshot as a stream, and a function that closes it."""
-    f = open(info.path, "rb")  # noqa: SIM115  # closed by the returned function
+def open_body(info: SnapshotInfo, f: BinaryIO) -> IO[bytes]:
+    """The core snapshot inside ``f``, the file ``open_verified`` checked, as a stream."""
     f.seek(info.body_offset)
-    body = _Body(f, info.body_size)
-    return body, f.close  # type: ignore[return-value]  # RawIOBase reads bytes
+    return _Body(f, info.body_size)  # type: ignore[return-value]  # RawIOBase reads bytes

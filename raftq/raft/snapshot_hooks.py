@@ -49,7 +49,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
 from pysyncobj.config import SERIALIZER_STATE
 from pysyncobj.monotonic import monotonic
@@ -62,8 +62,8 @@ from raftq.raft.snapshot_file import (
     RaftHeader,
     SnapshotInfo,
     fsync_dir,
-    fsync_file,
     open_body,
+    open_verified,
     verify_file,
     write_file,
 )
@@ -75,6 +75,7 @@ __all__ = [
     "ElectionHold",
     "SnapshotHooks",
     "load_machine",
+    "read_machine",
 ]
 
 logger = logging.getLogger(__name__)
@@ -84,13 +85,14 @@ _PR_SET_PDEATHSIG = 1
 _SLOW_TICK_MS = 50  # ticks at least this long are logged at debug level (benchmarks read them)
 
 
-def load_machine(info: SnapshotInfo) -> Machine:
-    """The machine inside a verified snapshot file (``DataError`` if it does not decode).
+def load_machine(info: SnapshotInfo, f: BinaryIO) -> Machine:
+    """The machine inside the snapshot file ``f`` that ``open_verified`` checked (``DataError``
+    if it does not decode). The caller closes ``f``.
 
     The cyclic GC is paused while a million jobs are created: its full passes took 60% of a
     restore (docs/benchmarks.md), and jobs hold no reference cycles for it to find.
     """
-    body, close = open_body(info)
+    body = open_body(info, f)
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -98,9 +100,15 @@ def load_machine(info: SnapshotInfo) -> Machine:
     except CodecError as e:
         raise DataError(info.path, str(e), "snapshot") from e
     finally:
-        close()
         if enabled:
             gc.enable()
+
+
+def read_machine(path: str) -> Machine:
+    """The machine in the snapshot file at ``path``, verified (``DataError`` if damaged)."""
+    info, f = open_verified(path)
+    with f:
+        return load_machine(info, f)
 
 
 def _entry(value: Any) -> Entry:
@@ -378,12 +386,13 @@ class SnapshotHooks:
     def deserialize(self, path: str) -> tuple[Entry, Entry, list[str]]:
         started = time.monotonic_ns()
         try:
-            info = verify_file(path)
-            # A snapshot received from the leader was renamed into place without fsync; it
-            # must be durable before PySyncObj clears the journal it replaces.
-            fsync_file(path)
-            fsync_dir(os.path.dirname(path))
-            machine = load_machine(info)
+            info, f = open_verified(path)
+            with f:
+                # A snapshot received from the leader was renamed into place without fsync;
+                # it must be durable before PySyncObj clears the journal it replaces.
+                os.fsync(f.fileno())
+                fsync_dir(os.path.dirname(path))
+                machine = load_machine(info, f)
         except Exception as e:
             error = (
                 e

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from raftq.raft.snapshot_file import verify_file
-from raftq.raft.snapshot_hooks import load_machine
+from raftq.raft.snapshot_hooks import read_machine
 from tests.integration.cluster import Cluster, http_json
 
 # Compact often (every 30 entries, any second in each node's window): every node has a
@@ -184,7 +184,7 @@ def test_lagging_and_wiped_nodes_recover_from_peers_and_a_backup_seeds_a_new_clu
             check=True,
         )
         assert out.stdout.startswith(f"{backup}: snapshot up to entry ")
-    saved = load_machine(verify_file(str(backup)))
+    saved = read_machine(str(backup))
     saved_ids = sorted(saved.jobs)
     assert 0 < len(saved_ids) <= written
 

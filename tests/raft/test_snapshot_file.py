@@ -17,8 +17,14 @@ from raftq.core import Enqueue, Machine, NewJob, encode_entry, snapshot_bytes, w
 from raftq.errors import DataError
 from raftq.raft.datadir import check_data_dir, check_journal, check_meta, verify_data_dir
 from raftq.raft.journal import DurableMetaStorer
-from raftq.raft.snapshot_file import RaftHeader, remove_temp_files, verify_file, write_file
-from raftq.raft.snapshot_hooks import load_machine
+from raftq.raft.snapshot_file import (
+    RaftHeader,
+    open_verified,
+    remove_temp_files,
+    verify_file,
+    write_file,
+)
+from raftq.raft.snapshot_hooks import load_machine, read_machine
 
 HEADER = RaftHeader(
     last=(b"\x02last", 42, 3), prev=(b"\x01prev", 41, 3), cluster=("127.0.0.1:1", "127.0.0.1:2")
@@ -44,7 +50,7 @@ def test_round_trip(tmp_path: Path) -> None:
     assert path.stat().st_size == size
     info = verify_file(str(path))
     assert info.header == HEADER
-    restored = load_machine(info)
+    restored = read_machine(str(path))
     assert snapshot_bytes(restored) == snapshot_bytes(m)
     assert restored.digest == m.digest and len(restored.jobs) == 500
     assert list(tmp_path.iterdir()) == [path]  # no temp file left behind
@@ -57,7 +63,7 @@ def test_rewrite_replaces_atomically_and_old_temp_files_are_removed(tmp_path: Pa
     stale.write_bytes(b"half a file")
     assert remove_temp_files(str(path)) == [stale.name]
     _write(path, _machine(20))
-    assert len(load_machine(verify_file(str(path))).jobs) == 20
+    assert len(read_machine(str(path)).jobs) == 20
 
 
 def test_every_flipped_byte_is_detected(tmp_path: Path) -> None:
@@ -272,3 +278,21 @@ def test_data_dir_cross_checks(tmp_path: Path) -> None:
 def test_empty_dir_is_fine(tmp_path: Path) -> None:
     check_data_dir(str(tmp_path))
     assert verify_data_dir(str(tmp_path)) == []
+
+
+def test_a_file_renamed_over_the_path_after_verifying_is_not_read(tmp_path: Path) -> None:
+    """Bug fixed: a node loaded a snapshot from the leader by verifying the dump, then opening
+    it again by path to read the body; a local compaction's writer renamed its own file over
+    the dump in between, and the body was read from that file at the first one's offset
+    ("not a raftq snapshot of version 3: False", the node stopped). The body now comes from
+    the very file that was verified."""
+    path = tmp_path / "raft.dump"
+    _write(path, _machine(20))
+    info, f = open_verified(str(path))
+    with f:
+        other = tmp_path / "other.dump"
+        longer = RaftHeader(last=(b"x" * 300, 9, 2), prev=(b"y", 8, 2), cluster=("a:1", "b:2"))
+        _write(other, _machine(10), longer)
+        os.replace(other, path)
+        assert len(load_machine(info, f).jobs) == 20
+    assert len(read_machine(str(path)).jobs) == 10

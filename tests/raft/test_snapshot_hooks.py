@@ -22,7 +22,7 @@ from raftq.raft.snapshot_file import verify_file
 from raftq.raft.snapshot_hooks import (
     ElectionHold,
     SnapshotHooks,
-    load_machine,
+    read_machine,
 )
 from tests.embed.conftest import make_config
 
@@ -168,7 +168,7 @@ def test_load_machine_reports_a_body_that_does_not_decode(tmp_path: Path) -> Non
     body = b"\x93\x01\x02\x03"
     write_file(str(path), header, lambda w: (w(body), w(hashlib.sha256(body).digest())))
     with pytest.raises(DataError, match=r"snapshot file .*not a raftq snapshot"):
-        load_machine(verify_file(str(path)))
+        read_machine(str(path))
 
 
 def test_serializer_forks_a_writer_and_reports_through_the_checker(tmp_path: Path) -> None:
@@ -197,7 +197,7 @@ def test_serializer_forks_a_writer_and_reports_through_the_checker(tmp_path: Pat
     assert hooks.check() == SERIALIZER_STATE.NOT_SERIALIZING
     info = verify_file(str(dump))
     assert info.header.last == (b"\x01l", 3, 1) and info.header.cluster == ("127.0.0.1:9",)
-    assert snapshot_bytes(load_machine(info)) == snapshot_bytes(replica.machine)
+    assert snapshot_bytes(read_machine(str(dump))) == snapshot_bytes(replica.machine)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raft.dump"]
 
 
