@@ -38,9 +38,10 @@ LOCK_PATH = "/tmp/bench.lock"
 
 # The client levers, from none to all (each measured on the same cluster in one run).
 LEVERS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("one request per operation", {"coalesce": False, "claim_batch": 1}),
-    ("+ batch claim (max 10)", {"coalesce": False, "claim_batch": 10}),
-    ("+ coalesced enqueue and ack", {"coalesce": True, "claim_batch": 10}),
+    ("one request per operation", {"coalesce": False, "claim_batch": 1, "pipeline": False}),
+    ("+ batch claim (max 10)", {"coalesce": False, "claim_batch": 10, "pipeline": False}),
+    ("+ coalesced enqueue and ack", {"coalesce": True, "claim_batch": 10, "pipeline": False}),
+    ("+ acks pipelined with claims", {"coalesce": True, "claim_batch": 10, "pipeline": True}),
 )
 
 

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from raftq.bench.progress import Progress
-from raftq.client import Client
+from raftq.client import ClaimedJob, Client
 
 __all__ = ["Workload", "make_payload", "pct", "run_concurrent", "run_enqueue", "run_process"]
 
@@ -46,8 +46,11 @@ class Workload:
     workers: int = 4
     claim_batch: int = 10
     payload_bytes: int = 100
-    # The client levers: coalesced enqueues and acks (``Client(coalesce=...)``).
+    # The client levers: coalesced enqueues and acks (``Client(coalesce=...)``); a worker
+    # claims its next batch while the acks of the previous one are on their way (at most one
+    # batch of acks outstanding per worker).
     coalesce: bool = True
+    pipeline: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -156,21 +159,35 @@ async def work(client: Client, queue: str, w: Workload, on_job: Callable[[bytes]
     sink = on_job
     assert isinstance(sink, Sink)
 
+    async def ack(jobs: list[ClaimedJob]) -> None:
+        if w.coalesce:  # concurrent acks: the client sends them as one request
+            await asyncio.gather(*(client.ack(j.id, j.token) for j in jobs))
+        else:
+            for j in jobs:
+                await client.ack(j.id, j.token)
+        for j in jobs:
+            sink(j.payload)
+
     async def worker(i: int) -> None:
         name = f"bench-w{i}"
-        while not sink.done.is_set():
-            jobs = await client.claim(queue, worker=name, max=w.claim_batch, wait_ms=1000)
-            if not jobs:
-                continue
-            for j in jobs:
-                sink.received(j.payload)
-            if w.coalesce:  # concurrent acks: the client sends them as one request
-                await asyncio.gather(*(client.ack(j.id, j.token) for j in jobs))
-            else:
+        acking: asyncio.Task[None] | None = None
+        try:
+            while not sink.done.is_set():
+                jobs = await client.claim(queue, worker=name, max=w.claim_batch, wait_ms=1000)
                 for j in jobs:
-                    await client.ack(j.id, j.token)
-            for j in jobs:
-                sink(j.payload)
+                    sink.received(j.payload)
+                if acking is not None:  # at most one batch of acks outstanding
+                    await acking
+                    acking = None
+                if not jobs:
+                    continue
+                if w.pipeline:
+                    acking = asyncio.create_task(ack(jobs))
+                else:
+                    await ack(jobs)
+        finally:
+            if acking is not None:
+                acking.cancel()
 
     tasks = [asyncio.create_task(worker(i)) for i in range(w.workers)]
     done: asyncio.Task[Any] = asyncio.create_task(sink.done.wait())
