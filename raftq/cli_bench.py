@@ -74,6 +74,9 @@ def add_bench_command(
         help="first measure enqueue and claim+ack with the client levers off, then on",
     )
     p.add_argument(
+        "--levers-n", type=_positive, default=2_000, help="jobs per lever measurement (2000)"
+    )
+    p.add_argument(
         "--peers",
         nargs="?",
         const="nats_r3,rmq_quorum,arq",
@@ -122,6 +125,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         fsync=args.fsync == "always",
         jobs_queued=args.jobs_queued,
         levers=args.levers,
+        levers_n=args.levers_n,
         peers=peers,
         peers_dir=peers_dir,
         lock=not args.no_lock,

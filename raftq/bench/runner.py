@@ -52,6 +52,7 @@ class BenchOptions:
     fsync: bool = True
     jobs_queued: int = 0  # jobs preloaded in another queue before the phases
     levers: bool = False
+    levers_n: int = 2_000  # jobs per lever measurement (one request per op is slow)
     peers: tuple[str, ...] = ()
     peers_dir: Path | None = None
     lock: bool = True
@@ -125,11 +126,13 @@ async def _phases(urls: list[str], w: Workload, tag: str, sampler: TermSampler) 
     return out
 
 
-async def _levers(urls: list[str], w: Workload, sampler: TermSampler) -> list[dict[str, Any]]:
+async def _levers(
+    urls: list[str], w: Workload, n: int, sampler: TermSampler
+) -> list[dict[str, Any]]:
     rows = []
     for i, (name, changes) in enumerate(LEVERS):
         print(f"-- lever: {name}", file=sys.stderr, flush=True)
-        lw = replace(w, **changes)
+        lw = replace(w, n=n, **changes)
         before = sampler.elections()
         enq = await run_enqueue(urls, f"lever{i}", lw)
         proc = await run_process(urls, f"lever{i}", lw)
@@ -164,7 +167,7 @@ def _run_raftq(opts: BenchOptions) -> dict[str, Any]:
             sampler.mark()
             out: dict[str, Any] = {}
             if opts.levers:
-                out["levers"] = _run_async(_levers(cluster.urls, w, sampler))
+                out["levers"] = _run_async(_levers(cluster.urls, w, opts.levers_n, sampler))
             out["phases"] = _run_async(_phases(cluster.urls, w, "bench", sampler))
             out["elections"] = sampler.elections()
             out["leader_changes"] = sampler.leader_changes()
@@ -199,6 +202,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             "nodes": opts.nodes,
             "fsync": "always" if opts.fsync else "off",
             "jobs_queued": opts.jobs_queued,
+            "levers_n": opts.levers_n if opts.levers else None,
             **w.as_dict(),
         },
     }

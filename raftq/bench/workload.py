@@ -206,7 +206,8 @@ async def run_enqueue(urls: list[str], queue: str, w: Workload) -> dict[str, Any
     progress = Progress("enqueue", w.n)
     async with _client(urls, w) as c:
         await c.enqueue(queue, make_payload(10**9, w.payload_bytes))  # warm: leader, queue
-        await c.claim(queue, worker="warm")  # and take it out again
+        for job in await c.claim(queue, worker="warm"):  # and take it out again
+            await c.ack(job.id, job.token)
         secs, errors, clat = await produce(c, queue, w, w.n, progress=progress)
     progress.finish()
     return {
