@@ -56,7 +56,14 @@ def _get_json(url: str, timeout_s: float = 2.0) -> Any:
 class LocalCluster:
     """``nodes`` real node processes with ``fsync`` on or off, in a fresh temporary directory."""
 
-    def __init__(self, nodes: int = 3, *, fsync: bool = True, keep_dir: bool = False) -> None:
+    def __init__(
+        self,
+        nodes: int = 3,
+        *,
+        fsync: bool = True,
+        keep_dir: bool = False,
+        raft_options: dict[str, int] | None = None,
+    ) -> None:
         if nodes < 1:
             raise ValueError("nodes must be at least 1")
         self.n = nodes
@@ -75,6 +82,7 @@ class LocalCluster:
             "",
             "[raft]",
             f'fsync = "{"always" if fsync else "off"}"',
+            *(f"{k} = {int(v)}" for k, v in (raft_options or {}).items()),
             "",
         ]
         for nid in self.ids:

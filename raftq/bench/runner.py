@@ -42,6 +42,7 @@ LEVERS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("+ batch claim (max 10)", {"coalesce": False, "claim_batch": 10, "pipeline": False}),
     ("+ coalesced enqueue and ack", {"coalesce": True, "claim_batch": 10, "pipeline": False}),
     ("+ acks pipelined with claims", {"coalesce": True, "claim_batch": 10, "pipeline": True}),
+    ("+ claim batch 100 (peers: 10)", {"coalesce": True, "claim_batch": 100, "pipeline": True}),
 )
 
 
