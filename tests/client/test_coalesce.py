@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from raftq.client import Client
+from raftq.client import Client, SyncClient
 from raftq.client.batch import Coalescer
 from raftq.core import Ack, Enqueue
 from raftq.errors import OutcomeUnknown, Rejected
@@ -124,3 +124,17 @@ def test_coalescer_and_client_arguments_are_checked():
         Coalescer(one, many, max_batch=0)
     with pytest.raises(ValueError, match="max_batch"):
         Client("127.0.0.1:1", max_batch=0)
+
+
+async def test_sync_client_ack_many(start):
+    async with start(followers=0) as c, Client(c.csv()) as producer:
+        await producer.enqueue_many("q", [{"payload": 1}, {"payload": 2}])
+
+        def work() -> list[Rejected | None]:
+            with SyncClient(c.csv()) as client:
+                jobs = client.claim("q", worker="w", max=2)
+                return client.ack_many([(jobs[0].id, jobs[0].token, "r"), (jobs[1].id, 0, None)])
+
+        first, second = await asyncio.to_thread(work)
+        assert first is None
+        assert isinstance(second, Rejected) and second.reason == "stale_token"
