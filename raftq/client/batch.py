@@ -3,8 +3,9 @@
 A ``Coalescer`` keeps at most ``max_inflight`` requests in flight. A call made while one of
 those slots is free is sent on the next loop iteration, alone (the one-item request, so a
 lone caller pays no extra latency); calls made while every slot is busy wait and leave
-together in the next request, up to ``max_batch`` of them. Under load one HTTP request (and
-one pass through the server's parsing and forwarding) carries many operations.
+together in the next request, up to ``max_batch`` of them and ``max_bytes`` of payload.
+Under load one HTTP request (and one pass through the server's parsing and forwarding)
+carries many operations.
 
 Each caller still gets its own outcome, only once the server confirmed it:
 - a batch refused as a whole (``Rejected``: an enqueue batch is all-or-none, one bad job
@@ -41,12 +42,18 @@ class Coalescer(Generic[T, R]):
         *,
         max_batch: int,
         max_inflight: int = 4,
+        max_bytes: int | None = None,
+        size: Callable[[T], int] | None = None,
     ) -> None:
         if max_batch < 1 or max_inflight < 1:
             raise ValueError("max_batch and max_inflight must be at least 1")
         self._send_one = send_one
         self._send_many = send_many
         self._max_batch = max_batch
+        # A batch holds at most ``max_bytes`` of its items' ``size`` (one item may be larger):
+        # one request is one log entry, and a huge entry stalls the leader's tick thread.
+        self._max_bytes = max_bytes
+        self._size = size
         self._max_inflight = max_inflight
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._inflight = 0
@@ -66,7 +73,7 @@ class Coalescer(Generic[T, R]):
     def _flush(self) -> None:
         self._flush_scheduled = False
         while self._pending and self._inflight < self._max_inflight:
-            n = min(len(self._pending), self._max_batch)
+            n = self._batch_len()
             batch, self._pending = self._pending[:n], self._pending[n:]
             batch = [(i, f) for i, f in batch if not f.done()]  # callers that gave up
             if not batch:
@@ -75,6 +82,17 @@ class Coalescer(Generic[T, R]):
             task = asyncio.get_running_loop().create_task(self._run(batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _batch_len(self) -> int:
+        n = min(len(self._pending), self._max_batch)
+        if self._max_bytes is None or self._size is None:
+            return n
+        total = 0
+        for i in range(n):
+            total += self._size(self._pending[i][0])
+            if total > self._max_bytes:
+                return max(1, i)  # without the item that went over (alone if it is first)
+        return n
 
     async def _run(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:

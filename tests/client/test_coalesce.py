@@ -138,3 +138,31 @@ async def test_sync_client_ack_many(start):
         first, second = await asyncio.to_thread(work)
         assert first is None
         assert isinstance(second, Rejected) and second.reason == "stale_token"
+
+
+async def test_coalescer_closes_a_batch_at_max_bytes():
+    sent: list[list[bytes]] = []
+
+    async def one(item: bytes) -> int:
+        sent.append([item])
+        return len(item)
+
+    async def many(items: list[bytes]) -> list[int | Rejected]:
+        sent.append(items)
+        return [len(i) for i in items]
+
+    co: Coalescer[bytes, int] = Coalescer(
+        one, many, max_batch=100, max_inflight=1, max_bytes=250, size=len
+    )
+    outcomes = await asyncio.gather(*(co.call(bytes(100)) for _ in range(7)))
+    assert outcomes == [100] * 7
+    assert [len(b) for b in sent] == [2, 2, 2, 1]  # a third item would go over 250
+
+
+async def test_large_payloads_are_split_across_requests(start):
+    async with start(followers=0) as c, Client(c.csv()) as client:
+        blob = b"x" * (100 * 1024)
+        ids = await asyncio.gather(*(client.enqueue("q", blob) for _ in range(40)))
+        assert len(set(ids)) == 40
+        sizes = [len(e.jobs) for e in c.leader.log if isinstance(e, Enqueue)]
+        assert sum(sizes) == 40 and max(sizes) == 5  # 512 KiB of payload per request at most
