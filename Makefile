@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest system-deps bench chaos clean dashboard-screenshot
+.PHONY: run test lint typecheck pytest system-deps bench bench-peers bench-core chaos clean dashboard-screenshot
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,20 @@ dashboard-screenshot: $(STAMP) system-deps
 chaos: $(STAMP) system-deps
 	$(PY) jepsen-style/chaos
 
+# A fresh local 3-node cluster (fsync on) under the peers' workload, with the client levers
+# off and on (~2-3 minutes; takes /tmp/bench.lock itself). docs/benchmarks.md explains it.
 bench: $(STAMP)
+	mkdir -p bench/results
+	$(PY) -m raftq bench --levers --json bench/results/bench.json
+
+# The same, plus NATS JetStream R3, the RabbitMQ quorum queue and Redis+arq in the same run
+# (../shared/bench-peers installs and starts them; ~10 minutes).
+bench-peers: $(STAMP)
+	mkdir -p bench/results
+	$(PY) -m raftq bench --levers --peers --json bench/results/bench-peers.json
+
+# The state machine alone (raftq/core), no Raft, no network.
+bench-core: $(STAMP)
 	$(PY) bench/bench_core.py
 
 clean:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Final, NoReturn
 
 from raftq import __version__
+from raftq.cli_bench import add_bench_command
 from raftq.cli_client import add_client_commands
 from raftq.cli_common import (
     EXIT_FAILED,
@@ -116,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_worker_command(commands, parents=[logs])
     add_data_commands(commands, parents=[logs])
     add_token_command(commands, parents=[logs])
+    add_bench_command(commands, parents=[logs])
     return parser
 
 

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from raftq.client.client import Client
 from raftq.client.handle import JobHandle
 from raftq.client.types import ClaimedJob
+from raftq.errors import Rejected
 
 __all__ = ["SyncClient", "SyncJobHandle"]
 
@@ -164,6 +165,10 @@ class SyncClient:
     def ack(self, job_id: int, token: int, result: Any = None) -> None:
         """See ``Client.ack``."""
         self._run(self._client.ack(job_id, token, result))
+
+    def ack_many(self, acks: Sequence[tuple[int, int, Any]]) -> list[Rejected | None]:
+        """See ``Client.ack_many``."""
+        return self._run(self._client.ack_many(acks))
 
     def nack(
         self,

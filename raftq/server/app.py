@@ -129,6 +129,7 @@ def add_routes(
         ("POST", "/v1/claim", api.claim_many),
         ("POST", "/v1/jobs/{id}/heartbeat", api.heartbeat),
         ("POST", "/v1/jobs/{id}/ack", api.ack),
+        ("POST", "/v1/ack", api.ack_many),
         ("POST", "/v1/jobs/{id}/nack", api.nack),
         ("POST", "/v1/jobs/{id}/cancel", api.cancel),
         ("GET", "/v1/jobs/{id}", api.get_job),

@@ -443,6 +443,58 @@ class Api:
             raise self._unexpected(result)
         return respond(w.request, {"id": job_id, "state": "succeeded"})
 
+    async def ack_many(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/ack`` with ``{"acks": [{id, token, result?}, ...]}``."""
+        return await self._write(request, self._ack_many)
+
+    async def _ack_many(self, w: _Write) -> web.StreamResponse:
+        """Each ack is its own ``Ack`` command with its own outcome (one stale token refuses
+        only its own item); submitted together, they share log entries by group commit.
+
+        Every item is validated before any is submitted (a malformed item: 400, nothing
+        applied). Item ``i`` carries the request id ``<X-Request-Id>.<i>``, so a retry of the
+        whole request (same header) is answered per item with the first outcome. A cluster
+        failure of any item (not leader, outcome unknown) fails the request as a whole, to be
+        retried or forwarded with the same request id.
+        """
+        f = w.fields()
+        items = f.req_list("acks", self.settings.max_batch_jobs, 1)
+        f.done()
+        now = self.node.now_ms()
+        commands: list[Ack] = []
+        for i, item in enumerate(items):
+            g = Fields(item, f"acks[{i}]")
+            job_id = g.req_int("id", 1)
+            token = g.req_int("token")
+            value = g.raw("result")
+            g.done()
+            result_bytes = (
+                None
+                if value is None
+                else pack_value(value, w.fmt, f"acks[{i}].result", self.settings.max_payload_bytes)
+            )
+            rid = None if w.request_id is None else f"{w.request_id}.{i}"
+            commands.append(
+                Ack(now_ms=now, request_id=rid, job_id=job_id, token=token, result=result_bytes)
+            )
+        timeout_ms = self.settings.submit_timeout_ms
+        outcomes = await asyncio.gather(
+            *(self.node.submit(cmd, timeout_ms) for cmd in commands), return_exceptions=True
+        )
+        answers: list[dict[str, Any]] = []
+        for cmd, outcome in zip(commands, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
+            if isinstance(outcome, CoreRejected):
+                err = from_rejected(outcome)
+                error = {"code": err.code, "message": err.message, "status": err.status}
+                answers.append({"id": cmd.job_id, "error": error})
+            elif isinstance(outcome, Acked):
+                answers.append({"id": cmd.job_id, "state": "succeeded"})
+            else:
+                raise self._unexpected(outcome)
+        return respond(w.request, {"results": answers})
+
     async def nack(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/jobs/{id}/nack`` with ``{token, error?, retry_in_ms?}``."""
         return await self._write(request, self._nack)

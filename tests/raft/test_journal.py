@@ -4,6 +4,7 @@ fails loudly if a PySyncObj upgrade stops building its journal through the seam.
 from __future__ import annotations
 
 import asyncio
+import mmap
 import os
 import pickle
 import threading
@@ -206,3 +207,20 @@ def test_bug_fixed_a_crash_inside_compaction_loses_no_entry(
     assert _entries(restarted) == before
     assert not os.path.exists(path + ".rewrite")
     restarted._destroy()
+
+
+def test_msync_through_libc_checks_its_range_and_syncs(tmp_path) -> None:
+    """The journal's msync (libc, without the GIL) takes the same range as ``mmap.flush``."""
+    path = tmp_path / "f"
+    path.write_bytes(b"\0" * (2 * mmap.PAGESIZE))
+    with open(path, "r+b") as f, mmap.mmap(f.fileno(), 0) as mm:
+        mm[:5] = b"hello"
+        seam._msync(mm, 0, 5)
+        seam._msync(mm, mmap.PAGESIZE, mmap.PAGESIZE)
+        with pytest.raises(ValueError, match="out of the map"):
+            seam._msync(mm, mmap.PAGESIZE, mmap.PAGESIZE + 1)
+        if seam._LIBC_MSYNC is not None:
+            with pytest.raises(OSError, match="msync"):
+                seam._msync(mm, 1, 5)  # not page-aligned: EINVAL from the kernel
+        mm.resize(3 * mmap.PAGESIZE)  # no buffer export left behind
+    assert path.read_bytes()[:5] == b"hello"

@@ -1,0 +1,315 @@
+"""``raftq bench``: one run of the peers' workload on a fresh local raftq cluster, optionally
+with the client levers off and on, and the peers themselves, in the same run.
+
+The raftq part runs under ``flock /tmp/bench.lock`` (the machine is shared); the peers' script
+takes that lock itself for each of its repetitions, so it runs after the lock is released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from raftq.bench.cluster import LocalCluster, TermSampler
+from raftq.bench.peers import peer_summary, run_peers
+from raftq.bench.progress import Progress
+from raftq.bench.workload import (
+    Workload,
+    make_payload,
+    run_concurrent,
+    run_enqueue,
+    run_process,
+)
+from raftq.client import Client
+
+__all__ = ["LEVERS", "BenchOptions", "run_bench"]
+
+LOCK_PATH = "/tmp/bench.lock"
+
+# The client levers, from none to all (each measured on the same cluster in one run).
+LEVERS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("one request per operation", {"coalesce": False, "claim_batch": 1, "pipeline": False}),
+    ("+ batch claim (max 10)", {"coalesce": False, "claim_batch": 10, "pipeline": False}),
+    ("+ coalesced enqueue and ack", {"coalesce": True, "claim_batch": 10, "pipeline": False}),
+    ("+ acks pipelined with claims", {"coalesce": True, "claim_batch": 10, "pipeline": True}),
+    ("+ claim batch 100 (peers: 10)", {"coalesce": True, "claim_batch": 100, "pipeline": True}),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BenchOptions:
+    workload: Workload = field(default_factory=Workload)
+    nodes: int = 3
+    fsync: bool = True
+    jobs_queued: int = 0  # jobs preloaded in another queue before the phases
+    levers: bool = False
+    levers_n: int = 2_000  # jobs per lever measurement (one request per op is slow)
+    peers: tuple[str, ...] = ()
+    peers_dir: Path | None = None
+    lock: bool = True
+
+
+@contextlib.contextmanager
+def bench_lock(enabled: bool) -> Iterator[None]:
+    if not enabled:
+        yield
+        return
+    with open(LOCK_PATH, "a") as f:
+        print(f"waiting for {LOCK_PATH} ...", file=sys.stderr, flush=True)
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+async def _preload(urls: list[str], jobs: int, payload_bytes: int) -> None:
+    progress = Progress("preload", jobs)
+    async with Client(urls, timeout_ms=60_000, retry_ms=60_000) as c:
+        sem = asyncio.Semaphore(4)
+
+        async def batch(start: int, k: int) -> None:
+            async with sem:
+                items = [{"payload": make_payload(start + i, payload_bytes)} for i in range(k)]
+                await c.enqueue_many("bench-backlog", items)
+                progress.add(k)
+
+        await asyncio.gather(*(batch(s, min(1000, jobs - s)) for s in range(0, jobs, 1000)))
+    progress.finish()
+
+
+async def _phases(urls: list[str], w: Workload, tag: str, sampler: TermSampler) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for phase in ("enqueue", "process", "mixed", "paced"):
+        before = sampler.elections()
+        if phase == "enqueue":
+            out[phase] = await run_enqueue(urls, f"{tag}-a", w)
+        elif phase == "process":
+            out[phase] = await run_process(urls, f"{tag}-a", w)
+        elif phase == "mixed":
+            out[phase] = await run_concurrent(urls, f"{tag}-m", w, n=w.n, rate=None, label="mixed")
+        else:
+            out[phase] = await run_concurrent(
+                urls, f"{tag}-p", w, n=w.n_paced, rate=w.rate, label="paced"
+            )
+        out[phase]["elections"] = sampler.elections() - before
+    return out
+
+
+async def _levers(
+    urls: list[str], w: Workload, n: int, sampler: TermSampler
+) -> list[dict[str, Any]]:
+    rows = []
+    for i, (name, changes) in enumerate(LEVERS):
+        print(f"-- lever: {name}", file=sys.stderr, flush=True)
+        lw = replace(w, n=n, **changes)
+        before = sampler.elections()
+        enq = await run_enqueue(urls, f"lever{i}", lw)
+        proc = await run_process(urls, f"lever{i}", lw)
+        rows.append(
+            {
+                "lever": name,
+                **changes,
+                "enqueue_per_s": enq["rate"],
+                "process_per_s": proc["rate"],
+                "elections": sampler.elections() - before,
+            }
+        )
+    return rows
+
+
+def _run_raftq(opts: BenchOptions) -> dict[str, Any]:
+    w = opts.workload
+    with LocalCluster(opts.nodes, fsync=opts.fsync) as cluster:
+        t0 = time.monotonic()
+        leader = cluster.wait_ready()
+        print(
+            f"cluster of {opts.nodes} ready in {time.monotonic() - t0:.1f} s, leader {leader}, "
+            f"fsync {'always' if opts.fsync else 'off'}",
+            file=sys.stderr,
+            flush=True,
+        )
+        sampler = TermSampler(cluster)
+        sampler.start()
+        try:
+            if opts.jobs_queued:
+                asyncio.run(_preload(cluster.urls, opts.jobs_queued, w.payload_bytes))
+            sampler.mark()
+            out: dict[str, Any] = {}
+            if opts.levers:
+                out["levers"] = _run_async(_levers(cluster.urls, w, opts.levers_n, sampler))
+            out["phases"] = _run_async(_phases(cluster.urls, w, "bench", sampler))
+            out["elections"] = sampler.elections()
+            out["leader_changes"] = sampler.leader_changes()
+            out["rss_mb"] = {k: round(v / 1024, 1) for k, v in cluster.rss_kb().items()}
+        finally:
+            sampler.stop()
+    return out
+
+
+def _run_async(coro: Any) -> Any:
+    try:
+        import uvloop  # noqa: PLC0415
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:
+        pass
+    return asyncio.run(coro)
+
+
+def run_bench(opts: BenchOptions) -> dict[str, Any]:
+    """Run everything ``opts`` asks for; the result is what ``--json`` writes."""
+    w = opts.workload
+    result: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": _commit(),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "options": {
+            "nodes": opts.nodes,
+            "fsync": "always" if opts.fsync else "off",
+            "jobs_queued": opts.jobs_queued,
+            "levers_n": opts.levers_n if opts.levers else None,
+            **w.as_dict(),
+        },
+    }
+    with bench_lock(opts.lock):
+        raftq = _run_raftq(opts)
+    ph = raftq["phases"]
+    result.update(
+        {
+            "enqueue_per_s": ph["enqueue"]["rate"],
+            "process_per_s": ph["process"]["rate"],
+            "mixed_per_s": ph["mixed"]["throughput"],
+            "paced_p50_ms": ph["paced"]["e2e_p50_ms"],
+            "paced_p99_ms": ph["paced"]["e2e_p99_ms"],
+            "elections": raftq["elections"],
+            "leader_changes": raftq["leader_changes"],
+            "rss_mb": raftq["rss_mb"],
+            "raftq": ph,
+        }
+    )
+    if "levers" in raftq:
+        result["levers"] = raftq["levers"]
+    if opts.peers:
+        if opts.peers_dir is None:
+            result["peers"] = {p: {"error": "bench-peers directory not found"} for p in opts.peers}
+        else:
+            raw = run_peers(opts.peers_dir, list(opts.peers), w.n)
+            result["peers"] = {name: peer_summary(rec) for name, rec in raw.items()}
+            result["peers_raw"] = raw
+        result["ratios"] = ratios(result)
+    return result
+
+
+METRICS = (
+    ("enqueue_per_s", True),
+    ("process_per_s", True),
+    ("mixed_per_s", True),
+    ("paced_p50_ms", False),
+    ("paced_p99_ms", False),
+)
+
+
+def ratios(result: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """raftq / peer for rates (above 1: raftq faster); raftq / peer for latencies too (below
+    1: raftq lower)."""
+    out: dict[str, dict[str, float | None]] = {}
+    for name, peer in result.get("peers", {}).items():
+        row: dict[str, float | None] = {}
+        for key, _ in METRICS:
+            mine, theirs = result.get(key), peer.get(key)
+            ok = isinstance(mine, int | float) and isinstance(theirs, int | float) and theirs
+            row[key] = mine / theirs if ok else None
+        out[name] = row
+    return out
+
+
+def format_report(result: dict[str, Any]) -> str:
+    """The human summary printed at the end of a run."""
+    lines = [
+        f"raftq bench  {result['date']}  commit {result['commit']}  "
+        f"{result['options']['nodes']} nodes, fsync {result['options']['fsync']}",
+        "",
+    ]
+    header = (
+        f"{'system':<14} {'enqueue/s':>10} {'process/s':>10} {'mixed/s':>10} "
+        f"{'paced p50':>10} {'p99 ms':>8}"
+    )
+    lines.append(header)
+
+    def row(name: str, d: dict[str, Any]) -> str:
+        if "error" in d:
+            return f"{name:<14} {d['error']}"
+
+        def f(k: str, fmt: str) -> str:
+            v = d.get(k)
+            return format(v, fmt) if isinstance(v, int | float) else "-"
+
+        return (
+            f"{name:<14} {f('enqueue_per_s', '10,.0f')} {f('process_per_s', '10,.0f')} "
+            f"{f('mixed_per_s', '10,.0f')} {f('paced_p50_ms', '10.2f')} {f('paced_p99_ms', '8.2f')}"
+        )
+
+    lines.append(row("raftq", result))
+    for name, peer in result.get("peers", {}).items():
+        lines.append(row(name, peer))
+    lines.append("")
+    lines.append(
+        f"elections during the run: {result['elections']} "
+        f"(leader changes {result['leader_changes']}); node RSS MB: {result['rss_mb']}"
+    )
+    for name, r in result.get("ratios", {}).items():
+        parts = [
+            f"{k.replace('_per_s', '').replace('_ms', '')} {v:.2f}x"
+            for k, v in r.items()
+            if v is not None
+        ]
+        lines.append(f"raftq / {name}: " + ", ".join(parts))
+    if "levers" in result:
+        lines.append("")
+        lines.append("client levers (same cluster, same run):")
+        base = result["levers"][0]
+        for lv in result["levers"]:
+            lines.append(
+                f"  {lv['lever']:<32} enqueue {lv['enqueue_per_s']:8,.0f}/s "
+                f"({lv['enqueue_per_s'] / base['enqueue_per_s']:.2f}x)  process "
+                f"{lv['process_per_s']:8,.0f}/s "
+                f"({lv['process_per_s'] / base['process_per_s']:.2f}x)"
+                f"  elections {lv['elections']}"
+            )
+    return "\n".join(lines)

@@ -1,0 +1,311 @@
+"""The job-queue workload of ``../shared/bench-peers/bench.py``, run against raftq.
+
+Phases, each on a fresh queue:
+- enqueue: one producer enqueues ``n`` jobs, each confirmed by the cluster (its ``enqueue``
+  call returned an id, i.e. the entry committed and applied on the leader), with at most
+  ``window`` unconfirmed;
+- process: ``workers`` worker coroutines in one process claim, no-op and ack all ``n``;
+- mixed: the producer (a separate process, as for the peers' brokers) and the workers at once;
+  throughput = ``n`` / time until the last job was processed;
+- paced: the producer paced at ``rate`` jobs/s for ``n_paced`` jobs while the workers run;
+  end-to-end latency = worker receipt (its claim returned) - the producer's timestamp in the
+  payload. A job counts as processed once its ack is confirmed.
+
+Payloads are ``payload_bytes`` long: 8 bytes of ``time.time_ns()`` and 8 of sequence number,
+then padding, so a worker can tell latency and duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing as mp
+import queue as queue_mod
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from raftq.bench.progress import Progress
+from raftq.client import ClaimedJob, Client
+
+__all__ = ["Workload", "make_payload", "pct", "run_concurrent", "run_enqueue", "run_process"]
+
+_HEADER = struct.Struct("<qQ")
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """What one run does; the defaults are the peers' (``orchestrate.py`` ``COMMON``)."""
+
+    n: int = 20_000
+    n_paced: int = 3_000
+    rate: int = 500
+    window: int = 1_000
+    workers: int = 4
+    claim_batch: int = 10
+    payload_bytes: int = 100
+    # The client levers: coalesced enqueues and acks (``Client(coalesce=...)``); a worker
+    # claims its next batch while the acks of the previous one are on their way (at most one
+    # batch of acks outstanding per worker).
+    coalesce: bool = True
+    pipeline: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def make_payload(seq: int, size: int) -> bytes:
+    return _HEADER.pack(time.time_ns(), seq) + b"x" * max(0, size - _HEADER.size)
+
+
+def pct(values: list[float], p: float) -> float | None:
+    """The nearest-rank percentile ``p`` (0..100), as the peers' script computes it."""
+    if not values:
+        return None
+    v = sorted(values)
+    return v[min(len(v) - 1, max(0, round(p / 100.0 * (len(v) - 1))))]
+
+
+def _client(urls: list[str], w: Workload) -> Client:
+    return Client(urls, coalesce=w.coalesce, timeout_ms=30_000, retry_ms=60_000)
+
+
+async def produce(
+    client: Client,
+    queue: str,
+    w: Workload,
+    n: int,
+    *,
+    rate: int | None = None,
+    progress: Progress | None = None,
+) -> tuple[float, int, list[float]]:
+    """Enqueue ``n`` jobs with at most ``w.window`` unconfirmed (paced at ``rate``/s if set).
+    Returns (seconds, errors, confirmation latencies in ms)."""
+    sem = asyncio.Semaphore(w.window)
+    errors = 0
+    clat: list[float] = []
+    left = n
+    all_done = asyncio.Event()
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def one(seq: int) -> None:
+        nonlocal errors, left
+        t0 = time.perf_counter()
+        try:
+            await client.enqueue(queue, make_payload(seq, w.payload_bytes))
+            clat.append((time.perf_counter() - t0) * 1000)
+        except Exception:  # counted, reported; the run goes on as the peers' does
+            errors += 1
+        finally:
+            sem.release()
+            left -= 1
+            if progress is not None:
+                progress.add()
+            if left == 0:
+                all_done.set()
+
+    t_begin = time.perf_counter()
+    for i in range(n):
+        if rate:
+            delay = t_begin + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        await sem.acquire()
+        task = asyncio.create_task(one(i))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    if n:
+        await all_done.wait()
+    return time.perf_counter() - t_begin, errors, clat
+
+
+class Sink:
+    """Counts processed jobs by sequence number (duplicates apart) and their latency."""
+
+    def __init__(self, n: int, record_latency: bool, progress: Progress | None = None) -> None:
+        self.n = n
+        self.seen: set[int] = set()
+        self.dups = 0
+        self.lat_ms: list[float] = []
+        self.record = record_latency
+        self.done = asyncio.Event()
+        self.t_last: float | None = None
+        self.progress = progress
+
+    def received(self, payload: bytes) -> None:
+        """A worker got the job (its claim returned): end-to-end latency ends here."""
+        if self.record:
+            t0, _ = _HEADER.unpack_from(payload)
+            self.lat_ms.append((time.time_ns() - t0) / 1e6)
+
+    def __call__(self, payload: bytes) -> None:
+        """The job's ack was confirmed: it counts as processed."""
+        _, seq = _HEADER.unpack_from(payload)
+        if seq in self.seen:
+            self.dups += 1
+            return
+        self.seen.add(seq)
+        if self.progress is not None:
+            self.progress.add()
+        if len(self.seen) >= self.n:
+            self.t_last = time.perf_counter()
+            self.done.set()
+
+
+async def work(client: Client, queue: str, w: Workload, on_job: Callable[[bytes], None]) -> None:
+    """``w.workers`` workers claiming up to ``w.claim_batch`` each, until ``on_job.done``."""
+    sink = on_job
+    assert isinstance(sink, Sink)
+
+    async def ack(jobs: list[ClaimedJob]) -> None:
+        if w.coalesce:  # concurrent acks: the client sends them as one request
+            await asyncio.gather(*(client.ack(j.id, j.token) for j in jobs))
+        else:
+            for j in jobs:
+                await client.ack(j.id, j.token)
+        for j in jobs:
+            sink(j.payload)
+
+    async def worker(i: int) -> None:
+        name = f"bench-w{i}"
+        acking: asyncio.Task[None] | None = None
+        try:
+            while not sink.done.is_set():
+                jobs = await client.claim(queue, worker=name, max=w.claim_batch, wait_ms=1000)
+                for j in jobs:
+                    sink.received(j.payload)
+                if acking is not None:  # at most one batch of acks outstanding
+                    await acking
+                    acking = None
+                if not jobs:
+                    continue
+                if w.pipeline:
+                    acking = asyncio.create_task(ack(jobs))
+                else:
+                    await ack(jobs)
+        finally:
+            if acking is not None:
+                acking.cancel()
+
+    tasks = [asyncio.create_task(worker(i)) for i in range(w.workers)]
+    done: asyncio.Task[Any] = asyncio.create_task(sink.done.wait())
+    try:
+        await asyncio.wait([done, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for t in tasks:  # a worker that failed: its exception is the run's
+            if t.done() and t.exception() is not None:
+                raise t.exception()  # type: ignore[misc]
+    finally:
+        for t in [done, *tasks]:
+            t.cancel()
+        await asyncio.gather(done, *tasks, return_exceptions=True)
+
+
+async def run_enqueue(urls: list[str], queue: str, w: Workload) -> dict[str, Any]:
+    progress = Progress("enqueue", w.n)
+    async with _client(urls, w) as c:
+        await c.enqueue(queue, make_payload(10**9, w.payload_bytes))  # warm: leader, queue
+        for job in await c.claim(queue, worker="warm"):  # and take it out again
+            await c.ack(job.id, job.token)
+        secs, errors, clat = await produce(c, queue, w, w.n, progress=progress)
+    progress.finish()
+    return {
+        "secs": secs,
+        "rate": w.n / secs,
+        "errors": errors,
+        "confirm_p50_ms": pct(clat, 50),
+        "confirm_p99_ms": pct(clat, 99),
+    }
+
+
+async def run_process(urls: list[str], queue: str, w: Workload) -> dict[str, Any]:
+    progress = Progress("process", w.n)
+    sink = Sink(w.n, False, progress)
+    async with _client(urls, w) as c:
+        t0 = time.perf_counter()
+        await work(c, queue, w, sink)
+        secs = (sink.t_last or time.perf_counter()) - t0
+        left = await remaining(c, queue)
+    progress.finish()
+    return {"secs": secs, "rate": w.n / secs, "dups": sink.dups, "remaining": left}
+
+
+async def remaining(c: Client, queue: str) -> int:
+    """Jobs of ``queue`` not finished (queued, delayed, leased)."""
+    st = await c.queue(queue)
+    depth = st["depth"]
+    return sum(int(depth.get(k, 0)) for k in ("queued", "delayed", "leased"))
+
+
+def _producer_main(args: tuple[list[str], str, Workload, int, int | None, Any, Any, Any]) -> None:
+    """The producer process of the concurrent phases."""
+    urls, queue, w, n, rate, ready, go, results = args
+    _use_uvloop()
+
+    async def main() -> None:
+        async with _client(urls, w) as c:
+            await c.cluster()  # connect before the clock starts
+            ready.set()
+            await asyncio.get_running_loop().run_in_executor(None, go.wait)
+            secs, errors, clat = await produce(c, queue, w, n, rate=rate)
+        results.put({"secs": secs, "errors": errors, "clat": clat})
+
+    asyncio.run(main())
+
+
+def _use_uvloop() -> None:
+    with contextlib.suppress(ImportError):
+        import uvloop  # noqa: PLC0415
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+async def run_concurrent(
+    urls: list[str], queue: str, w: Workload, *, n: int, rate: int | None, label: str
+) -> dict[str, Any]:
+    """Producer process + workers in this process at once (the mixed and paced phases)."""
+    progress = Progress(label, n)
+    sink = Sink(n, True, progress)
+    ctx = mp.get_context("spawn")
+    ready, go, results = ctx.Event(), ctx.Event(), ctx.Queue()
+    proc = ctx.Process(
+        target=_producer_main, args=((urls, queue, w, n, rate, ready, go, results),), daemon=True
+    )
+    proc.start()
+    loop = asyncio.get_running_loop()
+    try:
+        if not await loop.run_in_executor(None, ready.wait, 60):
+            raise RuntimeError("the producer process did not start")
+        async with _client(urls, w) as c:
+            await c.cluster()
+            t_go = time.perf_counter()
+            go.set()
+            await work(c, queue, w, sink)
+            t_end = sink.t_last or time.perf_counter()
+            try:
+                prod = await loop.run_in_executor(None, results.get, True, 120)
+            except queue_mod.Empty:
+                prod = {"secs": float("nan"), "errors": -1, "clat": []}
+            left = await remaining(c, queue)
+    finally:
+        await loop.run_in_executor(None, proc.join, 30)
+        if proc.is_alive():
+            proc.kill()
+    progress.finish()
+    secs = t_end - t_go
+    return {
+        "n": n,
+        "rate_target": rate,
+        "secs": secs,
+        "throughput": n / secs,
+        "producer_rate": n / prod["secs"],
+        "e2e_p50_ms": pct(sink.lat_ms, 50),
+        "e2e_p99_ms": pct(sink.lat_ms, 99),
+        "e2e_max_ms": max(sink.lat_ms) if sink.lat_ms else None,
+        "confirm_p50_ms": pct(prod["clat"], 50),
+        "confirm_p99_ms": pct(prod["clat"], 99),
+        "errors": prod["errors"],
+        "dups": sink.dups,
+        "remaining": left,
+    }

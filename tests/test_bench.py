@@ -1,0 +1,102 @@
+"""``raftq bench``: usage errors, and one small real run (3 real nodes, fsync on) whose JSON
+holds the figures the docs and the issue name. Speed is never asserted, only completeness."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from raftq.bench.peers import find_peers_dir, peer_summary
+from raftq.bench.runner import ratios
+from raftq.cli import main
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--n", "0"], "--n"),
+        (["--n", "x"], "--n"),
+        (["--payload-bytes", "8"], "--payload-bytes"),
+        (["--fsync", "sometimes"], "--fsync"),
+        (["--jobs-queued", "-1"], "--jobs-queued"),
+        (["--peers", ",", "--peers-dir", "/nonexistent"], "--peers"),
+        (["--peers", "--peers-dir", "/nonexistent"], "--peers"),
+        (["--json", "/nonexistent/dir/out.json"], "--json"),
+    ],
+)
+def test_usage_errors_are_one_line_exit_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str], needle: str
+) -> None:
+    assert main(["bench", *argv]) == 2
+    err = capsys.readouterr().err
+    assert needle in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) <= 2  # argparse adds its usage line
+
+
+def test_find_peers_dir(tmp_path: Path) -> None:
+    peers = tmp_path / "shared" / "bench-peers"
+    peers.mkdir(parents=True)
+    (peers / "run_all.sh").write_text("#!/bin/sh\n")
+    work = tmp_path / "wt" / "perf"
+    work.mkdir(parents=True)
+    assert find_peers_dir(work) == peers
+    assert find_peers_dir(tmp_path / "shared") is None or find_peers_dir(tmp_path) is None
+
+
+def test_ratios_and_peer_errors() -> None:
+    result = {
+        "enqueue_per_s": 2000.0,
+        "process_per_s": 500.0,
+        "mixed_per_s": 100.0,
+        "paced_p50_ms": 4.0,
+        "paced_p99_ms": None,
+        "peers": {
+            "a": {
+                "enqueue_per_s": 1000.0,
+                "process_per_s": 1000.0,
+                "mixed_per_s": 0,
+                "paced_p50_ms": 2.0,
+                "paced_p99_ms": 3.0,
+            },
+            "b": peer_summary({"error": "no result"}),
+        },
+    }
+    r = ratios(result)
+    assert r["a"] == {
+        "enqueue_per_s": 2.0,
+        "process_per_s": 0.5,
+        "mixed_per_s": None,
+        "paced_p50_ms": 2.0,
+        "paced_p99_ms": None,
+    }
+    assert set(r["b"].values()) == {None}
+
+
+def test_a_small_real_run_writes_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    argv = [sys.executable, "-m", "raftq", "bench", "--n", "300", "--n-paced", "100"]
+    argv += ["--rate", "200", "--no-lock", "--json", str(out)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "enqueue" in proc.stderr  # progress lines
+    assert "raftq" in proc.stdout and "elections during the run" in proc.stdout
+    result = json.loads(out.read_text())
+    for key in ("enqueue_per_s", "process_per_s", "mixed_per_s"):
+        assert isinstance(result[key], float) and result[key] > 0
+    for key in ("paced_p50_ms", "paced_p99_ms"):
+        assert isinstance(result[key], float) and result[key] >= 0
+    assert isinstance(result["elections"], int) and result["elections"] >= 0
+    assert result["options"]["fsync"] == "always" and result["options"]["nodes"] == 3
+    phases = result["raftq"]
+    # Every job confirmed, processed exactly once, none left behind.
+    assert phases["enqueue"]["errors"] == 0
+    assert phases["process"]["remaining"] == 0 and phases["process"]["dups"] == 0
+    for phase in ("mixed", "paced"):
+        assert phases[phase]["errors"] == 0
+        assert phases[phase]["remaining"] == 0
+        assert phases[phase]["dups"] == 0
