@@ -114,6 +114,7 @@ RULES: Final[dict[tuple[str, str], Rule]] = {
     ("POST", "/v1/claim"): Rule(frozenset({_W, _A}), QueueFrom.BODY),
     ("POST", "/v1/jobs/{id}/heartbeat"): Rule(frozenset({_W, _A}), QueueFrom.JOB),
     ("POST", "/v1/jobs/{id}/ack"): Rule(frozenset({_W, _A}), QueueFrom.JOB),
+    ("POST", "/v1/ack"): Rule(frozenset({_W, _A}), QueueFrom.BODY),  # each job's queue
     ("POST", "/v1/jobs/{id}/nack"): Rule(frozenset({_W, _A}), QueueFrom.JOB),
     ("POST", "/v1/jobs/{id}/cancel"): Rule(frozenset({_P, _A}), QueueFrom.JOB),
     ("GET", "/v1/jobs/{id}"): Rule(frozenset({_R, _P, _A}), QueueFrom.JOB),

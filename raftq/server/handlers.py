@@ -477,6 +477,10 @@ class Api:
             commands.append(
                 Ack(now_ms=now, request_id=rid, job_id=job_id, token=token, result=result_bytes)
             )
+        # Each job's queue, on this node (the leader: forwarded requests are handled there).
+        with self.node.read() as m:
+            infos = [m.job_info(cmd.job_id) for cmd in commands]
+        require_queues(w.request, sorted({i.queue for i in infos if i is not None}))
         timeout_ms = self.settings.submit_timeout_ms
         outcomes = await asyncio.gather(
             *(self.node.submit(cmd, timeout_ms) for cmd in commands), return_exceptions=True

@@ -192,6 +192,48 @@ def _schemas(s: ServerSettings) -> dict[str, Any]:
             closed=True,
         ),
         "AckBody": _obj({"token": _int(0, INT64_MAX), "result": _ANY}, ("token",), closed=True),
+        "AckManyBody": _obj(
+            {
+                "acks": {
+                    "type": "array",
+                    "items": _obj(
+                        {"id": _int(1, INT64_MAX), "token": _int(0, INT64_MAX), "result": _ANY},
+                        ("id", "token"),
+                        closed=True,
+                    ),
+                    "minItems": 1,
+                    "maxItems": s.max_batch_jobs,
+                }
+            },
+            ("acks",),
+            closed=True,
+        ),
+        "AckedMany": _obj(
+            {
+                "results": {
+                    "type": "array",
+                    "items": _obj(
+                        {
+                            "id": integer,
+                            "state": {"type": "string", "enum": ["succeeded"]},
+                            "error": _obj(
+                                {
+                                    "code": {"type": "string"},
+                                    "message": {"type": "string"},
+                                    "status": integer,
+                                },
+                                ("code", "message", "status"),
+                                closed=True,
+                            ),
+                        },
+                        ("id",),
+                        closed=True,
+                    ),
+                }
+            },
+            ("results",),
+            closed=True,
+        ),
         "NackBody": _obj(
             {
                 "token": _int(0, INT64_MAX),
@@ -439,6 +481,14 @@ def _paths(s: ServerSettings) -> dict[str, dict[str, Any]]:
                 [_P_ID, *w],
                 {**_responses(200, None, _WRITE), "200": _plain("succeeded")},
                 "AckBody",
+            )
+        },
+        "/v1/ack": {
+            "post": _op(
+                "complete several leased jobs, each with its own outcome (worker, admin)",
+                [*w],
+                _responses(200, "AckedMany", _WRITE),
+                "AckManyBody",
             )
         },
         "/v1/jobs/{id}/nack": {

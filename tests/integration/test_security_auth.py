@@ -95,6 +95,7 @@ ROUTES: list[tuple[str, str, Any, set[str], bool]] = [
     ("POST", "/v1/claim", {"queues": ["{q}"], "worker": "w"}, {"worker"}, True),
     ("POST", "/v1/jobs/{job}/heartbeat", {"token": 1}, {"worker"}, True),
     ("POST", "/v1/jobs/{job}/ack", {"token": 1}, {"worker"}, True),
+    ("POST", "/v1/ack", {"acks": [{"id": "{job}", "token": 1}]}, {"worker"}, True),
     ("POST", "/v1/jobs/{job}/nack", {"token": 1}, {"worker"}, True),
     ("GET", "/v1/jobs/{job}", None, {"reader", "producer"}, True),
     ("GET", "/v1/queues/{q}", None, {"reader"}, True),
@@ -111,6 +112,8 @@ ROUTES: list[tuple[str, str, Any, set[str], bool]] = [
 
 
 def _fill(value: Any, q: str, job: int) -> Any:
+    if value == "{job}":
+        return job  # a job id in a body is a number
     if isinstance(value, str):
         return value.replace("{q}", q).replace("{job}", str(job))
     if isinstance(value, list):
