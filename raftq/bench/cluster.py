@@ -25,14 +25,16 @@ from typing import Any
 
 from raftq.errors import RaftqError
 
-__all__ = ["LocalCluster", "TermSampler"]
+__all__ = ["LocalCluster", "TermSampler", "free_ports"]
 
 
 class BenchError(RaftqError):
     """The benchmark could not run (a node did not start, no leader...)."""
 
 
-def _free_ports(n: int) -> list[int]:
+def free_ports(n: int) -> list[int]:
+    """``n`` loopback TCP ports free at the time of the call (another process may still take
+    one before the caller binds it)."""
     socks: list[socket.socket] = []
     try:
         for _ in range(n):
@@ -70,7 +72,7 @@ class LocalCluster:
         self.fsync = fsync
         self.keep_dir = keep_dir
         self.root = Path(tempfile.mkdtemp(prefix="raftq-bench-"))
-        ports = _free_ports(2 * nodes)
+        ports = free_ports(2 * nodes)
         self.ids = [f"n{i + 1}" for i in range(nodes)]
         self.raft = {nid: f"127.0.0.1:{ports[i]}" for i, nid in enumerate(self.ids)}
         self.api = {nid: f"127.0.0.1:{ports[nodes + i]}" for i, nid in enumerate(self.ids)}
