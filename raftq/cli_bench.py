@@ -9,29 +9,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from raftq.cli_common import Parser, UsageError
+from raftq.cli_common import Parser, UsageError, non_negative_int, positive_int
 
 __all__ = ["add_bench_command"]
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    return value
 
 
 def add_bench_command(
@@ -48,18 +28,18 @@ def add_bench_command(
         "both at once (mixed), then a producer paced at --rate for end-to-end latency. "
         "Reports elections seen during the run. Takes /tmp/bench.lock while raftq runs.",
     )
-    p.add_argument("--n", type=_positive, default=20_000, help="jobs per phase (20000)")
-    p.add_argument("--n-paced", type=_positive, default=3_000, help="paced jobs (3000)")
-    p.add_argument("--rate", type=_positive, default=500, help="paced jobs/s (500)")
-    p.add_argument("--window", type=_positive, default=1_000, help="unconfirmed enqueues (1000)")
-    p.add_argument("--workers", type=_positive, default=4, help="worker coroutines (4)")
-    p.add_argument("--claim-batch", type=_positive, default=10, help="claim max (10)")
-    p.add_argument("--payload-bytes", type=_positive, default=100, help="payload size (100)")
-    p.add_argument("--nodes", type=_positive, default=3, help="cluster size (3)")
+    p.add_argument("--n", type=positive_int, default=20_000, help="jobs per phase (20000)")
+    p.add_argument("--n-paced", type=positive_int, default=3_000, help="paced jobs (3000)")
+    p.add_argument("--rate", type=positive_int, default=500, help="paced jobs/s (500)")
+    p.add_argument("--window", type=positive_int, default=1_000, help="unconfirmed enqueues (1000)")
+    p.add_argument("--workers", type=positive_int, default=4, help="worker coroutines (4)")
+    p.add_argument("--claim-batch", type=positive_int, default=10, help="claim max (10)")
+    p.add_argument("--payload-bytes", type=positive_int, default=100, help="payload size (100)")
+    p.add_argument("--nodes", type=positive_int, default=3, help="cluster size (3)")
     p.add_argument("--fsync", choices=["always", "off"], default="always", help="[raft] fsync")
     p.add_argument(
         "--jobs-queued",
-        type=_non_negative,
+        type=non_negative_int,
         default=0,
         help="jobs preloaded into another queue before measuring (0)",
     )
@@ -74,7 +54,7 @@ def add_bench_command(
         help="first measure enqueue and claim+ack with the client levers off, then on",
     )
     p.add_argument(
-        "--levers-n", type=_positive, default=2_000, help="jobs per lever measurement (2000)"
+        "--levers-n", type=positive_int, default=2_000, help="jobs per lever measurement (2000)"
     )
     p.add_argument(
         "--peers",

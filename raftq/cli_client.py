@@ -18,7 +18,15 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from raftq.cli_common import EXIT_OK, EXIT_UNREACHABLE, Parser, UsageError
+from raftq.cli_common import (
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    Parser,
+    UsageError,
+    integer,
+    non_negative_int,
+    positive_int,
+)
 from raftq.errors import RaftqError
 
 if TYPE_CHECKING:
@@ -62,7 +70,7 @@ def add_client_commands(
     add_tls_arguments(conn)
     conn.add_argument(
         "--timeout-ms",
-        type=_positive,
+        type=positive_int,
         default=10_000,
         metavar="MS",
         help="give up after this long (default: 10000)",
@@ -81,11 +89,11 @@ def add_client_commands(
     enqueue.add_argument("payload", metavar="PAYLOAD", help="JSON, or - for stdin")
     enqueue.add_argument("--priority", type=_priority, default=0, help="0..9, 9 most urgent")
     when = enqueue.add_mutually_exclusive_group()
-    when.add_argument("--delay-ms", type=_non_negative, metavar="MS", help="run after MS")
-    when.add_argument("--run-at-ms", type=_non_negative, metavar="MS", help="run at (epoch ms)")
+    when.add_argument("--delay-ms", type=non_negative_int, metavar="MS", help="run after MS")
+    when.add_argument("--run-at-ms", type=non_negative_int, metavar="MS", help="run at (epoch ms)")
     enqueue.add_argument("--key", help="idempotency key: the same key enqueues once")
-    enqueue.add_argument("--max-attempts", type=_positive, metavar="N")
-    enqueue.add_argument("--lease-ms", type=_positive, metavar="MS")
+    enqueue.add_argument("--max-attempts", type=positive_int, metavar="N")
+    enqueue.add_argument("--lease-ms", type=positive_int, metavar="MS")
     enqueue.set_defaults(handler=_cmd_enqueue)
 
     status = commands.add_parser(
@@ -109,13 +117,13 @@ def add_client_commands(
     )
     top.add_argument(
         "--interval-ms",
-        type=_positive,
+        type=positive_int,
         default=1_000,
         metavar="MS",
         help="refresh period (default: 1000)",
     )
     top.add_argument(
-        "--iterations", type=_positive, default=None, metavar="N", help="stop after N refreshes"
+        "--iterations", type=positive_int, default=None, metavar="N", help="stop after N refreshes"
     )
     top.set_defaults(handler=_cmd_top, timeout_ms=2_000)
 
@@ -125,7 +133,7 @@ def add_client_commands(
     queues.set_defaults(handler=_cmd_queues)
 
     job = commands.add_parser("job", parents=[*common, out], help="show one job")
-    job.add_argument("job_id", metavar="ID", type=_non_negative)
+    job.add_argument("job_id", metavar="ID", type=non_negative_int)
     job.add_argument(
         "--linearizable", action="store_true", help="read through the leader (fresh, slower)"
     )
@@ -139,9 +147,11 @@ def add_client_commands(
         "them, or only the IDS given).",
     )
     dead.add_argument("queue", metavar="QUEUE")
-    dead.add_argument("--limit", type=_positive, default=100, help="list at most N (default: 100)")
     dead.add_argument(
-        "--requeue", nargs="*", type=_non_negative, metavar="ID", help="requeue (all, or IDS)"
+        "--limit", type=positive_int, default=100, help="list at most N (default: 100)"
+    )
+    dead.add_argument(
+        "--requeue", nargs="*", type=non_negative_int, metavar="ID", help="requeue (all, or IDS)"
     )
     dead.set_defaults(handler=_cmd_dead)
 
@@ -149,29 +159,8 @@ def add_client_commands(
 # --- argument types ---------------------------------------------------------------------------
 
 
-def _integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-
-
-def _non_negative(text: str) -> int:
-    value = _integer(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = _integer(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
 def _priority(text: str) -> int:
-    value = _integer(text)
+    value = integer(text)
     if not 0 <= value <= 9:
         raise argparse.ArgumentTypeError(f"{value} is not in 0..9")
     return value

@@ -14,6 +14,9 @@ __all__ = [
     "CliError",
     "Parser",
     "UsageError",
+    "integer",
+    "non_negative_int",
+    "positive_int",
 ]
 
 EXIT_OK: Final = 0
@@ -37,3 +40,27 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+# -- argument types (argparse ``type=``): a bad value is a one-line usage error ----------------
+
+
+def integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
+def non_negative_int(text: str) -> int:
+    value = integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = integer(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value

@@ -26,7 +26,7 @@ from raftq.cli_client import (
     node_list,
     tls_context,
 )
-from raftq.cli_common import EXIT_OK, Parser, UsageError
+from raftq.cli_common import EXIT_OK, Parser, UsageError, non_negative_int, positive_int
 from raftq.logs import LogFormat, setup_logging
 
 __all__ = ["add_worker_command", "load_target"]
@@ -55,7 +55,7 @@ def add_worker_command(
         metavar="QUEUE",
         help="a queue to serve (repeat for several; required for a function)",
     )
-    p.add_argument("--concurrency", "-c", type=_positive, metavar="N", help="jobs at once")
+    p.add_argument("--concurrency", "-c", type=positive_int, metavar="N", help="jobs at once")
     p.add_argument(
         "--nodes",
         metavar="HOST:PORT,...",
@@ -66,41 +66,21 @@ def add_worker_command(
     p.add_argument("--token", default=None, help=f"API token (default: ${ENV_TOKEN})")
     add_tls_arguments(p)
     p.add_argument("--name", help="worker name recorded on jobs (default: host:pid)")
-    p.add_argument("--lease-ms", type=_positive, metavar="MS", help="lease per claim (30000)")
+    p.add_argument("--lease-ms", type=positive_int, metavar="MS", help="lease per claim (30000)")
     p.add_argument(
-        "--job-timeout-ms", type=_positive, metavar="MS", help="cancel and nack a job after MS"
+        "--job-timeout-ms", type=positive_int, metavar="MS", help="cancel and nack a job after MS"
     )
     p.add_argument(
         "--retry-in-ms",
-        type=_non_negative,
+        type=non_negative_int,
         metavar="MS",
         help="retry delay after a failure (default: the cluster's exponential backoff)",
     )
     p.add_argument(
-        "--grace-ms", type=_non_negative, metavar="MS", help="time to finish on stop (30000)"
+        "--grace-ms", type=non_negative_int, metavar="MS", help="time to finish on stop (30000)"
     )
-    p.add_argument("--wait-ms", type=_non_negative, metavar="MS", help="claim long-poll (2000)")
+    p.add_argument("--wait-ms", type=non_negative_int, metavar="MS", help="claim long-poll (2000)")
     p.set_defaults(handler=run_worker_command)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
-    return value
 
 
 def load_target(target: str) -> Any:
