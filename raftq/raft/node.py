@@ -18,7 +18,7 @@ Settings chosen (measured in docs/benchmarks.md and the PySyncObj notes):
 - before PySyncObj is built, the data dir is checked (``raftq.raft.datadir``): a damaged
   snapshot, journal or term/vote file stops the start with a one-line ``DataError``.
 - the journal is ``raftq.raft.journal.DurableFileJournal``, installed around the constructor:
-  with ``fsync = "always"`` (default) a write is msync'd before it is acknowledged; in both
+  with ``fsync = "always"`` (default) a write is fdatasync'd before it is acknowledged; in both
   modes it keeps the entries Raft keeps and compacts by rename.
 - ``bindAddress`` = the configured raft host; the cluster secret becomes PySyncObj's
   ``password`` (authenticated encryption of peer traffic: its wire format is pickle).
@@ -124,7 +124,7 @@ class RaftNode:
         # SyncObj's tick thread stops when the thread that created it exits: create it here,
         # on the loop's thread. The constructor blocks until the port is bound.
         fsync = self.config.raft.fsync
-        # PySyncObj builds our journal (raftq/raft/journal.py): msync'd with fsync = "always",
+        # PySyncObj builds our journal (raftq/raft/journal.py): fdatasync'd with fsync = "always",
         # and in both modes keeping the entries Raft keeps and compacting crash-safely.
         with durable_journal(sync=fsync == "always"):
             syncobj = RaftqSyncObj(

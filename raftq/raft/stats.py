@@ -94,7 +94,7 @@ class RaftStats:
                 self._last_leader = leader
 
     def observe_fsync(self, seconds: float) -> None:
-        """One msync/fsync of the journal (tick thread)."""
+        """One sync of the journal: fdatasync of its records, then of its header (tick thread)."""
         with self._lock:
             self._fsync.observe(seconds)
 

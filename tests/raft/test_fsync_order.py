@@ -1,7 +1,7 @@
 """The ordering proof of issue 4 §1 with real syscalls: a follower under strace syncs its
 journal before it sends the AppendEntries response that acknowledges a new entry.
 
-PySyncObj's tick thread appends the received entries (our DurableFileJournal msyncs them) and
+PySyncObj's tick thread appends the received entries (our DurableFileJournal fdatasyncs them) and
 then answers with a ``next_node_idx`` message on the same thread. We decode every message the
 follower sends (framing: ``struct 'i'`` length + zlib(pickle), no encryption: secret=None) and
 check that each success response that acknowledges a higher index than before is preceded, on

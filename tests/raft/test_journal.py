@@ -4,7 +4,6 @@ fails loudly if a PySyncObj upgrade stops building its journal through the seam.
 from __future__ import annotations
 
 import asyncio
-import mmap
 import os
 import pickle
 import threading
@@ -51,25 +50,65 @@ def test_entries_written_are_read_back_by_a_plain_file_journal(tmp_path: Path) -
     again._destroy()
 
 
-def test_writes_are_msynced_before_add_returns(tmp_path: Path) -> None:
-    calls: list[tuple[int, int]] = []
-    j = DurableFileJournal(str(tmp_path / "raft.journal"))
-    original = j._sync_range
+def test_records_are_durable_before_the_header_that_points_past_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each add: the record is written and fdatasync'd, only then the header's last-record
+    offset is written and fdatasync'd, all before add returns; no write goes through an mmap."""
+    path = str(tmp_path / "raft.journal")
+    j = DurableFileJournal(path)
+    calls: list[tuple[str, int, int]] = []
+    real_pwrite, real_fdatasync = os.pwrite, os.fdatasync
 
-    def spy(start: int, end: int) -> None:
-        calls.append((start, end))
-        original(start, end)
+    def pwrite(fd: int, data: bytes, offset: int) -> int:
+        calls.append(("pwrite", offset, len(data)))
+        return real_pwrite(fd, data, offset)
 
-    j._sync_range = spy  # type: ignore[method-assign]
-    j.add(b"a" * 5000, 1, 1)
-    assert calls and calls[0][1] == j._offset()  # the record, up to its end
+    def fdatasync(fd: int) -> None:
+        calls.append(("fdatasync", 0, 0))
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(seam.os, "pwrite", pwrite)
+    monkeypatch.setattr(seam.os, "fdatasync", fdatasync)
+    for i, size in enumerate([10, 5000, 1], start=1):
+        start = j._offset()
+        calls.clear()
+        j.add(b"c" * size, i, 1)
+        record = 4 + 16 + size + 4
+        assert calls == [
+            ("pwrite", start, record),
+            ("fdatasync", 0, 0),
+            ("pwrite", 36, 4),
+            ("fdatasync", 0, 0),
+        ]
+        on_disk = FileJournal(path)  # what a crash right now would leave
+        assert len(on_disk) == i and on_disk[i - 1] == (b"c" * size, i, 1)
+        on_disk._destroy()
     calls.clear()
-    j.add(b"b", 2, 1)  # record beyond the first page: record first, then the header page
-    assert calls == [(calls[0][0], j._offset()), (0, 40)]
-    calls.clear()
-    for i in range(3, 100):
-        j.add(b"c", i, 1)
+    j.deleteEntriesFrom(2)  # only the header moves back
+    assert calls == [("pwrite", 36, 4), ("fdatasync", 0, 0)]
+    monkeypatch.undo()
     j._destroy()
+    on_disk = FileJournal(path)
+    assert _entries(on_disk) == [(b"c" * 10, 1, 1), (b"c" * 5000, 2, 1)]
+    on_disk._destroy()
+
+
+def test_a_held_back_header_is_what_reads_see(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(bytes(range(48)))
+    f = seam.JournalFile(str(path), sync=True)
+    f.write(36, b"WXYZ")  # held until sync
+    assert path.read_bytes()[36:40] == bytes([36, 37, 38, 39])
+    assert f.read(34, 8) == bytes([34, 35]) + b"WXYZ" + bytes([40, 41])
+    assert f.read(38, 1) == b"Y" and f.read(0, 4) == bytes([0, 1, 2, 3])
+    f.sync()
+    assert path.read_bytes()[34:42] == bytes([34, 35]) + b"WXYZ" + bytes([40, 41])
+    f._destroy()
+    unsynced = seam.JournalFile(str(path), sync=False)
+    unsynced.write(36, b"abcd")  # fsync off: nothing held back
+    assert path.read_bytes()[36:40] == b"abcd"
+    unsynced._destroy()
 
 
 def test_meta_is_durable_when_store_returns(tmp_path: Path) -> None:
@@ -207,20 +246,3 @@ def test_bug_fixed_a_crash_inside_compaction_loses_no_entry(
     assert _entries(restarted) == before
     assert not os.path.exists(path + ".rewrite")
     restarted._destroy()
-
-
-def test_msync_through_libc_checks_its_range_and_syncs(tmp_path) -> None:
-    """The journal's msync (libc, without the GIL) takes the same range as ``mmap.flush``."""
-    path = tmp_path / "f"
-    path.write_bytes(b"\0" * (2 * mmap.PAGESIZE))
-    with open(path, "r+b") as f, mmap.mmap(f.fileno(), 0) as mm:
-        mm[:5] = b"hello"
-        seam._msync(mm, 0, 5)
-        seam._msync(mm, mmap.PAGESIZE, mmap.PAGESIZE)
-        with pytest.raises(ValueError, match="out of the map"):
-            seam._msync(mm, mmap.PAGESIZE, mmap.PAGESIZE + 1)
-        if seam._LIBC_MSYNC is not None:
-            with pytest.raises(OSError, match="msync"):
-                seam._msync(mm, 1, 5)  # not page-aligned: EINVAL from the kernel
-        mm.resize(3 * mmap.PAGESIZE)  # no buffer export left behind
-    assert path.read_bytes()[:5] == b"hello"
