@@ -9,10 +9,8 @@ results are stored as the server stores them (msgpack), so HTTP readers see the 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any
 
 from raftq.client.types import ClaimedJob
@@ -24,7 +22,8 @@ from raftq.core.limits import (
     MAX_LEASE_MS,
     MAX_WORKER_CHARS,
 )
-from raftq.errors import NoLeader, NotLeader, Rejected
+from raftq.errors import Rejected
+from raftq.raft import waiters
 from raftq.raft.api import NodeAPI
 from raftq.server.errors import REASON_STATUS, ApiError, invalid
 from raftq.server.fields import INT64_MAX, Fields, check_int, check_queue, check_str
@@ -95,7 +94,10 @@ def check_claim(
 
 async def submit(node: NodeAPI, command: Command, timeout_ms: int) -> Result:
     """Submit on the local node; a core refusal raises ``Rejected`` with the API's status."""
-    result = await node.submit(command, timeout_ms)
+    return _accepted(await node.submit(command, timeout_ms))
+
+
+def _accepted(result: Result) -> Result:
     if isinstance(result, CoreRejected):
         status = REASON_STATUS.get(result.reason, 400)
         raise Rejected(result.reason.value, result.message, status)
@@ -106,27 +108,16 @@ async def claim_rounds(
     node: NodeAPI, first: Claim, wait_ms: int, timeout_ms: int
 ) -> list[ClaimedJob]:
     """Claim, and while nothing is ready and ``wait_ms`` remains, wait for work and claim again
-    (round ``n`` uses request id ``<id>.<n>``, as the HTTP long-poll does)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_ms / 1000
-    cmd, rounds = first, 0
-    while True:
-        try:
-            result = await submit(node, cmd, timeout_ms)
-        except (NotLeader, NoLeader):
-            if rounds == 0:
-                raise
-            return []  # leadership moved while waiting: an empty answer, as over HTTP
-        if not isinstance(result, Claimed):
-            raise TypeError(f"unexpected result {type(result).__name__}")
-        remaining_ms = int((deadline - loop.time()) * 1000)
-        if result.jobs or remaining_ms <= 0:
-            return [claimed_job(x) for x in result.jobs]
-        if not await node.wait_for_work(first.queues, remaining_ms):
-            return []
-        rounds += 1
-        rid = None if first.request_id is None else f"{first.request_id}.{rounds}"
-        cmd = replace(first, now_ms=node.now_ms(), request_id=rid)
+    (``raftq.raft.waiters.claim_rounds``, as the HTTP long-poll does)."""
+    leases = await waiters.claim_rounds(node, first, wait_ms, timeout_ms, check=_claimed)
+    return [claimed_job(x) for x in leases]
+
+
+def _claimed(result: Result) -> Claimed:
+    result = _accepted(result)
+    if not isinstance(result, Claimed):
+        raise TypeError(f"unexpected result {type(result).__name__}")
+    return result
 
 
 def claimed_job(x: Lease) -> ClaimedJob:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from raftq.core import Command, Machine, Result
+from raftq.raft.waiters import NextClaim
 
 __all__ = ["NodeAPI", "NodeStatus", "PeerStatus"]
 
@@ -73,9 +74,16 @@ class NodeAPI(Protocol):
         never await while holding it."""
         ...
 
-    async def wait_for_work(self, queues: Sequence[str], timeout_ms: int) -> bool:
-        """Wait until one of ``queues`` has ready jobs (True) or the timeout passes (False).
-        Woken by applied entries (enqueue, nack, requeue, resume, lease expiry on tick)."""
+    async def claim_when_ready(
+        self, queues: Sequence[str], timeout_ms: int, next_claim: NextClaim
+    ) -> Result | None:
+        """Wait until work may be ready in one of ``queues``, then submit the claim round
+        ``next_claim()`` builds and return its result; ``None`` if ``timeout_ms`` passes first,
+        ``next_claim`` returns ``None``, or the round cannot be proposed here (leadership
+        moved). Woken by applied entries (nack, requeue, resume, lease expiry, delayed jobs
+        coming due) and, on the leader, by the proposal of an enqueue of ready jobs into one of
+        the queues: then the round is proposed right behind it, in the same log entry (see
+        ``raftq.raft.waiters``). The round may return no job; the caller decides what next."""
         ...
 
     def status(self) -> NodeStatus: ...

@@ -36,8 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf
 
-from raftq.core import Command, Machine, Result, Tick
-from raftq.core.job import JobState
+from raftq.core import Command, Enqueue, Machine, Result, Tick
 from raftq.errors import ClusterError, NoLeader, NotLeader, OutcomeUnknown, Overloaded
 from raftq.raft.api import NodeStatus, PeerStatus
 from raftq.raft.commit_rule import RaftqSyncObj
@@ -48,6 +47,7 @@ from raftq.raft.replica import Replica
 from raftq.raft.snapshot_file import remove_temp_files
 from raftq.raft.snapshot_hooks import ElectionHold, SnapshotHooks
 from raftq.raft.stats import RaftStats
+from raftq.raft.waiters import ClaimWaiters, NextClaim
 
 if TYPE_CHECKING:
     from raftq.config import ClusterConfig
@@ -92,7 +92,7 @@ class RaftNode:
         self._syncobj: SyncObj | None = None
         self._replica: Replica | None = None
         self._commit: GroupCommit | None = None
-        self._waiters: list[tuple[tuple[str, ...], asyncio.Future[bool]]] = []
+        self._waiters = ClaimWaiters(self._submit_now, self.read)
         self._notify_pending = False
         self._tick_task: asyncio.Task[None] | None = None
         self._hold: ElectionHold | None = None
@@ -164,10 +164,7 @@ class RaftNode:
             self._tick_task = None
         if self._commit is not None:
             self._commit.fail_pending(NoLeader("node stopping"))
-        for _, fut in self._waiters:
-            if not fut.done():
-                fut.set_result(False)
-        self._waiters.clear()
+        self._waiters.close()
         if self._syncobj is not None:
             syncobj, self._syncobj = self._syncobj, None
             await asyncio.to_thread(syncobj.destroy_synchronous)
@@ -230,6 +227,11 @@ class RaftNode:
         self._replica.apply(raw, callback=callback)
 
     async def submit(self, command: Command, timeout_ms: int | None = None) -> Result:
+        return await self._result(self._submit_now(command), timeout_ms)
+
+    def _submit_now(self, command: Command) -> asyncio.Future[Result]:
+        """Hand ``command`` to group commit (leader only) and return its result future. An
+        enqueue of ready jobs takes waiting claims along into its entry (``ClaimWaiters``)."""
         if self._commit is None or self._syncobj is None:
             raise NoLeader("node not started")
         if not self._syncobj._isLeader():
@@ -238,6 +240,11 @@ class RaftNode:
                 raise NoLeader("no leader known")
             raise NotLeader(leader)
         fut = self._commit.submit(command)
+        if isinstance(command, Enqueue) and self._waiters:
+            self._waiters.on_enqueue(command)
+        return fut
+
+    async def _result(self, fut: asyncio.Future[Result], timeout_ms: int | None) -> Result:
         timeout_s = (timeout_ms or self._submit_timeout_ms) / 1000
         try:
             return await asyncio.wait_for(fut, timeout_s)
@@ -290,40 +297,16 @@ class RaftNode:
             self._loop.call_soon_threadsafe(self._wake_waiters)
 
     def _wake_waiters(self) -> None:
-        """Wake at most as many waiters as there are ready jobs in their queues (oldest
-        waiter first): waking all of them for one job makes them all propose a claim."""
         self._notify_pending = False
-        if not self._waiters:
-            return
-        keep: list[tuple[tuple[str, ...], asyncio.Future[bool]]] = []
-        budget: dict[str, int] = {}
-        with self.read() as m:
-            for queues, fut in self._waiters:
-                if fut.done():
-                    continue
-                for name in queues:
-                    if name not in budget:
-                        budget[name] = _ready_count(m, name)
-                    if budget[name] > 0:
-                        budget[name] -= 1
-                        fut.set_result(True)
-                        break
-                else:
-                    keep.append((queues, fut))
-        self._waiters = keep
+        self._waiters.on_applied()
 
-    async def wait_for_work(self, queues: Sequence[str], timeout_ms: int) -> bool:
-        assert self._loop is not None
-        names = tuple(queues)
-        with self.read() as m:
-            if _has_ready(m, names):
-                return True
-        fut: asyncio.Future[bool] = self._loop.create_future()
-        self._waiters.append((names, fut))
-        try:
-            return await asyncio.wait_for(fut, timeout_ms / 1000)
-        except TimeoutError:
-            return False
+    async def claim_when_ready(
+        self, queues: Sequence[str], timeout_ms: int, next_claim: NextClaim
+    ) -> Result | None:
+        fut = await self._waiters.wait(tuple(queues), timeout_ms, next_claim)
+        if fut is None:
+            return None
+        return await self._result(fut, None)
 
     # -- reads and status -------------------------------------------------------------------
 
@@ -391,15 +374,6 @@ class RaftNode:
 def _private(so: SyncObj, name: str) -> Any:
     """A PySyncObj private attribute (name-mangled); pinned to pysyncobj 0.3.x."""
     return getattr(so, f"_SyncObj__{name}")
-
-
-def _ready_count(m: Machine, name: str) -> int:
-    q = m.queues.get(name)
-    return 0 if q is None or q.paused else q.counts[JobState.QUEUED]
-
-
-def _has_ready(m: Machine, queues: tuple[str, ...]) -> bool:
-    return any(_ready_count(m, name) > 0 for name in queues)
 
 
 def _outcome(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -64,6 +64,7 @@ from raftq.core.limits import (
 )
 from raftq.errors import ClusterError, NoLeader, NotLeader, OutcomeUnknown
 from raftq.raft.api import NodeAPI, NodeStatus
+from raftq.raft.waiters import claim_rounds
 from raftq.server import testfaults
 from raftq.server.audit import audit
 from raftq.server.auth import allowed_queue, require_queues
@@ -259,7 +260,11 @@ class Api:
         A result of another kind than the command's is the first answer to a request id that
         was already used for another operation (ids are global): 409 ``request_id_reused``.
         """
-        result = await self.node.submit(command, self.settings.submit_timeout_ms)
+        return self._accepted(
+            command, await self.node.submit(command, self.settings.submit_timeout_ms)
+        )
+
+    def _accepted(self, command: Command, result: Result) -> Result:
         if isinstance(result, CoreRejected):
             raise from_rejected(result)
         expected = _RESULT_OF.get(type(command))
@@ -360,34 +365,21 @@ class Api:
 
     async def _long_poll(self, request: web.Request, first: Claim, wait_ms: int) -> Sequence[Lease]:
         """Claim; while nothing is ready and time remains, wait for work (woken by applied
-        entries, never polling) and claim again.
+        entries and by enqueues on this node, never polling) and claim again
+        (``raftq.raft.waiters.claim_rounds``)."""
 
-        Round ``n`` uses request id ``<id>`` then ``<id>.<n>``: each round is its own command,
-        and a client retrying the whole request with the same id replays the same rounds.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait_ms / 1000
-        cmd, rounds = first, 0
-        while True:
-            try:
-                result = await self._submit(cmd)
-            except (NotLeader, NoLeader):
-                if rounds == 0:
-                    raise
-                return ()  # leadership moved while waiting: an empty answer, poll again
+        def check(result: Result) -> Claimed:
+            result = self._accepted(first, result)
             if not isinstance(result, Claimed):
                 raise self._unexpected(result)
-            remaining_ms = int((deadline - loop.time()) * 1000)
-            if result.jobs or remaining_ms <= 0:
-                return result.jobs
-            if not await self.node.wait_for_work(first.queues, remaining_ms):
-                return ()
+            return result
+
+        def wanted() -> bool:  # the client left: do not lease jobs nobody will receive
             transport = request.transport
-            if transport is None or transport.is_closing():
-                return ()  # the client left: do not lease jobs nobody will receive
-            rounds += 1
-            rid = None if first.request_id is None else f"{first.request_id}.{rounds}"
-            cmd = replace(first, now_ms=self.node.now_ms(), request_id=rid)
+            return transport is not None and not transport.is_closing()
+
+        timeout_ms = self.settings.submit_timeout_ms
+        return await claim_rounds(self.node, first, wait_ms, timeout_ms, check=check, wanted=wanted)
 
     # -- lease operations -------------------------------------------------------------------
 

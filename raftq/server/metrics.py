@@ -273,7 +273,9 @@ def _stats_families(stats: RaftStats) -> Iterator[Metric]:
     changes.add_metric([], r.leader_changes)
     yield changes
     fsync = _histogram(
-        "raftq_raft_fsync_duration_seconds", "fdatasync of the raft journal (records, then header) after each write.", []
+        "raftq_raft_fsync_duration_seconds",
+        "fdatasync of the raft journal (records, then header) after each write.",
+        [],
     )
     _add_reading(fsync, r.fsync_seconds)
     yield fsync

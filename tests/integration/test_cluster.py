@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -117,3 +118,49 @@ def test_huge_payload_and_malformed_msgpack(shared_cluster: Cluster) -> None:
     with SyncClient([cluster.api[nid]]) as c, pytest.raises(Rejected) as nf:
         c.get_job(10**9)
     assert nf.value.status == 404
+
+
+def _batch_histogram(cluster: Cluster, nid: str) -> tuple[float, float]:
+    """(entries proposed with one command, entries proposed) on node ``nid``."""
+    with urllib.request.urlopen(cluster.url(nid, "/metrics"), timeout=5) as r:
+        text = r.read().decode()
+    one = total = 0.0
+    for line in text.splitlines():
+        if line.startswith('raftq_raft_group_commit_batch_commands_bucket{le="1.0"}'):
+            one = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("raftq_raft_group_commit_batch_commands_count"):
+            total = float(line.rsplit(" ", 1)[1])
+    return one, total
+
+
+def test_a_waiting_claim_rides_in_the_enqueues_log_entry(tmp_path) -> None:
+    """An enqueue of a ready job proposed while a long-poll claim waits on its queue takes
+    the claim along into the same log entry: the job reaches the worker after one commit.
+    Both requests go through followers (forwarded to the leader, where the claim waits). The
+    leader's tick is slowed down so that nothing else is proposed meanwhile."""
+    with Cluster.generate(tmp_path, extra_raft="tick_interval_ms = 60000") as c:
+        c.wait_ready()
+        leader = c.leader()
+        f1, f2 = c.followers()
+        got: list[list[int]] = []
+        with SyncClient([c.api[f1]]) as worker, SyncClient([c.api[f2]]) as producer:
+            producer.enqueue("warm", 1)  # the queue path and connections are warm
+            one0, total0 = _batch_histogram(c, leader)
+            poll = threading.Thread(
+                target=lambda: got.append(
+                    [j.id for j in worker.claim("handoff", worker="w", wait_ms=20_000)]
+                )
+            )
+            poll.start()
+            deadline = time.monotonic() + 10
+            while _batch_histogram(c, leader)[1] < total0 + 1:  # its first round: nothing
+                assert time.monotonic() < deadline, "the first claim round never committed"
+                time.sleep(0.05)
+            time.sleep(1.0)  # the handler registers as a waiter right after that round
+            job_id = producer.enqueue("handoff", {"n": 1})
+            poll.join(timeout=15)
+            assert got == [[job_id]]
+            one1, total1 = _batch_histogram(c, leader)
+        # Two entries since the start: the empty first round (one command), then the enqueue
+        # with the waiting claim (two commands). Without the hand-off: three one-command ones.
+        assert (total1 - total0, one1 - one0) == (2, 1)

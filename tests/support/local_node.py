@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from raftq.core import Command, Machine, Result, Tick, encode_entry
-from raftq.core.job import JobState
 from raftq.errors import NoLeader, NotLeader
 from raftq.raft.api import NodeAPI, NodeStatus, PeerStatus
+from raftq.raft.waiters import ClaimWaiters, NextClaim
 
 __all__ = ["LocalNode", "serve"]
 
@@ -43,7 +43,7 @@ class _Shared:
     machine: Machine = field(default_factory=Machine)
     lock: threading.Lock = field(default_factory=threading.Lock)
     addresses: dict[str, str] = field(default_factory=dict)
-    waiters: list[tuple[tuple[str, ...], asyncio.Future[bool]]] = field(default_factory=list)
+    nodes: list[LocalNode] = field(default_factory=list)
     log: list[Command] = field(default_factory=list)
     members: list[str] = field(default_factory=list)
     offset_ms: int = 0
@@ -66,6 +66,8 @@ class LocalNode:
         self.ready = True
         self._shared = _shared or _Shared()
         self._shared.members.append(node_id)
+        self._shared.nodes.append(self)
+        self._waiters = ClaimWaiters(lambda c: asyncio.ensure_future(self.submit(c)), self.read)
         self._faults: list[_Fault] = []
 
     # -- test controls ------------------------------------------------------------------------
@@ -143,17 +145,12 @@ class LocalNode:
         with self._shared.lock:
             yield self._shared.machine
 
-    async def wait_for_work(self, queues: Sequence[str], timeout_ms: int) -> bool:
-        names = tuple(queues)
-        with self.read() as m:
-            if _has_ready(m, names):
-                return True
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._shared.waiters.append((names, fut))
-        try:
-            return await asyncio.wait_for(fut, timeout_ms / 1000)
-        except TimeoutError:
-            return False
+    async def claim_when_ready(
+        self, queues: Sequence[str], timeout_ms: int, next_claim: NextClaim
+    ) -> Result | None:
+        # Woken after every applied command; no hand-off on enqueue: submit applies at once.
+        fut = await self._waiters.wait(tuple(queues), timeout_ms, next_claim)
+        return None if fut is None else await fut
 
     def status(self) -> NodeStatus:
         with self.read() as m:
@@ -177,28 +174,12 @@ class LocalNode:
         )
 
     def _wake_waiters(self) -> None:
-        keep: list[tuple[tuple[str, ...], asyncio.Future[bool]]] = []
-        with self.read() as m:
-            for names, fut in self._shared.waiters:
-                if fut.done():
-                    continue
-                if _has_ready(m, names):
-                    fut.set_result(True)
-                else:
-                    keep.append((names, fut))
-        self._shared.waiters[:] = keep
+        for node in self._shared.nodes:
+            node._waiters.on_applied()
 
 
 if TYPE_CHECKING:
     _implements_node_api: NodeAPI = LocalNode()  # mypy checks LocalNode against the protocol
-
-
-def _has_ready(m: Machine, queues: tuple[str, ...]) -> bool:
-    for name in queues:
-        q = m.queues.get(name)
-        if q is not None and not q.paused and q.counts[JobState.QUEUED] > 0:
-            return True
-    return False
 
 
 @contextlib.asynccontextmanager
