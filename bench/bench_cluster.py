@@ -5,7 +5,9 @@ Starts three `raftq serve` processes with a generated config, then measures thro
 - one request at a time: enqueue latency p50/p99 to the leader and through a follower;
 - pipelined: N concurrent producers for a few seconds: enqueues/s, and how many commands
   shared one Raft entry (the leader's applied index counts entries);
-- claim+ack one at a time on the leader.
+- claim+ack one at a time on the leader;
+- enqueue to a waiting worker: a worker long-polls, one job at a time is enqueued through
+  the leader, latency from the enqueue call to the worker's claim returning the job.
 
     .venv/bin/python bench/bench_cluster.py [--seconds 5] [--concurrency 200] [--json FILE]
         [--fsync always|off]
@@ -58,6 +60,21 @@ async def claim_ack(client: Client, n: int) -> list[float]:
     return lat
 
 
+async def to_waiting_worker(producer: Client, worker: Client, n: int) -> list[float]:
+    """End to end, one job at a time: the worker is already waiting in a long-poll claim when
+    the job is enqueued (the bench's paced phase, without the load)."""
+    lat = []
+    for i in range(n):
+        poll = asyncio.create_task(worker.claim("e2e", worker="bench", wait_ms=10_000))
+        await asyncio.sleep(0.02)  # the claim's first, empty round commits; then it waits
+        t0 = time.perf_counter()
+        await producer.enqueue("e2e", {"i": i})
+        (job,) = await poll
+        lat.append((time.perf_counter() - t0) * 1000)
+        await worker.ack(job.id, job.token)
+    return lat
+
+
 async def pipelined(client: Client, seconds: float, concurrency: int) -> int:
     done = 0
     stop = time.monotonic() + seconds
@@ -85,6 +102,10 @@ async def run(cluster: Cluster, args: argparse.Namespace) -> dict[str, Any]:
         out["enqueue_follower_p99_ms"] = pct(lat, 0.99)
         lat = await claim_ack(lc, args.n)
         out["claim_ack_leader_p50_ms"] = pct(lat, 0.5)
+        async with Client([cluster.api[leader]]) as wc:
+            lat = await to_waiting_worker(lc, wc, args.n)
+        out["to_waiting_worker_p50_ms"] = pct(lat, 0.5)
+        out["to_waiting_worker_p99_ms"] = pct(lat, 0.99)
         before = (await lc.cluster())["self"]["applied_index"]
         t0 = time.perf_counter()
         done = await pipelined(lc, args.seconds, args.concurrency)
