@@ -10,10 +10,12 @@ This module is the *one* place raftq changes that, without copying PySyncObj cod
   AppendEntries (follower) or counts its own log towards the commit index (leader), so an
   entry is on disk on a majority before it commits and before the client hears success.
 - The journal is written through a file descriptor (``JournalFile``: ``pwrite`` then
-  ``fdatasync``), not through FileJournal's mmap: on this kind of disk an mmap'd write plus
-  ``msync`` of the record and of the header page costs ~4.6 ms, ``pwrite`` + ``fdatasync`` of
-  both ~0.37 ms (docs/benchmarks.md, "Fsync cost"), and that cost is on the critical path of
-  every commit twice (leader, then follower). The file format is FileJournal's, unchanged.
+  ``fdatasync``), not through FileJournal's mmap. Two reasons, neither of them speed (an
+  append costs the same either way here: ``bench/bench_journal.py``): the header can be held
+  back until the records it points past are durable, which an mmap cannot promise (the
+  kernel may write a dirty header page back at any time); and the journal's pages are page
+  cache, not the node's RSS (through the mmap they were: ~130 MB at 1M jobs until a
+  compaction). The file format is FileJournal's, unchanged.
 - ``DurableMetaStorer`` replaces FileJournal's meta storer: temp file, fsync, rename, fsync of
   the directory, so currentTerm/votedFor are durable before any vote message leaves.
 - ``durable_journal()`` installs the class at the one place PySyncObj creates its journal,
