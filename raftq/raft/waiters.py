@@ -68,14 +68,16 @@ class ClaimWaiters:
         """Wait until work may be ready in ``queues``, then return the result future of the
         claim round submitted for this waiter; ``None`` after ``timeout_ms``, or if the
         round could not be proposed (leadership moved) or ``next_claim`` declined."""
-        with self._read() as m:
-            ready = _has_ready(m, queues)
         loop = asyncio.get_running_loop()
         waiter = _Waiter(queues, next_claim, loop.create_future())
+        # Registered before the check: an entry applied after the check finds the waiter (the
+        # tick thread schedules on_applied only while there are waiters).
+        self._waiters.append(waiter)
+        with self._read() as m:
+            ready = _has_ready(m, queues)
         if ready:
+            self._waiters.remove(waiter)
             self._serve(waiter)
-        else:
-            self._waiters.append(waiter)
         try:
             return await asyncio.wait_for(waiter.served, timeout_ms / 1000)
         except TimeoutError:
@@ -170,14 +172,22 @@ async def claim_rounds(
     check: Callable[[Result], Claimed],
     wanted: Callable[[], bool] = lambda: True,
 ) -> Sequence[Lease]:
-    """A long-poll claim (HTTP and embedded): claim; while nothing came and ``wait_ms``
-    remains, wait for work and claim again. ``check`` turns each round's result into
+    """A long-poll claim (HTTP and embedded). ``check`` turns each round's result into
     ``Claimed`` or raises the caller's error; ``wanted()`` false (the client left) ends the
     wait without leasing anything.
 
+    Without ``wait_ms`` (or off the leader, where the claim fails with ``NotLeader``), one
+    round is proposed at once. With it, on the leader, no round is proposed while nothing is
+    ready: the claim waits (``claim_when_ready``) and a round is proposed when work may be
+    ready, behind an enqueue into one of its queues or after applied entries, and again
+    after an empty round. Every answer, an empty one too, is the result of a round applied in
+    the log during the request: if the wait ends before any round was applied, one last
+    round is proposed then (a read of this node's state could be stale: a newer leader may
+    have been elected meanwhile). Once a round was applied, leadership moving away ends the
+    poll with an empty answer.
+
     Round ``n`` uses request id ``<id>`` then ``<id>.<n>``: each round is its own command, and
-    a client retrying the whole request with the same id replays the same rounds. Once the
-    first round is answered, leadership moving away ends the poll with an empty answer."""
+    a client retrying the whole request with the same id replays the same rounds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_ms / 1000
     rounds = 0
@@ -186,19 +196,31 @@ async def claim_rounds(
         nonlocal rounds
         if not wanted():
             return None
-        rounds += 1
-        rid = None if first.request_id is None else f"{first.request_id}.{rounds}"
+        n, rounds = rounds, rounds + 1
+        rid = first.request_id if n == 0 or first.request_id is None else f"{first.request_id}.{n}"
         return replace(first, now_ms=node.now_ms(), request_id=rid)
 
-    result = check(await node.submit(first, timeout_ms))
-    while True:
-        remaining_ms = int((deadline - loop.time()) * 1000)
-        if result.jobs or remaining_ms <= 0:
+    answered = False  # a round was applied: an empty answer is backed by the log
+    if wait_ms <= 0 or not node.is_leader():
+        rounds = 1
+        result = check(await node.submit(first, timeout_ms))
+        if result.jobs or wait_ms <= 0:
             return result.jobs
+        answered = True
+    while (remaining_ms := int((deadline - loop.time()) * 1000)) > 0:
         try:
             answer = await node.claim_when_ready(first.queues, remaining_ms, next_claim)
         except (NotLeader, NoLeader):
-            return ()
-        if answer is None:
-            return ()
+            break
+        if answer is None:  # the wait ended, the client left, or leadership moved
+            break
         result = check(answer)
+        if result.jobs:
+            return result.jobs
+        answered = True
+    if answered:
+        return ()
+    claim = next_claim()
+    if claim is None:
+        return ()
+    return check(await node.submit(claim, timeout_ms)).jobs
