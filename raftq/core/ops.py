@@ -40,7 +40,7 @@ from raftq.core.limits import (
     valid_queue_name,
 )
 from raftq.core.queue import QueueState
-from raftq.core.results import Claimed, Enqueued, Lease, Reason, Rejected, Result
+from raftq.core.results import Claimed, Enqueued, Lease, Reason, Rejected, Result, all_new
 from raftq.core.tally import CLAIMED, DEAD, ENQUEUED, EXPIRED, RETRIED
 
 if TYPE_CHECKING:
@@ -233,10 +233,12 @@ def enqueue(m: Machine, cmd: Enqueue) -> Result:
             continue
         job_id = m.next_id
         m.next_id += 1
+        # A job due now shares the clock's int object with created_ms (``clock + 0`` would be
+        # a new int: 32 bytes per job, 32 MB at 1M queued).
         if nj.run_at_ms is not None:
-            due_ms = max(nj.run_at_ms, clock)
+            due_ms = clock if nj.run_at_ms <= clock else nj.run_at_ms
         else:
-            due_ms = clock + (nj.delay_ms or 0)
+            due_ms = clock + nj.delay_ms if nj.delay_ms else clock
         job = Job(
             id=job_id,
             queue=q.name,
@@ -260,7 +262,7 @@ def enqueue(m: Machine, cmd: Enqueue) -> Result:
         ids.append(job_id)
         existing.append(False)
         q.tally.totals[ENQUEUED] += 1
-    return Enqueued(tuple(ids), tuple(existing))
+    return Enqueued(tuple(ids), tuple(existing) if any(existing) else all_new(len(ids)))
 
 
 def claim(m: Machine, cmd: Claim) -> Result:

@@ -24,8 +24,9 @@ import msgpack
 from raftq.core.codec import encode_result, result_from_wire
 from raftq.core.errors import CodecError
 from raftq.core.job import Job, JobState
+from raftq.core.limits import DEFAULT_LEASE_MS
 from raftq.core.queue import QueueState
-from raftq.core.results import Result
+from raftq.core.results import Enqueued, Result, all_new
 from raftq.core.tally import Tally
 
 if TYPE_CHECKING:
@@ -264,6 +265,7 @@ def _read_into(m: Machine, it: Iterator[Any]) -> None:
     members: list[list[Job]] = [[] for _ in queues]
     names = [q.name for q in queues]
     table, states, new = m.jobs, _STATES, Job.__new__
+    last_created = -1
     for _ in range(n_jobs):
         r = next(it)
         # Every slot set here, no Job.__init__ (see _JOB_SLOTS): a third of the restore time.
@@ -275,9 +277,15 @@ def _read_into(m: Machine, it: Iterator[Any]) -> None:
         job.state = states[r[4]]
         job.attempts = r[5]
         job.max_attempts = r[6]
-        job.lease_ms = r[7]
-        job.ready_at_ms = r[8]
-        job.created_ms = r[9]
+        job.lease_ms = DEFAULT_LEASE_MS if r[7] == DEFAULT_LEASE_MS else r[7]
+        # Equal ints as one object, as the apply path leaves them (32 bytes each per job):
+        # ready_at_ms is created_ms for a job enqueued due, consecutive jobs mostly share
+        # created_ms, and lease_ms is mostly a default.
+        created = r[9]
+        if created == last_created:
+            created = last_created
+        job.created_ms = last_created = created
+        job.ready_at_ms = created if r[8] == created else r[8]
         job.key = r[10]
         job.token = r[11]
         job.lease_expires_ms = r[12]
@@ -294,7 +302,16 @@ def _read_into(m: Machine, it: Iterator[Any]) -> None:
     for _ in range(n_req):
         rid, expires_ms, wire = next(it)
         result: Result = result_from_wire(wire)
+        if isinstance(result, Enqueued):  # the jobs' own id objects, not a copy of each
+            existing = all_new(len(result.ids)) if not any(result.existing) else result.existing
+            result = Enqueued(tuple(_same_ids(table, result.ids)), existing)
         m.requests[rid] = (expires_ms, result)
         m.request_order.append((expires_ms, rid))
     if next(it, None) is not None:
         raise CodecError("corrupt snapshot: trailing data")
+
+
+def _same_ids(table: dict[int, Job], ids: tuple[int, ...]) -> Iterator[int]:
+    for i in ids:
+        job = table.get(i)
+        yield i if job is None else job.id
