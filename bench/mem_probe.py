@@ -6,6 +6,8 @@ bytes in use and bytes free but kept), pymalloc's (arenas, used and free blocks,
 ``sys._debugmallocstats``), and the sizes of the structures that hold jobs: the core machine
 (jobs, heaps, the request-id memory) and PySyncObj's journal list. With ``trace=True``
 tracemalloc runs from ``install`` on and the report adds the top allocation sites still live.
+With ``RAFTQ_MEM_TRIM=1`` in the node's environment, the report then calls ``malloc_trim(0)``
+and adds the memory figures after it (how much of what glibc keeps free was resident).
 
 The census walks every job and every journal entry: it takes seconds at 1M jobs and holds the
 tick thread's objects without a lock (read-only, approximate while load runs; the bench sends
@@ -182,7 +184,7 @@ def _census_by_type(top: int = 12) -> list[tuple[str, int]]:
     return sorted(counts.items(), key=lambda kv: -kv[1])[:top]
 
 
-def report(label: str = "") -> dict[str, Any]:
+def report(label: str = "", trim: bool = False) -> dict[str, Any]:
     started = time.monotonic()
     out: dict[str, Any] = {"label": label, "pid": os.getpid()}
     out["status"] = _kb_fields("/proc/self/status", ("VmRSS", "VmHWM", "RssAnon", "RssFile"))
@@ -198,6 +200,12 @@ def report(label: str = "") -> dict[str, Any]:
         out["top_lines"] = [
             [str(s.traceback), s.size >> 20, s.count] for s in snap.statistics("lineno")[:25]
         ]
+    if trim:
+        # What glibc keeps free could go back to the OS: how much of it is resident?
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        out["after_malloc_trim"] = _kb_fields("/proc/self/smaps_rollup", ("Rss", "Anonymous")) | {
+            "malloc": _mallinfo()
+        }
     out.update(_machine_census())
     out.update(_journal_census())
     out["gc_types"] = _census_by_type()
@@ -211,7 +219,7 @@ def install(path: str, trace: bool = False) -> None:
 
     def on_signal(signum: int, frame: object) -> None:
         try:
-            text = json.dumps(report())
+            text = json.dumps(report(trim=os.environ.get("RAFTQ_MEM_TRIM") == "1"))
         except Exception as e:  # a report must never take the node down
             text = json.dumps({"error": repr(e)})
         with open(path, "a") as f:
