@@ -10,7 +10,7 @@ given it back by chance (498 MB). ``malloc_trim(0)`` releases the free pages ins
 (``madvise``), whatever lies above them.
 
 ``HeapTrimmer`` decides when: a few observations after a log compaction or a snapshot install
-(the big frees), never on a timer, so an idle or steady node never pays for it. The call runs
+(the big frees), and every half minute or so for what a burst of requests left. The call runs
 off the event loop (ctypes releases the GIL); it holds each arena's lock for the time of its
 ``madvise`` calls (milliseconds for a hundred MB).
 """
@@ -49,30 +49,37 @@ def trim_heap() -> bool:
 
 
 class HeapTrimmer:
-    """Counts observations (the node's tick loop) and says when to trim.
+    """Counts observations (the node's tick loop, every ``tick_interval_ms``) and says when
+    to trim.
 
-    ``changed(marker)`` is called at every observation with something that changes when a
-    big free has happened or is about to (the number of snapshots written, the machine
-    object). The trim is due ``delay`` observations after the last change: PySyncObj truncates
-    its journal a tick or two after the snapshot writer succeeded, and the old machine of a
-    snapshot install is freed once nothing holds it.
+    ``due(marker)`` is called at every observation with something that changes when a big
+    free has happened or is about to (the number of snapshots written, the machine object).
+    A trim is due ``delay`` observations after the last change (PySyncObj truncates its
+    journal a tick or two after the snapshot writer succeeded; the old machine of a snapshot
+    install is freed once nothing holds it), and otherwise every ``period`` observations (what
+    a burst of requests left behind before the first compaction).
     """
 
-    def __init__(self, delay: int = 2) -> None:
+    def __init__(self, delay: int = 2, period: int = 120) -> None:
         self._delay = delay
+        self._period = period
         self._marker: object = None
         self._countdown = 0
+        self._since = 0  # observations since the last trim
         self.trims = 0  # trims done (tests, debugging)
 
     def due(self, marker: object) -> bool:
+        self._since += 1
         if marker != self._marker:
             self._marker = marker
             self._countdown = self._delay
             return False
-        if self._countdown == 0:
+        if self._countdown > 0:
+            self._countdown -= 1
+            if self._countdown > 0:
+                return False
+        elif self._since < self._period:
             return False
-        self._countdown -= 1
-        if self._countdown == 0:
-            self.trims += 1
-            return True
-        return False
+        self._since = 0
+        self.trims += 1
+        return True
