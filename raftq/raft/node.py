@@ -67,6 +67,12 @@ _DEFINITE = {
 }
 
 
+# See appendEntriesBatchSizeBytes in RaftNode._syncobj_conf: above any entry of a default
+# configuration (a 16 MiB request body plus GroupCommit's 4 MiB), and the most entries one
+# AppendEntries message bundles while a follower catches up.
+_ENTRY_MESSAGE_MAX_BYTES = 32 * 1024 * 1024
+
+
 def _default_fatal(error: BaseException) -> None:
     # Fail-stop: a node whose state machine broke must not keep voting and acknowledging.
     logger.critical("stopping the process: the replicated state is corrupt (%r)", error)
@@ -184,6 +190,16 @@ class RaftNode:
             autoTick=True,
             autoTickPeriod=0.01,
             appendEntriesUseBatch=False,
+            # Every entry goes out whole. PySyncObj splits an entry at least this big into
+            # "transmission" chunks and marks a chunk final when its end passes the length of
+            # the *command* instead of the pickled entry (syncobj.py, __sendAppendEntries): for
+            # an entry whose pickling overhead crosses a chunk boundary, the follower unpickles
+            # a truncated entry, its tick raises and the rest of what it read is dropped.
+            # Measured with 1000-job entries of ~131 KB (2 x 64 KiB default): a follower fell
+            # hundreds of entries behind and the term went from 1 to 21 (docs/benchmarks.md,
+            # "Throughput at 1M queued"). Only an entry of 32 MiB or more (a max_body_bytes
+            # raised above 16 MiB) can still take that path.
+            appendEntriesBatchSizeBytes=_ENTRY_MESSAGE_MAX_BYTES,
             appendEntriesPeriod=min(0.1, election_min_s / 4),
             raftMinTimeout=election_min_s,
             raftMaxTimeout=r.election_max_ms / 1000,
