@@ -42,6 +42,7 @@ from raftq.errors import ClusterError, NoLeader, NotLeader, OutcomeUnknown, Over
 from raftq.raft.api import NodeStatus, PeerStatus
 from raftq.raft.commit_rule import RaftqSyncObj
 from raftq.raft.datadir import DUMP_FILE, JOURNAL_FILE, check_data_dir
+from raftq.raft.gc_guard import guard as gc_guard
 from raftq.raft.group_commit import Done, GroupCommit
 from raftq.raft.heap_trim import HeapTrimmer, trim_heap
 from raftq.raft.journal import DurableFileJournal, durable_journal, verify_journal
@@ -149,6 +150,8 @@ class RaftNode:
             raise
         hold.syncobj = syncobj
         syncobj.addOnTickCallback(hold.on_tick)
+        # Full GC passes: short once the state is frozen, forgiven by the election timer.
+        gc_guard.register(hold)
         # A leader spends at most a quarter of the minimum election timeout per tick sending
         # a snapshot to a follower (PySyncObj would send all of it in one tick).
         self._snapshots.install(syncobj, send_budget_s=self.config.raft.election_min_ms / 4000)
@@ -165,6 +168,8 @@ class RaftNode:
         logger.info("node %s: raft %s started", self.node_id, self._self.raft)
 
     async def stop(self) -> None:
+        if self._hold is not None:
+            gc_guard.unregister(self._hold)
         if self._tick_task is not None:
             self._tick_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -287,6 +292,7 @@ class RaftNode:
             self._snapshots_seen = snapshots.writes
             if snapshots.last_write_ms is not None:
                 self.stats.observe_snapshot(snapshots.last_write_ms / 1000)
+        gc_guard.observe()
         # After a compaction or a snapshot install, hand the freed heap back to the OS
         # (raftq.raft.heap_trim: up to 120 MB kept by glibc at 1M jobs otherwise).
         replica = self._replica
