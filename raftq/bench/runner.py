@@ -237,6 +237,8 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
     )
     if "levers" in raftq:
         result["levers"] = raftq["levers"]
+    if "preload" in raftq:
+        result["preload"] = raftq["preload"]
     if opts.peers:
         if opts.peers_dir is None:
             result["peers"] = {p: {"error": "bench-peers directory not found"} for p in opts.peers}
