@@ -113,15 +113,28 @@ def _pymalloc() -> dict[str, Any]:
     return out
 
 
+def _objects() -> list[Any]:
+    """Every tracked object, the frozen ones too (``gc.get_objects`` skips the permanent
+    generation that raftq.raft.gc_guard freezes the heap into; it is refrozen after)."""
+    frozen = gc.get_freeze_count() > 0
+    if frozen:
+        gc.unfreeze()
+    try:
+        return gc.get_objects()
+    finally:
+        if frozen:
+            gc.freeze()
+
+
 def _find(type_name: str) -> list[Any]:
-    return [o for o in gc.get_objects() if type(o).__name__ == type_name]
+    return [o for o in _objects() if type(o).__name__ == type_name]
 
 
 def _machine_census() -> dict[str, Any]:
     from raftq.core.machine import Machine  # noqa: PLC0415
     from raftq.core.results import Enqueued  # noqa: PLC0415
 
-    machines = [o for o in gc.get_objects() if isinstance(o, Machine)]
+    machines = [o for o in _objects() if isinstance(o, Machine)]
     out: list[dict[str, Any]] = []
     gs = sys.getsizeof
     for m in machines:
@@ -178,7 +191,7 @@ def _journal_census() -> dict[str, Any]:
 
 def _census_by_type(top: int = 12) -> list[tuple[str, int]]:
     counts: dict[str, int] = {}
-    for o in gc.get_objects():
+    for o in _objects():
         name = type(o).__name__
         counts[name] = counts.get(name, 0) + 1
     return sorted(counts.items(), key=lambda kv: -kv[1])[:top]
