@@ -6,7 +6,7 @@ each). A full pass (generation 2) walks every tracked object with the GIL held: 
 queued"), during which the tick thread neither sends heartbeats (leader) nor reads them
 (follower), and elections follow. Jobs hold no reference cycles: the walk finds nothing.
 
-- After a full pass, everything that survived it goes to the permanent generation
+- At the end of a full pass, everything that survived it goes to the permanent generation
   (``gc.freeze``), which later passes skip: they walk only what was allocated since. Frozen
   objects are still freed by reference counting as usual; only reference cycles among them
   wait for the next unfreeze.
@@ -18,7 +18,7 @@ queued"), during which the tick thread neither sends heartbeats (leader) nor rea
 
 The GC is per process, so the guard is too: nodes ``register`` their hold and call ``observe``
 from their tick loop; the first registration installs the ``gc.callbacks`` hook and the last
-``unregister`` removes it (and unfreezes).
+``unregister`` removes it.
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ class GcGuard:
         self._clock = clock
         self._lock = threading.Lock()
         self._holds: list[Holdable] = []
-        self._freeze_due = False
         self._last_unfreeze = clock()
         self.full_passes = 0  # full passes seen since the hook was installed
         self.freezes = 0
@@ -58,36 +57,36 @@ class GcGuard:
             self._holds.append(hold)
 
     def unregister(self, hold: Holdable) -> None:
+        """Stop holding ``hold``; the last one removes the hook. What is frozen stays frozen:
+        unfreezing would make the interpreter's collection at exit walk the whole heap (a
+        second at 1M jobs) before a stopped node's process can end. An embedding process
+        that goes on without a node may call ``gc.unfreeze()`` itself."""
         with self._lock:
             if hold in self._holds:
                 self._holds.remove(hold)
             if not self._holds and self._on_gc in gc.callbacks:
                 gc.callbacks.remove(self._on_gc)
-                gc.unfreeze()
-                self._freeze_due = False
 
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
-        """``gc.callbacks`` hook: runs on whichever thread triggered the collection."""
+        """``gc.callbacks`` hook, on whichever thread triggered the collection. At the end of
+        a full pass the young generations are empty and every survivor is in the oldest one:
+        freezing then moves exactly the survivors (no young garbage cycle)."""
         if phase != "stop" or info.get("generation") != 2:
             return
         self.full_passes += 1
-        self._freeze_due = True
+        self.freezes += 1
+        gc.freeze()
         for hold in list(self._holds):
             hold.hold()
 
     def observe(self) -> None:
-        """Called regularly (each node's tick loop): freeze after a full pass; unfreeze
-        every ``unfreeze_after_s``. Cheap when there is nothing to do."""
+        """Called regularly (each node's tick loop): unfreeze every ``unfreeze_after_s``.
+        Cheap when there is nothing to do."""
         now = self._clock()
         if now - self._last_unfreeze >= self._unfreeze_after_s:
             self._last_unfreeze = now
-            self._freeze_due = False
             self.unfreezes += 1
             gc.unfreeze()
-        elif self._freeze_due:
-            self._freeze_due = False
-            self.freezes += 1
-            gc.freeze()
 
 
 guard = GcGuard()  # the process's one guard (tests build their own)
