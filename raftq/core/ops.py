@@ -304,12 +304,11 @@ def claim(m: Machine, cmd: Claim) -> Result:
         tally.totals[CLAIMED] += 1
         if job.attempts == 0:  # first claim (of this life: a requeued dead letter restarts)
             tally.wait.observe(clock - job.ready_at_ms)
-        job.claimed_ms = clock
         job.attempts += 1
         job.token = m.last_token
-        job.worker = cmd.worker
-        job.claim_lease_ms = job.lease_ms if cmd.lease_ms is None else cmd.lease_ms
-        job.lease_expires_ms = clock + job.claim_lease_ms
+        claim_lease_ms = job.lease_ms if cmd.lease_ms is None else cmd.lease_ms
+        job.set_run(cmd.worker, claim_lease_ms, clock)
+        job.lease_expires_ms = clock + claim_lease_ms
         best.push_lease(job)
         out.append(
             Lease(

@@ -54,14 +54,14 @@ _STATE_CODE = {s: i for i, s in enumerate(_STATES)}
 _CHUNK = 256
 _SUM_SIZE = 32  # the trailer: hashlib.sha256 of everything before it
 
-# Every slot of ``Job`` is one field of a job record, and ``_read_into`` fills every slot
-# without calling ``Job.__init__``: a new slot must be added to the record format too.
+# ``_read_into`` fills every slot of ``Job`` from a job record without calling
+# ``Job.__init__`` (``_run`` from worker, claim_lease_ms and claimed_ms; ``_outcome`` from
+# result and error): a new slot must be added to the record format too.
 _JOB_SLOTS = (
+    "_outcome",
+    "_run",
     "attempts",
-    "claim_lease_ms",
-    "claimed_ms",
     "created_ms",
-    "error",
     "finished_ms",
     "id",
     "key",
@@ -72,10 +72,8 @@ _JOB_SLOTS = (
     "priority",
     "queue",
     "ready_at_ms",
-    "result",
     "state",
     "token",
-    "worker",
 )
 if Job.__slots__ != _JOB_SLOTS:
     raise RuntimeError("Job has new slots: extend the snapshot's job record (and its version)")
@@ -289,12 +287,9 @@ def _read_into(m: Machine, it: Iterator[Any]) -> None:
         job.key = r[10]
         job.token = r[11]
         job.lease_expires_ms = r[12]
-        job.worker = r[13]
-        job.result = r[14]
-        job.error = r[15]
+        job.set_run(r[13], r[17], r[18])
+        job.set_outcome(r[14], r[15])
         job.finished_ms = r[16]
-        job.claim_lease_ms = r[17]
-        job.claimed_ms = r[18]
         table[job.id] = job
         members[r[1]].append(job)
     for q, jobs in zip(queues, members, strict=True):
