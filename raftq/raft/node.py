@@ -202,8 +202,8 @@ class RaftNode:
             # a truncated entry, its tick raises and the rest of what it read is dropped.
             # Measured with 1000-job entries of ~131 KB (2 x 64 KiB default): a follower fell
             # hundreds of entries behind and the term went from 1 to 21 (docs/benchmarks.md,
-            # "Throughput at 1M queued"). Only an entry of 32 MiB or more (a max_body_bytes
-            # raised above 16 MiB) can still take that path.
+            # "Memory and depth at 1M queued"). Only an entry of 32 MiB or more (with
+            # max_body_bytes raised above 16 MiB) can still take that path.
             appendEntriesBatchSizeBytes=_ENTRY_MESSAGE_MAX_BYTES,
             appendEntriesPeriod=min(0.1, election_min_s / 4),
             raftMinTimeout=election_min_s,
