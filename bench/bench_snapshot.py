@@ -41,7 +41,12 @@ from raftq.client import Client
 from tests.integration.cluster import Cluster, http_json
 
 _BOOT = (
-    "import sys\n"
+    "import os, sys\n"
+    "if os.environ.get('RAFTQ_MEM_PROBE'):\n"
+    "    sys.path.insert(0, os.environ['RAFTQ_MEM_PROBE_DIR'])\n"
+    "    import mem_probe\n"
+    "    trace = os.environ.get('RAFTQ_MEM_TRACE') == '1'\n"
+    "    mem_probe.install(os.environ['RAFTQ_MEM_PROBE'], trace)\n"
     "import raftq.raft.snapshot_hooks as h\n"
     "if sys.argv[1] == 'nohold':\n"
     "    h.ElectionHold.hold = lambda *a, **k: None\n"
@@ -55,14 +60,41 @@ _BUSY = re.compile(r"tick thread busy for (\d+) ms")
 
 class BenchCluster(Cluster):
     hold = True
+    probe = False  # --probe: bench/mem_probe.py in every node (reports on SIGUSR2)
+    trace = False  # --trace: and tracemalloc from the start
+
+    def probe_path(self, nid: str) -> Path:
+        return self.root / f"{nid}.mem.jsonl"
+
+    def probe_all(self, label: str) -> dict[str, Any]:
+        """Ask every node for a memory report (mem_probe) and wait for it."""
+        reports: dict[str, Any] = {}
+        sizes = {}
+        for nid in self.ids:
+            path = self.probe_path(nid)
+            sizes[nid] = path.stat().st_size if path.exists() else 0
+            os.kill(self.procs[nid].pid, signal.SIGUSR2)
+        for nid in self.ids:
+            path = self.probe_path(nid)
+            _wait(lambda p=path, n=nid: p.exists() and p.stat().st_size > sizes[n], 300, "probe")
+            time.sleep(0.2)
+            line = path.read_text()[sizes[nid] :].strip().splitlines()[-1]
+            reports[nid] = {"label": label, **json.loads(line)}
+        return reports
 
     def start(self, *ids: str) -> None:
         for nid in ids or self.ids:
             log = open(self.root / f"{nid}.log", "ab")  # noqa: SIM115
             mode = "hold" if self.hold else "nohold"
             serve = ["serve", "--config", str(self.config_path), "--node", nid]
+            env = dict(os.environ)
+            if self.probe:
+                env["RAFTQ_MEM_PROBE"] = str(self.probe_path(nid))
+                env["RAFTQ_MEM_PROBE_DIR"] = str(Path(__file__).resolve().parent)
+                env["RAFTQ_MEM_TRACE"] = "1" if self.trace else "0"
             self.procs[nid] = subprocess.Popen(
                 [sys.executable, "-c", _BOOT, mode, *serve, "--log-level", "debug"],
+                env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.root,
@@ -203,12 +235,17 @@ def run(args: argparse.Namespace, root: Path, out: dict[str, Any]) -> dict[str, 
     extra = f"log_compaction_min_time_s = {args.compact_after_s}\nsubmit_timeout_ms = 30000"
     cluster = BenchCluster.generate(root, extra_raft=extra)
     cluster.hold = not args.no_hold
+    cluster.probe = args.probe or args.trace
+    cluster.trace = args.trace
     out.update({"jobs": args.jobs, "election_hold": not args.no_hold})
     with cluster, Sampler(cluster) as sampler:
         leader = cluster.wait_ready(60)
         out["load_s"] = round(asyncio.run(_load(cluster, args.jobs)), 1)
         cluster.wait_converged(300)
         out["state_rss_mb"] = {n: _rss_kb(cluster, n) // 1024 for n in cluster.ids}
+        if cluster.probe:
+            time.sleep(2)
+            out["probe_loaded"] = cluster.probe_all("loaded")
         term0 = sampler.max_term()
 
         # -- compaction on every node ------------------------------------------------------
@@ -233,6 +270,8 @@ def run(args: argparse.Namespace, root: Path, out: dict[str, Any]) -> dict[str, 
         out["compaction_term_changes"] = sampler.max_term() - term0
         time.sleep(2)  # the journal truncation follows the writer's success by a tick or two
         out["compacted_rss_mb"] = {n: _rss_kb(cluster, n) // 1024 for n in cluster.ids}
+        if cluster.probe:
+            out["probe_compacted"] = cluster.probe_all("compacted")
         if args.memory_only:
             return out
 
@@ -293,6 +332,10 @@ def main() -> int:
     parser.add_argument(
         "--memory-only", action="store_true", help="stop after the compaction (RSS figures)"
     )
+    parser.add_argument(
+        "--probe", action="store_true", help="memory reports from inside the nodes (mem_probe)"
+    )
+    parser.add_argument("--trace", action="store_true", help="--probe with tracemalloc on")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="raftq-bench-snap-")
     result: dict[str, Any] = {}

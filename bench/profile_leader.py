@@ -2,7 +2,10 @@
 claim+ack phases run against a fresh 3-node cluster.
 
     flock /tmp/bench.lock .venv/bin/python bench/profile_leader.py [--n 20000] [--no-coalesce]
-        [--claim-batch 10] [--out DIR]
+        [--claim-batch 10] [--jobs-queued N] [--out DIR]
+
+``--jobs-queued N`` preloads N jobs in another queue first (as ``raftq bench --jobs-queued``)
+and waits until every node has applied them.
 
 Writes DIR/{enqueue,process}.txt (py-spy's collapsed stacks, all threads, idle excluded) and
 prints, per phase, the share of samples by thread and the functions with the most inclusive
@@ -23,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from raftq.bench.cluster import LocalCluster
+from raftq.bench.runner import _preload
 from raftq.bench.workload import Workload, run_enqueue, run_process
 
 
@@ -61,6 +65,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=20_000)
     ap.add_argument("--claim-batch", type=int, default=10)
     ap.add_argument("--no-coalesce", action="store_true")
+    ap.add_argument("--jobs-queued", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("/tmp/raftq-profile"))
     ap.add_argument("--top", type=int, default=30)
     args = ap.parse_args()
@@ -68,6 +73,10 @@ def main() -> int:
     w = replace(Workload(n=args.n, claim_batch=args.claim_batch), coalesce=not args.no_coalesce)
     with LocalCluster(3) as cluster:
         leader = cluster.wait_ready()
+        if args.jobs_queued:
+            asyncio.run(_preload(cluster.urls, args.jobs_queued, w.payload_bytes))
+            print(f"caught up {cluster.wait_caught_up():.1f} s after the preload")
+            leader = cluster.wait_ready()
         pid = cluster.procs[leader].pid
         for phase in ("enqueue", "process"):
             raw = args.out / f"{phase}.txt"

@@ -143,6 +143,26 @@ class LocalCluster:
             time.sleep(0.1)
         raise BenchError(f"the cluster was not ready within {timeout_s:.0f} s")
 
+    def wait_caught_up(self, timeout_s: float = 600.0) -> float:
+        """Wait until every node has applied what the leader had committed when the wait
+        began (after a preload, followers may still be receiving it); return the seconds."""
+        started = time.monotonic()
+        deadline = started + timeout_s
+        target: int | None = None
+        while time.monotonic() < deadline:
+            views = [_get_json(f"http://{self.api[nid]}/v1/cluster") for nid in self.ids]
+            selves = [v["self"] for v in views if isinstance(v, dict) and "self" in v]
+            if target is None:
+                target = max((int(s.get("commit_index") or 0) for s in selves), default=None)
+            if (
+                target is not None
+                and len(selves) == len(self.ids)
+                and all(int(s.get("applied_index") or 0) >= target for s in selves)
+            ):
+                return time.monotonic() - started
+            time.sleep(0.2)
+        raise BenchError(f"the nodes did not catch up within {timeout_s:.0f} s")
+
     def rss_kb(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for nid, proc in self.procs.items():

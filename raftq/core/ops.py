@@ -40,7 +40,7 @@ from raftq.core.limits import (
     valid_queue_name,
 )
 from raftq.core.queue import QueueState
-from raftq.core.results import Claimed, Enqueued, Lease, Reason, Rejected, Result
+from raftq.core.results import Claimed, Enqueued, Lease, Reason, Rejected, Result, all_new
 from raftq.core.tally import CLAIMED, DEAD, ENQUEUED, EXPIRED, RETRIED
 
 if TYPE_CHECKING:
@@ -233,10 +233,12 @@ def enqueue(m: Machine, cmd: Enqueue) -> Result:
             continue
         job_id = m.next_id
         m.next_id += 1
+        # A job due now shares the clock's int object with created_ms (``clock + 0`` would be
+        # a new int: 32 bytes per job, 32 MB at 1M queued).
         if nj.run_at_ms is not None:
-            due_ms = max(nj.run_at_ms, clock)
+            due_ms = clock if nj.run_at_ms <= clock else nj.run_at_ms
         else:
-            due_ms = clock + (nj.delay_ms or 0)
+            due_ms = clock + nj.delay_ms if nj.delay_ms else clock
         job = Job(
             id=job_id,
             queue=q.name,
@@ -260,7 +262,7 @@ def enqueue(m: Machine, cmd: Enqueue) -> Result:
         ids.append(job_id)
         existing.append(False)
         q.tally.totals[ENQUEUED] += 1
-    return Enqueued(tuple(ids), tuple(existing))
+    return Enqueued(tuple(ids), tuple(existing) if any(existing) else all_new(len(ids)))
 
 
 def claim(m: Machine, cmd: Claim) -> Result:
@@ -302,12 +304,11 @@ def claim(m: Machine, cmd: Claim) -> Result:
         tally.totals[CLAIMED] += 1
         if job.attempts == 0:  # first claim (of this life: a requeued dead letter restarts)
             tally.wait.observe(clock - job.ready_at_ms)
-        job.claimed_ms = clock
         job.attempts += 1
         job.token = m.last_token
-        job.worker = cmd.worker
-        job.claim_lease_ms = job.lease_ms if cmd.lease_ms is None else cmd.lease_ms
-        job.lease_expires_ms = clock + job.claim_lease_ms
+        claim_lease_ms = job.lease_ms if cmd.lease_ms is None else cmd.lease_ms
+        job.set_run(cmd.worker, claim_lease_ms, clock)
+        job.lease_expires_ms = clock + claim_lease_ms
         best.push_lease(job)
         out.append(
             Lease(

@@ -22,6 +22,7 @@ __all__ = [
     "Result",
     "Resumed",
     "Ticked",
+    "all_new",
 ]
 
 
@@ -143,3 +144,20 @@ Result = (
     | Configured
     | Ticked
 )
+
+
+_ALL_NEW: dict[int, tuple[bool, ...]] = {}
+_ALL_NEW_MAX = 64
+
+
+def all_new(n: int) -> tuple[bool, ...]:
+    """``(False,) * n`` (``Enqueued.existing`` when every job is new), one shared tuple per
+    length: the request-id memory keeps every answer for ``REQUEST_WINDOW_MS``, and a 1000-job
+    answer's flags are 8 KB when each has its own. Immutable and equal to a fresh tuple, so
+    sharing changes no result."""
+    t = _ALL_NEW.get(n)
+    if t is None:
+        t = (False,) * n
+        if len(_ALL_NEW) < _ALL_NEW_MAX:  # bounded: batch lengths are chosen by clients
+            _ALL_NEW[n] = t
+    return t

@@ -24,8 +24,9 @@ import msgpack
 from raftq.core.codec import encode_result, result_from_wire
 from raftq.core.errors import CodecError
 from raftq.core.job import Job, JobState
+from raftq.core.limits import DEFAULT_LEASE_MS
 from raftq.core.queue import QueueState
-from raftq.core.results import Result
+from raftq.core.results import Enqueued, Result, all_new
 from raftq.core.tally import Tally
 
 if TYPE_CHECKING:
@@ -53,14 +54,14 @@ _STATE_CODE = {s: i for i, s in enumerate(_STATES)}
 _CHUNK = 256
 _SUM_SIZE = 32  # the trailer: hashlib.sha256 of everything before it
 
-# Every slot of ``Job`` is one field of a job record, and ``_read_into`` fills every slot
-# without calling ``Job.__init__``: a new slot must be added to the record format too.
+# ``_read_into`` fills every slot of ``Job`` from a job record without calling
+# ``Job.__init__`` (``_run`` from worker, claim_lease_ms and claimed_ms; ``_outcome`` from
+# result and error): a new slot must be added to the record format too.
 _JOB_SLOTS = (
+    "_outcome",
+    "_run",
     "attempts",
-    "claim_lease_ms",
-    "claimed_ms",
     "created_ms",
-    "error",
     "finished_ms",
     "id",
     "key",
@@ -71,10 +72,8 @@ _JOB_SLOTS = (
     "priority",
     "queue",
     "ready_at_ms",
-    "result",
     "state",
     "token",
-    "worker",
 )
 if Job.__slots__ != _JOB_SLOTS:
     raise RuntimeError("Job has new slots: extend the snapshot's job record (and its version)")
@@ -264,6 +263,7 @@ def _read_into(m: Machine, it: Iterator[Any]) -> None:
     members: list[list[Job]] = [[] for _ in queues]
     names = [q.name for q in queues]
     table, states, new = m.jobs, _STATES, Job.__new__
+    last_created = -1
     for _ in range(n_jobs):
         r = next(it)
         # Every slot set here, no Job.__init__ (see _JOB_SLOTS): a third of the restore time.
@@ -275,18 +275,21 @@ def _read_into(m: Machine, it: Iterator[Any]) -> None:
         job.state = states[r[4]]
         job.attempts = r[5]
         job.max_attempts = r[6]
-        job.lease_ms = r[7]
-        job.ready_at_ms = r[8]
-        job.created_ms = r[9]
+        job.lease_ms = DEFAULT_LEASE_MS if r[7] == DEFAULT_LEASE_MS else r[7]
+        # Equal ints as one object, as the apply path leaves them (32 bytes each per job):
+        # ready_at_ms is created_ms for a job enqueued due, consecutive jobs mostly share
+        # created_ms, and lease_ms is mostly a default.
+        created = r[9]
+        if created == last_created:
+            created = last_created
+        job.created_ms = last_created = created
+        job.ready_at_ms = created if r[8] == created else r[8]
         job.key = r[10]
         job.token = r[11]
         job.lease_expires_ms = r[12]
-        job.worker = r[13]
-        job.result = r[14]
-        job.error = r[15]
+        job.set_run(r[13], r[17], r[18])
+        job.set_outcome(r[14], r[15])
         job.finished_ms = r[16]
-        job.claim_lease_ms = r[17]
-        job.claimed_ms = r[18]
         table[job.id] = job
         members[r[1]].append(job)
     for q, jobs in zip(queues, members, strict=True):
@@ -294,7 +297,16 @@ def _read_into(m: Machine, it: Iterator[Any]) -> None:
     for _ in range(n_req):
         rid, expires_ms, wire = next(it)
         result: Result = result_from_wire(wire)
+        if isinstance(result, Enqueued):  # the jobs' own id objects, not a copy of each
+            existing = all_new(len(result.ids)) if not any(result.existing) else result.existing
+            result = Enqueued(tuple(_same_ids(table, result.ids)), existing)
         m.requests[rid] = (expires_ms, result)
         m.request_order.append((expires_ms, rid))
     if next(it, None) is not None:
         raise CodecError("corrupt snapshot: trailing data")
+
+
+def _same_ids(table: dict[int, Job], ids: tuple[int, ...]) -> Iterator[int]:
+    for i in ids:
+        job = table.get(i)
+        yield i if job is None else job.id

@@ -41,7 +41,9 @@ from raftq.errors import ClusterError, NoLeader, NotLeader, OutcomeUnknown, Over
 from raftq.raft.api import NodeStatus, PeerStatus
 from raftq.raft.commit_rule import RaftqSyncObj
 from raftq.raft.datadir import DUMP_FILE, JOURNAL_FILE, check_data_dir
+from raftq.raft.gc_guard import guard as gc_guard
 from raftq.raft.group_commit import Done, GroupCommit
+from raftq.raft.heap_trim import HeapTrimmer, trim_heap
 from raftq.raft.journal import DurableFileJournal, durable_journal, verify_journal
 from raftq.raft.replica import Replica
 from raftq.raft.snapshot_file import remove_temp_files
@@ -64,6 +66,12 @@ _DEFINITE = {
     FAIL_REASON.DISCARDED: NoLeader,  # our entry was overwritten by another leader's
     FAIL_REASON.REQUEST_DENIED: Overloaded,
 }
+
+
+# See appendEntriesBatchSizeBytes in RaftNode._syncobj_conf: above any entry of a default
+# configuration (a 16 MiB request body plus GroupCommit's 4 MiB), and the most entries one
+# AppendEntries message bundles while a follower catches up.
+_ENTRY_MESSAGE_MAX_BYTES = 32 * 1024 * 1024
 
 
 def _default_fatal(error: BaseException) -> None:
@@ -100,6 +108,7 @@ class RaftNode:
         self._submit_timeout_ms = config.raft.submit_timeout_ms
         self.stats = RaftStats()  # per-node raft instrumentation, read by /metrics
         self._snapshots_seen = 0  # SnapshotHooks.writes already reported to stats
+        self._heap_trimmer = HeapTrimmer()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -141,6 +150,8 @@ class RaftNode:
             raise
         hold.syncobj = syncobj
         syncobj.addOnTickCallback(hold.on_tick)
+        # Full GC passes: short once the state is frozen, forgiven by the election timer.
+        gc_guard.register(hold)
         # A leader spends at most a quarter of the minimum election timeout per tick sending
         # a snapshot to a follower (PySyncObj would send all of it in one tick).
         self._snapshots.install(syncobj, send_budget_s=self.config.raft.election_min_ms / 4000)
@@ -157,6 +168,8 @@ class RaftNode:
         logger.info("node %s: raft %s started", self.node_id, self._self.raft)
 
     async def stop(self) -> None:
+        if self._hold is not None:
+            gc_guard.unregister(self._hold)
         if self._tick_task is not None:
             self._tick_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -179,6 +192,16 @@ class RaftNode:
             autoTick=True,
             autoTickPeriod=0.01,
             appendEntriesUseBatch=False,
+            # Every entry goes out whole. PySyncObj splits an entry at least this big into
+            # "transmission" chunks and marks a chunk final when its end passes the length of
+            # the *command* instead of the pickled entry (syncobj.py, __sendAppendEntries): for
+            # an entry whose pickling overhead crosses a chunk boundary, the follower unpickles
+            # a truncated entry, its tick raises and the rest of what it read is dropped.
+            # Measured with 1000-job entries of ~131 KB (2 x 64 KiB default): a follower fell
+            # hundreds of entries behind and the term went from 1 to 21 (docs/benchmarks.md,
+            # "Memory and depth at 1M queued"). Only an entry of 32 MiB or more (with
+            # max_body_bytes raised above 16 MiB) can still take that path.
+            appendEntriesBatchSizeBytes=_ENTRY_MESSAGE_MAX_BYTES,
             appendEntriesPeriod=min(0.1, election_min_s / 4),
             raftMinTimeout=election_min_s,
             raftMaxTimeout=r.election_max_ms / 1000,
@@ -276,6 +299,13 @@ class RaftNode:
             self._snapshots_seen = snapshots.writes
             if snapshots.last_write_ms is not None:
                 self.stats.observe_snapshot(snapshots.last_write_ms / 1000)
+        gc_guard.observe()
+        # After a compaction or a snapshot install, hand the freed heap back to the OS
+        # (raftq.raft.heap_trim: up to 120 MB kept by glibc at 1M jobs otherwise).
+        replica = self._replica
+        marker = (self._snapshots_seen, id(replica.machine) if replica is not None else 0)
+        if self._heap_trimmer.due(marker) and self._loop is not None:
+            self._loop.run_in_executor(None, trim_heap)
 
     def snapshot_file_bytes(self) -> int | None:
         """Size of this node's latest snapshot file (``None`` before the first)."""
