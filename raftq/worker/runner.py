@@ -13,6 +13,11 @@ worker stopping     past the grace period the handler is cancelled; nack with
                     ``retry_in_ms=0`` so the job is redelivered at once
 ==================  ====================================================================
 
+The job's slot in the worker is released once the handler has finished (``on_settling``), while
+the ack or nack is still on its way: the worker claims the next job meanwhile. The job stays
+leased to this delivery until that ack or nack is answered, and the run (its task) lasts until
+then, so a worker that stops still waits for it.
+
 Ack and nack survive node failures and leader changes: the client retries each call with the
 same request id (applied at most once); past the client's budget the worker keeps trying with
 a new call until it gets an answer or the worker is stopped for good. If such a later call is
@@ -87,11 +92,22 @@ class RunContext:
 
 
 class JobRun:
-    """Runs one claimed job to its outcome (``await run()``); ``interrupt()`` on shutdown."""
+    """Runs one claimed job to its outcome (``await run()``); ``interrupt()`` on shutdown.
 
-    def __init__(self, ctx: RunContext, claimed: ClaimedJob, spec: HandlerSpec) -> None:
+    ``on_settling(run)`` is called once, when the handler is over (or was never started) and
+    the ack or nack (if any) is about to be sent; ``run()`` returns once that is answered.
+    """
+
+    def __init__(
+        self,
+        ctx: RunContext,
+        claimed: ClaimedJob,
+        spec: HandlerSpec,
+        on_settling: Callable[[JobRun], None] | None = None,
+    ) -> None:
         self._ctx = ctx
         self._spec = spec
+        self._on_settling = on_settling
         self._timeout_ms = spec.timeout_ms if spec.timeout_ms is not None else ctx.job_timeout_ms
         extra = {"job_id": claimed.id, "queue": claimed.queue, "attempt": claimed.attempt}
         self.job = Job(
@@ -123,6 +139,7 @@ class JobRun:
         loop = asyncio.get_running_loop()
         started = loop.time()
         if self._interrupted:  # stopped before it began: hand it back at once
+            self._settling()
             await self._nack("WorkerStopped: the worker stopped before the job began", 0)
             return
         handler = asyncio.create_task(self._call(), name=f"raftq-{self._label}")
@@ -152,7 +169,13 @@ class JobRun:
                 _orphans.add(handler)
                 handler.add_done_callback(_forget)
         elapsed_ms = int((loop.time() - started) * 1000)
+        self._settling()
         await self._settle(handler, timed_out, elapsed_ms)
+
+    def _settling(self) -> None:
+        if self._on_settling is not None:
+            callback, self._on_settling = self._on_settling, None
+            callback(self)
 
     async def _call(self) -> Any:
         if self._spec.is_async:
