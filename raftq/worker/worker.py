@@ -42,6 +42,7 @@ from raftq.client import Client
 from raftq.client.types import ClaimedJob
 from raftq.core.limits import valid_queue_name
 from raftq.errors import AuthError, ClusterError, RaftqError, Rejected, TransportError
+from raftq.worker.acks import AckWaves
 from raftq.worker.options import WorkerOptions, default_name
 from raftq.worker.runner import (
     OUTCOME_LOGGER,
@@ -229,6 +230,7 @@ class Worker:
             self._stop_early = True
             return
         self._stopping.set()
+        self._wake_claims()
         if now and self._now is not None:
             self._now.set()
 
@@ -312,6 +314,7 @@ class Worker:
                 job_timeout_ms=opts.job_timeout_ms,
                 executor=executor,
                 give_up=asyncio.Event(),
+                acks=AckWaves(source, max_wait_ms=min(1_000, opts.heartbeat_period_ms)),
             )
             outcomes.info(
                 "worker %s: serving %s with concurrency %d (lease %d ms)",
@@ -380,7 +383,7 @@ class Worker:
                 free = self._free_slots()
                 if free <= 0:
                     slot_freed.clear()
-                    await _first(slot_freed.wait(), stopping.wait())
+                    await slot_freed.wait()  # also set on stop
                     continue
                 order = names[rotation:] + names[:rotation]
                 rotation = (rotation + 1) % len(names)
@@ -418,6 +421,7 @@ class Worker:
         self._fatal = error
         if self._stopping is not None:
             self._stopping.set()
+            self._wake_claims()
 
     def _start(self, ctx: RunContext, claimed: ClaimedJob) -> None:
         spec = self._handlers.get(claimed.queue)
@@ -430,18 +434,21 @@ class Worker:
         self._runs[task] = run
         task.add_done_callback(self._finished)
 
+    def _wake_claims(self) -> None:
+        """A slot was freed, or the worker stops: the claim loop looks again."""
+        if self._slot_freed is not None:
+            self._slot_freed.set()
+
     def _settle_started(self, run: JobRun) -> None:
         """The handler of ``run`` is over: its slot is free while its ack or nack is sent."""
         self._settling.add(run)
-        if self._slot_freed is not None:
-            self._slot_freed.set()
+        self._wake_claims()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         run = self._runs.pop(task, None)
         if run is not None:
             self._settling.discard(run)
-        if self._slot_freed is not None:
-            self._slot_freed.set()
+        self._wake_claims()
         if not task.cancelled() and task.exception() is not None:
             logger.error("job run crashed", exc_info=task.exception())
 

@@ -31,8 +31,10 @@ class Gate:
     claim returned n jobs, ``("ack", id)`` when the worker called ack, ``("acked", id)`` /
     ``("refused", id)`` when the cluster answered it."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, claims: int | None = None) -> None:
         self.client = client
+        self.claims_left = claims  # claims sent before ``claims_open`` is set (None: all)
+        self.claims_open = asyncio.Event()
         self.events: list[tuple[str, int]] = []
         self.opened = asyncio.Event()
         self.held: list[int] = []  # job ids of acks waiting at the gate
@@ -41,6 +43,10 @@ class Gate:
         self.get_job = client.get_job
 
     async def claim(self, queues: Any, **kw: Any) -> list[ClaimedJob]:
+        if self.claims_left == 0:
+            await self.claims_open.wait()
+        elif self.claims_left is not None:
+            self.claims_left -= 1
         jobs = await self.client.claim(queues, **kw)
         self.events.append(("claim", len(jobs)))
         return jobs
@@ -60,9 +66,9 @@ class Gate:
 
 
 @contextlib.asynccontextmanager
-async def gated(cluster: Cluster) -> AsyncIterator[tuple[Client, Gate]]:
+async def gated(cluster: Cluster, claims: int | None = None) -> AsyncIterator[tuple[Client, Gate]]:
     async with Client(nodes_of(cluster)) as client:
-        yield client, Gate(client)
+        yield client, Gate(client, claims)
 
 
 async def test_a_finished_jobs_slot_runs_the_next_job_while_its_ack_is_outstanding(
@@ -139,7 +145,9 @@ async def test_a_refused_ack_is_reported_and_frees_its_place(
     ack is refused (409), logged as before, the result dropped, and the worker goes on."""
     caplog.set_level(logging.INFO, logger="raftq.worker")
     queue = "settle-refused"
-    async with gated(worker_cluster) as (client, gate):
+    # One claim only until the test opens the gate: else the worker itself could take the job
+    # back once its lease ran out (as it should), before the other worker does.
+    async with gated(worker_cluster, claims=1) as (client, gate):
         worker = Worker(client=gate, concurrency=1, wait_ms=200, lease_ms=300)
         worker.add_handler(queue, lambda job: "late")
         first = await client.enqueue(queue, None)
@@ -159,6 +167,7 @@ async def test_a_refused_ack_is_reported_and_frees_its_place(
             (line,) = [x for x in lines if "ack was refused" in x]
             assert f"job {first} {queue}#1 " in line and ", 409)" in line
             # The worker goes on: its slot and its settling place are free again.
+            gate.claims_open.set()
             second = await client.enqueue(queue, None)
             assert await client.job(second).wait(10_000) == "late"
             await client.ack(first, taken[0].token, "thief's")
