@@ -6,9 +6,10 @@ made while none is in flight leave at once (with the others made in the same eve
 iteration). The client coalesces acks called together into one ``POST /v1/ack``: without
 waves, each batch of jobs that finished together costs its own request (and Raft entry) as
 soon as the previous one has left; with them, the jobs that finish during one ack round trip
-share the next request. An ack waits at most one round trip (``max_wait_ms`` if that one is
-stuck: a leader change), and the job's slot is already free meanwhile, so the wait costs no
-throughput; the job stays leased to this delivery until its ack is answered, as always.
+share the next request. An ack waits at most one round trip, or ``max_wait_ms`` if that one
+is stuck (a leader change): the worker passes its heartbeat period, the margin a running job
+has before its lease could run out too. The job's slot is already free meanwhile, so the wait
+costs no throughput; the job stays leased to this delivery until its ack is answered.
 """
 
 from __future__ import annotations

@@ -314,7 +314,7 @@ class Worker:
                 job_timeout_ms=opts.job_timeout_ms,
                 executor=executor,
                 give_up=asyncio.Event(),
-                acks=AckWaves(source, max_wait_ms=min(1_000, opts.heartbeat_period_ms)),
+                acks=AckWaves(source, max_wait_ms=opts.heartbeat_period_ms),
             )
             outcomes.info(
                 "worker %s: serving %s with concurrency %d (lease %d ms)",

@@ -38,7 +38,7 @@ class Gate:
         self.events: list[tuple[str, int]] = []
         self.opened = asyncio.Event()
         self.held: list[int] = []  # job ids of acks waiting at the gate
-        self.heartbeat = client.heartbeat
+        self.heartbeats = 0
         self.nack = client.nack
         self.get_job = client.get_job
 
@@ -50,6 +50,10 @@ class Gate:
         jobs = await self.client.claim(queues, **kw)
         self.events.append(("claim", len(jobs)))
         return jobs
+
+    async def heartbeat(self, job_id: int, token: int, *, lease_ms: int | None = None) -> int:
+        self.heartbeats += 1
+        return await self.client.heartbeat(job_id, token, lease_ms=lease_ms)
 
     async def ack(self, job_id: int, token: int, result: Any = None) -> None:
         self.events.append(("ack", job_id))
@@ -89,11 +93,13 @@ async def test_a_finished_jobs_slot_runs_the_next_job_while_its_ack_is_outstandi
         ids = [await client.enqueue(queue, n) for n in range(3)]
         task = asyncio.create_task(worker.run())
         try:
-            await until(lambda: len(gate.held) == 2, 20, "two acks held at the gate")
-            # Job 2 ran in the slot job 1 left, while job 1's ack was outstanding.
-            assert ran == ids[:2]
-            assert gate.events == [("claim", 1), ("ack", ids[0]), ("claim", 1), ("ack", ids[1])]
-            assert (worker.running, worker.settling) == (0, 2)
+            await until(lambda: len(ran) == 2, 20, "job 2 to run")
+            await until(lambda: worker.settling == 2, 20, "job 2 to finish")
+            # Job 2 ran in the slot job 1 left, while job 1's ack was outstanding (job 2's
+            # own ack waits for that one: acks leave in waves).
+            assert ran == ids[:2] and gate.held == [ids[0]]
+            assert gate.events == [("claim", 1), ("ack", ids[0]), ("claim", 1)]
+            assert worker.running == 0
             for job_id in ids[:2]:  # leased to this delivery until the ack is answered
                 info = await client.get_job(job_id, linearizable=True)
                 assert (info["state"], info["worker"]) == ("leased", "settler")
@@ -175,3 +181,66 @@ async def test_a_refused_ack_is_reported_and_frees_its_place(
         finally:
             worker.stop(now=True)
             await asyncio.wait_for(task, 20)
+
+
+async def test_acks_of_jobs_finished_during_an_ack_round_trip_leave_together_after_it(
+    worker_cluster: Cluster,
+) -> None:
+    """Acks leave in waves: while job 1's ack is in flight (held at the gate), the acks of jobs
+    2 and 3, finished meanwhile, are not sent; once it is answered they leave together."""
+    queue = "settle-waves"
+    async with gated(worker_cluster) as (client, gate):
+        worker = Worker(client=gate, concurrency=3, wait_ms=200)
+        ran: list[int] = []
+
+        @worker.handler(queue)
+        async def record(job: Job) -> int:
+            ran.append(job.id)
+            return job.id
+
+        first = await client.enqueue(queue, 1)
+        task = asyncio.create_task(worker.run())
+        try:
+            await until(lambda: gate.held == [first], 20, "the first ack held at the gate")
+            later = [await client.enqueue(queue, n) for n in (2, 3)]
+            await until(lambda: len(ran) == 3, 20, "jobs 2 and 3 to run")
+            assert worker.settling == 3
+            # Their acks wait for the wave in flight (up to a heartbeat period, 10 s here).
+            await asyncio.sleep(0.3)
+            assert gate.held == [first] and ("ack", later[0]) not in gate.events
+            gate.opened.set()
+            for job_id in [first, *later]:
+                assert await client.job(job_id).wait(10_000) == job_id
+        finally:
+            worker.stop(now=True)
+            await asyncio.wait_for(task, 20)
+    acks = [e for e in gate.events if e[0] in ("ack", "acked")]
+    assert acks[:2] == [("ack", first), ("acked", first)]
+    assert sorted(acks[2:4]) == [("ack", later[0]), ("ack", later[1])]
+
+
+async def test_heartbeats_keep_a_long_jobs_lease(worker_cluster: Cluster) -> None:
+    """The heartbeat task starts when the first beat is due: a job running 3 leases long keeps
+    its lease (another worker cannot take it) and succeeds on its first attempt."""
+    queue = "settle-beats"
+    async with gated(worker_cluster) as (client, gate):
+        gate.opened.set()
+        worker = Worker(client=gate, concurrency=1, wait_ms=200, lease_ms=900)
+        started = asyncio.Event()
+
+        @worker.handler(queue)
+        async def slow(job: Job) -> int:
+            started.set()
+            await asyncio.sleep(2.7)
+            return job.attempt
+
+        handle = await client.enqueue_job(queue, None)
+        task = asyncio.create_task(worker.run())
+        try:
+            await asyncio.wait_for(started.wait(), 20)
+            assert await client.claim(queue, worker="thief", wait_ms=1_800) == []
+            assert await handle.wait(10_000) == 1
+        finally:
+            worker.stop(now=True)
+            await asyncio.wait_for(task, 20)
+    assert gate.heartbeats >= 2
