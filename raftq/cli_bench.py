@@ -34,6 +34,14 @@ def add_bench_command(
     p.add_argument("--window", type=positive_int, default=1_000, help="unconfirmed enqueues (1000)")
     p.add_argument("--workers", type=positive_int, default=4, help="worker coroutines (4)")
     p.add_argument("--claim-batch", type=positive_int, default=10, help="claim max (10)")
+    p.add_argument(
+        "--worker",
+        choices=["raftq", "loop"],
+        default="raftq",
+        help="who claims and acks in the process/mixed/paced phases: raftq.worker.Worker "
+        "(one per worker, concurrency and batch = --claim-batch; the default) or the "
+        "benchmark's hand-written loop (acks pipelined with the next claim)",
+    )
     p.add_argument("--payload-bytes", type=positive_int, default=100, help="payload size (100)")
     p.add_argument("--nodes", type=positive_int, default=3, help="cluster size (3)")
     p.add_argument("--fsync", choices=["always", "off"], default="always", help="[raft] fsync")
@@ -98,6 +106,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         claim_batch=args.claim_batch,
         payload_bytes=args.payload_bytes,
         coalesce=not args.no_coalesce,
+        worker=args.worker,
     )
     opts = BenchOptions(
         workload=workload,

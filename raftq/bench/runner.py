@@ -36,13 +36,34 @@ __all__ = ["LEVERS", "BenchOptions", "run_bench"]
 
 LOCK_PATH = "/tmp/bench.lock"
 
-# The client levers, from none to all (each measured on the same cluster in one run).
+# The client levers, from none to all, with the hand-written worker loop (each measured on the
+# same cluster in one run); then raftq.worker.Worker with the settings of the main phases.
+_LOOP = "loop"
 LEVERS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("one request per operation", {"coalesce": False, "claim_batch": 1, "pipeline": False}),
-    ("+ batch claim (max 10)", {"coalesce": False, "claim_batch": 10, "pipeline": False}),
-    ("+ coalesced enqueue and ack", {"coalesce": True, "claim_batch": 10, "pipeline": False}),
-    ("+ acks pipelined with claims", {"coalesce": True, "claim_batch": 10, "pipeline": True}),
-    ("+ claim batch 100 (peers: 10)", {"coalesce": True, "claim_batch": 100, "pipeline": True}),
+    (
+        "one request per operation",
+        {"coalesce": False, "claim_batch": 1, "pipeline": False, "worker": _LOOP},
+    ),
+    (
+        "+ batch claim (max 10)",
+        {"coalesce": False, "claim_batch": 10, "pipeline": False, "worker": _LOOP},
+    ),
+    (
+        "+ coalesced enqueue and ack",
+        {"coalesce": True, "claim_batch": 10, "pipeline": False, "worker": _LOOP},
+    ),
+    (
+        "+ acks pipelined with claims",
+        {"coalesce": True, "claim_batch": 10, "pipeline": True, "worker": _LOOP},
+    ),
+    (
+        "+ claim batch 100 (peers: 10)",
+        {"coalesce": True, "claim_batch": 100, "pipeline": True, "worker": _LOOP},
+    ),
+    (
+        "raftq.worker.Worker (max 10)",
+        {"coalesce": True, "claim_batch": 10, "pipeline": True, "worker": "raftq"},
+    ),
 )
 
 
@@ -250,6 +271,8 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
     return result
 
 
+_WORKER_NAMES = {"raftq": "raftq.worker.Worker", "loop": "the hand-written loop"}
+
 METRICS = (
     ("enqueue_per_s", True),
     ("process_per_s", True),
@@ -277,7 +300,8 @@ def format_report(result: dict[str, Any]) -> str:
     """The human summary printed at the end of a run."""
     lines = [
         f"raftq bench  {result['date']}  commit {result['commit']}  "
-        f"{result['options']['nodes']} nodes, fsync {result['options']['fsync']}",
+        f"{result['options']['nodes']} nodes, fsync {result['options']['fsync']}, "
+        f"workers: {_WORKER_NAMES.get(result['options']['worker'], result['options']['worker'])}",
         "",
     ]
     header = (

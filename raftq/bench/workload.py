@@ -4,12 +4,18 @@ Phases, each on a fresh queue:
 - enqueue: one producer enqueues ``n`` jobs, each confirmed by the cluster (its ``enqueue``
   call returned an id, i.e. the entry committed and applied on the leader), with at most
   ``window`` unconfirmed;
-- process: ``workers`` worker coroutines in one process claim, no-op and ack all ``n``;
+- process: ``workers`` workers in one process claim, no-op and ack all ``n``;
 - mixed: the producer (a separate process, as for the peers' brokers) and the workers at once;
   throughput = ``n`` / time until the last job was processed;
 - paced: the producer paced at ``rate`` jobs/s for ``n_paced`` jobs while the workers run;
   end-to-end latency = worker receipt (its claim returned) - the producer's timestamp in the
   payload. A job counts as processed once its ack is confirmed.
+
+The workers are ``raftq.worker.Worker`` instances (``worker="raftq"``, what users run: one per
+peer worker, each with ``concurrency`` and ``batch`` = ``claim_batch``, the peers' prefetch, a
+no-op ``async`` handler, all on one shared client so their acks coalesce), or the hand-written
+claim/ack loop of ``work_loop`` (``worker="loop"``, whose levers ``raftq bench --levers``
+switches on one by one).
 
 Payloads are ``payload_bytes`` long: 8 bytes of ``time.time_ns()`` and 8 of sequence number,
 then padding, so a worker can tell latency and duplicates.
@@ -23,14 +29,25 @@ import multiprocessing as mp
 import queue as queue_mod
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from raftq.bench.progress import Progress
 from raftq.client import ClaimedJob, Client
+from raftq.worker import Job, Worker
 
-__all__ = ["Workload", "make_payload", "pct", "run_concurrent", "run_enqueue", "run_process"]
+__all__ = [
+    "WORKERS",
+    "Workload",
+    "make_payload",
+    "pct",
+    "run_concurrent",
+    "run_enqueue",
+    "run_process",
+]
+
+WORKERS = ("raftq", "loop")  # raftq.worker.Worker, or the hand-written loop (``work_loop``)
 
 _HEADER = struct.Struct("<qQ")
 
@@ -50,7 +67,8 @@ class Workload:
     # claims its next batch while the acks of the previous one are on their way (at most one
     # batch of acks outstanding per worker).
     coalesce: bool = True
-    pipeline: bool = True
+    pipeline: bool = True  # the loop's only (``raftq.worker`` always overlaps acks and claims)
+    worker: str = "raftq"  # one of WORKERS
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -154,10 +172,89 @@ class Sink:
             self.done.set()
 
 
-async def work(client: Client, queue: str, w: Workload, on_job: Callable[[bytes], None]) -> None:
-    """``w.workers`` workers claiming up to ``w.claim_batch`` each, until ``on_job.done``."""
-    sink = on_job
-    assert isinstance(sink, Sink)
+async def work(client: Client, queue: str, w: Workload, sink: Sink) -> None:
+    """``w.workers`` workers claiming up to ``w.claim_batch`` each, until ``sink.done``."""
+    if w.worker == "raftq":
+        await work_raftq(client, queue, w, sink)
+    else:
+        await work_loop(client, queue, w, sink)
+
+
+class _Receipts:
+    """The workers' ``JobSource``: ``client`` itself, plus the benchmark's two observations,
+    made where the hand-written loop makes them: receipt when a claim returns, processed when
+    an ack is confirmed (``Client.ack`` returned)."""
+
+    def __init__(self, client: Client, sink: Sink) -> None:
+        self._client = client
+        self._sink = sink
+        self._payloads: dict[int, bytes] = {}  # job id -> payload, claimed and not yet acked
+        self.heartbeat = client.heartbeat
+        self.nack = client.nack
+        self.get_job = client.get_job
+
+    async def claim(
+        self,
+        queues: str | Sequence[str],
+        *,
+        worker: str,
+        max: int = 1,
+        lease_ms: int | None = None,
+        wait_ms: int = 0,
+    ) -> list[ClaimedJob]:
+        jobs = await self._client.claim(
+            queues, worker=worker, max=max, lease_ms=lease_ms, wait_ms=wait_ms
+        )
+        for j in jobs:
+            self._sink.received(j.payload)
+            self._payloads[j.id] = j.payload
+        return jobs
+
+    async def ack(self, job_id: int, token: int, result: Any = None) -> None:
+        await self._client.ack(job_id, token, result)
+        payload = self._payloads.pop(job_id, None)
+        if payload is not None:
+            self._sink(payload)
+
+
+async def _noop(job: Job) -> None:
+    return None
+
+
+async def work_raftq(client: Client, queue: str, w: Workload, sink: Sink) -> None:
+    """``w.workers`` ``raftq.worker.Worker`` instances, each with ``concurrency`` and ``batch`` =
+    ``w.claim_batch``, until ``sink.done``; then they stop gracefully."""
+    source = _Receipts(client, sink)
+    workers = []
+    for i in range(w.workers):
+        worker = Worker(
+            client=source,
+            concurrency=w.claim_batch,
+            batch=w.claim_batch,
+            wait_ms=1000,
+            name=f"bench-w{i}",
+        )
+        worker.add_handler(queue, _noop)
+        workers.append(worker)
+    tasks = [asyncio.create_task(wk.run()) for wk in workers]
+    done: asyncio.Task[Any] = asyncio.create_task(sink.done.wait())
+    try:
+        await asyncio.wait([done, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wk in workers:
+            wk.stop()
+        done.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    for r in results:  # a worker that failed: its exception is the run's
+        if isinstance(r, BaseException):
+            raise r
+    if not sink.done.is_set():
+        raise RuntimeError("the workers stopped before every job was processed")
+
+
+async def work_loop(client: Client, queue: str, w: Workload, sink: Sink) -> None:
+    """The hand-written loop: ``w.workers`` coroutines claiming up to ``w.claim_batch`` each,
+    acks pipelined with the next claim if ``w.pipeline``, until ``sink.done``."""
 
     async def ack(jobs: list[ClaimedJob]) -> None:
         if w.coalesce:  # concurrent acks: the client sends them as one request

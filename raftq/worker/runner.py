@@ -13,6 +13,11 @@ worker stopping     past the grace period the handler is cancelled; nack with
                     ``retry_in_ms=0`` so the job is redelivered at once
 ==================  ====================================================================
 
+The job's slot in the worker is released once the handler has finished (``on_settling``), while
+the ack or nack is still on its way: the worker claims the next job meanwhile. The job stays
+leased to this delivery until that ack or nack is answered, and the run (its task) lasts until
+then, so a worker that stops still waits for it.
+
 Ack and nack survive node failures and leader changes: the client retries each call with the
 same request id (applied at most once); past the client's budget the worker keeps trying with
 a new call until it gets an answer or the worker is stopped for good. If such a later call is
@@ -37,6 +42,7 @@ from typing import Any
 
 from raftq.client.types import ClaimedJob
 from raftq.errors import AuthError, ClusterError, Rejected, Retry, TransportError
+from raftq.worker.acks import AckWaves
 from raftq.worker.job import JOB_LOGGER, Job, JobLogger, describe_error
 from raftq.worker.source import JobSource
 
@@ -51,6 +57,7 @@ __all__ = [
 
 OUTCOME_LOGGER = "raftq.worker"
 outcomes = logging.getLogger(OUTCOME_LOGGER)
+_job_logger = logging.getLogger(JOB_LOGGER)
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[Job], Any]
@@ -84,14 +91,26 @@ class RunContext:
     job_timeout_ms: int | None  # for handlers registered without their own timeout
     executor: Executor  # runs sync handlers (a DaemonThreadPool)
     give_up: asyncio.Event  # set when the worker stops for good: stop retrying acks/nacks
+    acks: AckWaves  # acks go through it (in waves), the rest straight to ``source``
 
 
 class JobRun:
-    """Runs one claimed job to its outcome (``await run()``); ``interrupt()`` on shutdown."""
+    """Runs one claimed job to its outcome (``await run()``); ``interrupt()`` on shutdown.
 
-    def __init__(self, ctx: RunContext, claimed: ClaimedJob, spec: HandlerSpec) -> None:
+    ``on_settling(run)`` is called once, when the handler is over (or was never started) and
+    the ack or nack (if any) is about to be sent; ``run()`` returns once that is answered.
+    """
+
+    def __init__(
+        self,
+        ctx: RunContext,
+        claimed: ClaimedJob,
+        spec: HandlerSpec,
+        on_settling: Callable[[JobRun], None] | None = None,
+    ) -> None:
         self._ctx = ctx
         self._spec = spec
+        self._on_settling = on_settling
         self._timeout_ms = spec.timeout_ms if spec.timeout_ms is not None else ctx.job_timeout_ms
         extra = {"job_id": claimed.id, "queue": claimed.queue, "attempt": claimed.attempt}
         self.job = Job(
@@ -103,56 +122,81 @@ class JobRun:
             priority=claimed.priority,
             lease_expires_ms=claimed.lease_expires_ms,
             worker=ctx.worker,
-            logger=JobLogger(logging.getLogger(JOB_LOGGER), extra),
+            logger=JobLogger(_job_logger, extra),
         )
         self._label = f"job {claimed.id} {claimed.queue}#{claimed.attempt}"
         self._interrupted = False
         self._lease_lost: str | None = None  # why the lease was lost, once it was
         self._handler: asyncio.Task[Any] | None = None
-        self._stop_waiting = asyncio.Event()  # shutdown or lost lease: settle without waiting
+        # run() waits on one future, resolved by the first of: the handler ends, the timeout,
+        # interrupt() or a lost lease (those two set _stop_waiting: settle without waiting).
+        # Cheaper per job than a task per condition: the worker's claim+ack rate is bounded
+        # by the event loop's work per job.
+        self._wake: asyncio.Future[None] | None = None
+        self._stop_waiting = False
+        self._beats: asyncio.Task[None] | None = None
 
     def interrupt(self) -> None:
         """Shutdown: cancel the handler; the job will be nacked for immediate redelivery."""
         self._interrupted = True
-        self._stop_waiting.set()
+        self._stop()
+
+    def _stop(self) -> None:
+        self._stop_waiting = True
+        self._wake_up()
         if self._handler is not None:
             self._handler.cancel()
+
+    def _wake_up(self, _: object = None) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
 
     async def run(self) -> None:
         """Run the handler and settle the job; never raises (except on cancellation)."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         if self._interrupted:  # stopped before it began: hand it back at once
+            self._settling()
             await self._nack("WorkerStopped: the worker stopped before the job began", 0)
             return
         handler = asyncio.create_task(self._call(), name=f"raftq-{self._label}")
         self._handler = handler
-        beats = asyncio.create_task(self._heartbeats(handler), name=f"raftq-hb-{self.job.id}")
-        stop_waiting = asyncio.ensure_future(self._stop_waiting.wait())
+        self._wake = wake = loop.create_future()
+        handler.add_done_callback(self._wake_up)
+        timeout_s = _seconds(self._timeout_ms)
+        timer = None if timeout_s is None else loop.call_later(timeout_s, self._wake_up)
+        # The heartbeat task starts when the first heartbeat is due: most jobs end before.
+        beats_due = loop.call_later(self._ctx.heartbeat_ms / 1000, self._start_heartbeats)
         timed_out = False
         try:
-            done, _ = await asyncio.wait(
-                {handler, stop_waiting},
-                timeout=_seconds(self._timeout_ms),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if handler not in done:
+            await wake
+            if not handler.done():
                 # Timed out, or interrupted / lease lost (the handler was cancelled then): give
                 # it a moment to unwind; one that ignores cancellation is left behind.
-                timed_out = not stop_waiting.done()
+                timed_out = not self._stop_waiting
                 handler.cancel()
                 await asyncio.wait({handler}, timeout=_CANCEL_WAIT_S)
         finally:
-            stop_waiting.cancel()
-            beats.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beats
+            if timer is not None:
+                timer.cancel()
+            beats_due.cancel()
+            beats = self._beats
+            if beats is not None:
+                beats.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beats
             if not handler.done():
                 handler.cancel()
                 _orphans.add(handler)
                 handler.add_done_callback(_forget)
         elapsed_ms = int((loop.time() - started) * 1000)
+        self._settling()
         await self._settle(handler, timed_out, elapsed_ms)
+
+    def _settling(self) -> None:
+        if self._on_settling is not None:
+            callback, self._on_settling = self._on_settling, None
+            callback(self)
 
     async def _call(self) -> Any:
         if self._spec.is_async:
@@ -164,22 +208,26 @@ class JobRun:
             result = await result
         return result
 
-    async def _heartbeats(self, handler: asyncio.Task[Any]) -> None:
+    def _start_heartbeats(self) -> None:
+        if self._beats is None and self._wake is not None and not self._wake.done():
+            self._beats = asyncio.create_task(self._heartbeats(), name=f"raftq-hb-{self.job.id}")
+
+    async def _heartbeats(self) -> None:
+        """Heartbeat now, then every period (started one period after the claim)."""
         period_s = self._ctx.heartbeat_ms / 1000
         src = self._ctx.source
         while True:
-            await asyncio.sleep(period_s)
             try:
                 await src.heartbeat(self.job.id, self.job.token, lease_ms=self._ctx.lease_ms)
             except Rejected as e:
                 if e.status in (404, 409):
                     self._lease_lost = e.reason
-                    self._stop_waiting.set()
-                    handler.cancel()
+                    self._stop()
                     return
                 logger.warning("%s: heartbeat refused (%s): %s", self._label, e.reason, e)
             except (ClusterError, TransportError, AuthError) as e:
                 logger.warning("%s: heartbeat failed, will retry: %s", self._label, e)
+            await asyncio.sleep(period_s)
 
     # -- outcome --------------------------------------------------------------------------
 
@@ -235,12 +283,12 @@ class JobRun:
                 )
 
     async def _ack(self, result: Any, elapsed_ms: int) -> None:
-        src, job, label = self._ctx.source, self.job, self._label
+        acks, job, label = self._ctx.acks, self.job, self._label
         uncertain = False
         attempt = 0
         while True:
             try:
-                await src.ack(job.id, job.token, result)
+                await acks.ack(job.id, job.token, result)
                 outcomes.info("%s succeeded in %d ms", label, elapsed_ms)
                 return
             except Rejected as e:

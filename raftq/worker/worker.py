@@ -4,6 +4,14 @@ The claim loop (one task) keeps ``concurrency`` slots busy: it claims at most as
 there are free slots (so an idle worker pulls, a busy one does not: work goes to the least
 loaded), long-polling for ``wait_ms`` when nothing is ready, and starts a ``JobRun`` per job.
 
+A slot is taken by a running handler. Once the handler has finished, its slot is free again
+while the job's ack or nack is on its way (a Raft commit, milliseconds): the next claim
+overlaps the acks, which the client coalesces into one request. At most ``concurrency`` such
+settling jobs free their slots; past that, a finished job keeps its slot until its ack or nack
+is answered, so the worker never holds more than ``2 * concurrency`` jobs (leased to it),
+and a cluster that is slow to answer acks slows the claims down too. ``running`` counts the
+handlers, ``settling`` the acks and nacks on their way.
+
 Several queues are claimed in one request (``POST /v1/claim``): the cluster hands out the best
 job across all of them, highest priority first. Between jobs of equal priority it takes the
 one that became ready first, whatever its queue, so a busy queue cannot starve another: a
@@ -13,7 +21,8 @@ queues it sends, so no queue is favoured by its position in the list.
 Stopping (``stop()``, or SIGTERM/SIGINT with ``run(handle_signals=True)``):
 1. no new claims; a claim in flight is let finish (at most ``wait_ms``), and jobs it brought
    are nacked at once with ``retry_in_ms=0`` without being started;
-2. running jobs get ``grace_ms`` to finish (and are acked or nacked as usual);
+2. running jobs get ``grace_ms`` to finish (and are acked or nacked as usual); acks and nacks
+   on their way are waited for too;
 3. what is still running is cancelled and nacked with ``retry_in_ms=0``: redelivered at once.
 A second stop request (``stop(now=True)``, a second signal) skips what is left of the grace.
 """
@@ -33,6 +42,7 @@ from raftq.client import Client
 from raftq.client.types import ClaimedJob
 from raftq.core.limits import valid_queue_name
 from raftq.errors import AuthError, ClusterError, RaftqError, Rejected, TransportError
+from raftq.worker.acks import AckWaves
 from raftq.worker.options import WorkerOptions, default_name
 from raftq.worker.runner import (
     OUTCOME_LOGGER,
@@ -53,6 +63,9 @@ outcomes = logging.getLogger(OUTCOME_LOGGER)
 _H = TypeVar("_H", bound=Handler)
 _SETTLE_TIMEOUT_S = 10.0  # after the grace: how long nacks may take before we give up
 _CLAIM_BACKOFF_CAP_S = 5.0
+# Jobs held (running + settling) <= this * concurrency: up to one full set of slots' acks in
+# flight, i.e. about one coalesced ack request per claim round trip.
+_SETTLING_FACTOR = 2
 
 
 class Worker:
@@ -122,7 +135,8 @@ class Worker:
             name=name,
         )
         self._handlers: dict[str, HandlerSpec] = {}
-        self._runs: dict[asyncio.Task[None], JobRun] = {}
+        self._runs: dict[asyncio.Task[None], JobRun] = {}  # every job held: running or settling
+        self._settling: set[JobRun] = set()  # handler over, ack or nack on its way
         self._stopping: asyncio.Event | None = None
         self._now: asyncio.Event | None = None
         self._slot_freed: asyncio.Event | None = None
@@ -197,8 +211,14 @@ class Worker:
 
     @property
     def running(self) -> int:
-        """How many jobs are running now."""
-        return len(self._runs)
+        """How many jobs are running now (their handler has not finished)."""
+        return len(self._runs) - len(self._settling)
+
+    @property
+    def settling(self) -> int:
+        """How many jobs have finished running and wait for their ack or nack to be
+        answered (their slot is already free; they are still leased to this worker)."""
+        return len(self._settling)
 
     # -- running --------------------------------------------------------------------------
 
@@ -210,6 +230,7 @@ class Worker:
             self._stop_early = True
             return
         self._stopping.set()
+        self._wake_claims()
         if now and self._now is not None:
             self._now.set()
 
@@ -293,6 +314,7 @@ class Worker:
                 job_timeout_ms=opts.job_timeout_ms,
                 executor=executor,
                 give_up=asyncio.Event(),
+                acks=AckWaves(source, max_wait_ms=opts.heartbeat_period_ms),
             )
             outcomes.info(
                 "worker %s: serving %s with concurrency %d (lease %d ms)",
@@ -317,9 +339,11 @@ class Worker:
         grace_s = self.options.grace_ms / 1000
         if self._runs or not claims.done():
             outcomes.info(
-                "worker %s: stopping; %d job(s) running, up to %d ms to finish",
+                "worker %s: stopping; %d job(s) running, %d ack(s)/nack(s) on their way, "
+                "up to %d ms to finish",
                 ctx.worker,
-                len(self._runs),
+                self.running,
+                self.settling,
                 self.options.grace_ms,
             )
         deadline = loop.time() + grace_s
@@ -356,10 +380,10 @@ class Worker:
         rotation, failures = 0, 0
         try:
             while not stopping.is_set():
-                free = opts.concurrency - len(self._runs)
+                free = self._free_slots()
                 if free <= 0:
                     slot_freed.clear()
-                    await _first(slot_freed.wait(), stopping.wait())
+                    await slot_freed.wait()  # also set on stop
                     continue
                 order = names[rotation:] + names[:rotation]
                 rotation = (rotation + 1) % len(names)
@@ -387,26 +411,44 @@ class Worker:
             outcomes.exception("worker %s: claim loop crashed", ctx.worker)
             self._fail(e)
 
+    def _free_slots(self) -> int:
+        """Slots for new jobs: ``concurrency`` minus the running handlers, and no more than
+        keeps the jobs held (running or settling) within ``2 * concurrency``."""
+        c = self.options.concurrency
+        return min(c - self.running, _SETTLING_FACTOR * c - len(self._runs))
+
     def _fail(self, error: BaseException) -> None:
         self._fatal = error
         if self._stopping is not None:
             self._stopping.set()
+            self._wake_claims()
 
     def _start(self, ctx: RunContext, claimed: ClaimedJob) -> None:
         spec = self._handlers.get(claimed.queue)
         if spec is None:  # never: we claim only queues we handle
             spec = HandlerSpec(_no_handler, False, None)
-        run = JobRun(ctx, claimed, spec)
+        run = JobRun(ctx, claimed, spec, self._settle_started)
         if self._stopping is None or self._stopping.is_set():
             run.interrupt()  # claimed while stopping: nacked at once, never started
         task = asyncio.create_task(run.run(), name=f"raftq-run-{claimed.id}")
         self._runs[task] = run
         task.add_done_callback(self._finished)
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._runs.pop(task, None)
+    def _wake_claims(self) -> None:
+        """A slot was freed, or the worker stops: the claim loop looks again."""
         if self._slot_freed is not None:
             self._slot_freed.set()
+
+    def _settle_started(self, run: JobRun) -> None:
+        """The handler of ``run`` is over: its slot is free while its ack or nack is sent."""
+        self._settling.add(run)
+        self._wake_claims()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        run = self._runs.pop(task, None)
+        if run is not None:
+            self._settling.discard(run)
+        self._wake_claims()
         if not task.cancelled() and task.exception() is not None:
             logger.error("job run crashed", exc_info=task.exception())
 
