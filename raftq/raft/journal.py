@@ -64,7 +64,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pysyncobj.syncobj as _syncobj_module
-from pysyncobj.journal import FileJournal, MetaStorer
+from pysyncobj.journal import LAST_RECORD_OFFSET_OFFSET, FileJournal, MetaStorer
 from pysyncobj.pickle import dumps
 from pysyncobj.version import VERSION as PYSYNCOBJ_VERSION
 
@@ -86,7 +86,7 @@ __all__ = [
 VERIFIED_VERSIONS = frozenset({"0.3.17"})
 
 _CLEAR_HELD = object()
-_LAST_RECORD_AT = 36  # FileJournal header: name 24, version 8, format 4, then this offset (4)
+_LAST_RECORD_AT = LAST_RECORD_OFFSET_OFFSET  # FileJournal's header field: end of the last record
 _REWRITE = ".rewrite"  # suffix of the journal being rewritten by a compaction
 
 
@@ -148,14 +148,12 @@ class JournalFile:
 
     def read(self, offset: int, size: int) -> bytes:
         data = os.pread(self._fd, size, offset)
-        header = self._header
-        if header is not None and offset < _LAST_RECORD_AT + 4 and offset + size > _LAST_RECORD_AT:
-            buf = bytearray(data.ljust(size, b"\0"))
-            for i, byte in enumerate(header):  # overlay the held-back header bytes
-                if 0 <= _LAST_RECORD_AT + i - offset < size:
-                    buf[_LAST_RECORD_AT + i - offset] = byte
-            data = bytes(buf)
-        return data
+        lo, hi = max(offset, _LAST_RECORD_AT), min(offset + size, _LAST_RECORD_AT + 4)
+        if self._header is None or lo >= hi:
+            return data
+        buf = bytearray(data.ljust(size, b"\0"))  # overlay the held-back header bytes
+        buf[lo - offset : hi - offset] = self._header[lo - _LAST_RECORD_AT : hi - _LAST_RECORD_AT]
+        return bytes(buf)
 
     def sync(self) -> None:
         """Make every write so far durable: the records, then the header (the invariant)."""
