@@ -42,6 +42,13 @@ def add_bench_command(
         "(one per worker, concurrency and batch = --claim-batch; the default) or the "
         "benchmark's hand-written loop (acks pipelined with the next claim)",
     )
+    p.add_argument(
+        "--prefetch",
+        type=non_negative_int,
+        default=0,
+        help="raftq.worker.Worker's prefetch: jobs each worker claims ahead of its free slots, "
+        "so that several claims are in flight while the queue has a backlog (0)",
+    )
     p.add_argument("--payload-bytes", type=positive_int, default=100, help="payload size (100)")
     p.add_argument("--nodes", type=positive_int, default=3, help="cluster size (3)")
     p.add_argument("--fsync", choices=["always", "off"], default="always", help="[raft] fsync")
@@ -107,6 +114,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         payload_bytes=args.payload_bytes,
         coalesce=not args.no_coalesce,
         worker=args.worker,
+        prefetch=args.prefetch,
     )
     opts = BenchOptions(
         workload=workload,

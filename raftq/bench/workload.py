@@ -69,6 +69,7 @@ class Workload:
     coalesce: bool = True
     pipeline: bool = True  # the loop's only (``raftq.worker`` always overlaps acks and claims)
     worker: str = "raftq"  # one of WORKERS
+    prefetch: int = 0  # ``Worker(prefetch=...)``: jobs claimed ahead of free slots
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -231,6 +232,7 @@ async def work_raftq(client: Client, queue: str, w: Workload, sink: Sink) -> Non
             client=source,
             concurrency=w.claim_batch,
             batch=w.claim_batch,
+            prefetch=w.prefetch,
             wait_ms=1000,
             name=f"bench-w{i}",
         )

@@ -26,6 +26,18 @@ another term means the state machine ran a command the cluster did not commit. R
 that out; if it happens anyway the node stops (``on_diverged``) instead of serving and voting
 with a state no other node has. Recovery is a wiped data dir (docs/operations.md).
 
+The leader's own copy (a latency change, same rule): PySyncObj's leader appends an entry to
+its journal (``DurableFileJournal``: written and fdatasync'd) and only then sends it to the
+followers, so every commit waited for two disk syncs one after the other. Raft only needs the
+leader's copy durable before the leader counts it towards a majority (etcd's leader writes in
+parallel with replication too). ``RaftqSyncObj._checkCommandsToApply`` therefore lets the
+leader send first and sync after: the appends made while it drains its queue of new commands
+are synced together when it is done (``DurableFileJournal.deferred_sync``), still inside the
+same tick. PySyncObj counts the leader's log towards the commit index only at the start of a
+tick (``_onTick``), so it never counts an entry that is not on its disk; and a client hears
+of its command only once it is committed and applied, a tick later
+(``tests/raft/test_fsync_order.py`` checks the order with strace).
+
 Pinned with the journal seam (``raftq.raft.journal.VERIFIED_VERSIONS``): it overrides
 SyncObj's name-mangled message handler, which the constructor registers with the transport,
 so it is in place before the first message arrives.
@@ -38,7 +50,7 @@ from typing import Any
 
 from pysyncobj import SyncObj
 
-from raftq.raft.journal import check_version
+from raftq.raft.journal import DurableFileJournal, check_version
 
 __all__ = ["Diverged", "RaftqSyncObj", "follower_view"]
 
@@ -89,6 +101,16 @@ class RaftqSyncObj(SyncObj):  # type: ignore[misc]
         reported: int | None = self._SyncObj__leaderCommitIndex  # type: ignore[has-type]
         if guarded is not message and reported == guarded["commit_index"]:
             self._SyncObj__leaderCommitIndex = message["commit_index"]
+
+    def _checkCommandsToApply(self) -> None:  # noqa: N802  # PySyncObj's name
+        """Propose the queued commands; the leader's appends are synced after they were sent
+        (see the module docstring)."""
+        journal = self._SyncObj__raftLog
+        if not isinstance(journal, DurableFileJournal):
+            super()._checkCommandsToApply()
+            return
+        with journal.deferred_sync():
+            super()._checkCommandsToApply()
 
     def _check_applied(self, message: dict[str, Any]) -> None:
         if message.get("term", -1) < self._SyncObj__raftCurrentTerm:

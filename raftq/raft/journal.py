@@ -188,6 +188,9 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
         self._raftq_held: object = None
         # Instrumentation hook (raftq.raft.stats): seconds of each sync, on the tick thread.
         self.on_sync: Callable[[float], None] | None = None
+        # Inside deferred_sync(): appends are written and synced once when it ends.
+        self._raftq_deferring = False
+        self._raftq_deferred = False
         with contextlib.suppress(FileNotFoundError):  # left by a crash inside a compaction
             os.unlink(journalFile + _REWRITE)
         super().__init__(journalFile)  # reads the journal through PySyncObj's mmap file
@@ -267,7 +270,26 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
 
     def _append(self, command: bytes, idx: int, term: int) -> None:
         super().add(command, idx, term)
+        if self._raftq_deferring:
+            self._raftq_deferred = True
+            return
         self._sync()  # the record, then the header that points past it (JournalFile)
+
+    @contextlib.contextmanager
+    def deferred_sync(self) -> Iterator[None]:
+        """Appends inside the block are written at once and synced together when it ends (any
+        other write inside it syncs everything, as always). For the leader's appends only:
+        it may send an entry before its own copy is durable, as long as it does not count
+        that copy towards a majority until then (``RaftqSyncObj._checkCommandsToApply``); a
+        follower must sync before it acknowledges, so its appends are never deferred."""
+        self._raftq_deferring = True
+        try:
+            yield
+        finally:
+            self._raftq_deferring = False
+            if self._raftq_deferred:
+                self._raftq_deferred = False
+                self._sync()
 
     def _resolve_held(self) -> None:
         """Any write but an ``add`` after a held-back clear: do the clear (and re-add the

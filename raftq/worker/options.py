@@ -36,6 +36,12 @@ class WorkerOptions:
             nacked for immediate redelivery.
         wait_ms: long-poll of one claim; an idle worker stops within this after a stop.
         batch: most jobs per claim (default: as many as there are free slots).
+        prefetch: jobs the worker may claim ahead of its free slots, held until a slot frees
+            (their leases are heartbeated meanwhile). With it, several claims are in flight
+            at once while the queues have a backlog, so short jobs are not paced by one claim
+            round trip (a Raft commit) per batch. Held jobs wait for this worker even when
+            another one is idle: keep it at 0 for long jobs. Default 0: claim only for free
+            slots.
         name: recorded on the jobs it holds (default ``<hostname>:<pid>``).
     """
 
@@ -47,6 +53,7 @@ class WorkerOptions:
     grace_ms: int = 30_000
     wait_ms: int = 2_000
     batch: int | None = None
+    prefetch: int = 0
     name: str | None = None
 
     def __post_init__(self) -> None:
@@ -66,6 +73,7 @@ class WorkerOptions:
         check("grace_ms", self.grace_ms, 0, 86_400_000, False)
         check("wait_ms", self.wait_ms, 0, 600_000, False)
         check("batch", self.batch, 1, MAX_CLAIM, True)
+        check("prefetch", self.prefetch, 0, 10_000, False)
         if (
             isinstance(self.heartbeat_ms, int)
             and isinstance(self.lease_ms, int)

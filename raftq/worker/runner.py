@@ -13,6 +13,10 @@ worker stopping     past the grace period the handler is cancelled; nack with
                     ``retry_in_ms=0`` so the job is redelivered at once
 ==================  ====================================================================
 
+A run may be created ``held`` (a job the worker claimed ahead of its free slots): it waits for
+``release()`` before the handler starts, heartbeating the lease meanwhile; interrupted while
+held, it is nacked for immediate redelivery without being started.
+
 The job's slot in the worker is released once the handler has finished (``on_settling``), while
 the ack or nack is still on its way: the worker claims the next job meanwhile. The job stays
 leased to this delivery until that ack or nack is answered, and the run (its task) lasts until
@@ -99,6 +103,7 @@ class JobRun:
 
     ``on_settling(run)`` is called once, when the handler is over (or was never started) and
     the ack or nack (if any) is about to be sent; ``run()`` returns once that is answered.
+    With ``held``, the handler starts only after ``release()``.
     """
 
     def __init__(
@@ -107,6 +112,8 @@ class JobRun:
         claimed: ClaimedJob,
         spec: HandlerSpec,
         on_settling: Callable[[JobRun], None] | None = None,
+        *,
+        held: bool = False,
     ) -> None:
         self._ctx = ctx
         self._spec = spec
@@ -135,6 +142,13 @@ class JobRun:
         self._wake: asyncio.Future[None] | None = None
         self._stop_waiting = False
         self._beats: asyncio.Task[None] | None = None
+        self.held = held  # waiting for a slot: the handler has not started
+
+    def release(self) -> None:
+        """A slot is free for this held run: its handler may start."""
+        if self.held:
+            self.held = False
+            self._wake_up()
 
     def interrupt(self) -> None:
         """Shutdown: cancel the handler; the job will be nacked for immediate redelivery."""
@@ -154,19 +168,40 @@ class JobRun:
     async def run(self) -> None:
         """Run the handler and settle the job; never raises (except on cancellation)."""
         loop = asyncio.get_running_loop()
-        started = loop.time()
+        # The heartbeat task starts when the first heartbeat is due: most jobs end before.
+        # From here, so that a held job's lease is kept too.
+        beats_due = loop.call_later(self._ctx.heartbeat_ms / 1000, self._start_heartbeats)
+        if self.held and not self._interrupted:
+            self._wake = loop.create_future()
+            try:
+                await self._wake  # release(), interrupt() or a lost lease
+            except BaseException:
+                beats_due.cancel()
+                await self._stop_heartbeats()
+                raise
+        if self._lease_lost is not None:  # lost while held: nothing ran, nothing to send
+            beats_due.cancel()
+            await self._stop_heartbeats()
+            self._settling()
+            outcomes.warning(
+                "%s lease lost before it started (%s); another worker owns the job now",
+                self._label,
+                self._lease_lost,
+            )
+            return
         if self._interrupted:  # stopped before it began: hand it back at once
+            beats_due.cancel()
+            await self._stop_heartbeats()
             self._settling()
             await self._nack("WorkerStopped: the worker stopped before the job began", 0)
             return
+        started = loop.time()
         handler = asyncio.create_task(self._call(), name=f"raftq-{self._label}")
         self._handler = handler
         self._wake = wake = loop.create_future()
         handler.add_done_callback(self._wake_up)
         timeout_s = _seconds(self._timeout_ms)
         timer = None if timeout_s is None else loop.call_later(timeout_s, self._wake_up)
-        # The heartbeat task starts when the first heartbeat is due: most jobs end before.
-        beats_due = loop.call_later(self._ctx.heartbeat_ms / 1000, self._start_heartbeats)
         timed_out = False
         try:
             await wake
@@ -180,11 +215,7 @@ class JobRun:
             if timer is not None:
                 timer.cancel()
             beats_due.cancel()
-            beats = self._beats
-            if beats is not None:
-                beats.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await beats
+            await self._stop_heartbeats()
             if not handler.done():
                 handler.cancel()
                 _orphans.add(handler)
@@ -192,6 +223,13 @@ class JobRun:
         elapsed_ms = int((loop.time() - started) * 1000)
         self._settling()
         await self._settle(handler, timed_out, elapsed_ms)
+
+    async def _stop_heartbeats(self) -> None:
+        beats, self._beats = self._beats, None
+        if beats is not None:
+            beats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beats
 
     def _settling(self) -> None:
         if self._on_settling is not None:

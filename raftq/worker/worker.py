@@ -4,6 +4,13 @@ The claim loop (one task) keeps ``concurrency`` slots busy: it claims at most as
 there are free slots (so an idle worker pulls, a busy one does not: work goes to the least
 loaded), long-polling for ``wait_ms`` when nothing is ready, and starts a ``JobRun`` per job.
 
+With ``prefetch`` (default 0), the worker also claims up to that many jobs ahead of its free
+slots; they are held, their leases heartbeated, and start in claim order as slots free up.
+Several claims are then in flight at once, but only while the queues have a backlog: a claim
+that comes back with fewer jobs than it asked for means they were drained, and the worker
+goes back to one claim at a time (the long-poll). Without prefetch several claims are in
+flight only when ``batch`` is smaller than the free slots.
+
 A slot is taken by a running handler. Once the handler has finished, its slot is free again
 while the job's ack or nack is on its way (a Raft commit, milliseconds): the next claim
 overlaps the acks, which the client coalesces into one request. At most ``concurrency`` such
@@ -19,8 +26,8 @@ job waits only behind jobs that were ready before it. The worker also rotates th
 queues it sends, so no queue is favoured by its position in the list.
 
 Stopping (``stop()``, or SIGTERM/SIGINT with ``run(handle_signals=True)``):
-1. no new claims; a claim in flight is let finish (at most ``wait_ms``), and jobs it brought
-   are nacked at once with ``retry_in_ms=0`` without being started;
+1. no new claims; claims in flight are let finish (at most ``wait_ms``); jobs they bring and
+   held (prefetched) jobs are nacked at once with ``retry_in_ms=0`` without being started;
 2. running jobs get ``grace_ms`` to finish (and are acked or nacked as usual); acks and nacks
    on their way are waited for too;
 3. what is still running is cancelled and nacked with ``retry_in_ms=0``: redelivered at once.
@@ -31,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import ssl
@@ -92,7 +100,7 @@ class Worker:
         request_timeout_ms: deadline of one request of the worker's own client.
         retry_ms: how long the worker's own client retries one call through failures.
         concurrency, lease_ms, heartbeat_ms, job_timeout_ms, retry_in_ms, grace_ms, wait_ms,
-            batch, name: see ``WorkerOptions`` (kept in ``worker.options``).
+            batch, prefetch, name: see ``WorkerOptions`` (kept in ``worker.options``).
 
     Raises:
         ConfigError: an option is out of range (every problem listed).
@@ -115,6 +123,7 @@ class Worker:
         grace_ms: int = 30_000,
         wait_ms: int = 2_000,
         batch: int | None = None,
+        prefetch: int = 0,
         name: str | None = None,
     ) -> None:
         self.nodes = nodes
@@ -132,11 +141,15 @@ class Worker:
             grace_ms=grace_ms,
             wait_ms=wait_ms,
             batch=batch,
+            prefetch=prefetch,
             name=name,
         )
         self._handlers: dict[str, HandlerSpec] = {}
-        self._runs: dict[asyncio.Task[None], JobRun] = {}  # every job held: running or settling
+        # Every job leased to this worker: held, running or settling.
+        self._runs: dict[asyncio.Task[None], JobRun] = {}
+        self._held: dict[JobRun, None] = {}  # claimed ahead of a slot, in claim order
         self._settling: set[JobRun] = set()  # handler over, ack or nack on its way
+        self._asked = 0  # jobs asked for by the claims in flight
         self._stopping: asyncio.Event | None = None
         self._now: asyncio.Event | None = None
         self._slot_freed: asyncio.Event | None = None
@@ -212,7 +225,13 @@ class Worker:
     @property
     def running(self) -> int:
         """How many jobs are running now (their handler has not finished)."""
-        return len(self._runs) - len(self._settling)
+        return len(self._runs) - len(self._settling) - len(self._held)
+
+    @property
+    def held(self) -> int:
+        """How many prefetched jobs wait for a slot (claimed, leased to this worker, their
+        handler not started)."""
+        return len(self._held)
 
     @property
     def settling(self) -> int:
@@ -337,6 +356,8 @@ class Worker:
         assert self._now is not None
         loop = asyncio.get_running_loop()
         grace_s = self.options.grace_ms / 1000
+        for run in list(self._held):  # never started: handed back at once
+            run.interrupt()
         if self._runs or not claims.done():
             outcomes.info(
                 "worker %s: stopping; %d job(s) running, %d ack(s)/nack(s) on their way, "
@@ -374,48 +395,87 @@ class Worker:
                 await asyncio.wait(pending)
 
     async def _claim_loop(self, ctx: RunContext, names: tuple[str, ...]) -> None:
-        stopping, slot_freed = self._stopping, self._slot_freed
-        assert stopping is not None and slot_freed is not None
+        stopping, wake = self._stopping, self._slot_freed
+        assert stopping is not None and wake is not None
         opts = self.options
         rotation, failures = 0, 0
+        claims: set[asyncio.Task[bool]] = set()  # in flight; each answers "came back full"
+        backlog = False  # the last claim answered brought all it asked for
         try:
             while not stopping.is_set():
-                free = self._free_slots()
-                if free <= 0:
-                    slot_freed.clear()
-                    await slot_freed.wait()  # also set on stop
+                wake.clear()  # set by a slot freed, a claim answered, or stop
+                for task in [t for t in claims if t.done()]:
+                    claims.discard(task)
+                    try:
+                        backlog = task.result()
+                    except (ClusterError, TransportError) as e:
+                        backlog = False
+                        failures += 1
+                        delay = min(_CLAIM_BACKOFF_CAP_S, 0.1 * 2 ** min(failures, 10))
+                        logger.warning("claim failed (%s); retrying in %.1f s", e, delay)
+                        await _first(stopping.wait(), asyncio.sleep(delay))
+                    else:
+                        failures = 0
+                room = self._room()
+                # One claim at a time (the long-poll), more only while the queues have a
+                # backlog: a claim in flight may take everything that is ready.
+                if room > 0 and (not claims or backlog) and not stopping.is_set():
+                    order = names[rotation:] + names[:rotation]
+                    rotation = (rotation + 1) % len(names)
+                    n = min(room, opts.batch or room)
+                    self._asked += n
+                    task = asyncio.create_task(self._claim(ctx, order, n))
+                    task.add_done_callback(functools.partial(self._claim_answered, n))
+                    claims.add(task)
                     continue
-                order = names[rotation:] + names[:rotation]
-                rotation = (rotation + 1) % len(names)
-                try:
-                    jobs = await ctx.source.claim(
-                        order[0] if len(order) == 1 else order,
-                        worker=ctx.worker,
-                        max=min(free, opts.batch or free),
-                        lease_ms=opts.lease_ms,
-                        wait_ms=opts.wait_ms,
-                    )
-                except (ClusterError, TransportError) as e:
-                    failures += 1
-                    delay = min(_CLAIM_BACKOFF_CAP_S, 0.1 * 2 ** min(failures, 10))
-                    logger.warning("claim failed (%s); retrying in %.1f s", e, delay)
-                    await _first(stopping.wait(), asyncio.sleep(delay))
-                    continue
-                failures = 0
-                for claimed in jobs:
-                    self._start(ctx, claimed)
+                await wake.wait()
         except (Rejected, AuthError) as e:
             outcomes.error("worker %s: the cluster refused its claims: %s", ctx.worker, e)
             self._fail(e)
         except Exception as e:
             outcomes.exception("worker %s: claim loop crashed", ctx.worker)
             self._fail(e)
+        finally:
+            # Stopping: claims in flight end within wait_ms, and the jobs they bring are
+            # nacked at once (``_start``). Cancelled (past the grace): cancel them too.
+            if claims:
+                try:
+                    await asyncio.wait(claims)
+                finally:
+                    for task in claims:
+                        task.cancel()
+                        if task.done() and not task.cancelled():
+                            task.exception()  # retrieved: its failure no longer matters
 
-    def _free_slots(self) -> int:
-        """Slots for new jobs: ``concurrency`` minus the running handlers, and no more than
-        keeps the jobs held (running or settling) within ``2 * concurrency``."""
-        c = self.options.concurrency
-        return min(c - self.running, _SETTLING_FACTOR * c - len(self._runs))
+    async def _claim(self, ctx: RunContext, order: tuple[str, ...], n: int) -> bool:
+        """One claim of up to ``n`` jobs; starts (or holds) what it brought. True if it
+        brought ``n``: the queues may have more."""
+        opts = self.options
+        jobs = await ctx.source.claim(
+            order[0] if len(order) == 1 else order,
+            worker=ctx.worker,
+            max=n,
+            lease_ms=opts.lease_ms,
+            wait_ms=opts.wait_ms,
+        )
+        for claimed in jobs:
+            self._start(ctx, claimed)
+        return len(jobs) >= n
+
+    def _claim_answered(self, n: int, _: asyncio.Task[bool]) -> None:
+        self._asked -= n
+        self._wake_claims()
+
+    def _room(self) -> int:
+        """Jobs the worker may ask for now: free slots plus ``prefetch``, minus the jobs held
+        and the jobs asked for by claims in flight; and never more than keeps the jobs leased
+        to it (held, running or settling) within ``2 * concurrency + prefetch``."""
+        c, p = self.options.concurrency, self.options.prefetch
+        waiting_or_running = len(self._runs) - len(self._settling)
+        return min(
+            c + p - waiting_or_running - self._asked,
+            _SETTLING_FACTOR * c + p - len(self._runs) - self._asked,
+        )
 
     def _fail(self, error: BaseException) -> None:
         self._fatal = error
@@ -427,9 +487,13 @@ class Worker:
         spec = self._handlers.get(claimed.queue)
         if spec is None:  # never: we claim only queues we handle
             spec = HandlerSpec(_no_handler, False, None)
-        run = JobRun(ctx, claimed, spec, self._settle_started)
-        if self._stopping is None or self._stopping.is_set():
+        stopping = self._stopping is None or self._stopping.is_set()
+        held = not stopping and self.running >= self.options.concurrency
+        run = JobRun(ctx, claimed, spec, self._settle_started, held=held)
+        if stopping:
             run.interrupt()  # claimed while stopping: nacked at once, never started
+        elif held:
+            self._held[run] = None
         task = asyncio.create_task(run.run(), name=f"raftq-run-{claimed.id}")
         self._runs[task] = run
         task.add_done_callback(self._finished)
@@ -440,17 +504,29 @@ class Worker:
             self._slot_freed.set()
 
     def _settle_started(self, run: JobRun) -> None:
-        """The handler of ``run`` is over: its slot is free while its ack or nack is sent."""
+        """The handler of ``run`` is over (or a held run will never start): its slot is free
+        while its ack or nack is sent."""
+        self._held.pop(run, None)
         self._settling.add(run)
+        self._release_held()
         self._wake_claims()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         run = self._runs.pop(task, None)
         if run is not None:
             self._settling.discard(run)
+            self._held.pop(run, None)
+        self._release_held()
         self._wake_claims()
         if not task.cancelled() and task.exception() is not None:
             logger.error("job run crashed", exc_info=task.exception())
+
+    def _release_held(self) -> None:
+        """Start held jobs, oldest claim first, in the free slots."""
+        while self._held and self.running < self.options.concurrency:
+            run = next(iter(self._held))
+            del self._held[run]
+            run.release()
 
 
 def _no_handler(job: Any) -> None:

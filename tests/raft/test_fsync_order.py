@@ -1,5 +1,7 @@
 """The ordering proof of issue 4 §1 with real syscalls: a follower under strace syncs its
-journal before it sends the AppendEntries response that acknowledges a new entry.
+journal before it sends the AppendEntries response that acknowledges a new entry; the leader
+sends a new entry to the followers first, then syncs its own copy, before the client hears
+that it was applied (``RaftqSyncObj._checkCommandsToApply``).
 
 PySyncObj's tick thread appends the received entries (our DurableFileJournal fdatasyncs them) and
 then answers with a ``next_node_idx`` message on the same thread. We decode every message the
@@ -51,6 +53,7 @@ class StracedCluster(Cluster):
 
     traced: str = ""
     trace_file: Path = Path()
+    syscalls: tuple[str, ...] = _SYNCS + _SENDS
 
     def start(self, *ids: str) -> None:
         for nid in ids or self.ids:
@@ -60,7 +63,7 @@ class StracedCluster(Cluster):
             log = open(self.root / f"{nid}.log", "ab")  # noqa: SIM115
             strace = [
                 "strace", "-f", "-tt", "-xx", "-s", "65536",
-                "-e", "trace=" + ",".join(_SYNCS + _SENDS),
+                "-e", "trace=" + ",".join(self.syscalls),
                 "-o", str(self.trace_file),
             ]  # fmt: skip
             self.procs[nid] = subprocess.Popen(
@@ -158,3 +161,69 @@ def test_follower_syncs_its_journal_before_acknowledging(tmp_path: Path) -> None
         last_send[call.tid] = call.t
     assert evidence, "no AppendEntries response for the enqueued job found in the trace"
     print(f"{checked} acknowledgements checked; first after the enqueue:", *evidence, sep="\n")
+
+
+def test_leader_sends_a_new_entry_then_syncs_it_before_answering(tmp_path: Path) -> None:
+    if shutil.which("strace") is None:
+        pytest.fail("strace is not installed: make test installs it (.ci/system-deps)")
+    c = StracedCluster.generate(tmp_path, secret=None)
+    c.traced = "n1"
+    c.trace_file = tmp_path / "n1.strace"
+    c.syscalls = (*_SYNCS, *_SENDS, "pwrite64")
+    try:
+        c.start("n1", "n2")
+        for _ in range(20):  # restart the other node until the traced one leads
+            if c.leader(among=["n1", "n2"]) == "n1":
+                break
+            c.kill("n2")
+            time.sleep(1.5)
+            c.start("n2")
+        assert c.leader(among=["n1", "n2"]) == "n1", "n1 never became the leader"
+        c.start("n3")
+        c.wait_ready()
+        time.sleep(0.5)
+        t0 = time.time()
+        status, body = http_json(c.url("n1", "/v1/queues/proof-of-order/jobs"), {"payload": "x"})
+        assert status in (200, 201), body
+    finally:
+        c.stop()
+
+    day = time.localtime(t0)
+    start = t0 - time.mktime((*day[:3], 0, 0, 0, *day[6:]))  # seconds since local midnight
+    calls = [call for call in parse(c.trace_file) if call.t >= start]
+    marker = b"proof-of-order".hex()
+    (record,) = [  # the journal record of the enqueue's entry: written once
+        k for k, call in enumerate(calls) if call.name == "pwrite64" and marker in _hex(call)
+    ]
+    tid = calls[record].tid
+    sync = next(
+        k for k in range(record + 1, len(calls))
+        if calls[k].tid == tid and calls[k].name in _SYNCS
+    )  # fmt: skip
+    sent = [
+        k for k in range(record + 1, len(calls))
+        if calls[k].name in _SENDS and any(_carries(m, marker) for m in messages(calls[k]))
+    ]  # fmt: skip
+    answer = next(
+        k for k, call in enumerate(calls) if call.name in _SENDS and "HTTP/1.1 201" in _text(call)
+    )
+    assert sent, "the entry was never sent to a follower"
+    assert sent[0] < sync, "the leader synced its copy before sending the entry"
+    assert sync < answer, "the client was answered before the leader's copy was durable"
+    print(calls[record].line[:100], calls[sent[0]].line[:100], calls[sync].line, sep="\n")
+
+
+def _hex(call: Call) -> str:
+    m = _BYTES.search(call.rest)
+    return "" if m is None else m.group(1).replace("\\x", "")
+
+
+def _text(call: Call) -> str:
+    return bytes.fromhex(_hex(call)).decode("latin-1")
+
+
+def _carries(message: Any, marker: str) -> bool:
+    """An AppendEntries whose entries hold bytes with hex ``marker``."""
+    if not (isinstance(message, dict) and message.get("type") == "append_entries"):
+        return False
+    return any(marker in bytes(e[0]).hex() for e in message.get("entries") or ())
