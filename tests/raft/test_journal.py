@@ -94,6 +94,31 @@ def test_records_are_durable_before_the_header_that_points_past_them(
     on_disk._destroy()
 
 
+def test_deferred_appends_are_synced_once_when_the_block_ends(tmp_path: Path) -> None:
+    """The leader's appends inside ``deferred_sync`` are written at once (read back by a plain
+    FileJournal of the same file: the records and the held header) and synced together at the
+    end; outside the block every add syncs."""
+    path = str(tmp_path / "raft.journal")
+    j = DurableFileJournal(path)
+    syncs: list[float] = []
+    j.on_sync = syncs.append
+    j.add(b"one", 1, 1)
+    assert len(syncs) == 1
+    with j.deferred_sync():
+        j.add(b"two", 2, 1)
+        j.add(b"three", 3, 1)
+        assert len(syncs) == 1
+        assert [j[k][0] for k in range(len(j))] == [b"one", b"two", b"three"]
+    assert len(syncs) == 2
+    with j.deferred_sync():  # nothing appended: no sync
+        pass
+    assert len(syncs) == 2
+    j._destroy()
+    again = FileJournal(path)
+    assert [again[k][0] for k in range(len(again))] == [b"one", b"two", b"three"]
+    again._destroy()
+
+
 def test_a_held_back_header_is_what_reads_see(tmp_path: Path) -> None:
     path = tmp_path / "f"
     path.write_bytes(bytes(range(48)))
