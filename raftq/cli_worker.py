@@ -80,6 +80,12 @@ def add_worker_command(
         "--grace-ms", type=non_negative_int, metavar="MS", help="time to finish on stop (30000)"
     )
     p.add_argument("--wait-ms", type=non_negative_int, metavar="MS", help="claim long-poll (2000)")
+    p.add_argument(
+        "--prefetch",
+        type=non_negative_int,
+        metavar="N",
+        help="jobs claimed ahead of free slots, held until a slot frees (0; for short jobs)",
+    )
     p.set_defaults(handler=run_worker_command)
 
 
@@ -136,6 +142,7 @@ def _build(target: Any, args: argparse.Namespace) -> tuple[Any, list[str] | None
         "retry_in_ms": args.retry_in_ms,
         "grace_ms": args.grace_ms,
         "wait_ms": args.wait_ms,
+        "prefetch": args.prefetch,
     }
     worker.configure(**{k: v for k, v in options.items() if v is not None})
     if args.nodes is not None or (worker.nodes is None and worker.client is None):

@@ -37,7 +37,8 @@ __all__ = ["LEVERS", "BenchOptions", "run_bench"]
 LOCK_PATH = "/tmp/bench.lock"
 
 # The client levers, from none to all, with the hand-written worker loop (each measured on the
-# same cluster in one run); then raftq.worker.Worker with the settings of the main phases.
+# same cluster in one run); then raftq.worker.Worker with the settings of the main phases, and
+# with claims pipelined (prefetch: the worker claims up to 30 jobs ahead of its free slots).
 _LOOP = "loop"
 LEVERS: tuple[tuple[str, dict[str, Any]], ...] = (
     (
@@ -63,6 +64,10 @@ LEVERS: tuple[tuple[str, dict[str, Any]], ...] = (
     (
         "raftq.worker.Worker (max 10)",
         {"coalesce": True, "claim_batch": 10, "pipeline": True, "worker": "raftq"},
+    ),
+    (
+        "raftq.worker.Worker (max 10, prefetch 30)",
+        {"coalesce": True, "claim_batch": 10, "pipeline": True, "worker": "raftq", "prefetch": 30},
     ),
 )
 

@@ -76,13 +76,13 @@ def test_flags_override_a_worker_objects_settings() -> None:
     args = _parse(
         "tests.worker.test_cli_worker:configurable", "-q", "b", "-c", "3", "--lease-ms", "900",
         "--job-timeout-ms", "50", "--retry-in-ms", "0", "--grace-ms", "7", "--wait-ms", "5",
-        "--name", "w9", "--nodes", "127.0.0.1:9",
+        "--name", "w9", "--nodes", "127.0.0.1:9", "--prefetch", "20",
     )  # fmt: skip
     worker, queues = _build(target, args)
     assert worker is configurable and queues == ["b"]
     o = worker.options
     assert (o.concurrency, o.lease_ms, o.job_timeout_ms, o.retry_in_ms) == (3, 900, 50, 0)
-    assert (o.grace_ms, o.wait_ms, o.name) == (7, 5, "w9")
+    assert (o.grace_ms, o.wait_ms, o.name, o.prefetch) == (7, 5, "w9", 20)
     assert worker.nodes == ["127.0.0.1:9"]
 
 
