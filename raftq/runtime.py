@@ -7,8 +7,10 @@ import contextlib
 import logging
 import signal
 import sys
+from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from raftq.config import ClusterConfig
 from raftq.raft.node import RaftNode
@@ -20,6 +22,21 @@ from raftq.tls import peer_context, server_context
 __all__ = ["run_node", "serve", "server_settings"]
 
 logger = logging.getLogger(__name__)
+
+
+class ProtocolLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The logger of aiohttp's request handler (``aiohttp.server``). A request that is not
+    valid HTTP (aiohttp's parser refuses it and answers 400 itself, before any raftq code)
+    is one WARNING line naming the client and the problem, not an ERROR with a traceback:
+    anyone can send one, so it is the client's fault and must not flood the log. Every
+    other record passes through unchanged."""
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kw: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            problem = " ".join(str(exc_info.message).split())[:200]
+            self.warning("%s: refused (%d): %s", str(msg) % args, exc_info.code, problem)
+            return
+        super().exception(msg, *args, exc_info=exc_info, **kw)
 
 
 def server_settings(config: ClusterConfig) -> ServerSettings:
@@ -47,7 +64,9 @@ async def serve(config: ClusterConfig, node_id: str, stop: asyncio.Event) -> Non
         forward_ssl=ssl_peer,
         security=security_from_config(config),
     )
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(
+        app, access_log=None, logger=ProtocolLog(logging.getLogger("aiohttp.server"), {})
+    )
     try:
         await runner.setup()
         site = web.TCPSite(

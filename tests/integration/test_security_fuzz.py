@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -52,8 +53,8 @@ def test_schemathesis_fuzz_of_a_live_node(tmp_path: Path) -> None:
         report = out.stdout[-6000:] + out.stderr[-2000:]
         assert out.returncode == 0, report
         assert "generated" in out.stdout, report  # it did run cases
-        # no error of raftq's own (aiohttp logs the malformed HTTP it refuses itself, such as
-        # a NUL in a header, at ERROR: that is its 400, not ours)
+        # no error of raftq's own (malformed HTTP that aiohttp's parser refuses, such as a NUL
+        # in a header, is its 400 and a WARNING line: test_malformed_http_...)
         errors = [
             line
             for line in (c.root / "n1.log").read_text().splitlines()
@@ -72,3 +73,33 @@ def test_schemathesis_fuzz_of_a_live_node(tmp_path: Path) -> None:
                                  {"token": job["token"]}, headers=auth)  # fmt: skip
         assert status == 200, body
         assert http_json(c.url("n1", "/readyz"))[0] == 200
+
+
+MALFORMED = [
+    b"GARBAGE\r\n\r\n",
+    b"GET /v1/cluster HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+    b"POST /v1/queues/q/jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n",
+    b"GET /v1/cluster HTTP/1.1\r\nHost: x\r\nX-Bad: a\x00b\r\n\r\n",
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40,  # TLS to the HTTP port
+]
+
+
+def test_malformed_http_is_refused_with_400_and_logged_in_one_line(tmp_path: Path) -> None:
+    """Requests that are not valid HTTP: 400 from aiohttp's parser, one WARNING line each in
+    the node's log (never an ERROR with a traceback: anyone can send them), and the node
+    serves normal requests afterwards."""
+    c = Cluster.generate(tmp_path, n=1)
+    with c:
+        c.wait_ready()
+        host, port = c.api["n1"].rsplit(":", 1)
+        for raw in MALFORMED:
+            with socket.create_connection((host, int(port)), timeout=5) as s:
+                s.sendall(raw)
+                answer = s.recv(200)
+            assert answer.startswith((b"HTTP/1.0 400", b"HTTP/1.1 400")), (raw, answer)
+        status, body = http_json(c.url("n1", "/v1/queues/after.malformed/jobs"), {"payload": 1})
+        assert status == 201, body
+        log = (c.root / "n1.log").read_text()
+    assert "Traceback" not in log and " ERROR " not in log, log[-3000:]
+    refused = [line for line in log.splitlines() if "refused (400)" in line]
+    assert len(refused) >= 3 and all(" WARNING " in line for line in refused), log[-3000:]
