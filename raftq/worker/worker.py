@@ -15,9 +15,10 @@ A slot is taken by a running handler. Once the handler has finished, its slot is
 while the job's ack or nack is on its way (a Raft commit, milliseconds): the next claim
 overlaps the acks, which the client coalesces into one request. At most ``concurrency`` such
 settling jobs free their slots; past that, a finished job keeps its slot until its ack or nack
-is answered, so the worker never holds more than ``2 * concurrency + prefetch`` jobs (leased to it),
-and a cluster that is slow to answer acks slows the claims down too. ``running`` counts the
-handlers, ``settling`` the acks and nacks on their way.
+is answered, so the worker never holds more than ``2 * concurrency + prefetch`` jobs (leased
+to it), and a cluster that is slow to answer acks slows the claims down too. ``running``
+counts the handlers, ``held`` the prefetched jobs, ``settling`` the acks and nacks on their
+way.
 
 Several queues are claimed in one request (``POST /v1/claim``): the cluster hands out the best
 job across all of them, highest priority first. Between jobs of equal priority it takes the
