@@ -6,16 +6,19 @@ This module is the *one* place raftq changes that, without copying PySyncObj cod
 
 - ``DurableFileJournal`` subclasses ``pysyncobj.journal.FileJournal``; after ``add``, ``clear``,
   ``deleteEntriesFrom`` and ``deleteEntriesTo`` return, the written bytes are on disk
-  (``fdatasync``). PySyncObj calls these on its tick thread and only afterwards answers an
-  AppendEntries (follower) or counts its own log towards the commit index (leader), so an
+  (``O_DSYNC`` writes). PySyncObj calls these on its tick thread and only afterwards answers
+  an AppendEntries (follower) or counts its own log towards the commit index (leader), so an
   entry is on disk on a majority before it commits and before the client hears success.
-- The journal is written through a file descriptor (``JournalFile``: ``pwrite`` then
-  ``fdatasync``), not through FileJournal's mmap. Two reasons, neither of them speed (an
-  append costs the same either way here: ``bench/bench_journal.py``): the header can be held
-  back until the records it points past are durable, which an mmap cannot promise (the
-  kernel may write a dirty header page back at any time); and the journal's pages are page
-  cache, not the node's RSS (through the mmap they were: ~130 MB at 1M jobs until a
-  compaction). The file format is FileJournal's, unchanged.
+  (The leader's appends are the one exception, made durable a moment later in the same tick
+  but still before they count: ``deferred_sync``.)
+- The journal is written through a file descriptor (``JournalFile``: ``pwrite`` on an
+  ``O_DSYNC`` descriptor), not through FileJournal's mmap: the header can be held back until
+  the records it points past are durable, which an mmap cannot promise (the kernel may write
+  a dirty header page back at any time); one syscall per durable write instead of a write
+  and an ``fdatasync`` halves the GIL hand-offs of a sync (the measured cost, see
+  ``JournalFile``); and the journal's pages are page cache, not the node's RSS (through the
+  mmap they were: ~130 MB at 1M jobs until a compaction). The file format is FileJournal's,
+  unchanged.
 - ``DurableMetaStorer`` replaces FileJournal's meta storer: temp file, fsync, rename, fsync of
   the directory, so currentTerm/votedFor are durable before any vote message leaves.
 - ``durable_journal()`` installs the class at the one place PySyncObj creates its journal,
@@ -46,7 +49,7 @@ re-adds the kept entries in place, so a crash part-way (even kill -9) left a jou
 entries the node had acknowledged. ``DurableFileJournal`` writes them to ``<journal>.rewrite``
 with PySyncObj's own FileJournal, makes it durable, and renames it over the journal.
 
-With ``sync=False`` (fsync = "off") the class does all of the above without fdatasync or fsync.
+With ``sync=False`` (fsync = "off") the class does all of the above without O_DSYNC or fsync.
 
 Pinned to the PySyncObj versions it was verified with (``VERIFIED_VERSIONS``): it relies on
 FileJournal's private attributes and on where SyncObj looks its factory up. ``RaftNode`` also
@@ -122,31 +125,47 @@ class JournalFile:
     """The journal file behind FileJournal: ``ResizableFile``'s interface (``write``, ``read``,
     ``flush``, ``_destroy``) over a plain file descriptor instead of an mmap.
 
+    With ``sync`` the file is opened ``O_DSYNC``: a ``pwrite`` returns once its bytes (and the
+    file size they need) are on disk, as if followed by ``fdatasync``. One syscall per write
+    instead of two matters here: every syscall that releases the GIL must take it back, and
+    with the node's event loop busy on the other thread that wait was most of a journal sync
+    (measured: 3.1 ms for write + fdatasync twice, 1.9 ms for two O_DSYNC writes, 0.36 ms
+    for either alone; docs/benchmarks.md).
+
     Invariant (with ``sync``): the header's last-record offset never reaches the disk ahead of
     the records it points past. FileJournal writes a record and then the header in one call;
-    the header write is held here and written by ``sync()`` only after an ``fdatasync`` has made
-    the records durable, then synced itself. A crash therefore leaves a header that points at
-    the end of whole records (the old end or the new one), never past a torn one. Only the tick
-    thread uses the file (PySyncObj's journal is single-threaded); ``os.pwrite`` and
-    ``os.fdatasync`` release the GIL, so the node's event loop runs meanwhile."""
+    the header write is held here and written by ``sync()``, after the records are durable.
+    A crash therefore leaves a header that points at the end of whole records (the old end or
+    the new one), never past a torn one.
+
+    While ``deferring`` (the leader's appends, see ``DurableFileJournal.deferred_sync``) the
+    records are held too and written by ``sync()`` (contiguous ones in one write), so that the
+    leader can send an entry before it waits for its own disk; a ``read`` writes them first.
+    Only the tick thread uses the file (PySyncObj's journal is single-threaded)."""
 
     def __init__(self, path: str, *, sync: bool) -> None:
-        self._fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        flags = os.O_RDWR | os.O_CLOEXEC | (os.O_DSYNC if sync else 0)
+        self._fd = os.open(path, flags)
         self._sync = sync
         self._header: bytes | None = None  # the last-record offset written but held back
-        self._dirty = False  # records written since the last fdatasync
+        self._pending: list[tuple[int, bytes]] = []  # records held while deferring
+        self.deferring = False
+
+    @property
+    def pending(self) -> bool:
+        """Records held while deferring, not written yet."""
+        return bool(self._pending)
 
     def write(self, offset: int, values: bytes) -> None:
         if self._sync and offset == _LAST_RECORD_AT and len(values) == 4:
             self._header = bytes(values)
-            return
-        view = memoryview(values)
-        while view:  # pwrite may write less than asked (a signal, a full disk's last block)
-            written = os.pwrite(self._fd, view, offset)
-            view, offset = view[written:], offset + written
-        self._dirty = True
+        elif self._sync and self.deferring:
+            self._pending.append((offset, bytes(values)))
+        else:
+            self._pwrite(offset, values)
 
     def read(self, offset: int, size: int) -> bytes:
+        self._write_pending()
         data = os.pread(self._fd, size, offset)
         lo, hi = max(offset, _LAST_RECORD_AT), min(offset + size, _LAST_RECORD_AT + 4)
         if self._header is None or lo >= hi:
@@ -159,13 +178,10 @@ class JournalFile:
         """Make every write so far durable: the records, then the header (the invariant)."""
         if not self._sync:
             return
-        if self._dirty:
-            os.fdatasync(self._fd)
-            self._dirty = False
+        self._write_pending()
         header, self._header = self._header, None
         if header is not None:
-            os.pwrite(self._fd, header, _LAST_RECORD_AT)  # 4 bytes inside one sector
-            os.fdatasync(self._fd)
+            self._pwrite(_LAST_RECORD_AT, header)  # 4 bytes inside one sector
 
     def flush(self) -> None:
         self.sync()
@@ -173,6 +189,26 @@ class JournalFile:
     def _destroy(self) -> None:
         self.sync()
         os.close(self._fd)
+
+    def _write_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        i = 0
+        while i < len(pending):  # FileJournal appends: the held records are contiguous
+            offset, data = pending[i]
+            chunk = [data]
+            end = offset + len(data)
+            i += 1
+            while i < len(pending) and pending[i][0] == end:
+                chunk.append(pending[i][1])
+                end += len(pending[i][1])
+                i += 1
+            self._pwrite(offset, b"".join(chunk))
+
+    def _pwrite(self, offset: int, values: bytes) -> None:
+        view = memoryview(values)
+        while view:  # pwrite may write less than asked (a signal, a full disk's last block)
+            written = os.pwrite(self._fd, view, offset)
+            view, offset = view[written:], offset + written
 
 
 class DurableFileJournal(FileJournal):  # type: ignore[misc]
@@ -188,9 +224,6 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
         self._raftq_held: object = None
         # Instrumentation hook (raftq.raft.stats): seconds of each sync, on the tick thread.
         self.on_sync: Callable[[float], None] | None = None
-        # Inside deferred_sync(): appends are written and synced once when it ends.
-        self._raftq_deferring = False
-        self._raftq_deferred = False
         with contextlib.suppress(FileNotFoundError):  # left by a crash inside a compaction
             os.unlink(journalFile + _REWRITE)
         super().__init__(journalFile)  # reads the journal through PySyncObj's mmap file
@@ -269,26 +302,27 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
         private["_FileJournal__journalFile"] = JournalFile(path, sync=self._raftq_sync)
 
     def _append(self, command: bytes, idx: int, term: int) -> None:
-        super().add(command, idx, term)
-        if self._raftq_deferring:
-            self._raftq_deferred = True
+        t0 = time.perf_counter()
+        super().add(command, idx, term)  # the record (durable on return, unless deferring)
+        if self._file().deferring:
             return
-        self._sync()  # the record, then the header that points past it (JournalFile)
+        self._sync(t0)  # then the header that points past it (JournalFile)
 
     @contextlib.contextmanager
     def deferred_sync(self) -> Iterator[None]:
-        """Appends inside the block are written at once and synced together when it ends (any
-        other write inside it syncs everything, as always). For the leader's appends only:
+        """Appends inside the block are held and written, durably, together when it ends (any
+        other write inside it writes them first, as always). For the leader's appends only:
         it may send an entry before its own copy is durable, as long as it does not count
         that copy towards a majority until then (``RaftqSyncObj._checkCommandsToApply``); a
-        follower must sync before it acknowledges, so its appends are never deferred."""
-        self._raftq_deferring = True
+        follower must be durable before it acknowledges, so its appends are never deferred."""
+        file = self._file()
+        file.deferring = True
         try:
             yield
         finally:
-            self._raftq_deferring = False
-            if self._raftq_deferred:
-                self._raftq_deferred = False
+            file = self._file()  # the same file, unless a compaction replaced it meanwhile
+            file.deferring = False
+            if file.pending:
                 self._sync()
 
     def _resolve_held(self) -> None:
@@ -354,18 +388,19 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
     def _offset(self) -> int:
         return int(self._FileJournal__currentOffset)
 
-    def _sync(self) -> None:
-        """fdatasync what was written (``JournalFile.sync``), timed for ``on_sync``."""
+    def _file(self) -> JournalFile:
+        file: JournalFile = self._FileJournal__journalFile
+        return file
+
+    def _sync(self, t0: float | None = None) -> None:
+        """Make what was written durable (``JournalFile.sync``), timed for ``on_sync`` from
+        ``t0`` (the start of an append: its record was written durably first) or from now."""
         if not self._raftq_sync:
             return
-        file: JournalFile = self._FileJournal__journalFile
-        on_sync = self.on_sync
-        if on_sync is None:
-            file.sync()
-            return
-        t0 = time.perf_counter()
-        file.sync()
-        on_sync(time.perf_counter() - t0)
+        start = time.perf_counter() if t0 is None else t0
+        self._file().sync()
+        if self.on_sync is not None:
+            self.on_sync(time.perf_counter() - start)
 
 
 class _Seam:

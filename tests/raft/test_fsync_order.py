@@ -1,7 +1,11 @@
-"""The ordering proof of issue 4 §1 with real syscalls: a follower under strace syncs its
-journal before it sends the AppendEntries response that acknowledges a new entry; the leader
-sends a new entry to the followers first, then syncs its own copy, before the client hears
-that it was applied (``RaftqSyncObj._checkCommandsToApply``).
+"""The ordering proof of issue 4 §1 with real syscalls: a follower under strace makes its
+journal durable before it sends the AppendEntries response that acknowledges a new entry; the
+leader sends a new entry to the followers first, then makes its own copy durable, before the
+client hears that it was applied (``RaftqSyncObj._checkCommandsToApply``).
+
+The journal is written on an ``O_DSYNC`` descriptor (checked in ``/proc`` while the node
+runs), so a ``pwrite64`` to it is itself durable; an ``fsync``/``fdatasync``/``msync`` counts
+as well.
 
 PySyncObj's tick thread appends the received entries (our DurableFileJournal fdatasyncs them) and
 then answers with a ``next_node_idx`` message on the same thread. We decode every message the
@@ -28,6 +32,7 @@ from typing import Any
 
 import pytest
 
+from raftq.raft.datadir import JOURNAL_FILE
 from tests.integration.cluster import Cluster, http_json
 
 pytestmark = pytest.mark.integration
@@ -36,6 +41,7 @@ _SYNCS = ("msync", "fsync", "fdatasync")
 _SENDS = ("sendto", "sendmsg", "write")
 _LINE = re.compile(r"^(\d+)\s+(\d\d):(\d\d):(\d\d\.\d+)\s+(\w+)\((\d+)?(.*)$")
 _BYTES = re.compile(r'"((?:\\x[0-9a-f]{2})*)"')
+_FD_PATH = re.compile(r"<((?:\\x[0-9a-f]{2})*)>")
 
 
 @dataclass
@@ -53,7 +59,7 @@ class StracedCluster(Cluster):
 
     traced: str = ""
     trace_file: Path = Path()
-    syscalls: tuple[str, ...] = _SYNCS + _SENDS
+    syscalls: tuple[str, ...] = (*_SYNCS, *_SENDS, "pwrite64")
 
     def start(self, *ids: str) -> None:
         for nid in ids or self.ids:
@@ -62,7 +68,7 @@ class StracedCluster(Cluster):
                 continue
             log = open(self.root / f"{nid}.log", "ab")  # noqa: SIM115
             strace = [
-                "strace", "-f", "-tt", "-xx", "-s", "65536",
+                "strace", "-f", "-tt", "-xx", "-y", "-s", "65536",
                 "-e", "trace=" + ",".join(self.syscalls),
                 "-o", str(self.trace_file),
             ]  # fmt: skip
@@ -74,6 +80,26 @@ class StracedCluster(Cluster):
                 start_new_session=True,  # strace and the node: one process group to kill
             )
             log.close()
+
+    def journal_is_dsync(self) -> bool:
+        """Whether the traced node (running) has its journal open with O_DSYNC."""
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+                if b"serve" not in argv or self.traced.encode() not in argv or b"strace" in argv[0]:
+                    continue
+                if str(self.config_path).encode() not in argv:
+                    continue
+                for fd in (proc / "fd").iterdir():
+                    if os.readlink(fd).endswith("/" + JOURNAL_FILE):
+                        info = (proc / "fdinfo" / fd.name).read_text()
+                        flags = int(info.split("flags:")[1].split()[0], 8)
+                        return bool(flags & os.O_DSYNC)
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                continue
+        raise AssertionError(f"no running node {self.traced} with a journal found")
 
     def stop(self) -> None:
         # Killing strace alone would leave the traced node running: kill its whole group.
@@ -94,6 +120,17 @@ def parse(trace: Path) -> list[Call]:
         t = int(hh) * 3600 + int(mm) * 60 + float(ss)
         calls.append(Call(int(tid), t, name, None if fd is None else int(fd), rest, line))
     return calls
+
+
+def is_sync(call: Call) -> bool:
+    """A sync syscall, or a write to the journal (whose descriptor is O_DSYNC: durable)."""
+    if call.name in _SYNCS:
+        return True
+    m = _FD_PATH.match(call.rest)  # strace -y -xx: pwrite64(12<\x2f\x74...>, ...)
+    if call.name != "pwrite64" or m is None:
+        return False
+    path = bytes.fromhex(m.group(1).replace("\\x", "")).decode(errors="replace")
+    return path.endswith("/" + JOURNAL_FILE)
 
 
 def messages(call: Call) -> list[Any]:
@@ -127,6 +164,7 @@ def test_follower_syncs_its_journal_before_acknowledging(tmp_path: Path) -> None
         c.start("n3")
         c.wait_ready()
         assert c.leader() == leader
+        assert c.journal_is_dsync()
         time.sleep(0.5)
         t0 = time.time()
         status, body = http_json(c.url(leader, "/v1/queues/proof/jobs"), {"payload": "x"})
@@ -149,9 +187,7 @@ def test_follower_syncs_its_journal_before_acknowledging(tmp_path: Path) -> None
                 continue
             if msg["success"] and msg["next_node_idx"] > acked + 1 and acked:
                 since = last_send.get(call.tid, 0.0)
-                syncs = [
-                    s for s in calls[:i] if s.tid == call.tid and s.name in _SYNCS and s.t >= since
-                ]
+                syncs = [s for s in calls[:i] if s.tid == call.tid and is_sync(s) and s.t >= since]
                 assert syncs, f"ack without a journal sync before it:\n{call.line[:200]}"
                 checked += 1
                 if call.t >= start and not evidence:
@@ -169,7 +205,6 @@ def test_leader_sends_a_new_entry_then_syncs_it_before_answering(tmp_path: Path)
     c = StracedCluster.generate(tmp_path, secret=None)
     c.traced = "n1"
     c.trace_file = tmp_path / "n1.strace"
-    c.syscalls = (*_SYNCS, *_SENDS, "pwrite64")
     try:
         c.start("n1", "n2")
         for _ in range(20):  # restart the other node until the traced one leads
@@ -181,6 +216,7 @@ def test_leader_sends_a_new_entry_then_syncs_it_before_answering(tmp_path: Path)
         assert c.leader(among=["n1", "n2"]) == "n1", "n1 never became the leader"
         c.start("n3")
         c.wait_ready()
+        assert c.journal_is_dsync()
         time.sleep(0.5)
         t0 = time.time()
         status, body = http_json(c.url("n1", "/v1/queues/proof-of-order/jobs"), {"payload": "x"})
@@ -195,22 +231,22 @@ def test_leader_sends_a_new_entry_then_syncs_it_before_answering(tmp_path: Path)
     (record,) = [  # the journal record of the enqueue's entry: written once
         k for k, call in enumerate(calls) if call.name == "pwrite64" and marker in _hex(call)
     ]
-    tid = calls[record].tid
-    sync = next(
-        k for k in range(record + 1, len(calls))
-        if calls[k].tid == tid and calls[k].name in _SYNCS
+    # durable when written (the O_DSYNC journal), else at the next sync on its thread
+    durable = next(
+        k for k in range(record, len(calls))
+        if calls[k].tid == calls[record].tid and is_sync(calls[k])
     )  # fmt: skip
     sent = [
-        k for k in range(record + 1, len(calls))
-        if calls[k].name in _SENDS and any(_carries(m, marker) for m in messages(calls[k]))
+        k for k, call in enumerate(calls)
+        if call.name in _SENDS and any(_carries(m, marker) for m in messages(call))
     ]  # fmt: skip
     answer = next(
         k for k, call in enumerate(calls) if call.name in _SENDS and "HTTP/1.1 201" in _text(call)
     )
     assert sent, "the entry was never sent to a follower"
-    assert sent[0] < sync, "the leader synced its copy before sending the entry"
-    assert sync < answer, "the client was answered before the leader's copy was durable"
-    print(calls[record].line[:100], calls[sent[0]].line[:100], calls[sync].line, sep="\n")
+    assert sent[0] < durable, "the leader made its copy durable before sending the entry"
+    assert durable < answer, "the client was answered before the leader's copy was durable"
+    print(calls[sent[0]].line[:100], calls[record].line[:100], calls[durable].line[:100], sep="\n")
 
 
 def _hex(call: Call) -> str:

@@ -4,6 +4,7 @@ fails loudly if a PySyncObj upgrade stops building its journal through the seam.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import pickle
 import threading
@@ -53,40 +54,32 @@ def test_entries_written_are_read_back_by_a_plain_file_journal(tmp_path: Path) -
 def test_records_are_durable_before_the_header_that_points_past_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each add: the record is written and fdatasync'd, only then the header's last-record
-    offset is written and fdatasync'd, all before add returns; no write goes through an mmap."""
+    """Each add: the record is written on the journal's O_DSYNC descriptor (durable when the
+    write returns), only then the header's last-record offset, all before add returns; no
+    write goes through an mmap."""
     path = str(tmp_path / "raft.journal")
     j = DurableFileJournal(path)
     calls: list[tuple[str, int, int]] = []
-    real_pwrite, real_fdatasync = os.pwrite, os.fdatasync
+    real_pwrite = os.pwrite
 
     def pwrite(fd: int, data: bytes, offset: int) -> int:
+        assert fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DSYNC, "a journal write without O_DSYNC"
         calls.append(("pwrite", offset, len(data)))
         return real_pwrite(fd, data, offset)
 
-    def fdatasync(fd: int) -> None:
-        calls.append(("fdatasync", 0, 0))
-        real_fdatasync(fd)
-
     monkeypatch.setattr(seam.os, "pwrite", pwrite)
-    monkeypatch.setattr(seam.os, "fdatasync", fdatasync)
     for i, size in enumerate([10, 5000, 1], start=1):
         start = j._offset()
         calls.clear()
         j.add(b"c" * size, i, 1)
         record = 4 + 16 + size + 4
-        assert calls == [
-            ("pwrite", start, record),
-            ("fdatasync", 0, 0),
-            ("pwrite", 36, 4),
-            ("fdatasync", 0, 0),
-        ]
+        assert calls == [("pwrite", start, record), ("pwrite", 36, 4)]
         on_disk = FileJournal(path)  # what a crash right now would leave
         assert len(on_disk) == i and on_disk[i - 1] == (b"c" * size, i, 1)
         on_disk._destroy()
     calls.clear()
     j.deleteEntriesFrom(2)  # only the header moves back
-    assert calls == [("pwrite", 36, 4), ("fdatasync", 0, 0)]
+    assert calls == [("pwrite", 36, 4)]
     monkeypatch.undo()
     j._destroy()
     on_disk = FileJournal(path)
@@ -94,29 +87,46 @@ def test_records_are_durable_before_the_header_that_points_past_them(
     on_disk._destroy()
 
 
-def test_deferred_appends_are_synced_once_when_the_block_ends(tmp_path: Path) -> None:
-    """The leader's appends inside ``deferred_sync`` are written at once (read back by a plain
-    FileJournal of the same file: the records and the held header) and synced together at the
-    end; outside the block every add syncs."""
+def test_deferred_appends_are_written_together_when_the_block_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The leader's appends inside ``deferred_sync`` are held (the file does not have them
+    yet), then written in one durable write, then the header, when the block ends; a read
+    inside the block writes them first. Outside the block every add is durable at once."""
     path = str(tmp_path / "raft.journal")
     j = DurableFileJournal(path)
     syncs: list[float] = []
     j.on_sync = syncs.append
     j.add(b"one", 1, 1)
     assert len(syncs) == 1
+    calls: list[tuple[int, int]] = []
+    real_pwrite = os.pwrite
+
+    def pwrite(fd: int, data: bytes, offset: int) -> int:
+        calls.append((offset, len(data)))
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(seam.os, "pwrite", pwrite)
+    start = j._offset()
     with j.deferred_sync():
         j.add(b"two", 2, 1)
         j.add(b"three", 3, 1)
-        assert len(syncs) == 1
+        assert calls == [] and len(syncs) == 1
         assert [j[k][0] for k in range(len(j))] == [b"one", b"two", b"three"]
-    assert len(syncs) == 2
-    with j.deferred_sync():  # nothing appended: no sync
+        assert _read_back(path) == [(b"one", 1, 1)]  # a crash now: entry 1 only
+    records = (4 + 16 + 3 + 4) + (4 + 16 + 5 + 4)
+    assert calls == [(start, records), (36, 4)] and len(syncs) == 2
+    calls.clear()
+    with j.deferred_sync():  # nothing appended: nothing written
         pass
-    assert len(syncs) == 2
+    assert calls == [] and len(syncs) == 2
+    with j.deferred_sync():
+        j.add(b"four", 4, 1)
+        j.deleteEntriesFrom(3)  # reads the file: the held record is written first
+        assert calls[0] == (start + records, 4 + 16 + 4 + 4)
+    monkeypatch.undo()
     j._destroy()
-    again = FileJournal(path)
-    assert [again[k][0] for k in range(len(again))] == [b"one", b"two", b"three"]
-    again._destroy()
+    assert _read_back(path) == [(b"one", 1, 1), (b"two", 2, 1), (b"three", 3, 1)]
 
 
 def test_a_held_back_header_is_what_reads_see(tmp_path: Path) -> None:
@@ -203,6 +213,15 @@ async def test_guard_refuses_a_bypassed_seam(
 
 def _entries(j: FileJournal) -> list[tuple[bytes, int, int]]:
     return [j[k] for k in range(len(j))]
+
+
+def _read_back(path: str) -> list[tuple[bytes, int, int]]:
+    """The entries a plain FileJournal reads from ``path`` (what a crash now would leave)."""
+    j = FileJournal(path)
+    try:
+        return _entries(j)
+    finally:
+        j._destroy()
 
 
 @pytest.mark.parametrize("sync", [True, False])
