@@ -471,16 +471,12 @@ class Api:
             )
         # Each job's queue, on this node (the leader: forwarded requests are handled there).
         with self.node.read() as m:
-            infos = [m.job_info(cmd.job_id) for cmd in commands]
-        require_queues(w.request, sorted({i.queue for i in infos if i is not None}))
-        timeout_ms = self.settings.submit_timeout_ms
-        outcomes = await asyncio.gather(
-            *(self.node.submit(cmd, timeout_ms) for cmd in commands), return_exceptions=True
-        )
+            queues = {q for cmd in commands if (q := m.job_queue(cmd.job_id)) is not None}
+        require_queues(w.request, sorted(queues))
+        # One submission of all the items (one deadline); a cluster failure of any raises.
+        outcomes = await self.node.submit_many(commands, self.settings.submit_timeout_ms)
         answers: list[dict[str, Any]] = []
         for cmd, outcome in zip(commands, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                raise outcome
             if isinstance(outcome, CoreRejected):
                 err = from_rejected(outcome)
                 error = {"code": err.code, "message": err.message, "status": err.status}
