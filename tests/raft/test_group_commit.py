@@ -8,6 +8,8 @@ leaves it unanswered.
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 from dataclasses import dataclass, field
 
 import pytest
@@ -143,6 +145,25 @@ async def test_the_first_failure_in_order_is_raised() -> None:
     p.fail_next(OutcomeUnknown("first"))
     with pytest.raises(OutcomeUnknown, match="first"):
         await waiting
+
+
+async def test_no_failure_is_left_unretrieved(caplog: pytest.LogCaptureFixture) -> None:
+    """The errors of the futures after the one raised are retrieved: asyncio would log each
+    as "Future exception was never retrieved" when collected."""
+    p = Proposals()
+    leases = _leases(p, 2)
+    gc_ = GroupCommit(p.propose, max_commands=1, max_inflight=2)
+    futures = gc_.submit_many(_acks(leases, "r"))
+    waiting = asyncio.create_task(results_within(futures, 5))
+    await _settle()
+    p.waiting[1][1](None, NoLeader("second"))
+    p.fail_next(OutcomeUnknown("first"))
+    with pytest.raises(OutcomeUnknown):
+        await waiting
+    del futures, waiting
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        gc.collect()
+    assert "never retrieved" not in caplog.text
 
 
 async def test_the_deadline_is_outcome_unknown_and_drops_what_was_not_proposed() -> None:
