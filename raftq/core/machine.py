@@ -153,6 +153,12 @@ class Machine:
         job = self.jobs.get(job_id)
         return None if job is None else job.info()
 
+    def job_queue(self, job_id: int) -> str | None:
+        """The queue of a job (``None`` if unknown): what ``job_info(job_id).queue`` gives,
+        without building the whole view (the batched ack checks each job's queue)."""
+        job = self.jobs.get(job_id)
+        return None if job is None else job.queue
+
     def queue_names(self) -> list[str]:
         return list(self.queues)
 

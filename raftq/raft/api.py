@@ -64,6 +64,16 @@ class NodeAPI(Protocol):
         """
         ...
 
+    async def submit_many(
+        self, commands: Sequence[Command], timeout_ms: int | None = None
+    ) -> list[Result]:
+        """``submit`` of each command, in order, at once: one result each (its own outcome,
+        a refusal included), the commands in as few log entries as group commit allows, one
+        deadline for all. All or none are proposed (``NotLeader``, ``NoLeader``); if any
+        fails at the cluster level, the first such failure in order is raised (the others
+        may or may not have been applied: retry them all with the same request ids)."""
+        ...
+
     async def barrier(self, timeout_ms: int | None = None) -> None:
         """Return once everything committed before the call is applied on this node (a Tick
         through the log, leader only): local reads after it are linearizable."""

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from raftq.core import Command, Result, encode_entry
 from raftq.errors import ClusterError, OutcomeUnknown
 
-__all__ = ["GroupCommit"]
+__all__ = ["GroupCommit", "results_within"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,13 +58,21 @@ class GroupCommit:
 
     def submit(self, command: Command) -> asyncio.Future[Result]:
         """Queue ``command``; the future resolves with its result or a ``ClusterError``."""
+        return self.submit_many((command,))[0]
+
+    def submit_many(self, commands: Sequence[Command]) -> list[asyncio.Future[Result]]:
+        """Queue ``commands`` in order, as if submitted one by one in the same loop
+        iteration: one future each (its own result or ``ClusterError``), log order kept."""
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Result] = loop.create_future()
-        self._pending.append((command, fut))
+        futures: list[asyncio.Future[Result]] = []
+        for command in commands:
+            fut: asyncio.Future[Result] = loop.create_future()
+            self._pending.append((command, fut))
+            futures.append(fut)
         if not self._flush_scheduled and self._inflight < self._max_inflight:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
-        return fut
+        return futures
 
     def fail_pending(self, error: ClusterError) -> None:
         """Fail every command not yet proposed (e.g. leadership lost): definite, not sent."""
@@ -146,3 +154,33 @@ def _approx_size(command: Command) -> int:
         return 64 + sum(len(j.payload) + 48 for j in jobs)
     result = getattr(command, "result", None) or b""
     return 64 + len(result)
+
+
+async def results_within(
+    futures: Sequence[asyncio.Future[Result]], timeout_s: float
+) -> list[Result]:
+    """The results of ``futures`` (from ``GroupCommit.submit_many``), in order, under one
+    deadline for all: the cost of one wait per entry they went out in, not one per command.
+
+    The first failure in order is raised (``OutcomeUnknown`` when the deadline passes first);
+    then the futures not done yet are cancelled (a command not proposed yet is dropped, as
+    ``asyncio.wait_for`` does for a single one) and the errors of the others are retrieved,
+    so none is logged as never retrieved.
+    """
+    ok = False
+    try:
+        async with asyncio.timeout(timeout_s):
+            # A future already resolved (the usual case after the first: one entry resolves
+            # them all at once) is awaited without suspending.
+            results = [await fut for fut in futures]
+        ok = True
+        return results
+    except TimeoutError as e:
+        raise OutcomeUnknown(f"no commit within {timeout_s:g} s") from e
+    finally:
+        if not ok:
+            for fut in futures:
+                if not fut.done():
+                    fut.cancel()
+                elif not fut.cancelled():
+                    fut.exception()

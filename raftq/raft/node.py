@@ -42,7 +42,7 @@ from raftq.raft.api import NodeStatus, PeerStatus
 from raftq.raft.commit_rule import RaftqSyncObj
 from raftq.raft.datadir import DUMP_FILE, JOURNAL_FILE, check_data_dir
 from raftq.raft.gc_guard import guard as gc_guard
-from raftq.raft.group_commit import Done, GroupCommit
+from raftq.raft.group_commit import Done, GroupCommit, results_within
 from raftq.raft.heap_trim import HeapTrimmer, trim_heap
 from raftq.raft.journal import DurableFileJournal, durable_journal, verify_journal
 from raftq.raft.replica import Replica
@@ -252,9 +252,20 @@ class RaftNode:
     async def submit(self, command: Command, timeout_ms: int | None = None) -> Result:
         return await self._result(self._submit_now(command), timeout_ms)
 
+    async def submit_many(
+        self, commands: Sequence[Command], timeout_ms: int | None = None
+    ) -> list[Result]:
+        timeout_s = (timeout_ms or self._submit_timeout_ms) / 1000
+        return await results_within(self._submit_many_now(commands), timeout_s)
+
     def _submit_now(self, command: Command) -> asyncio.Future[Result]:
         """Hand ``command`` to group commit (leader only) and return its result future. An
         enqueue of ready jobs takes waiting claims along into its entry (``ClaimWaiters``)."""
+        return self._submit_many_now((command,))[0]
+
+    def _submit_many_now(self, commands: Sequence[Command]) -> list[asyncio.Future[Result]]:
+        """``_submit_now`` of each command in order, with one leadership check: all of them
+        are handed to group commit, or (``NotLeader``, ``NoLeader``) none."""
         if self._commit is None or self._syncobj is None:
             raise NoLeader("node not started")
         if not self._syncobj._isLeader():
@@ -262,15 +273,21 @@ class RaftNode:
             if leader is None:
                 raise NoLeader("no leader known")
             raise NotLeader(leader)
-        fut = self._commit.submit(command)
-        if isinstance(command, Enqueue) and self._waiters:
-            self._waiters.on_enqueue(command)
-        return fut
+        futures = self._commit.submit_many(commands)
+        if self._waiters:  # behind the batch, before group commit flushes: the same entry
+            for command in commands:
+                if isinstance(command, Enqueue):
+                    self._waiters.on_enqueue(command)
+        return futures
 
     async def _result(self, fut: asyncio.Future[Result], timeout_ms: int | None) -> Result:
         timeout_s = (timeout_ms or self._submit_timeout_ms) / 1000
         try:
-            return await asyncio.wait_for(fut, timeout_s)
+            # asyncio.timeout rather than wait_for: no extra future and callbacks per call.
+            # On the deadline the await is cancelled, which cancels ``fut`` (a command not
+            # proposed yet is then dropped by group commit), as wait_for did.
+            async with asyncio.timeout(timeout_s):
+                return await fut
         except TimeoutError as e:
             raise OutcomeUnknown(f"no commit within {timeout_s:g} s") from e
 

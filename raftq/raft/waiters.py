@@ -78,6 +78,7 @@ class ClaimWaiters:
         if ready:
             self._waiters.remove(waiter)
             self._serve(waiter)
+            return waiter.served.result()  # _serve resolved it: nothing to wait for
         try:
             return await asyncio.wait_for(waiter.served, timeout_ms / 1000)
         except TimeoutError:

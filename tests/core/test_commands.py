@@ -189,6 +189,20 @@ def test_enqueue_one(h: Harness) -> None:
     assert h.m.queue_names() == ["q"]
 
 
+def test_job_queue_reads_a_jobs_queue_as_job_info_does(h: Harness) -> None:
+    a = h.enqueue("qa")
+    b = h.enqueue("qb")
+    h.ack(h.claim_one("qb"))
+    for job_id in (a, b):
+        info = h.m.job_info(job_id)
+        assert info is not None and h.m.job_queue(job_id) == info.queue
+    assert (h.m.job_queue(a), h.m.job_queue(b)) == ("qa", "qb")  # finished jobs too
+    assert h.m.job_queue(b + 1) is None  # unknown
+    h.configure("qb", retention_ms=0)
+    h.tick()
+    assert h.m.job_info(b) is None and h.m.job_queue(b) is None  # collected
+
+
 def test_enqueue_many_gives_increasing_ids_across_queues(h: Harness) -> None:
     a = h.enqueue_many("a", [NewJob(payload=bytes([i])) for i in range(5)])
     b = h.enqueue_many("b", [NewJob(payload=b"x"), NewJob(payload=b"y")])

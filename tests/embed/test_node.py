@@ -7,12 +7,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
 from raftq import Node, Worker
+from raftq.core import Ack, Acked, Reason
+from raftq.core import Rejected as CoreRejected
 from raftq.errors import NoLeader, Rejected
 from raftq.server import ServerSettings
 from raftq.worker import Job
@@ -116,6 +119,30 @@ async def test_claim_long_polls_until_work_arrives(tmp_path: Path) -> None:
         job_id = await node.enqueue("later", "now")
         (job,) = await asyncio.wait_for(claim, 2)
         assert job.id == job_id and loop.time() - began < 2
+
+
+async def test_submit_many_on_the_raft_node_answers_each_command(tmp_path: Path) -> None:
+    """``RaftNode.submit_many`` (the batched ack's path) through real PySyncObj: one outcome
+    per command in order, and per-item request ids replayed with the first outcomes."""
+    async with single(tmp_path) as node:
+        raft = node.raft
+        await node.enqueue_many("q", [{"payload": i} for i in range(3)])
+        jobs = await node.claim("q", worker="w", max=3)
+        now = raft.now_ms()
+        acks = [
+            Ack(now_ms=now, request_id=f"b.{i}", job_id=j.id, token=j.token + (i == 1), result=None)
+            for i, j in enumerate(jobs)
+        ]
+        first = await raft.submit_many(acks, 5_000)
+        assert first[0] == Acked(jobs[0].id) and first[2] == Acked(jobs[2].id)
+        assert isinstance(first[1], CoreRejected) and first[1].reason is Reason.STALE_TOKEN
+        assert await raft.submit_many(acks, 5_000) == first  # a retry: the first outcomes
+        assert (await node.get_job(jobs[0].id))["state"] == "succeeded"
+        assert (await node.get_job(jobs[1].id))["state"] == "leased"
+        # Without the request ids, the same acks are new operations on finished jobs.
+        again = await raft.submit_many([replace(a, request_id=None) for a in acks], 5_000)
+        reasons = [r.reason if isinstance(r, CoreRejected) else r for r in again]
+        assert reasons == [Reason.FINISHED, Reason.STALE_TOKEN, Reason.FINISHED]
 
 
 async def test_a_worker_runs_jobs_through_the_embedded_node(tmp_path: Path) -> None:

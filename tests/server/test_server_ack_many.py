@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from raftq.core import Ack
+from raftq.errors import OutcomeUnknown, Overloaded
 from raftq.server import ServerSettings
 
 
@@ -109,3 +110,32 @@ async def test_not_an_object_and_bad_content(start, err):
         assert r.status == 400 and err(r)[0] == "invalid"
         r = await h.post("/v1/ack", raw=b"{not json", headers={"Content-Type": "application/json"})
         assert r.status == 400 and err(r)[0] == "malformed"
+
+
+async def test_a_cluster_failure_fails_the_whole_request_and_a_retry_answers_per_item(start, err):
+    async with start() as h:
+        jobs = await _claimed(h, 3)
+        acks = [{"id": j["id"], "token": j["token"]} for j in jobs]
+        acks[1]["token"] += 99  # stale: refused on its own
+        body, headers = {"acks": acks}, {"X-Request-Id": "lost-1"}
+        # The entry was applied but its answer lost (e.g. leadership moved after the commit).
+        h.node.inject(OutcomeUnknown("leader changed"), after_apply=True)
+        r = await h.post("/v1/ack", body, headers=headers)
+        assert r.status == 503 and err(r)[0] == "outcome_unknown"
+        r = await h.post("/v1/ack", body, headers=headers)
+        assert r.status == 200, r.body
+        states = [x.get("state") or x["error"]["code"] for x in r.body["results"]]
+        assert states == ["succeeded", "stale_token", "succeeded"]
+        rids = [c.request_id for c in h.node.log if isinstance(c, Ack)]
+        assert rids == ["lost-1.0", "lost-1.1", "lost-1.2"] * 2
+
+
+async def test_a_definite_failure_applies_no_item(start, err):
+    async with start() as h:
+        jobs = await _claimed(h, 2)
+        h.node.inject(Overloaded("queue full"))
+        r = await h.post("/v1/ack", {"acks": [{"id": j["id"], "token": j["token"]} for j in jobs]})
+        assert r.status == 503 and err(r)[0] == "overloaded"
+        assert not [c for c in h.node.log if isinstance(c, Ack)]
+        for j in jobs:
+            assert (await h.get(f"/v1/jobs/{j['id']}")).body["state"] == "leased"

@@ -11,6 +11,8 @@ from raftq.core import Reason
 from raftq.errors import ConfigError
 from raftq.server import ServerSettings, add_routes
 from raftq.server.errors import REASON_STATUS, ApiError
+from raftq.server.fields import INT64_MAX, Fields
+from raftq.server.handlers import _plain_ack
 from raftq.server.wire import MAX_DEPTH, decode_body, pack_value, unpack_value
 from tests.support.local_node import LocalNode, serve
 
@@ -109,3 +111,47 @@ def test_add_routes_refuses_a_bad_prefix():
     for prefix in ("raftq", "/raftq/"):
         with pytest.raises(ValueError):
             add_routes(web.Application(), LocalNode(), ServerSettings(), prefix=prefix)
+
+
+def _ack_by_fields(item):
+    g = Fields(item, "acks[0]")
+    job_id, token, value = g.req_int("id", 1), g.req_int("token"), g.raw("result")
+    g.done()
+    return job_id, token, value
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"id": 1, "token": 0},
+        {"id": INT64_MAX, "token": INT64_MAX, "result": {"ok": [1]}},
+        {"token": 5, "id": 7, "result": None},
+        {"id": 7, "token": 5, "result": b"\x00"},
+        {"id": 0, "token": 5},
+        {"id": INT64_MAX + 1, "token": 5},
+        {"id": 7, "token": -1},
+        {"id": True, "token": 5},
+        {"id": 7, "token": 5.0},
+        {"id": "7", "token": 5},
+        {"id": 7},
+        {"token": 5},
+        {"id": 7, "token": 5, "extra": 1},
+        {"id": 7, "token": 5, "result": 1, "extra": 1},
+        {"id": 7, "token": 5, 3: 1},
+        {"id": 7, "token": None},
+        {},
+        [7, 5],
+        None,
+    ],
+)
+def test_the_plain_ack_shortcut_agrees_with_fields(item):
+    """``_plain_ack`` (the batched ack's shortcut) accepts only what ``Fields`` accepts, with
+    the same values; anything else goes to ``Fields`` for its error."""
+    try:
+        expected = _ack_by_fields(item)
+    except ApiError:
+        expected = None
+    got = _plain_ack(item)
+    assert got == expected
+    if expected is not None:
+        assert got is not None and got[2] is expected[2]  # the result itself, not a copy

@@ -135,6 +135,28 @@ class LocalNode:
             raise fault.error
         return result
 
+    async def submit_many(
+        self, commands: Sequence[Command], timeout_ms: int | None = None
+    ) -> list[Result]:
+        # As the real node's group commit usually does: the commands share one entry, and a
+        # fault fails all of them (before: none applied; after: all applied, answer lost).
+        fault = self._faults.pop(0) if self._faults else None
+        if fault is not None and not fault.after_apply:
+            raise fault.error
+        if not self.is_leader():
+            if self.leader is None:
+                raise NoLeader("no leader known")
+            raise NotLeader(self.leader)
+        raw = encode_entry(list(commands))
+        with self._shared.lock:
+            results = self._shared.machine.apply_entry(raw)
+            self._shared.log.extend(commands)
+        self._wake_waiters()
+        await asyncio.sleep(0)  # a real submit always yields to the loop
+        if fault is not None:
+            raise fault.error
+        return results
+
     async def barrier(self, timeout_ms: int | None = None) -> None:
         if not self.is_leader():
             raise NotLeader(self.leader)
