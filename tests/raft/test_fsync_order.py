@@ -122,6 +122,16 @@ def parse(trace: Path) -> list[Call]:
     return calls
 
 
+def straced(tmp_path: Path, nid: str) -> StracedCluster:
+    """A cluster (not started) whose node ``nid`` will run under strace."""
+    if shutil.which("strace") is None:
+        pytest.fail("strace is not installed: make test installs it (.ci/system-deps)")
+    c = StracedCluster.generate(tmp_path, secret=None)
+    c.traced = nid
+    c.trace_file = tmp_path / f"{nid}.strace"
+    return c
+
+
 def is_sync(call: Call) -> bool:
     """A sync syscall, or a write to the journal (whose descriptor is O_DSYNC: durable)."""
     if call.name in _SYNCS:
@@ -153,11 +163,7 @@ def messages(call: Call) -> list[Any]:
 
 
 def test_follower_syncs_its_journal_before_acknowledging(tmp_path: Path) -> None:
-    if shutil.which("strace") is None:
-        pytest.fail("strace is not installed: make test installs it (.ci/system-deps)")
-    c = StracedCluster.generate(tmp_path, secret=None)
-    c.traced = "n3"
-    c.trace_file = tmp_path / "n3.strace"
+    c = straced(tmp_path, "n3")
     try:
         c.start("n1", "n2")  # a leader among the untraced nodes, then the traced follower
         leader = c.leader(among=["n1", "n2"])
@@ -200,11 +206,7 @@ def test_follower_syncs_its_journal_before_acknowledging(tmp_path: Path) -> None
 
 
 def test_leader_sends_a_new_entry_then_syncs_it_before_answering(tmp_path: Path) -> None:
-    if shutil.which("strace") is None:
-        pytest.fail("strace is not installed: make test installs it (.ci/system-deps)")
-    c = StracedCluster.generate(tmp_path, secret=None)
-    c.traced = "n1"
-    c.trace_file = tmp_path / "n1.strace"
+    c = straced(tmp_path, "n1")
     try:
         c.start("n1", "n2")
         for _ in range(20):  # restart the other node until the traced one leads

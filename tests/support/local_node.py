@@ -118,21 +118,7 @@ class LocalNode:
         return self._shared.addresses.get(node_id)
 
     async def submit(self, command: Command, timeout_ms: int | None = None) -> Result:
-        fault = self._faults.pop(0) if self._faults else None
-        if fault is not None and not fault.after_apply:
-            raise fault.error
-        if not self.is_leader():
-            if self.leader is None:
-                raise NoLeader("no leader known")
-            raise NotLeader(self.leader)
-        raw = encode_entry([command])
-        with self._shared.lock:
-            (result,) = self._shared.machine.apply_entry(raw)
-            self._shared.log.append(command)
-        self._wake_waiters()
-        await asyncio.sleep(0)  # a real submit always yields to the loop
-        if fault is not None:
-            raise fault.error
+        (result,) = await self.submit_many([command], timeout_ms)
         return result
 
     async def submit_many(
