@@ -27,16 +27,17 @@ that out; if it happens anyway the node stops (``on_diverged``) instead of servi
 with a state no other node has. Recovery is a wiped data dir (docs/operations.md).
 
 The leader's own copy (a latency change, same rule): PySyncObj's leader appends an entry to
-its journal (``DurableFileJournal``: written and fdatasync'd) and only then sends it to the
-followers, so every commit waited for two disk syncs one after the other. Raft only needs the
-leader's copy durable before the leader counts it towards a majority (etcd's leader writes in
-parallel with replication too). ``RaftqSyncObj._checkCommandsToApply`` therefore lets the
-leader send first and sync after: the appends made while it drains its queue of new commands
-are synced together when it is done (``DurableFileJournal.deferred_sync``), still inside the
-same tick. PySyncObj counts the leader's log towards the commit index only at the start of a
-tick (``_onTick``), so it never counts an entry that is not on its disk; and a client hears
-of its command only once it is committed and applied, a tick later
-(``tests/raft/test_fsync_order.py`` checks the order with strace).
+its journal (``DurableFileJournal``: on disk when the call returns) and only then sends it to
+the followers, so every commit waited for two disk writes one after the other. Raft only
+needs the leader's copy durable before the leader counts it towards a majority (etcd's
+leader writes in parallel with replication too). ``RaftqSyncObj._checkCommandsToApply``
+therefore lets the leader send first and write after: the appends made while it drains its
+queue of new commands are written durably together when it is done
+(``DurableFileJournal.deferred_sync``), still inside the same tick. PySyncObj counts the
+leader's log towards the commit index only at the start of a tick (``_onTick``), so it never
+counts an entry that is not on its disk; and a client hears of its command only once it is
+committed and applied, a tick later (``tests/raft/test_fsync_order.py`` checks the order
+with strace).
 
 Pinned with the journal seam (``raftq.raft.journal.VERIFIED_VERSIONS``): it overrides
 SyncObj's name-mangled message handler, which the constructor registers with the transport,
@@ -103,8 +104,8 @@ class RaftqSyncObj(SyncObj):  # type: ignore[misc]
             self._SyncObj__leaderCommitIndex = message["commit_index"]
 
     def _checkCommandsToApply(self) -> None:  # noqa: N802  # PySyncObj's name
-        """Propose the queued commands; the leader's appends are synced after they were sent
-        (see the module docstring)."""
+        """Propose the queued commands; the leader's appends are made durable after they were
+        sent (see the module docstring)."""
         journal = self._SyncObj__raftLog
         if not isinstance(journal, DurableFileJournal):
             super()._checkCommandsToApply()

@@ -152,9 +152,9 @@ class JournalFile:
         self.deferring = False
 
     @property
-    def pending(self) -> bool:
-        """Records held while deferring, not written yet."""
-        return bool(self._pending)
+    def unsynced(self) -> bool:
+        """Something is held for ``sync()``: records written while deferring, or a header."""
+        return bool(self._pending) or self._header is not None
 
     def write(self, offset: int, values: bytes) -> None:
         if self._sync and offset == _LAST_RECORD_AT and len(values) == 4:
@@ -322,7 +322,7 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
         finally:
             file = self._file()  # the same file, unless a compaction replaced it meanwhile
             file.deferring = False
-            if file.pending:
+            if file.unsynced:
                 self._sync()
 
     def _resolve_held(self) -> None:

@@ -124,9 +124,15 @@ def test_deferred_appends_are_written_together_when_the_block_ends(
         j.add(b"four", 4, 1)
         j.deleteEntriesFrom(3)  # reads the file: the held record is written first
         assert calls[0] == (start + records, 4 + 16 + 4 + 4)
+    calls.clear()
+    with j.deferred_sync():
+        j.add(b"five", 4, 1)
+        j._file().read(0, 40)  # a read writes the held record; the header stays held...
+        assert calls == [(start + records, 4 + 16 + 4 + 4)]
+    assert calls[-1] == (36, 4)  # ...and is written when the block ends
     monkeypatch.undo()
     j._destroy()
-    assert _read_back(path) == [(b"one", 1, 1), (b"two", 2, 1), (b"three", 3, 1)]
+    assert _read_back(path) == [(b"one", 1, 1), (b"two", 2, 1), (b"three", 3, 1), (b"five", 4, 1)]
 
 
 def test_a_held_back_header_is_what_reads_see(tmp_path: Path) -> None:
