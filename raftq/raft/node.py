@@ -255,8 +255,7 @@ class RaftNode:
     async def submit_many(
         self, commands: Sequence[Command], timeout_ms: int | None = None
     ) -> list[Result]:
-        timeout_s = (timeout_ms or self._submit_timeout_ms) / 1000
-        return await results_within(self._submit_many_now(commands), timeout_s)
+        return await self._results(self._submit_many_now(commands), timeout_ms)
 
     def _submit_now(self, command: Command) -> asyncio.Future[Result]:
         """Hand ``command`` to group commit (leader only) and return its result future. An
@@ -281,15 +280,15 @@ class RaftNode:
         return futures
 
     async def _result(self, fut: asyncio.Future[Result], timeout_ms: int | None) -> Result:
-        timeout_s = (timeout_ms or self._submit_timeout_ms) / 1000
-        try:
-            # asyncio.timeout rather than wait_for: no extra future and callbacks per call.
-            # On the deadline the await is cancelled, which cancels ``fut`` (a command not
-            # proposed yet is then dropped by group commit), as wait_for did.
-            async with asyncio.timeout(timeout_s):
-                return await fut
-        except TimeoutError as e:
-            raise OutcomeUnknown(f"no commit within {timeout_s:g} s") from e
+        (result,) = await self._results((fut,), timeout_ms)
+        return result
+
+    async def _results(
+        self, futures: Sequence[asyncio.Future[Result]], timeout_ms: int | None
+    ) -> list[Result]:
+        """``results_within`` the request's deadline (default: ``submit_timeout_ms``): on
+        the deadline, ``OutcomeUnknown``, and commands not proposed yet are dropped."""
+        return await results_within(futures, (timeout_ms or self._submit_timeout_ms) / 1000)
 
     async def barrier(self, timeout_ms: int | None = None) -> None:
         await self.submit(Tick(now_ms=self.now_ms()), timeout_ms)
