@@ -113,6 +113,19 @@ class RaftqSyncObj(SyncObj):  # type: ignore[misc]
         with journal.deferred_sync():
             super()._checkCommandsToApply()
 
+    # PySyncObj's name: SyncObj calls ``self.__loadDumpFile`` at start (``clearJournal`` false)
+    # and after a snapshot from the leader was received (true).
+    def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:  # noqa: N802, N803
+        """At start the journal keeps what follows the snapshot (``DurableFileJournal``,
+        "A snapshot at start")."""
+        load = SyncObj._SyncObj__loadDumpFile
+        journal = self._SyncObj__raftLog
+        if clearJournal or not isinstance(journal, DurableFileJournal):
+            load(self, clearJournal)
+            return
+        with journal.own_snapshot():
+            load(self, clearJournal)
+
     def _check_applied(self, message: dict[str, Any]) -> None:
         if message.get("term", -1) < self._SyncObj__raftCurrentTerm:
             return  # PySyncObj ignores a stale leader's message

@@ -44,6 +44,21 @@ log), and ``add`` of an entry already present with the same index and term write
 an entry that conflicts still cuts the log there, and a snapshot that is not a prefix of the
 log still replaces it.
 
+A snapshot at start (Bug fixed, found by the same test in CI: a job id handed out twice after
+kill -9 of every node): the snapshot writer puts the new dump in place, and the journal is
+truncated up to it a few ticks later, so a crash in between leaves a journal that starts
+before the snapshot. At the next start PySyncObj loads the dump and, since the journal does
+not begin with the snapshot's previous and last entries, "clears" it down to those two. The
+rule above for an install from a leader kept the entries after them only if all had the
+current term; after a term change they did not, and the node came back without entries it
+had acknowledged (commit index clamped to the snapshot). At start nothing is reported to a
+leader, and the dump is this node's own or a committed one it received: Raft's rule applies
+as written (a log that holds the snapshot's last entry keeps every entry after it;
+conflicts are resolved by AppendEntries as always). ``RaftqSyncObj`` marks that load
+(``own_snapshot``). The current-term condition stays for an install from a leader: there
+PySyncObj's follower answers with its log's end, and the leader would count the entries
+after the snapshot as matching its own.
+
 Compaction by rename (Bug fixed): FileJournal's ``deleteEntriesTo`` clears the journal and
 re-adds the kept entries in place, so a crash part-way (even kill -9) left a journal without
 entries the node had acknowledged. ``DurableFileJournal`` writes them to ``<journal>.rewrite``
@@ -222,6 +237,8 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
         # A clear() held back until the entries added next show whether it must happen:
         # _CLEAR_HELD, then the snapshot's previous entry once it matched, else None.
         self._raftq_held: object = None
+        # Inside ``own_snapshot()``: the snapshot being loaded is this node's, at start.
+        self._raftq_restoring = False
         # Instrumentation hook (raftq.raft.stats): seconds of each sync, on the tick thread.
         self.on_sync: Callable[[float], None] | None = None
         with contextlib.suppress(FileNotFoundError):  # left by a crash inside a compaction
@@ -325,6 +342,17 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
             if file.unsynced:
                 self._sync()
 
+    @contextlib.contextmanager
+    def own_snapshot(self) -> Iterator[None]:
+        """PySyncObj loads the snapshot in the data dir at start (``RaftqSyncObj``): a log
+        that holds the snapshot's last entry keeps every entry after it (see the module
+        docstring, "A snapshot at start")."""
+        self._raftq_restoring = True
+        try:
+            yield
+        finally:
+            self._raftq_restoring = False
+
     def _resolve_held(self) -> None:
         """Any write but an ``add`` after a held-back clear: do the clear (and re-add the
         snapshot's previous entry if it was held too), as PySyncObj asked."""
@@ -359,7 +387,8 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
         conflicts: drop it and everything after it, as Raft says, then add the new one.
         After a held-back ``clear`` (a snapshot install adds the snapshot's previous and last
         entries), the log is kept only if it holds both and everything after them has the
-        current term; otherwise it is replaced as PySyncObj meant."""
+        current term (at start, ``own_snapshot``: whatever their terms); otherwise it is
+        replaced as PySyncObj meant."""
         held, self._raftq_held = self._raftq_held, None
         position = idx - self[0][1] if len(self) else -1
         inside = 0 <= position < len(self)
@@ -371,7 +400,7 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
             self._clear_now()
             return False
         if held is not None:  # the snapshot's previous entry is ours; this is its last one
-            if same and self._current_from(position + 1):
+            if same and (self._raftq_restoring or self._current_from(position + 1)):
                 return True
             self._clear_now()
             self._append(*held)  # type: ignore[misc]

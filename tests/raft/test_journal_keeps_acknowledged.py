@@ -93,6 +93,33 @@ def test_an_older_snapshot_does_not_replace_a_longer_log(tmp_path: Path) -> None
     assert _on_disk(tmp_path, j) == before
 
 
+def _load_snapshot_at_7(j: DurableFileJournal) -> None:
+    """__loadDumpFile of a snapshot whose previous and last entries are 6 and 7 (term TERM - 1),
+    on a log that does not begin with them: PySyncObj clears and adds the two."""
+    j.clear()
+    j.add(b"cmd6", 6, TERM - 1)
+    j.add(b"cmd7", 7, TERM - 1)
+
+
+def test_at_start_a_log_holding_the_snapshot_keeps_entries_of_older_terms(tmp_path: Path) -> None:
+    """The crash between a snapshot and the journal's truncation (tests/raft/
+    test_snapshot_hooks.py runs it on a real node): at start, the log keeps everything."""
+    j = _follower(tmp_path, term=TERM - 1)
+    before = _log(j)
+    with j.own_snapshot():
+        _load_snapshot_at_7(j)  # old code: the log is [6, 7]
+    assert _log(j) == before
+    assert _on_disk(tmp_path, j) == before
+
+
+def test_an_install_from_a_leader_still_drops_entries_of_older_terms(tmp_path: Path) -> None:
+    """The follower answers an install with its log's end: entries after the snapshot that
+    did not come from the current leader must not be counted as matching its log."""
+    j = _follower(tmp_path, term=TERM - 1)
+    _load_snapshot_at_7(j)
+    assert _on_disk(tmp_path, j) == [(b"cmd6", 6, TERM - 1), (b"cmd7", 7, TERM - 1)]
+
+
 def test_a_snapshot_that_is_not_a_prefix_replaces_the_log(tmp_path: Path) -> None:
     j = _follower(tmp_path, n=4)
     j.clear()  # the snapshot is ahead of this follower: install it

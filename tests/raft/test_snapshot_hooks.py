@@ -5,6 +5,7 @@ how it calls the serializer hooks."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import os
 import time
@@ -12,8 +13,10 @@ import warnings
 from pathlib import Path
 
 import pytest
+from pysyncobj.config import SERIALIZER_STATE
 
-from raftq.core import Enqueue, Machine, NewJob, snapshot_bytes
+from raftq.config import ClusterConfig
+from raftq.core import Enqueue, Enqueued, Machine, NewJob, snapshot_bytes
 from raftq.errors import DataError
 from raftq.raft.journal import DurabilitySeamError
 from raftq.raft.node import RaftNode
@@ -27,6 +30,7 @@ from raftq.raft.snapshot_hooks import (
 from tests.embed.conftest import make_config
 
 _COMPACT = "[raft]\nlog_compaction_min_entries = 5\nlog_compaction_min_time_s = 1"
+_COMPACT_AT_10 = "[raft]\nlog_compaction_min_entries = 10\nlog_compaction_min_time_s = 3600"
 
 
 async def _until(predicate: object, timeout_s: float = 20.0) -> None:
@@ -328,3 +332,87 @@ def test_a_disconnection_restarts_the_transfer_to_that_follower(tmp_path: Path) 
     again, first, _ = serializer.getTransmissionData("n2")
     assert first and again == data  # from the beginning
     hooks._cancel_transfer("n2")  # closes the file the transfer holds open
+
+
+async def _started(config: ClusterConfig, node_id: str = "n1") -> RaftNode:
+    """A node of ``config`` started and leading (ResourceWarnings of PySyncObj's restart
+    ignored, see the guard test above)."""
+    node = RaftNode(config, node_id)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        await node.start()
+        await _until(node.is_leader)
+        gc.collect()
+    return node
+
+
+async def _jobs(node: RaftNode) -> list[int]:
+    await node.barrier()  # everything in this node's log before the new term is applied
+    with node.read() as m:
+        return sorted(m.jobs)
+
+
+async def test_a_crash_between_the_snapshot_and_the_journal_truncation_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    """Bug fixed (found by tests/integration/test_durability.py in CI: a job id handed out
+    twice after kill -9 of every node). The snapshot writer renames the new dump into place,
+    and the journal is truncated up to it a few ticks later: a crash in between leaves a
+    journal that starts before the snapshot. At the next start PySyncObj then "clears" the
+    journal down to the snapshot's last two entries; raftq kept the entries after them only
+    if they all had the current term. After a term change they did not: the node came back
+    with only the snapshot's state, and its log lost entries it had acknowledged.
+
+    Here the crash window is held open: the checker never reports the written snapshot, so
+    PySyncObj never truncates (what kill -9 at that moment leaves on disk); two restarts
+    later (the first one moves the term on) every job must still be there."""
+    # A snapshot once the log holds more than 10 entries (not by time: not at once).
+    config = make_config(tmp_path, 1, _COMPACT_AT_10)
+    dump = config.node_data_dir("n1") / "raft.dump"
+    node = await _started(config)
+    try:
+        hooks = node._snapshots
+        assert hooks is not None
+        real_check = hooks.check
+        written: list[bool] = []
+
+        def truncation_never_comes() -> int:
+            state = real_check()
+            if state == int(SERIALIZER_STATE.SUCCESS):
+                written.append(True)
+            return int(SERIALIZER_STATE.SERIALIZING) if written else state
+
+        serializer = node._syncobj._SyncObj__serializer  # type: ignore[union-attr]
+        serializer._Serializer__serializeChecker = truncation_never_comes
+        await _enqueue(node, 8)
+        await _until(lambda: bool(written) and dump.exists())
+        snapshot_prev = verify_file(str(dump)).header.prev[1]
+        await _enqueue(node, 20)  # after the snapshot, in this term
+        before = await _jobs(node)
+        journal = node._syncobj._SyncObj__raftLog  # type: ignore[union-attr]
+        assert journal[0][1] < snapshot_prev  # the journal was not truncated
+    finally:
+        await node.stop()
+    assert len(before) == 28
+
+    # The same node without compaction from now on: the dump stays the one above.
+    plain = dataclasses.replace(
+        config, raft=dataclasses.replace(config.raft, log_compaction_min_entries=10**8)
+    )
+    for _ in range(2):  # the first start moves the term on, the second finds older terms
+        node = await _started(plain)
+        try:
+            assert await _jobs(node) == before
+            [job_id] = (await _enqueue_one(node)).ids
+            assert job_id > before[-1]  # never an id handed out before
+            before.append(job_id)
+        finally:
+            await node.stop()
+
+
+async def _enqueue_one(node: RaftNode) -> Enqueued:
+    result = await node.submit(
+        Enqueue(now_ms=node.now_ms(), queue="q", jobs=(NewJob(payload=b"after"),))
+    )
+    assert isinstance(result, Enqueued), result
+    return result
