@@ -21,6 +21,14 @@ keeps its own; ``leaderCommitIndex``, which only reports progress, still shows t
 A completed snapshot install sets the applied index itself, and the next regular
 AppendEntries, whose previous entry matched, advances the commit index as Raft allows.
 
+The log end is not "the last new entry" either, since the journal keeps what Raft keeps
+(``DurableFileJournal``, "Never forgetting an acknowledged entry"): a follower's log may go
+on past what a message matched, with entries of an older term that the leader has not
+verified yet. The commit index a message may set is therefore capped at the last entry it
+carried (``prevLogIdx`` plus its entries), and a snapshot install is answered with the
+snapshot's end, not the log's (PySyncObj answers with its log end, and the leader takes
+the answer as the follower's match index).
+
 Fail-stop: an AppendEntries that replaces an entry this node already applied with an entry of
 another term means the state machine ran a command the cluster did not commit. Raft rules
 that out; if it happens anyway the node stops (``on_diverged``) instead of serving and voting
@@ -60,17 +68,30 @@ Diverged = Callable[[int, int, int], None]
 
 
 def follower_view(message: Any, own_commit: int) -> Any:
-    """The message PySyncObj's follower may act on: an AppendEntries without ``prevLogIdx``
-    cannot advance the commit index past ``own_commit``. Anything else is returned as is."""
-    if (
-        isinstance(message, dict)
-        and message.get("type") == "append_entries"
-        and "prevLogIdx" not in message
-        and isinstance(message.get("commit_index"), int)
-        and message["commit_index"] > own_commit
-    ):
-        return {**message, "commit_index": own_commit}
-    return message
+    """The message PySyncObj's follower may act on: an AppendEntries whose commit index is
+    capped where Raft's rule puts it, at the last entry it carries (``prevLogIdx`` plus its
+    entries), or at ``own_commit`` without ``prevLogIdx`` (it matched nothing). Anything else
+    is returned as is."""
+    if not isinstance(message, dict) or message.get("type") != "append_entries":
+        return message
+    commit = message.get("commit_index")
+    if not isinstance(commit, int):
+        return message
+    cap = _last_new_entry(message) if "prevLogIdx" in message else own_commit
+    if cap is None or commit <= cap:
+        return message
+    return {**message, "commit_index": cap}
+
+
+def _last_new_entry(message: dict[str, Any]) -> int | None:
+    """The index of the last entry an AppendEntries with ``prevLogIdx`` carries; ``None`` for
+    a chunk of a large entry other than its last (PySyncObj returns before it looks at the
+    commit index)."""
+    prev = message["prevLogIdx"]
+    transmission = message.get("transmission")
+    if not isinstance(prev, int) or transmission not in (None, "finish"):
+        return None
+    return prev + (1 if transmission == "finish" else len(message.get("entries") or ()))
 
 
 class RaftqSyncObj(SyncObj):  # type: ignore[misc]
@@ -84,6 +105,9 @@ class RaftqSyncObj(SyncObj):  # type: ignore[misc]
     def __init__(self, *args: Any, on_diverged: Diverged, **kwargs: Any) -> None:
         check_version()
         self._raftq_on_diverged = on_diverged
+        # The answer to the message being handled, once it installed a snapshot: the index
+        # after the snapshot's last entry (see _SyncObj__sendNextNodeIdx).
+        self._raftq_installed_next: int | None = None
         super().__init__(*args, **kwargs)
 
     # PySyncObj's own name for its transport callback: SyncObj.__init__ registers
@@ -95,8 +119,7 @@ class RaftqSyncObj(SyncObj):  # type: ignore[misc]
             return
         if "prevLogIdx" in message:
             self._check_applied(message)
-            handle(self, node, message)
-            return
+        self._raftq_installed_next = None
         guarded = follower_view(message, self._SyncObj__raftCommitIndex)
         handle(self, node, guarded)
         reported: int | None = self._SyncObj__leaderCommitIndex  # type: ignore[has-type]
@@ -114,17 +137,27 @@ class RaftqSyncObj(SyncObj):  # type: ignore[misc]
             super()._checkCommandsToApply()
 
     # PySyncObj's name: SyncObj calls ``self.__loadDumpFile`` at start (``clearJournal`` false)
-    # and after a snapshot from the leader was received (true).
+    # and once a snapshot from the leader was received (true), then answers the leader.
     def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:  # noqa: N802, N803
-        """At start the journal keeps what follows the snapshot (``DurableFileJournal``,
-        "A snapshot at start")."""
-        load = SyncObj._SyncObj__loadDumpFile
-        journal = self._SyncObj__raftLog
-        if clearJournal or not isinstance(journal, DurableFileJournal):
-            load(self, clearJournal)
-            return
-        with journal.own_snapshot():
-            load(self, clearJournal)
+        SyncObj._SyncObj__loadDumpFile(self, clearJournal)
+        if clearJournal:
+            self._raftq_installed_next = self._SyncObj__raftLastApplied + 1
+
+    def _SyncObj__sendNextNodeIdx(  # noqa: N802  # PySyncObj's name and arguments
+        self,
+        node: Any,
+        reset: bool = False,
+        nextNodeIdx: int | None = None,  # noqa: N803
+        success: bool = False,
+    ) -> None:
+        """After an install, PySyncObj answers "success, next index = my log end + 1", and
+        the leader takes log end as this follower's match index. The journal may have kept
+        entries past the snapshot that the leader has not verified: answer with the
+        snapshot's end instead (the leader then sends from there and the entries that
+        follow are checked as usual)."""
+        installed, self._raftq_installed_next = self._raftq_installed_next, None
+        answer = installed if success and nextNodeIdx is None else nextNodeIdx
+        SyncObj._SyncObj__sendNextNodeIdx(self, node, reset, answer, success)
 
     def _check_applied(self, message: dict[str, Any]) -> None:
         if message.get("term", -1) < self._SyncObj__raftCurrentTerm:

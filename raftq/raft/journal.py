@@ -38,26 +38,26 @@ follower as holding what it forgot, and the follower can vote for a candidate th
 those entries: in one run of the restore test (a third node restarted on an older copy of
 its data), the cluster then handed out job ids a second time and lost acknowledged jobs.
 ``DurableFileJournal`` therefore
-keeps what Raft keeps: ``deleteEntriesFrom`` and ``clear`` leave entries of the current term
-in place (only the current leader writes them and it never changes them, so they are on its
-log), and ``add`` of an entry already present with the same index and term writes nothing;
-an entry that conflicts still cuts the log there, and a snapshot that is not a prefix of the
-log still replaces it.
+keeps what Raft keeps: ``deleteEntriesFrom`` removes nothing by itself (the adds that follow
+it do: ``add`` of an entry already present with the same index and term writes nothing, and
+one that conflicts cuts the log there, as Raft says); ``clear`` before a snapshot install
+keeps a log that holds the snapshot's previous and last entries, with every entry after
+them (Raft's InstallSnapshot rule), and replaces any other log as PySyncObj meant. Entries
+kept past what a message matched are not yet verified against the leader's log, so they
+must neither commit nor count for the leader: ``RaftqSyncObj`` (raftq/raft/commit_rule.py)
+caps the follower's commit index at the last entry a message carried, and answers an
+install with the snapshot's end, not its log's.
 
-A snapshot at start (Bug fixed, found by the same test in CI: a job id handed out twice after
-kill -9 of every node): the snapshot writer puts the new dump in place, and the journal is
-truncated up to it a few ticks later, so a crash in between leaves a journal that starts
-before the snapshot. At the next start PySyncObj loads the dump and, since the journal does
-not begin with the snapshot's previous and last entries, "clears" it down to those two. The
-rule above for an install from a leader kept the entries after them only if all had the
-current term; after a term change they did not, and the node came back without entries it
-had acknowledged (commit index clamped to the snapshot). At start nothing is reported to a
-leader, and the dump is this node's own or a committed one it received: Raft's rule applies
-as written (a log that holds the snapshot's last entry keeps every entry after it;
-conflicts are resolved by AppendEntries as always). ``RaftqSyncObj`` marks that load
-(``own_snapshot``). The current-term condition stays for an install from a leader: there
-PySyncObj's follower answers with its log's end, and the leader would count the entries
-after the snapshot as matching its own.
+A snapshot at start and entries of older terms (Bug fixed, found by the same test in CI: a
+job id handed out twice after kill -9 of every node). Until 2026-12-05 those two rules kept
+only entries of the current term (only the current leader writes them, so they matched its
+log; PySyncObj's own commit rule, the log end, would have committed the others). That lost
+acknowledged entries of older terms: the snapshot writer puts the new dump in place and the
+journal is truncated up to it a few ticks later, so a crash in between leaves a journal
+that starts before the snapshot; at the next start PySyncObj "clears" it down to the
+snapshot's two entries, and after a term change the entries after them went (the node came
+back with its commit index clamped to the snapshot). The same went for a re-sent
+AppendEntries or a snapshot install over a tail of an older term.
 
 Compaction by rename (Bug fixed): FileJournal's ``deleteEntriesTo`` clears the journal and
 re-adds the kept entries in place, so a crash part-way (even kill -9) left a journal without
@@ -237,8 +237,6 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
         # A clear() held back until the entries added next show whether it must happen:
         # _CLEAR_HELD, then the snapshot's previous entry once it matched, else None.
         self._raftq_held: object = None
-        # Inside ``own_snapshot()``: the snapshot being loaded is this node's, at start.
-        self._raftq_restoring = False
         # Instrumentation hook (raftq.raft.stats): seconds of each sync, on the tick thread.
         self.on_sync: Callable[[float], None] | None = None
         with contextlib.suppress(FileNotFoundError):  # left by a crash inside a compaction
@@ -274,13 +272,11 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
         super().flush()
 
     def deleteEntriesFrom(self, entryFrom: int) -> None:  # noqa: N802, N803
+        """PySyncObj's follower, before it adds an AppendEntries' entries: it would drop
+        everything after the message's previous entry, Raft drops only from a conflict on.
+        Nothing is removed here; the adds that follow keep what matches and cut the log at
+        the first entry that conflicts (``_keeps``)."""
         self._resolve_held()
-        # A follower receiving entries it already has (a re-sent AppendEntries): PySyncObj
-        # drops everything after the message's previous entry, Raft only what conflicts.
-        if self._current_from(entryFrom):
-            return  # the adds that follow keep what matches and cut at a conflict (_keeps)
-        super().deleteEntriesFrom(entryFrom)
-        self._sync()
 
     def deleteEntriesTo(self, entryTo: int) -> None:  # noqa: N802, N803
         """Log compaction (the snapshot up to ``entryTo`` is already on disk). FileJournal
@@ -342,17 +338,6 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
             if file.unsynced:
                 self._sync()
 
-    @contextlib.contextmanager
-    def own_snapshot(self) -> Iterator[None]:
-        """PySyncObj loads the snapshot in the data dir at start (``RaftqSyncObj``): a log
-        that holds the snapshot's last entry keeps every entry after it (see the module
-        docstring, "A snapshot at start")."""
-        self._raftq_restoring = True
-        try:
-            yield
-        finally:
-            self._raftq_restoring = False
-
     def _resolve_held(self) -> None:
         """Any write but an ``add`` after a held-back clear: do the clear (and re-add the
         snapshot's previous entry if it was held too), as PySyncObj asked."""
@@ -370,14 +355,6 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
 
     # -- never forgetting an acknowledged entry (see the module docstring) ---------------
 
-    def _current_from(self, position: int) -> bool:
-        """True if every entry from ``position`` on has the current term. Such an entry came
-        from the current term's leader, which never removes or changes its own entries, so
-        it is on that leader's log at the same index: dropping it would forget an entry this
-        node may already have acknowledged."""
-        term = self.getCurrentTerm()
-        return all(self[k][2] == term for k in range(max(position, 0), len(self)))
-
     def _keeps(self, command: bytes, idx: int, term: int) -> bool:
         """Whether an ``add`` of entry (idx, term) is already satisfied by the log.
 
@@ -386,9 +363,8 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
         same entry (Raft's Log Matching property): nothing to write. A different one
         conflicts: drop it and everything after it, as Raft says, then add the new one.
         After a held-back ``clear`` (a snapshot install adds the snapshot's previous and last
-        entries), the log is kept only if it holds both and everything after them has the
-        current term (at start, ``own_snapshot``: whatever their terms); otherwise it is
-        replaced as PySyncObj meant."""
+        entries), the log is kept, with everything after them, if it holds both; otherwise
+        it is replaced as PySyncObj meant."""
         held, self._raftq_held = self._raftq_held, None
         position = idx - self[0][1] if len(self) else -1
         inside = 0 <= position < len(self)
@@ -400,7 +376,7 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
             self._clear_now()
             return False
         if held is not None:  # the snapshot's previous entry is ours; this is its last one
-            if same and (self._raftq_restoring or self._current_from(position + 1)):
+            if same:
                 return True
             self._clear_now()
             self._append(*held)  # type: ignore[misc]

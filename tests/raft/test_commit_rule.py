@@ -21,6 +21,7 @@ import pytest
 from pysyncobj import SyncObj, SyncObjConf, SyncObjConsumer, replicated
 
 from raftq.raft.commit_rule import RaftqSyncObj, follower_view
+from raftq.raft.journal import durable_journal
 from tests.integration.cluster import free_ports
 
 
@@ -94,6 +95,15 @@ def _pysyncobj(
     return SyncObj(addr, others, conf=conf, consumers=consumers)
 
 
+def _raftq_durable(
+    addr: str, others: list[str], conf: SyncObjConf, consumers: list[Any], div: Any
+) -> Any:
+    """raftq's journal too (no fsync): it keeps a follower's entries past what a message
+    matched, which PySyncObj's FileJournal drops."""
+    with durable_journal(sync=False):
+        return _raftq(addr, others, conf, consumers, div)
+
+
 def _isolated_leader(make: Callable[..., SyncObj], tmp: Path) -> tuple[Cluster, int]:
     """A cluster whose leader committed add(1) and then, alone, appended add(2) and add(3)."""
     c = Cluster(make, tmp)
@@ -148,6 +158,54 @@ def test_a_deposed_leader_applies_nothing_it_did_not_commit(tmp_path: Path) -> N
         c.close()
 
 
+def test_a_kept_tail_is_committed_only_once_a_message_carried_it(tmp_path: Path) -> None:
+    """The journal keeps the deposed leader's add(2) and add(3) when a new leader's
+    AppendEntries matches the entry before them and carries nothing (PySyncObj's journal
+    drops them). PySyncObj would then commit up to its log end, applying them; Raft's rule,
+    the last entry the message carried, commits nothing new."""
+    c, lead = _isolated_leader(_raftq_durable, tmp_path)
+    try:
+        node = c.nodes[lead]
+        assert node is not None
+        end = node._SyncObj__getCurrentLogIndex()
+        matched = node._SyncObj__getEntries(end - 2, 1)[0]  # the entry before add(2)
+        message = {
+            "type": "append_entries",
+            "term": node.raftCurrentTerm + 1,
+            "commit_index": end + 100,
+            "prevLogIdx": matched[1],
+            "prevLogTerm": matched[2],
+            "entries": [],
+        }
+        node._SyncObj__transport._onMessageReceived(next(iter(node.otherNodes)), message)
+        for _ in range(10):
+            node.doTick(0.005)
+        assert node._SyncObj__getCurrentLogIndex() == end  # kept
+        assert node.raftCommitIndex == matched[1]
+        assert c.counters[lead].applied == [1]
+    finally:
+        c.close()
+
+
+def test_an_install_is_answered_with_the_snapshot_end(tmp_path: Path) -> None:
+    """PySyncObj answers an install with its log end + 1, which the leader takes as the
+    follower's match index; raftq answers with the snapshot's end + 1 (the log may go on with
+    entries the leader has not verified)."""
+    c, lead = _isolated_leader(_raftq, tmp_path)
+    try:
+        node = c.nodes[lead]
+        assert node is not None
+        sent: list[dict[str, Any]] = []
+        node._SyncObj__transport.send = lambda _node, message: sent.append(message)
+        peer = next(iter(node.otherNodes))
+        node._raftq_installed_next = 3  # what _SyncObj__loadDumpFile(clearJournal=True) sets
+        node._SyncObj__sendNextNodeIdx(peer, success=True)
+        node._SyncObj__sendNextNodeIdx(peer, success=True)  # once only
+        assert [m["next_node_idx"] for m in sent] == [3, node._SyncObj__getCurrentLogIndex() + 1]
+    finally:
+        c.close()
+
+
 def test_pysyncobj_alone_applies_them_the_old_behaviour(tmp_path: Path) -> None:
     """The same steps on PySyncObj's own class: the uncommitted add(2) and add(3) run.
     If this ever fails, PySyncObj fixed the rule and commit_rule.py can go."""
@@ -194,7 +252,25 @@ def test_replacing_an_applied_entry_stops_the_node(tmp_path: Path) -> None:
     [
         ({"type": "append_entries", "term": 2, "commit_index": 9, "serialized": None}, 4),
         ({"type": "append_entries", "term": 2, "commit_index": 3, "serialized": None}, 3),
-        ({"type": "append_entries", "term": 2, "commit_index": 9, "prevLogIdx": 8}, 9),
+        # With prevLogIdx: capped at the last entry the message carries.
+        ({"type": "append_entries", "term": 2, "commit_index": 9, "prevLogIdx": 8}, 8),
+        ({"type": "append_entries", "commit_index": 9, "prevLogIdx": 5, "entries": [1, 2]}, 7),
+        ({"type": "append_entries", "commit_index": 6, "prevLogIdx": 5, "entries": [1, 2]}, 6),
+        ({"type": "append_entries", "commit_index": 9, "prevLogIdx": 5, "entries": []}, 5),
+        # A chunk of a large entry: the last one carries the entry, the others nothing.
+        (
+            {
+                "type": "append_entries",
+                "commit_index": 9,
+                "prevLogIdx": 5,
+                "transmission": "finish",
+            },
+            6,
+        ),
+        (
+            {"type": "append_entries", "commit_index": 9, "prevLogIdx": 5, "transmission": "start"},
+            9,
+        ),
         ({"type": "request_vote", "term": 2, "commit_index": 9}, 9),
     ],
 )

@@ -32,15 +32,15 @@ def test_entries_written_are_read_back_by_a_plain_file_journal(tmp_path: Path) -
     big = b"x" * 10_000  # crosses pages and forces the file to grow (remap)
     for i in range(1, 51):
         j.add(b"cmd%d" % i + (big if i % 10 == 0 else b""), i, 1 + i // 20)
-    j.deleteEntriesFrom(45)  # drops entries 46..50
-    j.deleteEntriesTo(5)  # compaction: keeps 6..45
-    j.add(b"last", 46, 3)
+    j.deleteEntriesFrom(45)  # PySyncObj, before it adds entry 46: removes nothing by itself
+    j.deleteEntriesTo(5)  # compaction: keeps 6..50
+    j.add(b"last", 46, 4)  # conflicts with entry 46 (term 3): cuts 46..50, then appends
     expected = [j[k] for k in range(len(j))]
     j._destroy()
 
     again = FileJournal(path)
     assert [again[k] for k in range(len(again))] == expected
-    assert again[0][1:] == (6, 1) and again[len(again) - 1] == (b"last", 46, 3)
+    assert again[0][1:] == (6, 1) and again[len(again) - 1] == (b"last", 46, 4)
     again._destroy()
 
     j = DurableFileJournal(path)
@@ -78,12 +78,12 @@ def test_records_are_durable_before_the_header_that_points_past_them(
         assert len(on_disk) == i and on_disk[i - 1] == (b"c" * size, i, 1)
         on_disk._destroy()
     calls.clear()
-    j.deleteEntriesFrom(2)  # only the header moves back
-    assert calls == [("pwrite", 36, 4)]
+    j.add(b"d", 3, 2)  # conflicts with entry 3: the cut moves only the header back, then the add
+    assert calls == [("pwrite", 36, 4), ("pwrite", start, 4 + 16 + 1 + 4), ("pwrite", 36, 4)]
     monkeypatch.undo()
     j._destroy()
     on_disk = FileJournal(path)
-    assert _entries(on_disk) == [(b"c" * 10, 1, 1), (b"c" * 5000, 2, 1)]
+    assert _entries(on_disk) == [(b"c" * 10, 1, 1), (b"c" * 5000, 2, 1), (b"d", 3, 2)]
     on_disk._destroy()
 
 
@@ -122,17 +122,23 @@ def test_deferred_appends_are_written_together_when_the_block_ends(
     assert calls == [] and len(syncs) == 2
     with j.deferred_sync():
         j.add(b"four", 4, 1)
-        j.deleteEntriesFrom(3)  # reads the file: the held record is written first
-        assert calls[0] == (start + records, 4 + 16 + 4 + 4)
+        j.add(b"4", 4, 2)  # conflicts: cutting the log reads the file, so the held record
+        assert calls[0] == (start + records, 4 + 16 + 4 + 4)  # is written first
     calls.clear()
     with j.deferred_sync():
-        j.add(b"five", 4, 1)
+        j.add(b"five", 5, 2)
         j._file().read(0, 40)  # a read writes the held record; the header stays held...
-        assert calls == [(start + records, 4 + 16 + 4 + 4)]
+        assert calls == [(start + records + 4 + 16 + 1 + 4, 4 + 16 + 4 + 4)]
     assert calls[-1] == (36, 4)  # ...and is written when the block ends
     monkeypatch.undo()
     j._destroy()
-    assert _read_back(path) == [(b"one", 1, 1), (b"two", 2, 1), (b"three", 3, 1), (b"five", 4, 1)]
+    assert _read_back(path) == [
+        (b"one", 1, 1),
+        (b"two", 2, 1),
+        (b"three", 3, 1),
+        (b"4", 4, 2),
+        (b"five", 5, 2),
+    ]
 
 
 def test_a_held_back_header_is_what_reads_see(tmp_path: Path) -> None:

@@ -72,14 +72,15 @@ def test_a_conflicting_entry_still_cuts_the_log_there(tmp_path: Path) -> None:
     assert _on_disk(tmp_path, j) == expected
 
 
-def test_entries_of_an_older_term_are_dropped_as_before(tmp_path: Path) -> None:
-    """Entries of an older term may be a deposed leader's, not on the current leader's log:
-    PySyncObj's commit rule (min of the leader's commit index and the log end) must not
-    reach them, so they go as PySyncObj meant."""
+def test_entries_of_an_older_term_are_kept_too(tmp_path: Path) -> None:
+    """Until 2026-12-05 they were dropped (PySyncObj's commit rule, the log end, would have
+    committed them unverified); ``RaftqSyncObj`` now caps the commit index at the last entry
+    a message carried (tests/raft/test_commit_rule.py), so they stay until one conflicts."""
     j = _follower(tmp_path, term=TERM - 1)
+    before = _log(j)
     _resend(j, 5, [(b"cmd6", 6, TERM - 1)])
-    assert [e[1] for e in _log(j)] == [1, 2, 3, 4, 5, 6]
-    j._destroy()
+    assert _log(j) == before
+    assert _on_disk(tmp_path, j) == before
 
 
 def test_an_older_snapshot_does_not_replace_a_longer_log(tmp_path: Path) -> None:
@@ -93,31 +94,18 @@ def test_an_older_snapshot_does_not_replace_a_longer_log(tmp_path: Path) -> None
     assert _on_disk(tmp_path, j) == before
 
 
-def _load_snapshot_at_7(j: DurableFileJournal) -> None:
-    """__loadDumpFile of a snapshot whose previous and last entries are 6 and 7 (term TERM - 1),
-    on a log that does not begin with them: PySyncObj clears and adds the two."""
+def test_a_log_holding_the_snapshot_keeps_entries_of_older_terms(tmp_path: Path) -> None:
+    """__loadDumpFile of a snapshot ending at 7, on a log that does not begin with its
+    previous and last entries: at start after a crash between a snapshot and the journal's
+    truncation (tests/raft/test_snapshot_hooks.py runs it on a real node), or an install
+    from a leader. The log keeps everything; old code kept it [6, 7]."""
+    j = _follower(tmp_path, term=TERM - 1)
+    before = _log(j)
     j.clear()
     j.add(b"cmd6", 6, TERM - 1)
     j.add(b"cmd7", 7, TERM - 1)
-
-
-def test_at_start_a_log_holding_the_snapshot_keeps_entries_of_older_terms(tmp_path: Path) -> None:
-    """The crash between a snapshot and the journal's truncation (tests/raft/
-    test_snapshot_hooks.py runs it on a real node): at start, the log keeps everything."""
-    j = _follower(tmp_path, term=TERM - 1)
-    before = _log(j)
-    with j.own_snapshot():
-        _load_snapshot_at_7(j)  # old code: the log is [6, 7]
     assert _log(j) == before
     assert _on_disk(tmp_path, j) == before
-
-
-def test_an_install_from_a_leader_still_drops_entries_of_older_terms(tmp_path: Path) -> None:
-    """The follower answers an install with its log's end: entries after the snapshot that
-    did not come from the current leader must not be counted as matching its log."""
-    j = _follower(tmp_path, term=TERM - 1)
-    _load_snapshot_at_7(j)
-    assert _on_disk(tmp_path, j) == [(b"cmd6", 6, TERM - 1), (b"cmd7", 7, TERM - 1)]
 
 
 def test_a_snapshot_that_is_not_a_prefix_replaces_the_log(tmp_path: Path) -> None:

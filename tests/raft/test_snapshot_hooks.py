@@ -30,7 +30,6 @@ from raftq.raft.snapshot_hooks import (
 from tests.embed.conftest import make_config
 
 _COMPACT = "[raft]\nlog_compaction_min_entries = 5\nlog_compaction_min_time_s = 1"
-_COMPACT_AT_10 = "[raft]\nlog_compaction_min_entries = 10\nlog_compaction_min_time_s = 3600"
 
 
 async def _until(predicate: object, timeout_s: float = 20.0) -> None:
@@ -366,11 +365,11 @@ async def test_a_crash_between_the_snapshot_and_the_journal_truncation_loses_not
     Here the crash window is held open: the checker never reports the written snapshot, so
     PySyncObj never truncates (what kill -9 at that moment leaves on disk); two restarts
     later (the first one moves the term on) every job must still be there."""
-    # A snapshot once the log holds more than 10 entries (not by time: not at once).
-    config = make_config(tmp_path, 1, _COMPACT_AT_10)
+    config = make_config(tmp_path, 1, _COMPACT)  # a snapshot about every second
     dump = config.node_data_dir("n1") / "raft.dump"
     node = await _started(config)
     try:
+        await _enqueue(node, 12)  # the next snapshot starts after a few entries
         hooks = node._snapshots
         assert hooks is not None
         real_check = hooks.check
@@ -384,7 +383,6 @@ async def test_a_crash_between_the_snapshot_and_the_journal_truncation_loses_not
 
         serializer = node._syncobj._SyncObj__serializer  # type: ignore[union-attr]
         serializer._Serializer__serializeChecker = truncation_never_comes
-        await _enqueue(node, 8)
         await _until(lambda: bool(written) and dump.exists())
         snapshot_prev = verify_file(str(dump)).header.prev[1]
         await _enqueue(node, 20)  # after the snapshot, in this term
@@ -393,11 +391,14 @@ async def test_a_crash_between_the_snapshot_and_the_journal_truncation_loses_not
         assert journal[0][1] < snapshot_prev  # the journal was not truncated
     finally:
         await node.stop()
-    assert len(before) == 28
+    assert len(before) == 32
 
     # The same node without compaction from now on: the dump stays the one above.
     plain = dataclasses.replace(
-        config, raft=dataclasses.replace(config.raft, log_compaction_min_entries=10**8)
+        config,
+        raft=dataclasses.replace(
+            config.raft, log_compaction_min_entries=10**8, log_compaction_min_time_s=7 * 86_400
+        ),
     )
     for _ in range(2):  # the first start moves the term on, the second finds older terms
         node = await _started(plain)
