@@ -231,7 +231,8 @@ def _kill_all_when_a_snapshot_lands(cluster: Cluster, timeout_s: float = PROGRES
 
 def _untruncated(cluster: Cluster) -> list[str]:
     """The nodes whose journal starts before their snapshot's previous entry: killed between
-    writing a snapshot and truncating the journal up to it."""
+    writing a snapshot and truncating the journal up to it (or after installing a leader's
+    snapshot over a longer log, which then kept its entries: the same load at start)."""
     found = []
     for nid in cluster.ids:
         data = cluster.root / "data" / nid
