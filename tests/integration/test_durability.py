@@ -168,7 +168,7 @@ def test_kill9_all_nodes_the_moment_a_snapshot_lands(tmp_path: Path) -> None:
     snapshot in place and truncates its journal up to it a tick later; kill -9 in between
     leaves a journal that starts before the snapshot, and at the next start the node dropped
     the journal entries after the snapshot that were older than its current term,
-    acknowledged ones included. On the code before the fix this test failed in 1 of 7 runs
+    acknowledged ones included. On the code before the fix this test failed in 4 of 6 runs
     (that PySyncObj line); tests/raft/test_snapshot_hooks.py shows the bug every time.
 
     Each round kills every node the moment one of them renames a new snapshot into place,
