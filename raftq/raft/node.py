@@ -181,6 +181,8 @@ class RaftNode:
         if self._syncobj is not None:
             syncobj, self._syncobj = self._syncobj, None
             await asyncio.to_thread(syncobj.destroy_synchronous)
+            if self._snapshots is not None:  # the tick thread has stopped
+                self._snapshots.close_transfers()
         logger.info("node %s stopped", self.node_id)
 
     def _syncobj_conf(self, data_dir: str, snapshots: SnapshotHooks) -> SyncObjConf:

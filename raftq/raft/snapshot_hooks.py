@@ -247,9 +247,19 @@ class SnapshotHooks:
                 budget["tick"], budget["started"] = tick, now
             elif now - budget["started"] > send_budget_s:
                 return None  # PySyncObj: nothing to send now; it asks again next round
-            return original(transmission_id)
+            transmissions = serializer._Serializer__transmissions
+            before = transmissions.get(transmission_id)
+            data = original(transmission_id)
+            if before is not None and transmissions.get(transmission_id) is not before:
+                # Finished (or failed): PySyncObj forgets the transfer without closing its
+                # file, leaving it to the garbage collector.
+                with contextlib.suppress(Exception):
+                    before["file"].close()
+            return data
 
         serializer.getTransmissionData = get_transmission_data
+        # PySyncObj's cancel (a follower seen disconnected) does not close the file either.
+        serializer.cancelTransmisstion = self._cancel_transfer
         receive = serializer.setTransmissionData
         incoming = self.dump_path + ".1.tmp"  # PySyncObj's name for a snapshot being received
 
@@ -304,10 +314,11 @@ class SnapshotHooks:
             with contextlib.suppress(Exception):
                 t["file"].close()
 
-    def _restart_transfers(self) -> None:
-        """A new snapshot replaced the file: transfers in progress start over with it (what
-        PySyncObj's own fork path does), so a follower never gets a file older than the log
-        position the leader then sends entries from."""
+    def close_transfers(self) -> None:
+        """Close the files of the transfers in progress and forget them. After a compaction
+        (a new snapshot replaced the file) they start over with it, what PySyncObj's own fork
+        path does, so a follower never gets a file older than the log position the leader
+        then sends entries from; at stop, PySyncObj itself leaves them open."""
         serializer = getattr(self, "_serializer", None)
         transmissions = getattr(serializer, "_Serializer__transmissions", None)
         if not isinstance(transmissions, dict):
@@ -377,7 +388,7 @@ class SnapshotHooks:
             return int(SERIALIZER_STATE.FAILED)
         self.last_write_ms = elapsed_ms
         self.writes += 1
-        self._restart_transfers()
+        self.close_transfers()
         logger.info("snapshot: written in %d ms", elapsed_ms)
         return int(SERIALIZER_STATE.SUCCESS)
 

@@ -18,6 +18,7 @@ from pysyncobj.config import SERIALIZER_STATE
 from raftq.config import ClusterConfig
 from raftq.core import Enqueue, Enqueued, Machine, NewJob, snapshot_bytes
 from raftq.errors import DataError
+from raftq.raft.commit_rule import RaftqSyncObj
 from raftq.raft.journal import DurabilitySeamError
 from raftq.raft.node import RaftNode
 from raftq.raft.replica import Replica
@@ -417,3 +418,48 @@ async def _enqueue_one(node: RaftNode) -> Enqueued:
     )
     assert isinstance(result, Enqueued), result
     return result
+
+
+async def test_a_follower_answers_an_install_with_the_snapshot_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PySyncObj's own install path, on real nodes, goes through ``RaftqSyncObj``'s overrides
+    (raftq/raft/commit_rule.py): the follower that receives the leader's snapshot answers
+    with the index after the snapshot's last entry. A follower stopped while the leader
+    compacts past its log gets the snapshot when it comes back."""
+    # Each answer PySyncObj gives right after an install: (what it passes, snapshot end + 1).
+    answers: list[tuple[dict[str, object], int]] = []
+    original = RaftqSyncObj._SyncObj__sendNextNodeIdx
+
+    def recording(self: RaftqSyncObj, node: object, **kwargs: object) -> None:
+        if self._raftq_installed_next is not None:
+            answers.append((kwargs, self._SyncObj__raftLastApplied + 1))
+            assert self._raftq_installed_next == answers[-1][1]
+        original(self, node, **kwargs)
+
+    monkeypatch.setattr(RaftqSyncObj, "_SyncObj__sendNextNodeIdx", recording)
+    config = make_config(tmp_path, 3, _COMPACT)
+    nodes = {spec.id: RaftNode(config, spec.id) for spec in config.nodes}
+    try:
+        for node in nodes.values():
+            await node.start()
+        await _until(lambda: any(n.is_leader() for n in nodes.values()))
+        leader = next(n for n in nodes.values() if n.is_leader())
+        follower_id = next(i for i, n in nodes.items() if n is not leader)
+        await nodes[follower_id].stop()
+        await _enqueue(leader, 30)
+        hooks = leader._snapshots
+        assert hooks is not None
+        writes = hooks.writes
+        await _until(lambda: hooks.writes >= writes + 2)  # compacted past the follower's log
+        nodes[follower_id] = RaftNode(config, follower_id)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            await nodes[follower_id].start()
+        await _until(lambda: bool(answers))
+    finally:
+        for node in nodes.values():
+            await node.stop()
+    # PySyncObj's "success, my log end + 1", which the override answers with snapshot end + 1
+    # (tests/raft/test_commit_rule.py checks what it then sends).
+    assert answers[0][0] == {"success": True}
