@@ -144,6 +144,15 @@ def _write_in_child(path: str, header: RaftHeader, machine: Machine, parent: int
         os._exit(code)
 
 
+def _close_transfer(transfer: dict[str, Any] | None) -> None:
+    """Close the file of a snapshot transfer PySyncObj dropped or is about to drop (it
+    forgets finished and cancelled transfers without closing them, leaving the file to the
+    garbage collector)."""
+    if transfer is not None and "file" in transfer:
+        with contextlib.suppress(Exception):
+            transfer["file"].close()
+
+
 class ElectionHold:
     """Keeps a follower that was busy from starting an election before it has read its mail.
 
@@ -250,16 +259,12 @@ class SnapshotHooks:
             transmissions = serializer._Serializer__transmissions
             before = transmissions.get(transmission_id)
             data = original(transmission_id)
-            if before is not None and transmissions.get(transmission_id) is not before:
-                # Finished (or failed): PySyncObj forgets the transfer without closing its
-                # file, leaving it to the garbage collector.
-                with contextlib.suppress(Exception):
-                    before["file"].close()
+            if transmissions.get(transmission_id) is not before:  # finished or failed
+                _close_transfer(before)
             return data
 
         serializer.getTransmissionData = get_transmission_data
-        # PySyncObj's cancel (a follower seen disconnected) does not close the file either.
-        serializer.cancelTransmisstion = self._cancel_transfer
+        serializer.cancelTransmisstion = self._cancel_transfer  # PySyncObj's leaves it open
         receive = serializer.setTransmissionData
         incoming = self.dump_path + ".1.tmp"  # PySyncObj's name for a snapshot being received
 
@@ -304,29 +309,24 @@ class SnapshotHooks:
 
         transport.setOnNodeDisconnectedCallback(disconnected)
 
-    def _cancel_transfer(self, node: Any) -> None:
+    def _transfers(self) -> dict[Any, Any]:
+        """PySyncObj's transfers in progress, by follower (empty before ``install``)."""
         serializer = getattr(self, "_serializer", None)
         transmissions = getattr(serializer, "_Serializer__transmissions", None)
-        if not isinstance(transmissions, dict):
-            return
-        t = transmissions.pop(node, None)
-        if t is not None and "file" in t:
-            with contextlib.suppress(Exception):
-                t["file"].close()
+        return transmissions if isinstance(transmissions, dict) else {}
+
+    def _cancel_transfer(self, node: Any) -> None:
+        _close_transfer(self._transfers().pop(node, None))
 
     def close_transfers(self) -> None:
         """Close the files of the transfers in progress and forget them. After a compaction
         (a new snapshot replaced the file) they start over with it, what PySyncObj's own fork
         path does, so a follower never gets a file older than the log position the leader
         then sends entries from; at stop, PySyncObj itself leaves them open."""
-        serializer = getattr(self, "_serializer", None)
-        transmissions = getattr(serializer, "_Serializer__transmissions", None)
-        if not isinstance(transmissions, dict):
-            return
-        for t in transmissions.values():
-            with contextlib.suppress(Exception):
-                t["file"].close()
-        transmissions.clear()
+        transfers = self._transfers()
+        for t in transfers.values():
+            _close_transfer(t)
+        transfers.clear()
 
     def conf(self) -> dict[str, Any]:
         return {

@@ -147,10 +147,7 @@ def test_kill9_all_nodes_under_load_rounds(tmp_path: Path) -> None:
                 for _ in range(ROUNDS):
                     await load.wait_acked(60, PROGRESS_S)
                     await asyncio.sleep(rng.uniform(0.0, 2.0))
-                    for nid in cluster.ids:  # as close to "at once" as signals allow
-                        cluster.procs[nid].send_signal(signal.SIGKILL)
-                    for nid in cluster.ids:
-                        cluster.procs[nid].wait(10)
+                    _kill_all(cluster)
                     await asyncio.sleep(rng.uniform(0.0, 1.0))
                     cluster.start()
                     await asyncio.to_thread(cluster.wait_ready, READY_S)
@@ -225,7 +222,11 @@ def _kill_all_when_a_snapshot_lands(cluster: Cluster, timeout_s: float = PROGRES
         if time.monotonic() > deadline:
             raise AssertionError(f"no snapshot was written within {timeout_s}s")
         time.sleep(0.0005)
-    for nid in cluster.ids:
+    _kill_all(cluster)
+
+
+def _kill_all(cluster: Cluster) -> None:
+    for nid in cluster.ids:  # as close to "at once" as signals allow
         cluster.procs[nid].send_signal(signal.SIGKILL)
     for nid in cluster.ids:
         cluster.procs[nid].wait(10)

@@ -47,6 +47,24 @@ async def _enqueue(node: RaftNode, n: int) -> None:
         await node.submit(Enqueue(now_ms=node.now_ms(), queue="q", jobs=(job,)))
 
 
+async def _started(config: ClusterConfig, node_id: str = "n1") -> RaftNode:
+    """A node of ``config`` restarted and leading."""
+    node = RaftNode(config, node_id)
+    with warnings.catch_warnings():
+        # PySyncObj's MetaStorer.getMeta reads the term/vote file without closing it, and its
+        # TcpServer.bind leaks the socket of a failed attempt (the port can still be busy
+        # right after the first node stopped; it retries). Both are collected here. The
+        # constructor returns after the first bind attempt and the tick thread retries: the
+        # leaked socket is dropped by a retry, so the filter lasts until the node leads
+        # (bound). Seen twice in full runs on a busy machine: a retry after start() failed
+        # the test with that ResourceWarning.
+        warnings.simplefilter("ignore", ResourceWarning)
+        await node.start()
+        await _until(node.is_leader)
+        gc.collect()
+    return node
+
+
 def test_version_pin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The hooks share the journal seam's pin (tests/raft/test_journal.py tests the check)."""
     monkeypatch.setattr("raftq.raft.journal.PYSYNCOBJ_VERSION", "0.3.18")
@@ -96,19 +114,7 @@ async def test_guard_compaction_goes_through_our_hooks_and_restart_loads_it(
         await node.stop()
 
     # Restart: the dump is loaded by our deserializer (Replica._deserialize would raise).
-    node = RaftNode(config, "n1")
-    with warnings.catch_warnings():
-        # PySyncObj's MetaStorer.getMeta reads the term/vote file without closing it, and its
-        # TcpServer.bind leaks the socket of a failed attempt (the port can still be busy
-        # right after the first node stopped; it retries). Both are collected here. The
-        # constructor returns after the first bind attempt and the tick thread retries: the
-        # leaked socket is dropped by a retry, so the filter lasts until the node leads
-        # (bound). Seen twice in full runs on a busy machine: a retry after start() failed
-        # the test with that ResourceWarning.
-        warnings.simplefilter("ignore", ResourceWarning)
-        await node.start()
-        await _until(node.is_leader)
-        gc.collect()
+    node = await _started(config)
     try:
         await _until(lambda: node.status().applied_index >= info.header.last[1])
         await _until(node.is_leader)
@@ -332,18 +338,6 @@ def test_a_disconnection_restarts_the_transfer_to_that_follower(tmp_path: Path) 
     again, first, _ = serializer.getTransmissionData("n2")
     assert first and again == data  # from the beginning
     hooks._cancel_transfer("n2")  # closes the file the transfer holds open
-
-
-async def _started(config: ClusterConfig, node_id: str = "n1") -> RaftNode:
-    """A node of ``config`` started and leading (ResourceWarnings of PySyncObj's restart
-    ignored, see the guard test above)."""
-    node = RaftNode(config, node_id)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        await node.start()
-        await _until(node.is_leader)
-        gc.collect()
-    return node
 
 
 async def _jobs(node: RaftNode) -> list[int]:
