@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from raftq.bench.commits import commit_summary, parse_commits
 from raftq.bench.peers import find_peers_dir, peer_summary
 from raftq.bench.runner import ratios
 from raftq.cli import main
@@ -77,6 +78,42 @@ def test_ratios_and_peer_errors() -> None:
     assert set(r["b"].values()) == {None}
 
 
+def _commit_metrics(counts: tuple[int, int, int], total_s: float, entries: int) -> str:
+    """A node's /metrics text with the three group-commit histograms (buckets 1 ms, 5 ms)."""
+    c1, c5, n = counts
+    lines = []
+    for name in ("raftq_raft_commit_duration_seconds", "raftq_raft_group_commit_wait_seconds"):
+        lines += [
+            f"# TYPE {name} histogram",
+            f'{name}_bucket{{le="0.001"}} {c1}',
+            f'{name}_bucket{{le="0.005"}} {c5}',
+            f'{name}_bucket{{le="+Inf"}} {n}',
+            f"{name}_sum {total_s}",
+            f"{name}_count {n}",
+        ]
+    batch = "raftq_raft_group_commit_batch_commands"
+    lines += [
+        f"# TYPE {batch} histogram",
+        f'{batch}_bucket{{le="+Inf"}} {entries}',
+        f"{batch}_sum {entries * 4}",
+        f"{batch}_count {entries}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def test_commit_summary_is_the_difference_of_two_readings() -> None:
+    before = parse_commits(_commit_metrics((10, 10, 10), 0.005, 10))
+    # 100 more entries: 50 under 1 ms, 40 between 1 and 5 ms, 10 above; 0.2 s in all.
+    after = parse_commits(_commit_metrics((60, 100, 110), 0.205, 110))
+    s = commit_summary(before, after)
+    assert s["entries"] == 100 and s["commands_per_entry"] == 4.0
+    assert s["commit_mean_ms"] == s["wait_mean_ms"] == 2.0
+    assert s["commit_p50_ms"] == 1.0  # rank 50 of 100: the top of the first bucket
+    # Rank 99 is past the last finite bound: histogram_quantile answers that bound.
+    assert s["commit_p99_ms"] == 5.0
+    assert commit_summary({}, {})["entries"] is None
+
+
 def test_a_small_real_run_writes_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     argv = [sys.executable, "-m", "raftq", "bench", "--n", "300", "--n-paced", "100"]
@@ -100,3 +137,11 @@ def test_a_small_real_run_writes_every_figure(tmp_path: Path) -> None:
         assert phases[phase]["errors"] == 0
         assert phases[phase]["remaining"] == 0
         assert phases[phase]["dups"] == 0
+    # Each phase's writes went through the leader's group commit: entries, their commands and
+    # commit times come from the nodes' histograms.
+    for phase in ("process", "mixed", "paced"):
+        raft = phases[phase]["raft"]
+        assert raft["entries"] > 0 and raft["commands_per_entry"] >= 1, raft
+        assert 0 < raft["commit_p50_ms"] <= raft["commit_p99_ms"], raft
+        assert raft["commit_mean_ms"] > 0 and raft["wait_mean_ms"] >= 0, raft
+    assert "where the writes' time went" in proc.stdout

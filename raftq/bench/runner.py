@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from raftq.bench.cluster import LocalCluster, TermSampler
+from raftq.bench.commits import commit_summary, read_commits
 from raftq.bench.peers import peer_summary, run_peers
 from raftq.bench.progress import Progress
 from raftq.bench.workload import (
@@ -135,10 +136,13 @@ async def _preload(urls: list[str], jobs: int, payload_bytes: int) -> None:
     progress.finish()
 
 
-async def _phases(urls: list[str], w: Workload, tag: str, sampler: TermSampler) -> dict[str, Any]:
+async def _phases(
+    urls: list[str], w: Workload, tag: str, sampler: TermSampler, apis: list[str]
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for phase in ("enqueue", "process", "mixed", "paced"):
         before = sampler.elections()
+        commits_before = await asyncio.to_thread(read_commits, apis)
         if phase == "enqueue":
             out[phase] = await run_enqueue(urls, f"{tag}-a", w)
         elif phase == "process":
@@ -150,6 +154,10 @@ async def _phases(urls: list[str], w: Workload, tag: str, sampler: TermSampler) 
                 urls, f"{tag}-p", w, n=w.n_paced, rate=w.rate, label="paced"
             )
         out[phase]["elections"] = sampler.elections() - before
+        # Where the phase's write time went on the leader (raftq.bench.commits).
+        out[phase]["raft"] = commit_summary(
+            commits_before, await asyncio.to_thread(read_commits, apis)
+        )
     return out
 
 
@@ -207,7 +215,8 @@ def _run_raftq(opts: BenchOptions) -> dict[str, Any]:
             sampler.mark()
             if opts.levers:
                 out["levers"] = _run_async(_levers(cluster.urls, w, opts.levers_n, sampler))
-            out["phases"] = _run_async(_phases(cluster.urls, w, "bench", sampler))
+            apis = [cluster.api[nid] for nid in cluster.ids]
+            out["phases"] = _run_async(_phases(cluster.urls, w, "bench", sampler, apis))
             out["elections"] = sampler.elections()
             out["leader_changes"] = sampler.leader_changes()
             out["rss_mb"] = {k: round(v / 1024, 1) for k, v in cluster.rss_kb().items()}
@@ -336,6 +345,9 @@ def format_report(result: dict[str, Any]) -> str:
         f"elections during the run: {result['elections']} "
         f"(leader changes {result['leader_changes']}); node RSS MB: {result['rss_mb']}"
     )
+    lines.append("where the writes' time went on the leader (per log entry):")
+    for phase, d in result.get("raftq", {}).items():
+        lines.append(f"  {phase:<8} {_raft_line(d.get('raft') or {})}")
     for name, r in result.get("ratios", {}).items():
         parts = [
             f"{k.replace('_per_s', '').replace('_ms', '')} {v:.2f}x"
@@ -356,3 +368,13 @@ def format_report(result: dict[str, Any]) -> str:
                 f"  elections {lv['elections']}"
             )
     return "\n".join(lines)
+
+
+def _raft_line(r: dict[str, Any]) -> str:
+    if not r.get("entries"):
+        return "-"
+    return (
+        f"{r['entries']:,.0f} entries of {r['commands_per_entry']} commands; waited "
+        f"{r['wait_mean_ms']:.2f} ms, committed in {r['commit_mean_ms']:.2f} ms "
+        f"(p50 {r['commit_p50_ms']:.2f}, p99 {r['commit_p99_ms']:.2f})"
+    )

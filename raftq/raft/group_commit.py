@@ -7,6 +7,10 @@ bytes. Under load entries grow, so the cost of a Raft round trip is shared by ma
 
 Runs entirely on the asyncio loop thread; ``propose`` hands one encoded entry to Raft and
 arranges for ``done(results, error)`` to be called back on the loop.
+
+Instrumentation (loop time): ``on_entry(commands, waited_s)`` when an entry is proposed, with
+how long its oldest command waited for a place in the pipeline; ``on_commit(seconds)`` when an
+entry's results arrive, from its proposal on (replicated, committed and applied here).
 """
 
 from __future__ import annotations
@@ -26,11 +30,14 @@ logger = logging.getLogger(__name__)
 # done(results, error): results when applied, else the error to raise in every waiter.
 Done = Callable[[list[Result] | None, ClusterError | None], None]
 Propose = Callable[[bytes, Done], None]
+# A command waiting to be proposed: its result future and when it was submitted (loop time).
+_Pending = tuple[Command, asyncio.Future[Result], float]
 
 
 @dataclass(slots=True)
 class _Entry:
     futures: list[asyncio.Future[Result]]
+    proposed_at: float  # loop time
     finished: bool = False
     timer: asyncio.TimerHandle | None = field(default=None)
 
@@ -44,15 +51,17 @@ class GroupCommit:
         max_commands: int = 4096,
         max_bytes: int = 4 * 1024 * 1024,
         entry_timeout_ms: int = 10_000,
-        on_entry: Callable[[int], None] | None = None,
+        on_entry: Callable[[int, float], None] | None = None,
+        on_commit: Callable[[float], None] | None = None,
     ) -> None:
         self._propose = propose
-        self._on_entry = on_entry  # instrumentation: commands per proposed entry
+        self._on_entry = on_entry  # instrumentation (module docstring)
+        self._on_commit = on_commit
         self._max_inflight = max_inflight
         self._max_commands = max_commands
         self._max_bytes = max_bytes
         self._entry_timeout_s = entry_timeout_ms / 1000
-        self._pending: list[tuple[Command, asyncio.Future[Result]]] = []
+        self._pending: list[_Pending] = []
         self._inflight = 0
         self._flush_scheduled = False
 
@@ -64,10 +73,11 @@ class GroupCommit:
         """Queue ``commands`` in order, as if submitted one by one in the same loop
         iteration: one future each (its own result or ``ClusterError``), log order kept."""
         loop = asyncio.get_running_loop()
+        now = loop.time()
         futures: list[asyncio.Future[Result]] = []
         for command in commands:
             fut: asyncio.Future[Result] = loop.create_future()
-            self._pending.append((command, fut))
+            self._pending.append((command, fut, now))
             futures.append(fut)
         if not self._flush_scheduled and self._inflight < self._max_inflight:
             self._flush_scheduled = True
@@ -77,7 +87,7 @@ class GroupCommit:
     def fail_pending(self, error: ClusterError) -> None:
         """Fail every command not yet proposed (e.g. leadership lost): definite, not sent."""
         pending, self._pending = self._pending, []
-        for _, fut in pending:
+        for _, fut, _ in pending:
             if not fut.done():
                 fut.set_exception(error)
 
@@ -88,25 +98,26 @@ class GroupCommit:
             if batch:
                 self._send(batch)
 
-    def _take_batch(self) -> list[tuple[Command, asyncio.Future[Result]]]:
+    def _take_batch(self) -> list[_Pending]:
         # Commands whose caller gave up (cancelled) are dropped before they are proposed.
         n = 0
         size = 0
-        for command, _ in self._pending:
+        for command, _, _ in self._pending:
             size += _approx_size(command)
             n += 1
             if n >= self._max_commands or size >= self._max_bytes:
                 break
         batch, self._pending = self._pending[:n], self._pending[n:]
-        return [(c, f) for c, f in batch if not f.done()]
+        return [p for p in batch if not p[1].done()]
 
-    def _send(self, batch: list[tuple[Command, asyncio.Future[Result]]]) -> None:
+    def _send(self, batch: list[_Pending]) -> None:
         loop = asyncio.get_running_loop()
-        entry = _Entry(futures=[f for _, f in batch])
-        raw = encode_entry([c for c, _ in batch])
+        now = loop.time()
+        entry = _Entry(futures=[f for _, f, _ in batch], proposed_at=now)
+        raw = encode_entry([c for c, _, _ in batch])
         self._inflight += 1
         if self._on_entry is not None:
-            self._on_entry(len(batch))
+            self._on_entry(len(batch), now - batch[0][2])
 
         def done(results: list[Result] | None, error: ClusterError | None) -> None:
             self._finish(entry, results, error)
@@ -135,6 +146,8 @@ class GroupCommit:
         if results is not None and len(results) != len(entry.futures):
             error = OutcomeUnknown(f"{len(results)} results for {len(entry.futures)} commands")
             results = None
+        if results is not None and self._on_commit is not None:
+            self._on_commit(asyncio.get_running_loop().time() - entry.proposed_at)
         for i, fut in enumerate(entry.futures):
             if fut.done():
                 continue

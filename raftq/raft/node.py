@@ -163,6 +163,7 @@ class RaftNode:
             self._propose,
             entry_timeout_ms=self._submit_timeout_ms,
             on_entry=self.stats.observe_batch,
+            on_commit=self.stats.observe_commit,
         )
         self._tick_task = asyncio.create_task(self._tick_loop(), name=f"raftq-tick-{self.node_id}")
         logger.info("node %s: raft %s started", self.node_id, self._self.raft)

@@ -19,6 +19,7 @@ from typing import Final
 
 __all__ = [
     "BATCH_BUCKETS",
+    "COMMIT_BUCKETS_S",
     "FSYNC_BUCKETS_S",
     "SNAPSHOT_BUCKETS_S",
     "HistogramReading",
@@ -41,6 +42,21 @@ FSYNC_BUCKETS_S: Final = (
     1.0,
 )
 BATCH_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+COMMIT_BUCKETS_S: Final = (
+    0.0005,
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1.0,
+    10.0,
+)
 SNAPSHOT_BUCKETS_S: Final = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
@@ -56,6 +72,8 @@ class StatsReading:
     leader_changes: int
     fsync_seconds: HistogramReading
     batch_commands: HistogramReading
+    queue_wait_seconds: HistogramReading
+    commit_seconds: HistogramReading
     snapshot_seconds: HistogramReading
 
 
@@ -84,6 +102,8 @@ class RaftStats:
         self._last_leader: str | None = None
         self._fsync = _Histogram(FSYNC_BUCKETS_S)
         self._batch = _Histogram(BATCH_BUCKETS)
+        self._queue_wait = _Histogram(COMMIT_BUCKETS_S)
+        self._commit = _Histogram(COMMIT_BUCKETS_S)
         self._snapshot = _Histogram(SNAPSHOT_BUCKETS_S)
 
     def observe_leader(self, leader: str | None) -> None:
@@ -98,10 +118,17 @@ class RaftStats:
         with self._lock:
             self._fsync.observe(seconds)
 
-    def observe_batch(self, commands: int) -> None:
-        """One log entry proposed by group commit, holding ``commands`` commands."""
+    def observe_batch(self, commands: int, waited_s: float) -> None:
+        """One log entry proposed by group commit, holding ``commands`` commands, the oldest
+        of which waited ``waited_s`` for a place in the pipeline."""
         with self._lock:
             self._batch.observe(commands)
+            self._queue_wait.observe(waited_s)
+
+    def observe_commit(self, seconds: float) -> None:
+        """One entry proposed here came back applied, ``seconds`` after its proposal."""
+        with self._lock:
+            self._commit.observe(seconds)
 
     def observe_snapshot(self, seconds: float) -> None:
         """One snapshot written (from the start of the forked writer to its exit)."""
@@ -114,5 +141,7 @@ class RaftStats:
                 leader_changes=self._leader_changes,
                 fsync_seconds=self._fsync.reading(),
                 batch_commands=self._batch.reading(),
+                queue_wait_seconds=self._queue_wait.reading(),
+                commit_seconds=self._commit.reading(),
                 snapshot_seconds=self._snapshot.reading(),
             )

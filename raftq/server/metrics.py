@@ -284,6 +284,21 @@ def _stats_families(stats: RaftStats) -> Iterator[Metric]:
     )
     _add_reading(batch, r.batch_commands)
     yield batch
+    wait = _histogram(
+        "raftq_raft_group_commit_wait_seconds",
+        "Per entry proposed here: how long its oldest command waited for a place in the "
+        "pipeline (entries in flight).",
+        [],
+    )
+    _add_reading(wait, r.queue_wait_seconds)
+    yield wait
+    commit = _histogram(
+        "raftq_raft_commit_duration_seconds",
+        "Per entry proposed here: from its proposal until it was committed and applied here.",
+        [],
+    )
+    _add_reading(commit, r.commit_seconds)
+    yield commit
     snap = _histogram(
         "raftq_raft_snapshot_duration_seconds",
         "Time a snapshot writer ran (sampled each tick interval).",

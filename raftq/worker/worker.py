@@ -13,10 +13,11 @@ flight only when ``batch`` is smaller than the free slots.
 
 A slot is taken by a running handler. Once the handler has finished, its slot is free again
 while the job's ack or nack is on its way (a Raft commit, milliseconds): the next claim
-overlaps the acks, which the client coalesces into one request. At most ``concurrency`` such
-settling jobs free their slots; past that, a finished job keeps its slot until its ack or nack
-is answered, so the worker never holds more than ``2 * concurrency + prefetch`` jobs (leased
-to it), and a cluster that is slow to answer acks slows the claims down too. ``running``
+overlaps the acks, which the client coalesces into one request. At most ``concurrency +
+prefetch`` such settling jobs (one round of what the worker may have claimed) free their
+slots; past that, a finished job keeps its slot until its ack or nack is answered, so the
+worker never holds more than ``2 * (concurrency + prefetch)`` jobs (leased to it), and a
+cluster that is slow to answer acks slows the claims down too. ``running``
 counts the handlers, ``held`` the prefetched jobs, ``settling`` the acks and nacks on their
 way.
 
@@ -72,8 +73,11 @@ outcomes = logging.getLogger(OUTCOME_LOGGER)
 _H = TypeVar("_H", bound=Handler)
 _SETTLE_TIMEOUT_S = 10.0  # after the grace: how long nacks may take before we give up
 _CLAIM_BACKOFF_CAP_S = 5.0
-# Jobs held (running + settling) <= this * concurrency: up to one full set of slots' acks in
-# flight, i.e. about one coalesced ack request per claim round trip.
+# Jobs leased (held, running, settling) <= this * (concurrency + prefetch): the acks of one
+# full round of claimed jobs may be in flight while the next round is claimed, i.e. about
+# one coalesced ack request per claim round trip. With prefetch, jobs finish as fast as they
+# are claimed; a bound of 2 * concurrency + prefetch made the next claims wait for the acks
+# (docs/benchmarks.md, 2026-12-05 afternoon: +5-9% claim+ack with prefetch 10 and 30).
 _SETTLING_FACTOR = 2
 
 
@@ -470,12 +474,12 @@ class Worker:
     def _room(self) -> int:
         """Jobs the worker may ask for now: free slots plus ``prefetch``, minus the jobs held
         and the jobs asked for by claims in flight; and never more than keeps the jobs leased
-        to it (held, running or settling) within ``2 * concurrency + prefetch``."""
+        to it (held, running or settling) within ``2 * (concurrency + prefetch)``."""
         c, p = self.options.concurrency, self.options.prefetch
         waiting_or_running = len(self._runs) - len(self._settling)
         return min(
             c + p - waiting_or_running - self._asked,
-            _SETTLING_FACTOR * c + p - len(self._runs) - self._asked,
+            _SETTLING_FACTOR * (c + p) - len(self._runs) - self._asked,
         )
 
     def _fail(self, error: BaseException) -> None:

@@ -194,3 +194,33 @@ async def test_submit_many_keeps_order_with_single_submits() -> None:
     assert p.sizes == [3]  # one entry, in submission order
     p.commit_next()
     assert [await one, *(await results_within(many, 5))] == [Acked(x.id) for x in leases]
+
+
+async def test_entries_report_their_queue_wait_and_commit_time() -> None:
+    """``on_entry`` gets each proposed entry's size and how long its oldest command waited for
+    the pipeline; ``on_commit`` how long each applied entry took from its proposal (a failed
+    entry reports nothing)."""
+    p = Proposals()
+    leases = _leases(p, 3)
+    entries: list[tuple[int, float]] = []
+    commits: list[float] = []
+    gc = GroupCommit(
+        p.propose,
+        max_inflight=1,
+        on_entry=lambda n, waited: entries.append((n, waited)),
+        on_commit=commits.append,
+    )
+    first = gc.submit(_acks(leases[:1], "a")[0])
+    await _settle()
+    queued = gc.submit_many(_acks(leases[1:], "b"))  # waits behind the entry in flight
+    await asyncio.sleep(0.05)
+    p.commit_next()
+    assert isinstance(await first, Acked)
+    await _settle()
+    assert [n for n, _ in entries] == [1, 2]
+    assert entries[0][1] < 0.05 <= entries[1][1] < 5
+    assert len(commits) == 1 and 0.05 <= commits[0] < 5
+    p.fail_next(NoLeader("discarded"))
+    with pytest.raises(NoLeader):
+        await results_within(queued, 5)
+    assert len(commits) == 1

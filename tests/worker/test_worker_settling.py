@@ -118,6 +118,35 @@ async def test_a_finished_jobs_slot_runs_the_next_job_while_its_ack_is_outstandi
     assert [e for e in gate.events if e[0] == "acked"] == [("acked", i) for i in ids]
 
 
+async def test_with_prefetch_a_full_round_of_acks_may_be_outstanding(
+    worker_cluster: Cluster,
+) -> None:
+    """concurrency=1, prefetch=1: jobs finish as fast as they are claimed, and the acks of a
+    whole round (concurrency + prefetch = 2) may be outstanding while the next round is
+    claimed; no more: with every ack held, the worker leases 2 * (1 + 1) = 4 jobs."""
+    queue = "settle-prefetch"
+    async with gated(worker_cluster) as (client, gate):
+        worker = Worker(client=gate, concurrency=1, prefetch=1, batch=1, wait_ms=200)
+        ran: list[int] = []
+        worker.add_handler(queue, lambda job: ran.append(job.id))
+        ids = [await client.enqueue(queue, n) for n in range(6)]
+        task = asyncio.create_task(worker.run())
+        try:
+            await until(lambda: worker.settling == 4, 20, "four jobs finished, acks held")
+            # The worker has had the time of two linearizable reads to (wrongly) claim more.
+            for job_id in ids[4:]:
+                assert (await client.get_job(job_id, linearizable=True))["state"] == "queued"
+            assert ran == ids[:4] and worker.settling == 4 and worker.held == 0
+            assert gate.events.count(("claim", 1)) == 4
+            gate.opened.set()
+            for job_id in ids:
+                await client.job(job_id).wait(10_000)
+        finally:
+            worker.stop(now=True)
+            await asyncio.wait_for(task, 20)
+    assert ran == ids
+
+
 @pytest.mark.parametrize("now", [False, True], ids=["stop", "stop-now"])
 async def test_an_outstanding_ack_completes_before_run_returns(
     worker_cluster: Cluster, now: bool
