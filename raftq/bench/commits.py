@@ -31,20 +31,13 @@ class _Hist:
     total: float
     count: float
 
-    def minus(self, before: _Hist) -> _Hist:
-        old = dict(before.buckets)
-        return _Hist(
-            tuple((le, c - old.get(le, 0.0)) for le, c in self.buckets),
-            self.total - before.total,
-            self.count - before.count,
-        )
-
-    def plus(self, other: _Hist) -> _Hist:
+    def plus(self, other: _Hist, sign: int = 1) -> _Hist:
+        """This histogram plus (``sign`` -1: minus) ``other``, bucket by bucket."""
         theirs = dict(other.buckets)
         return _Hist(
-            tuple((le, c + theirs.get(le, 0.0)) for le, c in self.buckets),
-            self.total + other.total,
-            self.count + other.count,
+            tuple((le, c + sign * theirs.get(le, 0.0)) for le, c in self.buckets),
+            self.total + sign * other.total,
+            self.count + sign * other.count,
         )
 
     def quantile(self, q: float) -> float | None:
@@ -106,7 +99,7 @@ def commit_summary(before: CommitReading, after: CommitReading) -> dict[str, flo
     def delta(name: str) -> _Hist | None:
         if name not in after:
             return None
-        return after[name].minus(before[name]) if name in before else after[name]
+        return after[name].plus(before[name], -1) if name in before else after[name]
 
     commit, wait, batch = delta(_COMMIT), delta(_WAIT), delta(_BATCH)
 
