@@ -101,10 +101,9 @@ def test_metrics_say_exactly_what_happened_on_every_node(jc: Cluster) -> None:
     entries = _v(scrapes[leader], "raftq_raft_group_commit_batch_commands_count")
     assert entries > 0
     assert _v(scrapes[leader], "raftq_raft_group_commit_wait_seconds_count") == entries
-    # Commit times come from the leader only; an entry may still be in flight (ticks).
+    # An entry may still be in flight (the leader's ticks): at most one commit time each.
     assert 0 < _v(scrapes[leader], "raftq_raft_commit_duration_seconds_count") <= entries
     assert _v(scrapes[leader], "raftq_raft_commit_duration_seconds_sum") > 0
-    assert _v(scrapes[follower], "raftq_raft_commit_duration_seconds_count") == 0
     assert _v(scrapes[follower], "raftq_forwarded_requests_total", outcome="ok") >= 1
     assert _v(scrapes[leader], "raftq_forwarded_requests_total", outcome="ok") == 0
     route = "/v1/queues/{queue}/jobs"
