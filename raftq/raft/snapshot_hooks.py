@@ -256,10 +256,10 @@ class SnapshotHooks:
                 budget["tick"], budget["started"] = tick, now
             elif now - budget["started"] > send_budget_s:
                 return None  # PySyncObj: nothing to send now; it asks again next round
-            transmissions = serializer._Serializer__transmissions
-            before = transmissions.get(transmission_id)
+            transfers = self._transfers()
+            before = transfers.get(transmission_id)
             data = original(transmission_id)
-            if transmissions.get(transmission_id) is not before:  # finished or failed
+            if transfers.get(transmission_id) is not before:  # finished or failed
                 _close_transfer(before)
             return data
 
