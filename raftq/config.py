@@ -215,6 +215,11 @@ class RaftConfig:
     log_compaction_min_time_s: int = 300
     submit_timeout_ms: int = 10_000  # deadline of one proposal; then OutcomeUnknown
     tick_interval_ms: int = 250  # how often the leader proposes `tick` (lease expiry, delays)
+    # The largest step forward one node's wall clock may move cluster time by; a bigger one
+    # needs a majority of the nodes' clocks (raftq.raft.cluster_clock). Keep it above twice
+    # tick_interval_ms: a follower's estimate lags by up to that, and a new leader whose clock
+    # is further ahead stamps that estimate until the other nodes' clocks are asked.
+    clock_max_step_ms: int = 1_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -588,6 +593,9 @@ class _Parser:
                 "submit_timeout_ms", d.submit_timeout_ms, low=100, high=600_000
             ),
             tick_interval_ms=t.integer("tick_interval_ms", d.tick_interval_ms, low=10, high=60_000),
+            clock_max_step_ms=t.integer(
+                "clock_max_step_ms", d.clock_max_step_ms, low=100, high=3_600_000
+            ),
         )
         t.finish()
         if raft.election_max_ms <= raft.election_min_ms:

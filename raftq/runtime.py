@@ -16,6 +16,7 @@ from raftq.config import ClusterConfig
 from raftq.raft.node import RaftNode
 from raftq.server.app import create_app
 from raftq.server.auth import security_from_config
+from raftq.server.clock_probe import PeerClocks
 from raftq.server.settings import ServerSettings
 from raftq.tls import peer_context, server_context
 
@@ -57,6 +58,8 @@ async def serve(config: ClusterConfig, node_id: str, stop: asyncio.Event) -> Non
     ssl_server = None if config.tls is None else server_context(config.tls)
     ssl_peer = None if config.tls is None else peer_context(config.tls)
     node = RaftNode(config, node_id)
+    # As leader, a majority of the nodes' clocks decides a jump of cluster time (GET /v1/clock).
+    node.set_clock_probe(PeerClocks(config, node_id, ssl_context=ssl_peer))
     await node.start()
     app = create_app(
         node,

@@ -62,6 +62,7 @@ from raftq.raft.node import RaftNode
 from raftq.runtime import server_settings
 from raftq.server import ServerSettings, add_routes
 from raftq.server.auth import security_from_config
+from raftq.server.clock_probe import PeerClocks
 from raftq.server.errors import invalid
 from raftq.server.fields import INT64_MAX, check_int, check_queue
 from raftq.server.render import render_cluster, render_job, render_queue
@@ -123,6 +124,9 @@ class Node(ProducesHandles):
         self._forward_token = forward_token
         self._raft = RaftNode(self.config, node_id)
         self._prefix = "/raftq"
+        # The other nodes' clocks, asked under the prefix every node mounts the API with.
+        self._clocks = PeerClocks(self.config, node_id, ssl_context=forward_ssl, prefix="/raftq")
+        self._raft.set_clock_probe(self._clocks)
         self._transport: Transport | None = None
         self._started = False
 
@@ -158,6 +162,7 @@ class Node(ProducesHandles):
             security=security_from_config(self.config),
         )
         self._prefix = prefix
+        self._clocks.prefix = prefix
 
     async def start(self) -> None:
         """Start replicating (binds the raft port; does not wait for a leader)."""

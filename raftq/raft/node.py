@@ -30,8 +30,7 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf
@@ -39,6 +38,7 @@ from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf
 from raftq.core import Command, Enqueue, Machine, Result, Tick
 from raftq.errors import ClusterError, NoLeader, NotLeader, OutcomeUnknown, Overloaded
 from raftq.raft.api import NodeStatus, PeerStatus
+from raftq.raft.cluster_clock import ClusterClock
 from raftq.raft.commit_rule import RaftqSyncObj
 from raftq.raft.datadir import DUMP_FILE, JOURNAL_FILE, check_data_dir
 from raftq.raft.gc_guard import guard as gc_guard
@@ -57,6 +57,10 @@ if TYPE_CHECKING:
 __all__ = ["RaftNode"]
 
 logger = logging.getLogger(__name__)
+
+# Asks the other nodes for their wall clocks: each answer is that node's wall clock now in ms
+# (compensated for the round trip); nodes that did not answer are left out.
+ClockProbe = Callable[[], Awaitable[Sequence[int]]]
 
 _ROLES = {0: "follower", 1: "candidate", 2: "leader"}
 _DEFINITE = {
@@ -109,6 +113,11 @@ class RaftNode:
         self.stats = RaftStats()  # per-node raft instrumentation, read by /metrics
         self._snapshots_seen = 0  # SnapshotHooks.writes already reported to stats
         self._heap_trimmer = HeapTrimmer()
+        # Cluster time as this node stamps it (raftq.raft.cluster_clock). Until a way to ask
+        # the other nodes for their clocks is set (set_clock_probe), this node's clock decides.
+        self.clock = ClusterClock(config.raft.clock_max_step_ms, name=node_id)
+        self._clock_probe: ClockProbe | None = None
+        self._probe_task: asyncio.Task[None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -176,6 +185,11 @@ class RaftNode:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._tick_task
             self._tick_task = None
+        if self._probe_task is not None:
+            self._probe_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe_task
+            self._probe_task = None
         if self._commit is not None:
             self._commit.fail_pending(NoLeader("node stopping"))
         self._waiters.close()
@@ -237,7 +251,46 @@ class RaftNode:
     # -- proposing --------------------------------------------------------------------------
 
     def now_ms(self) -> int:
-        return time.time_ns() // 1_000_000
+        """Cluster time to stamp on a command (``ClusterClock.stamp``: this node's wall clock
+        while it agrees with cluster time within ``raft.clock_max_step_ms``, else cluster time
+        going on at the rate of real time). Raises ``NoLeader`` while not settled."""
+        return self.clock.stamp()
+
+    def clock_offset_ms(self) -> int | None:
+        """This node's wall clock minus cluster time as it estimates it (for ``/metrics``)."""
+        return self.clock.offset_ms()
+
+    def set_clock_probe(self, probe: ClockProbe) -> None:
+        """How this node, as leader, asks the other nodes for their wall clocks (the HTTP
+        ``GET /v1/clock`` of ``raftq.server.clock_probe``): from then on, a majority of the
+        nodes' clocks, not this node's alone, decides a jump of cluster time."""
+        self._clock_probe = probe
+        self.clock.voters = len(self.config.nodes)
+
+    def _tend_clock(self) -> None:
+        """Every tick loop: follow the applied clock; on the leader, ask the other nodes for
+        their clocks when ``ClusterClock.wants_probe`` (one question at a time)."""
+        replica = self._replica
+        if replica is not None:
+            with replica.lock:
+                applied_ms = replica.machine.clock_ms
+            self.clock.observe(applied_ms)
+        probe = self._clock_probe
+        if probe is None or not self.is_leader():
+            return
+        if self._probe_task is not None and not self._probe_task.done():
+            return
+        if self.clock.wants_probe():
+            self._probe_task = asyncio.create_task(self._ask_clocks(probe))
+
+    async def _ask_clocks(self, probe: ClockProbe) -> None:
+        try:
+            answers = await probe()
+        except Exception as e:  # a failed question changes nothing; the next tick asks again
+            logger.debug("asking the other nodes for their clocks failed: %r", e)
+            return
+        if self.is_leader():
+            self.clock.offer(answers)
 
     def _propose(self, raw: bytes, done: Done) -> None:
         """Hand one entry to PySyncObj (loop thread); ``done`` is called back on the loop."""
@@ -303,6 +356,7 @@ class RaftNode:
         while True:
             await asyncio.sleep(interval_s)
             self._observe()
+            self._tend_clock()
             if self.is_leader():
                 try:
                     await self.submit(Tick(now_ms=self.now_ms()))

@@ -35,6 +35,7 @@ from raftq.errors import ClusterError, NoLeader, NotLeader, OutcomeUnknown, Over
 from raftq.log_context import request_scope
 from raftq.raft.api import NodeAPI
 from raftq.server.auth import Guard, Security
+from raftq.server.clock_probe import CLOCK_PATH, clock_handler
 from raftq.server.dashboard import dashboard_response, wants_html
 from raftq.server.errors import ApiError
 from raftq.server.forward import LEADER_HEADER, NODE_HEADER, Forwarder
@@ -141,6 +142,7 @@ def add_routes(
         ("GET", "/v1/queues/{queue}/dead", api.dead),
         ("POST", "/v1/queues/{queue}/dead/requeue", api.requeue_dead),
         ("GET", "/v1/cluster", api.cluster),
+        ("GET", CLOCK_PATH, clock_handler(node.node_id, guard.security.secret)),
     ]
 
     async def scrape(request: web.Request) -> web.StreamResponse:

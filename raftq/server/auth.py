@@ -5,8 +5,8 @@ Every route has a ``Rule`` (``RULES``; a route without one is admin-only: fail c
 
 1. node-to-node headers: a request marked ``X-Raftq-Forwarded`` must be signed by a node
    (``raftq.server.peer_auth``), else 401 ``unauthorized``, whatever else it carries;
-2. open routes (``/healthz``, ``/readyz``, ``/``, ``/v1/openapi.json``; ``/metrics`` when so
-   configured) are served to anyone;
+2. open routes (``/healthz``, ``/readyz``, ``/``, ``/v1/openapi.json``, ``/v1/clock``;
+   ``/metrics`` when so configured) are served to anyone;
 3. with tokens configured: ``Authorization: Bearer <token>`` is hashed (SHA-256) and compared
    with *every* configured hash in constant time; none = 401 ``unauthorized``; the role must
    be among the rule's roles and the queue (from the path, or from the job named in the path)
@@ -108,6 +108,7 @@ RULES: Final[dict[tuple[str, str], Rule]] = {
     ("GET", "/healthz"): _OPEN,
     ("GET", "/readyz"): _OPEN,
     ("GET", "/v1/openapi.json"): _OPEN,
+    ("GET", "/v1/clock"): _OPEN,  # a node's wall clock; the answer is signed (clock_probe)
     ("GET", "/metrics"): Rule(frozenset({_R, _A})),  # or open: [auth] metrics = "open"
     ("POST", "/v1/queues/{queue}/jobs"): Rule(frozenset({_P, _A}), QueueFrom.PATH),
     ("POST", "/v1/queues/{queue}/claim"): Rule(frozenset({_W, _A}), QueueFrom.PATH),

@@ -8,7 +8,7 @@ when embedded), holding:
   released): nothing is updated on the hot path, and every node reports the same numbers for
   the same applied index, because they are the state.
 - raft gauges from ``NodeAPI.status()`` and, when the node has them (``RaftNode`` does), its
-  ``raftq.raft.stats.RaftStats`` histograms and snapshot file size;
+  ``raftq.raft.stats.RaftStats`` histograms, snapshot file size and clock offset;
 - per-node HTTP metrics: a latency histogram by method, route template (``/v1/jobs/{id}``,
   never the raw path: no label per job id) and status, and forwarded requests by outcome.
 """
@@ -151,6 +151,17 @@ class StateCollector(Collector):
         stats = getattr(self.node, "stats", None)
         if isinstance(stats, RaftStats):
             yield from _stats_families(stats)
+        offset_of = getattr(self.node, "clock_offset_ms", None)
+        if callable(offset_of):
+            offset = offset_of()
+            if isinstance(offset, int):
+                g = GaugeMetricFamily(
+                    "raftq_clock_offset_seconds",
+                    "This node's wall clock minus cluster time as this node estimates it "
+                    "(positive: ahead).",
+                )
+                g.add_metric([], offset / 1000)
+                yield g
         size_of = getattr(self.node, "snapshot_file_bytes", None)
         if callable(size_of):
             size = size_of()

@@ -416,6 +416,27 @@ def _paths(s: ServerSettings) -> dict[str, dict[str, Any]]:
                 open_route=True,
             )
         },
+        "/v1/clock": {
+            "get": _op(
+                "this node's wall clock, for the leader's question to the other nodes",
+                [
+                    {
+                        "name": "nonce",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": "^[0-9a-f]{16,64}$"},
+                    }
+                ],
+                {
+                    **_responses(200, None, (400,)),
+                    "200": {
+                        "description": "node id, wall_ms, mac (HMAC with the cluster secret)",
+                        "content": {_JSON: {"schema": {"type": "object"}}},
+                    },
+                },
+                open_route=True,
+            )
+        },
         "/v1/openapi.json": {
             "get": _op(
                 "this document",

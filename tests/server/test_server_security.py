@@ -56,6 +56,7 @@ def test_every_route_has_its_own_rule() -> None:
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/v1/openapi.json"),
+        ("GET", "/v1/clock"),
     }
 
 
