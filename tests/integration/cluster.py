@@ -7,6 +7,7 @@ that replicas converge on the same digest.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import ssl
@@ -62,6 +63,7 @@ class Cluster:
         self.log_args = ["--log-level", "INFO"]  # e.g. add "--log-format", "json"
         self.headers: dict[str, str] = {}  # sent by view() (e.g. an Authorization header)
         self.ssl_context: ssl.SSLContext | None = None  # set: the API is reached over https
+        self.env: dict[str, dict[str, str]] = {}  # node id -> extra environment (libfaketime)
 
     @classmethod
     def generate(
@@ -111,6 +113,7 @@ class Cluster:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.root,
+                env={**os.environ, **self.env.get(nid, {})},
             )
             log.close()
 
