@@ -1,9 +1,11 @@
 """Commands: what a proposer asks the machine to do.
 
 Every command carries ``now_ms`` (the proposer's clock, stamped by the leader) and an optional
-``request_id``: a repeated request id inside the dedup window is answered with the first answer
-and is not applied again. The codec (``codec.py``) checks types and shapes; the machine checks
-domain rules and answers a violated rule with ``Rejected``, never an exception.
+``request_id``: a repeat of the same command under its request id inside the window is answered
+with the first answer and is not applied again; another command under a known id is refused
+(``request_id_reused``, see ``requests.py``). The codec (``codec.py``) checks types and
+shapes; the machine checks domain rules and answers a violated rule with ``Rejected``, never
+an exception.
 """
 
 from __future__ import annotations

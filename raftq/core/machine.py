@@ -38,6 +38,7 @@ from raftq.core.limits import (
     REQUEST_WINDOW_MS,
 )
 from raftq.core.queue import QueueState
+from raftq.core.requests import LEGACY_DIGEST, Answer, command_digest, remember, replay
 from raftq.core.results import Reason, Rejected, Result, Ticked
 from raftq.core.snapshot import read_snapshot_into, snapshot_digest
 from raftq.core.stats import QueueMetrics, QueueStats, queue_metrics, queue_stats
@@ -64,8 +65,9 @@ class Machine:
         self.last_token = 0
         self.jobs: dict[int, Job] = {}
         self.queues: dict[str, QueueState] = {}
-        # request id -> (expires_ms, first result); request_order is FIFO by expiry.
-        self.requests: dict[str, tuple[int, Result]] = {}
+        # request id -> (expires_ms, command digest, first answer) (``requests.py``);
+        # request_order is FIFO by expiry.
+        self.requests: dict[str, tuple[int, bytes, Answer]] = {}
         self.request_order: deque[tuple[int, str]] = deque()
 
     @classmethod
@@ -103,12 +105,22 @@ class Machine:
             return self._dispatch(cmd)
         if len(rid) > MAX_REQUEST_ID_CHARS:
             return Rejected(Reason.INVALID, f"request_id longer than {MAX_REQUEST_ID_CHARS}")
+        digest = command_digest(cmd)
         seen = self.requests.get(rid)
         if seen is not None:
-            return seen[1]
+            _, first_digest, answer = seen
+            if first_digest not in (digest, LEGACY_DIGEST):
+                # Another command under a known id: not a retry. Refused, not applied, and the
+                # id keeps its first answer (which belongs to whoever sent that command).
+                return Rejected(
+                    Reason.REQUEST_ID_REUSED,
+                    "this request id was already used for another command within the "
+                    "request-id window; use a fresh id per operation",
+                )
+            return replay(self, answer)
         result = self._dispatch(cmd)
         expires_ms = self.clock_ms + REQUEST_WINDOW_MS
-        self.requests[rid] = (expires_ms, result)
+        self.requests[rid] = (expires_ms, digest, remember(result))
         self.request_order.append((expires_ms, rid))
         return result
 

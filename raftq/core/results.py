@@ -37,6 +37,7 @@ class Reason(StrEnum):
     LEASE_EXPIRED = "lease_expired"  # the lease ended in cluster time (HTTP 409)
     FINISHED = "finished"  # the job is already succeeded, dead or cancelled (HTTP 409)
     TOO_MANY_QUEUES = "too_many_queues"  # queue count limit reached (HTTP 409)
+    REQUEST_ID_REUSED = "request_id_reused"  # the id answered another command (HTTP 409)
 
 
 @dataclass(frozen=True, slots=True)

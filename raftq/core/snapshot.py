@@ -1,13 +1,14 @@
 """Snapshots: the whole machine as a stream of msgpack objects, and back.
 
-Layout (version 3), each item one msgpack object:
-``["raftq-snapshot", 2]``, ``[clock_ms, applied, digest, next_id, last_token, n_queues, n_jobs,
+Layout (version 4), each item one msgpack object:
+``["raftq-snapshot", 4]``, ``[clock_ms, applied, digest, next_id, last_token, n_queues, n_jobs,
 n_requests]``, then n_queues queue records, n_jobs job records (in id order), n_requests
-request records, and last a trailer: the SHA-256 of every byte before it (32 raw bytes, not
+request records (``[id, expires_ms, command digest, claim refs | None, result | None]``, see
+``requests.py``), and last a trailer: the SHA-256 of every byte before it (32 raw bytes, not
 a msgpack object), so a damaged or truncated snapshot is refused. Heaps are not stored: they
 are rebuilt from the jobs, and since every heap key is unique, the order in which jobs come
 out does not depend on a heap's layout. The stream is canonical: equal states give equal
-bytes, so a hash of it compares replicas.
+bytes, so a hash of it compares replicas. Version 3 is still read (see ``_read_v3_request``).
 """
 
 from __future__ import annotations
@@ -21,12 +22,20 @@ from typing import IO, TYPE_CHECKING, Any
 
 import msgpack
 
-from raftq.core.codec import encode_result, result_from_wire
+from raftq.core.codec import result_from_wire
 from raftq.core.errors import CodecError
 from raftq.core.job import Job, JobState
 from raftq.core.limits import DEFAULT_LEASE_MS
 from raftq.core.queue import QueueState
-from raftq.core.results import Enqueued, Result, all_new
+from raftq.core.requests import (
+    DIGEST_SIZE,
+    LEGACY_DIGEST,
+    Answer,
+    answer_from_record,
+    answer_record,
+    remember,
+)
+from raftq.core.results import Enqueued, all_new
 from raftq.core.tally import Tally
 
 if TYPE_CHECKING:
@@ -43,7 +52,10 @@ __all__ = [
 # 2: job records end with claim_lease_ms; key_expiry holds finish times.
 # 3: queue records end with the tally (outcome totals, wait and run histograms, recent
 #    workers); job records end with claimed_ms.
-SNAPSHOT_VERSION = 3
+# 4: request records hold the command's digest, and a claim's answer as job id and token
+#    pairs instead of the leases (payloads were stored twice). Version 3 is still read.
+SNAPSHOT_VERSION = 4
+_READABLE = (3, SNAPSHOT_VERSION)
 _MAGIC = "raftq-snapshot"
 _STATES = list(JobState)
 _STATE_CODE = {s: i for i, s in enumerate(_STATES)}
@@ -147,7 +159,8 @@ def _read_tally(t: Tally, record: list[Any]) -> None:
 
 def _request_records(m: Machine) -> Iterator[list[Any]]:
     for expires_ms, rid in m.request_order:
-        yield [rid, expires_ms, encode_result(m.requests[rid][1])]
+        _, digest, answer = m.requests[rid]
+        yield [rid, expires_ms, digest, *answer_record(answer)]
 
 
 def _job_records(m: Machine, index: dict[str, int]) -> Iterator[list[Any]]:
@@ -245,8 +258,9 @@ def _stream_items(unpacker: msgpack.Unpacker, stream: IO[bytes]) -> Iterator[Any
 
 def _read_into(m: Machine, it: Iterator[Any]) -> None:
     head = next(it)
-    if head != [_MAGIC, SNAPSHOT_VERSION]:
-        raise CodecError(f"not a raftq snapshot of version {SNAPSHOT_VERSION}: {head!r:.80}")
+    if type(head) is not list or len(head) != 2 or head[0] != _MAGIC or head[1] not in _READABLE:
+        raise CodecError(f"not a raftq snapshot of version 3 or 4: {head!r:.80}")
+    version = head[1]
     (m.clock_ms, m.applied, m.digest, m.next_id, m.last_token, n_q, n_jobs, n_req) = next(it)
     queues: list[QueueState] = []
     for _ in range(n_q):
@@ -294,13 +308,13 @@ def _read_into(m: Machine, it: Iterator[Any]) -> None:
         members[r[1]].append(job)
     for q, jobs in zip(queues, members, strict=True):
         q.rebuild(jobs)
+    read_request = _read_request if version == SNAPSHOT_VERSION else _read_v3_request
     for _ in range(n_req):
-        rid, expires_ms, wire = next(it)
-        result: Result = result_from_wire(wire)
-        if isinstance(result, Enqueued):  # the jobs' own id objects, not a copy of each
-            existing = all_new(len(result.ids)) if not any(result.existing) else result.existing
-            result = Enqueued(tuple(_same_ids(table, result.ids)), existing)
-        m.requests[rid] = (expires_ms, result)
+        rid, expires_ms, digest, answer = read_request(next(it))
+        if isinstance(answer, Enqueued):  # the jobs' own id objects, not a copy of each
+            existing = all_new(len(answer.ids)) if not any(answer.existing) else answer.existing
+            answer = Enqueued(tuple(_same_ids(table, answer.ids)), existing)
+        m.requests[rid] = (expires_ms, digest, answer)
         m.request_order.append((expires_ms, rid))
     if next(it, None) is not None:
         raise CodecError("corrupt snapshot: trailing data")
@@ -310,3 +324,22 @@ def _same_ids(table: dict[int, Job], ids: tuple[int, ...]) -> Iterator[int]:
     for i in ids:
         job = table.get(i)
         yield i if job is None else job.id
+
+
+def _read_request(record: list[Any]) -> tuple[str, int, bytes, Answer]:
+    rid, expires_ms, digest, refs, wire = record
+    if type(rid) is not str or type(expires_ms) is not int or type(digest) is not bytes:
+        raise CodecError("corrupt snapshot: bad request record")
+    if len(digest) not in (len(LEGACY_DIGEST), DIGEST_SIZE):
+        raise CodecError("corrupt snapshot: bad request digest")
+    return rid, expires_ms, digest, answer_from_record(refs, wire)
+
+
+def _read_v3_request(record: list[Any]) -> tuple[str, int, bytes, Answer]:
+    """A version-3 request record, ``[id, expires_ms, first result]``: no digest was kept (the
+    id answers any command until it expires, as it did then), and a claim's leases become
+    references like any claim remembered now (their payloads are in the job records)."""
+    rid, expires_ms, wire = record
+    if type(rid) is not str or type(expires_ms) is not int:
+        raise CodecError("corrupt snapshot: bad request record")
+    return rid, expires_ms, LEGACY_DIGEST, remember(result_from_wire(wire))

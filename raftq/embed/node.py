@@ -66,6 +66,7 @@ from raftq.server.clock_probe import PeerClocks
 from raftq.server.errors import invalid
 from raftq.server.fields import INT64_MAX, check_int, check_queue
 from raftq.server.render import render_cluster, render_job, render_queue
+from raftq.server.request_ids import principal_of_token, scoped
 
 __all__ = ["Node"]
 
@@ -122,6 +123,8 @@ class Node(ProducesHandles):
         self._retry_ms = retry_ms
         self._forward_ssl = forward_ssl
         self._forward_token = forward_token
+        # Ids submitted here are scoped as the leader scopes this token's forwarded ones.
+        self._principal = principal_of_token(self.config.tokens, forward_token)
         self._raft = RaftNode(self.config, node_id)
         self._prefix = "/raftq"
         # The other nodes' clocks, asked under the prefix every node mounts the API with.
@@ -259,7 +262,7 @@ class Node(ProducesHandles):
         while True:
             try:
                 if self._raft.is_leader():
-                    return await here(rid)
+                    return await here(scoped(rid, self._principal))  # as a forward would be
                 remote = self._remote()
                 if remote is None or self._raft.leader_id() is None:
                     raise NoLeader("no leader known")

@@ -21,6 +21,7 @@ REASON_STATUS: dict[Reason, int] = {
     Reason.LEASE_EXPIRED: 409,
     Reason.FINISHED: 409,
     Reason.TOO_MANY_QUEUES: 409,
+    Reason.REQUEST_ID_REUSED: 409,
 }
 
 

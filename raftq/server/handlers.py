@@ -77,11 +77,11 @@ from raftq.server.fields import (
     parse_job_id,
     parse_query,
     parse_queue,
-    parse_request_id,
     query_int,
 )
 from raftq.server.forward import FORWARDED_HEADER, Forwarder
 from raftq.server.render import render_cluster, render_job, render_lease, render_queue
+from raftq.server.request_ids import request_id_of
 from raftq.server.settings import ServerSettings
 from raftq.server.wire import Format, decode_body, pack_value, request_format, respond
 
@@ -246,7 +246,7 @@ class Api:
                     return await self.forwarder.forward(
                         request, body, target, timeout_ms=timeout_ms, mutating=True
                     )
-            rid = parse_request_id(request.headers.get("X-Request-Id"))
+            rid = request_id_of(request.headers.get("X-Request-Id"))  # the caller's scope
             try:
                 return await handler(_Write(request, body, rid))
             except NotLeader as e:
@@ -274,8 +274,10 @@ class Api:
     async def _submit(self, command: Command) -> Result:
         """Submit and return a success result; a core refusal becomes its ApiError.
 
-        A result of another kind than the command's is the first answer to a request id that
-        was already used for another operation (ids are global): 409 ``request_id_reused``.
+        Another command under a known request id is refused by the machine (409
+        ``request_id_reused``). A result of another kind than the command's is the first
+        answer to an id restored from a version-3 snapshot, which kept no digest of its
+        command: 409 ``request_id_reused`` too.
         """
         return self._accepted(
             command, await self.node.submit(command, self.settings.submit_timeout_ms)
@@ -350,7 +352,7 @@ class Api:
 
     async def _test_write(self, request: web.Request) -> _Write:
         body = await read_body(request, self.settings.max_body_bytes)
-        return _Write(request, body, parse_request_id(request.headers.get("X-Request-Id")))
+        return _Write(request, body, request_id_of(request.headers.get("X-Request-Id")))
 
     async def _claim(self, w: _Write) -> web.StreamResponse:
         f = w.fields()

@@ -348,8 +348,8 @@ _P_REQUEST_ID: Final = {
 }
 
 _AUTH: Final = (401, 403, 429)
-# Any write may answer 404 and 409 too: a reused X-Request-Id answers with the first answer
-# to that id (or 409 request_id_reused when that answer was a success of another operation).
+# Any write may answer 404 and 409 too: a repeated X-Request-Id answers with the first answer
+# to that id, and 409 request_id_reused when the same caller used it for another operation.
 _WRITE: Final = (400, *_AUTH, 404, 409, 413, 415, 503)
 
 

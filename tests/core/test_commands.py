@@ -1077,8 +1077,10 @@ def test_repeated_request_id_gets_the_first_answer(h: Harness) -> None:
     h.advance(SECOND)
     assert h.one(cmd) == first
     assert len(h.m.jobs) == 1 and h.m.next_id == 2
-    # Even a different command under the same id: the first answer, nothing applied.
-    assert h.one(Tick(now_ms=h.now, request_id="r1")) == first
+    # A different command under the same id is not a retry: refused, nothing applied, and the
+    # id keeps its first answer.
+    assert rejected(h.one(Tick(now_ms=h.now, request_id="r1")), Reason.REQUEST_ID_REUSED)
+    assert h.one(cmd) == first
 
 
 def test_repeated_request_id_for_a_claim_and_an_ack(h: Harness) -> None:
@@ -1104,7 +1106,7 @@ def test_request_ids_expire(h: Harness) -> None:
     cmd = Enqueue(now_ms=h.now, request_id="r", queue="q", jobs=(NewJob(payload=b""),))
     first = h.one(cmd)
     h.advance(REQUEST_WINDOW_MS - 1)
-    assert h.one(Tick(now_ms=h.now, request_id="r")) == first
+    assert h.one(cmd) == first
     h.advance(1)
     assert h.one(Tick(now_ms=h.now, request_id="r")) == Ticked(h.now)  # applied this time
     assert not h.m.requests or "r" in h.m.requests

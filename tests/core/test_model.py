@@ -117,7 +117,8 @@ class Model:
         self.last_token = 0
         self.jobs: dict[int, MJob] = {}  # purged jobs are deleted, collected ones kept
         self.queues: dict[str, MQueue] = {}
-        self.requests: dict[str, tuple[int, Result]] = {}
+        # request id -> (expiry, the command without now_ms and request_id, first answer)
+        self.requests: dict[str, tuple[int, Command, Result]] = {}
 
     # -- time ------------------------------------------------------------------------------
 
@@ -263,20 +264,39 @@ class QueueMachineTest(RuleBasedStateMachine):
         (got,) = self.m.apply_entry(encode_entry([cmd]))
         model = self.model
         model.clock = max(model.clock, cmd.now_ms)
-        for rid, (expires, _) in list(model.requests.items()):
+        for rid, (expires, _, _) in list(model.requests.items()):
             if expires <= model.clock:
                 del model.requests[rid]
         model.settle()
         rid = cmd.request_id
+        asked = replace(cmd, now_ms=0, request_id=None)
         if rid is not None and rid in model.requests:
-            assert got == model.requests[rid][1], "a repeated request id must get its answer"
+            _, first_asked, first = model.requests[rid]
+            if asked != first_asked:
+                assert isinstance(got, Rejected), "another command under a known id is refused"
+                assert got.reason is Reason.REQUEST_ID_REUSED, got
+            else:
+                assert got == self.replayed(first), "a repeat must get the first answer"
             return None
         expect: Expect = expect_fn()
         expect.verify(got)
         model.settle()
         if rid is not None:
-            model.requests[rid] = (model.clock + REQUEST_WINDOW_MS, got)
+            model.requests[rid] = (model.clock + REQUEST_WINDOW_MS, asked, got)
         return got
+
+    def replayed(self, first: Result) -> Result:
+        """A repeated claim holds those of its leases that are still live, as they are now."""
+        if not isinstance(first, Claimed):
+            return first
+        jobs = self.model.jobs
+        live = [x for x in first.jobs if self.model.lease_refusal(x.id, x.token) is None]
+        return Claimed(
+            tuple(
+                Lease(j.id, j.queue, j.payload, j.priority, j.attempts, j.token, j.lease_expires)
+                for j in (jobs[x.id] for x in live)
+            )
+        )
 
     # -- time --------------------------------------------------------------------------------
 

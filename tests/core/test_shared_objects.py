@@ -58,8 +58,8 @@ def test_restore_keeps_equal_values_shared_and_the_bytes_equal() -> None:
     assert all(j.created_ms is first_batch[0].created_ms for j in first_batch)
     assert all(j.lease_ms is jobs[0].lease_ms for j in jobs)
     # The request-id memory's answers name the jobs' own id objects.
-    for _, answer in r.requests.values():
+    for _, _, answer in r.requests.values():
         assert isinstance(answer, Enqueued)
         assert all(i is r.jobs[i].id for i in answer.ids)
-    answers = [a for _, a in r.requests.values() if isinstance(a, Enqueued)]
+    answers = [a for _, _, a in r.requests.values() if isinstance(a, Enqueued)]
     assert answers[0].existing is answers[1].existing
