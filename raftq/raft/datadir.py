@@ -123,9 +123,15 @@ def _walk(path: str, mm: mmap.mmap, size: int) -> JournalInfo:
             raise _journal_error(path, f"record at byte {offset} is damaged (length mismatch)")
         idx, term = _IDX_TERM.unpack_from(mm, offset + 4)
         if last is not None and idx != last + 1:
-            raise _journal_error(path, f"entry {idx} follows entry {last} (damaged)")
+            # A gap is what a lost write leaves (the next entry written where the missing
+            # one belonged): the node may have acknowledged the missing entry.
+            raise _journal_error(
+                path, f"entry {idx} follows entry {last}: entries are missing (damaged)"
+            )
         if term < last_term:
-            raise _journal_error(path, f"entry {idx} has term {term} < {last_term} (damaged)")
+            raise _journal_error(
+                path, f"entry {idx} has term {term} after term {last_term}: terms go back (damaged)"
+            )
         first = idx if first is None else first
         last, last_term = idx, term
         entries += 1

@@ -62,7 +62,14 @@ AppendEntries or a snapshot install over a tail of an older term.
 Compaction by rename (Bug fixed): FileJournal's ``deleteEntriesTo`` clears the journal and
 re-adds the kept entries in place, so a crash part-way (even kill -9) left a journal without
 entries the node had acknowledged. ``DurableFileJournal`` writes them to ``<journal>.rewrite``
-with PySyncObj's own FileJournal, makes it durable, and renames it over the journal.
+in FileJournal's format (with plain writes: an mmap write on a full disk is a SIGBUS), makes
+it durable, and renames it over the journal.
+
+A failed write stops the node (Bug fixed: an acknowledged entry that was never on disk).
+Any ``OSError`` from a journal or term/vote write (ENOSPC, EIO) ends the process with exit
+74 and a one-line reason (``DurableFileJournal._io``, ``raftq.raft.fail_stop``): PySyncObj's
+tick thread would log it and go on, answering for an entry its disk lacks. The stop is done
+here, not left to PySyncObj; ``on_io_error`` is replaceable for in-process tests only.
 
 With ``sync=False`` (fsync = "off") the class does all of the above without O_DSYNC or fsync.
 
@@ -74,19 +81,32 @@ checks after construction that the journal really is ours (and tests/raft guards
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pysyncobj.syncobj as _syncobj_module
-from pysyncobj.journal import LAST_RECORD_OFFSET_OFFSET, FileJournal, MetaStorer
-from pysyncobj.pickle import dumps
+from pysyncobj.journal import (
+    APP_NAME,
+    APP_VERSION,
+    FIRST_RECORD_OFFSET,
+    JOURNAL_FORMAT_VERSION,
+    LAST_RECORD_OFFSET_OFFSET,
+    NAME_SIZE,
+    VERSION_SIZE,
+    FileJournal,
+    MetaStorer,
+)
+from pysyncobj.pickle import dumps, loads
 from pysyncobj.version import VERSION as PYSYNCOBJ_VERSION
 
 from raftq.errors import RaftqError
+from raftq.raft.fail_stop import EXIT_STORAGE_FAILED, exit_process
 from raftq.raft.snapshot_file import fsync_dir, fsync_file
 
 __all__ = [
@@ -96,8 +116,10 @@ __all__ = [
     "DurableFileJournal",
     "DurableMetaStorer",
     "JournalFile",
+    "JournalIOError",
     "check_version",
     "durable_journal",
+    "stop_on_io_error",
     "verify_journal",
 ]
 
@@ -113,6 +135,30 @@ class DurabilitySeamError(RaftqError):
     build its journal through the seam."""
 
 
+class JournalIOError(RaftqError):
+    """A journal or term/vote write failed and the stop hook returned (in-process tests only:
+    the default hook ends the process). The journal was rolled back to what its file holds."""
+
+
+def stop_on_io_error(reason: str) -> None:
+    """The default ``DurableFileJournal.on_io_error``: end the process, unconditionally."""
+    exit_process(EXIT_STORAGE_FAILED, reason)
+
+
+def _io_failure(what: str, path: str, error: OSError) -> str:
+    """The one-line reason of a fail-stop on a failed write: file, error, what to do."""
+    where = error.filename if isinstance(error.filename, str) else path
+    cause = f"[Errno {error.errno}] {error.strerror}" if error.errno else str(error)
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        todo = "free space on that disk and restart the node"
+    else:
+        todo = "check that disk (kernel log) and restart the node"
+    return (
+        f"raftq: stopping: {what} write failed on {where}: {cause}; {todo} "
+        f"(nothing acknowledged was lost; exit {EXIT_STORAGE_FAILED})"
+    )
+
+
 def check_version(version: str = PYSYNCOBJ_VERSION) -> None:
     if version not in VERIFIED_VERSIONS:
         raise DurabilitySeamError(
@@ -123,7 +169,21 @@ def check_version(version: str = PYSYNCOBJ_VERSION) -> None:
 
 
 class DurableMetaStorer(MetaStorer):  # type: ignore[misc]
-    """Stores ``<journal>.meta`` (term, vote, commit index) atomically and durably."""
+    """Stores ``<journal>.meta`` (term, vote, commit index) atomically and durably (without
+    the fsyncs if not ``sync``). Errors are raised: ``DurableFileJournal`` stops the node."""
+
+    def __init__(self, path: str, *, sync: bool = True) -> None:
+        super().__init__(path)
+        self._raftq_sync = sync
+
+    def getMeta(self) -> dict[str, Any]:  # noqa: N802  # PySyncObj's API
+        """PySyncObj's reader (nothing readable: empty), closing its file."""
+        try:
+            with open(self.getPath(), "rb") as f:
+                meta: dict[str, Any] = loads(f.read())
+        except Exception:  # PySyncObj's own reader takes any failure as "no meta"
+            return {}
+        return meta
 
     def storeMeta(self, meta: dict[str, Any]) -> None:  # noqa: N802  # PySyncObj's API
         path = self.getPath()
@@ -131,9 +191,11 @@ class DurableMetaStorer(MetaStorer):  # type: ignore[misc]
         with open(tmp, "wb") as f:
             f.write(dumps(meta))
             f.flush()
-            os.fsync(f.fileno())
+            if self._raftq_sync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
-        fsync_dir(os.path.dirname(path))
+        if self._raftq_sync:
+            fsync_dir(os.path.dirname(path))
 
 
 class JournalFile:
@@ -205,6 +267,30 @@ class JournalFile:
         self.sync()
         os.close(self._fd)
 
+    def discard(self) -> None:
+        """Forget what is held (after a failed write: the journal is read back from disk)."""
+        self._pending, self._header = [], None
+        self.deferring = False
+
+    def close(self) -> None:
+        """Close without writing what is held."""
+        self.discard()
+        os.close(self._fd)
+
+    def read_back(self) -> tuple[list[tuple[bytes, int, int]], int]:
+        """The entries the file holds up to its header's last-record offset as written, and
+        that offset (FileJournal's reader, over the descriptor)."""
+        (end,) = struct.unpack("<I", os.pread(self._fd, 4, _LAST_RECORD_AT))
+        entries: list[tuple[bytes, int, int]] = []
+        offset = FIRST_RECORD_OFFSET
+        while offset < end:
+            (size,) = struct.unpack("<I", os.pread(self._fd, 4, offset))
+            data = os.pread(self._fd, size, offset + 4)
+            idx, term = struct.unpack("<QQ", data[:16])
+            entries.append((data[16:], idx, term))
+            offset += size + 8
+        return entries, offset
+
     def _write_pending(self) -> None:
         pending, self._pending = self._pending, []
         i = 0
@@ -239,12 +325,17 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
         self._raftq_held: object = None
         # Instrumentation hook (raftq.raft.stats): seconds of each sync, on the tick thread.
         self.on_sync: Callable[[float], None] | None = None
+        # Called with a one-line reason when a journal or term/vote write fails: ends the
+        # process (stop_on_io_error). Replaced only by in-process tests; if it returns, the
+        # journal is rolled back to what its files hold and the write raises JournalIOError.
+        self.on_io_error: Callable[[str], None] = stop_on_io_error
+        self._raftq_broken: str | None = None  # a rollback failed too: every write refused
         with contextlib.suppress(FileNotFoundError):  # left by a crash inside a compaction
             os.unlink(journalFile + _REWRITE)
         super().__init__(journalFile)  # reads the journal through PySyncObj's mmap file
         self._use_file(journalFile)
+        self._FileJournal__metaStorer = DurableMetaStorer(journalFile + ".meta", sync=sync)
         if sync:
-            self._FileJournal__metaStorer = DurableMetaStorer(journalFile + ".meta")
             # A brand-new journal file and its meta must exist after a crash too.
             fsync_file(journalFile)
             fsync_dir(os.path.dirname(journalFile))
@@ -252,31 +343,44 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
     # -- the writes -----------------------------------------------------------------------
 
     def add(self, command: bytes, idx: int, term: int) -> None:
-        if self._keeps(command, idx, term):
-            return
-        self._append(command, idx, term)
+        with self._io():
+            if self._keeps(command, idx, term):
+                return
+            self._append(command, idx, term)
 
     def clear(self) -> None:
-        if len(self) > 0:
-            # PySyncObj installs a snapshot: clear(), add(previous entry), add(last entry).
-            self._raftq_held = _CLEAR_HELD
-            return
-        self._clear_now()
+        with self._io():
+            if len(self) > 0:
+                # PySyncObj installs a snapshot: clear(), add(previous entry), add(last entry).
+                self._raftq_held = _CLEAR_HELD
+                return
+            self._clear_now()
 
     def _destroy(self) -> None:
-        self._resolve_held()
-        super()._destroy()
+        with self._io():
+            self._resolve_held()
+            super()._destroy()
 
     def flush(self) -> None:
-        self._resolve_held()
-        super().flush()
+        with self._io():
+            self._resolve_held()
+            super().flush()
+
+    def setCurrentTerm(self, term: int, votedForNodeId: Any) -> None:  # noqa: N802, N803
+        with self._io("term/vote file"):  # stored synchronously (DurableMetaStorer)
+            super().setCurrentTerm(term, votedForNodeId)
+
+    def onOneSecondTimer(self) -> None:  # noqa: N802  # PySyncObj's name
+        with self._io("term/vote file"):  # the commit index, once a second
+            super().onOneSecondTimer()
 
     def deleteEntriesFrom(self, entryFrom: int) -> None:  # noqa: N802, N803
         """PySyncObj's follower, before it adds an AppendEntries' entries: it would drop
         everything after the message's previous entry, Raft drops only from a conflict on.
         Nothing is removed here; the adds that follow keep what matches and cut the log at
         the first entry that conflicts (``_keeps``)."""
-        self._resolve_held()
+        with self._io():
+            self._resolve_held()
 
     def deleteEntriesTo(self, entryTo: int) -> None:  # noqa: N802, N803
         """Log compaction (the snapshot up to ``entryTo`` is already on disk). FileJournal
@@ -284,19 +388,17 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
         leave a journal without entries this node acknowledged. Instead the kept entries
         are written to a new file by PySyncObj's own FileJournal, made durable, and renamed
         over the journal: a crash leaves either the old journal or the new one, whole."""
+        with self._io():
+            self._compact(entryTo)
+
+    def _compact(self, entryTo: int) -> None:  # noqa: N803
         self._resolve_held()
         kept: list[tuple[bytes, int, int]] = list(self[k] for k in range(entryTo, len(self)))
         path = self._raftq_path
         tmp = path + _REWRITE
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        fresh = FileJournal(tmp)
-        for entry in kept:
-            fresh.add(*entry)
-        offset = fresh._FileJournal__currentOffset
-        fresh._destroy()  # msync + close of its map
-        if self._raftq_sync:
-            fsync_file(tmp)  # the size set by the map's resize
+        offset = _write_journal(tmp, kept, sync=self._raftq_sync)
         os.replace(tmp, path)
         if self._raftq_sync:
             fsync_dir(os.path.dirname(path))
@@ -336,7 +438,8 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
             file = self._file()  # the same file, unless a compaction replaced it meanwhile
             file.deferring = False
             if file.unsynced:
-                self._sync()
+                with self._io():
+                    self._sync()
 
     def _resolve_held(self) -> None:
         """Any write but an ``add`` after a held-back clear: do the clear (and re-add the
@@ -388,6 +491,53 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
             self._sync()
         return False
 
+    # -- a failed write stops the node (fail-stop) ----------------------------------------
+
+    @contextlib.contextmanager
+    def _io(self, what: str = "journal") -> Iterator[None]:
+        """Around every public method that may write (or read) the journal or the term/vote
+        file: an ``OSError`` stops the node (``on_io_error``).
+
+        Why not carry on: PySyncObj's tick thread logs any exception and goes on. After a
+        failed append the entry would stay in the in-memory log (FileJournal appends to
+        its list before it writes), so the re-sent entry is "kept" and acknowledged without
+        being on disk, and the next one is written where it should be (a file holding
+        entries 1, 3); after a failed flush of the leader's held appends, the leader would
+        count entries its disk does not hold; after a failed term/vote write, it would vote
+        in a term it did not record. A full disk or an I/O error is not something the node
+        can answer for: it stops, and a restart (after the disk is fixed) reads the file,
+        which is consistent: the header never points past a record written whole."""
+        if self._raftq_broken is not None:
+            raise JournalIOError(self._raftq_broken)
+        try:
+            yield
+        except OSError as e:
+            path = self._raftq_path + ("" if what == "journal" else ".meta")
+            reason = _io_failure(what, path, e)
+            self.on_io_error(reason)  # the default ends the process here
+            self._roll_back(reason)
+            raise JournalIOError(reason) from e
+
+    def _roll_back(self, reason: str) -> None:
+        """After a failed write whose stop hook returned: the in-memory journal and meta
+        become what the files hold, so that no entry is "kept" that the file lacks. If even
+        that fails, every later write is refused."""
+        private: dict[str, Any] = self.__dict__
+        self._raftq_held = None
+        try:
+            self._file().close()
+            file = JournalFile(self._raftq_path, sync=self._raftq_sync)
+            private["_FileJournal__journalFile"] = file
+            entries, offset = file.read_back()
+        except OSError:
+            self._raftq_broken = reason
+            private["_FileJournal__journal"] = []
+            return
+        private["_FileJournal__journal"] = entries
+        private["_FileJournal__currentOffset"] = offset
+        private["_FileJournal__meta"] = self._FileJournal__metaStorer.getMeta()
+        private["_FileJournal__metaSaved"] = True
+
     # -- helpers --------------------------------------------------------------------------
 
     def _offset(self) -> int:
@@ -406,6 +556,37 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
         self._file().sync()
         if self.on_sync is not None:
             self.on_sync(time.perf_counter() - start)
+
+
+def _write_journal(path: str, entries: list[tuple[bytes, int, int]], *, sync: bool) -> int:
+    """Write a new journal file holding ``entries`` in FileJournal's format (its header, then
+    its records) and return the end of the last record. Plain buffered writes, not
+    FileJournal's mmap: on a full disk an mmap write kills the process with SIGBUS, where a
+    write raises ENOSPC and the node stops with its reason (``DurableFileJournal._io``)."""
+    end: int = FIRST_RECORD_OFFSET
+    with open(path, "xb") as f:
+        f.write(_journal_header(end))  # rewritten below, once the end is known
+        for command, idx, term in entries:
+            data = struct.pack("<QQ", idx, term) + bytes(command)
+            size = struct.pack("<I", len(data))
+            f.write(size + data + size)
+            end += len(data) + 8
+        f.seek(_LAST_RECORD_AT)
+        f.write(struct.pack("<I", end))
+        f.flush()
+        if sync:
+            os.fsync(f.fileno())
+    return end
+
+
+def _journal_header(end: int) -> bytes:
+    """FileJournal's header (its constants): name, library version, format, end of records."""
+    header: bytes = (
+        APP_NAME.ljust(NAME_SIZE, b"\0")
+        + APP_VERSION.ljust(VERSION_SIZE, b"\0")
+        + struct.pack("<II", JOURNAL_FORMAT_VERSION, end)
+    )
+    return header
 
 
 class _Seam:

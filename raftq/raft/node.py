@@ -41,6 +41,7 @@ from raftq.raft.api import NodeStatus, PeerStatus
 from raftq.raft.cluster_clock import ClusterClock
 from raftq.raft.commit_rule import RaftqSyncObj
 from raftq.raft.datadir import DUMP_FILE, JOURNAL_FILE, check_data_dir
+from raftq.raft.fail_stop import then_exit
 from raftq.raft.gc_guard import guard as gc_guard
 from raftq.raft.group_commit import Done, GroupCommit, results_within
 from raftq.raft.heap_trim import HeapTrimmer, trim_heap
@@ -79,9 +80,8 @@ _ENTRY_MESSAGE_MAX_BYTES = 32 * 1024 * 1024
 
 
 def _default_fatal(error: BaseException) -> None:
-    # Fail-stop: a node whose state machine broke must not keep voting and acknowledging.
+    # Reporting only: the process ends after any on_fatal returns (raftq.raft.fail_stop).
     logger.critical("stopping the process: the replicated state is corrupt (%r)", error)
-    os._exit(70)
 
 
 class RaftNode:
@@ -99,7 +99,11 @@ class RaftNode:
         self.node_id = node_id
         self._self = config.node(node_id)
         self._by_raft = {n.raft: n for n in config.nodes}
-        self._on_fatal = on_fatal
+        # Fail-stop: a node whose state machine broke must not keep voting and acknowledging,
+        # and PySyncObj would apply the failed entry again on a half-changed machine. The
+        # callback only reports: the process ends after it (exit 70), whatever it does. Every
+        # fatal path (Replica.apply, SnapshotHooks.deserialize, _on_diverged) gets this one.
+        self._on_fatal = then_exit(on_fatal)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._syncobj: SyncObj | None = None
         self._replica: Replica | None = None

@@ -41,15 +41,23 @@ class Replica(SyncObjConsumer):  # type: ignore[misc]  # pysyncobj ships no type
         self._on_applied = on_applied
         self._on_fatal = on_fatal
         self._hold = hold
+        # The error that broke the machine: once set, nothing is applied any more. PySyncObj
+        # retries an entry whose apply raised, on the half-changed machine; RaftNode's
+        # on_fatal ends the process, and this keeps a callback that returns from applying
+        # anything twice meanwhile.
+        self._broken: BaseException | None = None
         super().__init__()  # records the attributes above as not replicated
 
     @replicated  # type: ignore[untyped-decorator]
     def apply(self, raw: bytes) -> list[Result] | None:
+        if self._broken is not None:
+            raise RuntimeError("the state machine failed earlier: not applying") from self._broken
         try:
             with self.lock:
                 results = self.machine.apply_entry(raw)
         except Exception as e:  # only a corrupt state raises (apply is total): fail-stop
             logger.critical("state machine failed after entry %d: %r", self.machine.applied, e)
+            self._broken = e
             self._on_fatal(e)
             raise
         if self._hold is not None:
