@@ -80,7 +80,7 @@ from raftq.server.fields import (
     parse_request_id,
     query_int,
 )
-from raftq.server.forward import FORWARDED_HEADER, Forwarder
+from raftq.server.forward import Forwarder, relayed
 from raftq.server.render import render_cluster, render_job, render_lease, render_queue
 from raftq.server.settings import ServerSettings
 from raftq.server.wire import Format, decode_body, pack_value, request_format, respond
@@ -212,7 +212,7 @@ class Api:
 
     def _forward_target(self, request: web.Request, leader: str | None) -> str | None:
         """The address to forward to, or None to serve here."""
-        if FORWARDED_HEADER in request.headers:
+        if relayed(request):
             return None  # one hop at most
         if leader is None or leader == self.node.node_id:
             return None
