@@ -348,7 +348,7 @@ class _Parser:
         limits = self.limits(root.table("limits"))
         raft = self.raft(root.table("raft"))
         root.finish()
-        self.check_security(secret, tokens)
+        self.check_security(secret, tokens, limits.rate_per_s > 0)
         if self.problems or name is None or data_dir is None:
             return None
         return ClusterConfig(
@@ -606,7 +606,9 @@ class _Parser:
             )
         return raft
 
-    def check_security(self, secret: str | None, tokens: tuple[TokenConfig, ...]) -> None:
+    def check_security(
+        self, secret: str | None, tokens: tuple[TokenConfig, ...], rate_limited: bool
+    ) -> None:
         """The secret and the tokens, judged on every well-formed address (even of a node
         with other problems), so one run reports them too."""
 
@@ -628,6 +630,16 @@ class _Parser:
             self.problems.append(
                 f"cluster.secret: too short for raft addresses that are not loopback "
                 f"({len(secret)} characters, at least {MIN_SECRET_CHARS}; {_MAKE_SECRET})"
+            )
+        elif secret is None and len(self.raft_hosts) > 1 and (tokens or rate_limited):
+            # Followers relay requests to the leader, which must know they come from a node
+            # (or it would count them again, or could not tell them from a forged relay);
+            # only the secret's signature says so (raftq.server.peer_auth).
+            needs = "[[auth.tokens]]" if tokens else "limits.rate_per_s"
+            self.problems.append(
+                f"cluster.secret: required with {needs} in a cluster of "
+                f"{len(self.raft_hosts)} nodes: nodes sign the requests they forward with it "
+                f"(set it in the file or in {ENV_SECRET}; {_MAKE_SECRET})"
             )
         exposed_api = exposed(self.api_hosts)
         if not tokens and not self.had_tokens and exposed_api:

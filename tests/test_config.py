@@ -256,6 +256,8 @@ def test_loopback_variants(tmp_path: Path) -> None:
 NON_LOOPBACK = (("n1", "10.0.0.1:7101", "127.0.0.1:7001"),)
 PUBLIC_API = (("n1", "127.0.0.1:7101", "10.0.0.1:7001"),)
 TOKEN = f'[[auth.tokens]]\nname = "t"\nsha256 = "{DIGEST}"\nrole = "admin"\n'
+# Tokens in a cluster of several nodes need a secret (forwards are signed with it).
+WITH_SECRET = f'name = "t"\ndata_dir = "data"\nsecret = "{SECRET}"'
 
 
 def _token(body: str) -> str:
@@ -293,7 +295,10 @@ CASES: dict[str, tuple[str, str]] = {
         "raft: unknown key 'election_ms'",
     ),
     "unknown auth key": (toml(extra="[auth]\nenabled = true\n"), "auth: unknown key 'enabled'"),
-    "unknown token key": (toml(extra=TOKEN + 'expires = "never"\n'), "auth.tokens[0]: unknown key"),
+    "unknown token key": (
+        toml(cluster=WITH_SECRET, extra=TOKEN + 'expires = "never"\n'),
+        "auth.tokens[0]: unknown key",
+    ),
     "name not a string": (
         toml(cluster='name = 5\ndata_dir = "d"'),
         "cluster.name: expected a string, got an integer",
@@ -409,6 +414,15 @@ CASES: dict[str, tuple[str, str]] = {
         "auth.tokens: at least one [[auth.tokens]] is required because API addresses are not "
         "loopback: n1 (10.0.0.1:7001)",
     ),
+    "tokens without secret": (
+        toml(extra=TOKEN),
+        "cluster.secret: required with [[auth.tokens]] in a cluster of 3 nodes: nodes sign the "
+        "requests they forward with it (set it in the file or in RAFTQ_SECRET; make one with:",
+    ),
+    "rate limit without secret": (
+        toml(extra="[limits]\nrate_per_s = 5\n"),
+        "cluster.secret: required with limits.rate_per_s in a cluster of 3 nodes",
+    ),
     "token with sha256 and env": (
         toml(extra=_token(f'name = "t"\nsha256 = "{DIGEST}"\ntoken_env = "X"\nrole = "admin"')),
         "auth.tokens[0].sha256: set exactly one of sha256 and token_env",
@@ -451,11 +465,17 @@ CASES: dict[str, tuple[str, str]] = {
         "auth.tokens[0].queues[0]: expected a string",
     ),
     "duplicate token name": (
-        toml(extra=TOKEN + _token(f'name = "t"\nsha256 = "{"0" * 64}"\nrole = "reader"')),
+        toml(
+            cluster=WITH_SECRET,
+            extra=TOKEN + _token(f'name = "t"\nsha256 = "{"0" * 64}"\nrole = "reader"'),
+        ),
         "auth.tokens[1].name: duplicate token name 't'",
     ),
     "duplicate token value": (
-        toml(extra=TOKEN + _token(f'name = "u"\nsha256 = "{DIGEST}"\nrole = "reader"')),
+        toml(
+            cluster=WITH_SECRET,
+            extra=TOKEN + _token(f'name = "u"\nsha256 = "{DIGEST}"\nrole = "reader"'),
+        ),
         "auth.tokens[1].sha256: the same token as auth.tokens[0]",
     ),
     "limit out of range": (
@@ -624,12 +644,13 @@ def test_security_settings_of_issue_9(tmp_path: Path) -> None:
     (tmp_path / "ca.pem").write_text("x")
     (tmp_path / "c.pem").write_text("x")
     text = toml(
+        cluster=WITH_SECRET,
         extra=(
             '[tls]\ncert = "c.pem"\nkey = "c.pem"\nca = "ca.pem"\n\n'
             "[limits]\nrate_per_s = 50\nrate_burst = 100\n\n"
             f'[auth]\nmetrics = "open"\n\n[[auth.tokens]]\nname = "t"\nsha256 = "{DIGEST}"\n'
             'role = "reader"\n'
-        )
+        ),
     )
     c = parse(text, tmp_path)
     assert c.tls is not None and c.tls.ca == tmp_path / "ca.pem"

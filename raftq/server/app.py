@@ -100,7 +100,8 @@ def add_routes(
     Every node of a cluster must mount the API under the same prefix: a follower forwards a
     request to the same path on the leader's API address. The forwarding session is closed
     on ``app``'s cleanup. ``security`` is what every route checks (``raftq.server.auth``;
-    default: auth off, node-to-node headers trusted from loopback only).
+    default: auth off and no secret: node-to-node headers refused, forwards marked with the
+    unsigned ``X-Raftq-Hop``).
     """
     if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
         raise ValueError(f"prefix must be empty or like '/raftq', got {prefix!r}")

@@ -4,13 +4,15 @@ Every route has a ``Rule`` (``RULES``; a route without one is admin-only: fail c
 ``Guard`` wraps each handler and, before it runs:
 
 1. node-to-node headers: a request marked ``X-Raftq-Forwarded`` must be signed by a node
-   (``raftq.server.peer_auth``), else 401 ``unauthorized``, whatever else it carries;
+   (``raftq.server.peer_auth``), else 401 ``unauthorized``, whatever else it carries and
+   wherever it comes from (without a cluster secret nothing is signed: always 401);
 2. open routes (``/healthz``, ``/readyz``, ``/``, ``/v1/openapi.json``, ``/v1/clock``;
    ``/metrics`` when so configured) are served to anyone;
 3. with tokens configured: ``Authorization: Bearer <token>`` is hashed (SHA-256) and compared
    with *every* configured hash in constant time; none = 401 ``unauthorized``; the role must
    be among the rule's roles and the queue (from the path, or from the job named in the path)
-   must match one of the token's patterns, else 403 ``forbidden``. The principal is set
+   must match one of the token's patterns, else 403 ``forbidden`` (a job this node does not
+   know is left to the handler: see below). The principal is set
    (``CALLER``, and its name in ``raftq.server.audit.PRINCIPAL`` for audit lines) while the
    handler runs. A request a node signed without a bearer token (a peer asking for
    ``/v1/cluster``) is the reader ``node:<id>``;
@@ -20,8 +22,16 @@ Every route has a ``Rule`` (``RULES``; a route without one is admin-only: fail c
 The node that receives a request authorizes it, and the leader authorizes a forwarded request
 again with the same token (tokens are configured cluster-wide), so a follower can neither be
 used to skip a check nor widen one. Queues named in a body (``POST /v1/claim``) are checked
-where the body is parsed, on the node that executes the request (``require_queues``); a job
-this node has not replicated yet is checked by the leader, which has.
+where the body is parsed, on the node that executes the request (``require_queues``).
+
+The queue of a job named in the path (``/v1/jobs/{id}...``) is decided where the answer is
+made, never "allowed" because the job is unknown: the guard refuses at once a job this node
+knows in another queue (a job's queue never changes and ids are never reused, so that answer
+is final), and the handler checks again on the node that executes the request:
+``require_job`` on the leader right before it submits (after a barrier if the job is unknown
+there: its enqueue may be in the log but not applied yet; still unknown: 404), and the read of
+``GET /v1/jobs/{id}`` checks the very job it answers with (after the barrier of a linearizable
+read). Callers whose patterns cover every queue (``*``), admins, and auth off skip all of it.
 """
 
 from __future__ import annotations
@@ -54,6 +64,7 @@ __all__ = [
     "Rule",
     "Security",
     "allowed_queue",
+    "require_job",
     "require_queues",
     "security_from_config",
 ]
@@ -73,6 +84,11 @@ class Principal:
         if self.role is Role.ADMIN:
             return True
         return any(fnmatch.fnmatchcase(queue, p) for p in self.queues)
+
+    @property
+    def restricted(self) -> bool:
+        """Whether some queue is outside this caller's reach (so a job's queue matters)."""
+        return self.role is not Role.ADMIN and "*" not in self.queues
 
 
 # The caller of the request being served (set by the guard around its handler; None: auth off).
@@ -136,7 +152,8 @@ class Security:
 
     Attributes:
         tokens: the configured tokens; empty = auth off (every caller may do everything).
-        secret: the cluster secret, keying node-to-node signatures (``None``: loopback trust).
+        secret: the cluster secret, keying node-to-node signatures (``None``: nothing is
+            signed, and every ``X-Raftq-Forwarded`` is refused).
         metrics_open: ``/metrics`` is served without a token.
         rate_per_s: requests per second per principal (per client address with auth off);
             0 = no limit.
@@ -213,7 +230,8 @@ class Guard:
 
     def _check_peer(self, request: web.Request) -> str | None:
         """The signing node's id when the request carries node-to-node headers; 401 when
-        those headers are not from a node."""
+        their signature does not verify (always, without a secret). ``X-Raftq-Hop`` is not
+        looked at: it confers nothing."""
         node = request.headers.get(FORWARDED_HEADER)
         if node is None:
             return None
@@ -261,19 +279,19 @@ class Guard:
         queue: str | None = None
         if rule.queue is QueueFrom.PATH:
             queue = request.match_info.get("queue")
-        elif rule.queue is QueueFrom.JOB:
+        elif rule.queue is QueueFrom.JOB and principal.restricted:
+            # Only an early refusal: an unknown job is decided by the handler (require_job,
+            # or the job read), on the node that executes the request.
             queue = self._job_queue(request.match_info.get("id", ""))
         if queue is not None and not principal.may_touch(queue):
             raise _forbidden_queue(principal, queue)
 
     def _job_queue(self, raw_id: str) -> str | None:
         """The queue of job ``raw_id`` in this node's state; ``None`` if malformed (the handler
-        answers 400) or unknown here (404 on the leader, or the leader checks it)."""
+        answers 400) or unknown here."""
         if not raw_id.isdigit() or len(raw_id) > 19:
             return None
-        with self._node.read() as m:
-            info = m.job_info(int(raw_id))
-        return None if info is None else info.queue
+        return _queue_of(self._node, int(raw_id))
 
     def _rate_limit(
         self, request: web.Request, principal: Principal | None, signed: str | None
@@ -298,6 +316,60 @@ def _forbidden_queue(principal: Principal, queue: str) -> ApiError:
         f"token {principal.name!r} may not use queue {queue[:200]!r} "
         f"(its patterns: {', '.join(principal.queues)})",
     )
+
+
+def _queue_of(node: NodeAPI, job_id: int) -> str | None:
+    with node.read() as m:
+        return m.job_queue(job_id)
+
+
+async def require_job(node: NodeAPI, job_id: int, timeout_ms: int) -> None:
+    """Before the leader submits a command on job ``job_id``: 403 unless the caller may use
+    the job's queue, 404 ``not_found`` when the job is unknown even after a barrier (no-op for
+    unrestricted callers and with auth off).
+
+    A job unknown here may be one whose enqueue is in the log but not applied yet; the barrier
+    applies everything proposed before it, so what is still unknown afterwards was not
+    enqueued before this command, and the command is not submitted.
+
+    Raises:
+        NotLeader: (from the barrier) this node does not lead: the caller forwards.
+    """
+    principal = CALLER.get()
+    if principal is None or not principal.restricted:
+        return
+    queue = _queue_of(node, job_id)
+    if queue is None:
+        await node.barrier(timeout_ms)
+        queue = _queue_of(node, job_id)
+    if queue is None:
+        raise ApiError(404, "not_found", f"no job {job_id}")
+    if not principal.may_touch(queue):
+        raise _forbidden_queue(principal, queue)
+
+
+async def require_jobs(
+    request: web.BaseRequest, node: NodeAPI, job_ids: Iterable[int], timeout_ms: int
+) -> frozenset[int]:
+    """``require_job`` for the jobs of a batch (``POST /v1/ack``): 403 unless the caller may
+    use the queue of every known one; returns the ids still unknown after one barrier, which
+    the caller answers ``not_found`` without submitting them (empty for unrestricted callers
+    and with auth off, whose commands the state machine answers as usual)."""
+    principal = CALLER.get()
+    if principal is None or not principal.restricted:
+        return frozenset()
+    wanted = set(job_ids)
+
+    def queues() -> dict[int, str]:
+        with node.read() as m:
+            return {j: q for j in wanted if (q := m.job_queue(j)) is not None}
+
+    known = queues()
+    if len(known) < len(wanted):
+        await node.barrier(timeout_ms)
+        known = queues()
+    require_queues(request, sorted(set(known.values())))
+    return frozenset(wanted - known.keys())
 
 
 def require_queues(request: web.BaseRequest, queues: Iterable[str]) -> None:

@@ -7,7 +7,11 @@ costs at most one hop and can never loop. The follower relays the leader's answe
 
 Both headers are signed with the cluster secret (``raftq.server.peer_auth``): the leader
 accepts them only from a node, and authorizes the request again with the client's own
-``Authorization``, which is relayed unchanged.
+``Authorization``, which is relayed unchanged. A node without a secret cannot sign, and an
+unsigned ``X-Raftq-Forwarded`` is refused everywhere (401), so it marks its forwards
+``X-Raftq-Hop: <its id>`` instead: that header only says "do not forward again" (anyone may
+send it, and all it can obtain is a 503 ``not_leader`` from a follower); the leader treats the
+request as the client's own in every other respect (token, rate limit, audit address).
 
 One ``aiohttp.ClientSession`` (persistent connections, no connection cap: every forwarded
 request stands for one inbound request, which bounds them) serves every forward of an app.
@@ -27,7 +31,15 @@ from yarl import URL
 from raftq.server.errors import ApiError
 from raftq.server.peer_auth import PeerKey
 
-__all__ = ["CLIENT_HEADER", "FORWARDED_HEADER", "LEADER_HEADER", "NODE_HEADER", "Forwarder"]
+__all__ = [
+    "CLIENT_HEADER",
+    "FORWARDED_HEADER",
+    "HOP_HEADER",
+    "LEADER_HEADER",
+    "NODE_HEADER",
+    "Forwarder",
+    "relayed",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +47,15 @@ FORWARDED_HEADER = "X-Raftq-Forwarded"
 LEADER_HEADER = "X-Raftq-Leader"
 NODE_HEADER = "X-Raftq-Node"
 CLIENT_HEADER = "X-Raftq-Client"  # the original client's address, for audit lines
+HOP_HEADER = "X-Raftq-Hop"  # unsigned "already relayed once" of nodes without a secret
 _REQUEST_HEADERS = ("Content-Type", "Accept", "X-Request-Id", "Authorization")
 _RESPONSE_HEADERS = ("Content-Type", "Retry-After", LEADER_HEADER, NODE_HEADER)
+
+
+def relayed(request: web.BaseRequest) -> bool:
+    """Whether a node already relayed ``request`` (it must not be forwarded again). The
+    guard has refused an ``X-Raftq-Forwarded`` whose signature does not verify."""
+    return FORWARDED_HEADER in request.headers or HOP_HEADER in request.headers
 
 
 class Forwarder:
@@ -48,7 +67,8 @@ class Forwarder:
         ssl_context: when set, the leader is reached over HTTPS with it.
         observe: called with each forward's outcome (``ok``, ``unreachable``, ``no_answer``),
             for metrics.
-        peer_key: signs the node-to-node headers (``None``: unsigned, loopback clusters).
+        peer_key: signs the node-to-node headers (``None`` or a key without a secret: forwards
+            carry only ``X-Raftq-Hop``, peer views no marker at all).
     """
 
     def __init__(
@@ -86,8 +106,10 @@ class Forwarder:
         """GET ``path`` of another node's API as JSON; ``None`` if it does not answer 200."""
         url = f"{self._scheme}://{address}{path}"
         timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000)
-        headers = {FORWARDED_HEADER: self._node_id}
-        self._peer_key.sign("GET", URL(path), headers)
+        headers: dict[str, str] = {}
+        if self._peer_key.signs:  # else a plain request: only an open /v1/cluster answers
+            headers[FORWARDED_HEADER] = self._node_id
+            self._peer_key.sign("GET", URL(path), headers)
         try:
             async with self._get_session().get(url, headers=headers, timeout=timeout) as resp:
                 if resp.status != 200:
@@ -114,9 +136,12 @@ class Forwarder:
         """
         url = f"{self._scheme}://{address}{request.rel_url}"
         headers = {h: request.headers[h] for h in _REQUEST_HEADERS if h in request.headers}
-        headers[FORWARDED_HEADER] = self._node_id
-        headers[CLIENT_HEADER] = request.remote or "unknown"
-        self._peer_key.sign(request.method, request.rel_url, headers)
+        if self._peer_key.signs:
+            headers[FORWARDED_HEADER] = self._node_id
+            headers[CLIENT_HEADER] = request.remote or "unknown"
+            self._peer_key.sign(request.method, request.rel_url, headers)
+        else:
+            headers[HOP_HEADER] = self._node_id
         timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000)
         try:
             async with self._get_session().request(

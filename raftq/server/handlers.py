@@ -67,7 +67,7 @@ from raftq.raft.api import NodeAPI, NodeStatus
 from raftq.raft.waiters import claim_rounds
 from raftq.server import testfaults
 from raftq.server.audit import audit
-from raftq.server.auth import allowed_queue, require_queues
+from raftq.server.auth import allowed_queue, require_job, require_jobs, require_queues
 from raftq.server.errors import ApiError, from_rejected, invalid
 from raftq.server.fields import (
     INT64_MAX,
@@ -79,7 +79,7 @@ from raftq.server.fields import (
     parse_queue,
     query_int,
 )
-from raftq.server.forward import FORWARDED_HEADER, Forwarder
+from raftq.server.forward import Forwarder, relayed
 from raftq.server.render import render_cluster, render_job, render_lease, render_queue
 from raftq.server.request_ids import request_id_of
 from raftq.server.settings import ServerSettings
@@ -212,7 +212,7 @@ class Api:
 
     def _forward_target(self, request: web.Request, leader: str | None) -> str | None:
         """The address to forward to, or None to serve here."""
-        if FORWARDED_HEADER in request.headers:
+        if relayed(request):
             return None  # one hop at most
         if leader is None or leader == self.node.node_id:
             return None
@@ -295,6 +295,11 @@ class Api:
                 "within the deduplication window; use a fresh id per operation",
             )
         return result
+
+    async def _require_job(self, job_id: int) -> None:
+        """The queue check of a ``/v1/jobs/{id}`` write, right before its submit: this node is
+        the leader, or the barrier raises ``NotLeader`` and ``_write`` forwards."""
+        await require_job(self.node, job_id, self.settings.submit_timeout_ms)
 
     def _unexpected(self, result: Result) -> ApiError:
         logger.error("unexpected result from the state machine: %r", result)
@@ -412,6 +417,7 @@ class Api:
         token = f.req_int("token")
         lease_ms = f.opt_int("lease_ms", 1, MAX_LEASE_MS)
         f.done()
+        await self._require_job(job_id)
         cmd = Heartbeat(
             now_ms=self.node.now_ms(),
             request_id=w.request_id,
@@ -434,6 +440,7 @@ class Api:
         token = f.req_int("token")
         value = f.raw("result")
         f.done()
+        await self._require_job(job_id)
         if self._fault == "skip-token-check":
             with self.node.read() as m:  # TEST ONLY: any token acks the current lease
                 token = testfaults.current_token(m, job_id, token)
@@ -492,14 +499,25 @@ class Api:
             commands.append(
                 Ack(now_ms=now, request_id=rid, job_id=job_id, token=token, result=result_bytes)
             )
-        # Each job's queue, on this node (the leader: forwarded requests are handled there).
-        with self.node.read() as m:
-            queues = {q for cmd in commands if (q := m.job_queue(cmd.job_id)) is not None}
-        require_queues(w.request, sorted(queues))
+        # Each job's queue, on the leader right before submitting (auth.require_jobs): a
+        # restricted caller's items on jobs unknown even after a barrier are not submitted.
+        unknown = await require_jobs(
+            w.request, self.node, (c.job_id for c in commands), self.settings.submit_timeout_ms
+        )
+        submitted = [c for c in commands if c.job_id not in unknown]
         # One submission of all the items (one deadline); a cluster failure of any raises.
-        outcomes = await self.node.submit_many(commands, self.settings.submit_timeout_ms)
+        outcomes = iter(
+            await self.node.submit_many(submitted, self.settings.submit_timeout_ms)
+            if submitted
+            else []
+        )
         answers: list[dict[str, Any]] = []
-        for cmd, outcome in zip(commands, outcomes, strict=True):
+        for cmd in commands:
+            if cmd.job_id in unknown:
+                error = {"code": "not_found", "message": f"no job {cmd.job_id}", "status": 404}
+                answers.append({"id": cmd.job_id, "error": error})
+                continue
+            outcome = next(outcomes)
             if isinstance(outcome, CoreRejected):
                 err = from_rejected(outcome)
                 error = {"code": err.code, "message": err.message, "status": err.status}
@@ -523,6 +541,7 @@ class Api:
             raise invalid("error", "expected a string")
         retry_in_ms = f.opt_int("retry_in_ms", 0, MAX_DELAY_MS)
         f.done()
+        await self._require_job(job_id)
         if self._fault == "nack-drops":  # TEST ONLY: the nack completes the job
             ack = Ack(now_ms=self.node.now_ms(), request_id=w.request_id, job_id=job_id,
                       token=token, result=None)  # fmt: skip
@@ -551,6 +570,7 @@ class Api:
     async def _cancel(self, w: _Write) -> web.StreamResponse:
         job_id = parse_job_id(w.request.match_info["id"])
         w.fields().done()
+        await self._require_job(job_id)
         cmd = Cancel(now_ms=self.node.now_ms(), request_id=w.request_id, job_id=job_id)
         result = await self._submit(cmd)
         if not isinstance(result, Cancelled):
@@ -643,6 +663,7 @@ class Api:
             info = m.job_info(job_id)
         if info is None:
             raise ApiError(404, "not_found", f"no job {job_id}")
+        require_queues(request, (info.queue,))  # the queue of the job answered with
         return respond(request, render_job(info))
 
     async def _linearizable(self, request: web.Request) -> web.StreamResponse | None:

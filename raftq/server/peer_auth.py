@@ -2,16 +2,21 @@
 
 A follower that relays a request marks it ``X-Raftq-Forwarded: <its id>`` and names the
 original client in ``X-Raftq-Client``. Those two headers change what the receiver does (it
-never forwards again, and audit lines name the relayed client), so a receiver must know they
-come from a node, not from anyone who can reach its API:
+never forwards again, a request without a token is the node's own, the rate limit does not
+count it again, and audit lines name the relayed client), so a receiver must know they come
+from a node, not from anyone who can reach its API:
 
-- With a cluster secret, the sender adds ``X-Raftq-Peer-Auth: v1;<ms>;<hex>``: an HMAC-SHA256,
-  under a key derived from the secret, of the timestamp, the method, the path with its query,
-  the two headers above, the request id and a hash of the ``Authorization`` header. The
-  receiver refuses a missing or wrong signature, and one whose timestamp is more than
-  ``MAX_SKEW_MS`` away from its own clock (a captured request cannot be replayed later).
-- Without a secret (allowed only while every raft address is loopback, so every node runs on
-  this machine), the marker is accepted only from a loopback peer address.
+- The sender adds ``X-Raftq-Peer-Auth: v1;<ms>;<hex>``: an HMAC-SHA256, under a key derived
+  from the cluster secret, of the timestamp, the method, the path with its query, the two
+  headers above, the request id and a hash of the ``Authorization`` header. The receiver
+  refuses a missing or wrong signature, and one whose timestamp is more than ``MAX_SKEW_MS``
+  away from its own clock (a captured request cannot be replayed later).
+- Without a secret nothing can be verified, so the marker is refused from every address (the
+  source address proves nothing: a reverse proxy on the node's machine makes every remote
+  client a loopback peer). Nodes without a secret relay with ``X-Raftq-Hop`` instead
+  (``raftq.server.forward``), which only stops a second hop and confers nothing; config
+  validation refuses tokens or a rate limit in a multi-node cluster without a secret, so no
+  cluster needs more than that.
 
 The body is not signed: whoever can alter a request in flight can also read the bearer tokens
 it carries; TLS on the API is the protection against that (docs/security.md).
@@ -31,8 +36,6 @@ from typing import Final
 from aiohttp import web
 from yarl import URL
 
-from raftq.config import is_loopback_host
-
 __all__ = ["MAX_SKEW_MS", "PEER_AUTH_HEADER", "PeerKey"]
 
 PEER_AUTH_HEADER: Final = "X-Raftq-Peer-Auth"
@@ -49,7 +52,8 @@ class PeerKey:
     """Signs this node's requests to other nodes and checks theirs.
 
     Args:
-        secret: the cluster secret (``[cluster].secret``); ``None`` = trust loopback peers.
+        secret: the cluster secret (``[cluster].secret``); ``None``: this node signs nothing
+            and accepts no node-to-node marker.
     """
 
     def __init__(self, secret: str | None) -> None:
@@ -90,10 +94,10 @@ class PeerKey:
     def verify(self, request: web.BaseRequest) -> str | None:
         """Why ``request`` is not from a node (``None`` when it is)."""
         if self._key is None:
-            remote = request.remote or ""
-            if is_loopback_host(remote):
-                return None
-            return "node-to-node headers are accepted only from loopback without a cluster secret"
+            return (
+                "node-to-node request refused: this cluster has no secret, so no node signs; "
+                "without a secret nodes relay with X-Raftq-Hop"
+            )
         value = request.headers.get(PEER_AUTH_HEADER, "")
         parts = value.split(";")
         if len(parts) != 3 or parts[0] != _VERSION or not parts[1].isdigit():

@@ -194,7 +194,8 @@ def test_reader_lists_only_its_queues(secured: Cluster) -> None:
 
 def test_forged_forwarding_headers_are_refused(secured: Cluster) -> None:
     """From outside, X-Raftq-Forwarded / X-Raftq-Client (with or without a made-up
-    signature) are refused even with a valid admin token; real forwards work."""
+    signature) are refused with a valid admin token and without a token (the marker alone
+    must not make the caller a node); real forwards work."""
     c = secured
     leader = c.wait_ready()
     follower = next(n for n in c.ids if n != leader)
@@ -210,6 +211,9 @@ def test_forged_forwarding_headers_are_refused(secured: Cluster) -> None:
             status, body = http_json(
                 c.url(nid, "/v1/queues/a.q/pause"), {}, headers=headers, timeout=10
             )
+            assert status == 401, (nid, extra, body)
+            assert "node-to-node" in body["error"]["message"]
+            status, body = http_json(c.url(nid, "/v1/queues/b.q"), headers=extra, timeout=10)
             assert status == 401, (nid, extra, body)
             assert "node-to-node" in body["error"]["message"]
     # the same request relayed by a real follower passes, and the audit line names the token

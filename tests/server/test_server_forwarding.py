@@ -11,6 +11,7 @@ import pytest
 from raftq.core import Enqueue
 from raftq.errors import NoLeader, NotLeader, OutcomeUnknown, Overloaded
 from raftq.server import ServerSettings, create_app
+from raftq.server.auth import Security
 from tests.support.local_node import LocalNode, serve
 
 
@@ -81,25 +82,43 @@ async def test_linearizable_read_goes_through_the_leader(start, err):
 
 
 async def test_forwarded_request_is_never_forwarded_again(start, err):
+    """Without a secret, nodes relay with X-Raftq-Hop: a request carrying it is served where it
+    lands or refused, never relayed again (with a secret, the signed marker does the same: see
+    test_two_nodes_that_each_believe_the_other_leads_do_not_loop); an unsigned
+    X-Raftq-Forwarded is a 401."""
     async with start(followers=1) as h:
         r = await h.post(
             "/v1/queues/q/jobs",
             {"payload": 1},
-            headers={"X-Raftq-Forwarded": "n9"},
+            headers={"X-Raftq-Hop": "n9"},
             node="n2",
         )
         assert r.status == 503
         assert err(r)[0] == "not_leader"
         assert r.headers["Retry-After"] == "1"
         assert r.headers["X-Raftq-Leader"] == h.addresses["n1"]
+        r = await h.post(
+            "/v1/queues/q/jobs",
+            {"payload": 1},
+            headers={"X-Raftq-Forwarded": "n9"},
+            node="n2",
+        )
+        assert r.status == 401
+        assert err(r)[0] == "unauthorized"
         assert h.node.log == []
 
 
-async def test_two_nodes_that_each_believe_the_other_leads_do_not_loop():
+@pytest.mark.parametrize("secret", [None, "cluster-secret-0123456789"])
+async def test_two_nodes_that_each_believe_the_other_leads_do_not_loop(secret):
+    """One hop at most, with the signed marker (a secret) and with the hop marker (none)."""
     a = LocalNode("a", leader="b")
     b = a.follower("b")
     b.leader = "a"
-    async with serve(create_app(a)) as addr_a, serve(create_app(b)) as addr_b:
+    sec = Security(secret=secret)
+    async with (
+        serve(create_app(a, security=sec)) as addr_a,
+        serve(create_app(b, security=sec)) as addr_b,
+    ):
         a.set_address("a", addr_a)
         a.set_address("b", addr_b)
         url = f"http://{addr_a}/v1/queues/q/jobs"

@@ -4,6 +4,7 @@ rule, node-to-node signatures, the rate limiter, and the guard on in-process ser
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -12,8 +13,9 @@ from aiohttp import web
 from yarl import URL
 
 from raftq.config import Role, TokenConfig
+from raftq.core import Cancel, Command, Enqueue, NewJob, Result, Tick
 from raftq.server import ServerSettings, add_routes, create_app
-from raftq.server.auth import RULES, Security
+from raftq.server.auth import RULES, QueueFrom, Security
 from raftq.server.limits import RateLimiter
 from raftq.server.openapi import openapi_document
 from raftq.server.peer_auth import PEER_AUTH_HEADER, PeerKey
@@ -137,22 +139,16 @@ async def test_peer_signature_expires() -> None:
     assert reason is not None and "expired" in reason
 
 
-async def test_without_secret_node_headers_are_trusted_from_loopback_only() -> None:
+async def test_without_secret_node_headers_are_refused_even_from_loopback() -> None:
+    """No secret, no signature: the marker is refused whatever address it comes from (a
+    reverse proxy on the node's machine makes every remote client a loopback peer)."""
     key = PeerKey(None)
-    assert await _verify(key, "GET", "/v1/cluster", {"X-Raftq-Forwarded": "n2"}) is None
-    # the same request from a non-loopback address is refused; reaching the server from
-    # another address needs one, so this checks the decision on the request object
-    from aiohttp.test_utils import make_mocked_request  # noqa: PLC0415
-
-    class _Transport:
-        def get_extra_info(self, name: str, default: Any = None) -> Any:
-            return ("192.0.2.10", 5555) if name == "peername" else default
-
-    request = make_mocked_request(
-        "GET", "/v1/cluster", headers={"X-Raftq-Forwarded": "n2"}, transport=_Transport()
-    )
-    assert request.remote == "192.0.2.10"
-    assert key.verify(request) is not None
+    assert not key.signs
+    reason = await _verify(key, "GET", "/v1/cluster", {"X-Raftq-Forwarded": "n2"})
+    assert reason is not None and "no secret" in reason
+    headers: dict[str, str] = {"X-Raftq-Forwarded": "n2"}
+    key.sign("GET", URL("/v1/cluster"), headers)
+    assert headers == {"X-Raftq-Forwarded": "n2"}  # nothing to sign with
 
 
 # -- rate limiter -----------------------------------------------------------------------------
@@ -204,3 +200,119 @@ async def test_metrics_open_or_protected_by_config() -> None:
                 assert r.headers["Content-Type"].startswith("application/json")
                 body = await r.json()
                 assert body["error"]["code"] == "unauthorized"
+
+
+# -- the queue of a job named in the path, decided where the answer is made -------------------
+
+
+class _PendingLeader(LocalNode):
+    """A leader with commands in its log that are not applied yet (not committed): reads do
+    not see them; they are applied, in log order, before the next command or barrier, as a
+    commit would apply them. The state a leader is in between an enqueue's proposal and its
+    commit."""
+
+    def __init__(self) -> None:
+        super().__init__("n1")
+        self.pending: list[Command] = []
+
+    async def submit_many(
+        self, commands: Sequence[Command], timeout_ms: int | None = None
+    ) -> list[Result]:
+        pending, self.pending = self.pending, []
+        if pending:
+            await super().submit_many(pending, timeout_ms)
+        return await super().submit_many(commands, timeout_ms)
+
+
+_A_PRODUCER = _token("a-producer", Role.PRODUCER, "pt", ("a*",))
+_A_WORKER = _token("a-worker", Role.WORKER, "wt", ("a*",))
+_A_READER = _token("a-reader", Role.READER, "rt", ("a*",))
+_ALL_PRODUCER = _token("producer", Role.PRODUCER, "apt")
+_ADMIN = _token("admin", Role.ADMIN, "at")
+
+# (method, path, body, token) of every route whose queue is the job's, job 2 in the path
+_JOB_ROUTES: list[tuple[str, str, Any, str]] = [
+    ("POST", "/v1/jobs/2/cancel", None, "pt"),
+    ("POST", "/v1/jobs/2/heartbeat", {"token": 1}, "wt"),
+    ("POST", "/v1/jobs/2/ack", {"token": 1}, "wt"),
+    ("POST", "/v1/jobs/2/nack", {"token": 1}, "wt"),
+    ("POST", "/v1/ack", {"acks": [{"id": 2, "token": 1}]}, "wt"),
+    ("GET", "/v1/jobs/2?consistency=linearizable", None, "rt"),
+    ("GET", "/v1/jobs/2?consistency=linearizable", None, "pt"),
+]
+
+
+def test_job_routes_are_the_ones_checked_here() -> None:
+    """Every route whose queue is a job's is exercised by the tests below."""
+    job_routes = {k for k, rule in RULES.items() if rule.queue is QueueFrom.JOB}
+    job_routes.add(("POST", "/v1/ack"))  # the jobs named in its body
+    tested = {(m, p.split("?")[0].replace("/2", "/{id}")) for m, p, _, _ in _JOB_ROUTES}
+    assert tested == job_routes
+
+
+@pytest.mark.parametrize(("method", "path", "body", "token"), _JOB_ROUTES)
+async def test_job_whose_enqueue_is_not_applied_yet_is_checked_after_it(
+    method: str, path: str, body: Any, token: str
+) -> None:
+    """Job 2 of queue ``b`` is in the leader's log but not applied when a caller limited to
+    ``a*`` names it: the check waits for the log (a barrier) and refuses (403), and the job is
+    untouched. Before the fix the unknown job was allowed and the command, applied after the
+    enqueue, cancelled (or read) the other queue's job."""
+    node = _PendingLeader()
+    sec = Security(tokens=(_A_PRODUCER, _A_WORKER, _A_READER, _ADMIN))
+    async with serve(create_app(node, security=sec)) as address, aiohttp.ClientSession() as s:
+        admin = {"Authorization": "Bearer at"}
+        async with s.post(f"http://{address}/v1/queues/a.q/jobs", json={"payload": 1},
+                          headers=admin) as r:  # fmt: skip
+            assert (r.status, (await r.json())["id"]) == (201, 1)
+        node.pending.append(
+            Enqueue(now_ms=node.now_ms(), queue="b.q", jobs=(NewJob(payload=b"1"),))
+        )
+        headers = {"Authorization": f"Bearer {token}"}
+        async with s.request(method, f"http://{address}{path}", json=body, headers=headers) as r:
+            answer = await r.json()
+            assert r.status == 403, answer
+            assert answer["error"]["code"] == "forbidden" and "b.q" in answer["error"]["message"]
+        async with s.get(f"http://{address}/v1/jobs/2", headers=admin) as r:
+            job = await r.json()
+            assert (job["queue"], job["state"]) == ("b.q", "queued"), job
+        assert not [c for c in node.log if not isinstance(c, Enqueue | Tick)], node.log
+
+
+@pytest.mark.parametrize(("method", "path", "body", "token"), _JOB_ROUTES)
+async def test_job_unknown_after_the_barrier_is_not_found_for_restricted_callers(
+    method: str, path: str, body: Any, token: str
+) -> None:
+    """A job unknown where the check is made is never allowed by default: 404 (per item for
+    ``POST /v1/ack``), and no command on it reaches the log."""
+    node = LocalNode("n1")
+    sec = Security(tokens=(_A_PRODUCER, _A_WORKER, _A_READER))
+    async with serve(create_app(node, security=sec)) as address, aiohttp.ClientSession() as s:
+        headers = {"Authorization": f"Bearer {token}"}
+        async with s.request(method, f"http://{address}{path}", json=body, headers=headers) as r:
+            answer = await r.json()
+        if path == "/v1/ack":
+            assert r.status == 200, answer
+            answer = answer["results"][0]
+        else:
+            assert r.status == 404, answer
+        assert answer["error"]["code"] == "not_found", answer
+        assert all(isinstance(c, Tick) for c in node.log), node.log
+
+
+async def test_unrestricted_callers_and_auth_off_pay_no_barrier() -> None:
+    """Admins, tokens whose patterns include ``*`` and auth off submit at once: no barrier
+    (no Tick) before a command on a job this node does not know."""
+    for sec, headers in (
+        (Security(tokens=(_ADMIN, _ALL_PRODUCER)), {"Authorization": "Bearer at"}),
+        (Security(tokens=(_ADMIN, _ALL_PRODUCER)), {"Authorization": "Bearer apt"}),
+        (Security(), {}),
+    ):
+        node = LocalNode("n1")
+        async with serve(create_app(node, security=sec)) as address, aiohttp.ClientSession() as s:
+            async with s.post(f"http://{address}/v1/jobs/7/cancel", headers=headers) as r:
+                assert r.status == 404
+            async with s.get(f"http://{address}/v1/jobs/7?consistency=linearizable",
+                             headers=headers) as r:  # fmt: skip
+                assert r.status == 404
+        assert [type(c) for c in node.log] == [Cancel, Tick], node.log  # the read's barrier
