@@ -213,6 +213,11 @@ class ClusterClock:
             (est - wall) / 1000,
         )
 
+    def _grace_over(self) -> bool:
+        """Whether the leader has waited ``settle_grace_ms`` since its first refused stamp."""
+        since = self._unsettled_since
+        return since is not None and self._mono() - since >= self._grace_ms
+
     def wants_probe(self) -> bool:
         """Whether the leader should ask the other nodes for their clocks now (rate-limited:
         marks the question as asked)."""
@@ -231,10 +236,15 @@ class ClusterClock:
         node's own, a majority decides. Returns the majority's time (``None``: too few
         answers). Moves cluster time forward to it when it is more than a step ahead."""
         wall = self._wall()
+        est = self.estimate()
+        if est is None and len(answers) + 1 < self.voters and not self._grace_over():
+            # A brand-new cluster's time is born once: from every node's clock while they
+            # can all be heard (their median), a bare majority only after the grace. Two
+            # clocks of three cannot tell which one is hours behind; three can.
+            return None
         q = majority_time([wall, *answers], self.voters)
         if q is None:
             return None
-        est = self.estimate()
         if est is None or q > est + self.max_step_ms:
             self._anchor_at(q)
             if est is not None:

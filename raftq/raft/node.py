@@ -260,6 +260,13 @@ class RaftNode:
         going on at the rate of real time). Raises ``NoLeader`` while not settled."""
         return self.clock.stamp()
 
+    def cluster_time_ms(self) -> int | None:
+        replica = self._replica
+        if replica is not None:  # the applied clock, even before the tick loop observes it
+            with replica.lock:
+                self.clock.observe(replica.machine.clock_ms)
+        return self.clock.estimate()
+
     def clock_offset_ms(self) -> int | None:
         """This node's wall clock minus cluster time as it estimates it (for ``/metrics``)."""
         return self.clock.offset_ms()

@@ -53,7 +53,7 @@ from raftq.server.audit import PRINCIPAL
 from raftq.server.errors import ApiError
 from raftq.server.forward import FORWARDED_HEADER
 from raftq.server.limits import RateLimiter
-from raftq.server.peer_auth import PeerKey
+from raftq.server.peer_auth import PeerKey, TimeNotKnownError
 
 __all__ = [
     "CALLER",
@@ -190,7 +190,7 @@ class Guard:
 
     def __init__(self, security: Security, node: NodeAPI) -> None:
         self.security = security
-        self.peer_key = PeerKey(security.secret)
+        self.peer_key = PeerKey(security.secret, clock_ms=node.cluster_time_ms)
         self._node = node
         # (digest bytes, principal); every one is compared on each request (constant time)
         self._tokens = [
@@ -235,7 +235,10 @@ class Guard:
         node = request.headers.get(FORWARDED_HEADER)
         if node is None:
             return None
-        reason = self.peer_key.verify(request)
+        try:
+            reason = self.peer_key.verify(request)
+        except TimeNotKnownError as e:
+            raise ApiError(503, "no_leader", str(e), retry_after_s=1) from e
         if reason is not None:
             raise _unauthorized(reason)
         return node[:64]

@@ -10,7 +10,14 @@ from a node, not from anyone who can reach its API:
   from the cluster secret, of the timestamp, the method, the path with its query, the two
   headers above, the request id and a hash of the ``Authorization`` header. The receiver
   refuses a missing or wrong signature, and one whose timestamp is more than ``MAX_SKEW_MS``
-  away from its own clock (a captured request cannot be replayed later).
+  away from its own clock (a captured request cannot be replayed later). Both sides read
+  *cluster time* as they estimate it (``NodeAPI.cluster_time_ms``), not their wall clocks:
+  cluster time follows real elapsed time on every node whatever one node's wall clock says
+  (``raftq.raft.cluster_clock``), so a node whose clock is hours off still forwards to, and
+  accepts forwards from, the others (Bug fixed: with wall clocks, every write sent through a
+  follower to a leader more than 30 s off was refused ``401 ... expired``). A node that
+  knows no cluster time yet (a brand-new cluster settling it) judges by its wall clock and
+  answers a valid signature it cannot place in time with a retryable 503.
 - Without a secret nothing can be verified, so the marker is refused from every address (the
   source address proves nothing: a reverse proxy on the node's machine makes every remote
   client a loopback peer). Nodes without a secret relay with ``X-Raftq-Hop`` instead
@@ -30,18 +37,23 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Final
 
 from aiohttp import web
 from yarl import URL
 
-__all__ = ["MAX_SKEW_MS", "PEER_AUTH_HEADER", "PeerKey"]
+__all__ = ["MAX_SKEW_MS", "PEER_AUTH_HEADER", "PeerKey", "TimeNotKnownError"]
 
 PEER_AUTH_HEADER: Final = "X-Raftq-Peer-Auth"
-MAX_SKEW_MS: Final = 30_000  # nodes' clocks are assumed within seconds of each other (NTP)
+MAX_SKEW_MS: Final = 30_000  # nodes' readings of cluster time are within a tick of each other
 _LABEL: Final = b"raftq http peer auth v1"
 _VERSION: Final = "v1"
+
+
+class TimeNotKnownError(Exception):
+    """A node's valid signature whose timestamp is off this node's wall clock while this node
+    knows no cluster time yet: not refused for good (the client may retry), not accepted."""
 
 
 def _wall_ms() -> int:
@@ -54,9 +66,15 @@ class PeerKey:
     Args:
         secret: the cluster secret (``[cluster].secret``); ``None``: this node signs nothing
             and accepts no node-to-node marker.
+        clock_ms: the time signatures carry and are checked against: cluster time as this
+            node estimates it, ``None`` while it knows none (then its wall clock is used);
+            the wall clock by default.
     """
 
-    def __init__(self, secret: str | None) -> None:
+    def __init__(
+        self, secret: str | None, *, clock_ms: Callable[[], int | None] = _wall_ms
+    ) -> None:
+        self._clock_ms = clock_ms
         self._key = (
             None if secret is None else hmac.new(secret.encode(), _LABEL, hashlib.sha256).digest()
         )
@@ -87,12 +105,14 @@ class PeerKey:
         and query are signed)."""
         if self._key is None:
             return
-        ts_ms = _wall_ms()
+        now_ms = self._clock_ms()
+        ts_ms = _wall_ms() if now_ms is None else now_ms
         mac = self._mac(self._key, ts_ms, method, url, headers)
         headers[PEER_AUTH_HEADER] = f"{_VERSION};{ts_ms};{mac}"
 
     def verify(self, request: web.BaseRequest) -> str | None:
-        """Why ``request`` is not from a node (``None`` when it is)."""
+        """Why ``request`` is not from a node (``None`` when it is). Raises ``TimeNotKnownError``
+        for a valid signature whose time this node cannot judge yet."""
         if self._key is None:
             return (
                 "node-to-node request refused: this cluster has no secret, so no node signs; "
@@ -103,13 +123,18 @@ class PeerKey:
         if len(parts) != 3 or parts[0] != _VERSION or not parts[1].isdigit():
             return "node-to-node request without a valid signature"
         ts_ms = int(parts[1])
-        if abs(_wall_ms() - ts_ms) > MAX_SKEW_MS:
-            return "node-to-node signature expired (or the nodes' clocks disagree)"
         headers = {k: request.headers[k] for k in _SIGNED if k in request.headers}
         expected = self._mac(self._key, ts_ms, request.method, request.rel_url, headers)
         if not hmac.compare_digest(expected, parts[2]):
             return "node-to-node request without a valid signature"
-        return None
+        now_ms = self._clock_ms()
+        if abs((_wall_ms() if now_ms is None else now_ms) - ts_ms) <= MAX_SKEW_MS:
+            return None
+        if now_ms is None:  # a node's genuine signature: retry once this node knows the time
+            raise TimeNotKnownError(
+                "this node knows no cluster time yet (a brand-new cluster settling it): retry"
+            )
+        return "node-to-node signature expired (or the nodes' readings of cluster time differ)"
 
 
 _SIGNED: Final = ("Authorization", "X-Raftq-Forwarded", "X-Raftq-Client", "X-Request-Id")

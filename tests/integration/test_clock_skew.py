@@ -3,9 +3,8 @@ cluster time follows real time, within ``raft.clock_max_step_ms`` (raftq/raft/cl
 
 Real ``raftq serve`` processes; the skewed node runs under libfaketime (``.ci/system-deps``
 installs it) with ``FAKETIME="+21600"``: its wall clock (and monotonic clock, by the same
-constant) six hours off from process start. Requests go to the node being tested directly: a
-follower's forward to a leader hours off is refused by the node-to-node signature's timestamp
-check (``raftq.server.peer_auth``), which is not what these tests are about.
+constant) six hours off from process start. Requests go to the node being tested directly,
+except in the test of forwarding to and from that node.
 """
 
 from __future__ import annotations
@@ -150,3 +149,26 @@ def test_a_whole_cluster_restart_after_downtime_makes_delayed_jobs_due(tmp_path:
         assert _claim_within(c, leader, "later", 10) < 10
         ahead = _cluster_ahead_ms(c, leader) - 2 * HOUR_S * 1000
         assert -2_000 <= ahead <= STEP_MS + 500, f"cluster time {ahead} ms from the nodes'"
+
+
+@pytest.mark.parametrize("skew_s", [+6 * HOUR_S, -6 * HOUR_S])
+def test_forwards_to_and_from_a_node_six_hours_off_are_accepted(
+    tmp_path: Path, skew_s: int
+) -> None:
+    """Bug fixed: node-to-node signatures were timed by wall clocks and refused more than 30 s
+    apart, so every write sent through a follower to a leader hours off answered ``401 ...
+    signature expired``. They carry cluster time now (``raftq.server.peer_auth``)."""
+    with _cluster(tmp_path, skew_s) as c:
+        c.wait_ready()
+        _lead_with(c, SKEWED)
+        followers = [n for n in c.ids if n != SKEWED]
+        for nid in followers:  # through a correct follower to the skewed leader
+            _enqueue(c, nid, f"via-{nid}")
+        c.kill(SKEWED)
+        leader = c.leader(among=followers)
+        c.start(SKEWED)
+        c.wait_ready()
+        assert c.leader() == leader
+        _enqueue(c, SKEWED, "via-skewed")  # through the skewed follower to a correct leader
+        for queue in [*(f"via-{n}" for n in followers), "via-skewed"]:
+            assert len(_claim(c, leader, queue, 60_000)) == 1, queue

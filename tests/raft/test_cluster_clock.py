@@ -180,6 +180,19 @@ def test_a_brand_new_cluster_with_a_skewed_leader_gets_the_majority_time(world: 
     assert clock.stamp() == world.real
 
 
+def test_a_brand_new_cluster_led_by_a_clock_behind_waits_for_every_clock(world: World) -> None:
+    """Two clocks of three cannot tell which is hours behind: a new cluster's time is born from
+    all three while they answer (a bare majority only after the grace)."""
+    clock = Host(world, -6 * HOUR).clock()
+    with pytest.raises(NoLeader, match="not settled"):
+        clock.stamp()
+    assert clock.offer([world.real]) is None  # one peer of two: not yet
+    with pytest.raises(NoLeader, match="not settled"):
+        clock.stamp()
+    clock.offer([world.real, world.real + 3])
+    assert clock.stamp() == world.real
+
+
 @pytest.mark.parametrize("skew", [0, +6 * HOUR])
 def test_a_single_node_is_its_own_majority(world: World, skew: int) -> None:
     host = Host(world, skew)

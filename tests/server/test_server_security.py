@@ -4,6 +4,7 @@ rule, node-to-node signatures, the rate limiter, and the guard on in-process ser
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,7 +19,7 @@ from raftq.server import ServerSettings, add_routes, create_app
 from raftq.server.auth import RULES, QueueFrom, Security
 from raftq.server.limits import RateLimiter
 from raftq.server.openapi import openapi_document
-from raftq.server.peer_auth import PEER_AUTH_HEADER, PeerKey
+from raftq.server.peer_auth import PEER_AUTH_HEADER, PeerKey, TimeNotKnownError
 from tests.support.local_node import LocalNode, serve
 
 
@@ -88,7 +89,10 @@ async def _verify(key: PeerKey, method: str, url: str, headers: dict[str, str]) 
     seen: list[str | None] = []
 
     async def handler(request: web.Request) -> web.Response:
-        seen.append(key.verify(request))
+        try:
+            seen.append(key.verify(request))
+        except TimeNotKnownError as e:
+            seen.append(f"time not known: {e}")
         return web.Response()
 
     app = web.Application()
@@ -137,6 +141,30 @@ async def test_peer_signature_expires() -> None:
     old = {**headers, PEER_AUTH_HEADER: f"v1;1000;{mac}"}
     reason = await _verify(key, "GET", "/v1/cluster", old)
     assert reason is not None and "expired" in reason
+
+
+async def test_peer_signatures_carry_cluster_time_not_the_wall_clock() -> None:
+    """Two nodes whose wall clocks are hours apart agree on cluster time: a signature timed by
+    one node's reading of it verifies on the other; a node that knows no cluster time yet
+    neither accepts nor refuses for good a genuine signature it cannot place (a retryable
+    503), and a forged one is refused as ever."""
+    hours = 6 * 3_600_000
+    now = time.time_ns() // 1_000_000
+    signer = PeerKey("cluster-secret-0123456789", clock_ms=lambda: now)
+    headers = _signed(signer, "GET", "/v1/cluster", {"X-Raftq-Forwarded": "n2"})
+    assert await _verify(signer, "GET", "/v1/cluster", headers) is None
+    late = PeerKey("cluster-secret-0123456789", clock_ms=lambda: now + hours)
+    reason = await _verify(late, "GET", "/v1/cluster", headers)
+    assert reason is not None and "expired" in reason
+    unknown = PeerKey("cluster-secret-0123456789", clock_ms=lambda: None)
+    assert await _verify(unknown, "GET", "/v1/cluster", headers) is None  # wall clock agrees
+    ahead = PeerKey("cluster-secret-0123456789", clock_ms=lambda: now - hours)
+    far = _signed(ahead, "GET", "/v1/cluster", {"X-Raftq-Forwarded": "n2"})
+    reason = await _verify(unknown, "GET", "/v1/cluster", far)
+    assert reason is not None and reason.startswith("time not known")
+    forged = {**far, PEER_AUTH_HEADER: far[PEER_AUTH_HEADER][:-4] + "0000"}
+    reason = await _verify(unknown, "GET", "/v1/cluster", forged)
+    assert reason is not None and "valid signature" in reason
 
 
 async def test_without_secret_node_headers_are_refused_even_from_loopback() -> None:

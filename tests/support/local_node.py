@@ -108,6 +108,9 @@ class LocalNode:
     def now_ms(self) -> int:
         return time.time_ns() // 1_000_000 + self._shared.offset_ms
 
+    def cluster_time_ms(self) -> int | None:
+        return self.now_ms()
+
     def is_leader(self) -> bool:
         return self.leader == self.node_id
 
