@@ -37,7 +37,10 @@ How PySyncObj 0.3.17 uses the hooks (read in serializer.py and syncobj.py; pinne
   are missing from the result (measured: a 137 MB file 1.4 MB short, at 1M jobs). The wrapped
   ``setTransmissionData`` writes the last chunk itself, verifies the file, and only then renames
   it; a damaged transfer is dropped (the leader notices the follower did not advance and sends
-  the snapshot again) instead of replacing a good dump.
+  the snapshot again) instead of replacing a good dump. A snapshot that ends at or below this
+  node's commit index is dropped there too, before it replaces the dump or the machine
+  (``RaftqSyncObj.raftq_refuses_snapshot``, which also answers the leader): a node whose own
+  compaction went past it would otherwise roll back and forget acknowledged entries.
 """
 
 from __future__ import annotations
@@ -269,6 +272,9 @@ class SnapshotHooks:
         incoming = self.dump_path + ".1.tmp"  # PySyncObj's name for a snapshot being received
 
         hold_s = 2 * float(syncobj._getConf().raftMaxTimeout)
+        # RaftqSyncObj's check that a received snapshot is not older than this node's commit
+        # index (raftq.raft.commit_rule); absent on a plain SyncObj.
+        refuses: Callable[[int], bool] | None = getattr(syncobj, "raftq_refuses_snapshot", None)
 
         def set_transmission_data(data: Any) -> bool:
             if data is not None:
@@ -284,9 +290,15 @@ class SnapshotHooks:
             finally:
                 f.close()
             try:
-                verify_file(incoming)
+                info = verify_file(incoming)
             except DataError as e:
                 logger.warning("snapshot from the leader dropped, it will be sent again: %s", e)
+                with contextlib.suppress(OSError):
+                    os.unlink(incoming)
+                return False
+            if refuses is not None and refuses(info.header.last[1]):
+                # Older than what this node committed: neither the dump nor the machine may
+                # go back to it (RaftqSyncObj answers the leader with its own position).
                 with contextlib.suppress(OSError):
                     os.unlink(incoming)
                 return False
