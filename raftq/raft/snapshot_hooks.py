@@ -430,7 +430,7 @@ class SnapshotHooks:
         try:
             rpid, status = os.waitpid(self._pid, os.WNOHANG)
         except ChildProcessError:
-            self._pid = 0
+            self._pid, self._killed = 0, False
             logger.warning("snapshot: writer process lost")
             return int(SERIALIZER_STATE.FAILED)
         elapsed_ns = time.monotonic_ns() - self._started_ns
@@ -439,13 +439,13 @@ class SnapshotHooks:
                 self._kill_writer(elapsed_ns)
             return int(SERIALIZER_STATE.SERIALIZING)  # until it is reaped
         pid, self._pid = self._pid, 0
+        killed, self._killed = self._killed, False
         elapsed_ms = elapsed_ns // 1_000_000
-        if self._killed:
-            self._killed = False
+        code = os.waitstatus_to_exitcode(status)
+        if killed and code != 0:  # else it finished its write just before the signal
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp_path(self.dump_path, pid))  # its partial file
             return int(SERIALIZER_STATE.FAILED)  # PySyncObj starts a new one when due
-        code = os.waitstatus_to_exitcode(status)
         if code != 0:
             logger.warning("snapshot: writer failed (exit %d) after %d ms", code, elapsed_ms)
             return int(SERIALIZER_STATE.FAILED)
