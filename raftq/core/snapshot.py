@@ -18,7 +18,7 @@ import io
 from collections import deque
 from collections.abc import Callable, Iterator
 from itertools import islice
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import msgpack
 
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SNAPSHOT_VERSION",
+    "Checksum",
     "read_snapshot_into",
     "snapshot_bytes",
     "snapshot_digest",
@@ -65,6 +66,15 @@ _STATE_CODE = {s: i for i, s in enumerate(_STATES)}
 # took a third of the snapshot time. 256 records are ~40 KiB for 100-byte payloads.
 _CHUNK = 256
 _SUM_SIZE = 32  # the trailer: hashlib.sha256 of everything before it
+
+
+class Checksum(Protocol):
+    """A running SHA-256 (``hashlib.sha256()``, or one that does not use OpenSSL:
+    ``raftq.raft.snapshot_file.builtin_sha256``)."""
+
+    def update(self, data: bytes, /) -> None: ...
+    def digest(self) -> bytes: ...
+
 
 # ``_read_into`` fills every slot of ``Job`` from a job record without calling
 # ``Job.__init__`` (``_run`` from worker, claim_lease_ms and claimed_ms; ``_outcome`` from
@@ -194,9 +204,15 @@ def _job_records(m: Machine, index: dict[str, int]) -> Iterator[list[Any]]:
         yield chunk
 
 
-def write_snapshot(m: Machine, write: Callable[[bytes], object]) -> None:
-    """Stream the snapshot of ``m`` to ``write``, a chunk of records per call."""
-    checksum = hashlib.sha256()
+def write_snapshot(
+    m: Machine,
+    write: Callable[[bytes], object],
+    sha256: Callable[[], Checksum] = hashlib.sha256,
+) -> None:
+    """Stream the snapshot of ``m`` to ``write``, a chunk of records per call (``sha256``:
+    what computes the trailer's SHA-256; the snapshot writer's forked child passes one that
+    does not use OpenSSL)."""
+    checksum = sha256()
 
     def out(data: bytes) -> None:
         checksum.update(data)

@@ -29,6 +29,20 @@ carried (``prevLogIdx`` plus its entries), and a snapshot install is answered wi
 snapshot's end, not the log's (PySyncObj answers with its log end, and the leader takes
 the answer as the follower's match index).
 
+An older snapshot (Bug fixed, finding 2 of the safety issue "an acknowledged job is never
+lost"): a leader sends its snapshot to a follower whose next index is at or below its own
+log start, and that index can be stale (a late "reset" answer moves it back). A follower
+whose own compaction went past the leader's snapshot then installed it: its log replaced by
+the snapshot's two entries, its machine and applied index rolled back, while the leader
+went on counting it for the entries it no longer held. Raft (and etcd: a snapshot at or
+below the committed index is ignored and answered with that index) never installs such a
+snapshot. ``raftq_refuses_snapshot`` is asked by the snapshot hooks once the last chunk has
+arrived and been verified, before the received file replaces the dump
+(``raftq.raft.snapshot_hooks``): a snapshot that ends at or below this node's commit index
+(which is at least its applied index) is dropped, and the node answers "success, next index
+= commit index + 1" with ``reset``, so the leader sets its next index there and takes the
+commit index as a match index (committed entries are in every later leader's log).
+
 Fail-stop: an AppendEntries that replaces an entry this node already applied with an entry of
 another term means the state machine ran a command the cluster did not commit. Raft rules
 that out; if it happens anyway the node stops (``on_diverged``) instead of serving and voting
@@ -54,6 +68,7 @@ so it is in place before the first message arrives.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -62,6 +77,8 @@ from pysyncobj import SyncObj
 from raftq.raft.journal import DurableFileJournal, check_version
 
 __all__ = ["Diverged", "RaftqSyncObj", "follower_view"]
+
+logger = logging.getLogger(__name__)
 
 # on_diverged(index, local_term, leader_term): an applied entry is being replaced.
 Diverged = Callable[[int, int, int], None]
@@ -108,6 +125,10 @@ class RaftqSyncObj(SyncObj):  # type: ignore[misc]
         # The answer to the message being handled, once it installed a snapshot: the index
         # after the snapshot's last entry (see _SyncObj__sendNextNodeIdx).
         self._raftq_installed_next: int | None = None
+        # Set while a message is handled whose snapshot was refused as older than this
+        # node's commit index (raftq_refuses_snapshot): the index to answer with.
+        self._raftq_refused_next: int | None = None
+        self.raftq_refused_snapshots = 0  # how many (for tests and the log)
         super().__init__(*args, **kwargs)
 
     # PySyncObj's own name for its transport callback: SyncObj.__init__ registers
@@ -120,8 +141,13 @@ class RaftqSyncObj(SyncObj):  # type: ignore[misc]
         if "prevLogIdx" in message:
             self._check_applied(message)
         self._raftq_installed_next = None
+        self._raftq_refused_next = None
         guarded = follower_view(message, self._SyncObj__raftCommitIndex)
         handle(self, node, guarded)
+        refused, self._raftq_refused_next = self._raftq_refused_next, None
+        if refused is not None:
+            # PySyncObj sends nothing when a transfer is not installed: answer like etcd.
+            self._SyncObj__sendNextNodeIdx(node, reset=True, nextNodeIdx=refused, success=True)
         reported: int | None = self._SyncObj__leaderCommitIndex  # type: ignore[has-type]
         if guarded is not message and reported == guarded["commit_index"]:
             self._SyncObj__leaderCommitIndex = message["commit_index"]
@@ -158,6 +184,23 @@ class RaftqSyncObj(SyncObj):  # type: ignore[misc]
         installed, self._raftq_installed_next = self._raftq_installed_next, None
         answer = installed if success and nextNodeIdx is None else nextNodeIdx
         SyncObj._SyncObj__sendNextNodeIdx(self, node, reset, answer, success)
+
+    def raftq_refuses_snapshot(self, last_idx: int) -> bool:
+        """Tick thread, from the snapshot hooks, when a snapshot from the leader was received
+        whole and verified, before it replaces anything: whether it must be dropped because it
+        ends at or below what this node committed or applied (see the module docstring). The
+        answer to the leader is sent once PySyncObj is done with the message."""
+        position = max(self._SyncObj__raftCommitIndex, self._SyncObj__raftLastApplied)
+        if last_idx > position:
+            return False
+        self._raftq_refused_next = position + 1
+        self.raftq_refused_snapshots += 1
+        logger.info(
+            "snapshot from the leader up to entry %d ignored: this node has committed up to %d",
+            last_idx,
+            position,
+        )
+        return True
 
     def _check_applied(self, message: dict[str, Any]) -> None:
         if message.get("term", -1) < self._SyncObj__raftCurrentTerm:

@@ -140,7 +140,14 @@ class RaftNode:
         hold = ElectionHold(stall_s=self.config.raft.election_min_ms / 2000)
         self._hold = hold
         self._replica = Replica(self._applied_from_raft_thread, self._on_fatal, hold)
-        self._snapshots = SnapshotHooks(dump_path, self._replica, hold, self._on_fatal)
+        self._snapshots = SnapshotHooks(
+            dump_path,
+            self._replica,
+            hold,
+            self._on_fatal,
+            write_timeout_s=self.config.raft.snapshot_write_timeout_s,
+            on_writer_killed=self.stats.observe_snapshot_killed,
+        )
         conf = self._syncobj_conf(str(data_dir), self._snapshots)
         others = [n.raft for n in self.config.nodes if n.id != self.node_id]
         # SyncObj's tick thread stops when the thread that created it exits: create it here,

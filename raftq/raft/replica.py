@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pysyncobj import SyncObjConsumer, replicated
 
 from raftq.core import Machine, Result
+from raftq.errors import ClusterError
 
 if TYPE_CHECKING:
     from raftq.raft.snapshot_hooks import ElectionHold
@@ -72,7 +73,21 @@ class Replica(SyncObjConsumer):  # type: ignore[misc]  # pysyncobj ships no type
         raise AssertionError("snapshots are loaded by raftq.raft.snapshot_hooks")
 
     def install(self, machine: Machine) -> None:
-        """Replace the machine with one loaded from a snapshot (tick thread)."""
+        """Replace the machine with one loaded from a snapshot (tick thread).
+
+        Never with an older one: a machine that applied fewer entries than this one would
+        undo committed commands (the snapshot hooks refuse an older snapshot before it gets
+        here, ``RaftqSyncObj.raftq_refuses_snapshot``). If one arrives anyway the node stops
+        (``on_fatal``) instead of serving a rolled-back state."""
+        if machine.applied < self.machine.applied:
+            error = ClusterError(
+                f"refusing to replace the state machine (entry {self.machine.applied}) with an "
+                f"older snapshot's (entry {machine.applied}): restart the node; if it stops "
+                "again, wipe its data dir so that it catches up from the leader"
+            )
+            logger.critical("%s", error)
+            self._on_fatal(error)
+            raise error
         with self.lock:
             self.machine = machine
         logger.info("installed a snapshot: %d jobs, clock %d", len(machine.jobs), machine.clock_ms)

@@ -14,7 +14,11 @@ How PySyncObj 0.3.17 uses the hooks (read in serializer.py and syncobj.py; pinne
   parent returns at once (the tick thread does not stall). It removes ``<dump>.tmp`` first so
   that PySyncObj's own rename finds nothing to move (it swallows that error) and can never
   put a stale file over the dump. The journal is truncated only after the child reported
-  success, i.e. after the new dump is durable.
+  success, i.e. after the new dump is durable. A writer still running after
+  ``write_timeout_s`` (``raft.snapshot_write_timeout_s``) is killed and reported FAILED
+  (Bug fixed, finding 8 of the safety issue: PySyncObj waits for the checker without a
+  deadline and neither compacts nor sends a snapshot meanwhile, so one hung child stopped
+  compaction for good); PySyncObj then starts the next snapshot when one is due.
 - Loading (tick thread, ``__loadDumpFile``), at start and when a snapshot from the leader has
   been received (PySyncObj writes ``<dump>.1.tmp`` and renames it over the dump, no fsync):
   ``deserializer(path)`` must return ``(last, prev, cluster)``; PySyncObj then does NOT call
@@ -37,7 +41,10 @@ How PySyncObj 0.3.17 uses the hooks (read in serializer.py and syncobj.py; pinne
   are missing from the result (measured: a 137 MB file 1.4 MB short, at 1M jobs). The wrapped
   ``setTransmissionData`` writes the last chunk itself, verifies the file, and only then renames
   it; a damaged transfer is dropped (the leader notices the follower did not advance and sends
-  the snapshot again) instead of replacing a good dump.
+  the snapshot again) instead of replacing a good dump. A snapshot that ends at or below this
+  node's commit index is dropped there too, before it replaces the dump or the machine
+  (``RaftqSyncObj.raftq_refuses_snapshot``, which also answers the leader): a node whose own
+  compaction went past it would otherwise roll back and forget acknowledged entries.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ import ctypes
 import gc
 import logging
 import os
+import signal
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
@@ -61,9 +69,11 @@ from raftq.raft.snapshot_file import (
     Entry,
     RaftHeader,
     SnapshotInfo,
+    builtin_sha256,
     fsync_dir,
     open_body,
     open_verified,
+    temp_path,
     verify_file,
     write_file,
 )
@@ -72,6 +82,7 @@ if TYPE_CHECKING:
     from raftq.raft.replica import Replica
 
 __all__ = [
+    "DEFAULT_WRITE_TIMEOUT_S",
     "ElectionHold",
     "SnapshotHooks",
     "load_machine",
@@ -82,6 +93,9 @@ logger = logging.getLogger(__name__)
 
 _LEADER = 2  # PySyncObj's _RAFT_STATE.LEADER
 _PR_SET_PDEATHSIG = 1
+# How long a snapshot writer may run before it is killed (config raft.snapshot_write_timeout_s):
+# measured 13 s at 1M jobs (docs/benchmarks.md), so 600 s means a writer that hangs.
+DEFAULT_WRITE_TIMEOUT_S = 600
 _SLOW_TICK_MS = 50  # ticks at least this long are logged at debug level (benchmarks read them)
 
 
@@ -116,26 +130,50 @@ def _entry(value: Any) -> Entry:
     return (bytes(command), int(idx), int(term))
 
 
-def _die_with_parent(parent: int) -> None:
+def _find_prctl() -> Callable[..., int] | None:
+    """libc's ``prctl``, looked up in the parent: ``dlopen`` takes the dynamic loader's lock,
+    which another thread may hold at the fork."""
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+def _die_with_parent(parent: int, prctl: Callable[..., int] | None) -> None:
     """Linux: the child gets SIGKILL if the thread that forked it dies, so a node killed with
     -9 leaves no orphan writing into its data dir."""
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0)
+    if prctl is not None:
+        with contextlib.suppress(Exception):
+            prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0)
     if os.getppid() != parent:  # it died before prctl took effect
         os._exit(1)
 
 
-def _write_in_child(path: str, header: RaftHeader, machine: Machine, parent: int) -> NoReturn:
-    """The forked child: write, exit 0 on success. No logging here (its locks may have been
-    held by another thread at fork time); a failure is one line on stderr."""
+def _write_in_child(
+    path: str,
+    header: RaftHeader,
+    machine: Machine,
+    parent: int,
+    prctl: Callable[..., int] | None,
+) -> NoReturn:
+    """The forked child: write, exit 0 on success. Nothing here may take a lock another
+    thread of the parent could have held at the fork (the child would wait forever): no
+    logging, no ``dlopen``, and SHA-256 from CPython's own code, not OpenSSL's
+    (``builtin_sha256``). A failure is one line on stderr. The parent kills a writer that
+    runs past its deadline anyway (``SnapshotHooks.check``)."""
     code = 1
     try:
-        _die_with_parent(parent)
+        _die_with_parent(parent, prctl)
         # Collections would only copy pages of the parent's heap (copy-on-write) for nothing:
         # this process lives for one write and allocates little.
         gc.disable()
-        write_file(path, header, lambda w: write_snapshot(machine, w))
+        write_file(
+            path,
+            header,
+            lambda w: write_snapshot(machine, w, builtin_sha256),
+            builtin_sha256,
+        )
         code = 0
     except BaseException as e:  # the exit status is the report
         with contextlib.suppress(Exception):
@@ -230,17 +268,25 @@ class SnapshotHooks:
         replica: Replica,
         hold: ElectionHold,
         on_fatal: Callable[[BaseException], None],
+        *,
+        write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S,
+        on_writer_killed: Callable[[], None] | None = None,
     ) -> None:
         check_version()  # the same pin as the journal seam
         self.dump_path = dump_path
         self._replica = replica
         self._hold = hold
         self._on_fatal = on_fatal
+        self._write_timeout_ns = int(write_timeout_s * 1e9)
+        self._on_writer_killed = on_writer_killed
+        self._prctl = _find_prctl()
         self._pid = 0
+        self._killed = False  # the writer _pid ran past its deadline and was sent SIGKILL
         self._failed = False  # serialize could not start a writer; check() reports it once
         self._started_ns = 0
         self.last_write_ms: int | None = None  # duration of the last successful compaction
         self.writes = 0
+        self.writers_killed = 0
 
     def install(self, syncobj: Any, send_budget_s: float) -> None:
         """Throttle snapshot transfers of this constructed SyncObj (module docstring)."""
@@ -269,6 +315,9 @@ class SnapshotHooks:
         incoming = self.dump_path + ".1.tmp"  # PySyncObj's name for a snapshot being received
 
         hold_s = 2 * float(syncobj._getConf().raftMaxTimeout)
+        # RaftqSyncObj's check that a received snapshot is not older than this node's commit
+        # index (raftq.raft.commit_rule); absent on a plain SyncObj.
+        refuses: Callable[[int], bool] | None = getattr(syncobj, "raftq_refuses_snapshot", None)
 
         def set_transmission_data(data: Any) -> bool:
             if data is not None:
@@ -284,9 +333,15 @@ class SnapshotHooks:
             finally:
                 f.close()
             try:
-                verify_file(incoming)
+                info = verify_file(incoming)
             except DataError as e:
                 logger.warning("snapshot from the leader dropped, it will be sent again: %s", e)
+                with contextlib.suppress(OSError):
+                    os.unlink(incoming)
+                return False
+            if refuses is not None and refuses(info.header.last[1]):
+                # Older than what this node committed: neither the dump nor the machine may
+                # go back to it (RaftqSyncObj answers the leader with its own position).
                 with contextlib.suppress(OSError):
                     os.unlink(incoming)
                 return False
@@ -362,7 +417,7 @@ class SnapshotHooks:
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:
-            _write_in_child(self.dump_path, header, machine, parent)
+            _write_in_child(self.dump_path, header, machine, parent, self._prctl)
         self._pid = pid
         logger.info("snapshot: writing entries up to %d (pid %d)", header.last[1], pid)
 
@@ -375,14 +430,22 @@ class SnapshotHooks:
         try:
             rpid, status = os.waitpid(self._pid, os.WNOHANG)
         except ChildProcessError:
-            self._pid = 0
+            self._pid, self._killed = 0, False
             logger.warning("snapshot: writer process lost")
             return int(SERIALIZER_STATE.FAILED)
+        elapsed_ns = time.monotonic_ns() - self._started_ns
         if rpid == 0:
-            return int(SERIALIZER_STATE.SERIALIZING)
-        self._pid = 0
-        elapsed_ms = (time.monotonic_ns() - self._started_ns) // 1_000_000
+            if not self._killed and elapsed_ns > self._write_timeout_ns:
+                self._kill_writer(elapsed_ns)
+            return int(SERIALIZER_STATE.SERIALIZING)  # until it is reaped
+        pid, self._pid = self._pid, 0
+        killed, self._killed = self._killed, False
+        elapsed_ms = elapsed_ns // 1_000_000
         code = os.waitstatus_to_exitcode(status)
+        if killed and code != 0:  # else it finished its write just before the signal
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp_path(self.dump_path, pid))  # its partial file
+            return int(SERIALIZER_STATE.FAILED)  # PySyncObj starts a new one when due
         if code != 0:
             logger.warning("snapshot: writer failed (exit %d) after %d ms", code, elapsed_ms)
             return int(SERIALIZER_STATE.FAILED)
@@ -391,6 +454,26 @@ class SnapshotHooks:
         self.close_transfers()
         logger.info("snapshot: written in %d ms", elapsed_ms)
         return int(SERIALIZER_STATE.SUCCESS)
+
+    def _kill_writer(self, elapsed_ns: int) -> None:
+        """The writer ran past its deadline: a child that hangs (e.g. on a lock inherited
+        from the parent) would otherwise keep PySyncObj from ever compacting, or sending a
+        snapshot, again. SIGKILL it; ``check`` reaps it at the next tick (a process killed in
+        an uninterruptible write is reaped when that returns: no new writer starts before),
+        removes its temp file and reports FAILED."""
+        self._killed = True
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self._pid, signal.SIGKILL)
+        self.writers_killed += 1
+        logger.error(
+            "snapshot: writer (pid %d) still running after %d s, past its deadline of %d s "
+            "(raft.snapshot_write_timeout_s): killed; the next snapshot starts over",
+            self._pid,
+            elapsed_ns // 1_000_000_000,
+            self._write_timeout_ns // 1_000_000_000,
+        )
+        if self._on_writer_killed is not None:
+            self._on_writer_killed()
 
     # -- loading (tick thread) ---------------------------------------------------------------
 

@@ -75,6 +75,7 @@ class StatsReading:
     queue_wait_seconds: HistogramReading
     commit_seconds: HistogramReading
     snapshot_seconds: HistogramReading
+    snapshot_writers_killed: int
 
 
 class _Histogram:
@@ -105,6 +106,7 @@ class RaftStats:
         self._queue_wait = _Histogram(COMMIT_BUCKETS_S)
         self._commit = _Histogram(COMMIT_BUCKETS_S)
         self._snapshot = _Histogram(SNAPSHOT_BUCKETS_S)
+        self._snapshot_kills = 0
 
     def observe_leader(self, leader: str | None) -> None:
         """The leader as seen now; a change to a new known leader counts once."""
@@ -135,6 +137,11 @@ class RaftStats:
         with self._lock:
             self._snapshot.observe(seconds)
 
+    def observe_snapshot_killed(self) -> None:
+        """A snapshot writer ran past its deadline and was killed (tick thread)."""
+        with self._lock:
+            self._snapshot_kills += 1
+
     def snapshot(self) -> StatsReading:
         with self._lock:
             return StatsReading(
@@ -144,4 +151,5 @@ class RaftStats:
                 queue_wait_seconds=self._queue_wait.reading(),
                 commit_seconds=self._commit.reading(),
                 snapshot_seconds=self._snapshot.reading(),
+                snapshot_writers_killed=self._snapshot_kills,
             )

@@ -317,3 +317,9 @@ def _stats_families(stats: RaftStats) -> Iterator[Metric]:
     )
     _add_reading(snap, r.snapshot_seconds)
     yield snap
+    killed = CounterMetricFamily(
+        "raftq_raft_snapshot_writer_kills",
+        "Snapshot writers killed for running past raft.snapshot_write_timeout_s.",
+    )
+    killed.add_metric([], r.snapshot_writers_killed)
+    yield killed
