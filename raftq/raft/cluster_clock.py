@@ -27,11 +27,14 @@ cluster restarted after hours of downtime catches up with real time.
 After a start, a node's estimate is "not confirmed": it comes from the state on disk, which
 may be hours old. It is confirmed by an applied clock within ``step`` of its own wall clock
 (the cluster is live and agrees with this node), by a majority answer, or, when no majority
-answers within ``settle_grace_ms`` and an estimate exists, by that grace (then cluster time
-goes on from the state on disk, logged). A leader refuses to stamp (``NoLeader``: a definite
-refusal, nothing proposed) while not confirmed: a brand-new cluster has no time at all
-(clock 0 would stamp 1970, and delayed jobs are relative to ``now_ms``), and a lease granted
-at a stale time would be ended by the catch-up jump right after.
+answers within ``settle_grace_ms``, by that grace (then cluster time goes on from the state on
+disk, or on a brand-new cluster starts from this node's clock; logged: the nodes cannot reach
+each other's APIs, and refusing writes for good would be worse). A leader refuses to stamp
+(``NoLeader``: a definite refusal, nothing proposed) while not confirmed: a brand-new cluster
+has no time at all (clock 0 would stamp 1970, and delayed jobs are relative to ``now_ms``),
+and a lease granted at a stale time would be ended by the catch-up jump right after. A
+brand-new cluster's time is taken from every node's clock while all of them answer within the
+grace (their median: of two clocks, one hours behind cannot be told from the right one).
 
 ``voters`` is the number of nodes that answer the question; 1 (a single-node cluster, or a
 node with no way to ask the others) makes this node's own clock the majority.
@@ -196,7 +199,7 @@ class ClusterClock:
         now = self._mono()
         if self._unsettled_since is None:
             self._unsettled_since = now
-        if est is None or now - self._unsettled_since < self._grace_ms:
+        if now - self._unsettled_since < self._grace_ms:
             ahead = "" if est is None else f" (this node's clock is {(wall - est) / 1000:+.1f} s"
             ahead += "" if est is None else " from the last cluster time)"
             raise NoLeader(
@@ -205,6 +208,16 @@ class ClusterClock:
             )
         self.confirmed = True
         self._unsettled_since = None
+        if est is None:  # a brand-new cluster: this node's clock is all there is to go by
+            self._anchor_at(wall)
+            logger.warning(
+                "node %s: no majority answered for their clocks within %d ms: cluster time "
+                "starts from this node's clock; check that every node reaches every other "
+                "node's API (GET /v1/clock)",
+                self._name,
+                self._grace_ms,
+            )
+            return
         logger.warning(
             "node %s: no majority answered for their clocks within %d ms: cluster time goes on "
             "from the last one the cluster recorded (%+.1f s from this node's clock)",
@@ -224,6 +237,8 @@ class ClusterClock:
         est = self.estimate()
         needed = not self.confirmed or est is None or self._wall() > est + self.max_step_ms
         now = self._mono()
+        if not self.confirmed and self._unsettled_since is None:
+            self._unsettled_since = now  # the grace runs from the first question
         if not needed or (
             self._last_probe is not None and now - self._last_probe < self._probe_every_ms
         ):

@@ -79,6 +79,9 @@ _DEFINITE = {
 _ENTRY_MESSAGE_MAX_BYTES = 32 * 1024 * 1024
 
 
+_CLOCK_EVERY_S = 0.1  # how often a node follows the applied clock (and a leader may ask)
+
+
 def _default_fatal(error: BaseException) -> None:
     # Reporting only: the process ends after any on_fatal returns (raftq.raft.fail_stop).
     logger.critical("stopping the process: the replicated state is corrupt (%r)", error)
@@ -111,6 +114,7 @@ class RaftNode:
         self._waiters = ClaimWaiters(self._submit_now, self.read)
         self._notify_pending = False
         self._tick_task: asyncio.Task[None] | None = None
+        self._clock_task: asyncio.Task[None] | None = None
         self._hold: ElectionHold | None = None
         self._snapshots: SnapshotHooks | None = None
         self._submit_timeout_ms = config.raft.submit_timeout_ms
@@ -186,16 +190,20 @@ class RaftNode:
             on_commit=self.stats.observe_commit,
         )
         self._tick_task = asyncio.create_task(self._tick_loop(), name=f"raftq-tick-{self.node_id}")
+        self._clock_task = asyncio.create_task(
+            self._clock_loop(), name=f"raftq-clock-{self.node_id}"
+        )
         logger.info("node %s: raft %s started", self.node_id, self._self.raft)
 
     async def stop(self) -> None:
         if self._hold is not None:
             gc_guard.unregister(self._hold)
-        if self._tick_task is not None:
-            self._tick_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._tick_task
-            self._tick_task = None
+        for task in (self._tick_task, self._clock_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._tick_task = self._clock_task = None
         if self._probe_task is not None:
             self._probe_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -285,9 +293,16 @@ class RaftNode:
         self._clock_probe = probe
         self.clock.voters = len(self.config.nodes)
 
+    async def _clock_loop(self) -> None:
+        """Tend cluster time on its own period, not the tick interval's (which may be a minute:
+        a new leader must settle its time within a question, not a tick)."""
+        while True:
+            await asyncio.sleep(_CLOCK_EVERY_S)
+            self._tend_clock()
+
     def _tend_clock(self) -> None:
-        """Every tick loop: follow the applied clock; on the leader, ask the other nodes for
-        their clocks when ``ClusterClock.wants_probe`` (one question at a time)."""
+        """Every ``_CLOCK_EVERY_S``: follow the applied clock; on the leader, ask the other
+        nodes for their clocks when ``ClusterClock.wants_probe`` (one question at a time)."""
         replica = self._replica
         if replica is not None:
             with replica.lock:
@@ -374,7 +389,6 @@ class RaftNode:
         while True:
             await asyncio.sleep(interval_s)
             self._observe()
-            self._tend_clock()
             if self.is_leader():
                 try:
                     await self.submit(Tick(now_ms=self.now_ms()))

@@ -166,12 +166,29 @@ def test_without_answers_a_restarted_leader_falls_back_to_the_state_on_disk(
 def test_a_brand_new_cluster_waits_for_a_majority_before_stamping(world: World) -> None:
     clock = Host(world).clock()
     clock.observe(0)  # nothing applied: no time at all
-    for _ in range(3):
-        world.advance(SETTLE_GRACE_MS)
-        with pytest.raises(NoLeader, match="not settled"):
-            clock.stamp()  # never 1970, whatever the wait
-    clock.offer([world.real + 1])
-    assert abs(clock.stamp() - world.real) <= 1
+    with pytest.raises(NoLeader, match="not settled"):
+        clock.stamp()  # never 1970
+    world.advance(SETTLE_GRACE_MS // 2)
+    with pytest.raises(NoLeader, match="not settled"):
+        clock.stamp()
+    assert clock.offer([world.real + 1]) is None  # within the grace: every clock, if it can
+    clock.offer([world.real + 1, world.real + 2])
+    assert abs(clock.stamp() - world.real - 1) <= 1
+
+
+def test_a_brand_new_cluster_whose_nodes_never_answer_starts_from_the_leaders_clock(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Refusing every write for good because the nodes cannot reach each other's APIs would
+    be worse than this node's clock: after the grace, it is cluster time's start (logged)."""
+    host = Host(world, +3)
+    clock = host.clock()
+    assert clock.wants_probe()  # the grace runs from the first question
+    with pytest.raises(NoLeader, match="not settled"):
+        clock.stamp()
+    world.advance(SETTLE_GRACE_MS)
+    assert clock.stamp() == host.wall()
+    assert "cluster time starts from this node's clock" in caplog.text
 
 
 def test_a_brand_new_cluster_with_a_skewed_leader_gets_the_majority_time(world: World) -> None:
