@@ -55,6 +55,7 @@ __all__ = [
     "finish",
     "in_range",
     "invalid",
+    "lease_of",
     "live_key",
     "move",
     "queue_for",
@@ -310,15 +311,18 @@ def claim(m: Machine, cmd: Claim) -> Result:
         job.set_run(cmd.worker, claim_lease_ms, clock)
         job.lease_expires_ms = clock + claim_lease_ms
         best.push_lease(job)
-        out.append(
-            Lease(
-                job.id,
-                job.queue,
-                job.payload,
-                job.priority,
-                job.attempts,
-                job.token,
-                job.lease_expires_ms,
-            )
-        )
+        out.append(lease_of(job))
     return Claimed(tuple(out))
+
+
+def lease_of(job: Job) -> Lease:
+    """The claim answer's view of a leased ``job`` (its current token and lease end)."""
+    return Lease(
+        job.id,
+        job.queue,
+        job.payload,
+        job.priority,
+        job.attempts,
+        job.token,
+        job.lease_expires_ms,
+    )

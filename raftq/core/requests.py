@@ -32,6 +32,7 @@ from raftq.core.codec import encode_command, encode_result, result_from_wire
 from raftq.core.commands import Command
 from raftq.core.errors import CodecError
 from raftq.core.job import JobState
+from raftq.core.ops import lease_of
 from raftq.core.results import Claimed, Lease, Result
 
 if TYPE_CHECKING:
@@ -94,17 +95,7 @@ def replay(m: Machine, answer: Answer) -> Result:
             or clock >= job.lease_expires_ms
         ):
             continue
-        leases.append(
-            Lease(
-                job.id,
-                job.queue,
-                job.payload,
-                job.priority,
-                job.attempts,
-                job.token,
-                job.lease_expires_ms,
-            )
-        )
+        leases.append(lease_of(job))
     return Claimed(tuple(leases))
 
 

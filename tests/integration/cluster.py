@@ -6,6 +6,7 @@ that replicas converge on the same digest.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ from typing import Any
 
 from raftq.bench.cluster import free_ports
 
-__all__ = ["Cluster", "free_ports"]
+__all__ = ["Cluster", "free_ports", "tokens_toml"]
 
 
 def http_json(
@@ -217,3 +218,13 @@ class Cluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def tokens_toml(tokens: dict[str, tuple[str, str, str]]) -> str:
+    """``[[auth.tokens]]`` tables of ``{name: (role, token, queue patterns as TOML)}``."""
+    out = []
+    for name, (role, token, queues) in tokens.items():
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        out += ["[[auth.tokens]]", f'name = "{name}"', f'sha256 = "{digest}"', f'role = "{role}"']
+        out += [f"queues = {queues}", ""]
+    return "\n".join(out)

@@ -10,40 +10,24 @@ by the token's principal, and the machine refuses another command under a known 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.integration.cluster import Cluster, http_json
+from tests.integration.cluster import Cluster, http_json, tokens_toml
 
-TOKENS = {  # name: (token, role, queue patterns)
-    "admin": ("tok-admin-scope-0123456789", "admin", '["*"]'),
-    "worker-a": ("tok-worker-a-0123456789", "worker", '["a.*"]'),
-    "worker-b": ("tok-worker-b-0123456789", "worker", '["b.*"]'),
+TOKENS = {  # name: (role, token, queue patterns)
+    "admin": ("admin", "tok-admin-scope-0123456789", '["*"]'),
+    "worker-a": ("worker", "tok-worker-a-0123456789", '["a.*"]'),
+    "worker-b": ("worker", "tok-worker-b-0123456789", '["b.*"]'),
 }
-
-
-def _tokens_toml() -> str:
-    out = []
-    for name, (token, role, queues) in TOKENS.items():
-        digest = hashlib.sha256(token.encode()).hexdigest()
-        out += [
-            "[[auth.tokens]]",
-            f'name = "{name}"',
-            f'sha256 = "{digest}"',
-            f'role = "{role}"',
-            f"queues = {queues}",
-            "",
-        ]
-    return "\n".join(out)
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster.generate(tmp_path_factory.mktemp("rid-scope"), extra=_tokens_toml())
-    c.headers = {"Authorization": f"Bearer {TOKENS['admin'][0]}"}
+    c = Cluster.generate(tmp_path_factory.mktemp("rid-scope"), extra=tokens_toml(TOKENS))
+    c.headers = {"Authorization": f"Bearer {TOKENS['admin'][1]}"}
     with c:
         c.wait_ready()
         yield c
@@ -52,7 +36,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 def post(  # noqa: PLR0917  # reads like the request it sends
     c: Cluster, nid: str, path: str, body: Any, who: str, rid: str | None
 ) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {TOKENS[who][0]}"}
+    headers = {"Authorization": f"Bearer {TOKENS[who][1]}"}
     if rid is not None:
         headers["X-Request-Id"] = rid
     return http_json(c.url(nid, path), body, headers=headers, timeout=15)

@@ -11,7 +11,6 @@ second hop and confers nothing else).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -25,22 +24,13 @@ from typing import Any
 
 import pytest
 
-from tests.integration.cluster import Cluster, free_ports
+from tests.integration.cluster import Cluster, free_ports, tokens_toml
 
 TOKENS = {
     "admin": ("admin", "tok-admin-0123456789", '["*"]'),
     "producer": ("producer", "tok-a-producer-0123456789", '["a*"]'),
     "watch": ("reader", "tok-watch-0123456789", '["*"]'),  # the harness's views: its own bucket
 }
-
-
-def _tokens_toml() -> str:
-    out = []
-    for name, (role, token, queues) in TOKENS.items():
-        digest = hashlib.sha256(token.encode()).hexdigest()
-        out += ["[[auth.tokens]]", f'name = "{name}"', f'sha256 = "{digest}"', f'role = "{role}"']
-        out += [f"queues = {queues}", ""]
-    return "\n".join(out)
 
 
 def request(  # noqa: PLR0917  # reads like the request line it sends
@@ -90,7 +80,7 @@ def one_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     a single node has nothing to forward."""
     limits = "[limits]\nrate_per_s = 1\nrate_burst = 2\n\n"
     root = tmp_path_factory.mktemp("forged")
-    c = Cluster.generate(root, n=1, secret=None, extra=limits + _tokens_toml())
+    c = Cluster.generate(root, n=1, secret=None, extra=limits + tokens_toml(TOKENS))
     c.headers = bearer("watch")
     with c:
         c.wait_ready()
@@ -161,7 +151,7 @@ def test_tokens_in_a_cluster_without_secret_refuse_to_start(tmp_path: Path) -> N
     """Tokens (or a rate limit) with several nodes need the secret that signs forwards: one
     line on stderr naming it and how to set it, exit code 2, nothing written."""
     ports = free_ports(4)
-    for extra in (_tokens_toml(), "[limits]\nrate_per_s = 10\n"):
+    for extra in (tokens_toml(TOKENS), "[limits]\nrate_per_s = 10\n"):
         lines = ["[cluster]", 'name = "t"', 'data_dir = "data"', ""]
         for i in range(2):
             lines += ["[[nodes]]", f'id = "n{i + 1}"', f'raft = "127.0.0.1:{ports[i]}"']

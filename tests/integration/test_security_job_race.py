@@ -16,7 +16,6 @@ no tick occupies the leader's pipeline (two entries in flight) during the pause.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import signal
 import time
@@ -28,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.cluster import Cluster
+from tests.integration.cluster import Cluster, tokens_toml
 
 TOKENS = {
     "admin": ("admin", "tok-admin-0123456789", '["*"]'),
@@ -38,15 +37,6 @@ TOKENS = {
 ELECTION_MIN_MS = 3_000  # PySyncObj wants the maximum within its 3.5 s connection timeout
 RAFT = f"election_min_ms = {ELECTION_MIN_MS}\nelection_max_ms = 3500\ntick_interval_ms = 60000"
 PAUSE_MAX_MS = 2_500  # below the election timeout, with room for the followers to resume
-
-
-def _tokens_toml() -> str:
-    out = []
-    for name, (role, token, queues) in TOKENS.items():
-        digest = hashlib.sha256(token.encode()).hexdigest()
-        out += ["[[auth.tokens]]", f'name = "{name}"', f'sha256 = "{digest}"', f'role = "{role}"']
-        out += [f"queues = {queues}", ""]
-    return "\n".join(out)
 
 
 def call(  # noqa: PLR0917  # reads like the request line it sends
@@ -87,7 +77,9 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = 10.0) -> Non
 
 @pytest.fixture(scope="module")
 def slow_elections(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster.generate(tmp_path_factory.mktemp("job-race"), extra_raft=RAFT, extra=_tokens_toml())
+    c = Cluster.generate(
+        tmp_path_factory.mktemp("job-race"), extra_raft=RAFT, extra=tokens_toml(TOKENS)
+    )
     c.headers = {"Authorization": f"Bearer {TOKENS['admin'][1]}"}
     with c:
         c.wait_ready(60)
