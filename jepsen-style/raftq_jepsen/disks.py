@@ -25,6 +25,7 @@ __all__ = [
     "FILLER",
     "TMPFS_MB",
     "build_eio_shim",
+    "build_shim",
     "fill",
     "free",
     "mount_tmpfs",
@@ -36,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 TMPFS_MB = 96  # per node: room for the journal and two snapshots of a 60 s run, with margin
 FILLER = "jepsen-filler"  # the file that fills a node's tmpfs (top level of its data dir)
-SHIM_SOURCE = Path(__file__).resolve().parent / "eio_shim.c"
+HERE = Path(__file__).resolve().parent
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -101,17 +102,23 @@ def free(path: Path) -> None:
         (path / FILLER).unlink()
 
 
-def build_eio_shim(out_dir: Path) -> Path:
-    """Compile ``eio_shim.c`` into ``out_dir``; the library's path.
+def build_shim(source: str, out_dir: Path) -> Path:
+    """Compile the LD_PRELOAD library ``source`` (a C file next to this module) into
+    ``out_dir``; the library's path.
 
     Raises:
         RuntimeError: no C compiler, or it failed (``.ci/system-deps`` installs gcc)."""
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
-        raise RuntimeError("the disk-error nemesis needs a C compiler: apt-get install gcc")
+        raise RuntimeError(f"{source} needs a C compiler: apt-get install gcc")
     out_dir.mkdir(parents=True, exist_ok=True)
-    lib = out_dir / "libjepsen_eio.so"
-    proc = _run(cc, "-shared", "-fPIC", "-O2", "-o", str(lib), str(SHIM_SOURCE), "-ldl")
+    lib = out_dir / f"libjepsen_{source.removesuffix('.c')}.so"
+    proc = _run(cc, "-shared", "-fPIC", "-O2", "-o", str(lib), str(HERE / source), "-ldl")
     if proc.returncode != 0:
-        raise RuntimeError(f"compiling {SHIM_SOURCE.name} failed: {proc.stderr.strip()}")
+        raise RuntimeError(f"compiling {source} failed: {proc.stderr.strip()}")
     return lib
+
+
+def build_eio_shim(out_dir: Path) -> Path:
+    """The disk-error library (``eio_shim.c``)."""
+    return build_shim("eio_shim.c", out_dir)

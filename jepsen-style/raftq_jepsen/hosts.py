@@ -16,7 +16,8 @@ so the PID we hold is the node's own: kill -9 and SIGSTOP reach the node itself)
 faults are wanted, every node runs under libfaketime with its own ``FAKETIME_TIMESTAMP_FILE``
 that the nemesis rewrites at runtime. Disk faults (``disks.py``): with ``disk_tmpfs`` each
 node's data dir is its own small tmpfs (unmounted on every exit path); with ``eio`` every node
-runs under an LD_PRELOAD library that fails its data-dir writes with EIO on demand.
+runs under an LD_PRELOAD library that fails its data-dir writes with EIO on demand; with
+``wall_shift`` under one that adds a per-node offset (a file) to its wall clock only.
 
 Only one harness may own these names at a time: ``Hosts`` takes ``LOCK_PATH`` (flock) and then
 removes any stale namespaces and root veth left by a killed earlier run.
@@ -108,11 +109,13 @@ class NodeProc:
     clock_file: Path
     data_dir: Path
     eio_flag: Path  # while it exists, data-dir writes fail with EIO (``eio`` hosts only)
+    wall_file: Path  # seconds added to the wall clock (``wall_shift`` hosts only)
     proc: subprocess.Popen[bytes] | None = None
     started_ns: int = 0  # monotonic ns of the last start (libfaketime counts rates from it)
     paused: bool = False
     clock_offset_s: float = 0.0  # what the clock file says now
     clock_rate: float = 1.0
+    wall_offset_s: float = 0.0  # what the wall file says now
     log: IO[bytes] | None = field(default=None, repr=False)
     # The harness ended the process itself (kill, stop): an exit that is no news.
     expected_exit: bool = False
@@ -146,6 +149,7 @@ class Hosts:
         raft_overrides: extra ``[raft]`` keys of the generated config.
         disk_tmpfs: give each node's data dir its own small tmpfs (the disk-full nemesis).
         eio: start nodes under the EIO shim (the disk-error nemesis).
+        wall_shift: start nodes under the wall-clock shim (the clock-jump nemesis).
     """
 
     def __init__(
@@ -158,6 +162,7 @@ class Hosts:
         raft_overrides: dict[str, int] | None = None,
         disk_tmpfs: bool = False,
         eio: bool = False,
+        wall_shift: bool = False,
     ) -> None:
         if not 1 <= n <= MAX_NODES:
             raise ValueError(f"--nodes must be 1..{MAX_NODES}")
@@ -169,6 +174,8 @@ class Hosts:
         self.disk_tmpfs = disk_tmpfs
         self.eio = eio
         self.eio_lib: Path | None = None
+        self.wall_shift = wall_shift
+        self.wall_lib: Path | None = None
         self._mounts: list[Path] = []
         self.secret = secrets.token_urlsafe(24)
         self.token = secrets.token_urlsafe(24)  # API token (sent as Bearer; admin role)
@@ -203,6 +210,7 @@ class Hosts:
                 clock_file=self.run_dir / "clock" / nid,
                 data_dir=self.run_dir / "data" / nid,
                 eio_flag=self.run_dir / "eio" / f"{nid}.on",
+                wall_file=self.run_dir / "wall" / nid,
             )
             node.clock_file.parent.mkdir(parents=True, exist_ok=True)
             node.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -213,6 +221,8 @@ class Hosts:
                 self._mounts.append(node.data_dir)
         if self.eio:
             self.eio_lib = disks.build_eio_shim(self.run_dir / "eio")
+        if self.wall_shift:
+            self.wall_lib = disks.build_shim("wallclock_shim.c", self.run_dir / "wall")
 
     def close(self) -> None:
         """Kill every node we started, delete every namespace and the root veth."""
@@ -318,6 +328,11 @@ class Hosts:
             preload.append(str(self.eio_lib))
             env["RAFTQ_JEPSEN_EIO_FLAG"] = str(node.eio_flag)
             env["RAFTQ_JEPSEN_EIO_DIR"] = str(node.data_dir)
+        if self.wall_lib is not None:
+            # Before libfaketime: its offset then applies underneath this one.
+            preload.append(str(self.wall_lib))
+            self.set_wall_offset(node, 0.0)  # a restart begins on the real clock
+            env["RAFTQ_JEPSEN_WALL_OFFSET_FILE"] = str(node.wall_file)
         if self.faketime:
             # A restart begins on the real clock: libfaketime counts rates from process start.
             node.clock_file.write_text("+0 x1\n")
@@ -414,6 +429,15 @@ class Hosts:
         changes, the caller passes the offset that makes them so (``continuous_offset``)."""
         node.clock_file.write_text(f"{offset_s:+.3f} x{rate:g}\n")
         node.clock_offset_s, node.clock_rate = offset_s, rate
+
+    def set_wall_offset(self, node: NodeProc, offset_s: float) -> None:
+        """Step ``node``'s wall clock to real + ``offset_s`` (seen within 200 ms); its
+        monotonic clocks do not move (``wallclock_shim.c``)."""
+        node.wall_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = node.wall_file.with_suffix(".tmp")
+        tmp.write_text(f"{offset_s:.3f}\n")
+        tmp.replace(node.wall_file)  # the shim never reads a half-written file
+        node.wall_offset_s = offset_s
 
     def continuous_offset(self, node: NodeProc, new_rate: float) -> float:
         """The offset that keeps ``node``'s fake clock continuous when its rate becomes

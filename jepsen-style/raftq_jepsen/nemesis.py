@@ -263,25 +263,25 @@ async def clock(ctx: NemesisContext) -> Fault:
 
 
 async def clock_jump(ctx: NemesisContext) -> Fault:
-    """One node's clocks (the leader half of the time) jump 1-6 HOURS forward or back, and stay
-    wrong until the window heals (then they jump back by as much). libfaketime, as ``clock``."""
-    if not ctx.hosts.faketime:
-        raise RuntimeError("the clock-jump nemesis needs nodes started under libfaketime")
+    """One node's wall clock (the leader half of the time) jumps 1-6 HOURS forward or back, and
+    stays wrong until the window heals (then it is right again). Its monotonic clocks, so
+    Raft's timers and every sleep, do not move, as in a real clock step (NTP, a wrong RTC): a
+    skewed leader keeps leading. The per-node wall-clock shim (``wallclock_shim.c``)."""
+    if ctx.hosts.wall_lib is None:
+        raise RuntimeError("the clock-jump nemesis needs nodes started under the wall-clock shim")
     node, known = await _leader_or_random(ctx)
     if ctx.rng.random() < 0.5:
         node, known = ctx.rng.choice(ctx.hosts.nodes), False
     jump = round(ctx.rng.uniform(1.0, 6.0) * 3600 * ctx.rng.choice((1, -1)), 3)
-    h = ctx.hosts
-    h.set_clock(node, node.clock_offset_s + jump, node.clock_rate)
+    ctx.hosts.set_wall_offset(node, jump)
     started = node.started_ns
     detail: dict[str, Any] = {"node": node.id, "was_leader": known, "jump_s": jump}
 
     async def heal() -> None:
-        # A restart in the window (the node stopped itself) already put it on the real clock.
-        if node.alive() and node.started_ns == started:
-            h.set_clock(node, node.clock_offset_s - jump, node.clock_rate)
-        else:
+        # A restart in the window (a kill by another nemesis) already reset it.
+        if node.started_ns != started:
             detail["restarted"] = True
+        ctx.hosts.set_wall_offset(node, 0.0)
 
     return Fault(detail, heal)
 
@@ -553,7 +553,7 @@ DESCRIPTIONS: dict[str, str] = {
     "worker-pause": "SIGSTOP a worker holding leases until a job is claimed again: zombie ack",
     "disk-full": "one node's data dir (its own tmpfs) filled up, then freed and the node restarted",
     "disk-error": "writes/syncs in one node's data dir fail with EIO (LD_PRELOAD shim), restart",
-    "clock-jump": "one node's clocks jump 1-6 HOURS forward or back until the heal (libfaketime)",
+    "clock-jump": "one node's wall clock jumps 1-6 HOURS forward or back until the heal (shim)",
     "snapshot-race": "a follower lags while others compact often and restart: snapshot installs",
     "forged-forward": "unsigned X-Raftq-Forwarded requests from a node's host: all must get 401",
     ALL: "a rotation of every nemesis above",

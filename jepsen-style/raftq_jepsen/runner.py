@@ -53,7 +53,7 @@ TEST_FAULTS = (
     "clock-unbounded",
     "install-stale-snapshot",
 )
-CLOCK_NEMESES = ("clock", "clock-jump")
+SHIM_NEMESES = ("disk-error", "clock-jump")  # compile an LD_PRELOAD library at run time
 # Raft settings of the test cluster: compaction often, so snapshots are installed under faults.
 RAFT = {
     "log_compaction_min_entries": 2_000,
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.time_limit <= 0 or args.nodes < 1:
         print("jepsen-style/run: error: --time-limit and --nodes must be positive", file=sys.stderr)
         return EXIT_USAGE
-    missing = ensure_tools(clock=any(n in names for n in CLOCK_NEMESES), cc="disk-error" in names)
+    missing = ensure_tools(clock="clock" in names, cc=any(n in names for n in SHIM_NEMESES))
     if missing:
         print(f"jepsen-style/run: error: missing: {'; '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
@@ -195,11 +195,12 @@ def run(opts: RunOptions) -> dict[str, Any]:
     hosts = Hosts(
         opts.out.resolve(),
         opts.nodes,
-        faketime=any(n in opts.nemeses for n in CLOCK_NEMESES),
+        faketime="clock" in opts.nemeses,
         test_fault=opts.test_fault,
         raft_overrides=raft_settings(opts.nemeses),
         disk_tmpfs="disk-full" in opts.nemeses,
         eio="disk-error" in opts.nemeses,
+        wall_shift="clock-jump" in opts.nemeses,
     )
 
     def on_term(_sig: int, _frame: object) -> None:

@@ -93,7 +93,7 @@ def test_short_disk_clock_snapshot_forged_run_is_valid(tmp_path: Path) -> None:
     unsigned forwarded-marker requests must leave the history valid too."""
     out = tmp_path / "run"
     rc, log = _run(
-        out, "--nemesis", ",".join(CI_NEW_NEMESES), "--time-limit", "90", "--quiet", "5",
+        out, "--nemesis", ",".join(CI_NEW_NEMESES), "--time-limit", "110", "--quiet", "5",
         "--seed", "7", "--drain-limit", "35", timeout_s=500,
     )  # fmt: skip
     assert _namespaces_left() == [], "the harness left namespaces behind"

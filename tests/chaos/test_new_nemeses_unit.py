@@ -8,6 +8,7 @@ import errno
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +135,26 @@ def test_swallowing_os_reports_success_for_failed_writes(tmp_path: Path) -> None
     assert sw.path is os.path  # everything else is the real os
     with pytest.raises(OSError):
         os.pwrite(closed, b"abc", 0)
+
+
+_CLOCKS = """
+import datetime, time
+wall, mono = time.time(), time.monotonic()
+time.sleep(0.05)  # sleeps keep working (libfaketime's DONT_FAKE_MONOTONIC breaks them)
+print(wall, mono, datetime.datetime.now().timestamp())
+"""
+
+
+def test_wallclock_shim_steps_the_wall_clock_only(tmp_path: Path) -> None:
+    lib = disks.build_shim("wallclock_shim.c", tmp_path / "wall")
+    offset = tmp_path / "offset"
+    env = dict(os.environ, LD_PRELOAD=str(lib), RAFTQ_JEPSEN_WALL_OFFSET_FILE=str(offset))
+    for shift in (-7200.0, 0.0, 5 * 3600.0):
+        offset.write_text(f"{shift}\n")
+        before = (time.time(), time.monotonic())
+        out = subprocess.run([sys.executable, "-c", _CLOCKS], env=env, capture_output=True,
+                             text=True, check=True).stdout.split()  # fmt: skip
+        wall, mono, now = (float(x) for x in out)
+        assert abs(wall - before[0] - shift) < 5, (shift, wall - before[0])
+        assert abs(now - wall) < 5  # gettimeofday/localtime agree with clock_gettime
+        assert 0 <= mono - before[1] < 5  # the monotonic clock is the real one
