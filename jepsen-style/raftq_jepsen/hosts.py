@@ -14,7 +14,10 @@ network between nodes, clients keep talking to the nodes they picked).
 Nodes are real ``python -m raftq serve`` processes started with ``ip netns exec`` (which execs,
 so the PID we hold is the node's own: kill -9 and SIGSTOP reach the node itself). When clock
 faults are wanted, every node runs under libfaketime with its own ``FAKETIME_TIMESTAMP_FILE``
-that the nemesis rewrites at runtime.
+that the nemesis rewrites at runtime. Disk faults (``disks.py``): with ``disk_tmpfs`` each
+node's data dir is its own small tmpfs (unmounted on every exit path); with ``eio`` every node
+runs under an LD_PRELOAD library that fails its data-dir writes with EIO on demand; with
+``wall_shift`` under one that adds a per-node offset (a file) to its wall clock only.
 
 Only one harness may own these names at a time: ``Hosts`` takes ``LOCK_PATH`` (flock) and then
 removes any stale namespaces and root veth left by a killed earlier run.
@@ -34,7 +37,9 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+from raftq_jepsen import disks
 
 __all__ = [
     "FAKETIME_LIB",
@@ -69,7 +74,7 @@ def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-def ensure_tools(*, clock: bool) -> list[str]:
+def ensure_tools(*, clock: bool, cc: bool = False) -> list[str]:
     """What is missing to run here (empty: all good). ``make``/``.ci/run`` install them."""
     missing = []
     if os.geteuid() != 0:
@@ -79,6 +84,8 @@ def ensure_tools(*, clock: bool) -> list[str]:
             missing.append(f"{tool} (apt-get install iproute2 iptables)")
     if clock and not Path(FAKETIME_LIB).exists():
         missing.append(f"{FAKETIME_LIB} (apt-get install libfaketime)")
+    if cc and shutil.which("cc") is None and shutil.which("gcc") is None:
+        missing.append("a C compiler for the disk-error shim (apt-get install gcc)")
     return missing
 
 
@@ -100,12 +107,20 @@ class NodeProc:
     ip: str
     log_path: Path
     clock_file: Path
+    data_dir: Path
+    eio_flag: Path  # while it exists, data-dir writes fail with EIO (``eio`` hosts only)
+    wall_file: Path  # seconds added to the wall clock (``wall_shift`` hosts only)
     proc: subprocess.Popen[bytes] | None = None
     started_ns: int = 0  # monotonic ns of the last start (libfaketime counts rates from it)
     paused: bool = False
     clock_offset_s: float = 0.0  # what the clock file says now
     clock_rate: float = 1.0
+    wall_offset_s: float = 0.0  # what the wall file says now
     log: IO[bytes] | None = field(default=None, repr=False)
+    # The harness ended the process itself (kill, stop): an exit that is no news.
+    expected_exit: bool = False
+    # Exits the harness did not cause: {"time_ns" (monotonic), "code", "last_line"}.
+    exits: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def api(self) -> str:
@@ -132,6 +147,9 @@ class Hosts:
         faketime: start nodes under libfaketime (clock nemeses).
         test_fault: value of ``RAFTQ_TEST_FAULT`` for the nodes (positive controls only).
         raft_overrides: extra ``[raft]`` keys of the generated config.
+        disk_tmpfs: give each node's data dir its own small tmpfs (the disk-full nemesis).
+        eio: start nodes under the EIO shim (the disk-error nemesis).
+        wall_shift: start nodes under the wall-clock shim (the clock-jump nemesis).
     """
 
     def __init__(
@@ -142,6 +160,9 @@ class Hosts:
         faketime: bool,
         test_fault: str | None = None,
         raft_overrides: dict[str, int] | None = None,
+        disk_tmpfs: bool = False,
+        eio: bool = False,
+        wall_shift: bool = False,
     ) -> None:
         if not 1 <= n <= MAX_NODES:
             raise ValueError(f"--nodes must be 1..{MAX_NODES}")
@@ -150,6 +171,12 @@ class Hosts:
         self.faketime = faketime
         self.test_fault = test_fault
         self.raft_overrides = raft_overrides or {}
+        self.disk_tmpfs = disk_tmpfs
+        self.eio = eio
+        self.eio_lib: Path | None = None
+        self.wall_shift = wall_shift
+        self.wall_lib: Path | None = None
+        self._mounts: list[Path] = []
         self.secret = secrets.token_urlsafe(24)
         self.token = secrets.token_urlsafe(24)  # API token (sent as Bearer; admin role)
         self.config_path = run_dir / "cluster.toml"
@@ -181,11 +208,21 @@ class Hosts:
                 ip=node_ip(i),
                 log_path=self.run_dir / "logs" / f"{nid}.log",
                 clock_file=self.run_dir / "clock" / nid,
+                data_dir=self.run_dir / "data" / nid,
+                eio_flag=self.run_dir / "eio" / f"{nid}.on",
+                wall_file=self.run_dir / "wall" / nid,
             )
             node.clock_file.parent.mkdir(parents=True, exist_ok=True)
             node.log_path.parent.mkdir(parents=True, exist_ok=True)
             node.clock_file.write_text("+0 x1\n")
             self.nodes.append(node)
+            if self.disk_tmpfs:
+                disks.mount_tmpfs(node.data_dir, node.ns)
+                self._mounts.append(node.data_dir)
+        if self.eio:
+            self.eio_lib = disks.build_eio_shim(self.run_dir / "eio")
+        if self.wall_shift:
+            self.wall_lib = disks.build_shim("wallclock_shim.c", self.run_dir / "wall")
 
     def close(self) -> None:
         """Kill every node we started, delete every namespace and the root veth."""
@@ -196,6 +233,9 @@ class Hosts:
             _run("ip", "netns", "del", ns, check=False)
         _run("ip", "link", "del", ROOT_VETH, check=False)
         self._created.clear()
+        for path in reversed(self._mounts):
+            disks.umount(path)
+        self._mounts.clear()
         if self._lock is not None:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
             self._lock.close()
@@ -207,6 +247,7 @@ class Hosts:
                 os.kill(node.proc.pid, signal.SIGCONT)
                 os.kill(node.proc.pid, signal.SIGKILL)
             node.proc.wait()
+        node.expected_exit = True
         node.paused = False
         if node.log is not None:
             node.log.close()
@@ -273,6 +314,7 @@ class Hosts:
         """Start (or restart) ``node``'s process; returns at once (it binds in the background)."""
         if node.alive():
             raise RuntimeError(f"{node.id} is already running")
+        self.note_exit(node)
         env = dict(os.environ)
         env.pop("RAFTQ_TEST_FAULT", None)
         env.pop("RAFTQ_TEST_FAULTS_ENABLED", None)
@@ -281,13 +323,25 @@ class Hosts:
             env["RAFTQ_TEST_FAULTS_ENABLED"] = "yes-break-this-node"
         cmd = [sys.executable, "-m", "raftq", "serve", "--config", str(self.config_path),
                "--node", node.id, "--log-level", "info"]  # fmt: skip
+        preload: list[str] = []
+        if self.eio_lib is not None:
+            preload.append(str(self.eio_lib))
+            env["RAFTQ_JEPSEN_EIO_FLAG"] = str(node.eio_flag)
+            env["RAFTQ_JEPSEN_EIO_DIR"] = str(node.data_dir)
+        if self.wall_lib is not None:
+            # Before libfaketime: its offset then applies underneath this one.
+            preload.append(str(self.wall_lib))
+            self.set_wall_offset(node, 0.0)  # a restart begins on the real clock
+            env["RAFTQ_JEPSEN_WALL_OFFSET_FILE"] = str(node.wall_file)
         if self.faketime:
             # A restart begins on the real clock: libfaketime counts rates from process start.
             node.clock_file.write_text("+0 x1\n")
             node.clock_offset_s, node.clock_rate = 0.0, 1.0
-            env["LD_PRELOAD"] = FAKETIME_LIB
+            preload.append(FAKETIME_LIB)
             env["FAKETIME_TIMESTAMP_FILE"] = str(node.clock_file)
             env["FAKETIME_CACHE_DURATION"] = "1"  # re-read the file at most once a second
+        if preload:
+            env["LD_PRELOAD"] = " ".join(preload)
         if node.log is None:
             node.log = node.log_path.open("ab")
         node.log.write(f"--- start {time.strftime('%H:%M:%S')}\n".encode())
@@ -301,21 +355,41 @@ class Hosts:
         )
         node.started_ns = time.monotonic_ns()
         node.paused = False
+        node.expected_exit = False
+
+    def note_exit(self, node: NodeProc) -> dict[str, Any] | None:
+        """If ``node`` exited by itself (not by our kill or stop), record and return its exit
+        code and the last line of its log (what it said when it stopped itself)."""
+        if node.proc is None or node.proc.poll() is None or node.expected_exit:
+            return None
+        record: dict[str, Any] = {
+            "time_ns": time.monotonic_ns(),
+            "code": node.proc.returncode,
+            "last_line": last_log_line(node.log_path),
+        }
+        node.exits.append(record)
+        node.expected_exit = True  # recorded once
+        logger.info("%s had exited by itself: %s", node.id, record)
+        return record
 
     def kill(self, node: NodeProc) -> None:
         """kill -9 (a paused node is killed too)."""
+        self.note_exit(node)
         if node.proc is not None and node.proc.poll() is None:
             with _suppress_lookup():
                 os.kill(node.proc.pid, signal.SIGKILL)
             node.proc.wait()
+            node.expected_exit = True
         node.paused = False
 
     def stop(self, node: NodeProc, timeout_s: float = 10.0) -> None:
         """SIGTERM and wait (SIGKILL past ``timeout_s``)."""
+        self.note_exit(node)
         if node.proc is None or node.proc.poll() is not None:
             return
         if node.paused:
             self.resume(node)
+        node.expected_exit = True
         node.proc.terminate()
         try:
             node.proc.wait(timeout_s)
@@ -325,9 +399,11 @@ class Hosts:
     def stop_all(self, timeout_s: float = 10.0) -> None:
         """SIGTERM every node at once, then wait for each (SIGKILL past ``timeout_s``)."""
         for node in self.nodes:
+            self.note_exit(node)
             if node.alive():
                 if node.paused:
                     self.resume(node)
+                node.expected_exit = True
                 node.proc.terminate()  # type: ignore[union-attr]
         deadline = time.monotonic() + timeout_s
         for node in self.nodes:
@@ -353,6 +429,15 @@ class Hosts:
         changes, the caller passes the offset that makes them so (``continuous_offset``)."""
         node.clock_file.write_text(f"{offset_s:+.3f} x{rate:g}\n")
         node.clock_offset_s, node.clock_rate = offset_s, rate
+
+    def set_wall_offset(self, node: NodeProc, offset_s: float) -> None:
+        """Step ``node``'s wall clock to real + ``offset_s`` (seen within 200 ms); its
+        monotonic clocks do not move (``wallclock_shim.c``)."""
+        node.wall_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = node.wall_file.with_suffix(".tmp")
+        tmp.write_text(f"{offset_s:.3f}\n")
+        tmp.replace(node.wall_file)  # the shim never reads a half-written file
+        node.wall_offset_s = offset_s
 
     def continuous_offset(self, node: NodeProc, new_rate: float) -> float:
         """The offset that keeps ``node``'s fake clock continuous when its rate becomes
@@ -445,3 +530,17 @@ def cleanup_stale() -> None:
         _run("ip", "netns", "del", ns, check=False)
     if _run("ip", "link", "show", ROOT_VETH, check=False).returncode == 0:
         _run("ip", "link", "del", ROOT_VETH, check=False)
+    for path in disks.stale_mounts(PREFIX):
+        logger.warning("unmounting a stale data-dir tmpfs %s", path)
+        disks.umount(path)
+
+
+def last_log_line(path: Path) -> str:
+    """The last non-empty line of a node log (at most its last 64 KiB are read)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 65536))
+            lines = [ln for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:500] if lines else ""

@@ -9,8 +9,11 @@ before the next. Every window is one line of ``nemesis.jsonl``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import random
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,10 +22,20 @@ from typing import Any
 
 import aiohttp
 
+from raftq_jepsen import disks
 from raftq_jepsen.hosts import Hosts, NodeProc
 from raftq_jepsen.workload import Workload, Zombie
 
-__all__ = ["ALL", "NEMESES", "Fault", "Nemesis", "NemesisContext", "find_leader", "heal_all"]
+__all__ = [
+    "ALL",
+    "NEMESES",
+    "SNAPSHOT_RACE_RAFT",
+    "Fault",
+    "Nemesis",
+    "NemesisContext",
+    "find_leader",
+    "heal_all",
+]
 
 _Heal = Callable[[], Awaitable[None]]
 
@@ -249,6 +262,181 @@ async def clock(ctx: NemesisContext) -> Fault:
     return Fault(detail, heal)
 
 
+async def clock_jump(ctx: NemesisContext) -> Fault:
+    """One node's wall clock (the leader half of the time) jumps 1-6 HOURS forward or back, and
+    stays wrong until the window heals (then it is right again). Its monotonic clocks, so
+    Raft's timers and every sleep, do not move, as in a real clock step (NTP, a wrong RTC): a
+    skewed leader keeps leading. The per-node wall-clock shim (``wallclock_shim.c``)."""
+    if ctx.hosts.wall_lib is None:
+        raise RuntimeError("the clock-jump nemesis needs nodes started under the wall-clock shim")
+    node, known = await _leader_or_random(ctx)
+    if ctx.rng.random() < 0.5:
+        node, known = ctx.rng.choice(ctx.hosts.nodes), False
+    jump = round(ctx.rng.uniform(1.0, 6.0) * 3600 * ctx.rng.choice((1, -1)), 3)
+    ctx.hosts.set_wall_offset(node, jump)
+    started = node.started_ns
+    detail: dict[str, Any] = {"node": node.id, "was_leader": known, "jump_s": jump}
+
+    async def heal() -> None:
+        # A restart in the window (a kill by another nemesis) already reset it.
+        if node.started_ns != started:
+            detail["restarted"] = True
+        ctx.hosts.set_wall_offset(node, 0.0)
+
+    return Fault(detail, heal)
+
+
+async def _restart_after_disk_fault(
+    ctx: NemesisContext, node: NodeProc, detail: dict[str, Any]
+) -> None:
+    """The end of a disk fault: record whether the node stopped itself (exit code, last log
+    line), then kill -9 it if it still runs (what it wrote meanwhile may be only in its
+    memory, as after a real failing disk) and start it again."""
+    exit_record = ctx.hosts.note_exit(node)
+    detail["stopped_itself"] = exit_record is not None
+    if exit_record is not None:
+        detail["exit"] = {k: v for k, v in exit_record.items() if k != "time_ns"}
+    ctx.hosts.kill(node)
+    ctx.hosts.start(node)
+    detail["serving_again"] = await wait_serving(ctx, [node], 30.0)
+
+
+async def disk_full(ctx: NemesisContext) -> Fault:
+    """One node's data dir (its own small tmpfs) is filled while it takes writes; at heal the
+    filler is deleted and the node restarted (it may have stopped itself meanwhile)."""
+    if not ctx.hosts.disk_tmpfs:
+        raise RuntimeError("the disk-full nemesis needs hosts with a tmpfs per data dir")
+    node, known = await _leader_or_random(ctx)
+    if ctx.rng.random() < 0.5:
+        node, known = ctx.rng.choice(ctx.hosts.nodes), False
+    taken = await asyncio.to_thread(disks.fill, node.data_dir)
+    detail: dict[str, Any] = {"node": node.id, "was_leader": known, "filled_bytes": taken}
+
+    async def heal() -> None:
+        detail["alive_at_heal"] = node.alive()
+        await asyncio.to_thread(disks.free, node.data_dir)
+        await _restart_after_disk_fault(ctx, node, detail)
+
+    return Fault(detail, heal)
+
+
+async def disk_error(ctx: NemesisContext) -> Fault:
+    """Writes and syncs under one node's data dir fail with EIO (the LD_PRELOAD shim, real
+    failed syscalls) for the window; at heal they succeed again and the node is restarted."""
+    if ctx.hosts.eio_lib is None:
+        raise RuntimeError("the disk-error nemesis needs nodes started under the EIO shim")
+    node, known = await _leader_or_random(ctx)
+    if ctx.rng.random() < 0.5:
+        node, known = ctx.rng.choice(ctx.hosts.nodes), False
+    node.eio_flag.write_text("")
+    detail: dict[str, Any] = {"node": node.id, "was_leader": known}
+
+    async def heal() -> None:
+        detail["alive_at_heal"] = node.alive()
+        with contextlib.suppress(FileNotFoundError):
+            node.eio_flag.unlink()
+        await _restart_after_disk_fault(ctx, node, detail)
+
+    return Fault(detail, heal)
+
+
+async def snapshot_race(ctx: NemesisContext) -> Fault:
+    """A follower lags (cut off from every node) while the others, compacting every few hundred
+    entries (``SNAPSHOT_RACE_RAFT``), take snapshots at different points: one of them is
+    restarted (kill -9, the leader half of the time) in the window. At heal the lagging node
+    comes back (restarted first half of the time, so it starts from its own older snapshot)
+    and meets logs and snapshots that moved past it: snapshot installs race its own
+    compactions."""
+    leader = await find_leader(ctx)
+    lagging = ctx.rng.choice([n for n in ctx.hosts.nodes if n is not leader])
+    rest = [n for n in ctx.hosts.nodes if n is not lagging]
+    await asyncio.to_thread(ctx.hosts.drop_from, lagging, rest)
+    if leader is not None and ctx.rng.random() < 0.5:
+        bounced = leader
+    else:
+        bounced = ctx.rng.choice(rest) if rest else lagging
+    restart_lagging = ctx.rng.random() < 0.5
+    detail: dict[str, Any] = {
+        "lagging": lagging.id,
+        "bounced": bounced.id,
+        "bounced_was_leader": bounced is leader,
+        "restart_lagging": restart_lagging,
+    }
+
+    async def bounce() -> None:
+        await asyncio.sleep(ctx.rng.uniform(1.5, 3.0))
+        ctx.hosts.kill(bounced)
+        ctx.hosts.start(bounced)
+        await wait_serving(ctx, [bounced], 30.0)
+
+    task = asyncio.create_task(bounce())
+
+    async def heal() -> None:
+        await task
+        if restart_lagging and lagging is not bounced:
+            ctx.hosts.kill(lagging)
+        await _heal_network(ctx)
+        if restart_lagging and not lagging.alive():
+            ctx.hosts.start(lagging)
+        await wait_serving(ctx, [lagging], 30.0)
+
+    return Fault(detail, heal, min_duration_s=4.0)
+
+
+FORGER_PROCESS = 2000  # history process number of forged requests (outside every checker)
+
+
+async def forged_forward(ctx: NemesisContext) -> Fault:
+    """From inside one node's namespace (its own host), requests marked ``X-Raftq-Forwarded``
+    with no or a garbage signature, with and without the run's valid token, to that node and
+    to another (``raftq_jepsen.forger``). Each is one ``forged`` operation in the history; the
+    ``forged_forward`` check requires a 401 for every one that was answered."""
+    host = ctx.rng.choice(ctx.hosts.nodes)
+    targets = [host, *[n for n in ctx.hosts.nodes if n is not host][:1]]
+    claimed = targets[-1].id  # the marker names a real node
+    seconds = ctx.rng.uniform(4.0, 8.0)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    env.pop("LD_PRELOAD", None)
+    proc = await asyncio.create_subprocess_exec(
+        "ip", "netns", "exec", host.ns, sys.executable, "-m", "raftq_jepsen.forger",
+        "--token", ctx.hosts.token, "--node-id", claimed, "--seconds", f"{seconds:.1f}",
+        *[n.url for n in targets],
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    detail: dict[str, Any] = {"host": host.id, "targets": _ids(targets), "claimed": claimed}
+    by_url = {n.url: n.id for n in ctx.hosts.nodes}
+    history = ctx.workload.history
+
+    async def record() -> None:
+        assert proc.stdout is not None
+        sent = refused = 0
+        async for line in proc.stdout:
+            with contextlib.suppress(ValueError, KeyError):
+                r = json.loads(line)
+                value = {k: r[k] for k in ("method", "path", "kind")}
+                op = history.invoke(FORGER_PROCESS, "forged", value, by_url.get(r["url"], "?"))
+                status = r["status"]
+                if status is None:
+                    history.complete(op, "info", None, f"connection_error: {r['error']}")
+                elif 200 <= status < 300:
+                    history.complete(op, "ok", value | {"status": status})
+                else:
+                    history.complete(op, "fail", value | {"status": status}, f"http_{status}")
+                sent += 1
+                refused += status == 401
+        await proc.wait()
+        detail["sent"], detail["refused_401"] = sent, refused
+
+    task = asyncio.create_task(record())
+
+    async def heal() -> None:
+        await task
+
+    return Fault(detail, heal, min_duration_s=seconds)
+
+
 def _holding_zombie(ctx: NemesisContext) -> Zombie | None:
     live = [z for z in ctx.workload.zombies if z.proc.returncode is None and not z.paused]
     holding = [z for z in live if z.holding]
@@ -338,7 +526,14 @@ NEMESES: dict[str, Nemesis] = {
     "clock": clock,
     "worker-kill": worker_kill,
     "worker-pause": worker_pause,
+    "disk-full": disk_full,
+    "disk-error": disk_error,
+    "clock-jump": clock_jump,
+    "snapshot-race": snapshot_race,
+    "forged-forward": forged_forward,
 }
+# Raft settings that the snapshot-race nemesis needs: compaction every few hundred entries.
+SNAPSHOT_RACE_RAFT = {"log_compaction_min_entries": 300, "log_compaction_min_time_s": 2}
 ALL = "all"
 DESCRIPTIONS: dict[str, str] = {
     "none": "no fault (baseline)",
@@ -356,6 +551,11 @@ DESCRIPTIONS: dict[str, str] = {
     "clock": "one node's clocks jump 1-4 s ahead or run at x0.5/x2 (libfaketime)",
     "worker-kill": "kill -9 a worker process holding leases, start a new one",
     "worker-pause": "SIGSTOP a worker holding leases until a job is claimed again: zombie ack",
+    "disk-full": "one node's data dir (its own tmpfs) filled up, then freed and the node restarted",
+    "disk-error": "writes/syncs in one node's data dir fail with EIO (LD_PRELOAD shim), restart",
+    "clock-jump": "one node's wall clock jumps 1-6 HOURS forward or back until the heal (shim)",
+    "snapshot-race": "a follower lags while others compact often and restart: snapshot installs",
+    "forged-forward": "unsigned X-Raftq-Forwarded requests from a node's host: all must get 401",
     ALL: "a rotation of every nemesis above",
 }
 

@@ -27,6 +27,7 @@ from raftq_jepsen.history import History
 from raftq_jepsen.hosts import Hosts, NodeProc, ensure_tools
 from raftq_jepsen.nemesis import (
     DESCRIPTIONS,
+    SNAPSHOT_RACE_RAFT,
     NemesisContext,
     expand,
     heal_all,
@@ -42,7 +43,17 @@ EXIT_INVALID = 1
 EXIT_USAGE = 2
 EXIT_UNKNOWN = 3
 REPO = Path(__file__).resolve().parents[2]
-TEST_FAULTS = ("ack-before-commit", "follower-claims", "skip-token-check", "nack-drops")
+TEST_FAULTS = (
+    "ack-before-commit",
+    "follower-claims",
+    "skip-token-check",
+    "nack-drops",
+    "journal-ignores-write-errors",
+    "accept-forged-forward",
+    "clock-unbounded",
+    "install-stale-snapshot",
+)
+SHIM_NEMESES = ("disk-error", "clock-jump")  # compile an LD_PRELOAD library at run time
 # Raft settings of the test cluster: compaction often, so snapshots are installed under faults.
 RAFT = {
     "log_compaction_min_entries": 2_000,
@@ -116,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.time_limit <= 0 or args.nodes < 1:
         print("jepsen-style/run: error: --time-limit and --nodes must be positive", file=sys.stderr)
         return EXIT_USAGE
-    missing = ensure_tools(clock="clock" in names)
+    missing = ensure_tools(clock="clock" in names, cc=any(n in names for n in SHIM_NEMESES))
     if missing:
         print(f"jepsen-style/run: error: missing: {'; '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
@@ -186,7 +197,10 @@ def run(opts: RunOptions) -> dict[str, Any]:
         opts.nodes,
         faketime="clock" in opts.nemeses,
         test_fault=opts.test_fault,
-        raft_overrides=RAFT,
+        raft_overrides=raft_settings(opts.nemeses),
+        disk_tmpfs="disk-full" in opts.nemeses,
+        eio="disk-error" in opts.nemeses,
+        wall_shift="clock-jump" in opts.nemeses,
     )
 
     def on_term(_sig: int, _frame: object) -> None:
@@ -199,6 +213,14 @@ def run(opts: RunOptions) -> dict[str, Any]:
     finally:
         hosts.close()
         signal.signal(signal.SIGTERM, previous)
+
+
+def raft_settings(nemeses: list[str]) -> dict[str, int]:
+    """The ``[raft]`` overrides of a run: ``RAFT``, with compaction every few hundred entries
+    when the snapshot-race nemesis is in it."""
+    if "snapshot-race" in nemeses:
+        return RAFT | SNAPSHOT_RACE_RAFT
+    return dict(RAFT)
 
 
 async def _wait_ready(
@@ -293,7 +315,7 @@ async def _run(opts: RunOptions, hosts: Hosts) -> dict[str, Any]:
         "commit": _commit(),
         "test_fault": opts.test_fault,
         "workload": opts.params.to_json(),
-        "raft": RAFT,
+        "raft": raft_settings(opts.nemeses),
         "wall_start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall_start)),
         "start_ns": 0,
     }
@@ -359,6 +381,11 @@ async def _phases(
         run_json["drained"] = drained
         history.close()
         nodes_json = await _node_states(session, hosts.nodes, opts.params.queues)
+        for node, entry in zip(hosts.nodes, nodes_json, strict=True):
+            hosts.note_exit(node)
+            # Exits the harness did not cause (a node that stopped itself, e.g. on a disk
+            # fault): when (run time), exit code, the last line it logged.
+            entry["exits"] = [e | {"time_ns": e["time_ns"] - origin} for e in node.exits]
         (out / "nodes.json").write_text(json.dumps(nodes_json, indent=2) + "\n")
     run_json["end_ns"] = now()
     run_json["wall_time_s"] = round(time.time() - wall_start, 1)

@@ -77,6 +77,7 @@ from raftq.raft.snapshot_file import (
     verify_file,
     write_file,
 )
+from raftq.server import testfaults
 
 if TYPE_CHECKING:
     from raftq.raft.replica import Replica
@@ -496,6 +497,8 @@ class SnapshotHooks:
             logger.critical("%s", error)
             self._on_fatal(error)
             raise error from e
+        # TEST ONLY (positive control install-stale-snapshot): ``machine`` itself in real use.
+        machine = testfaults.snapshot_to_install(machine)
         self._replica.install(machine)
         so = getattr(self._replica, "_syncObj", None)
         self._hold.hold(so)

@@ -199,6 +199,7 @@ class Api:
         self.forwarder = forwarder
         # TEST ONLY (positive controls, raftq/server/testfaults.py): None in any real use.
         self._fault = testfaults.active_fault()
+        testfaults.apply_process_faults(self._fault)
 
     # -- plumbing ---------------------------------------------------------------------------
 

@@ -18,14 +18,30 @@ Faults:
 - ``skip-token-check``: an ack is applied with the job's current token, whatever token the
   worker sent (a zombie ack succeeds).
 - ``nack-drops``: a nack completes the job as an ack would, so it is never delivered again.
+- ``journal-ignores-write-errors``: the journal's writes and syncs swallow ``OSError`` (ENOSPC,
+  EIO) and the node goes on as if they were on disk: it acknowledges what it did not store.
+  Applied below every check of the journal (its module's ``os``), so no fail-stop above it sees
+  an error.
+- ``accept-forged-forward``: a request marked ``X-Raftq-Forwarded`` is trusted as a node's
+  without checking its signature.
+- ``clock-unbounded``: commands are stamped with this node's raw wall clock, however far it is
+  from the cluster's time.
+- ``install-stale-snapshot``: every snapshot a node loads after its first one is replaced by
+  that first (older) one: the node installs a stale snapshot over a state that moved past it
+  (``snapshot_to_install``, called by the snapshot loader).
+
+``apply_process_faults`` applies the faults that act below the API (journal, clock) once per
+node process; the others are consulted where they act.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
+import types
 from collections.abc import Mapping
-from typing import Final
+from typing import Any, Final
 
 from raftq.core import Enqueue, Enqueued, Lease, Machine
 from raftq.core.job import JobState
@@ -37,9 +53,12 @@ __all__ = [
     "FAULTS",
     "FAULT_ENV",
     "active_fault",
+    "apply_process_faults",
     "current_token",
     "local_leases",
     "pretend_enqueued",
+    "snapshot_to_install",
+    "trusts_forged_marker",
 ]
 
 logger = logging.getLogger(__name__)
@@ -48,7 +67,16 @@ FAULT_ENV: Final = "RAFTQ_TEST_FAULT"
 ENABLE_ENV: Final = "RAFTQ_TEST_FAULTS_ENABLED"
 ENABLE_VALUE: Final = "yes-break-this-node"
 FAULTS: Final = frozenset(
-    {"ack-before-commit", "follower-claims", "skip-token-check", "nack-drops"}
+    {
+        "ack-before-commit",
+        "follower-claims",
+        "skip-token-check",
+        "nack-drops",
+        "journal-ignores-write-errors",
+        "accept-forged-forward",
+        "clock-unbounded",
+        "install-stale-snapshot",
+    }
 )
 
 
@@ -114,3 +142,93 @@ def current_token(m: Machine, job_id: int, token: int) -> int:
     """``skip-token-check``: the token of the job's current lease instead of the one sent."""
     job = m.jobs.get(job_id)
     return token if job is None or job.state is not JobState.LEASED else job.token
+
+
+def trusts_forged_marker(fault: str | None) -> bool:
+    """``accept-forged-forward``: skip the signature check of the node-to-node marker."""
+    return fault == "accept-forged-forward"
+
+
+_process_fault: str | None = None  # set by apply_process_faults
+_first_snapshot: Machine | None = None  # install-stale-snapshot: the first machine loaded
+
+
+def snapshot_to_install(machine: Machine) -> Machine:
+    """The machine a snapshot load installs: ``machine`` itself, except under
+    ``install-stale-snapshot``, where every load after the first installs the first one's
+    machine again (tick thread only)."""
+    global _first_snapshot  # noqa: PLW0603 - one node process, one fault
+    if _process_fault != "install-stale-snapshot":
+        return machine
+    if _first_snapshot is None:
+        _first_snapshot = machine
+        return machine
+    logger.error("TEST FAULT: installing the first snapshot's state again (stale)")
+    return _first_snapshot
+
+
+class _SwallowingOs(types.ModuleType):
+    """``os`` for the journal modules, whose writes and syncs never fail (they swallow every
+    ``OSError``, and a swallowed pwrite/write reports everything written)."""
+
+    def __init__(self) -> None:
+        super().__init__("os")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+    @staticmethod
+    def pwrite(fd: int, data: Any, offset: int) -> int:
+        try:
+            return os.pwrite(fd, data, offset)
+        except OSError as e:
+            logger.error("TEST FAULT: journal pwrite error swallowed: %s", e)
+            return len(data)
+
+    @staticmethod
+    def write(fd: int, data: Any) -> int:
+        try:
+            return os.write(fd, data)
+        except OSError as e:
+            logger.error("TEST FAULT: journal write error swallowed: %s", e)
+            return len(data)
+
+    @staticmethod
+    def fsync(fd: Any) -> None:
+        try:
+            os.fsync(fd)
+        except OSError as e:
+            logger.error("TEST FAULT: journal fsync error swallowed: %s", e)
+
+    @staticmethod
+    def fdatasync(fd: Any) -> None:
+        try:
+            os.fdatasync(fd)
+        except OSError as e:
+            logger.error("TEST FAULT: journal fdatasync error swallowed: %s", e)
+
+
+def _raw_wall_ms(_self: object) -> int:
+    return time.time_ns() // 1_000_000
+
+
+def apply_process_faults(fault: str | None) -> None:
+    """Apply the faults that act below the API, once per node process (idempotent).
+
+    - ``journal-ignores-write-errors``: the ``os`` the journal and snapshot-file modules call
+      (``raftq.raft.journal``, ``raftq.raft.snapshot_file``) becomes ``_SwallowingOs``.
+    - ``clock-unbounded``: ``RaftNode.now_ms`` becomes the raw wall clock.
+    - ``install-stale-snapshot``: arms ``snapshot_to_install``.
+    """
+    global _process_fault  # noqa: PLW0603 - one node process, one fault
+    _process_fault = fault
+    if fault == "journal-ignores-write-errors":
+        from raftq.raft import journal, snapshot_file  # noqa: PLC0415 - only in this fault
+
+        swallowing = _SwallowingOs()
+        journal.os = swallowing  # type: ignore[attr-defined]
+        snapshot_file.os = swallowing  # type: ignore[attr-defined]
+    elif fault == "clock-unbounded":
+        from raftq.raft.node import RaftNode  # noqa: PLC0415 - only in this fault
+
+        RaftNode.now_ms = _raw_wall_ms  # type: ignore[method-assign,assignment]

@@ -3,6 +3,8 @@
 - One short chaos run: 3 nodes in network namespaces; random halves, kill -9 of every node,
   a paused leader and a paused worker holding leases (zombie ack); >= 3,000 operations;
   the checker must judge the history valid.
+- One short run of the disk, clock-jump, snapshot and forged-request nemeses: every one
+  exercised, the history valid, and every node that stopped itself on a disk fault recorded.
 - The positive controls: deliberately broken nodes (``--test-fault``, see
   ``raftq/server/testfaults.py``), each run briefly under the nemesis that exposes it; the
   checker must report a violation for every one, or the checker is what is broken.
@@ -31,6 +33,7 @@ pytestmark = [pytest.mark.chaos]
 REPO = Path(__file__).resolve().parents[2]
 RUN = REPO / "jepsen-style" / "run"
 CI_NEMESES = ("partition-halves", "kill-all", "pause-leader", "worker-pause")
+CI_NEW_NEMESES = ("disk-full", "disk-error", "clock-jump", "snapshot-race", "forged-forward")
 
 
 def _run(out: Path, *args: str, timeout_s: float) -> tuple[int, str]:
@@ -82,6 +85,41 @@ def test_short_chaos_run_is_valid(tmp_path: Path) -> None:
     assert rc == 0, f"jepsen-style/run exited {rc}:\n{log[-4000:]}"
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(540)
+def test_short_disk_clock_snapshot_forged_run_is_valid(tmp_path: Path) -> None:
+    """A node under a disk fault keeps serving or stops itself with a reason; neither may
+    lose what it acknowledged. Clock jumps of hours, compactions racing snapshot installs and
+    unsigned forwarded-marker requests must leave the history valid too."""
+    out = tmp_path / "run"
+    rc, log = _run(
+        out, "--nemesis", ",".join(CI_NEW_NEMESES), "--time-limit", "110", "--quiet", "5",
+        "--seed", "7", "--drain-limit", "35", timeout_s=500,
+    )  # fmt: skip
+    assert _namespaces_left() == [], "the harness left namespaces behind"
+    mounts = Path("/proc/self/mounts").read_text()
+    assert str(out) not in mounts, "the harness left a data-dir tmpfs mounted"
+    windows = _windows(out)
+    seen = {w["nemesis"] for w in windows}
+    assert set(CI_NEW_NEMESES) <= seen, f"nemeses not exercised: {set(CI_NEW_NEMESES) - seen}"
+    for w in windows:
+        if w["nemesis"] in ("disk-full", "disk-error"):
+            assert w["detail"]["serving_again"], f"node not serving after the fault: {w}"
+            if w["detail"]["stopped_itself"]:
+                assert w["detail"]["exit"]["code"] != 0 and w["detail"]["exit"]["last_line"]
+        if w["nemesis"] == "disk-full":
+            assert w["detail"]["filled_bytes"] > 0
+        if w["nemesis"] == "forged-forward":
+            assert w["detail"]["sent"] > 0
+    nodes = _json(out / "nodes.json")
+    assert all("exits" in n for n in nodes), nodes
+    results = _json(out / "results.json")
+    assert results["checks"]["forged_forward"]["counts"].get("forged", 0) > 0
+    broken = {name: c for name, c in results["checks"].items() if c.get("valid") is False}
+    assert not broken, f"violations: {broken}\n{log[-4000:]}"
+    assert rc == 0, f"jepsen-style/run exited {rc}:\n{log[-4000:]}"
+
+
 # Each broken build with the nemesis that exposes it, and how long to run it.
 CONTROLS = [
     ("ack-before-commit", "partition-leader,kill-leader", 40, ()),
@@ -90,13 +128,24 @@ CONTROLS = [
     # (no backlog, so the job is claimed again at once) and workers that hold their jobs.
     ("skip-token-check", "worker-pause", 40, ("--producers", "1", "--worker-hold", "0.6,1.5")),
     ("nack-drops", "none", 15, ()),
+    # A journal that answers for writes that failed (ENOSPC / EIO): on one node, its restart
+    # at the heal loses what it acknowledged (with more nodes the majority still has it).
+    ("journal-ignores-write-errors", "disk-full", 15, ("--nodes", "1")),
+    ("journal-ignores-write-errors", "disk-error", 15, ("--nodes", "1")),
+    ("accept-forged-forward", "forged-forward", 12, ()),
+    # Seed 5: the first window jumps the leader's clock hours ahead; cluster time then stays
+    # there, so the leases of the worker process killed next never expire: the drain stalls.
+    ("clock-unbounded", "clock-jump,worker-kill", 30, ("--seed", "5", "--drain-limit", "35")),
+    ("install-stale-snapshot", "snapshot-race", 25, ("--drain-limit", "35")),
 ]
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize(
-    ("fault", "nemesis", "seconds", "extra"), CONTROLS, ids=[c[0] for c in CONTROLS]
+    ("fault", "nemesis", "seconds", "extra"),
+    CONTROLS,
+    ids=[f"{c[0]}-{c[1].split(',')[0]}" for c in CONTROLS],
 )
 def test_positive_control_is_caught(
     tmp_path: Path, fault: str, nemesis: str, seconds: int, extra: tuple[str, ...]
@@ -131,7 +180,8 @@ def test_run_usage_errors(tmp_path: Path) -> None:
     listing = subprocess.run(
         [sys.executable, str(RUN), "--list"], capture_output=True, text=True, check=True
     ).stdout
-    for name in ("none", "partition-halves", "kill-all", "pause-leader", "clock", "all"):
+    for name in ("none", "partition-halves", "kill-all", "pause-leader", "clock", "all",
+                 *CI_NEW_NEMESES):  # fmt: skip
         assert name in listing
 
 

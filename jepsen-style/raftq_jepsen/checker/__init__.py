@@ -19,6 +19,7 @@ from raftq_jepsen.checker.convergence import (
     check_convergence,
     check_drain,
 )
+from raftq_jepsen.checker.forged import check_forged, split_forged
 from raftq_jepsen.checker.history import HistoryError, Op, load_history
 from raftq_jepsen.checker.index import build_index
 from raftq_jepsen.checker.jobs import check_jobs
@@ -30,7 +31,15 @@ from raftq_jepsen.checker.total_queue import check_total_queue
 __all__ = ["Bounds", "HistoryError", "check_run", "judge"]
 
 # Checks whose "valid" decides the run; availability is reported only.
-JUDGED = ("total_queue", "jobs", "priority", "convergence", "drain", "linearizable")
+JUDGED = (
+    "total_queue",
+    "jobs",
+    "priority",
+    "convergence",
+    "drain",
+    "linearizable",
+    "forged_forward",
+)
 
 
 def _read_json(path: Path, default: Any) -> Any:
@@ -69,7 +78,7 @@ def _judge(
     history = run_dir / "history.jsonl"
     if not history.exists():
         raise HistoryError(f"{history}: no such file")
-    ops = load_history(history)
+    ops, forged = split_forged(load_history(history))
     nodes = _read_json(run_dir / "nodes.json", [])
     run = _read_json(run_dir / "run.json", {})
     windows = _read_jsonl(run_dir / "nemesis.jsonl")
@@ -82,6 +91,7 @@ def _judge(
             "convergence": check_convergence(nodes, run),
             "drain": check_drain(run, drain_limit_s),
             "linearizable": check_linearizable(ix, bounds),
+            "forged_forward": check_forged(forged),
             "availability": check_availability(ops, windows),
         }
     except (KeyError, TypeError, ValueError) as e:

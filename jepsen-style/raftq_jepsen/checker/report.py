@@ -18,6 +18,7 @@ _TITLES = {
     "convergence": "replica convergence",
     "drain": "eventual delivery (drain)",
     "linearizable": "linearizability (WGL per queue)",
+    "forged_forward": "forged node-to-node requests refused (401)",
 }
 
 
