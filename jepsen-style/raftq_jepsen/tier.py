@@ -75,6 +75,20 @@ def render(
     return "\n".join(lines)
 
 
+KEEP = "<!-- what follows is kept as it is when jepsen-style/chaos rewrites this page -->"
+
+
+def keep_notes(text: str, report: Path) -> str:
+    """``text`` followed by what the existing ``report`` holds from its ``KEEP`` line on (runs
+    recorded by hand, such as a combined run of several nemeses)."""
+    try:
+        old = report.read_text()
+    except OSError:
+        return text
+    at = old.find(KEEP)
+    return text if at < 0 else text.rstrip("\n") + "\n\n" + old[at:]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="jepsen-style/chaos", description=__doc__)
     p.add_argument("--out", type=Path, default=Path("/tmp/raftq-chaos"))
@@ -111,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render(
         rows, date=date, commit=commit, min_ops=args.min_ops, time_limit_s=args.time_limit
     )
-    args.report.write_text(text)
+    args.report.write_text(keep_notes(text, args.report))
     print(text)
     total = sum(r.get("operations", 0) for r in rows)
     return 0 if rows and all(r["exit"] == 0 for r in rows) and total >= args.min_ops else 1

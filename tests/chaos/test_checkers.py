@@ -12,6 +12,7 @@ import pytest
 from raftq_jepsen.checker import check_run, judge
 from raftq_jepsen.checker.cli import main
 from raftq_jepsen.checker.history import HistoryError
+from raftq_jepsen.tier import KEEP, keep_notes
 
 from tests.chaos.hist import History, job
 
@@ -447,3 +448,14 @@ def test_run_json_nodes_as_count_ids_or_objects(tmp_path: Path, listed: Any) -> 
     meta["nodes"] = listed
     (d / "run.json").write_text(json.dumps(meta))
     assert bad_checks(judge(d)) == {"convergence": {"missing": 1}}
+
+
+def test_the_tier_report_keeps_the_notes_below_its_marker(tmp_path: Path) -> None:
+    report = tmp_path / "reliability.md"
+    assert keep_notes("# new\n", report) == "# new\n"  # no page yet
+    report.write_text("# old table\n\n" + KEEP + "\n\n## A combined run\nvalid\n")
+    assert keep_notes("# new table\n", report) == (
+        "# new table\n\n" + KEEP + "\n\n## A combined run\nvalid\n"
+    )
+    report.write_text("# old table only\n")
+    assert keep_notes("# new table\n", report) == "# new table\n"
