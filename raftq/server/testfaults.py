@@ -36,11 +36,12 @@ node process; the others are consulted where they act.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 import types
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
 from raftq.core import Enqueue, Enqueued, Lease, Machine
@@ -212,11 +213,20 @@ def _raw_wall_ms(_self: object) -> int:
     return time.time_ns() // 1_000_000
 
 
+@contextlib.contextmanager
+def _no_guard(_journal: object, _what: str = "journal") -> Iterator[None]:
+    """``journal-ignores-write-errors``: ``DurableFileJournal._io`` without its fail-stop."""
+    yield
+
+
 def apply_process_faults(fault: str | None) -> None:
     """Apply the faults that act below the API, once per node process (idempotent).
 
     - ``journal-ignores-write-errors``: the ``os`` the journal and snapshot-file modules call
-      (``raftq.raft.journal``, ``raftq.raft.snapshot_file``) becomes ``_SwallowingOs``.
+      (``raftq.raft.journal``, ``raftq.raft.snapshot_file``) becomes ``_SwallowingOs``, and
+      the journal's fail-stop guard (``DurableFileJournal._io``) lets every other error (the
+      term/vote file's) go to PySyncObj's tick thread, which logs it and carries on: the
+      node before the fail-stop fix.
     - ``clock-unbounded``: ``RaftNode.now_ms`` becomes the raw wall clock.
     - ``install-stale-snapshot``: arms ``snapshot_to_install``.
     """
@@ -228,6 +238,7 @@ def apply_process_faults(fault: str | None) -> None:
         swallowing = _SwallowingOs()
         journal.os = swallowing  # type: ignore[attr-defined]
         snapshot_file.os = swallowing  # type: ignore[attr-defined]
+        journal.DurableFileJournal._io = _no_guard  # type: ignore[method-assign,assignment]
     elif fault == "clock-unbounded":
         from raftq.raft.node import RaftNode  # noqa: PLC0415 - only in this fault
 
