@@ -56,23 +56,26 @@ def _resolve(node: ast.ImportFrom, module_name: str) -> str:
 
 
 def violations(source: str, module_name: str = "raftq.core.example") -> list[str]:
-    """Every import outside the allow-list and every forbidden builtin call in ``source``."""
+    """Every import outside the allow-list and every forbidden builtin call in ``source``,
+    each as ``line: what``."""
     found: list[str] = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
-            found += [f"import {a.name}" for a in node.names if not _allowed(a.name)]
+            at = f"{node.lineno}: "
+            found += [f"{at}import {a.name}" for a in node.names if not _allowed(a.name)]
         elif isinstance(node, ast.ImportFrom):
+            at = f"{node.lineno}: "
             module = _resolve(node, module_name)
             if module == "raftq":  # ``from raftq import core`` is fine, anything else is not
-                found += [f"from raftq import {a.name}" for a in node.names if a.name != "core"]
+                found += [f"{at}from raftq import {a.name}" for a in node.names if a.name != "core"]
             elif not _allowed(module):
-                found.append(f"from {module} import ...")
+                found.append(f"{at}from {module} import ...")
         elif (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Name)
             and node.func.id in FORBIDDEN_CALLS
         ):
-            found.append(f"call {node.func.id}()")
+            found.append(f"{node.lineno}: call {node.func.id}()")
     return found
 
 
