@@ -254,41 +254,43 @@ async def work_raftq(client: Client, queue: str, w: Workload, sink: Sink) -> Non
         raise RuntimeError("the workers stopped before every job was processed")
 
 
+async def _ack_batch(client: Client, w: Workload, sink: Sink, jobs: list[ClaimedJob]) -> None:
+    if w.coalesce:  # concurrent acks: the client sends them as one request
+        await asyncio.gather(*(client.ack(j.id, j.token) for j in jobs))
+    else:
+        for j in jobs:
+            await client.ack(j.id, j.token)
+    for j in jobs:
+        sink(j.payload)
+
+
+async def _loop_worker(client: Client, queue: str, w: Workload, sink: Sink, i: int) -> None:
+    """One coroutine of ``work_loop``: claim, then ack (pipelined or not), until done."""
+    name = f"bench-w{i}"
+    acking: asyncio.Task[None] | None = None
+    try:
+        while not sink.done.is_set():
+            jobs = await client.claim(queue, worker=name, max=w.claim_batch, wait_ms=1000)
+            for j in jobs:
+                sink.received(j.payload)
+            if acking is not None:  # at most one batch of acks outstanding
+                await acking
+                acking = None
+            if not jobs:
+                continue
+            if w.pipeline:
+                acking = asyncio.create_task(_ack_batch(client, w, sink, jobs))
+            else:
+                await _ack_batch(client, w, sink, jobs)
+    finally:
+        if acking is not None:
+            acking.cancel()
+
+
 async def work_loop(client: Client, queue: str, w: Workload, sink: Sink) -> None:
     """The hand-written loop: ``w.workers`` coroutines claiming up to ``w.claim_batch`` each,
     acks pipelined with the next claim if ``w.pipeline``, until ``sink.done``."""
-
-    async def ack(jobs: list[ClaimedJob]) -> None:
-        if w.coalesce:  # concurrent acks: the client sends them as one request
-            await asyncio.gather(*(client.ack(j.id, j.token) for j in jobs))
-        else:
-            for j in jobs:
-                await client.ack(j.id, j.token)
-        for j in jobs:
-            sink(j.payload)
-
-    async def worker(i: int) -> None:
-        name = f"bench-w{i}"
-        acking: asyncio.Task[None] | None = None
-        try:
-            while not sink.done.is_set():
-                jobs = await client.claim(queue, worker=name, max=w.claim_batch, wait_ms=1000)
-                for j in jobs:
-                    sink.received(j.payload)
-                if acking is not None:  # at most one batch of acks outstanding
-                    await acking
-                    acking = None
-                if not jobs:
-                    continue
-                if w.pipeline:
-                    acking = asyncio.create_task(ack(jobs))
-                else:
-                    await ack(jobs)
-        finally:
-            if acking is not None:
-                acking.cancel()
-
-    tasks = [asyncio.create_task(worker(i)) for i in range(w.workers)]
+    tasks = [asyncio.create_task(_loop_worker(client, queue, w, sink, i)) for i in range(w.workers)]
     done: asyncio.Task[Any] = asyncio.create_task(sink.done.wait())
     try:
         await asyncio.wait([done, *tasks], return_when=asyncio.FIRST_COMPLETED)

@@ -266,18 +266,25 @@ def enqueue(m: Machine, cmd: Enqueue) -> Result:
     return Enqueued(tuple(ids), tuple(existing) if any(existing) else all_new(len(ids)))
 
 
-def claim(m: Machine, cmd: Claim) -> Result:
+def _validate_claim(cmd: Claim) -> str | None:
     if not 1 <= len(cmd.queues) <= MAX_CLAIM_QUEUES:
-        return invalid(f"claim from 1..{MAX_CLAIM_QUEUES} queues")
+        return f"claim from 1..{MAX_CLAIM_QUEUES} queues"
     for name in cmd.queues:
         if not valid_queue_name(name):
-            return invalid(f"queue name must match [A-Za-z0-9_.:-]{{1,128}}: {name[:140]!r}")
+            return f"queue name must match [A-Za-z0-9_.:-]{{1,128}}: {name[:140]!r}"
     if not 1 <= len(cmd.worker) <= MAX_WORKER_CHARS:
-        return invalid(f"worker must be 1..{MAX_WORKER_CHARS} characters")
+        return f"worker must be 1..{MAX_WORKER_CHARS} characters"
     if not 1 <= cmd.max <= MAX_CLAIM:
-        return invalid(f"max must be 1..{MAX_CLAIM}")
+        return f"max must be 1..{MAX_CLAIM}"
     if not in_range(cmd.lease_ms, 1, MAX_LEASE_MS):
-        return invalid(f"lease_ms must be 1..{MAX_LEASE_MS}")
+        return f"lease_ms must be 1..{MAX_LEASE_MS}"
+    return None
+
+
+def claim(m: Machine, cmd: Claim) -> Result:
+    problem = _validate_claim(cmd)
+    if problem is not None:
+        return invalid(problem)
     sources: list[QueueState] = []
     for name in dict.fromkeys(cmd.queues):  # de-duplicated, order kept
         q = m.queues.get(name)

@@ -164,7 +164,8 @@ class _Sim:
         p.op = None
 
 
-def simulate(
+# The simulated cluster's step loop: one branch per client operation, as the workload has.
+def simulate(  # noqa: C901
     seed: int, n_ops: int = 40, n_procs: int = 3, n_queues: int = 0
 ) -> list[dict[str, Any]]:
     """A legal history: ``n_ops`` client ops by ``n_procs`` processes, then a drain. With

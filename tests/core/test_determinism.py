@@ -43,7 +43,8 @@ QUEUES = [f"q{i}" for i in range(12)]
 KEYS = [f"k{i}" for i in range(40)]
 
 
-def build_log(seed: int, n_entries: int = 2500) -> list[bytes]:
+# A random command generator: one branch per command kind and its stale/valid variants.
+def build_log(seed: int, n_entries: int = 2500) -> list[bytes]:  # noqa: C901
     """A random log of entries, generated against a live machine so that acks, nacks and
     heartbeats mostly carry real (and sometimes stale) tokens."""
     rng = random.Random(seed)

@@ -77,7 +77,9 @@ class Outcome:
     deepest: list[int] = field(default_factory=list)  # history indexes, at the deepest point
 
 
-def search(
+# The WGL search (Lowe's algorithm): one loop with its backtracking, which reads as the paper's
+# pseudocode only in one piece.
+def search(  # noqa: C901
     actions: list[Action],
     spans: list[tuple[float, float]],
     specs: dict[int, JobSpec],

@@ -90,7 +90,9 @@ def _groups(ix: HistoryIndex) -> tuple[dict[tuple[str, int], _Group], int]:
     return groups, sum(len(v) for v in spans.values())
 
 
-def check_priority(ix: HistoryIndex) -> dict[str, Any]:
+# One pass over the successful claims, each compared with the ready jobs of its queues: the
+# three findings share that pass's state.
+def check_priority(ix: HistoryIndex) -> dict[str, Any]:  # noqa: C901
     out = Findings(("priority_inversion", "skipped_ready_job", "fifo_inversion"))
     groups, tracked = _groups(ix)
     checked = 0
