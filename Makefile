@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest system-deps bench bench-peers bench-core chaos clean dashboard-screenshot
+.PHONY: run check test lint typecheck pytest system-deps bench bench-peers bench-core chaos clean dashboard-screenshot
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,14 @@ system-deps:
 pytest: $(STAMP) system-deps
 	$(PY) -m pytest
 
+# The full suite, what CI runs: lint, types, every test (real processes, chaos runs).
 test: lint typecheck pytest
+
+# The inner loop: lint, types and the fast tests (unit and in-process; no real processes, no
+# chaos runs): a few minutes. RAFTQ_FAST_TIER=1 makes an unmarked test that starts a process
+# fail (tests/conftest.py).
+check: lint typecheck
+	RAFTQ_FAST_TIER=1 $(PY) -m pytest -q -m "not integration and not chaos and not slow"
 
 # Refresh the README's screenshot: the dashboard test against a live 3-node cluster, in headless
 # Chromium (apt-get install chromium), copying its screenshot to docs/img/dashboard.png.

@@ -6,14 +6,25 @@ it to give its tests longer).
 
 ``serve_local_nodes`` serves in-process ``LocalNode``s behind real API servers, for the
 ``start`` fixtures of the client and server tests.
+
+Test tiers (``make check`` runs the fast one): a test that starts processes (raftq nodes,
+workers, helper interpreters, ``mount``) is marked ``integration``, a fault-injection run
+``chaos``, a long one ``slow``. Every test under ``tests/integration/`` and
+``tests/chaos/test_chaos.py`` is marked here; elsewhere the module or test says so. With
+``RAFTQ_FAST_TIER=1`` (what ``make check`` sets), an unmarked test that starts a process fails,
+naming itself: the fast tier cannot silently grow a process-starting test.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Callable
+import os
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -22,6 +33,44 @@ from raftq.server import ServerSettings, create_app
 from tests.support.local_node import LocalNode, serve
 
 DEADLINE_FIXTURE = "async_test_deadline_s"
+TESTS = Path(__file__).parent
+FAST_TIER_ENV = "RAFTQ_FAST_TIER"
+HEAVY_MARKERS = ("integration", "chaos", "slow")
+# Paths (relative to tests/) whose every test carries the marker.
+MARKED_PATHS = {"integration/": "integration", "chaos/test_chaos.py": "chaos"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if not item.path.is_relative_to(TESTS):
+            continue
+        rel = item.path.relative_to(TESTS).as_posix()
+        for prefix, marker in MARKED_PATHS.items():
+            if rel.startswith(prefix):
+                item.add_marker(marker)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """In the fast tier, refuse to start a process from a test not marked as heavy."""
+    if os.environ.get(FAST_TIER_ENV) != "1" or any(
+        item.get_closest_marker(m) for m in HEAVY_MARKERS
+    ):
+        yield
+        return
+    original = subprocess.Popen._execute_child  # type: ignore[attr-defined]
+
+    def refuse(self: subprocess.Popen[Any], args: Any, *rest: Any, **kw: Any) -> None:
+        raise AssertionError(
+            f"{item.nodeid} starts a process ({str(args)[:80]}) but is not marked "
+            "integration, chaos or slow: mark it, so that the fast tier stays in-process"
+        )
+
+    subprocess.Popen._execute_child = refuse  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        subprocess.Popen._execute_child = original  # type: ignore[attr-defined]
 
 
 @pytest.fixture(autouse=True)

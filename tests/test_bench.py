@@ -114,6 +114,7 @@ def test_commit_summary_is_the_difference_of_two_readings() -> None:
     assert commit_summary({}, {})["entries"] is None
 
 
+@pytest.mark.integration
 def test_a_small_real_run_writes_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     argv = [sys.executable, "-m", "raftq", "bench", "--n", "300", "--n-paced", "100"]

@@ -519,6 +519,7 @@ def _stop_when_ready(out: Watch, stop: Callable[[], None]) -> threading.Thread:
     return thread
 
 
+@pytest.mark.integration
 def test_launcher_runs_every_node_and_stops_them_on_request(config: ClusterConfig) -> None:
     out = Watch(config.node_ids)
     stop = threading.Event()
@@ -535,6 +536,7 @@ def test_launcher_runs_every_node_and_stops_them_on_request(config: ClusterConfi
     assert text.endswith("cluster | stopped\n")
 
 
+@pytest.mark.integration
 def test_launcher_stops_everything_when_a_node_dies(config: ClusterConfig) -> None:
     out = Watch(config.node_ids)
     code = launcher.run_cluster(config, fake_nodes(n2="die"), out=out)
@@ -545,6 +547,7 @@ def test_launcher_stops_everything_when_a_node_dies(config: ClusterConfig) -> No
     assert text.endswith("cluster | stopped, with errors (see above)\n")
 
 
+@pytest.mark.integration
 def test_launcher_kills_a_node_that_ignores_sigterm(config: ClusterConfig) -> None:
     out = Watch(config.node_ids)
     stop = threading.Event()
@@ -558,6 +561,7 @@ def test_launcher_kills_a_node_that_ignores_sigterm(config: ClusterConfig) -> No
     assert "| bye n2" in text
 
 
+@pytest.mark.integration
 def test_launcher_cannot_start_a_node(config: ClusterConfig, tmp_path: Path) -> None:
     def build(node_id: str) -> list[str]:
         if node_id == "n2":
@@ -572,6 +576,7 @@ def test_launcher_cannot_start_a_node(config: ClusterConfig, tmp_path: Path) -> 
     assert "node3" not in text.split("cannot start")[1]  # nothing started after the failure
 
 
+@pytest.mark.integration
 def test_cluster_up_stops_cleanly_on_sigterm(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -424,6 +424,7 @@ def test_check_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main([str(tmp_path / "nowhere")]) == 2
 
 
+@pytest.mark.integration
 def test_check_executable_reports_a_bad_history_in_one_line(tmp_path: Path) -> None:
     (tmp_path / "history.jsonl").write_text('{"type": "invoke"}\n')
     cmd = [sys.executable, str(ROOT / "jepsen-style" / "check"), str(tmp_path)]

@@ -93,6 +93,7 @@ def _probe(lib: Path, data: Path, flag: Path, outside: Path) -> dict[str, str]:
     return dict(line.split() for line in out.splitlines())
 
 
+@pytest.mark.integration
 def test_eio_shim_fails_data_dir_writes_only_while_flagged(tmp_path: Path) -> None:
     lib = disks.build_eio_shim(tmp_path / "eio")
     data, flag = tmp_path / "data", tmp_path / "flag"
@@ -106,6 +107,7 @@ def test_eio_shim_fails_data_dir_writes_only_while_flagged(tmp_path: Path) -> No
     assert set(_probe(lib, data, flag, tmp_path / "outside").values()) == {"ok"}
 
 
+@pytest.mark.integration
 def test_tmpfs_fill_gives_enospc_and_free_undoes_it(tmp_path: Path) -> None:
     """Needs root (mount), as every test of tests/chaos/."""
     mnt = tmp_path / "mnt"
@@ -146,6 +148,7 @@ print(wall, mono, datetime.datetime.now().timestamp())
 """
 
 
+@pytest.mark.integration
 def test_wallclock_shim_steps_the_wall_clock_only(tmp_path: Path) -> None:
     lib = disks.build_shim("wallclock_shim.c", tmp_path / "wall")
     offset = tmp_path / "offset"

@@ -238,6 +238,7 @@ print(m.state_digest(), m.digest.hex(), m.applied)
 """
 
 
+@pytest.mark.integration
 def test_replay_under_other_hash_seeds(log: list[bytes], tmp_path: Path) -> None:
     path = tmp_path / "log.msgpack"
     path.write_bytes(msgpack.packb(log))

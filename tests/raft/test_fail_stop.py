@@ -16,6 +16,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from raftq.raft.replica import Replica
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,6 +69,7 @@ _CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.integration
 def test_bug_fixed_a_returning_on_fatal_still_ends_the_process(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-c", _CHILD, str(tmp_path)],

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from raftq.raft.heap_trim import HeapTrimmer
 
 # Big blocks (the journal's entries) interleaved with small ones that stay (what the load
@@ -33,6 +35,7 @@ print(json.dumps({"loaded": loaded, "freed": freed, "released": released, "after
 """
 
 
+@pytest.mark.integration
 def test_trim_returns_the_free_space_between_live_blocks() -> None:
     out = subprocess.run(
         [sys.executable, "-c", _FRAGMENT], check=True, capture_output=True, text=True

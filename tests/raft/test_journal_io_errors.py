@@ -231,6 +231,7 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mnt)], check=True)
 
 
+@pytest.mark.integration
 def test_bug_fixed_a_full_disk_stops_the_journal_with_the_file_consistent(
     small_tmpfs: Path,
 ) -> None:
@@ -259,6 +260,7 @@ def test_bug_fixed_a_full_disk_stops_the_journal_with_the_file_consistent(
     check_journal(path)
 
 
+@pytest.mark.integration
 def test_the_default_hook_ends_the_process_with_exit_74(tmp_path: Path) -> None:
     """Production: nothing to catch, the process ends (exit 74) with the one line on stderr."""
     script = textwrap.dedent(
