@@ -10,7 +10,8 @@ it to give its tests longer).
 Test tiers (``make check`` runs the fast one): a test that starts processes (raftq nodes,
 workers, helper interpreters, ``mount``) is marked ``integration``, a fault-injection run
 ``chaos``, a long one ``slow``. Every test under ``tests/integration/`` and
-``tests/chaos/test_chaos.py`` is marked here; elsewhere the module or test says so. With
+``tests/chaos/test_chaos.py`` is marked here, every user of the ``worker_cluster`` fixture in
+``tests/worker/conftest.py``; elsewhere the module or the test says so. With
 ``RAFTQ_FAST_TIER=1`` (what ``make check`` sets), an unmarked test that starts a process fails,
 naming itself: the fast tier cannot silently grow a process-starting test.
 """
