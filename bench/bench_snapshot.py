@@ -47,10 +47,10 @@ _BOOT = (
     "    import mem_probe\n"
     "    trace = os.environ.get('RAFTQ_MEM_TRACE') == '1'\n"
     "    mem_probe.install(os.environ['RAFTQ_MEM_PROBE'], trace)\n"
-    "import raftq.raft.snapshot_hooks as h\n"
+    "import raftq.raft.election_hold as h\n"
     "if sys.argv[1] == 'nohold':\n"
     "    h.ElectionHold.hold = lambda *a, **k: None\n"
-    "from raftq.cli import main\n"
+    "from raftq.cli.main import main\n"
     "sys.exit(main(sys.argv[2:]))\n"
 )
 _WRITTEN = re.compile(r"snapshot: written in (\d+) ms")

@@ -13,7 +13,7 @@ import pytest
 from raftq.bench.commits import commit_summary, parse_commits
 from raftq.bench.peers import find_peers_dir, peer_summary
 from raftq.bench.runner import ratios
-from raftq.cli import main
+from raftq.cli.main import main
 
 
 @pytest.mark.parametrize(

@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 
-from raftq import cli_client, launcher
-from raftq.cli import main
+from raftq.cli import client as cli_client
+from raftq.cli import cluster as launcher
+from raftq.cli.main import main
 from raftq.config import ClusterConfig, parse_config
 from raftq.errors import NoLeader, OutcomeUnknown, Rejected, TransportError
 
@@ -138,9 +139,9 @@ def test_serve_unknown_node(capsys: pytest.CaptureFixture[str]) -> None:
 def _fake_runtime(
     monkeypatch: pytest.MonkeyPatch, run_node: Callable[[ClusterConfig, str], int]
 ) -> None:
-    module = types.ModuleType("raftq.runtime")
+    module = types.ModuleType("raftq.node.process")
     module.run_node = run_node  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "raftq.runtime", module)
+    monkeypatch.setitem(sys.modules, "raftq.node.process", module)
 
 
 def test_serve_runs_the_node_with_logging_set_up(

@@ -41,6 +41,7 @@ from raftq.raft.api import NodeStatus, PeerStatus
 from raftq.raft.cluster_clock import ClusterClock
 from raftq.raft.commit_rule import RaftqSyncObj
 from raftq.raft.datadir import DUMP_FILE, JOURNAL_FILE, check_data_dir
+from raftq.raft.election_hold import ElectionHold
 from raftq.raft.fail_stop import then_exit
 from raftq.raft.gc_guard import guard as gc_guard
 from raftq.raft.group_commit import Done, GroupCommit, results_within
@@ -48,7 +49,7 @@ from raftq.raft.heap_trim import HeapTrimmer, trim_heap
 from raftq.raft.journal import DurableFileJournal, durable_journal, verify_journal
 from raftq.raft.replica import Replica
 from raftq.raft.snapshot_file import remove_temp_files
-from raftq.raft.snapshot_hooks import ElectionHold, SnapshotHooks
+from raftq.raft.snapshot_hooks import SnapshotHooks
 from raftq.raft.stats import RaftStats
 from raftq.raft.waiters import ClaimWaiters, NextClaim
 

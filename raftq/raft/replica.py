@@ -19,7 +19,7 @@ from raftq.core import Machine, Result
 from raftq.errors import ClusterError
 
 if TYPE_CHECKING:
-    from raftq.raft.snapshot_hooks import ElectionHold
+    from raftq.raft.election_hold import ElectionHold
 
 __all__ = ["Replica"]
 

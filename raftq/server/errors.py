@@ -6,8 +6,7 @@ stable strings (``docs/http-api.md`` lists them); messages are for humans and na
 
 from __future__ import annotations
 
-from raftq.core import Reason
-from raftq.core import Rejected as CoreRejected
+from raftq.core import Reason, Refusal
 
 __all__ = ["REASON_STATUS", "ApiError", "from_rejected", "invalid"]
 
@@ -47,6 +46,6 @@ def invalid(field: str, message: str) -> ApiError:
     return ApiError(400, "invalid", f"{field}: {message}")
 
 
-def from_rejected(r: CoreRejected) -> ApiError:
+def from_rejected(r: Refusal) -> ApiError:
     """The HTTP answer to a refusal of the state machine."""
     return ApiError(REASON_STATUS.get(r.reason, 400), r.reason.value, r.message)

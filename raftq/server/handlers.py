@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from raftq import __version__
+from raftq._version import __version__
 from raftq.core import (
     Ack,
     Acked,
@@ -43,13 +43,13 @@ from raftq.core import (
     Paused,
     Purge,
     Purged,
+    Refusal,
     Requeued,
     RequeueDead,
     Result,
     Resume,
     Resumed,
 )
-from raftq.core import Rejected as CoreRejected
 from raftq.core.limits import (
     MAX_BATCH_JOBS,
     MAX_CLAIM,
@@ -64,7 +64,6 @@ from raftq.core.limits import (
 )
 from raftq.errors import ClusterError, NoLeader, NotLeader, OutcomeUnknown
 from raftq.raft.api import NodeAPI, NodeStatus
-from raftq.raft.waiters import claim_rounds
 from raftq.server import testfaults
 from raftq.server.audit import audit
 from raftq.server.auth import allowed_queue, require_job, require_jobs, require_queues
@@ -84,6 +83,7 @@ from raftq.server.render import render_cluster, render_job, render_lease, render
 from raftq.server.request_ids import request_id_of
 from raftq.server.settings import ServerSettings
 from raftq.server.wire import Format, decode_body, pack_value, request_format, respond
+from raftq.service.claims import claim_rounds
 
 __all__ = ["Api", "new_job", "read_body"]
 
@@ -285,7 +285,7 @@ class Api:
         )
 
     def _accepted(self, command: Command, result: Result) -> Result:
-        if isinstance(result, CoreRejected):
+        if isinstance(result, Refusal):
             raise from_rejected(result)
         expected = _RESULT_OF.get(type(command))
         if expected is not None and not isinstance(result, expected):
@@ -391,7 +391,7 @@ class Api:
     async def _long_poll(self, request: web.Request, first: Claim, wait_ms: int) -> Sequence[Lease]:
         """Claim; while nothing is ready and time remains, wait for work (woken by applied
         entries and by enqueues on this node, never polling) and claim again
-        (``raftq.raft.waiters.claim_rounds``)."""
+        (``raftq.service.claims.claim_rounds``)."""
 
         def check(result: Result) -> Claimed:
             result = self._accepted(first, result)
@@ -519,7 +519,7 @@ class Api:
                 answers.append({"id": cmd.job_id, "error": error})
                 continue
             outcome = next(outcomes)
-            if isinstance(outcome, CoreRejected):
+            if isinstance(outcome, Refusal):
                 err = from_rejected(outcome)
                 error = {"code": err.code, "message": err.message, "status": err.status}
                 answers.append({"id": cmd.job_id, "error": error})

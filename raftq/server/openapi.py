@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from raftq import __version__
+from raftq._version import __version__
 from raftq.core.limits import (
     MAX_CLAIM,
     MAX_CLAIM_QUEUES,

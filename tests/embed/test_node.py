@@ -14,8 +14,7 @@ import pytest
 from aiohttp import web
 
 from raftq import Node, Worker
-from raftq.core import Ack, Acked, Reason
-from raftq.core import Rejected as CoreRejected
+from raftq.core import Ack, Acked, Reason, Refusal
 from raftq.errors import NoLeader, Rejected
 from raftq.server import ServerSettings
 from raftq.worker import Job
@@ -135,13 +134,13 @@ async def test_submit_many_on_the_raft_node_answers_each_command(tmp_path: Path)
         ]
         first = await raft.submit_many(acks, 5_000)
         assert first[0] == Acked(jobs[0].id) and first[2] == Acked(jobs[2].id)
-        assert isinstance(first[1], CoreRejected) and first[1].reason is Reason.STALE_TOKEN
+        assert isinstance(first[1], Refusal) and first[1].reason is Reason.STALE_TOKEN
         assert await raft.submit_many(acks, 5_000) == first  # a retry: the first outcomes
         assert (await node.get_job(jobs[0].id))["state"] == "succeeded"
         assert (await node.get_job(jobs[1].id))["state"] == "leased"
         # Without the request ids, the same acks are new operations on finished jobs.
         again = await raft.submit_many([replace(a, request_id=None) for a in acks], 5_000)
-        reasons = [r.reason if isinstance(r, CoreRejected) else r for r in again]
+        reasons = [r.reason if isinstance(r, Refusal) else r for r in again]
         assert reasons == [Reason.FINISHED, Reason.STALE_TOKEN, Reason.FINISHED]
 
 

@@ -19,15 +19,12 @@ from raftq.config import ClusterConfig
 from raftq.core import Enqueue, Enqueued, Machine, NewJob, snapshot_bytes
 from raftq.errors import DataError
 from raftq.raft.commit_rule import RaftqSyncObj
+from raftq.raft.election_hold import ElectionHold
 from raftq.raft.journal import DurabilitySeamError
 from raftq.raft.node import RaftNode
 from raftq.raft.replica import Replica
 from raftq.raft.snapshot_file import verify_file
-from raftq.raft.snapshot_hooks import (
-    ElectionHold,
-    SnapshotHooks,
-    read_machine,
-)
+from raftq.raft.snapshot_hooks import SnapshotHooks, read_machine
 from tests.embed.conftest import make_config
 
 _COMPACT = "[raft]\nlog_compaction_min_entries = 5\nlog_compaction_min_time_s = 1"

@@ -140,9 +140,10 @@ def test_the_writer_hashes_without_openssl_and_writes_the_same_file(
     from pysyncobj.config import SERIALIZER_STATE  # noqa: PLC0415
 
     from raftq.core import encode_entry, write_snapshot  # noqa: PLC0415
+    from raftq.raft.election_hold import ElectionHold  # noqa: PLC0415
     from raftq.raft.replica import Replica  # noqa: PLC0415
     from raftq.raft.snapshot_file import RaftHeader, write_file  # noqa: PLC0415
-    from raftq.raft.snapshot_hooks import ElectionHold, SnapshotHooks  # noqa: PLC0415
+    from raftq.raft.snapshot_hooks import SnapshotHooks  # noqa: PLC0415
 
     assert hashlib.sha256.__name__ == "openssl_sha256"  # what the child must not call
     replica = Replica(lambda: None, lambda e: None)

@@ -14,8 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from raftq.client.types import ClaimedJob
-from raftq.core import Claim, Claimed, Command, Lease, NewJob, Result
-from raftq.core import Rejected as CoreRejected
+from raftq.core import Claim, Claimed, Command, Lease, NewJob, Refusal, Result
 from raftq.core.limits import (
     MAX_CLAIM,
     MAX_CLAIM_QUEUES,
@@ -23,12 +22,12 @@ from raftq.core.limits import (
     MAX_WORKER_CHARS,
 )
 from raftq.errors import Rejected
-from raftq.raft import waiters
 from raftq.raft.api import NodeAPI
 from raftq.server.errors import REASON_STATUS, ApiError, invalid
 from raftq.server.fields import INT64_MAX, Fields, check_int, check_queue, check_str
 from raftq.server.handlers import new_job as api_new_job
 from raftq.server.wire import pack_value, unpack_value
+from raftq.service import claims
 
 __all__ = [
     "check_claim",
@@ -98,7 +97,7 @@ async def submit(node: NodeAPI, command: Command, timeout_ms: int) -> Result:
 
 
 def _accepted(result: Result) -> Result:
-    if isinstance(result, CoreRejected):
+    if isinstance(result, Refusal):
         status = REASON_STATUS.get(result.reason, 400)
         raise Rejected(result.reason.value, result.message, status)
     return result
@@ -108,8 +107,8 @@ async def claim_rounds(
     node: NodeAPI, first: Claim, wait_ms: int, timeout_ms: int
 ) -> list[ClaimedJob]:
     """Claim, and while nothing is ready and ``wait_ms`` remains, wait for work and claim again
-    (``raftq.raft.waiters.claim_rounds``, as the HTTP long-poll does)."""
-    leases = await waiters.claim_rounds(node, first, wait_ms, timeout_ms, check=_claimed)
+    (``raftq.service.claims.claim_rounds``, as the HTTP long-poll does)."""
+    leases = await claims.claim_rounds(node, first, wait_ms, timeout_ms, check=_claimed)
     return [claimed_job(x) for x in leases]
 
 

@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from raftq.cli_common import EXIT_FAILED, EXIT_OK, CliError, Parser
+from raftq.cli.common import EXIT_FAILED, EXIT_OK, CliError, Parser
 
 __all__ = ["add_data_commands"]
 

@@ -25,10 +25,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final, NoReturn
 
-from raftq import __version__
-from raftq.cli_bench import add_bench_command
-from raftq.cli_client import add_client_commands
-from raftq.cli_common import (
+from raftq._version import __version__
+from raftq.cli.bench import add_bench_command
+from raftq.cli.client import add_client_commands
+from raftq.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_UNREACHABLE,
@@ -37,9 +37,9 @@ from raftq.cli_common import (
     Parser,
     UsageError,
 )
-from raftq.cli_data import add_data_commands
-from raftq.cli_token import add_token_command
-from raftq.cli_worker import add_worker_command
+from raftq.cli.data import add_data_commands
+from raftq.cli.token import add_token_command
+from raftq.cli.worker import add_worker_command
 from raftq.config import load_config
 from raftq.errors import (
     AuthError,
@@ -139,13 +139,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         known = ", ".join(config.node_ids)
         raise UsageError(f"--node {args.node}: no such node in {args.config} (known: {known})")
     _setup_logging(args, "info", node_id=args.node)
-    from raftq.runtime import run_node  # noqa: PLC0415 - only `serve` needs the server stack
+    from raftq.node.process import run_node  # noqa: PLC0415 - only `serve` needs the server stack
 
     return run_node(config, args.node)
 
 
 def _cmd_cluster_up(args: argparse.Namespace) -> int:
-    from raftq.launcher import run_cluster, serve_command  # noqa: PLC0415
+    from raftq.cli.cluster import run_cluster, serve_command  # noqa: PLC0415
 
     config = load_config(args.config)
     _setup_logging(args, "warning")

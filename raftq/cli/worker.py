@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from raftq.cli_client import (
+from raftq.cli.client import (
     DEFAULT_NODES,
     ENV_NODES,
     ENV_TOKEN,
@@ -26,7 +26,7 @@ from raftq.cli_client import (
     node_list,
     tls_context,
 )
-from raftq.cli_common import EXIT_OK, Parser, UsageError, non_negative_int, positive_int
+from raftq.cli.common import EXIT_OK, Parser, UsageError, non_negative_int, positive_int
 from raftq.logs import LogFormat, setup_logging
 
 __all__ = ["add_worker_command", "load_target"]

@@ -55,11 +55,11 @@ from raftq.core import (
     Resume,
 )
 from raftq.core.limits import MAX_BATCH_JOBS, MAX_DELAY_MS, MAX_ERROR_CHARS
-from raftq.embed import local
 from raftq.errors import NoLeader, NotLeader, OutcomeUnknown, Overloaded, Rejected
+from raftq.node import local
+from raftq.node.process import server_settings
 from raftq.raft.api import NodeStatus
 from raftq.raft.node import RaftNode
-from raftq.runtime import server_settings
 from raftq.server import ServerSettings, add_routes
 from raftq.server.auth import security_from_config
 from raftq.server.clock_probe import PeerClocks

@@ -12,7 +12,7 @@ import json
 import secrets
 from collections.abc import Sequence
 
-from raftq.cli_common import EXIT_OK, Parser
+from raftq.cli.common import EXIT_OK, Parser
 
 __all__ = ["TOKEN_BYTES", "add_token_command", "new_token"]
 

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from raftq.cli_common import (
+from raftq.cli.common import (
     EXIT_OK,
     EXIT_UNREACHABLE,
     Parser,
@@ -393,7 +393,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_top(args: argparse.Namespace) -> int:
-    from raftq.cli_top import run_top  # noqa: PLC0415 - only `top` needs it
+    from raftq.cli.top import run_top  # noqa: PLC0415 - only `top` needs it
 
     with open_client(args) as client:
         return run_top(client, args)

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from raftq.cli_common import Parser, UsageError, non_negative_int, positive_int
+from raftq.cli.common import Parser, UsageError, non_negative_int, positive_int
 
 __all__ = ["add_bench_command"]
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from raftq.cli_common import EXIT_OK
+from raftq.cli.common import EXIT_OK
 from raftq.errors import RaftqError
 
 if TYPE_CHECKING:
