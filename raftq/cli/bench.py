@@ -23,7 +23,7 @@ def add_bench_command(
         parents=list(parents),
         help="benchmark a fresh local cluster (and, with --peers, NATS/RabbitMQ/arq)",
         description="Start a local cluster of real `raftq serve` processes (fsync on by "
-        "default) in a temporary directory and run the workload of ../shared/bench-peers/: "
+        "default) in a temporary directory and measure it: "
         "enqueue N jobs each confirmed (up to --window in flight), 4 workers claim+ack them, "
         "both at once (mixed), then a producer paced at --rate for end-to-end latency. "
         "Reports elections seen during the run. Takes /tmp/bench.lock while raftq runs.",
@@ -77,31 +77,28 @@ def add_bench_command(
         const="nats_r3,rmq_quorum,arq",
         default=None,
         metavar="LIST",
-        help="also run ../shared/bench-peers for these configurations "
+        help="also run the same workload on these peers, installing them if missing "
         "(default nats_r3,rmq_quorum,arq) and print raftq's ratio to each",
     )
-    p.add_argument("--peers-dir", type=Path, default=None, help="the bench-peers directory")
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="write results")
     p.add_argument("--no-lock", action="store_true", help="do not take /tmp/bench.lock")
     p.set_defaults(handler=_cmd_bench)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from raftq.bench.peers import find_peers_dir  # noqa: PLC0415
+    from raftq.bench.peers.run import PEERS, unknown_peers  # noqa: PLC0415
     from raftq.bench.runner import BenchOptions, format_report, run_bench  # noqa: PLC0415
     from raftq.bench.workload import Workload  # noqa: PLC0415
 
     if args.payload_bytes < 16:
         raise UsageError("--payload-bytes must be at least 16 (timestamp and sequence number)")
     peers: tuple[str, ...] = ()
-    peers_dir = args.peers_dir
     if args.peers is not None:
         peers = tuple(p.strip() for p in args.peers.split(",") if p.strip())
         if not peers:
             raise UsageError("--peers: no configuration named")
-        peers_dir = peers_dir or find_peers_dir()
-        if peers_dir is None or not (peers_dir / "run_all.sh").is_file():
-            raise UsageError("--peers: no bench-peers directory found (give --peers-dir)")
+        if unknown := unknown_peers(list(peers)):
+            raise UsageError(f"--peers: unknown {', '.join(unknown)} (known: {', '.join(PEERS)})")
     if args.json is not None and not args.json.parent.is_dir():
         raise UsageError(f"--json: no directory {args.json.parent}")
     workload = Workload(
@@ -124,7 +121,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         levers=args.levers,
         levers_n=args.levers_n,
         peers=peers,
-        peers_dir=peers_dir,
         lock=not args.no_lock,
     )
     result = run_bench(opts)

@@ -3,8 +3,8 @@
 - A node whose API address is not loopback refuses to start without tokens, and one whose raft
   address is not loopback refuses without a secret: one line on stderr, no traceback.
 - The raft port binds the configured address only (not 0.0.0.0).
-- The pickle attack on the raft port (PySyncObj unpickles what any peer sends; see
-  /work/shared/notes/pysyncobj-0.3.17.md section 4): without a secret it runs the attacker's
+- The pickle attack on the raft port (PySyncObj 0.3.17 unpickles every message a peer sends,
+  before the peer has identified itself): without a secret it runs the attacker's
   code (the positive control, on loopback), with the secret it is dropped.
 """
 
