@@ -20,11 +20,13 @@ from typing import Any
 
 import pytest
 
+from raftq.bench.cluster import BenchError
 from raftq.cli import client as cli_client
 from raftq.cli import cluster as launcher
+from raftq.cli.common import CliError, UsageError
 from raftq.cli.main import main
 from raftq.config import ClusterConfig, parse_config
-from raftq.errors import NoLeader, OutcomeUnknown, Rejected, TransportError
+from raftq.errors import NoLeader, OutcomeUnknown, RaftqError, Rejected, TransportError
 
 REPO = Path(__file__).resolve().parent.parent
 THREE = str(REPO / "cluster" / "three-node.toml")
@@ -632,3 +634,16 @@ def test_token_new_prints_a_token_and_its_hash(capsys: pytest.CaptureFixture[str
     assert 'role = "worker"' in out and 'queues = ["e.*"]' in out
     entry = out.split("# for the config file (the token itself is not in it):\n")[1]
     assert token not in entry  # only the hash goes in the config file
+
+
+def test_cli_errors_belong_to_the_error_tree_and_keep_their_exit_codes(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``CliError``, ``UsageError`` and ``BenchError`` are ``RaftqError``s (one tree), and the
+    command line still reports each with its own exit status and message."""
+    assert issubclass(CliError, RaftqError) and issubclass(UsageError, CliError)
+    assert issubclass(BenchError, RaftqError)
+    code, _, err = run(capsys, "data", "verify", str(tmp_path / "missing"))
+    assert (code, err) == (1, f"raftq: error: {tmp_path / 'missing'}: not a directory\n")
+    code, _, err = run(capsys, "enqueue", "q", "{not json", "--nodes", "127.0.0.1:1")
+    assert code == 2 and err.startswith("raftq: error: ") and err.count("\n") == 1, err

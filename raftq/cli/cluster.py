@@ -29,6 +29,7 @@ from types import FrameType
 from typing import Final, TextIO
 
 from raftq.config import ClusterConfig
+from raftq.node.spawn import serve_argv, start_node
 
 __all__ = ["CommandBuilder", "run_cluster", "serve_command"]
 
@@ -45,13 +46,7 @@ def serve_command(
     """The default command: ``sys.executable -m raftq serve --config FILE --node ID``."""
 
     def build(node_id: str) -> list[str]:
-        argv = [sys.executable, "-m", "raftq", "serve", "--config", str(config_path)]
-        argv += ["--node", node_id]
-        if log_level is not None:
-            argv += ["--log-level", log_level]
-        if log_format is not None:
-            argv += ["--log-format", log_format]
-        return argv
+        return serve_argv(config_path, node_id, log_level=log_level, log_format=log_format)
 
     return build
 
@@ -147,15 +142,12 @@ def run_cluster(
                     break
                 argv = list(command(node.id))
                 try:
-                    proc = subprocess.Popen(
+                    proc = start_node(
                         argv,
-                        stdin=subprocess.DEVNULL,
                         stdout=subprocess.PIPE,
-                        stderr=subprocess.STDOUT,
                         text=True,
-                        errors="replace",
                         env=env,
-                        process_group=0,  # terminal signals reach the launcher only
+                        process_group=True,  # terminal signals reach the launcher only
                     )
                 except OSError as e:
                     output.line(_LABEL, f"cannot start node {node.id}: {e}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Final, NoReturn
 
+from raftq.errors import RaftqError
+
 __all__ = [
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
@@ -26,8 +28,12 @@ EXIT_UNREACHABLE: Final = 3  # no node answered, or no leader within the deadlin
 EXIT_INTERRUPTED: Final = 130  # 128 + SIGINT, as shells report it
 
 
-class CliError(Exception):
-    """An operation failed for a reason the message explains (exit status 1)."""
+class CliError(RaftqError):
+    """An operation failed for a reason the message explains (exit status 1).
+
+    A ``RaftqError`` like every error raftq raises; ``raftq.cli.main`` tells it from the
+    cluster's errors by its class, so the exit status and message stay the command line's.
+    """
 
 
 class UsageError(CliError):

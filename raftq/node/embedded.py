@@ -55,7 +55,14 @@ from raftq.core import (
     Resume,
 )
 from raftq.core.limits import MAX_BATCH_JOBS, MAX_DELAY_MS, MAX_ERROR_CHARS
-from raftq.errors import NoLeader, NotLeader, OutcomeUnknown, Overloaded, Rejected
+from raftq.errors import (
+    NoLeader,
+    NotLeader,
+    OutcomeUnknown,
+    Overloaded,
+    Rejected,
+    TransportError,
+)
 from raftq.node import local
 from raftq.node.process import server_settings
 from raftq.raft.api import NodeStatus
@@ -435,6 +442,28 @@ class Node(ProducesHandles):
         applied, _ = await self._write(cmd, f"/v1/jobs/{job_id}/ack", body)
         assert applied is None or isinstance(applied, Acked)
 
+    async def ack_many(self, acks: Sequence[tuple[int, int, Any]]) -> list[Rejected | None]:
+        """See ``raftq.client.Client.ack_many``: each ack is an ``ack`` of its own, all
+        submitted together (group commit shares their log entries); a refusal is that ack's
+        outcome, a cluster failure of any raises once all have finished. As over HTTP, a
+        malformed item raises ``Rejected`` ``invalid`` before any ack is submitted."""
+        limit = min(self.settings.max_batch_jobs, MAX_BATCH_JOBS)
+        with local.validating():
+            if not 1 <= len(acks) <= limit:
+                raise invalid("acks", f"must hold 1..{limit} items, got {len(acks)}")
+            for i, (job_id, token, result) in enumerate(acks):
+                local.check_job_id(job_id)
+                check_int(token, f"acks[{i}].token")
+                local.pack_result(result, self.settings.max_payload_bytes)
+        outcomes = await asyncio.gather(
+            *(self.ack(job_id, token, result) for job_id, token, result in acks),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, Rejected):
+                raise outcome
+        return [o if isinstance(o, Rejected) else None for o in outcomes]
+
     async def nack(
         self,
         job_id: int,
@@ -545,6 +574,23 @@ class Node(ProducesHandles):
         st = self._raft.status()
         leader_api = None if st.leader is None else self._raft.api_address(st.leader)
         return render_cluster(st, leader_api)
+
+    async def cluster_of(self, node: str) -> dict[str, Any]:
+        """See ``raftq.client.Client.cluster_of``: ``node`` is a node id, a ``host:port``
+        (reached under the mount prefix) or a URL; this node's own answers locally."""
+        apis = {n.id: n.api for n in self.config.nodes}
+        if ":" not in node and node not in apis:
+            raise TransportError(f"no node {node!r} in the cluster")
+        address = apis.get(node, node)
+        if address == apis[self.node_id]:
+            return await self.cluster()
+        remote = self._remote()
+        if remote is None:  # a one-node cluster: no other node to ask
+            raise TransportError(f"no node {node!r} in the cluster")
+        answer: dict[str, Any] = await remote.request(
+            "GET", "/v1/cluster", node=remote.base_url(address)
+        )
+        return answer
 
     # -- admin ----------------------------------------------------------------------------
 

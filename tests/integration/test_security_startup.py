@@ -16,13 +16,13 @@ import pickle
 import socket
 import struct
 import subprocess
-import sys
 import time
 import zlib
 from pathlib import Path
 
 import pytest
 
+from raftq.node.spawn import serve_argv
 from tests.integration.cluster import Cluster, free_ports
 
 
@@ -50,7 +50,7 @@ def test_exposed_addresses_without_protection_refuse_to_start(
     config.write_text("\n".join(lines) + "\n")
     env_free = {k: v for k, v in os.environ.items() if k != "RAFTQ_SECRET"}
     out = subprocess.run(
-        [sys.executable, "-m", "raftq", "serve", "--config", str(config), "--node", "n1"],
+        serve_argv(config, "n1"),
         capture_output=True, text=True, timeout=60, check=False, env=env_free,
     )  # fmt: skip
     assert out.returncode == 2, out
