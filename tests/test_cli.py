@@ -453,8 +453,10 @@ def bye(signum, frame):
     print(f"bye {node}", flush=True)
     sys.exit(0)
 signal.signal(signal.SIGTERM, signal.SIG_IGN if mode == "stubborn" else bye)
-print(f"up {node}", flush=True)
+# stderr first: both share one pipe, so a test that stops the nodes once every "up" line is
+# seen has read this one too.
 print(f"warning on stderr {node}", file=sys.stderr, flush=True)
+print(f"up {node}", flush=True)
 if mode == "die":
     time.sleep(0.3)
     sys.exit(3)
