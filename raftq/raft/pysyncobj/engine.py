@@ -80,10 +80,18 @@ _ENTRY_MESSAGE_MAX_BYTES = 32 * 1024 * 1024
 
 
 def new_pysyncobj_engine(
-    config: ClusterConfig, node_id: str, *, replica_hooks: Sequence[ReplicaHook] = ()
+    config: ClusterConfig,
+    node_id: str,
+    *,
+    replica_hooks: Sequence[ReplicaHook] = (),
+    transport_class: type[Any] | None = None,
 ) -> PySyncObjEngine:
-    """The engine of node ``node_id`` of ``config`` (nothing runs before ``start``)."""
-    return PySyncObjEngine(config, node_id, replica_hooks=replica_hooks)
+    """The engine of node ``node_id`` of ``config`` (nothing runs before ``start``).
+    ``transport_class``: PySyncObj's ``transportClass`` (default its TCP transport on the
+    node's raft address; ``MemoryNetwork.transport_class()`` for an in-process cluster)."""
+    return PySyncObjEngine(
+        config, node_id, replica_hooks=replica_hooks, transport_class=transport_class
+    )
 
 
 class PySyncObjEngine:
@@ -91,12 +99,20 @@ class PySyncObjEngine:
     ``hold`` are set by ``start`` (tests reach PySyncObj's state through them)."""
 
     def __init__(
-        self, config: ClusterConfig, node_id: str, *, replica_hooks: Sequence[ReplicaHook] = ()
+        self,
+        config: ClusterConfig,
+        node_id: str,
+        *,
+        replica_hooks: Sequence[ReplicaHook] = (),
+        transport_class: type[Any] | None = None,
     ) -> None:
         self.config = config
         self._node_id = node_id
         self._self = config.node(node_id)
         self._replica_hooks = tuple(replica_hooks)
+        self._transport: dict[str, Any] = (
+            {} if transport_class is None else {"transportClass": transport_class}
+        )
         self.syncobj: SyncObj | None = None
         self.replica: Replica | None = None
         self.snapshots: SnapshotHooks | None = None
@@ -153,6 +169,7 @@ class PySyncObjEngine:
                 conf=conf,
                 consumers=[replica],
                 on_diverged=self._on_diverged,
+                **self._transport,
             )
         try:
             verify_journal(syncobj, fsync)
