@@ -67,6 +67,7 @@ from raftq.node import local
 from raftq.node.process import server_settings
 from raftq.raft.api import NodeStatus
 from raftq.raft.node import RaftNode
+from raftq.raft.pysyncobj import new_pysyncobj_engine
 from raftq.server import ServerSettings, add_routes
 from raftq.server.auth import security_from_config
 from raftq.server.clock_probe import PeerClocks
@@ -132,7 +133,7 @@ class Node(ProducesHandles):
         self._forward_token = forward_token
         # Ids submitted here are scoped as the leader scopes this token's forwarded ones.
         self._principal = principal_of_token(self.config.tokens, forward_token)
-        self._raft = RaftNode(self.config, node_id)
+        self._raft = RaftNode(self.config, new_pysyncobj_engine(self.config, node_id))
         self._prefix = "/raftq"
         # The other nodes' clocks, asked under the prefix every node mounts the API with.
         self._clocks = PeerClocks(self.config, node_id, ssl_context=forward_ssl, prefix="/raftq")

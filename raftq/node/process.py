@@ -14,10 +14,13 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from raftq.config import ClusterConfig
 from raftq.raft.node import RaftNode
+from raftq.raft.pysyncobj import new_pysyncobj_engine
+from raftq.raft.pysyncobj.faults import install_stale_snapshots
 from raftq.server.app import create_app
 from raftq.server.auth import security_from_config
 from raftq.server.clock_probe import PeerClocks
 from raftq.server.settings import ServerSettings
+from raftq.server.testfaults import active_fault
 from raftq.tls import peer_context, server_context
 
 __all__ = ["run_node", "serve", "server_settings"]
@@ -57,7 +60,13 @@ async def serve(config: ClusterConfig, node_id: str, stop: asyncio.Event) -> Non
     # TLS files are read before anything starts: a bad one stops the node with one line.
     ssl_server = None if config.tls is None else server_context(config.tls)
     ssl_peer = None if config.tls is None else peer_context(config.tls)
-    node = RaftNode(config, node_id)
+    # The engine first, then the node on it (hashicorp raft's NewRaft moment). A test fault
+    # below the API is a wrapper installed here, only when RAFTQ_TEST_FAULT names it.
+    stale = active_fault() == "install-stale-snapshot"
+    engine = new_pysyncobj_engine(
+        config, node_id, replica_hooks=(install_stale_snapshots,) if stale else ()
+    )
+    node = RaftNode(config, engine)
     # As leader, a majority of the nodes' clocks decides a jump of cluster time (GET /v1/clock).
     node.set_clock_probe(PeerClocks(config, node_id, ssl_context=ssl_peer))
     await node.start()

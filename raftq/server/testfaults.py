@@ -223,7 +223,7 @@ def apply_process_faults(fault: str | None) -> None:
     """Apply the faults that act below the API, once per node process (idempotent).
 
     - ``journal-ignores-write-errors``: the ``os`` the journal and snapshot-file modules call
-      (``raftq.raft.journal``, ``raftq.raft.snapshot_file``) becomes ``_SwallowingOs``, and
+      (``raftq.raft.pysyncobj.journal``, ``raftq.raft.snapshot_file``) is ``_SwallowingOs``, and
       the journal's fail-stop guard (``DurableFileJournal._io``) lets every other error (the
       term/vote file's) go to PySyncObj's tick thread, which logs it and carries on: the
       node before the fail-stop fix.
@@ -233,7 +233,8 @@ def apply_process_faults(fault: str | None) -> None:
     global _process_fault  # noqa: PLW0603 - one node process, one fault
     _process_fault = fault
     if fault == "journal-ignores-write-errors":
-        from raftq.raft import journal, snapshot_file  # noqa: PLC0415 - only in this fault
+        from raftq.raft import snapshot_file  # noqa: PLC0415 - only in this fault
+        from raftq.raft.pysyncobj import journal  # noqa: PLC0415 - only in this fault
 
         swallowing = _SwallowingOs()
         journal.os = swallowing  # type: ignore[attr-defined]

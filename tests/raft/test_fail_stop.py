@@ -16,7 +16,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from raftq.raft.replica import Replica
+from raftq.raft.pysyncobj.replica import Replica
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,6 +30,7 @@ _CHILD = textwrap.dedent(
     from raftq.core import Tick
     from raftq.core.machine import Machine
     from raftq.raft.node import RaftNode
+    from raftq.raft.pysyncobj import new_pysyncobj_engine
     from tests.embed.conftest import make_config
 
     armed = False
@@ -48,7 +49,8 @@ _CHILD = textwrap.dedent(
 
     async def main():
         global armed
-        node = RaftNode(make_config(Path(sys.argv[1]), 1), "n1", on_fatal=on_fatal)
+        config = make_config(Path(sys.argv[1]), 1)
+        node = RaftNode(config, new_pysyncobj_engine(config, "n1"), on_fatal=on_fatal)
         await node.start()
         while not node.is_leader():
             await asyncio.sleep(0.05)

@@ -3,7 +3,8 @@ hooks, and the election hold that keeps a node that was busy (loading a snapshot
 its log) from starting a needless election.
 
 How PySyncObj 0.3.17 uses the hooks (read in serializer.py and syncobj.py; pinned, see
-``raftq.raft.journal.VERIFIED_VERSIONS``; tests/raft/test_snapshot_hooks.py fails if this changes):
+``raftq.raft.pysyncobj.journal.VERIFIED_VERSIONS``; tests/raft/test_snapshot_hooks.py fails if
+this changes):
 
 - Compaction (tick thread, ``__tryLogCompaction``): with a custom ``serializer`` PySyncObj does
   not fork and passes no state; it calls ``serializer("<dump>.tmp", (last, prev, cluster))``,
@@ -45,6 +46,15 @@ How PySyncObj 0.3.17 uses the hooks (read in serializer.py and syncobj.py; pinne
   node's commit index is dropped there too, before it replaces the dump or the machine
   (``RaftqSyncObj.raftq_refuses_snapshot``, which also answers the leader): a node whose own
   compaction went past it would otherwise roll back and forget acknowledged entries.
+
+Relies on PySyncObj 0.3.17 private behaviour:
+- ``_SyncObj__serializer`` and its ``_Serializer__incomingTransmissionFile``,
+  ``_Serializer__transmissions``, ``getTransmissionData``/``setTransmissionData`` (wrapped);
+  ``_SyncObj__transport`` and its ``_onNodeDisconnectedCallback``; when PySyncObj calls the
+  ``serializer``/``deserializer``/``serializeChecker`` hooks: ``tests/raft/test_snapshot_hooks.py``
+  (reads and writes them on a real SyncObj), ``tests/raft/test_snapshot_writer_deadline.py``
+  and ``tests/raft/test_pysyncobj_private.py`` (every name exists);
+- the consumer's ``_syncObj`` (set by PySyncObj's constructor): same tests.
 """
 
 from __future__ import annotations
@@ -61,11 +71,10 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
 from pysyncobj.config import SERIALIZER_STATE
 from pysyncobj.monotonic import monotonic
-
 from raftq.core import Machine, write_snapshot
 from raftq.errors import CodecError, DataError
-from raftq.raft.election_hold import ElectionHold
-from raftq.raft.journal import check_version
+from raftq.raft.pysyncobj.election_hold import ElectionHold
+from raftq.raft.pysyncobj.journal import check_version
 from raftq.raft.snapshot_file import (
     Entry,
     RaftHeader,
@@ -78,10 +87,9 @@ from raftq.raft.snapshot_file import (
     verify_file,
     write_file,
 )
-from raftq.server import testfaults
 
 if TYPE_CHECKING:
-    from raftq.raft.replica import Replica
+    from raftq.raft.pysyncobj.replica import Replica
 
 __all__ = [
     "DEFAULT_WRITE_TIMEOUT_S",
@@ -247,7 +255,7 @@ class SnapshotHooks:
 
         hold_s = 2 * float(syncobj._getConf().raftMaxTimeout)
         # RaftqSyncObj's check that a received snapshot is not older than this node's commit
-        # index (raftq.raft.commit_rule); absent on a plain SyncObj.
+        # index (raftq.raft.pysyncobj.commit_rule); absent on a plain SyncObj.
         refuses: Callable[[int], bool] | None = getattr(syncobj, "raftq_refuses_snapshot", None)
 
         def set_transmission_data(data: Any) -> bool:
@@ -427,8 +435,6 @@ class SnapshotHooks:
             logger.critical("%s", error)
             self._on_fatal(error)
             raise error from e
-        # TEST ONLY (positive control install-stale-snapshot): ``machine`` itself in real use.
-        machine = testfaults.snapshot_to_install(machine)
         self._replica.install(machine)
         so = getattr(self._replica, "_syncObj", None)
         self._hold.hold(so)

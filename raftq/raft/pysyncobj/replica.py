@@ -2,8 +2,13 @@
 
 Threads: ``apply`` and ``install`` run on PySyncObj's tick thread; the asyncio side reads the
 machine under ``lock``. Snapshots are not PySyncObj's business here: its serializer hooks
-write and load our own snapshot file (``raftq.raft.snapshot_hooks``), which calls ``install``;
-PySyncObj never calls ``_serialize``/``_deserialize`` when custom hooks are set.
+write and load our own snapshot file (``raftq.raft.pysyncobj.snapshot_hooks``), which calls
+``install``; PySyncObj never calls ``_serialize``/``_deserialize`` when custom hooks are set.
+
+Relies on PySyncObj 0.3.17 private behaviour: ``SyncObjConsumer``'s ``_syncObj`` attribute
+(set by PySyncObj's constructor) and that a ``@replicated`` method's exception is retried on the
+next tick (``tests/raft/test_fail_stop.py``; ``tests/raft/test_pysyncobj_private.py`` checks
+``_syncObj``).
 """
 
 from __future__ import annotations
@@ -14,12 +19,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pysyncobj import SyncObjConsumer, replicated
-
 from raftq.core import Machine, Result
 from raftq.errors import ClusterError
 
 if TYPE_CHECKING:
-    from raftq.raft.election_hold import ElectionHold
+    from raftq.raft.pysyncobj.election_hold import ElectionHold
 
 __all__ = ["Replica"]
 
@@ -67,10 +71,10 @@ class Replica(SyncObjConsumer):  # type: ignore[misc]  # pysyncobj ships no type
         return results
 
     def _serialize(self) -> Any:
-        raise AssertionError("snapshots are written by raftq.raft.snapshot_hooks")
+        raise AssertionError("snapshots are written by raftq.raft.pysyncobj.snapshot_hooks")
 
     def _deserialize(self, data: Any) -> None:
-        raise AssertionError("snapshots are loaded by raftq.raft.snapshot_hooks")
+        raise AssertionError("snapshots are loaded by raftq.raft.pysyncobj.snapshot_hooks")
 
     def install(self, machine: Machine) -> None:
         """Replace the machine with one loaded from a snapshot (tick thread).

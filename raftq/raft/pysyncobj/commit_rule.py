@@ -38,7 +38,7 @@ went on counting it for the entries it no longer held. Raft (and etcd: a snapsho
 below the committed index is ignored and answered with that index) never installs such a
 snapshot. ``raftq_refuses_snapshot`` is asked by the snapshot hooks once the last chunk has
 arrived and been verified, before the received file replaces the dump
-(``raftq.raft.snapshot_hooks``): a snapshot that ends at or below this node's commit index
+(``raftq.raft.pysyncobj.snapshot_hooks``): a snapshot that ends at or below this node's commit index
 (which is at least its applied index) is dropped, and the node answers "success, next index
 = commit index + 1" with ``reset``, so the leader sets its next index there and takes the
 commit index as a match index (committed entries are in every later leader's log).
@@ -61,9 +61,20 @@ counts an entry that is not on its disk; and a client hears of its command only 
 committed and applied, a tick later (``tests/raft/test_fsync_order.py`` checks the order
 with strace).
 
-Pinned with the journal seam (``raftq.raft.journal.VERIFIED_VERSIONS``): it overrides
+Pinned with the journal seam (``raftq.raft.pysyncobj.journal.VERIFIED_VERSIONS``): it overrides
 SyncObj's name-mangled message handler, which the constructor registers with the transport,
 so it is in place before the first message arrives.
+
+Relies on PySyncObj 0.3.17 private behaviour:
+- overrides ``_SyncObj__onMessageReceived``, ``_SyncObj__loadDumpFile`` and
+  ``_SyncObj__sendNextNodeIdx`` (name-mangled methods, with their arguments) and
+  ``_checkCommandsToApply``: ``tests/raft/test_commit_rule.py`` (PySyncObj's behaviour and
+  ours on real nodes), ``tests/raft/test_older_snapshot.py``,
+  ``tests/raft/test_fsync_order.py``;
+- reads/writes ``_SyncObj__leaderCommitIndex``, ``_SyncObj__raftCommitIndex``,
+  ``_SyncObj__raftCurrentTerm``, ``_SyncObj__raftLastApplied``, ``_SyncObj__raftLog``, calls
+  ``_SyncObj__getEntries``: the same tests, and ``tests/raft/test_pysyncobj_private.py``
+  (every name exists on a real SyncObj).
 """
 
 from __future__ import annotations
@@ -73,8 +84,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pysyncobj import SyncObj
-
-from raftq.raft.journal import DurableFileJournal, check_version
+from raftq.raft.pysyncobj.journal import DurableFileJournal, check_version
 
 __all__ = ["Diverged", "RaftqSyncObj", "follower_view"]
 

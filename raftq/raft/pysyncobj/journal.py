@@ -44,7 +44,7 @@ one that conflicts cuts the log there, as Raft says); ``clear`` before a snapsho
 keeps a log that holds the snapshot's previous and last entries, with every entry after
 them (Raft's InstallSnapshot rule), and replaces any other log as PySyncObj meant. Entries
 kept past what a message matched are not yet verified against the leader's log, so they
-must neither commit nor count for the leader: ``RaftqSyncObj`` (raftq/raft/commit_rule.py)
+must neither commit nor count for the leader: ``RaftqSyncObj`` (raftq/raft/pysyncobj/commit_rule.py)
 caps the follower's commit index at the last entry a message carried, and answers an
 install with the snapshot's end, not its log's.
 
@@ -76,6 +76,15 @@ With ``sync=False`` (fsync = "off") the class does all of the above without O_DS
 Pinned to the PySyncObj versions it was verified with (``VERIFIED_VERSIONS``): it relies on
 FileJournal's private attributes and on where SyncObj looks its factory up. ``RaftNode`` also
 checks after construction that the journal really is ours (and tests/raft guards it).
+
+Relies on PySyncObj 0.3.17 private behaviour:
+- ``pysyncobj.syncobj.createJournal`` (swapped around the constructor) and
+  ``FileJournal``'s ``_FileJournal__journal``, ``__currentOffset``, ``__journalFile``,
+  ``__meta``, ``__metaSaved``, ``__metaStorer``; ``_SyncObj__raftLog`` (``verify_journal``):
+  ``tests/raft/test_journal.py`` (a started node journals through the seam),
+  ``tests/raft/test_journal_keeps_acknowledged.py``, ``tests/raft/test_journal_io_errors.py``
+  and ``tests/raft/test_pysyncobj_private.py`` (every name exists);
+- ``pysyncobj.pickle`` and the meta file's format: ``tests/raft/test_data_cli.py``.
 """
 
 from __future__ import annotations
@@ -104,7 +113,6 @@ from pysyncobj.journal import (
 )
 from pysyncobj.pickle import dumps, loads
 from pysyncobj.version import VERSION as PYSYNCOBJ_VERSION
-
 from raftq.errors import RaftqError
 from raftq.raft.fail_stop import EXIT_STORAGE_FAILED, exit_process
 from raftq.raft.snapshot_file import fsync_dir, fsync_file
@@ -641,5 +649,5 @@ def verify_journal(syncobj: Any, fsync: str) -> None:
     if not isinstance(journal, DurableFileJournal) or journal._raftq_sync != (fsync == "always"):
         raise DurabilitySeamError(
             f"the durable journal was not installed (PySyncObj built {type(journal).__name__}): "
-            f"pysyncobj {PYSYNCOBJ_VERSION} bypasses raftq.raft.journal"
+            f"pysyncobj {PYSYNCOBJ_VERSION} bypasses raftq.raft.pysyncobj.journal"
         )

@@ -1,9 +1,10 @@
 """The election hold: PySyncObj has no pre-vote, so a follower whose tick thread was busy must
 not start an election before it has read the leader's heartbeats waiting in its sockets.
 
-Relies on PySyncObj 0.3.17 private state: ``_SyncObj__raftState``,
+Relies on PySyncObj 0.3.17 private behaviour: ``_SyncObj__raftState``,
 ``_SyncObj__generateRaftTimeout`` and ``_SyncObj__raftElectionDeadline`` (guarded by
-``tests/raft/test_snapshot_hooks.py``, which reads and writes them on a real ``SyncObj``).
+``tests/raft/test_snapshot_hooks.py``, which reads and writes them on a real ``SyncObj``, and
+``tests/raft/test_pysyncobj_private.py``).
 """
 
 from __future__ import annotations
