@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pysyncobj.journal import FileJournal
 
-from raftq.raft.journal import DurableFileJournal
+from raftq.raft.pysyncobj.journal import DurableFileJournal
 
 
 def pct(xs: list[float], p: float) -> float:

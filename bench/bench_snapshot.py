@@ -47,7 +47,7 @@ _BOOT = (
     "    import mem_probe\n"
     "    trace = os.environ.get('RAFTQ_MEM_TRACE') == '1'\n"
     "    mem_probe.install(os.environ['RAFTQ_MEM_PROBE'], trace)\n"
-    "import raftq.raft.election_hold as h\n"
+    "import raftq.raft.pysyncobj.election_hold as h\n"
     "if sys.argv[1] == 'nohold':\n"
     "    h.ElectionHold.hold = lambda *a, **k: None\n"
     "from raftq.cli.main import main\n"
