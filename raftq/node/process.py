@@ -14,6 +14,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from raftq.config import ClusterConfig
 from raftq.raft.node import RaftNode
+from raftq.server import testfaults
 from raftq.server.app import create_app
 from raftq.server.auth import security_from_config
 from raftq.server.clock_probe import PeerClocks
@@ -61,11 +62,14 @@ async def serve(config: ClusterConfig, node_id: str, stop: asyncio.Event) -> Non
     # As leader, a majority of the nodes' clocks decides a jump of cluster time (GET /v1/clock).
     node.set_clock_probe(PeerClocks(config, node_id, ssl_context=ssl_peer))
     await node.start()
+    # TEST ONLY: the positive controls' faults, behind their fence (None in any real use).
+    overrides = testfaults.install()
     app = create_app(
         node,
         server_settings(config),
         forward_ssl=ssl_peer,
         security=security_from_config(config),
+        overrides=overrides,
     )
     runner = web.AppRunner(
         app, access_log=None, logger=ProtocolLog(logging.getLogger("aiohttp.server"), {})

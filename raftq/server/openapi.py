@@ -23,8 +23,8 @@ from raftq.core.limits import (
     MAX_TIME_MS,
     MAX_WORKER_CHARS,
 )
-from raftq.server.fields import INT64_MAX, REQUEST_ID_RE
 from raftq.server.settings import ServerSettings
+from raftq.service.fields import INT64_MAX, REQUEST_ID_RE
 
 __all__ = ["openapi_document"]
 
