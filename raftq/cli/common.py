@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Final, NoReturn
 
+from raftq.errors import RaftqError
+
 __all__ = [
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
@@ -26,7 +28,7 @@ EXIT_UNREACHABLE: Final = 3  # no node answered, or no leader within the deadlin
 EXIT_INTERRUPTED: Final = 130  # 128 + SIGINT, as shells report it
 
 
-class CliError(Exception):
+class CliError(RaftqError):
     """An operation failed for a reason the message explains (exit status 1)."""
 
 
