@@ -19,7 +19,9 @@ request id (the client's ``X-Request-Id``, else a generated one, which is echoed
 
 Inside ``_endpoint``, every handler runs behind ``raftq.server.auth.Guard`` (node-to-node
 signatures, tokens, roles, queue patterns, rate limit), so the checks hold on a host
-application too. ``GET /v1/openapi.json`` serves the document of ``raftq.server.openapi``.
+application too. The routes are the rows of ``raftq.server.routes.ROUTES`` (handler, rule and
+OpenAPI operation of each); ``GET /v1/openapi.json`` serves the document of
+``raftq.server.openapi``.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from raftq.errors import RaftqError
 from raftq.log_context import request_scope
 from raftq.raft.api import NodeAPI
 from raftq.server.auth import Guard, Security
-from raftq.server.clock_probe import CLOCK_PATH, clock_handler
+from raftq.server.clock_probe import clock_handler
 from raftq.server.dashboard import dashboard_response, wants_html
 from raftq.server.errors import ApiError, api_error
 from raftq.server.forward import LEADER_HEADER, NODE_HEADER, Forwarder
@@ -45,6 +47,7 @@ from raftq.server.handlers import Api
 from raftq.server.metrics import CONTENT_TYPE, Metrics
 from raftq.server.openapi import openapi_document
 from raftq.server.peer_auth import PeerKey
+from raftq.server.routes import APP_HANDLERS, ROUTES
 from raftq.server.settings import ServerSettings
 from raftq.server.wire import error_response
 from raftq.service.operations import Service
@@ -158,42 +161,16 @@ def add_routes(
         await forwarder.close()
 
     app.on_cleanup.append(close_forwarder)
-    table: list[tuple[str, str, _Handler]] = [
-        ("GET", "/healthz", api.healthz),
-        ("GET", "/readyz", api.readyz),
-        ("POST", "/v1/queues/{queue}/jobs", api.enqueue),
-        ("POST", "/v1/queues/{queue}/claim", api.claim_one),
-        ("POST", "/v1/claim", api.claim_many),
-        ("POST", "/v1/jobs/{id}/heartbeat", api.heartbeat),
-        ("POST", "/v1/jobs/{id}/ack", api.ack),
-        ("POST", "/v1/ack", api.ack_many),
-        ("POST", "/v1/jobs/{id}/nack", api.nack),
-        ("POST", "/v1/jobs/{id}/cancel", api.cancel),
-        ("GET", "/v1/jobs/{id}", api.get_job),
-        ("GET", "/v1/queues", api.list_queues),
-        ("GET", "/v1/queues/{queue}", api.get_queue),
-        ("POST", "/v1/queues/{queue}/pause", api.pause),
-        ("POST", "/v1/queues/{queue}/resume", api.resume),
-        ("POST", "/v1/queues/{queue}/purge", api.purge),
-        ("GET", "/v1/queues/{queue}/dead", api.dead),
-        ("POST", "/v1/queues/{queue}/dead/requeue", api.requeue_dead),
-        ("GET", "/v1/cluster", api.cluster),
-        ("GET", CLOCK_PATH, clock_handler(node.node_id, guard.security.secret)),
-    ]
 
     async def scrape(request: web.Request) -> web.StreamResponse:
         body = metrics.render()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
-    table.append(("GET", "/metrics", scrape))
-    listing = [f"{method} {prefix}{path}" for method, path, _ in table]
-    listing.append(f"GET {prefix}/v1/openapi.json")
+    listing = [f"{r.method} {prefix}{r.path}" for r in ROUTES if r.path != "/"]
     document = openapi_document(prefix, settings)
 
     async def openapi(request: web.Request) -> web.StreamResponse:
         return web.json_response(document)
-
-    table.append(("GET", "/v1/openapi.json", openapi))
 
     async def index(request: web.Request) -> web.StreamResponse:
         """The dashboard for browsers, a JSON index of the routes for everything else."""
@@ -201,12 +178,17 @@ def add_routes(
             return dashboard_response()
         return await api.index(request, listing)
 
-    root = prefix or "/"
-    app.router.add_route("GET", root, _endpoint(api, guard.wrap("GET", "/", index), root, metrics))
-    for method, path, handler in table:
-        route = prefix + path
-        guarded = guard.wrap(method, path, handler)
-        app.router.add_route(method, route, _endpoint(api, guarded, route, metrics))
+    own: dict[str, _Handler] = {
+        "index": index,
+        "clock": clock_handler(node.node_id, guard.security.secret),
+        "metrics": scrape,
+        "openapi": openapi,
+    }
+    for r in ROUTES:  # one row per route (raftq.server.routes)
+        handler = own[r.handler] if r.handler in APP_HANDLERS else getattr(api, r.handler)
+        route = prefix + r.path if r.path != "/" else prefix or "/"
+        guarded = guard.wrap(r.method, r.path, handler)
+        app.router.add_route(r.method, route, _endpoint(api, guarded, route, metrics))
 
 
 def _http_error(request: web.BaseRequest, e: web.HTTPException) -> ApiError:

@@ -1,7 +1,8 @@
 """Who may call what: bearer tokens with roles and queue patterns, checked on every node.
 
-Every route has a ``Rule`` (``RULES``; a route without one is admin-only: fail closed). The
-``Guard`` wraps each handler and, before it runs:
+Every route has a ``Rule`` (its row of ``raftq.server.routes.ROUTES``; ``RULES`` by method
+and path; a route without one is admin-only: fail closed). The ``Guard`` wraps each handler
+and, before it runs:
 
 1. node-to-node headers: a request marked ``X-Raftq-Forwarded`` must be signed by a node
    (``raftq.server.peer_auth``), else 401 ``unauthorized``, whatever else it carries and
@@ -40,7 +41,6 @@ import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Final
 
 from aiohttp import web
@@ -53,6 +53,7 @@ from raftq.server.errors import ApiError
 from raftq.server.forward import FORWARDED_HEADER
 from raftq.server.limits import RateLimiter
 from raftq.server.peer_auth import PeerKey
+from raftq.server.routes import ROUTES, QueueFrom, Rule
 from raftq.service.access import CALLER, Principal, forbidden_queue, queue_of
 
 __all__ = [
@@ -69,53 +70,12 @@ __all__ = [
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class QueueFrom(StrEnum):
-    """Where a route's queue comes from, for the pattern check."""
-
-    NONE = "none"  # not queue-specific
-    PATH = "path"  # {queue} in the path
-    JOB = "job"  # the queue of the job {id} in the path
-    BODY = "body"  # the body's queues (checked by the handler, require_queues)
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """Who may call a route: ``roles`` (admin always may); ``None`` roles = open to all."""
-
-    roles: frozenset[Role] | None
-    queue: QueueFrom = QueueFrom.NONE
-
-
-_R, _P, _W, _A = Role.READER, Role.PRODUCER, Role.WORKER, Role.ADMIN
 _OPEN: Final = Rule(None)
-_ADMIN: Final = Rule(frozenset({_A}))
+_ADMIN: Final = Rule(frozenset({Role.ADMIN}))
 
-# (method, path template without prefix) -> rule. A test checks every route has one.
-RULES: Final[dict[tuple[str, str], Rule]] = {
-    ("GET", "/"): _OPEN,
-    ("GET", "/healthz"): _OPEN,
-    ("GET", "/readyz"): _OPEN,
-    ("GET", "/v1/openapi.json"): _OPEN,
-    ("GET", "/v1/clock"): _OPEN,  # a node's wall clock; the answer is signed (clock_probe)
-    ("GET", "/metrics"): Rule(frozenset({_R, _A})),  # or open: [auth] metrics = "open"
-    ("POST", "/v1/queues/{queue}/jobs"): Rule(frozenset({_P, _A}), QueueFrom.PATH),
-    ("POST", "/v1/queues/{queue}/claim"): Rule(frozenset({_W, _A}), QueueFrom.PATH),
-    ("POST", "/v1/claim"): Rule(frozenset({_W, _A}), QueueFrom.BODY),
-    ("POST", "/v1/jobs/{id}/heartbeat"): Rule(frozenset({_W, _A}), QueueFrom.JOB),
-    ("POST", "/v1/jobs/{id}/ack"): Rule(frozenset({_W, _A}), QueueFrom.JOB),
-    ("POST", "/v1/ack"): Rule(frozenset({_W, _A}), QueueFrom.BODY),  # each job's queue
-    ("POST", "/v1/jobs/{id}/nack"): Rule(frozenset({_W, _A}), QueueFrom.JOB),
-    ("POST", "/v1/jobs/{id}/cancel"): Rule(frozenset({_P, _A}), QueueFrom.JOB),
-    ("GET", "/v1/jobs/{id}"): Rule(frozenset({_R, _P, _A}), QueueFrom.JOB),
-    ("GET", "/v1/queues"): Rule(frozenset({_R, _A})),  # the answer lists matching queues only
-    ("GET", "/v1/queues/{queue}"): Rule(frozenset({_R, _A}), QueueFrom.PATH),
-    ("GET", "/v1/queues/{queue}/dead"): Rule(frozenset({_R, _A}), QueueFrom.PATH),
-    ("GET", "/v1/cluster"): Rule(frozenset({_R, _A})),
-    ("POST", "/v1/queues/{queue}/pause"): _ADMIN,
-    ("POST", "/v1/queues/{queue}/resume"): _ADMIN,
-    ("POST", "/v1/queues/{queue}/purge"): _ADMIN,
-    ("POST", "/v1/queues/{queue}/dead/requeue"): _ADMIN,
-}
+# (method, path template without prefix) -> rule, read from the routes table (a route without
+# one, which cannot be mounted anyway, would be admin-only: fail closed).
+RULES: Final[dict[tuple[str, str], Rule]] = {(r.method, r.path): r.rule for r in ROUTES}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
