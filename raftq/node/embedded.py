@@ -5,11 +5,12 @@ serialisation beyond the log entry. On a follower it is forwarded over HTTP to t
 API, the way a follower's HTTP server forwards. Each mutating operation has one request id,
 used on every retry, locally and when forwarded, so it is applied at most once.
 
-Retries (for ``retry_ms``, 50 ms doubling to 800 ms): no leader known yet (an election), a
-definite refusal of the log (``NotLeader``/``NoLeader``/``Overloaded``), an unknown outcome
-(``OutcomeUnknown``). A forwarded call also retries inside the HTTP client
-(``raftq.client.transport``). Domain refusals raise ``raftq.errors.Rejected`` at once, with
-the reason and status the HTTP API would answer.
+Retries (for ``retry_ms``, 50 ms doubling to 800 ms: a ``raftq.retry.RetryPolicy``): no
+leader known yet (an election), a definite refusal of the log
+(``NotLeader``/``NoLeader``/``Overloaded``), an unknown outcome (``OutcomeUnknown``). A
+forwarded call also retries inside the HTTP client (``raftq.client.transport``). Domain
+refusals raise ``raftq.errors.Rejected`` at once, with the reason and status the HTTP API
+would answer.
 
 Forwarding goes to the other nodes' ``api`` addresses under the prefix this node was mounted
 with (``mount(app, prefix)``, default ``/raftq``): every embedded node of a cluster must mount
@@ -35,10 +36,11 @@ from raftq.client.transport import Transport
 from raftq.client.types import ClaimedJob
 from raftq.config import ClusterConfig, load_config
 from raftq.core.limits import MAX_CLAIM
-from raftq.errors import NoLeader, NotLeader, OutcomeUnknown, Overloaded
+from raftq.errors import NoLeader
 from raftq.node.process import server_settings
 from raftq.raft.api import NodeStatus
 from raftq.raft.node import RaftNode
+from raftq.retry import RetryPolicy
 from raftq.server import ServerSettings, add_routes, testfaults
 from raftq.server.auth import security_from_config
 from raftq.server.clock_probe import PeerClocks
@@ -50,7 +52,6 @@ __all__ = ["Node"]
 
 _T = TypeVar("_T")
 _Local = Callable[[str], Awaitable[_T]]
-_BACKOFF_S = (0.05, 0.1, 0.2, 0.4, 0.8)
 
 
 def _q(name: str) -> str:
@@ -99,6 +100,8 @@ class Node(ProducesHandles):
         self.node_id = node_id
         self.settings = settings or server_settings(self.config)
         self._retry_ms = retry_ms
+        # 50 ms doubling to 800 ms, for retry_ms (module docstring).
+        self._retry = RetryPolicy(retry_ms, cap_s=0.8)
         self._forward_ssl = forward_ssl
         self._forward_token = forward_token
         # Ids submitted here are scoped as the leader scopes this token's forwarded ones.
@@ -237,9 +240,7 @@ class Node(ProducesHandles):
         if not self._started:
             raise NoLeader(f"node {self.node_id} is not started")
         rid = uuid.uuid4().hex
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (self._retry_ms + extra_ms) / 1000
-        attempt = 0
+        attempts = self._retry.start(extra_ms)
         while True:
             try:
                 if self._raft.is_leader():
@@ -248,13 +249,14 @@ class Node(ProducesHandles):
                 if remote is None or self._raft.leader_id() is None:
                     raise NoLeader("no leader known")
                 return await there(remote, rid)
-            except (NotLeader, NoLeader, Overloaded, OutcomeUnknown) as e:
-                error: Exception = e
-            remaining = deadline - loop.time()
-            if remaining <= 0 or not self._started:
+            except Exception as e:
+                if not self._retry.retries(e):
+                    raise
+                error = e
+            delay = attempts.next_delay()
+            if delay is None or not self._started:
                 raise error
-            await asyncio.sleep(min(remaining, _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]))
-            attempt += 1
+            await asyncio.sleep(delay)
 
     async def _run(
         self,

@@ -29,6 +29,7 @@ from raftq._version import __version__
 from raftq.core.limits import MAX_CLAIM
 from raftq.errors import ClusterError, NoLeader, NotLeader
 from raftq.raft.api import NodeAPI, NodeStatus
+from raftq.retry import Attempts, RetryPolicy
 from raftq.server.audit import audit
 from raftq.server.errors import ApiError, invalid
 from raftq.server.forward import Forwarder, relayed
@@ -106,6 +107,10 @@ class Api:
         self.settings = settings
         self.forwarder = forwarder
         self.service = service
+        # A write waits for an election this long, checking for a leader every 50 ms.
+        self._election_wait = RetryPolicy(
+            settings.leader_wait_ms, base_s=0.05, cap_s=0.05, retry_on=(NoLeader, NotLeader)
+        )
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -144,8 +149,7 @@ class Api:
         # Never give up on the leader before its own submit deadline could answer.
         base_ms = max(self.settings.forward_timeout_ms, self.settings.submit_timeout_ms + 1000)
         timeout_ms = base_ms + extra_ms
-        loop = asyncio.get_running_loop()
-        leader_deadline = loop.time() + self.settings.leader_wait_ms / 1000
+        election = self._election_wait.start()  # one wait per request, however many NoLeader
         while True:
             if not self.node.is_leader():
                 target = self._forward_target(request, self.node.leader_id())
@@ -162,18 +166,18 @@ class Api:
                     return await self.forwarder.forward(
                         request, body, target, timeout_ms=timeout_ms, mutating=True
                     )
-                if e.leader is not None or not await self._await_leader(leader_deadline):
+                if e.leader is not None or not await self._await_leader(election):
                     raise self._not_leader(e.leader) from e
             except NoLeader:
-                if not await self._await_leader(leader_deadline):
+                if not await self._await_leader(election):
                     raise
 
-    async def _await_leader(self, deadline: float) -> bool:
+    async def _await_leader(self, election: Attempts) -> bool:
         """During an election: wait (checking every 50 ms) until a leader is known; False once
-        ``deadline`` (loop time) passed. Only after definite failures: retrying is safe."""
-        loop = asyncio.get_running_loop()
-        while loop.time() < deadline:
-            await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
+        the request's wait (``leader_wait_ms``) is spent. Only after definite failures:
+        retrying is safe."""
+        while (delay := election.next_delay()) is not None:
+            await asyncio.sleep(delay)
             if self.node.leader_id() is not None:
                 return True
         return False
