@@ -23,14 +23,16 @@ and, before it runs:
 The node that receives a request authorizes it, and the leader authorizes a forwarded request
 again with the same token (tokens are configured cluster-wide), so a follower can neither be
 used to skip a check nor widen one. Queues named in a body (``POST /v1/claim``) are checked
-where the body is parsed, on the node that executes the request (``require_queues``).
+where the body is parsed, on the node that executes the request
+(``raftq.service.access.require_queues``).
 
 The queue of a job named in the path (``/v1/jobs/{id}...``) is decided where the answer is
 made, never "allowed" because the job is unknown: the guard refuses at once a job this node
 knows in another queue (a job's queue never changes and ids are never reused, so that answer
-is final), and the handler checks again on the node that executes the request:
-``require_job`` on the leader right before it submits (after a barrier if the job is unknown
-there: its enqueue may be in the log but not applied yet; still unknown: 404), and the read of
+is final), and the operation checks again on the node that executes the request:
+``raftq.service.access.require_job`` on the leader right before it submits (after a barrier
+if the job is unknown there: its enqueue may be in the log but not applied yet; still
+unknown: 404), and the read of
 ``GET /v1/jobs/{id}`` checks the very job it answers with (after the barrier of a linearizable
 read). Callers whose patterns cover every queue (``*``), admins, and auth off skip all of it.
 """
