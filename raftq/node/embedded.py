@@ -5,11 +5,12 @@ serialisation beyond the log entry. On a follower it is forwarded over HTTP to t
 API, the way a follower's HTTP server forwards. Each mutating operation has one request id,
 used on every retry, locally and when forwarded, so it is applied at most once.
 
-Retries (for ``retry_ms``, 50 ms doubling to 800 ms): no leader known yet (an election), a
-definite refusal of the log (``NotLeader``/``NoLeader``/``Overloaded``), an unknown outcome
-(``OutcomeUnknown``). A forwarded call also retries inside the HTTP client
-(``raftq.client.transport``). Domain refusals raise ``raftq.errors.Rejected`` at once, with
-the reason and status the HTTP API would answer.
+Retries (for ``retry_ms``, 50 ms doubling to 800 ms: a ``raftq.retry.RetryPolicy``): no
+leader known yet (an election), a definite refusal of the log
+(``NotLeader``/``NoLeader``/``Overloaded``), an unknown outcome (``OutcomeUnknown``). A
+forwarded call also retries inside the HTTP client (``raftq.client.transport``). Domain
+refusals raise ``raftq.errors.Rejected`` at once, with the reason and status the HTTP API
+would answer.
 
 Forwarding goes to the other nodes' ``api`` addresses under the prefix this node was mounted
 with (``mount(app, prefix)``, default ``/raftq``): every embedded node of a cluster must mount
@@ -30,57 +31,29 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from raftq.client.client import ack_outcomes
 from raftq.client.handle import ProducesHandles
 from raftq.client.transport import Transport
 from raftq.client.types import ClaimedJob
 from raftq.config import ClusterConfig, load_config
-from raftq.core import (
-    Ack,
-    Acked,
-    Cancel,
-    Cancelled,
-    Claim,
-    Enqueue,
-    Enqueued,
-    Extended,
-    Heartbeat,
-    Nack,
-    Nacked,
-    Pause,
-    Purge,
-    Purged,
-    Requeued,
-    RequeueDead,
-    Result,
-    Resume,
-)
-from raftq.core.limits import MAX_BATCH_JOBS, MAX_DELAY_MS, MAX_ERROR_CHARS
-from raftq.errors import (
-    NoLeader,
-    NotLeader,
-    OutcomeUnknown,
-    Overloaded,
-    Rejected,
-    TransportError,
-)
-from raftq.node import local
+from raftq.core.limits import MAX_CLAIM
+from raftq.errors import NoLeader, Rejected, TransportError
 from raftq.node.process import server_settings
 from raftq.raft.api import NodeStatus
 from raftq.raft.node import RaftNode
 from raftq.raft.pysyncobj import new_pysyncobj_engine
-from raftq.server import ServerSettings, add_routes
+from raftq.retry import RetryPolicy
+from raftq.server import ServerSettings, add_routes, testfaults
 from raftq.server.auth import security_from_config
 from raftq.server.clock_probe import PeerClocks
-from raftq.server.errors import invalid
-from raftq.server.fields import INT64_MAX, check_int, check_queue
-from raftq.server.render import render_cluster, render_job, render_queue
-from raftq.server.request_ids import principal_of_token, scoped
+from raftq.service.fields import INT64_MAX, Fields, check_int, check_queue
+from raftq.service.operations import Answer, Op, Service
+from raftq.service.request_ids import principal_of_token, scoped
 
 __all__ = ["Node"]
 
 _T = TypeVar("_T")
 _Local = Callable[[str], Awaitable[_T]]
-_BACKOFF_S = (0.05, 0.1, 0.2, 0.4, 0.8)
 
 
 def _q(name: str) -> str:
@@ -129,11 +102,14 @@ class Node(ProducesHandles):
         self.node_id = node_id
         self.settings = settings or server_settings(self.config)
         self._retry_ms = retry_ms
+        # 50 ms doubling to 800 ms, for retry_ms (module docstring).
+        self._retry = RetryPolicy(retry_ms, cap_s=0.8)
         self._forward_ssl = forward_ssl
         self._forward_token = forward_token
         # Ids submitted here are scoped as the leader scopes this token's forwarded ones.
         self._principal = principal_of_token(self.config.tokens, forward_token)
         self._raft = RaftNode(self.config, new_pysyncobj_engine(self.config, node_id))
+        self._service = Service(self._raft, self.settings)
         self._prefix = "/raftq"
         # The other nodes' clocks, asked under the prefix every node mounts the API with.
         self._clocks = PeerClocks(self.config, node_id, ssl_context=forward_ssl, prefix="/raftq")
@@ -171,6 +147,8 @@ class Node(ProducesHandles):
             prefix,
             forward_ssl=self._forward_ssl,
             security=security_from_config(self.config),
+            # TEST ONLY: the positive controls' faults, behind their fence (None in real use).
+            overrides=testfaults.install(),
         )
         self._prefix = prefix
         self._clocks.prefix = prefix
@@ -264,9 +242,7 @@ class Node(ProducesHandles):
         if not self._started:
             raise NoLeader(f"node {self.node_id} is not started")
         rid = uuid.uuid4().hex
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (self._retry_ms + extra_ms) / 1000
-        attempt = 0
+        attempts = self._retry.start(extra_ms)
         while True:
             try:
                 if self._raft.is_leader():
@@ -275,32 +251,34 @@ class Node(ProducesHandles):
                 if remote is None or self._raft.leader_id() is None:
                     raise NoLeader("no leader known")
                 return await there(remote, rid)
-            except (NotLeader, NoLeader, Overloaded, OutcomeUnknown) as e:
-                error: Exception = e
-            remaining = deadline - loop.time()
-            if remaining <= 0 or not self._started:
+            except Exception as e:
+                if not self._retry.retries(e):
+                    raise
+                error = e
+            delay = attempts.next_delay()
+            if delay is None or not self._started:
                 raise error
-            await asyncio.sleep(min(remaining, _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]))
-            attempt += 1
+            await asyncio.sleep(delay)
 
-    async def _submit(self, cmd_of: Callable[[int, str], Any], rid: str) -> Result:
-        cmd = cmd_of(self._raft.now_ms(), rid)
-        return await local.submit(self._raft, cmd, self.settings.submit_timeout_ms)
+    async def _run(
+        self,
+        op: Op,
+        path: str,
+        body: Any = None,
+    ) -> Answer:
+        """A validated operation: run here on the leader, else ``POST path`` to forward; both
+        answer the HTTP API's body."""
 
-    async def _write(
-        self, cmd_of: Callable[[int, str], Any], path: str, body: Any = None
-    ) -> tuple[Result | None, Any]:
-        """A plain command: ``(result, None)`` when applied here, ``(None, answer)`` when
-        forwarded."""
+        async def here(rid: str) -> Answer:
+            return await op(rid)
 
-        async def here(rid: str) -> tuple[Result | None, Any]:
-            return await self._submit(cmd_of, rid), None
+        async def there(t: Transport, rid: str) -> Answer:
+            answer: Answer = await t.request(
+                "POST", path, body, mutating=True, request_id=rid, extra_ms=op.wait_ms
+            )
+            return answer
 
-        async def there(t: Transport, rid: str) -> tuple[Result | None, Any]:
-            answer = await t.request("POST", path, body, mutating=True, request_id=rid)
-            return None, answer
-
-        return await self._op(here, there)
+        return await self._op(here, there, extra_ms=op.wait_ms)
 
     # -- producing ------------------------------------------------------------------------
 
@@ -326,37 +304,17 @@ class Node(ProducesHandles):
             "max_attempts": max_attempts,
             "lease_ms": lease_ms,
         }
-        ids = await self._enqueue(queue, [spec], batch=False)
-        return ids[0]
+        body = _given(spec)
+        op = self._service.enqueue(queue, Fields(body), "msgpack")
+        answer = await self._run(op, f"/v1/queues/{_q(queue)}/jobs", body)
+        return int(answer["id"])
 
     async def enqueue_many(self, queue: str, jobs: Sequence[Mapping[str, Any]]) -> list[int]:
         """See ``raftq.client.Client.enqueue_many``."""
-        return await self._enqueue(queue, list(jobs), batch=True)
-
-    async def _enqueue(
-        self, queue: str, specs: list[Mapping[str, Any]], *, batch: bool
-    ) -> list[int]:
-        limit = min(self.settings.max_batch_jobs, MAX_BATCH_JOBS)
-        with local.validating():
-            check_queue(queue, "queue")
-            if not 1 <= len(specs) <= limit:
-                raise invalid("jobs", f"must hold 1..{limit} items, got {len(specs)}")
-            max_bytes = self.settings.max_payload_bytes
-            new = tuple(
-                local.new_job(s, f"jobs[{i}]" if batch else "body", max_bytes)
-                for i, s in enumerate(specs)
-            )
-
-        def cmd(now_ms: int, rid: str) -> Enqueue:
-            return Enqueue(now_ms=now_ms, request_id=rid, queue=queue, jobs=new)
-
-        wire = [{k: v for k, v in s.items() if v is not None or k == "payload"} for s in specs]
-        body = {"jobs": wire} if batch else wire[0]
-        result, answer = await self._write(cmd, f"/v1/queues/{_q(queue)}/jobs", body)
-        if result is None:
-            return [int(i) for i in answer["ids"]] if batch else [int(answer["id"])]
-        assert isinstance(result, Enqueued)
-        return list(result.ids)
+        body = {"jobs": [_given(s) if isinstance(s, Mapping) else s for s in jobs]}
+        op = self._service.enqueue(queue, Fields(body), "msgpack")
+        answer = await self._run(op, f"/v1/queues/{_q(queue)}/jobs", body)
+        return [int(i) for i in answer["ids"]]
 
     # -- working --------------------------------------------------------------------------
 
@@ -370,100 +328,40 @@ class Node(ProducesHandles):
         wait_ms: int = 0,
     ) -> list[ClaimedJob]:
         """See ``raftq.client.Client.claim``."""
-        with local.validating():
-            names, wait = local.check_claim(
-                queues,
-                worker=worker,
-                mx=max,
-                lease_ms=lease_ms,
-                wait_ms=wait_ms,
-                max_wait_ms=self.settings.max_wait_ms,
-            )
-        timeout_ms = self.settings.submit_timeout_ms
-
-        async def here(rid: str) -> list[ClaimedJob]:
-            first = Claim(
-                now_ms=self._raft.now_ms(),
-                request_id=rid,
-                queues=names,
-                worker=worker,
-                max=max,
-                lease_ms=lease_ms,
-            )
-            return await local.claim_rounds(self._raft, first, wait, timeout_ms)
-
-        async def there(t: Transport, rid: str) -> list[ClaimedJob]:
-            body: dict[str, Any] = {"worker": worker, "max": max, "wait_ms": wait}
-            if lease_ms is not None:
-                body["lease_ms"] = lease_ms
-            if isinstance(queues, str):
-                path = f"/v1/queues/{_q(queues)}/claim"
-            else:
-                path, body["queues"] = "/v1/claim", list(names)
-            answer = await t.request(
-                "POST", path, body, mutating=True, request_id=rid, extra_ms=wait
-            )
-            return [ClaimedJob.from_wire(j) for j in answer["jobs"]]
-
-        return await self._op(here, there, extra_ms=wait)
+        body: dict[str, Any] = {"worker": worker, "max": max, "wait_ms": wait_ms}
+        if lease_ms is not None:
+            body["lease_ms"] = lease_ms
+        if isinstance(queues, str):
+            op = self._service.claim(queues, Fields(body))
+            path = f"/v1/queues/{_q(queues)}/claim"
+        else:
+            body["queues"] = list(queues)
+            op = self._service.claim(None, Fields(body))
+            path = "/v1/claim"
+        body["wait_ms"] = op.wait_ms  # lowered to this node's cap, as the leader would
+        answer = await self._run(op, path, body)
+        return [ClaimedJob.from_wire(j) for j in answer["jobs"]]
 
     async def heartbeat(self, job_id: int, token: int, *, lease_ms: int | None = None) -> int:
         """See ``raftq.client.Client.heartbeat``."""
-        with local.validating():
-            local.check_job_id(job_id)
-            check_int(token, "token")
-        body: dict[str, Any] = {"token": token}
-        if lease_ms is not None:
-            body["lease_ms"] = lease_ms
-
-        def cmd(now_ms: int, rid: str) -> Heartbeat:
-            return Heartbeat(
-                now_ms=now_ms, request_id=rid, job_id=job_id, token=token, lease_ms=lease_ms
-            )
-
-        result, answer = await self._write(cmd, f"/v1/jobs/{job_id}/heartbeat", body)
-        if result is None:
-            return int(answer["lease_expires_ms"])
-        assert isinstance(result, Extended)
-        return result.lease_expires_ms
+        job_id = _job_id(job_id)
+        body = _given({"token": token, "lease_ms": lease_ms})
+        op = self._service.heartbeat(job_id, Fields(body))
+        answer = await self._run(op, f"/v1/jobs/{job_id}/heartbeat", body)
+        return int(answer["lease_expires_ms"])
 
     async def ack(self, job_id: int, token: int, result: Any = None) -> None:
         """See ``raftq.client.Client.ack``."""
-        with local.validating():
-            local.check_job_id(job_id)
-            check_int(token, "token")
-            packed = local.pack_result(result, self.settings.max_payload_bytes)
-        body: dict[str, Any] = {"token": token}
-        if result is not None:
-            body["result"] = result
-
-        def cmd(now_ms: int, rid: str) -> Ack:
-            return Ack(now_ms=now_ms, request_id=rid, job_id=job_id, token=token, result=packed)
-
-        applied, _ = await self._write(cmd, f"/v1/jobs/{job_id}/ack", body)
-        assert applied is None or isinstance(applied, Acked)
+        job_id = _job_id(job_id)
+        body = _given({"token": token, "result": result})
+        op = self._service.ack(job_id, Fields(body), "msgpack")
+        await self._run(op, f"/v1/jobs/{job_id}/ack", body)
 
     async def ack_many(self, acks: Sequence[tuple[int, int, Any]]) -> list[Rejected | None]:
-        """See ``raftq.client.Client.ack_many``: each ack is an ``ack`` of its own, all
-        submitted together (group commit shares their log entries); a refusal is that ack's
-        outcome, a cluster failure of any raises once all have finished. As over HTTP, a
-        malformed item raises ``Rejected`` ``invalid`` before any ack is submitted."""
-        limit = min(self.settings.max_batch_jobs, MAX_BATCH_JOBS)
-        with local.validating():
-            if not 1 <= len(acks) <= limit:
-                raise invalid("acks", f"must hold 1..{limit} items, got {len(acks)}")
-            for i, (job_id, token, result) in enumerate(acks):
-                local.check_job_id(job_id)
-                check_int(token, f"acks[{i}].token")
-                local.pack_result(result, self.settings.max_payload_bytes)
-        outcomes = await asyncio.gather(
-            *(self.ack(job_id, token, result) for job_id, token, result in acks),
-            return_exceptions=True,
-        )
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException) and not isinstance(outcome, Rejected):
-                raise outcome
-        return [o if isinstance(o, Rejected) else None for o in outcomes]
+        """See ``raftq.client.Client.ack_many`` (the same operation as ``POST /v1/ack``)."""
+        body = {"acks": [_given({"id": j, "token": t, "result": r}) for j, t, r in acks]}
+        answer = await self._run(self._service.ack_many(Fields(body), "msgpack"), "/v1/ack", body)
+        return ack_outcomes(answer)
 
     async def nack(
         self,
@@ -474,59 +372,29 @@ class Node(ProducesHandles):
         retry_in_ms: int | None = None,
     ) -> dict[str, Any]:
         """See ``raftq.client.Client.nack``."""
-        with local.validating():
-            local.check_job_id(job_id)
-            check_int(token, "token")
-            if error is not None and type(error) is not str:
-                raise invalid("error", "expected a string")
-            if retry_in_ms is not None:
-                check_int(retry_in_ms, "retry_in_ms", 0, MAX_DELAY_MS)
-        body: dict[str, Any] = {"token": token}
-        if error is not None:
-            body["error"] = error
-        if retry_in_ms is not None:
-            body["retry_in_ms"] = retry_in_ms
-
-        def cmd(now_ms: int, rid: str) -> Nack:
-            return Nack(
-                now_ms=now_ms,
-                request_id=rid,
-                job_id=job_id,
-                token=token,
-                error=None if error is None else error[:MAX_ERROR_CHARS],
-                retry_in_ms=retry_in_ms,
-            )
-
-        result, answer = await self._write(cmd, f"/v1/jobs/{job_id}/nack", body)
-        if result is None:
-            return dict(answer)
-        assert isinstance(result, Nacked)
-        return {"id": job_id, "state": result.state, "run_at_ms": result.run_at_ms}
+        job_id = _job_id(job_id)
+        body = _given({"token": token, "error": error, "retry_in_ms": retry_in_ms})
+        op = self._service.nack(job_id, Fields(body))
+        return dict(await self._run(op, f"/v1/jobs/{job_id}/nack", body))
 
     async def cancel(self, job_id: int) -> None:
         """See ``raftq.client.Client.cancel``."""
-        with local.validating():
-            local.check_job_id(job_id)
-
-        def cmd(now_ms: int, rid: str) -> Cancel:
-            return Cancel(now_ms=now_ms, request_id=rid, job_id=job_id)
-
-        result, _ = await self._write(cmd, f"/v1/jobs/{job_id}/cancel")
-        assert result is None or isinstance(result, Cancelled)
+        job_id = _job_id(job_id)
+        op = self._service.cancel(job_id, Fields({}))
+        await self._run(op, f"/v1/jobs/{job_id}/cancel")
 
     # -- reading --------------------------------------------------------------------------
 
     async def get_job(self, job_id: int, *, linearizable: bool = False) -> dict[str, Any]:
         """See ``raftq.client.Client.get_job``: a local read of this node's replica, or
         with ``linearizable`` a read after a barrier on the leader."""
-        with local.validating():
-            local.check_job_id(job_id)
+        job_id = _job_id(job_id)
         if not linearizable:
-            return self._read_job(job_id)
+            return self._service.get_job(job_id)
 
         async def here(_rid: str) -> dict[str, Any]:
             await self._raft.barrier(self.settings.submit_timeout_ms)
-            return self._read_job(job_id)
+            return self._service.get_job(job_id)
 
         async def there(t: Transport, _rid: str) -> dict[str, Any]:
             query = {"consistency": "linearizable"}
@@ -535,46 +403,24 @@ class Node(ProducesHandles):
 
         return await self._op(here, there)
 
-    def _read_job(self, job_id: int) -> dict[str, Any]:
-        with self._raft.read() as m:
-            info = m.job_info(job_id)
-        if info is None:
-            raise Rejected("not_found", f"no job {job_id}", 404)
-        return render_job(info)
-
     async def queues(self) -> list[dict[str, Any]]:
         """See ``raftq.client.Client.queues`` (this node's replica)."""
-        with self._raft.read() as m:
-            stats = [m.queue_stats(name) for name in sorted(m.queue_names())]
-        return [render_queue(s) for s in stats if s is not None]
+        return self._service.queues()
 
     async def queue(self, name: str) -> dict[str, Any]:
         """See ``raftq.client.Client.queue`` (this node's replica)."""
-        with local.validating():
-            check_queue(name, "queue")
-        with self._raft.read() as m:
-            stats = m.queue_stats(name)
-        if stats is None:
-            raise Rejected("not_found", f"no queue {name}", 404)
-        return render_queue(stats)
+        return self._service.queue(name)
 
     async def dead(self, queue: str, *, limit: int = 100) -> list[dict[str, Any]]:
         """See ``raftq.client.Client.dead`` (this node's replica)."""
-        with local.validating():
-            check_queue(queue, "queue")
-            check_int(limit, "limit", 1, 1000)
-        with self._raft.read() as m:
-            known = m.queue_stats(queue) is not None
-            infos = m.dead_letters(queue, limit, 0)
-        if not known:
-            raise Rejected("not_found", f"no queue {queue}", 404)
-        return [render_job(j) for j in infos]
+        check_queue(queue, "queue")
+        limit = check_int(limit, "limit", 1, MAX_CLAIM)
+        jobs: list[dict[str, Any]] = self._service.dead(queue, limit, 0)["jobs"]
+        return jobs
 
     async def cluster(self) -> dict[str, Any]:
         """See ``raftq.client.Client.cluster``: this node's view."""
-        st = self._raft.status()
-        leader_api = None if st.leader is None else self._raft.api_address(st.leader)
-        return render_cluster(st, leader_api)
+        return self._service.cluster()
 
     async def cluster_of(self, node: str) -> dict[str, Any]:
         """See ``raftq.client.Client.cluster_of``: ``node`` is a node id, a ``host:port``
@@ -597,49 +443,32 @@ class Node(ProducesHandles):
 
     async def pause(self, queue: str) -> None:
         """See ``raftq.client.Client.pause``."""
-        await self._queue_command(queue, "pause")
+        op = self._service.pause(queue, Fields({}))
+        await self._run(op, f"/v1/queues/{_q(queue)}/pause")
 
     async def resume(self, queue: str) -> None:
         """See ``raftq.client.Client.resume``."""
-        await self._queue_command(queue, "resume")
+        op = self._service.resume(queue, Fields({}))
+        await self._run(op, f"/v1/queues/{_q(queue)}/resume")
 
     async def purge(self, queue: str) -> int:
         """See ``raftq.client.Client.purge``."""
-        result, answer = await self._queue_command(queue, "purge")
-        if result is None:
-            return int(answer["purged"])
-        assert isinstance(result, Purged)
-        return result.count
-
-    async def _queue_command(self, queue: str, what: str) -> tuple[Result | None, Any]:
-        with local.validating():
-            check_queue(queue, "queue")
-
-        def cmd(now_ms: int, rid: str) -> Pause | Resume | Purge:
-            if what == "pause":
-                return Pause(now_ms=now_ms, request_id=rid, queue=queue)
-            if what == "resume":
-                return Resume(now_ms=now_ms, request_id=rid, queue=queue)
-            return Purge(now_ms=now_ms, request_id=rid, queue=queue)
-
-        return await self._write(cmd, f"/v1/queues/{_q(queue)}/{what}")
+        op = self._service.purge(queue, Fields({}))
+        answer = await self._run(op, f"/v1/queues/{_q(queue)}/purge")
+        return int(answer["purged"])
 
     async def requeue_dead(self, queue: str, ids: Sequence[int] | None = None) -> int:
         """See ``raftq.client.Client.requeue_dead``."""
-        with local.validating():
-            check_queue(queue, "queue")
-            job_ids = (
-                None
-                if ids is None
-                else tuple(check_int(v, f"ids[{i}]", 1, INT64_MAX) for i, v in enumerate(ids))
-            )
-        body = None if job_ids is None else {"ids": list(job_ids)}
+        body = {} if ids is None else {"ids": list(ids)}
+        op = self._service.requeue_dead(queue, Fields(body))
+        answer = await self._run(op, f"/v1/queues/{_q(queue)}/dead/requeue", body or None)
+        return int(answer["requeued"])
 
-        def cmd(now_ms: int, rid: str) -> RequeueDead:
-            return RequeueDead(now_ms=now_ms, request_id=rid, queue=queue, job_ids=job_ids)
 
-        result, answer = await self._write(cmd, f"/v1/queues/{_q(queue)}/dead/requeue", body)
-        if result is None:
-            return int(answer["requeued"])
-        assert isinstance(result, Requeued)
-        return result.count
+def _given(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The arguments given (``None`` is absent, except a job's ``payload``)."""
+    return {k: v for k, v in spec.items() if v is not None or k == "payload"}
+
+
+def _job_id(job_id: int) -> int:
+    return check_int(job_id, "job_id", 1, INT64_MAX)

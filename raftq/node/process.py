@@ -16,6 +16,7 @@ from raftq.config import ClusterConfig
 from raftq.raft.node import RaftNode
 from raftq.raft.pysyncobj import new_pysyncobj_engine
 from raftq.raft.pysyncobj.faults import install_stale_snapshots
+from raftq.server import testfaults
 from raftq.server.app import create_app
 from raftq.server.auth import security_from_config
 from raftq.server.clock_probe import PeerClocks
@@ -70,11 +71,14 @@ async def serve(config: ClusterConfig, node_id: str, stop: asyncio.Event) -> Non
     # As leader, a majority of the nodes' clocks decides a jump of cluster time (GET /v1/clock).
     node.set_clock_probe(PeerClocks(config, node_id, ssl_context=ssl_peer))
     await node.start()
+    # TEST ONLY: the positive controls' faults, behind their fence (None in any real use).
+    overrides = testfaults.install()
     app = create_app(
         node,
         server_settings(config),
         forward_ssl=ssl_peer,
         security=security_from_config(config),
+        overrides=overrides,
     )
     runner = web.AppRunner(
         app, access_log=None, logger=ProtocolLog(logging.getLogger("aiohttp.server"), {})

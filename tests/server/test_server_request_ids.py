@@ -6,7 +6,7 @@ import hashlib
 
 from raftq.config import Role, TokenConfig
 from raftq.core.limits import MAX_REQUEST_ID_CHARS
-from raftq.server.request_ids import principal_of_token, scoped
+from raftq.service.request_ids import principal_of_token, scoped
 from tests.server.conftest import StartFn, error_of
 
 

@@ -20,8 +20,8 @@ import hmac
 from collections.abc import Sequence
 
 from raftq.config import TokenConfig
-from raftq.server.auth import CALLER
-from raftq.server.fields import parse_request_id
+from raftq.service.access import CALLER
+from raftq.service.fields import parse_request_id
 
 __all__ = ["principal_of_token", "request_id_of", "scoped"]
 

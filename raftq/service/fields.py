@@ -1,6 +1,7 @@
 """Validation of request fields: bodies, path segments, query strings and headers.
 
-Every problem is a 400 ``invalid`` whose message starts with the field's name
+Every problem raises ``raftq.errors.Rejected`` with reason ``invalid`` (HTTP 400) whose message
+starts with the field's name
 (``jobs[3].priority: ...``). Integers are exact: bools, floats and strings are refused where an
 integer is expected, so ``true`` never becomes ``1`` and ``1.5`` never becomes ``1``.
 """
@@ -12,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from raftq.core.limits import QUEUE_NAME_RE
-from raftq.server.errors import ApiError, invalid
+from raftq.errors import Rejected
 
 __all__ = [
     "INT64_MAX",
@@ -22,6 +23,7 @@ __all__ = [
     "check_list",
     "check_queue",
     "check_str",
+    "invalid",
     "parse_job_id",
     "parse_query",
     "parse_queue",
@@ -36,6 +38,11 @@ REQUEST_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 _DIGITS_RE = re.compile(r"[0-9]{1,19}")
 
 
+def invalid(field: str, message: str) -> Rejected:
+    """A refusal ``invalid`` (HTTP 400) naming ``field`` (``"jobs[2].priority"``...)."""
+    return Rejected("invalid", f"{field}: {message}", 400)
+
+
 class Fields:
     """The fields of one JSON/msgpack object, taken one by one; ``done()`` refuses leftovers.
 
@@ -46,7 +53,7 @@ class Fields:
 
     def __init__(self, body: Any, where: str = "body") -> None:
         if not isinstance(body, dict):
-            raise ApiError(400, "invalid", f"{where}: expected an object")
+            raise invalid(where, "expected an object")
         self._body: dict[Any, Any] = dict(body)
         self._prefix = "" if where == "body" else f"{where}."
 
@@ -111,7 +118,7 @@ class Fields:
         if self._body:
             names = sorted(str(k)[:64] for k in self._body)
             shown = ", ".join(self.name(n) for n in names[:5])
-            raise ApiError(400, "invalid", f"unknown field(s): {shown}")
+            raise Rejected("invalid", f"unknown field(s): {shown}", 400)
 
 
 def check_int(v: Any, field: str, lo: int = 0, hi: int = INT64_MAX) -> int:

@@ -1,6 +1,7 @@
 """Domain objects as the JSON/msgpack shapes of DESIGN.md section 4 (more fields welcome).
 
-Payloads and results are decoded back to the user's value here (``wire.unpack_value``).
+Payloads and results are decoded back to the user's value here
+(``raftq.service.values.unpack_value``).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from typing import Any
 
 from raftq.core import JobInfo, Lease, QueueStats
 from raftq.raft.api import NodeStatus
-from raftq.server.wire import unpack_value
+from raftq.service.values import unpack_value
 
 __all__ = ["render_cluster", "render_job", "render_lease", "render_queue"]
 
