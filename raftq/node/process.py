@@ -102,7 +102,7 @@ def run_node(config: ClusterConfig, node_id: str) -> int:
     """Blocking entry point of ``raftq serve``: returns the process exit code."""
     # Two threads share the GIL here (asyncio and PySyncObj's tick thread); the default 5 ms
     # switch interval put up to 5 ms on a request whenever both wanted to run. Measured:
-    # leader enqueue p50 5.2 -> 4.3 ms, pipelined 1.0k -> 1.7k/s (docs/benchmarks.md).
+    # leader enqueue p50 5.2 -> 4.3 ms, pipelined 1.0k -> 1.7k/s (docs/benchmark-log.md).
     sys.setswitchinterval(0.0005)
     with contextlib.suppress(ImportError):
         import uvloop  # noqa: PLC0415  # optional speed-up where the platform has it

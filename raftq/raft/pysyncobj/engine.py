@@ -12,7 +12,7 @@ Thread hops of one write: the loop hands an entry to ``propose``, which puts it 
 queue (``Replica.apply``); PySyncObj's tick thread appends, replicates and, once committed,
 applies it to the machine (under the state lock) and calls back with the results.
 
-Settings chosen (measured in docs/benchmarks.md and the PySyncObj notes):
+Settings chosen (measured in docs/benchmark-log.md and the PySyncObj notes):
 - ``appendEntriesUseBatch=False``: an entry is sent to followers at once (sub-ms round trip)
   instead of on a 100 ms timer; its entries/s ceiling does not matter because group commit
   puts many commands in one entry.
@@ -212,7 +212,7 @@ class PySyncObjEngine:
             # an entry whose pickling overhead crosses a chunk boundary, the follower unpickles
             # a truncated entry, its tick raises and the rest of what it read is dropped.
             # Measured with 1000-job entries of ~131 KB (2 x 64 KiB default): a follower fell
-            # hundreds of entries behind and the term went from 1 to 21 (docs/benchmarks.md,
+            # hundreds of entries behind and the term went from 1 to 21 (docs/benchmark-log.md,
             # "Memory and depth at 1M queued"). Only an entry of 32 MiB or more (with
             # max_body_bytes raised above 16 MiB) can still take that path.
             appendEntriesBatchSizeBytes=_ENTRY_MESSAGE_MAX_BYTES,

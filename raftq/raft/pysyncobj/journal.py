@@ -215,7 +215,7 @@ class JournalFile:
     instead of two matters here: every syscall that releases the GIL must take it back, and
     with the node's event loop busy on the other thread that wait was most of a journal sync
     (measured: 3.1 ms for write + fdatasync twice, 1.9 ms for two O_DSYNC writes, 0.36 ms
-    for either alone; docs/benchmarks.md).
+    for either alone; docs/benchmark-log.md).
 
     Invariant (with ``sync``): the header's last-record offset never reaches the disk ahead of
     the records it points past. FileJournal writes a record and then the header in one call;

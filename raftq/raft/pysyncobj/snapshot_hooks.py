@@ -102,7 +102,7 @@ logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
 # How long a snapshot writer may run before it is killed (config raft.snapshot_write_timeout_s):
-# measured 13 s at 1M jobs (docs/benchmarks.md), so 600 s means a writer that hangs.
+# measured 13 s at 1M jobs (docs/benchmark-log.md), so 600 s means a writer that hangs.
 DEFAULT_WRITE_TIMEOUT_S = 600
 
 
@@ -111,7 +111,7 @@ def load_machine(info: SnapshotInfo, f: BinaryIO) -> Machine:
     if it does not decode). The caller closes ``f``.
 
     The cyclic GC is paused while a million jobs are created: its full passes took 60% of a
-    restore (docs/benchmarks.md), and jobs hold no reference cycles for it to find.
+    restore (docs/benchmark-log.md), and jobs hold no reference cycles for it to find.
     """
     body = open_body(info, f)
     enabled = gc.isenabled()
