@@ -40,6 +40,7 @@ from raftq.core.limits import MAX_CLAIM
 from raftq.errors import NoLeader, Rejected, TransportError
 from raftq.node.process import server_settings
 from raftq.raft.api import NodeStatus
+from raftq.raft.engine import LogEngine
 from raftq.raft.node import RaftNode
 from raftq.raft.pysyncobj import new_pysyncobj_engine
 from raftq.retry import RetryPolicy
@@ -82,6 +83,9 @@ class Node(ProducesHandles):
         retry_ms: how long an operation keeps retrying through elections and failures.
         forward_ssl: reach the other nodes over HTTPS with this context.
         forward_token: API token sent when forwarding to the leader.
+        engine: the Raft engine to run on (``raftq.raft.engine.LogEngine``); default:
+            PySyncObj over TCP on the node's raft address, built from ``config``. Tests pass
+            one on an in-memory network (``raftq.raft.pysyncobj.memory_transport``).
 
     Raises:
         ConfigError: the config cannot be read, or has no node ``node_id``.
@@ -96,6 +100,7 @@ class Node(ProducesHandles):
         retry_ms: int = 30_000,
         forward_ssl: ssl.SSLContext | None = None,
         forward_token: str | None = None,
+        engine: LogEngine | None = None,
     ) -> None:
         self.config = config if isinstance(config, ClusterConfig) else load_config(config)
         self.config.node(node_id)  # ConfigError if unknown
@@ -108,7 +113,11 @@ class Node(ProducesHandles):
         self._forward_token = forward_token
         # Ids submitted here are scoped as the leader scopes this token's forwarded ones.
         self._principal = principal_of_token(self.config.tokens, forward_token)
-        self._raft = RaftNode(self.config, new_pysyncobj_engine(self.config, node_id))
+        if engine is None:
+            engine = new_pysyncobj_engine(self.config, node_id)
+        elif engine.node_id != node_id:
+            raise ValueError(f"engine is node {engine.node_id!r}'s, not {node_id!r}'s")
+        self._raft = RaftNode(self.config, engine)
         self._service = Service(self._raft, self.settings)
         self._prefix = "/raftq"
         # The other nodes' clocks, asked under the prefix every node mounts the API with.

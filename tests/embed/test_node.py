@@ -16,6 +16,8 @@ from aiohttp import web
 from raftq import Node, Worker
 from raftq.core import Ack, Acked, Reason, Refusal
 from raftq.errors import NoLeader, Rejected
+from raftq.raft.pysyncobj import new_pysyncobj_engine
+from raftq.raft.pysyncobj.memory_transport import MemoryNetwork
 from raftq.server import ServerSettings
 from raftq.worker import Job
 from tests.embed.conftest import make_config
@@ -165,14 +167,21 @@ async def test_not_started_and_bad_prefix(tmp_path: Path) -> None:
         await node.enqueue("q", 1)
     with pytest.raises(ValueError, match="prefix"):
         node.mount(web.Application(), prefix="raftq/")
+    config = make_config(tmp_path / "two", 2)
+    with pytest.raises(ValueError, match="engine is node 'n2's, not 'n1's"):
+        Node(config, "n1", engine=new_pysyncobj_engine(config, "n2"))
 
 
-async def test_followers_forward_to_the_leader(tmp_path: Path) -> None:
+@pytest.mark.parametrize("network", ["tcp", "memory"])
+async def test_followers_forward_to_the_leader(tmp_path: Path, network: str) -> None:
+    """Over PySyncObj's TCP transport, and over the in-memory one (Raft without sockets)."""
     config = make_config(tmp_path, 3)
+    transport = MemoryNetwork().transport_class() if network == "memory" else None
     async with AsyncExitStack() as stack:
         nodes: dict[str, Node] = {}
         for spec in config.nodes:
-            node = Node(config, spec.id, retry_ms=10_000)
+            engine = new_pysyncobj_engine(config, spec.id, transport_class=transport)
+            node = Node(config, spec.id, retry_ms=10_000, engine=engine)
             app = web.Application()
             node.mount(app, prefix="/queue")
             runner = web.AppRunner(app)

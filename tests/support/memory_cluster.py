@@ -14,13 +14,20 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from raftq.config import ClusterConfig
 from raftq.raft.node import RaftNode
 from raftq.raft.pysyncobj import new_pysyncobj_engine
 from raftq.raft.pysyncobj.memory_transport import MemoryNetwork
 from tests.embed.conftest import make_config
 
-__all__ = ["MemoryCluster", "memory_cluster", "until"]
+__all__ = ["ON_BOTH", "MemoryCluster", "memory_cluster", "until"]
+
+# For tests over the ``start`` fixtures of tests/server and tests/client: run the test on the
+# ``LocalNode`` test double and on real ``RaftNode``s over this in-memory network (the real
+# group commit, waiters, replication and leader election under the API).
+ON_BOTH = pytest.mark.parametrize("engine", ["local", "raft"])
 
 
 async def until(predicate: Callable[[], bool], timeout_s: float = 30.0) -> None:
