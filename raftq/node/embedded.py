@@ -116,7 +116,7 @@ class Node(ProducesHandles):
         if engine is None:
             engine = new_pysyncobj_engine(self.config, node_id)
         elif engine.node_id != node_id:
-            raise ValueError(f"engine is node {engine.node_id!r}'s, not {node_id!r}'s")
+            raise ValueError(f"engine is for node {engine.node_id!r}, not {node_id!r}")
         self._raft = RaftNode(self.config, engine)
         self._service = Service(self._raft, self.settings)
         self._prefix = "/raftq"

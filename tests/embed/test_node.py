@@ -168,7 +168,7 @@ async def test_not_started_and_bad_prefix(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="prefix"):
         node.mount(web.Application(), prefix="raftq/")
     config = make_config(tmp_path / "two", 2)
-    with pytest.raises(ValueError, match="engine is node 'n2's, not 'n1's"):
+    with pytest.raises(ValueError, match="engine is for node 'n2', not 'n1'"):
         Node(config, "n1", engine=new_pysyncobj_engine(config, "n2"))
 
 
