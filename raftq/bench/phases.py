@@ -29,7 +29,7 @@ from typing import Any
 
 from raftq.bench.progress import Progress
 
-__all__ = ["HEADER", "Sink", "Workload", "make_payload", "pct", "produce"]
+__all__ = ["HEADER", "Sink", "Workload", "make_payload", "paced_figures", "pct", "produce"]
 
 HEADER = struct.Struct("<qQ")
 
@@ -150,3 +150,32 @@ class Sink:
         if len(self.seen) >= self.n:
             self.t_last = time.perf_counter()
             self.done.set()
+
+
+def paced_figures(
+    n: int,
+    rate: int | None,
+    secs: float,
+    producer: dict[str, Any],
+    sink: Sink,
+    *,
+    remaining: int | None,
+) -> dict[str, Any]:
+    """The figures of the paced phase: ``n`` jobs offered at ``rate``/s and all received in
+    ``secs``; ``producer`` is the producer process's report (``secs``, ``errors``, ``clat``:
+    its confirmation latencies in ms); ``remaining`` the jobs left in the queue after."""
+    return {
+        "n": n,
+        "rate_target": rate,
+        "secs": secs,
+        "throughput": n / secs,
+        "producer_rate": n / producer["secs"],
+        "e2e_p50_ms": pct(sink.lat_ms, 50),
+        "e2e_p99_ms": pct(sink.lat_ms, 99),
+        "e2e_max_ms": max(sink.lat_ms) if sink.lat_ms else None,
+        "confirm_p50_ms": pct(producer["clat"], 50),
+        "confirm_p99_ms": pct(producer["clat"], 99),
+        "errors": producer["errors"],
+        "dups": sink.dups,
+        "remaining": remaining,
+    }

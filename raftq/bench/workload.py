@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from raftq.bench.phases import Sink, Workload, make_payload, pct
+from raftq.bench.phases import Sink, Workload, make_payload, paced_figures, pct
 from raftq.bench.phases import produce as _produce
 from raftq.bench.progress import Progress
 from raftq.client import ClaimedJob, Client
@@ -279,19 +279,4 @@ async def run_concurrent(
         if proc.is_alive():
             proc.kill()
     progress.finish()
-    secs = t_end - t_go
-    return {
-        "n": n,
-        "rate_target": rate,
-        "secs": secs,
-        "throughput": n / secs,
-        "producer_rate": n / prod["secs"],
-        "e2e_p50_ms": pct(sink.lat_ms, 50),
-        "e2e_p99_ms": pct(sink.lat_ms, 99),
-        "e2e_max_ms": max(sink.lat_ms) if sink.lat_ms else None,
-        "confirm_p50_ms": pct(prod["clat"], 50),
-        "confirm_p99_ms": pct(prod["clat"], 99),
-        "errors": prod["errors"],
-        "dups": sink.dups,
-        "remaining": left,
-    }
+    return paced_figures(n, rate, t_end - t_go, prod, sink, remaining=left)

@@ -17,10 +17,9 @@ from raftq import Node, Worker
 from raftq.core import Ack, Acked, Reason, Refusal
 from raftq.errors import NoLeader, Rejected
 from raftq.raft.pysyncobj import new_pysyncobj_engine
-from raftq.raft.pysyncobj.memory_transport import MemoryNetwork
 from raftq.server import ServerSettings
 from raftq.worker import Job
-from tests.embed.conftest import make_config
+from tests.embed.conftest import make_config, mounted_nodes
 
 
 @asynccontextmanager
@@ -176,21 +175,8 @@ async def test_not_started_and_bad_prefix(tmp_path: Path) -> None:
 async def test_followers_forward_to_the_leader(tmp_path: Path, network: str) -> None:
     """Over PySyncObj's TCP transport, and over the in-memory one (Raft without sockets)."""
     config = make_config(tmp_path, 3)
-    transport = MemoryNetwork().transport_class() if network == "memory" else None
     async with AsyncExitStack() as stack:
-        nodes: dict[str, Node] = {}
-        for spec in config.nodes:
-            engine = new_pysyncobj_engine(config, spec.id, transport_class=transport)
-            node = Node(config, spec.id, retry_ms=10_000, engine=engine)
-            app = web.Application()
-            node.mount(app, prefix="/queue")
-            runner = web.AppRunner(app)
-            await runner.setup()
-            stack.push_async_callback(runner.cleanup)
-            await web.TCPSite(runner, spec.api_host, spec.api_port).start()
-            await node.start()
-            stack.push_async_callback(node.stop)
-            nodes[spec.id] = node
+        nodes = await mounted_nodes(stack, config, network=network)
         leader_id = await nodes["n1"].wait_for_leader(15_000)
         follower = next(n for n in nodes.values() if n.node_id != leader_id)
         assert not follower.is_leader

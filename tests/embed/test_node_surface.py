@@ -9,11 +9,10 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from raftq import Node
 from raftq.errors import Rejected, TransportError
-from tests.embed.conftest import make_config
+from tests.embed.conftest import make_config, mounted_nodes
 
 
 @asynccontextmanager
@@ -64,18 +63,7 @@ async def test_cluster_of_self_answers_locally_and_unknown_ids_are_refused(
 async def test_follower_forwards_ack_many_and_asks_other_nodes(tmp_path: Path) -> None:
     config = make_config(tmp_path, 3)
     async with AsyncExitStack() as stack:
-        nodes: dict[str, Node] = {}
-        for spec in config.nodes:
-            node = Node(config, spec.id, retry_ms=10_000)
-            app = web.Application()
-            node.mount(app, prefix="/queue")
-            runner = web.AppRunner(app)
-            await runner.setup()
-            stack.push_async_callback(runner.cleanup)
-            await web.TCPSite(runner, spec.api_host, spec.api_port).start()
-            await node.start()
-            stack.push_async_callback(node.stop)
-            nodes[spec.id] = node
+        nodes = await mounted_nodes(stack, config)
         leader_id = await nodes["n1"].wait_for_leader(15_000)
         follower = next(n for n in nodes.values() if n.node_id != leader_id)
         await follower.wait_for_leader(15_000)

@@ -29,7 +29,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from raftq.bench.phases import Sink, Workload, pct, produce
+from raftq.bench.phases import Sink, Workload, paced_figures, pct, produce
 from raftq.bench.progress import Progress
 
 __all__ = ["PEERS", "main"]
@@ -432,22 +432,7 @@ async def _concurrent(
         if proc.is_alive():
             proc.kill()
     progress.finish()
-    secs = t_end - t_go
-    return {
-        "n": n,
-        "rate_target": rate,
-        "secs": secs,
-        "throughput": n / secs,
-        "producer_rate": n / prod["secs"],
-        "e2e_p50_ms": pct(sink.lat_ms, 50),
-        "e2e_p99_ms": pct(sink.lat_ms, 99),
-        "e2e_max_ms": max(sink.lat_ms) if sink.lat_ms else None,
-        "confirm_p50_ms": pct(prod["clat"], 50),
-        "confirm_p99_ms": pct(prod["clat"], 99),
-        "errors": prod["errors"],
-        "dups": sink.dups,
-        "remaining": await peer.remaining(),
-    }
+    return paced_figures(n, rate, t_end - t_go, prod, sink, remaining=await peer.remaining())
 
 
 async def run_peer(name: str, conn: dict[str, Any], w: Workload) -> dict[str, Any]:
