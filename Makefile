@@ -56,7 +56,7 @@ bench: $(STAMP)
 	$(PY) -m raftq bench --levers --json bench/results/bench.json
 
 # The same, plus NATS JetStream R3, the RabbitMQ quorum queue and Redis+arq in the same run
-# (../shared/bench-peers installs and starts them; ~10 minutes).
+# (raftq/bench/peers/ installs them if missing, starts and stops them itself; ~10 minutes).
 bench-peers: $(STAMP)
 	mkdir -p bench/results
 	$(PY) -m raftq bench --levers --peers --json bench/results/bench-peers.json

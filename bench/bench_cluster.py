@@ -122,9 +122,9 @@ async def raft_submit(tmp: Path, n: int, extra_raft: str = "") -> dict[str, floa
     and n3 as processes; the others are restarted until n1 leads."""
     from raftq.config import load_config  # noqa: PLC0415
     from raftq.core import Enqueue, NewJob  # noqa: PLC0415
-    from raftq.embed.node import Node  # noqa: PLC0415
+    from raftq.node.embedded import Node  # noqa: PLC0415
 
-    sys.setswitchinterval(0.0005)  # as raftq.runtime does for a node process
+    sys.setswitchinterval(0.0005)  # as raftq.node.process does for a node process
     cluster = Cluster.generate(tmp, extra_raft=extra_raft)
     cluster.start("n2", "n3")
     try:

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pysyncobj.journal import FileJournal
 
-from raftq.raft.journal import DurableFileJournal
+from raftq.raft.pysyncobj.journal import DurableFileJournal
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -94,7 +94,7 @@ def main() -> int:
     ap.add_argument("--dir", type=Path, default=Path("."))
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    sys.setswitchinterval(0.0005)  # as raftq.runtime sets it for a node
+    sys.setswitchinterval(0.0005)  # as raftq.node.process sets it for a node
     stop = threading.Event()
 
     def busy() -> None:  # pure Python work that holds the GIL between switches

@@ -27,7 +27,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,6 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from raftq.client import Client
+from raftq.node.spawn import serve_argv, start_node
 from tests.integration.cluster import Cluster, http_json
 
 _BOOT = (
@@ -47,10 +47,10 @@ _BOOT = (
     "    import mem_probe\n"
     "    trace = os.environ.get('RAFTQ_MEM_TRACE') == '1'\n"
     "    mem_probe.install(os.environ['RAFTQ_MEM_PROBE'], trace)\n"
-    "import raftq.raft.snapshot_hooks as h\n"
+    "import raftq.raft.pysyncobj.election_hold as h\n"
     "if sys.argv[1] == 'nohold':\n"
     "    h.ElectionHold.hold = lambda *a, **k: None\n"
-    "from raftq.cli import main\n"
+    "from raftq.cli.main import main\n"
     "sys.exit(main(sys.argv[2:]))\n"
 )
 _WRITTEN = re.compile(r"snapshot: written in (\d+) ms")
@@ -86,19 +86,14 @@ class BenchCluster(Cluster):
         for nid in ids or self.ids:
             log = open(self.root / f"{nid}.log", "ab")  # noqa: SIM115
             mode = "hold" if self.hold else "nohold"
-            serve = ["serve", "--config", str(self.config_path), "--node", nid]
+            boot = (sys.executable, "-c", _BOOT, mode)
+            argv = serve_argv(self.config_path, nid, log_level="debug", program=boot)
             env = dict(os.environ)
             if self.probe:
                 env["RAFTQ_MEM_PROBE"] = str(self.probe_path(nid))
                 env["RAFTQ_MEM_PROBE_DIR"] = str(Path(__file__).resolve().parent)
                 env["RAFTQ_MEM_TRACE"] = "1" if self.trace else "0"
-            self.procs[nid] = subprocess.Popen(
-                [sys.executable, "-c", _BOOT, mode, *serve, "--log-level", "debug"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.root,
-            )
+            self.procs[nid] = start_node(argv, stdout=log, env=env, cwd=self.root)
             log.close()
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from raftq.core import Enqueue, Machine, NewJob, encode_entry, snapshot_bytes, write_snapshot
+from raftq.raft.pysyncobj.snapshot_hooks import load_machine
 from raftq.raft.snapshot_file import RaftHeader, open_verified, write_file
-from raftq.raft.snapshot_hooks import load_machine
 
 
 def _machine(jobs: int) -> Machine:

@@ -1,6 +1,6 @@
 """``python -m raftq``: the same as the ``raftq`` command."""
 
-from raftq.cli import main_entry
+from raftq.cli.main import main_entry
 
 if __name__ == "__main__":
     main_entry()

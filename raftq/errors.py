@@ -1,5 +1,27 @@
 """raftq's exception tree (one root: ``RaftqError``).
 
+Every exception raftq raises derives from ``RaftqError`` (``raftq.core.errors``)::
+
+    RaftqError
+    +-- CodecError, CorruptStateError   (raftq.core: undecodable bytes, a broken state)
+    +-- ConfigError                     (a bad configuration: every problem, one per line)
+    +-- DataError                       (a damaged data file: the node refuses to start)
+    +-- ClusterError                    (a command not carried through the cluster)
+    |   +-- NotLeader, NoLeader, Overloaded   (definite: not applied)
+    |   +-- OutcomeUnknown                    (maybe applied: retry with the same request id)
+    +-- Rejected                        (refused: reason + HTTP status; validation too)
+    +-- AuthError                       (401 missing/unknown credentials, 403 not allowed)
+    +-- TimeNotKnownError               (a peer's signature cannot be timed yet: retry)
+    +-- TransportError                  (the client reached no node / unreadable answer)
+    +-- Retry                           (a job handler asks for another attempt)
+    +-- JobFailed                       (a waited-for job ended without success)
+    |   +-- JobDead, JobCancelled
+    +-- WaitTimeout                     (also a TimeoutError)
+
+The operations (``raftq.service``) raise only these; the HTTP edge (``raftq.server``) maps them
+to statuses and error codes in one place (``raftq.server.errors.api_error``), and its own
+``ApiError`` never leaves it.
+
 Cluster outcomes are split by what the caller may conclude:
 - definite (``NotLeader``, ``NoLeader``, ``Overloaded``): the command was NOT applied; retry
   anywhere.
@@ -30,6 +52,7 @@ __all__ = [
     "RaftqError",
     "Rejected",
     "Retry",
+    "TimeNotKnownError",
     "TransportError",
     "WaitTimeout",
 ]
@@ -97,7 +120,13 @@ class Rejected(RaftqError):
     def __init__(self, reason: str, message: str, status: int = 400) -> None:
         self.reason = reason
         self.status = status
+        self.message = message
         super().__init__(message)
+
+    @property
+    def code(self) -> str:
+        """The error code of the HTTP API's answer (the reason)."""
+        return self.reason
 
 
 class AuthError(RaftqError):
@@ -105,7 +134,18 @@ class AuthError(RaftqError):
 
     def __init__(self, message: str, status: int = 401) -> None:
         self.status = status
+        self.message = message
         super().__init__(message)
+
+    @property
+    def code(self) -> str:
+        """The error code of the HTTP API's answer."""
+        return "unauthorized" if self.status == 401 else "forbidden"
+
+
+class TimeNotKnownError(RaftqError):
+    """A node's valid signature whose timestamp is off this node's wall clock while this node
+    knows no cluster time yet: not refused for good (the client may retry), not accepted."""
 
 
 class TransportError(RaftqError):

@@ -5,7 +5,9 @@ per-test deadline: the ``async_test_deadline_s`` fixture (60 s; a package's conf
 it to give its tests longer).
 
 ``serve_local_nodes`` serves in-process ``LocalNode``s behind real API servers, for the
-``start`` fixtures of the client and server tests.
+``start`` fixtures of the client and server tests; ``serve_raft_nodes`` serves real
+``RaftNode``s instead (PySyncObj, journal, group commit, waiters) talking Raft over the
+in-memory transport, for the tests that run on both.
 
 Test tiers (``make check`` runs the fast one): a test that starts processes (raftq nodes,
 workers, helper interpreters, ``mount``) is marked ``integration``, a fault-injection run
@@ -30,8 +32,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from raftq.raft.node import RaftNode
 from raftq.server import ServerSettings, create_app
 from tests.support.local_node import LocalNode, serve
+from tests.support.memory_cluster import memory_cluster
 
 DEADLINE_FIXTURE = "async_test_deadline_s"
 TESTS = Path(__file__).parent
@@ -113,3 +117,31 @@ async def serve_local_nodes(
             addresses[nid] = await stack.enter_async_context(serve(app))
             leader.set_address(nid, addresses[nid])
         yield nodes, addresses
+
+
+@asynccontextmanager
+async def serve_raft_nodes(
+    root: Path,
+    *,
+    followers: int,
+    settings: ServerSettings | None = None,
+    prepare: Callable[[str, web.Application], None] | None = None,
+) -> AsyncIterator[tuple[dict[str, RaftNode], dict[str, str]]]:
+    """Like ``serve_local_nodes``, with ``1 + followers`` real ``RaftNode``s on one in-memory
+    network (no raft sockets), each behind its own API server on its configured port (so a
+    follower forwards to the leader's). Yields once a leader is elected, labelled ``"n1"``
+    (the others ``"n2"``...) whatever its node id, as the tests expect of their leader."""
+    async with memory_cluster(root, n=1 + followers) as cluster:
+        leader = await cluster.leader()
+        order = [leader, *(n for n in cluster.nodes.values() if n is not leader)]
+        async with AsyncExitStack() as stack:
+            nodes: dict[str, RaftNode] = {}
+            addresses: dict[str, str] = {}
+            for i, node in enumerate(order, 1):
+                app = create_app(node, settings or ServerSettings())
+                if prepare is not None:
+                    prepare(f"n{i}", app)
+                port = cluster.config.node(node.node_id).api_port
+                nodes[f"n{i}"] = node
+                addresses[f"n{i}"] = await stack.enter_async_context(serve(app, port=port))
+            yield nodes, addresses

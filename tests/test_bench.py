@@ -4,16 +4,21 @@ holds the figures the docs and the issue name. Speed is never asserted, only com
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import raftq
 from raftq.bench.commits import commit_summary, parse_commits
-from raftq.bench.peers import find_peers_dir, peer_summary
+from raftq.bench.peers.install import ensure_servers
+from raftq.bench.peers.run import PEERS, peer_summary, prepare_peers, run_peers
+from raftq.bench.peers.servers import RedisNode
+from raftq.bench.phases import Workload
 from raftq.bench.runner import ratios
-from raftq.cli import main
+from raftq.cli.main import main
 
 
 @pytest.mark.parametrize(
@@ -24,8 +29,8 @@ from raftq.cli import main
         (["--payload-bytes", "8"], "--payload-bytes"),
         (["--fsync", "sometimes"], "--fsync"),
         (["--jobs-queued", "-1"], "--jobs-queued"),
-        (["--peers", ",", "--peers-dir", "/nonexistent"], "--peers"),
-        (["--peers", "--peers-dir", "/nonexistent"], "--peers"),
+        (["--peers", ","], "--peers"),
+        (["--peers", "nats_r3,nosuch"], "--peers"),
         (["--json", "/nonexistent/dir/out.json"], "--json"),
     ],
 )
@@ -39,14 +44,64 @@ def test_usage_errors_are_one_line_exit_2(
     assert len(err.strip().splitlines()) <= 2  # argparse adds its usage line
 
 
-def test_find_peers_dir(tmp_path: Path) -> None:
-    peers = tmp_path / "shared" / "bench-peers"
-    peers.mkdir(parents=True)
-    (peers / "run_all.sh").write_text("#!/bin/sh\n")
-    work = tmp_path / "wt" / "perf"
-    work.mkdir(parents=True)
-    assert find_peers_dir(work) == peers
-    assert find_peers_dir(tmp_path / "shared") is None or find_peers_dir(tmp_path) is None
+def test_the_peer_driver_imports_with_the_standard_library_alone() -> None:
+    """The drivers run in the peers' client venv, which holds no raftq dependency: importing
+    them must need nothing but the standard library and raftq's own source."""
+    root = str(Path(raftq.__file__).resolve().parent.parent)
+    code = (
+        f"import sys; sys.path.append({root!r}); import raftq.bench.peers.drive as d; "
+        "print(sorted(d.PEERS))"
+    )
+    # -I: no user site, no PYTHONPATH; -S: no site-packages at all (aiohttp, msgpack...).
+    proc = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == repr(sorted(PEERS))
+
+
+def test_a_peer_server_is_started_on_loopback_and_stopped_by_pid() -> None:
+    ensure_servers(["redis-server"])  # installed if missing (Debian package)
+    node = RedisNode()
+    try:
+        node.start()
+        conn = node.connection()
+        assert conn["host"] == "127.0.0.1"
+        with socket.create_connection((conn["host"], conn["port"]), 2) as s:
+            s.sendall(b"PING\r\n")
+            assert s.recv(64) == b"+PONG\r\n"
+        pids = [p.pid for p in node._procs]
+        assert pids
+    finally:
+        node.stop()
+    for pid in pids:  # gone and reaped, not merely signalled (stop() waited for them)
+        assert not Path(f"/proc/{pid}").exists()
+    assert not node.root.exists()
+
+
+def test_a_small_real_peer_run_completes_every_phase() -> None:
+    """arq on a real Redis, through the client venv and the driver, as ``--peers`` runs it:
+    every job confirmed, processed once, none left, in every phase."""
+    python = prepare_peers(["arq"])
+    w = Workload(n=200, n_paced=50, rate=200)
+    rec = run_peers(["arq"], python, w, lock=False)["arq"]
+    assert "error" not in rec, rec
+    assert rec["config"] == "arq" and rec["n"] == 200
+    assert rec["enqueue"]["errors"] == 0 and rec["enqueue"]["rate"] > 0
+    assert rec["process"]["remaining"] == 0 and rec["process"]["dups"] == 0
+    for phase, n in (("mixed", 200), ("paced", 50)):
+        assert rec[phase]["n"] == n
+        assert rec[phase]["errors"] == 0 and rec[phase]["dups"] == 0, rec[phase]
+        assert rec[phase]["remaining"] == 0, rec[phase]
+        assert 0 <= rec[phase]["e2e_p50_ms"] <= rec[phase]["e2e_p99_ms"], rec[phase]
+    summary = peer_summary(rec)
+    assert set(summary) == {
+        "enqueue_per_s",
+        "process_per_s",
+        "mixed_per_s",
+        "paced_p50_ms",
+        "paced_p99_ms",
+    }
 
 
 def test_ratios_and_peer_errors() -> None:

@@ -20,10 +20,13 @@ from typing import Any
 
 import pytest
 
-from raftq import cli_client, launcher
-from raftq.cli import main
+from raftq.bench.cluster import BenchError
+from raftq.cli import client as cli_client
+from raftq.cli import cluster as launcher
+from raftq.cli.common import CliError, UsageError
+from raftq.cli.main import main
 from raftq.config import ClusterConfig, parse_config
-from raftq.errors import NoLeader, OutcomeUnknown, Rejected, TransportError
+from raftq.errors import NoLeader, OutcomeUnknown, RaftqError, Rejected, TransportError
 
 REPO = Path(__file__).resolve().parent.parent
 THREE = str(REPO / "cluster" / "three-node.toml")
@@ -138,9 +141,9 @@ def test_serve_unknown_node(capsys: pytest.CaptureFixture[str]) -> None:
 def _fake_runtime(
     monkeypatch: pytest.MonkeyPatch, run_node: Callable[[ClusterConfig, str], int]
 ) -> None:
-    module = types.ModuleType("raftq.runtime")
+    module = types.ModuleType("raftq.node.process")
     module.run_node = run_node  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "raftq.runtime", module)
+    monkeypatch.setitem(sys.modules, "raftq.node.process", module)
 
 
 def test_serve_runs_the_node_with_logging_set_up(
@@ -450,8 +453,10 @@ def bye(signum, frame):
     print(f"bye {node}", flush=True)
     sys.exit(0)
 signal.signal(signal.SIGTERM, signal.SIG_IGN if mode == "stubborn" else bye)
-print(f"up {node}", flush=True)
+# stderr first: both share one pipe, so a test that stops the nodes once every "up" line is
+# seen has read this one too.
 print(f"warning on stderr {node}", file=sys.stderr, flush=True)
+print(f"up {node}", flush=True)
 if mode == "die":
     time.sleep(0.3)
     sys.exit(3)
@@ -636,3 +641,16 @@ def test_token_new_prints_a_token_and_its_hash(capsys: pytest.CaptureFixture[str
     assert 'role = "worker"' in out and 'queues = ["e.*"]' in out
     entry = out.split("# for the config file (the token itself is not in it):\n")[1]
     assert token not in entry  # only the hash goes in the config file
+
+
+def test_cli_errors_belong_to_the_error_tree_and_keep_their_exit_codes(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``CliError``, ``UsageError`` and ``BenchError`` are ``RaftqError``s (one tree), and the
+    command line still reports each with its own exit status and message."""
+    assert issubclass(CliError, RaftqError) and issubclass(UsageError, CliError)
+    assert issubclass(BenchError, RaftqError)
+    code, _, err = run(capsys, "data", "verify", str(tmp_path / "missing"))
+    assert (code, err) == (1, f"raftq: error: {tmp_path / 'missing'}: not a directory\n")
+    code, _, err = run(capsys, "enqueue", "q", "{not json", "--nodes", "127.0.0.1:1")
+    assert code == 2 and err.startswith("raftq: error: ") and err.count("\n") == 1, err

@@ -7,7 +7,7 @@ import io
 import json
 from typing import Any
 
-from raftq.cli_top import Reading, frame, rates, run_top
+from raftq.cli.top import Reading, frame, rates, run_top
 from raftq.errors import TransportError
 
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from raftq.node.spawn import serve_argv, start_node
 from raftq_jepsen import disks
 
 __all__ = [
@@ -321,8 +322,6 @@ class Hosts:
         if self.test_fault:
             env["RAFTQ_TEST_FAULT"] = self.test_fault
             env["RAFTQ_TEST_FAULTS_ENABLED"] = "yes-break-this-node"
-        cmd = [sys.executable, "-m", "raftq", "serve", "--config", str(self.config_path),
-               "--node", node.id, "--log-level", "info"]  # fmt: skip
         preload: list[str] = []
         if self.eio_lib is not None:
             preload.append(str(self.eio_lib))
@@ -346,13 +345,9 @@ class Hosts:
             node.log = node.log_path.open("ab")
         node.log.write(f"--- start {time.strftime('%H:%M:%S')}\n".encode())
         node.log.flush()
-        node.proc = subprocess.Popen(
-            ["ip", "netns", "exec", node.ns, *cmd],
-            stdin=subprocess.DEVNULL,
-            stdout=node.log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+        netns = ("ip", "netns", "exec", node.ns)
+        argv = serve_argv(self.config_path, node.id, log_level="info", prefix=netns)
+        node.proc = start_node(argv, stdout=node.log, env=env)
         node.started_ns = time.monotonic_ns()
         node.paused = False
         node.expected_exit = False

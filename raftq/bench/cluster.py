@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -24,8 +23,9 @@ from types import TracebackType
 from typing import Any
 
 from raftq.errors import RaftqError
+from raftq.node.spawn import serve_argv, start_node
 
-__all__ = ["LocalCluster", "TermSampler", "free_ports"]
+__all__ = ["BenchError", "LocalCluster", "TermSampler", "free_ports"]
 
 
 class BenchError(RaftqError):
@@ -120,13 +120,8 @@ class LocalCluster:
     def start(self) -> None:
         for nid in self.ids:
             with open(self.root / f"{nid}.log", "ab") as log:
-                argv = [sys.executable, "-m", "raftq", "serve", "--config", str(self.config_path)]
-                self.procs[nid] = subprocess.Popen(
-                    [*argv, "--node", nid, "--log-level", "WARNING"],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=self.root,
-                )
+                argv = serve_argv(self.config_path, nid, log_level="WARNING")
+                self.procs[nid] = start_node(argv, stdout=log, cwd=self.root)
 
     def wait_ready(self, timeout_s: float = 60.0) -> str:
         """Wait until every node is ready and agrees on one leader; return its id."""

@@ -1,28 +1,28 @@
-"""``raftq bench``: one run of the peers' workload on a fresh local raftq cluster, optionally
-with the client levers off and on, and the peers themselves, in the same run.
+"""``raftq bench``: one run of ``raftq.bench.phases`` on a fresh local raftq cluster,
+optionally with the client levers off and on, and the peers (``raftq.bench.peers``), in the
+same run.
 
-The raftq part runs under ``flock /tmp/bench.lock`` (the machine is shared); the peers' script
-takes that lock itself for each of its repetitions, so it runs after the lock is released.
+The raftq part runs under ``flock /tmp/bench.lock`` (the machine is shared); the peers take
+that lock themselves for each server boot and each measured repetition, after raftq's part
+released it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import os
 import platform
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from raftq.bench.cluster import LocalCluster, TermSampler
 from raftq.bench.commits import commit_summary, read_commits
-from raftq.bench.peers import peer_summary, run_peers
+from raftq.bench.lock import bench_lock
+from raftq.bench.peers.run import peer_summary, prepare_peers, run_peers
 from raftq.bench.progress import Progress
 from raftq.bench.workload import (
     Workload,
@@ -34,8 +34,6 @@ from raftq.bench.workload import (
 from raftq.client import Client
 
 __all__ = ["LEVERS", "BenchOptions", "run_bench"]
-
-LOCK_PATH = "/tmp/bench.lock"
 
 # The client levers, from none to all, with the hand-written worker loop (each measured on the
 # same cluster in one run); then raftq.worker.Worker with the settings of the main phases, and
@@ -81,23 +79,8 @@ class BenchOptions:
     jobs_queued: int = 0  # jobs preloaded in another queue before the phases
     levers: bool = False
     levers_n: int = 2_000  # jobs per lever measurement (one request per op is slow)
-    peers: tuple[str, ...] = ()
-    peers_dir: Path | None = None
+    peers: tuple[str, ...] = ()  # names of raftq.bench.peers.run.PEERS
     lock: bool = True
-
-
-@contextlib.contextmanager
-def bench_lock(enabled: bool) -> Iterator[None]:
-    if not enabled:
-        yield
-        return
-    with open(LOCK_PATH, "a") as f:
-        print(f"waiting for {LOCK_PATH} ...", file=sys.stderr, flush=True)
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _commit() -> str | None:
@@ -254,6 +237,8 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             **w.as_dict(),
         },
     }
+    # Peers' packages and clients first: a missing one fails the run before anything is measured.
+    peers_python = prepare_peers(list(opts.peers)) if opts.peers else None
     with bench_lock(opts.lock):
         raftq = _run_raftq(opts)
     ph = raftq["phases"]
@@ -274,13 +259,10 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         result["levers"] = raftq["levers"]
     if "preload" in raftq:
         result["preload"] = raftq["preload"]
-    if opts.peers:
-        if opts.peers_dir is None:
-            result["peers"] = {p: {"error": "bench-peers directory not found"} for p in opts.peers}
-        else:
-            raw = run_peers(opts.peers_dir, list(opts.peers), w.n)
-            result["peers"] = {name: peer_summary(rec) for name, rec in raw.items()}
-            result["peers_raw"] = raw
+    if peers_python is not None:
+        raw = run_peers(list(opts.peers), peers_python, w, lock=opts.lock)
+        result["peers"] = {name: peer_summary(rec) for name, rec in raw.items()}
+        result["peers_raw"] = raw
         result["ratios"] = ratios(result)
     return result
 

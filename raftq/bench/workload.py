@@ -1,24 +1,13 @@
-"""The job-queue workload of ``../shared/bench-peers/bench.py``, run against raftq.
+"""The workload of ``raftq.bench.phases``, run against raftq through ``raftq.client``.
 
-Phases, each on a fresh queue:
-- enqueue: one producer enqueues ``n`` jobs, each confirmed by the cluster (its ``enqueue``
-  call returned an id, i.e. the entry committed and applied on the leader), with at most
-  ``window`` unconfirmed;
-- process: ``workers`` workers in one process claim, no-op and ack all ``n``;
-- mixed: the producer (a separate process, as for the peers' brokers) and the workers at once;
-  throughput = ``n`` / time until the last job was processed;
-- paced: the producer paced at ``rate`` jobs/s for ``n_paced`` jobs while the workers run;
-  end-to-end latency = worker receipt (its claim returned) - the producer's timestamp in the
-  payload. A job counts as processed once its ack is confirmed.
+The phases, the payloads and the figures are ``raftq.bench.phases``'s, shared with the peers'
+drivers (``raftq.bench.peers``). A raftq job counts as processed once its ack is confirmed.
 
 The workers are ``raftq.worker.Worker`` instances (``worker="raftq"``, what users run: one per
 peer worker, each with ``concurrency`` and ``batch`` = ``claim_batch``, the peers' prefetch, a
 no-op ``async`` handler, all on one shared client so their acks coalesce), or the hand-written
 claim/ack loop of ``work_loop`` (``worker="loop"``, whose levers ``raftq bench --levers``
 switches on one by one).
-
-Payloads are ``payload_bytes`` long: 8 bytes of ``time.time_ns()`` and 8 of sequence number,
-then padding, so a worker can tell latency and duplicates.
 """
 
 from __future__ import annotations
@@ -27,12 +16,12 @@ import asyncio
 import contextlib
 import multiprocessing as mp
 import queue as queue_mod
-import struct
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from typing import Any
 
+from raftq.bench.phases import Sink, Workload, make_payload, paced_figures, pct
+from raftq.bench.phases import produce as _produce
 from raftq.bench.progress import Progress
 from raftq.client import ClaimedJob, Client
 from raftq.worker import Job, Worker
@@ -49,43 +38,6 @@ __all__ = [
 
 WORKERS = ("raftq", "loop")  # raftq.worker.Worker, or the hand-written loop (``work_loop``)
 
-_HEADER = struct.Struct("<qQ")
-
-
-@dataclass(frozen=True, slots=True)
-class Workload:
-    """What one run does; the defaults are the peers' (``orchestrate.py`` ``COMMON``)."""
-
-    n: int = 20_000
-    n_paced: int = 3_000
-    rate: int = 500
-    window: int = 1_000
-    workers: int = 4
-    claim_batch: int = 10
-    payload_bytes: int = 100
-    # The client levers: coalesced enqueues and acks (``Client(coalesce=...)``); a worker
-    # claims its next batch while the acks of the previous one are on their way (at most one
-    # batch of acks outstanding per worker).
-    coalesce: bool = True
-    pipeline: bool = True  # the loop's only (``raftq.worker`` always overlaps acks and claims)
-    worker: str = "raftq"  # one of WORKERS
-    prefetch: int = 0  # ``Worker(prefetch=...)``: jobs claimed ahead of free slots
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def make_payload(seq: int, size: int) -> bytes:
-    return _HEADER.pack(time.time_ns(), seq) + b"x" * max(0, size - _HEADER.size)
-
-
-def pct(values: list[float], p: float) -> float | None:
-    """The nearest-rank percentile ``p`` (0..100), as the peers' script computes it."""
-    if not values:
-        return None
-    v = sorted(values)
-    return v[min(len(v) - 1, max(0, round(p / 100.0 * (len(v) - 1))))]
-
 
 def _client(urls: list[str], w: Workload) -> Client:
     return Client(urls, coalesce=w.coalesce, timeout_ms=30_000, retry_ms=60_000)
@@ -100,77 +52,12 @@ async def produce(
     rate: int | None = None,
     progress: Progress | None = None,
 ) -> tuple[float, int, list[float]]:
-    """Enqueue ``n`` jobs with at most ``w.window`` unconfirmed (paced at ``rate``/s if set).
-    Returns (seconds, errors, confirmation latencies in ms)."""
-    sem = asyncio.Semaphore(w.window)
-    errors = 0
-    clat: list[float] = []
-    left = n
-    all_done = asyncio.Event()
-    tasks: set[asyncio.Task[None]] = set()
+    """``raftq.bench.phases.produce`` through ``client.enqueue`` into ``queue``."""
 
-    async def one(seq: int) -> None:
-        nonlocal errors, left
-        t0 = time.perf_counter()
-        try:
-            await client.enqueue(queue, make_payload(seq, w.payload_bytes))
-            clat.append((time.perf_counter() - t0) * 1000)
-        except Exception:  # counted, reported; the run goes on as the peers' does
-            errors += 1
-        finally:
-            sem.release()
-            left -= 1
-            if progress is not None:
-                progress.add()
-            if left == 0:
-                all_done.set()
+    async def send(payload: bytes) -> object:
+        return await client.enqueue(queue, payload)
 
-    t_begin = time.perf_counter()
-    for i in range(n):
-        if rate:
-            delay = t_begin + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        await sem.acquire()
-        task = asyncio.create_task(one(i))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-    if n:
-        await all_done.wait()
-    return time.perf_counter() - t_begin, errors, clat
-
-
-class Sink:
-    """Counts processed jobs by sequence number (duplicates apart) and their latency."""
-
-    def __init__(self, n: int, record_latency: bool, progress: Progress | None = None) -> None:
-        self.n = n
-        self.seen: set[int] = set()
-        self.dups = 0
-        self.lat_ms: list[float] = []
-        self.record = record_latency
-        self.done = asyncio.Event()
-        self.t_last: float | None = None
-        self.progress = progress
-
-    def received(self, payload: bytes) -> None:
-        """A worker got the job (its claim returned): end-to-end latency ends here."""
-        if self.record:
-            t0, _ = _HEADER.unpack_from(payload)
-            self.lat_ms.append((time.time_ns() - t0) / 1e6)
-
-    def __call__(self, payload: bytes) -> None:
-        """The job's ack was confirmed: it counts as processed."""
-        _, seq = _HEADER.unpack_from(payload)
-        if seq in self.seen:
-            self.dups += 1
-            return
-        self.seen.add(seq)
-        if self.progress is not None:
-            self.progress.add()
-        if len(self.seen) >= self.n:
-            self.t_last = time.perf_counter()
-            self.done.set()
+    return await _produce(send, w, n, rate=rate, progress=progress)
 
 
 async def work(client: Client, queue: str, w: Workload, sink: Sink) -> None:
@@ -394,19 +281,4 @@ async def run_concurrent(
         if proc.is_alive():
             proc.kill()
     progress.finish()
-    secs = t_end - t_go
-    return {
-        "n": n,
-        "rate_target": rate,
-        "secs": secs,
-        "throughput": n / secs,
-        "producer_rate": n / prod["secs"],
-        "e2e_p50_ms": pct(sink.lat_ms, 50),
-        "e2e_p99_ms": pct(sink.lat_ms, 99),
-        "e2e_max_ms": max(sink.lat_ms) if sink.lat_ms else None,
-        "confirm_p50_ms": pct(prod["clat"], 50),
-        "confirm_p99_ms": pct(prod["clat"], 99),
-        "errors": prod["errors"],
-        "dups": sink.dups,
-        "remaining": left,
-    }
+    return paced_figures(n, rate, t_end - t_go, prod, sink, remaining=left)

@@ -228,16 +228,7 @@ class Client(ProducesHandles):
             if result is not None:
                 item["result"] = result
             items.append(item)
-        answer = await self._write("/v1/ack", {"acks": items})
-        out: list[Rejected | None] = []
-        for r in answer["results"]:
-            err = r.get("error")
-            if err is None:
-                out.append(None)
-            else:
-                status = err.get("status", 400)
-                out.append(Rejected(str(err["code"]), str(err["message"]), int(status)))
-        return out
+        return ack_outcomes(await self._write("/v1/ack", {"acks": items}))
 
     async def nack(
         self,
@@ -349,3 +340,17 @@ def _job_body(payload: Any, **fields: Any) -> dict[str, Any]:
     body: dict[str, Any] = {"payload": payload}
     body.update({k: v for k, v in fields.items() if v is not None})
     return body
+
+
+def ack_outcomes(answer: Mapping[str, Any]) -> list[Rejected | None]:
+    """``POST /v1/ack``'s answer as ``ack_many`` returns it: per item ``None`` (completed) or
+    the ``Rejected`` of that ack alone."""
+    out: list[Rejected | None] = []
+    for r in answer["results"]:
+        err = r.get("error")
+        if err is None:
+            out.append(None)
+        else:
+            status = err.get("status", 400)
+            out.append(Rejected(str(err["code"]), str(err["message"]), int(status)))
+    return out

@@ -10,7 +10,8 @@
     nodes remain, else after a backoff;
   * uncertain failures (may have been applied): timeouts, connection reset mid-request, 503
     ``outcome_unknown``, other 5xx: retried with the same request id after a backoff.
-  Backoff: 50 ms doubling to 1 s, with jitter (Retry-After is advisory: our cap is lower).
+  Backoff: 50 ms doubling to 1 s, with jitter (Retry-After is advisory: our cap is lower);
+  the schedule and deadline are a ``raftq.retry.RetryPolicy``.
 - When the budget is spent: ``NoLeader``/``Overloaded``/``OutcomeUnknown`` after matching 503s,
   ``TransportError`` after network failures. A 4xx is final: ``Rejected`` (``AuthError`` for
   401/403).
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import ssl
 import uuid
 from collections.abc import Mapping, Sequence
@@ -40,14 +40,13 @@ from raftq.errors import (
     Rejected,
     TransportError,
 )
+from raftq.retry import CLUSTER_RETRYABLE, RetryPolicy
 
 __all__ = ["Transport", "parse_nodes"]
 
 logger = logging.getLogger(__name__)
 
 LEADER_HEADER = "X-Raftq-Leader"
-_BACKOFF_BASE_S = 0.05
-_BACKOFF_CAP_S = 1.0
 _DEFINITE_503 = {"no_leader": NoLeader, "not_leader": NoLeader, "overloaded": Overloaded}
 
 
@@ -115,6 +114,10 @@ class Transport:
         self.nodes = nodes
         self.timeout_ms = timeout_ms
         self.retry_ms = retry_ms
+        # Every failed attempt is one of these (``_attempt`` classifies the answer).
+        self.retry_policy = RetryPolicy(
+            retry_ms, cap_s=1.0, jitter=0.5, retry_on=(*CLUSTER_RETRYABLE, TransportError)
+        )
         self.use_msgpack = use_msgpack
         self._token = token
         self._ssl = ssl_context
@@ -179,8 +182,7 @@ class Transport:
         each attempt's deadline and the retry budget (long-poll claims); ``request_id`` is
         the ``X-Request-Id`` of a mutating request (default: a fresh uuid4), for callers that
         already tried the same operation another way (``raftq.Node`` forwarding)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (self.retry_ms + extra_ms) / 1000
+        attempts = self.retry_policy.start(extra_ms)
         headers = {"Accept": "application/msgpack" if self.use_msgpack else "application/json"}
         data: bytes | None = None
         if body is not None:
@@ -190,7 +192,6 @@ class Transport:
         if self._token is not None:
             headers["Authorization"] = f"Bearer {self._token}"
         call = _Call(method, path, data, headers, query, extra_ms)
-        attempt = 0
         tried: set[str] = set()
         while True:
             base = node or self._pick()
@@ -199,22 +200,18 @@ class Transport:
                 return await self._attempt(base, call)
             except _AttemptError as f:
                 failure = f
-            attempt += 1
             self._failed(base, failure.forget_leader)
-            remaining = deadline - loop.time()
-            if remaining <= 0:
+            delay = attempts.next_delay()
+            if delay is None or not self.retry_policy.retries(failure.error):
                 raise failure.error from failure.__cause__
             untried = node is None and any(n not in tried for n in self.nodes)
             if failure.definite and untried and self._leader is None:
-                delay = 0.0
-            else:
-                step = min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2 ** min(attempt - 1, 10))
-                delay = min(remaining, step * random.uniform(0.5, 1.0))
+                delay = 0.0  # the next node at once
             logger.debug(
                 "%s %s attempt %d failed (%s); retry in %.3f s",
                 method,
                 path,
-                attempt,
+                attempts.failed,
                 failure.error,
                 delay,
             )

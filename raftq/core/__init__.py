@@ -10,7 +10,7 @@ Contract (the rest of raftq relies on exactly this):
 - Apply is total and deterministic: the same entries in the same order give the same results,
   the same ``digest`` and the same snapshot bytes on every replica, in every process (no wall
   clock, randomness, I/O, threads, floats in state, or iteration over sets of strings).
-  Malformed bytes and domain refusals are results (``Rejected``); only a corrupt state raises.
+  Malformed bytes and domain refusals are results (``Refusal``); only a corrupt state raises.
 - ``write_snapshot`` / ``Machine.restore`` round-trip the state exactly.
 - Reads (``job_info``, ``queue_stats``, ``queue_metrics``, ``dead_letters``) never mutate:
   replicas stay equal.
@@ -48,7 +48,7 @@ from raftq.core.results import (
     Paused,
     Purged,
     Reason,
-    Rejected,
+    Refusal,
     Requeued,
     Result,
     Resumed,
@@ -89,7 +89,7 @@ __all__ = [
     "QueueStats",
     "RaftqError",
     "Reason",
-    "Rejected",
+    "Refusal",
     "RequeueDead",
     "Requeued",
     "Result",

@@ -18,7 +18,7 @@ from raftq.core.ops import (
     schedule,
 )
 from raftq.core.queue import QueueState
-from raftq.core.results import Configured, Paused, Purged, Rejected, Requeued, Result, Resumed
+from raftq.core.results import Configured, Paused, Purged, Refusal, Requeued, Result, Resumed
 from raftq.core.tally import PURGED, REQUEUED
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ def purge(m: Machine, cmd: Purge) -> Result:
 
 def pause_resume(m: Machine, cmd: Pause | Resume) -> Result:
     q = queue_for(m, cmd.queue)
-    if isinstance(q, Rejected):
+    if isinstance(q, Refusal):
         return q
     if isinstance(cmd, Pause):
         q.paused = True
@@ -100,7 +100,7 @@ def configure(m: Machine, cmd: Configure) -> Result:
     if not in_range(cmd.retention_ms, 0, MAX_RETENTION_MS):
         return invalid(f"retention_ms must be 0..{MAX_RETENTION_MS}")
     q = queue_for(m, cmd.queue)
-    if isinstance(q, Rejected):
+    if isinstance(q, Refusal):
         return q
     # What expired under the old windows is gone before they change: a new window applies to
     # the keys still live, it never revives a forgotten one.

@@ -44,7 +44,7 @@ from raftq.core.results import (
     Paused,
     Purged,
     Reason,
-    Rejected,
+    Refusal,
     Requeued,
     Result,
     Resumed,
@@ -311,7 +311,7 @@ def decode_entry(raw: bytes) -> list[Command]:
 # One case per result type, the wire tag beside it: the table reads best flat (and is hot).
 def encode_result(r: Result) -> list[Any]:  # noqa: C901
     match r:
-        case Rejected():
+        case Refusal():
             return [0, r.reason.value, r.message]
         case Enqueued():
             return [1, list(r.ids), list(r.existing)]
@@ -344,7 +344,7 @@ def _lease_fields(x: Lease) -> tuple[int, str, bytes, int, int, int, int]:
 
 
 _RESULT_BUILDERS: dict[int, Callable[[list[Any]], Result]] = {
-    0: lambda a: Rejected(Reason(_str(a[0], "reason")), _str(a[1], "message")),
+    0: lambda a: Refusal(Reason(_str(a[0], "reason")), _str(a[1], "message")),
     1: lambda a: Enqueued(tuple(a[0]), tuple(a[1])),
     2: lambda a: Claimed(tuple(Lease(*x) for x in a[0])),
     3: lambda a: Extended(a[0]),

@@ -4,7 +4,7 @@ Every command carries ``now_ms`` (the proposer's clock, stamped by the leader) a
 ``request_id``: a repeat of the same command under its request id inside the window is answered
 with the first answer and is not applied again; another command under a known id is refused
 (``request_id_reused``, see ``requests.py``). The codec (``codec.py``) checks types and
-shapes; the machine checks domain rules and answers a violated rule with ``Rejected``, never
+shapes; the machine checks domain rules and answers a violated rule with ``Refusal``, never
 an exception.
 """
 

@@ -16,7 +16,7 @@ from raftq.core.job import FINISHED_STATES, Job, JobState
 from raftq.core.limits import MAX_DELAY_MS, MAX_ERROR_CHARS, MAX_LEASE_MS, MAX_PAYLOAD_BYTES
 from raftq.core.ops import advance_queue, finish, in_range, invalid, schedule
 from raftq.core.queue import QueueState
-from raftq.core.results import Acked, Cancelled, Extended, Nacked, Reason, Rejected, Result
+from raftq.core.results import Acked, Cancelled, Extended, Nacked, Reason, Refusal, Result
 from raftq.core.tally import CANCELLED, DEAD, FAILED, RETRIED, SUCCEEDED
 
 if TYPE_CHECKING:
@@ -25,27 +25,27 @@ if TYPE_CHECKING:
 __all__ = ["ack", "cancel", "heartbeat", "nack"]
 
 
-def _leased_job(m: Machine, job_id: int, token: int) -> tuple[Job, QueueState] | Rejected:
+def _leased_job(m: Machine, job_id: int, token: int) -> tuple[Job, QueueState] | Refusal:
     """The job if ``token`` is its live lease; else why not."""
     job = m.jobs.get(job_id)
     if job is None:
-        return Rejected(Reason.NOT_FOUND, f"no job {job_id}")
+        return Refusal(Reason.NOT_FOUND, f"no job {job_id}")
     if token != job.token:
-        return Rejected(Reason.STALE_TOKEN, f"token {token} is not job {job_id}'s current lease")
+        return Refusal(Reason.STALE_TOKEN, f"token {token} is not job {job_id}'s current lease")
     if job.state is JobState.LEASED and m.clock_ms < job.lease_expires_ms:
         return job, m.queues[job.queue]
     if job.state is JobState.LEASED or job.lease_expires_ms != 0:
-        return Rejected(Reason.LEASE_EXPIRED, f"the lease of job {job_id} expired")
+        return Refusal(Reason.LEASE_EXPIRED, f"the lease of job {job_id} expired")
     if job.state in FINISHED_STATES:
-        return Rejected(Reason.FINISHED, f"job {job_id} is already {job.state}")
-    return Rejected(Reason.STALE_TOKEN, f"job {job_id} is {job.state}, not leased")
+        return Refusal(Reason.FINISHED, f"job {job_id} is already {job.state}")
+    return Refusal(Reason.STALE_TOKEN, f"job {job_id} is {job.state}, not leased")
 
 
 def heartbeat(m: Machine, cmd: Heartbeat) -> Result:
     if not in_range(cmd.lease_ms, 1, MAX_LEASE_MS):
         return invalid(f"lease_ms must be 1..{MAX_LEASE_MS}")
     found = _leased_job(m, cmd.job_id, cmd.token)
-    if isinstance(found, Rejected):
+    if isinstance(found, Refusal):
         return found
     job, q = found
     # Without lease_ms, the length the lease was claimed with (the claim may have overridden
@@ -61,7 +61,7 @@ def ack(m: Machine, cmd: Ack) -> Result:
     if cmd.result is not None and len(cmd.result) > MAX_PAYLOAD_BYTES:
         return invalid(f"result larger than {MAX_PAYLOAD_BYTES} bytes")
     found = _leased_job(m, cmd.job_id, cmd.token)
-    if isinstance(found, Rejected):
+    if isinstance(found, Refusal):
         return found
     job, q = found
     job.result = cmd.result
@@ -76,7 +76,7 @@ def nack(m: Machine, cmd: Nack) -> Result:
     if not in_range(cmd.retry_in_ms, 0, MAX_DELAY_MS):
         return invalid(f"retry_in_ms must be 0..{MAX_DELAY_MS}")
     found = _leased_job(m, cmd.job_id, cmd.token)
-    if isinstance(found, Rejected):
+    if isinstance(found, Refusal):
         return found
     job, q = found
     job.error = None if cmd.error is None else cmd.error[:MAX_ERROR_CHARS]
@@ -98,15 +98,15 @@ def nack(m: Machine, cmd: Nack) -> Result:
 def cancel(m: Machine, cmd: Cancel) -> Result:
     job = m.jobs.get(cmd.job_id)
     if job is None:
-        return Rejected(Reason.NOT_FOUND, f"no job {cmd.job_id}")
+        return Refusal(Reason.NOT_FOUND, f"no job {cmd.job_id}")
     q = m.queues[job.queue]
     # Decide on the job as of cluster time: its lease may have ended (leaving it dead), or it
     # may be past retention (collected).
     advance_queue(m, q)
     if cmd.job_id not in m.jobs:
-        return Rejected(Reason.NOT_FOUND, f"no job {cmd.job_id}")
+        return Refusal(Reason.NOT_FOUND, f"no job {cmd.job_id}")
     if job.state in FINISHED_STATES:
-        return Rejected(Reason.FINISHED, f"job {cmd.job_id} is already {job.state}")
+        return Refusal(Reason.FINISHED, f"job {cmd.job_id} is already {job.state}")
     q.tally.totals[CANCELLED] += 1
     finish(q, job, JobState.CANCELLED, m.clock_ms)
     advance_queue(m, q)

@@ -39,7 +39,7 @@ from raftq.core.limits import (
 )
 from raftq.core.queue import QueueState
 from raftq.core.requests import LEGACY_DIGEST, Answer, command_digest, remember, replay
-from raftq.core.results import Reason, Rejected, Result, Ticked
+from raftq.core.results import Reason, Refusal, Result, Ticked
 from raftq.core.snapshot import read_snapshot_into, snapshot_digest
 from raftq.core.stats import QueueMetrics, QueueStats, queue_metrics, queue_stats
 
@@ -88,7 +88,7 @@ class Machine:
         try:
             commands = codec.decode_entry(raw)
         except CodecError as e:
-            return [Rejected(e.reason, str(e))]
+            return [Refusal(e.reason, str(e))]
         return [self.apply_command(cmd) for cmd in commands]
 
     def apply(self, raw: bytes) -> bytes:
@@ -97,14 +97,14 @@ class Machine:
 
     def apply_command(self, cmd: Command) -> Result:
         if not 0 <= cmd.now_ms <= MAX_TIME_MS:
-            return Rejected(Reason.INVALID, f"now_ms out of range: {cmd.now_ms}")
+            return Refusal(Reason.INVALID, f"now_ms out of range: {cmd.now_ms}")
         self.clock_ms = max(self.clock_ms, cmd.now_ms)
         self._expire_requests()
         rid = cmd.request_id
         if rid is None:
             return self._dispatch(cmd)
         if len(rid) > MAX_REQUEST_ID_CHARS:
-            return Rejected(Reason.INVALID, f"request_id longer than {MAX_REQUEST_ID_CHARS}")
+            return Refusal(Reason.INVALID, f"request_id longer than {MAX_REQUEST_ID_CHARS}")
         digest = command_digest(cmd)
         seen = self.requests.get(rid)
         if seen is not None:
@@ -112,7 +112,7 @@ class Machine:
             if first_digest not in (digest, LEGACY_DIGEST):
                 # Another command under a known id: not a retry. Refused, not applied, and the
                 # id keeps its first answer (which belongs to whoever sent that command).
-                return Rejected(
+                return Refusal(
                     Reason.REQUEST_ID_REUSED,
                     "this request id was already used for another command within the "
                     "request-id window; use a fresh id per operation",

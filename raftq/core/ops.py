@@ -40,7 +40,7 @@ from raftq.core.limits import (
     valid_queue_name,
 )
 from raftq.core.queue import QueueState
-from raftq.core.results import Claimed, Enqueued, Lease, Reason, Rejected, Result, all_new
+from raftq.core.results import Claimed, Enqueued, Lease, Reason, Refusal, Result, all_new
 from raftq.core.tally import CLAIMED, DEAD, ENQUEUED, EXPIRED, RETRIED
 
 if TYPE_CHECKING:
@@ -65,15 +65,15 @@ __all__ = [
 ID_MASK = (1 << 48) - 1  # the job id inside a ready or delayed heap key
 
 
-def invalid(message: str) -> Rejected:
-    return Rejected(Reason.INVALID, message)
+def invalid(message: str) -> Refusal:
+    return Refusal(Reason.INVALID, message)
 
 
 def in_range(value: int | None, lo: int, hi: int) -> bool:
     return value is None or lo <= value <= hi
 
 
-def queue_for(m: Machine, name: str) -> QueueState | Rejected:
+def queue_for(m: Machine, name: str) -> QueueState | Refusal:
     """The queue ``name``, created on first use."""
     q = m.queues.get(name)
     if q is not None:
@@ -81,7 +81,7 @@ def queue_for(m: Machine, name: str) -> QueueState | Rejected:
     if not valid_queue_name(name):
         return invalid(f"queue name must match [A-Za-z0-9_.:-]{{1,128}}: {name[:140]!r}")
     if len(m.queues) >= MAX_QUEUES:
-        return Rejected(Reason.TOO_MANY_QUEUES, f"at most {MAX_QUEUES} queues")
+        return Refusal(Reason.TOO_MANY_QUEUES, f"at most {MAX_QUEUES} queues")
     q = m.queues[name] = QueueState(name)
     return q
 
@@ -218,7 +218,7 @@ def enqueue(m: Machine, cmd: Enqueue) -> Result:
             return invalid(f"jobs[{i}]: {problem}" if len(cmd.jobs) > 1 else problem)
         keyed = keyed or nj.key is not None
     q = queue_for(m, cmd.queue)
-    if isinstance(q, Rejected):
+    if isinstance(q, Refusal):
         return q
     if keyed:
         # Keys are judged at cluster time: a lease that ran out of attempts has made its job

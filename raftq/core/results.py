@@ -17,7 +17,7 @@ __all__ = [
     "Paused",
     "Purged",
     "Reason",
-    "Rejected",
+    "Refusal",
     "Requeued",
     "Result",
     "Resumed",
@@ -41,7 +41,10 @@ class Reason(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Rejected:
+class Refusal:
+    """A command the machine refused, with the rule it broke. A result, never raised: the
+    client-facing exception for it is ``raftq.errors.Rejected``."""
+
     reason: Reason
     message: str
 
@@ -131,7 +134,7 @@ class Ticked:
 
 
 Result = (
-    Rejected
+    Refusal
     | Enqueued
     | Claimed
     | Extended

@@ -6,6 +6,6 @@ mounts the HTTP API on the caller's aiohttp application (``node.mount(app, prefi
 also exported as ``raftq.Node``. See ``docs/guide.md`` and ``examples/embedded_service.py``.
 """
 
-from raftq.embed.node import Node
+from raftq.node.embedded import Node
 
 __all__ = ["Node"]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from raftq.errors import DataError
 from raftq.raft.datadir import DUMP_FILE, JOURNAL_FILE, META_FILE
-from raftq.raft.journal import DurableMetaStorer
+from raftq.raft.pysyncobj.journal import DurableMetaStorer
 from raftq.raft.snapshot_file import SnapshotInfo, fsync_dir, verify_file
 
 __all__ = ["backup", "restore"]

@@ -10,7 +10,7 @@ A node stops itself, rather than carrying on, in two cases. Each has an exit cod
   (``on_fatal``) does.
 - ``EXIT_STORAGE_FAILED`` (74, EX_IOERR): a write (or read) of the journal or of the term/vote
   file failed (ENOSPC, EIO). The node must not answer for an entry that is not on its disk,
-  nor count one, nor vote from a term it could not record (``raftq.raft.journal``).
+  nor count one, nor vote from a term it could not record (``raftq.raft.pysyncobj.journal``).
 
 Both end the process with ``os._exit``: from PySyncObj's tick thread a ``SystemExit`` would be
 caught and logged like any other exception, and no cleanup may run that writes more.

@@ -2,7 +2,7 @@
 
 At 1M queued jobs the machine holds a million objects the cyclic GC tracks (one ``Job``
 each). A full pass (generation 2) walks every tracked object with the GIL held: measured
-300-1200 ms per pass while a node loaded 1M jobs (docs/benchmarks.md, "Memory and depth at
+300-1200 ms per pass while a node loaded 1M jobs (docs/benchmark-log.md, "Memory and depth at
 1M queued"), during which the tick thread neither sends heartbeats (leader) nor reads them
 (follower), and elections follow. Jobs hold no reference cycles: the walk finds nothing.
 

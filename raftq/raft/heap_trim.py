@@ -4,7 +4,7 @@ Objects above 512 bytes bypass CPython's pymalloc and come from glibc malloc: th
 entries (one per group-committed batch, ~100 KB for 1000 jobs), request bodies, decoded batches.
 glibc returns freed memory to the OS only from the top of an arena, so after a log compaction
 frees the journal's entries, whatever was allocated above them keeps the whole span resident.
-Measured at 1M queued jobs (docs/benchmarks.md, "Memory at 1M queued jobs"): after compaction,
+Measured at 1M queued jobs (docs/benchmark-log.md, "Memory at 1M queued jobs"): after compaction,
 two nodes of three kept 120 MB free inside their malloc arenas (RSS 606-611 MB), the third had
 given it back by chance (498 MB). ``malloc_trim(0)`` releases the free pages inside every arena
 (``madvise``), whatever lies above them.

@@ -22,19 +22,19 @@ Runs on the asyncio loop thread only.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from raftq.core import Claim, Claimed, Command, Enqueue, Lease, Machine, NewJob, Result
+from raftq.core import Claim, Command, Enqueue, Machine, NewJob, Result
 from raftq.core.job import JobState
-from raftq.errors import ClusterError, NoLeader, NotLeader
+from raftq.errors import ClusterError
 
 if TYPE_CHECKING:
-    from raftq.raft.api import NodeAPI
+    pass
 
-__all__ = ["ClaimWaiters", "NextClaim", "claim_rounds"]
+__all__ = ["ClaimWaiters", "NextClaim"]
 
 # The waiter's next claim round, built when it is served (fresh now_ms and request id); None
 # when it no longer wants one (its client left).
@@ -162,66 +162,3 @@ def _ready_count(m: Machine, name: str) -> int:
 
 def _has_ready(m: Machine, queues: tuple[str, ...]) -> bool:
     return any(_ready_count(m, name) > 0 for name in queues)
-
-
-async def claim_rounds(
-    node: NodeAPI,
-    first: Claim,
-    wait_ms: int,
-    timeout_ms: int,
-    *,
-    check: Callable[[Result], Claimed],
-    wanted: Callable[[], bool] = lambda: True,
-) -> Sequence[Lease]:
-    """A long-poll claim (HTTP and embedded). ``check`` turns each round's result into
-    ``Claimed`` or raises the caller's error; ``wanted()`` false (the client left) ends the
-    wait without leasing anything.
-
-    Without ``wait_ms`` (or off the leader, where the claim fails with ``NotLeader``), one
-    round is proposed at once. With it, on the leader, no round is proposed while nothing is
-    ready: the claim waits (``claim_when_ready``) and a round is proposed when work may be
-    ready, behind an enqueue into one of its queues or after applied entries, and again
-    after an empty round. Every answer, an empty one too, is the result of a round applied in
-    the log during the request: if the wait ends before any round was applied, one last
-    round is proposed then (a read of this node's state could be stale: a newer leader may
-    have been elected meanwhile). Once a round was applied, leadership moving away ends the
-    poll with an empty answer.
-
-    Round ``n`` uses request id ``<id>`` then ``<id>.<n>``: each round is its own command, and
-    a client retrying the whole request with the same id replays the same rounds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_ms / 1000
-    rounds = 0
-
-    def next_claim() -> Claim | None:
-        nonlocal rounds
-        if not wanted():
-            return None
-        n, rounds = rounds, rounds + 1
-        rid = first.request_id if n == 0 or first.request_id is None else f"{first.request_id}.{n}"
-        return replace(first, now_ms=node.now_ms(), request_id=rid)
-
-    answered = False  # a round was applied: an empty answer is backed by the log
-    if wait_ms <= 0 or not node.is_leader():
-        rounds = 1
-        result = check(await node.submit(first, timeout_ms))
-        if result.jobs or wait_ms <= 0:
-            return result.jobs
-        answered = True
-    while (remaining_ms := int((deadline - loop.time()) * 1000)) > 0:
-        try:
-            answer = await node.claim_when_ready(first.queues, remaining_ms, next_claim)
-        except (NotLeader, NoLeader):
-            break
-        if answer is None:  # the wait ended, the client left, or leadership moved
-            break
-        result = check(answer)
-        if result.jobs:
-            return result.jobs
-        answered = True
-    if answered:
-        return ()
-    claim = next_claim()
-    if claim is None:
-        return ()
-    return check(await node.submit(claim, timeout_ms)).jobs

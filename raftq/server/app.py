@@ -2,8 +2,9 @@
 the API, under a prefix if wanted, on an application the caller owns).
 
 Every handler is wrapped by ``_endpoint``: whatever it raises becomes an
-``{"error": {"code", "message"}}`` answer (``ApiError`` as given, cluster errors as 503 with
-``Retry-After``, anything unexpected as 500 ``internal``, logged), and every answer carries
+``{"error": {"code", "message"}}`` answer (``ApiError`` as given, raftq's errors as
+``raftq.server.errors.api_error`` maps them (cluster errors: 503 with ``Retry-After``),
+anything unexpected as 500 ``internal``, logged), and every answer carries
 ``X-Raftq-Leader`` (the leader's ``host:port`` when known) and ``X-Raftq-Node``. The standalone
 app also turns aiohttp's own errors (unknown route 404, wrong method 405) into that shape with
 ``error_middleware``; ``add_routes`` leaves the host application's middlewares alone.
@@ -18,7 +19,9 @@ request id (the client's ``X-Request-Id``, else a generated one, which is echoed
 
 Inside ``_endpoint``, every handler runs behind ``raftq.server.auth.Guard`` (node-to-node
 signatures, tokens, roles, queue patterns, rate limit), so the checks hold on a host
-application too. ``GET /v1/openapi.json`` serves the document of ``raftq.server.openapi``.
+application too. The routes are the rows of ``raftq.server.routes.ROUTES`` (handler, rule and
+OpenAPI operation of each); ``GET /v1/openapi.json`` serves the document of
+``raftq.server.openapi``.
 """
 
 from __future__ import annotations
@@ -28,24 +31,35 @@ import secrets
 import ssl
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
-from raftq.errors import ClusterError, NoLeader, NotLeader, OutcomeUnknown, Overloaded
+from raftq.errors import RaftqError
 from raftq.log_context import request_scope
 from raftq.raft.api import NodeAPI
 from raftq.server.auth import Guard, Security
-from raftq.server.clock_probe import CLOCK_PATH, clock_handler
+from raftq.server.clock_probe import clock_handler
 from raftq.server.dashboard import dashboard_response, wants_html
-from raftq.server.errors import ApiError
+from raftq.server.errors import ApiError, api_error
 from raftq.server.forward import LEADER_HEADER, NODE_HEADER, Forwarder
 from raftq.server.handlers import Api
 from raftq.server.metrics import CONTENT_TYPE, Metrics
 from raftq.server.openapi import openapi_document
+from raftq.server.peer_auth import PeerKey
+from raftq.server.routes import APP_HANDLERS, ROUTES
 from raftq.server.settings import ServerSettings
 from raftq.server.wire import error_response
+from raftq.service.operations import Service
 
-__all__ = ["METRICS_KEY", "REQUEST_HEADER", "add_routes", "create_app", "error_middleware"]
+__all__ = [
+    "METRICS_KEY",
+    "REQUEST_HEADER",
+    "Overrides",
+    "add_routes",
+    "create_app",
+    "error_middleware",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +67,24 @@ _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 REQUEST_HEADER = "X-Raftq-Request"  # the id this node logged the request under
 METRICS_KEY: web.AppKey[Metrics] = web.AppKey("raftq_metrics", Metrics)
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """The parts a mounting builds, replaceable. Only the positive controls of the checker
+    replace them (``raftq.server.testfaults.overrides``, behind its fence); the defaults are
+    the real parts, and no handler or check knows whether they were replaced.
+
+    Attributes:
+        service: builds the operations on the node.
+        api: the handlers' class.
+        peer_key: the class of the key that signs and verifies node-to-node requests.
+    """
+
+    service: Callable[[NodeAPI, ServerSettings], Service] = Service
+    api: type[Api] = Api
+    peer_key: type[PeerKey] = PeerKey
+
 
 _HTTP_CODES = {
     400: "malformed",
@@ -71,6 +103,7 @@ def create_app(
     *,
     forward_ssl: ssl.SSLContext | None = None,
     security: Security | None = None,
+    overrides: Overrides | None = None,
 ) -> web.Application:
     """A standalone application serving the v1 API of ``node``.
 
@@ -79,10 +112,11 @@ def create_app(
         settings: limits and deadlines (defaults when ``None``).
         forward_ssl: reach the leader over HTTPS with this context when forwarding.
         security: tokens, cluster secret, rate limit (default: auth off, no secret).
+        overrides: replaced parts (``Overrides``; test faults only).
     """
     settings = settings or ServerSettings()
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
-    add_routes(app, node, settings, forward_ssl=forward_ssl, security=security)
+    add_routes(app, node, settings, forward_ssl=forward_ssl, security=security, overrides=overrides)
     return app
 
 
@@ -94,6 +128,7 @@ def add_routes(
     *,
     forward_ssl: ssl.SSLContext | None = None,
     security: Security | None = None,
+    overrides: Overrides | None = None,
 ) -> None:
     """Mount the v1 API of ``node`` on ``app`` under ``prefix`` (``""`` or ``"/raftq"``...).
 
@@ -101,12 +136,15 @@ def add_routes(
     request to the same path on the leader's API address. The forwarding session is closed
     on ``app``'s cleanup. ``security`` is what every route checks (``raftq.server.auth``;
     default: auth off and no secret: node-to-node headers refused, forwards marked with the
-    unsigned ``X-Raftq-Hop``).
+    unsigned ``X-Raftq-Hop``). ``overrides`` replaces parts (test faults only).
     """
     if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
         raise ValueError(f"prefix must be empty or like '/raftq', got {prefix!r}")
     settings = settings or ServerSettings()
-    guard = Guard(security or Security(), node)
+    parts = overrides or Overrides()
+    security = security or Security()
+    peer_key = parts.peer_key(security.secret, clock_ms=node.cluster_time_ms)
+    guard = Guard(security, node, peer_key)
     metrics = Metrics(node)
     if METRICS_KEY not in app:  # the first mounting's metrics count unmatched requests
         app[METRICS_KEY] = metrics
@@ -117,48 +155,22 @@ def add_routes(
         observe=metrics.observe_forward,
         peer_key=guard.peer_key,
     )
-    api = Api(node, settings, forwarder)
+    api = parts.api(node, settings, forwarder, parts.service(node, settings))
 
     async def close_forwarder(_app: web.Application) -> None:
         await forwarder.close()
 
     app.on_cleanup.append(close_forwarder)
-    table: list[tuple[str, str, _Handler]] = [
-        ("GET", "/healthz", api.healthz),
-        ("GET", "/readyz", api.readyz),
-        ("POST", "/v1/queues/{queue}/jobs", api.enqueue),
-        ("POST", "/v1/queues/{queue}/claim", api.claim_one),
-        ("POST", "/v1/claim", api.claim_many),
-        ("POST", "/v1/jobs/{id}/heartbeat", api.heartbeat),
-        ("POST", "/v1/jobs/{id}/ack", api.ack),
-        ("POST", "/v1/ack", api.ack_many),
-        ("POST", "/v1/jobs/{id}/nack", api.nack),
-        ("POST", "/v1/jobs/{id}/cancel", api.cancel),
-        ("GET", "/v1/jobs/{id}", api.get_job),
-        ("GET", "/v1/queues", api.list_queues),
-        ("GET", "/v1/queues/{queue}", api.get_queue),
-        ("POST", "/v1/queues/{queue}/pause", api.pause),
-        ("POST", "/v1/queues/{queue}/resume", api.resume),
-        ("POST", "/v1/queues/{queue}/purge", api.purge),
-        ("GET", "/v1/queues/{queue}/dead", api.dead),
-        ("POST", "/v1/queues/{queue}/dead/requeue", api.requeue_dead),
-        ("GET", "/v1/cluster", api.cluster),
-        ("GET", CLOCK_PATH, clock_handler(node.node_id, guard.security.secret)),
-    ]
 
     async def scrape(request: web.Request) -> web.StreamResponse:
         body = metrics.render()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
-    table.append(("GET", "/metrics", scrape))
-    listing = [f"{method} {prefix}{path}" for method, path, _ in table]
-    listing.append(f"GET {prefix}/v1/openapi.json")
+    listing = [f"{r.method} {prefix}{r.path}" for r in ROUTES if r.path != "/"]
     document = openapi_document(prefix, settings)
 
     async def openapi(request: web.Request) -> web.StreamResponse:
         return web.json_response(document)
-
-    table.append(("GET", "/v1/openapi.json", openapi))
 
     async def index(request: web.Request) -> web.StreamResponse:
         """The dashboard for browsers, a JSON index of the routes for everything else."""
@@ -166,27 +178,17 @@ def add_routes(
             return dashboard_response()
         return await api.index(request, listing)
 
-    root = prefix or "/"
-    app.router.add_route("GET", root, _endpoint(api, guard.wrap("GET", "/", index), root, metrics))
-    for method, path, handler in table:
-        route = prefix + path
-        guarded = guard.wrap(method, path, handler)
-        app.router.add_route(method, route, _endpoint(api, guarded, route, metrics))
-
-
-def _cluster_error(e: ClusterError, retry_after_s: int) -> ApiError:
-    """A cluster outcome as a 503 (all are retryable; the code says whether it applied)."""
-    if isinstance(e, OutcomeUnknown):
-        code = "outcome_unknown"
-    elif isinstance(e, Overloaded):
-        code = "overloaded"
-    elif isinstance(e, NotLeader) and e.leader is not None:
-        code = "not_leader"
-    elif isinstance(e, NoLeader | NotLeader):
-        code = "no_leader"
-    else:
-        code = "unavailable"
-    return ApiError(503, code, str(e) or code, retry_after_s=retry_after_s)
+    own: dict[str, _Handler] = {
+        "index": index,
+        "clock": clock_handler(node.node_id, guard.security.secret),
+        "metrics": scrape,
+        "openapi": openapi,
+    }
+    for r in ROUTES:  # one row per route (raftq.server.routes)
+        handler = own[r.handler] if r.handler in APP_HANDLERS else getattr(api, r.handler)
+        route = prefix + r.path if r.path != "/" else prefix or "/"
+        guarded = guard.wrap(r.method, r.path, handler)
+        app.router.add_route(r.method, route, _endpoint(api, guarded, route, metrics))
 
 
 def _http_error(request: web.BaseRequest, e: web.HTTPException) -> ApiError:
@@ -233,8 +235,12 @@ async def _serve(api: Api, fn: _Handler, request: web.Request) -> web.StreamResp
         resp = await fn(request)
     except ApiError as e:
         resp = error_response(request, e)
-    except ClusterError as e:
-        resp = error_response(request, _cluster_error(e, api.settings.retry_after_s))
+    except RaftqError as e:  # the one mapping of raftq's errors (server/errors.py)
+        err = api_error(e, api.settings.retry_after_s)
+        if err is None:
+            logger.exception("%s %s failed", request.method, request.path)
+            err = ApiError(500, "internal", "internal error")
+        resp = error_response(request, err)
     except web.HTTPException as e:
         resp = error_response(request, _http_error(request, e))
     except Exception:

@@ -1,7 +1,8 @@
 """Who may call what: bearer tokens with roles and queue patterns, checked on every node.
 
-Every route has a ``Rule`` (``RULES``; a route without one is admin-only: fail closed). The
-``Guard`` wraps each handler and, before it runs:
+Every route has a ``Rule`` (its row of ``raftq.server.routes.ROUTES``; ``RULES`` by method
+and path; a route without one is admin-only: fail closed). The ``Guard`` wraps each handler
+and, before it runs:
 
 1. node-to-node headers: a request marked ``X-Raftq-Forwarded`` must be signed by a node
    (``raftq.server.peer_auth``), else 401 ``unauthorized``, whatever else it carries and
@@ -22,39 +23,40 @@ Every route has a ``Rule`` (``RULES``; a route without one is admin-only: fail c
 The node that receives a request authorizes it, and the leader authorizes a forwarded request
 again with the same token (tokens are configured cluster-wide), so a follower can neither be
 used to skip a check nor widen one. Queues named in a body (``POST /v1/claim``) are checked
-where the body is parsed, on the node that executes the request (``require_queues``).
+where the body is parsed, on the node that executes the request
+(``raftq.service.access.require_queues``).
 
 The queue of a job named in the path (``/v1/jobs/{id}...``) is decided where the answer is
 made, never "allowed" because the job is unknown: the guard refuses at once a job this node
 knows in another queue (a job's queue never changes and ids are never reused, so that answer
-is final), and the handler checks again on the node that executes the request:
-``require_job`` on the leader right before it submits (after a barrier if the job is unknown
-there: its enqueue may be in the log but not applied yet; still unknown: 404), and the read of
+is final), and the operation checks again on the node that executes the request:
+``raftq.service.access.require_job`` on the leader right before it submits (after a barrier
+if the job is unknown there: its enqueue may be in the log but not applied yet; still
+unknown: 404), and the read of
 ``GET /v1/jobs/{id}`` checks the very job it answers with (after the barrier of a linearizable
 read). Callers whose patterns cover every queue (``*``), admins, and auth off skip all of it.
 """
 
 from __future__ import annotations
 
-import contextvars
-import fnmatch
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Final
 
 from aiohttp import web
 
 from raftq.config import ClusterConfig, Role, TokenConfig
+from raftq.errors import TimeNotKnownError
 from raftq.raft.api import NodeAPI
-from raftq.server import testfaults
 from raftq.server.audit import PRINCIPAL
 from raftq.server.errors import ApiError
 from raftq.server.forward import FORWARDED_HEADER
 from raftq.server.limits import RateLimiter
-from raftq.server.peer_auth import PeerKey, TimeNotKnownError
+from raftq.server.peer_auth import PeerKey
+from raftq.server.routes import ROUTES, QueueFrom, Rule
+from raftq.service.access import CALLER, Principal, forbidden_queue, queue_of
 
 __all__ = [
     "CALLER",
@@ -64,87 +66,18 @@ __all__ = [
     "QueueFrom",
     "Rule",
     "Security",
-    "allowed_queue",
-    "require_job",
-    "require_queues",
     "security_from_config",
 ]
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """An authenticated caller."""
-
-    name: str
-    role: Role
-    queues: tuple[str, ...]  # fnmatch patterns; ignored for admin
-
-    def may_touch(self, queue: str) -> bool:
-        if self.role is Role.ADMIN:
-            return True
-        return any(fnmatch.fnmatchcase(queue, p) for p in self.queues)
-
-    @property
-    def restricted(self) -> bool:
-        """Whether some queue is outside this caller's reach (so a job's queue matters)."""
-        return self.role is not Role.ADMIN and "*" not in self.queues
-
-
-# The caller of the request being served (set by the guard around its handler; None: auth off).
-CALLER: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
-    "raftq_caller", default=None
-)
-
-
-class QueueFrom(StrEnum):
-    """Where a route's queue comes from, for the pattern check."""
-
-    NONE = "none"  # not queue-specific
-    PATH = "path"  # {queue} in the path
-    JOB = "job"  # the queue of the job {id} in the path
-    BODY = "body"  # the body's queues (checked by the handler, require_queues)
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """Who may call a route: ``roles`` (admin always may); ``None`` roles = open to all."""
-
-    roles: frozenset[Role] | None
-    queue: QueueFrom = QueueFrom.NONE
-
-
-_R, _P, _W, _A = Role.READER, Role.PRODUCER, Role.WORKER, Role.ADMIN
 _OPEN: Final = Rule(None)
-_ADMIN: Final = Rule(frozenset({_A}))
+_ADMIN: Final = Rule(frozenset({Role.ADMIN}))
 
-# (method, path template without prefix) -> rule. A test checks every route has one.
-RULES: Final[dict[tuple[str, str], Rule]] = {
-    ("GET", "/"): _OPEN,
-    ("GET", "/healthz"): _OPEN,
-    ("GET", "/readyz"): _OPEN,
-    ("GET", "/v1/openapi.json"): _OPEN,
-    ("GET", "/v1/clock"): _OPEN,  # a node's wall clock; the answer is signed (clock_probe)
-    ("GET", "/metrics"): Rule(frozenset({_R, _A})),  # or open: [auth] metrics = "open"
-    ("POST", "/v1/queues/{queue}/jobs"): Rule(frozenset({_P, _A}), QueueFrom.PATH),
-    ("POST", "/v1/queues/{queue}/claim"): Rule(frozenset({_W, _A}), QueueFrom.PATH),
-    ("POST", "/v1/claim"): Rule(frozenset({_W, _A}), QueueFrom.BODY),
-    ("POST", "/v1/jobs/{id}/heartbeat"): Rule(frozenset({_W, _A}), QueueFrom.JOB),
-    ("POST", "/v1/jobs/{id}/ack"): Rule(frozenset({_W, _A}), QueueFrom.JOB),
-    ("POST", "/v1/ack"): Rule(frozenset({_W, _A}), QueueFrom.BODY),  # each job's queue
-    ("POST", "/v1/jobs/{id}/nack"): Rule(frozenset({_W, _A}), QueueFrom.JOB),
-    ("POST", "/v1/jobs/{id}/cancel"): Rule(frozenset({_P, _A}), QueueFrom.JOB),
-    ("GET", "/v1/jobs/{id}"): Rule(frozenset({_R, _P, _A}), QueueFrom.JOB),
-    ("GET", "/v1/queues"): Rule(frozenset({_R, _A})),  # the answer lists matching queues only
-    ("GET", "/v1/queues/{queue}"): Rule(frozenset({_R, _A}), QueueFrom.PATH),
-    ("GET", "/v1/queues/{queue}/dead"): Rule(frozenset({_R, _A}), QueueFrom.PATH),
-    ("GET", "/v1/cluster"): Rule(frozenset({_R, _A})),
-    ("POST", "/v1/queues/{queue}/pause"): _ADMIN,
-    ("POST", "/v1/queues/{queue}/resume"): _ADMIN,
-    ("POST", "/v1/queues/{queue}/purge"): _ADMIN,
-    ("POST", "/v1/queues/{queue}/dead/requeue"): _ADMIN,
-}
+# (method, path template without prefix) -> rule, read from the routes table (a route without
+# one, which cannot be mounted anyway, would be admin-only: fail closed).
+RULES: Final[dict[tuple[str, str], Rule]] = {(r.method, r.path): r.rule for r in ROUTES}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -189,12 +122,10 @@ def _unauthorized(message: str) -> ApiError:
 class Guard:
     """Authenticates, authorizes and rate-limits the requests of one mounting of the API."""
 
-    def __init__(self, security: Security, node: NodeAPI) -> None:
+    def __init__(self, security: Security, node: NodeAPI, peer_key: PeerKey | None = None) -> None:
         self.security = security
-        self.peer_key = PeerKey(security.secret, clock_ms=node.cluster_time_ms)
+        self.peer_key = peer_key or PeerKey(security.secret, clock_ms=node.cluster_time_ms)
         self._node = node
-        # TEST ONLY (positive control accept-forged-forward): False in any real use.
-        self._trust_marker = testfaults.trusts_forged_marker(testfaults.active_fault())
         # (digest bytes, principal); every one is compared on each request (constant time)
         self._tokens = [
             (bytes.fromhex(t.sha256), Principal(t.name, t.role, t.queues)) for t in security.tokens
@@ -242,7 +173,7 @@ class Guard:
             reason = self.peer_key.verify(request)
         except TimeNotKnownError as e:
             raise ApiError(503, "no_leader", str(e), retry_after_s=1) from e
-        if reason is not None and not self._trust_marker:
+        if reason is not None:
             raise _unauthorized(reason)
         return node[:64]
 
@@ -290,14 +221,14 @@ class Guard:
             # or the job read), on the node that executes the request.
             queue = self._job_queue(request.match_info.get("id", ""))
         if queue is not None and not principal.may_touch(queue):
-            raise _forbidden_queue(principal, queue)
+            raise forbidden_queue(principal, queue)
 
     def _job_queue(self, raw_id: str) -> str | None:
         """The queue of job ``raw_id`` in this node's state; ``None`` if malformed (the handler
         answers 400) or unknown here."""
         if not raw_id.isdigit() or len(raw_id) > 19:
             return None
-        return _queue_of(self._node, int(raw_id))
+        return queue_of(self._node, int(raw_id))
 
     def _rate_limit(
         self, request: web.Request, principal: Principal | None, signed: str | None
@@ -313,84 +244,3 @@ class Guard:
                 f"more than {self.security.rate_per_s} requests/s for {key}; retry later",
                 retry_after_s=wait_s,
             )
-
-
-def _forbidden_queue(principal: Principal, queue: str) -> ApiError:
-    return ApiError(
-        403,
-        "forbidden",
-        f"token {principal.name!r} may not use queue {queue[:200]!r} "
-        f"(its patterns: {', '.join(principal.queues)})",
-    )
-
-
-def _queue_of(node: NodeAPI, job_id: int) -> str | None:
-    with node.read() as m:
-        return m.job_queue(job_id)
-
-
-async def require_job(node: NodeAPI, job_id: int, timeout_ms: int) -> None:
-    """Before the leader submits a command on job ``job_id``: 403 unless the caller may use
-    the job's queue, 404 ``not_found`` when the job is unknown even after a barrier (no-op for
-    unrestricted callers and with auth off).
-
-    A job unknown here may be one whose enqueue is in the log but not applied yet; the barrier
-    applies everything proposed before it, so what is still unknown afterwards was not
-    enqueued before this command, and the command is not submitted.
-
-    Raises:
-        NotLeader: (from the barrier) this node does not lead: the caller forwards.
-    """
-    principal = CALLER.get()
-    if principal is None or not principal.restricted:
-        return
-    queue = _queue_of(node, job_id)
-    if queue is None:
-        await node.barrier(timeout_ms)
-        queue = _queue_of(node, job_id)
-    if queue is None:
-        raise ApiError(404, "not_found", f"no job {job_id}")
-    if not principal.may_touch(queue):
-        raise _forbidden_queue(principal, queue)
-
-
-async def require_jobs(
-    request: web.BaseRequest, node: NodeAPI, job_ids: Iterable[int], timeout_ms: int
-) -> frozenset[int]:
-    """``require_job`` for the jobs of a batch (``POST /v1/ack``): 403 unless the caller may
-    use the queue of every known one; returns the ids still unknown after one barrier, which
-    the caller answers ``not_found`` without submitting them (empty for unrestricted callers
-    and with auth off, whose commands the state machine answers as usual)."""
-    principal = CALLER.get()
-    if principal is None or not principal.restricted:
-        return frozenset()
-    wanted = set(job_ids)
-
-    def queues() -> dict[int, str]:
-        with node.read() as m:
-            return {j: q for j in wanted if (q := m.job_queue(j)) is not None}
-
-    known = queues()
-    if len(known) < len(wanted):
-        await node.barrier(timeout_ms)
-        known = queues()
-    require_queues(request, sorted(set(known.values())))
-    return frozenset(wanted - known.keys())
-
-
-def require_queues(request: web.BaseRequest, queues: Iterable[str]) -> None:
-    """403 unless the caller may use every one of ``queues`` (no-op with auth off)."""
-    principal = CALLER.get()
-    if principal is None:
-        return
-    for q in queues:
-        if not principal.may_touch(q):
-            raise _forbidden_queue(principal, q)
-
-
-def allowed_queue(request: web.BaseRequest) -> Callable[[str], bool]:
-    """A filter of the queues the caller may see (everything with auth off)."""
-    principal = CALLER.get()
-    if principal is None:
-        return lambda _q: True
-    return principal.may_touch

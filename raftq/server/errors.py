@@ -1,28 +1,28 @@
-"""HTTP errors of the API: one exception type, and how core refusals map to statuses.
+"""HTTP errors of the API: the edge's one exception type, and the one mapping of raftq's
+errors to statuses and codes.
 
 Every error leaves the server as ``{"error": {"code": "...", "message": "..."}}``. Codes are
 stable strings (``docs/http-api.md`` lists them); messages are for humans and name the field.
+The operations below HTTP (``raftq.service``) raise ``raftq.errors`` only; ``api_error`` turns
+those into answers, and ``ApiError`` (what only HTTP can go wrong with: the body, the media
+type, the route, the rate limit) never leaves ``raftq.server``.
 """
 
 from __future__ import annotations
 
-from raftq.core import Reason
-from raftq.core import Rejected as CoreRejected
+from raftq.errors import (
+    AuthError,
+    ClusterError,
+    NoLeader,
+    NotLeader,
+    OutcomeUnknown,
+    Overloaded,
+    RaftqError,
+    Rejected,
+)
+from raftq.service.refusals import REASON_STATUS
 
-__all__ = ["REASON_STATUS", "ApiError", "from_rejected", "invalid"]
-
-# Core refusal -> HTTP status. Every Reason must be here (a test checks it).
-REASON_STATUS: dict[Reason, int] = {
-    Reason.MALFORMED: 400,
-    Reason.UNSUPPORTED_VERSION: 400,
-    Reason.INVALID: 400,
-    Reason.NOT_FOUND: 404,
-    Reason.STALE_TOKEN: 409,
-    Reason.LEASE_EXPIRED: 409,
-    Reason.FINISHED: 409,
-    Reason.TOO_MANY_QUEUES: 409,
-    Reason.REQUEST_ID_REUSED: 409,
-}
+__all__ = ["REASON_STATUS", "ApiError", "api_error", "invalid"]
 
 
 class ApiError(Exception):
@@ -43,10 +43,31 @@ class ApiError(Exception):
 
 
 def invalid(field: str, message: str) -> ApiError:
-    """A 400 ``invalid`` naming ``field`` (``"jobs[2].priority"``, ``"query.limit"``...)."""
+    """A 400 ``invalid`` naming ``field`` (``"query.nonce"``...), for checks of the edge."""
     return ApiError(400, "invalid", f"{field}: {message}")
 
 
-def from_rejected(r: CoreRejected) -> ApiError:
-    """The HTTP answer to a refusal of the state machine."""
-    return ApiError(REASON_STATUS.get(r.reason, 400), r.reason.value, r.message)
+def api_error(e: RaftqError, retry_after_s: int) -> ApiError | None:
+    """The HTTP answer to one of raftq's errors (``None``: not one the API answers; a bug).
+
+    ``Rejected``: its status and reason; ``AuthError``: 401 ``unauthorized`` or 403
+    ``forbidden``; cluster outcomes: 503 with ``Retry-After`` (all are retryable; the code
+    says whether the command applied).
+    """
+    if isinstance(e, Rejected):
+        return ApiError(e.status, e.reason, e.message)
+    if isinstance(e, AuthError):
+        return ApiError(e.status, e.code, e.message)
+    if not isinstance(e, ClusterError):
+        return None
+    if isinstance(e, OutcomeUnknown):
+        code = "outcome_unknown"
+    elif isinstance(e, Overloaded):
+        code = "overloaded"
+    elif isinstance(e, NotLeader) and e.leader is not None:
+        code = "not_leader"
+    elif isinstance(e, NoLeader | NotLeader):
+        code = "no_leader"
+    else:
+        code = "unavailable"
+    return ApiError(503, code, str(e) or code, retry_after_s=retry_after_s)

@@ -27,7 +27,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
-from raftq import __version__
+from raftq._version import __version__
 from raftq.core import HistogramData, QueueMetrics
 from raftq.core.job import JobState
 from raftq.core.tally import BUCKETS_MS, OUTCOMES

@@ -1,7 +1,8 @@
 """The OpenAPI 3.0 document of the v1 API, as implemented (``GET /v1/openapi.json``).
 
-Written by hand next to the handlers (not generated from them), and kept honest by tests:
-the routes of a running app and the document's operations must be the same set, and a fuzzer
+The schemas are written here by hand; each route's operation is a row of the routes table
+(``raftq.server.routes.ROUTES``), which the app mounts too. Kept honest by tests: the routes
+of a running app and the document's operations must be the same set, and a fuzzer
 (schemathesis) checks live answers against the documented statuses and bodies. Limits that
 depend on the node's settings (body, payload, batch size, long-poll cap) are filled in from
 its ``ServerSettings``.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from raftq import __version__
+from raftq._version import __version__
 from raftq.core.limits import (
     MAX_CLAIM,
     MAX_CLAIM_QUEUES,
@@ -23,12 +24,26 @@ from raftq.core.limits import (
     MAX_TIME_MS,
     MAX_WORKER_CHARS,
 )
-from raftq.server.fields import INT64_MAX, REQUEST_ID_RE
 from raftq.server.settings import ServerSettings
+from raftq.service.fields import INT64_MAX, REQUEST_ID_RE
 
-__all__ = ["openapi_document"]
+__all__ = [
+    "AUTH_ERRORS",
+    "JSON",
+    "P_ID",
+    "P_QUEUE",
+    "P_REQUEST_ID",
+    "WRITE_ERRORS",
+    "int_schema",
+    "obj_schema",
+    "openapi_document",
+    "operation",
+    "plain",
+    "ref",
+    "responses",
+]
 
-_JSON: Final = "application/json"
+JSON: Final = "application/json"
 _MSGPACK: Final = "application/msgpack"
 _QUEUE_PATTERN: Final = "^[A-Za-z0-9_.:-]{1,128}$"
 
@@ -48,11 +63,11 @@ _ERRORS: Final = {
 }
 
 
-def _ref(name: str) -> dict[str, str]:
+def ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _int(lo: int, hi: int) -> dict[str, Any]:
+def int_schema(lo: int, hi: int) -> dict[str, Any]:
     return {"type": "integer", "minimum": lo, "maximum": hi}
 
 
@@ -60,7 +75,9 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {**schema, "nullable": True}
 
 
-def _obj(props: dict[str, Any], required: tuple[str, ...] = (), *, closed: bool) -> dict[str, Any]:
+def obj_schema(
+    props: dict[str, Any], required: tuple[str, ...] = (), *, closed: bool
+) -> dict[str, Any]:
     """An object schema. In a request (``closed``), an optional field may also be null: the
     handlers read null as absent."""
     if closed:
@@ -80,15 +97,15 @@ _ANY: Final[dict[str, Any]] = {
 
 
 def _schemas(s: ServerSettings) -> dict[str, Any]:
-    new_job = _obj(
+    new_job = obj_schema(
         {
             "payload": _ANY,
-            "priority": _int(0, 9),
-            "delay_ms": _int(0, MAX_DELAY_MS),
-            "run_at_ms": _int(0, MAX_TIME_MS),
+            "priority": int_schema(0, 9),
+            "delay_ms": int_schema(0, MAX_DELAY_MS),
+            "run_at_ms": int_schema(0, MAX_TIME_MS),
             "key": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_CHARS},
-            "max_attempts": _int(1, MAX_MAX_ATTEMPTS),
-            "lease_ms": _int(1, MAX_LEASE_MS),
+            "max_attempts": int_schema(1, MAX_MAX_ATTEMPTS),
+            "lease_ms": int_schema(1, MAX_LEASE_MS),
         },
         ("payload",),
         closed=True,
@@ -100,19 +117,19 @@ def _schemas(s: ServerSettings) -> dict[str, Any]:
     }
     claim_fields = {
         "worker": {"type": "string", "minLength": 1, "maxLength": MAX_WORKER_CHARS},
-        "max": _int(1, MAX_CLAIM),
-        "lease_ms": _int(1, MAX_LEASE_MS),
+        "max": int_schema(1, MAX_CLAIM),
+        "lease_ms": int_schema(1, MAX_LEASE_MS),
         "wait_ms": {
-            **_int(0, INT64_MAX),
+            **int_schema(0, INT64_MAX),
             "description": f"long-poll; this node caps it at {s.max_wait_ms} ms",
         },
     }
     queue_name = {"type": "string", "pattern": _QUEUE_PATTERN}
     integer = {"type": "integer"}
     return {
-        "Error": _obj(
+        "Error": obj_schema(
             {
-                "error": _obj(
+                "error": obj_schema(
                     {"code": {"type": "string"}, "message": {"type": "string"}},
                     ("code", "message"),
                     closed=True,
@@ -125,7 +142,7 @@ def _schemas(s: ServerSettings) -> dict[str, Any]:
         "EnqueueBody": {
             "oneOf": [
                 new_job,
-                _obj(
+                obj_schema(
                     {
                         "jobs": {
                             "type": "array",
@@ -141,12 +158,12 @@ def _schemas(s: ServerSettings) -> dict[str, Any]:
         },
         "Enqueued": {
             "oneOf": [
-                _obj(
+                obj_schema(
                     {"id": integer, "existing": {"type": "boolean"}},
                     ("id", "existing"),
                     closed=True,
                 ),
-                _obj(
+                obj_schema(
                     {
                         "ids": {"type": "array", "items": integer},
                         "existing": {"type": "array", "items": {"type": "boolean"}},
@@ -156,8 +173,8 @@ def _schemas(s: ServerSettings) -> dict[str, Any]:
                 ),
             ]
         },
-        "ClaimBody": _obj(claim_fields, ("worker",), closed=True),
-        "ClaimManyBody": _obj(
+        "ClaimBody": obj_schema(claim_fields, ("worker",), closed=True),
+        "ClaimManyBody": obj_schema(
             {
                 "queues": {
                     "type": "array",
@@ -170,7 +187,7 @@ def _schemas(s: ServerSettings) -> dict[str, Any]:
             ("queues", "worker"),
             closed=True,
         ),
-        "Lease": _obj(
+        "Lease": obj_schema(
             {
                 "id": integer,
                 "queue": {"type": "string"},
@@ -183,21 +200,27 @@ def _schemas(s: ServerSettings) -> dict[str, Any]:
             ("id", "queue", "payload", "priority", "attempt", "token", "lease_expires_ms"),
             closed=False,
         ),
-        "Claimed": _obj(
-            {"jobs": {"type": "array", "items": _ref("Lease")}}, ("jobs",), closed=True
+        "Claimed": obj_schema(
+            {"jobs": {"type": "array", "items": ref("Lease")}}, ("jobs",), closed=True
         ),
-        "HeartbeatBody": _obj(
-            {"token": _int(0, INT64_MAX), "lease_ms": _int(1, MAX_LEASE_MS)},
+        "HeartbeatBody": obj_schema(
+            {"token": int_schema(0, INT64_MAX), "lease_ms": int_schema(1, MAX_LEASE_MS)},
             ("token",),
             closed=True,
         ),
-        "AckBody": _obj({"token": _int(0, INT64_MAX), "result": _ANY}, ("token",), closed=True),
-        "AckManyBody": _obj(
+        "AckBody": obj_schema(
+            {"token": int_schema(0, INT64_MAX), "result": _ANY}, ("token",), closed=True
+        ),
+        "AckManyBody": obj_schema(
             {
                 "acks": {
                     "type": "array",
-                    "items": _obj(
-                        {"id": _int(1, INT64_MAX), "token": _int(0, INT64_MAX), "result": _ANY},
+                    "items": obj_schema(
+                        {
+                            "id": int_schema(1, INT64_MAX),
+                            "token": int_schema(0, INT64_MAX),
+                            "result": _ANY,
+                        },
                         ("id", "token"),
                         closed=True,
                     ),
@@ -208,15 +231,15 @@ def _schemas(s: ServerSettings) -> dict[str, Any]:
             ("acks",),
             closed=True,
         ),
-        "AckedMany": _obj(
+        "AckedMany": obj_schema(
             {
                 "results": {
                     "type": "array",
-                    "items": _obj(
+                    "items": obj_schema(
                         {
                             "id": integer,
                             "state": {"type": "string", "enum": ["succeeded"]},
-                            "error": _obj(
+                            "error": obj_schema(
                                 {
                                     "code": {"type": "string"},
                                     "message": {"type": "string"},
@@ -234,23 +257,23 @@ def _schemas(s: ServerSettings) -> dict[str, Any]:
             ("results",),
             closed=True,
         ),
-        "NackBody": _obj(
+        "NackBody": obj_schema(
             {
-                "token": _int(0, INT64_MAX),
+                "token": int_schema(0, INT64_MAX),
                 "error": _nullable(
                     {"type": "string", "description": f"kept up to {MAX_ERROR_CHARS} characters"}
                 ),
-                "retry_in_ms": _int(0, MAX_DELAY_MS),
+                "retry_in_ms": int_schema(0, MAX_DELAY_MS),
             },
             ("token",),
             closed=True,
         ),
-        "Empty": _obj({}, closed=True),
-        "RequeueBody": _obj(
-            {"ids": {"type": "array", "items": _int(1, INT64_MAX), "minItems": 1}},
+        "Empty": obj_schema({}, closed=True),
+        "RequeueBody": obj_schema(
+            {"ids": {"type": "array", "items": int_schema(1, INT64_MAX), "minItems": 1}},
             closed=True,
         ),
-        "Job": _obj(
+        "Job": obj_schema(
             {
                 "id": integer,
                 "queue": {"type": "string"},
@@ -279,7 +302,7 @@ def _schemas(s: ServerSettings) -> dict[str, Any]:
             ),
             closed=False,
         ),
-        "Queue": _obj(
+        "Queue": obj_schema(
             {
                 "queue": {"type": "string"},
                 "paused": {"type": "boolean"},
@@ -289,9 +312,9 @@ def _schemas(s: ServerSettings) -> dict[str, Any]:
             ("queue", "paused", "depth", "by_priority"),
             closed=False,
         ),
-        "Cluster": _obj(
+        "Cluster": obj_schema(
             {
-                "self": _obj(
+                "self": obj_schema(
                     {
                         "id": {"type": "string"},
                         "role": {"type": "string"},
@@ -317,29 +340,29 @@ def _body(schema: str, *, required: bool) -> dict[str, Any]:
         "required": required,
         "description": "JSON, or msgpack with Content-Type: application/msgpack; an empty "
         "body is read as {}",
-        "content": {_JSON: {"schema": _ref(schema)}, _MSGPACK: {"schema": _ref(schema)}},
+        "content": {JSON: {"schema": ref(schema)}, _MSGPACK: {"schema": ref(schema)}},
     }
 
 
-def _responses(ok: int, schema: str | None, errors: tuple[int, ...]) -> dict[str, Any]:
+def responses(ok: int, schema: str | None, errors: tuple[int, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if schema is not None:
-        content = {_JSON: {"schema": _ref(schema)}, _MSGPACK: {"schema": _ref(schema)}}
+        content = {JSON: {"schema": ref(schema)}, _MSGPACK: {"schema": ref(schema)}}
         out[str(ok)] = {"description": "success", "content": content}
-    err = {_JSON: {"schema": _ref("Error")}, _MSGPACK: {"schema": _ref("Error")}}
+    err = {JSON: {"schema": ref("Error")}, _MSGPACK: {"schema": ref("Error")}}
     for status in errors:
         out[str(status)] = {"description": _ERRORS[status], "content": err}
     return out
 
 
-_P_QUEUE: Final = {
+P_QUEUE: Final = {
     "name": "queue",
     "in": "path",
     "required": True,
     "schema": {"type": "string", "pattern": _QUEUE_PATTERN},
 }
-_P_ID: Final = {"name": "id", "in": "path", "required": True, "schema": _int(1, INT64_MAX)}
-_P_REQUEST_ID: Final = {
+P_ID: Final = {"name": "id", "in": "path", "required": True, "schema": int_schema(1, INT64_MAX)}
+P_REQUEST_ID: Final = {
     "name": "X-Request-Id",
     "in": "header",
     "required": False,
@@ -347,13 +370,13 @@ _P_REQUEST_ID: Final = {
     "schema": {"type": "string", "pattern": f"^{REQUEST_ID_RE.pattern}$"},
 }
 
-_AUTH: Final = (401, 403, 429)
+AUTH_ERRORS: Final = (401, 403, 429)
 # Any write may answer 404 and 409 too: a repeated X-Request-Id answers with the first answer
 # to that id, and 409 request_id_reused when the same caller used it for another operation.
-_WRITE: Final = (400, *_AUTH, 404, 409, 413, 415, 503)
+WRITE_ERRORS: Final = (400, *AUTH_ERRORS, 404, 409, 413, 415, 503)
 
 
-def _op(
+def operation(
     summary: str,
     params: list[dict[str, Any]],
     responses: dict[str, Any],
@@ -370,282 +393,20 @@ def _op(
 
 
 def _paths(s: ServerSettings) -> dict[str, dict[str, Any]]:
-    w = [_P_REQUEST_ID]
-    read = (400, *_AUTH, 404)
-    return {
-        "/": {
-            "get": _op(
-                "JSON index of the routes (browsers get the dashboard)",
-                [],
-                {
-                    "200": {
-                        "description": "index",
-                        "content": {
-                            _JSON: {"schema": {"type": "object"}},
-                            "text/html": {"schema": {"type": "string"}},
-                        },
-                    }
-                },
-                open_route=True,
-            )
-        },
-        "/healthz": {
-            "get": _op(
-                "liveness",
-                [],
-                {
-                    "200": {
-                        "description": "serving",
-                        "content": {_JSON: {"schema": {"type": "object"}}},
-                    }
-                },
-                open_route=True,
-            )
-        },
-        "/readyz": {
-            "get": _op(
-                "has a leader and caught up",
-                [],
-                {
-                    **_responses(200, None, (503,)),
-                    "200": {
-                        "description": "ready",
-                        "content": {_JSON: {"schema": {"type": "object"}}},
-                    },
-                },
-                open_route=True,
-            )
-        },
-        "/v1/clock": {
-            "get": _op(
-                "this node's wall clock, for the leader's question to the other nodes",
-                [
-                    {
-                        "name": "nonce",
-                        "in": "query",
-                        "required": True,
-                        "schema": {"type": "string", "pattern": "^[0-9a-f]{16,64}$"},
-                    }
-                ],
-                {
-                    **_responses(200, None, (400,)),
-                    "200": {
-                        "description": "node id, wall_ms, mac (HMAC with the cluster secret)",
-                        "content": {_JSON: {"schema": {"type": "object"}}},
-                    },
-                },
-                open_route=True,
-            )
-        },
-        "/v1/openapi.json": {
-            "get": _op(
-                "this document",
-                [],
-                {
-                    "200": {
-                        "description": "OpenAPI 3.0",
-                        "content": {_JSON: {"schema": {"type": "object"}}},
-                    }
-                },
-                open_route=True,
-            )
-        },
-        "/metrics": {
-            "get": _op(
-                "Prometheus text format (reader or admin, or open by config)",
-                [],
-                {
-                    "200": {
-                        "description": "metrics",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    },
-                    **_responses(200, None, _AUTH),
-                },
-            )
-        },
-        "/v1/queues/{queue}/jobs": {
-            "post": _op(
-                f"enqueue one job or up to {s.max_batch_jobs} (producer, admin); payloads up to "
-                f"{s.max_payload_bytes} bytes, bodies up to {s.max_body_bytes}",
-                [_P_QUEUE, *w],
-                _responses(201, "Enqueued", _WRITE),
-                "EnqueueBody",
-            )
-        },
-        "/v1/queues/{queue}/claim": {
-            "post": _op(
-                "lease ready jobs of a queue, long-polling up to wait_ms (worker, admin)",
-                [_P_QUEUE, *w],
-                _responses(200, "Claimed", _WRITE),
-                "ClaimBody",
-            )
-        },
-        "/v1/claim": {
-            "post": _op(
-                "lease ready jobs of several queues (worker, admin)",
-                [*w],
-                _responses(200, "Claimed", _WRITE),
-                "ClaimManyBody",
-            )
-        },
-        "/v1/jobs/{id}/heartbeat": {
-            "post": _op(
-                "extend a lease (worker, admin)",
-                [_P_ID, *w],
-                {**_responses(200, None, _WRITE), "200": _plain("lease extended")},
-                "HeartbeatBody",
-            )
-        },
-        "/v1/jobs/{id}/ack": {
-            "post": _op(
-                "complete a leased job (worker, admin)",
-                [_P_ID, *w],
-                {**_responses(200, None, _WRITE), "200": _plain("succeeded")},
-                "AckBody",
-            )
-        },
-        "/v1/ack": {
-            "post": _op(
-                "complete several leased jobs, each with its own outcome (worker, admin)",
-                [*w],
-                _responses(200, "AckedMany", _WRITE),
-                "AckManyBody",
-            )
-        },
-        "/v1/jobs/{id}/nack": {
-            "post": _op(
-                "fail a leased job: retried later or dead (worker, admin)",
-                [_P_ID, *w],
-                {**_responses(200, None, _WRITE), "200": _plain("queued or dead")},
-                "NackBody",
-            )
-        },
-        "/v1/jobs/{id}/cancel": {
-            "post": _op(
-                "cancel a job that is not finished (producer, admin)",
-                [_P_ID, *w],
-                {**_responses(200, None, _WRITE), "200": _plain("cancelled")},
-                "Empty",
-            )
-        },
-        "/v1/jobs/{id}": {
-            "get": _op(
-                "a job (reader, producer, admin)",
-                [
-                    _P_ID,
-                    {
-                        "name": "consistency",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "string", "enum": ["local", "linearizable"]},
-                    },
-                ],
-                _responses(200, "Job", (*read, 503)),
-            )
-        },
-        "/v1/queues": {
-            "get": _op(
-                "every queue the token may see (reader, admin)",
-                [],
-                {
-                    **_responses(200, None, (400, *_AUTH)),
-                    "200": {
-                        "description": "queues",
-                        "content": {
-                            _JSON: {
-                                "schema": _obj(
-                                    {"queues": {"type": "array", "items": _ref("Queue")}},
-                                    ("queues",),
-                                    closed=True,
-                                )
-                            }
-                        },
-                    },
-                },
-            )
-        },
-        "/v1/queues/{queue}": {
-            "get": _op(
-                "a queue's depth and counters (reader, admin)",
-                [_P_QUEUE],
-                _responses(200, "Queue", read),
-            )
-        },
-        "/v1/queues/{queue}/dead": {
-            "get": _op(
-                "dead letters, oldest first (reader, admin)",
-                [
-                    _P_QUEUE,
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "required": False,
-                        "schema": _int(1, MAX_CLAIM),
-                    },
-                    {
-                        "name": "after",
-                        "in": "query",
-                        "required": False,
-                        "schema": _int(0, INT64_MAX),
-                    },
-                ],
-                {**_responses(200, None, read), "200": _plain("a page of dead jobs")},
-            )
-        },
-        "/v1/queues/{queue}/pause": {
-            "post": _op(
-                "pause claims (admin)",
-                [_P_QUEUE, *w],
-                {**_responses(200, None, _WRITE), "200": _plain("paused")},
-                "Empty",
-            )
-        },
-        "/v1/queues/{queue}/resume": {
-            "post": _op(
-                "resume claims (admin)",
-                [_P_QUEUE, *w],
-                {**_responses(200, None, _WRITE), "200": _plain("resumed")},
-                "Empty",
-            )
-        },
-        "/v1/queues/{queue}/purge": {
-            "post": _op(
-                "drop every unfinished job (admin)",
-                [_P_QUEUE, *w],
-                {**_responses(200, None, _WRITE), "200": _plain("purged")},
-                "Empty",
-            )
-        },
-        "/v1/queues/{queue}/dead/requeue": {
-            "post": _op(
-                "requeue dead letters, all or by id (admin)",
-                [_P_QUEUE, *w],
-                {**_responses(200, None, _WRITE), "200": _plain("requeued")},
-                "RequeueBody",
-            )
-        },
-        "/v1/cluster": {
-            "get": _op(
-                "this node's view of the cluster (reader, admin)",
-                [
-                    {
-                        "name": "peers",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "string", "enum": ["true", "false"]},
-                    }
-                ],
-                _responses(200, "Cluster", (400, *_AUTH)),
-            )
-        },
-    }
+    """Every route's operation, from the routes table."""
+    from raftq.server.routes import ROUTES  # noqa: PLC0415 - the rows use this module's parts
+
+    paths: dict[str, dict[str, Any]] = {}
+    for route in ROUTES:
+        paths.setdefault(route.path, {})[route.method.lower()] = route.doc(s)
+    return paths
 
 
-def _plain(description: str) -> dict[str, Any]:
+def plain(description: str) -> dict[str, Any]:
     schema = {"type": "object"}
     return {
         "description": description,
-        "content": {_JSON: {"schema": schema}, _MSGPACK: {"schema": schema}},
+        "content": {JSON: {"schema": schema}, _MSGPACK: {"schema": schema}},
     }
 
 

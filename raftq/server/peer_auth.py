@@ -43,17 +43,14 @@ from typing import Final
 from aiohttp import web
 from yarl import URL
 
+from raftq.errors import TimeNotKnownError
+
 __all__ = ["MAX_SKEW_MS", "PEER_AUTH_HEADER", "PeerKey", "TimeNotKnownError"]
 
 PEER_AUTH_HEADER: Final = "X-Raftq-Peer-Auth"
 MAX_SKEW_MS: Final = 30_000  # nodes' readings of cluster time are within a tick of each other
 _LABEL: Final = b"raftq http peer auth v1"
 _VERSION: Final = "v1"
-
-
-class TimeNotKnownError(Exception):
-    """A node's valid signature whose timestamp is off this node's wall clock while this node
-    knows no cluster time yet: not refused for good (the client may retry), not accepted."""
 
 
 def _wall_ms() -> int:

@@ -6,9 +6,11 @@ tests in ``tests/chaos/`` assert that the checker reports a violation. Never use
 else.
 
 Fence: a node honours ``RAFTQ_TEST_FAULT=<name>`` only if ``RAFTQ_TEST_FAULTS_ENABLED`` is
-exactly ``ENABLE_VALUE``; both are read once, when the API of a node is built, and nothing in
-the config file can turn them on. With the switch off (always, outside those tests) the
-handlers only compare one attribute to ``None``.
+exactly ``ENABLE_VALUE``; both are read once, when a node's API is assembled (``install``,
+called by ``raftq serve`` and by ``raftq.Node.mount``), and nothing in the config file can turn
+them on. The faults are wrappers installed there (``raftq.server.app.Overrides``: a faulty
+``Service``, ``Api`` or ``PeerKey`` subclass); with the switch off (always, outside those
+tests) the real parts are mounted, and no handler, check or operation has a test branch.
 
 Faults:
 - ``ack-before-commit``: an enqueue whose commit is not confirmed (timeout, leader lost) is
@@ -28,25 +30,36 @@ Faults:
   from the cluster's time.
 - ``install-stale-snapshot``: every snapshot a node loads after its first one is replaced by
   that first (older) one: the node installs a stale snapshot over a state that moved past it
-  (``snapshot_to_install``, called by the snapshot loader).
+  (``raftq.raft.pysyncobj.faults.install_stale_snapshots``, a wrapper of the replica's
+  install that the process assembly adds to the engine only under this fault).
 
 ``apply_process_faults`` applies the faults that act below the API (journal, clock) once per
-node process; the others are consulted where they act.
+node process; ``overrides`` gives the wrappers of the others.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import time
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
-from raftq.core import Enqueue, Enqueued, Lease, Machine
+from aiohttp import web
+
+from raftq.core import Ack, Claim, Command, Enqueue, Enqueued, Lease, Machine, Nack, Nacked, Result
 from raftq.core.job import JobState
-from raftq.errors import ConfigError
+from raftq.errors import ConfigError, NoLeader, OutcomeUnknown
+from raftq.raft.api import NodeAPI
+from raftq.server.app import Overrides
+from raftq.server.handlers import Api, _Write, read_body
+from raftq.server.peer_auth import PeerKey
+from raftq.server.settings import ServerSettings
+from raftq.service.operations import Service
+from raftq.service.request_ids import request_id_of
 
 __all__ = [
     "ENABLE_ENV",
@@ -56,10 +69,10 @@ __all__ = [
     "active_fault",
     "apply_process_faults",
     "current_token",
+    "install",
     "local_leases",
+    "overrides",
     "pretend_enqueued",
-    "snapshot_to_install",
-    "trusts_forged_marker",
 ]
 
 logger = logging.getLogger(__name__)
@@ -145,27 +158,103 @@ def current_token(m: Machine, job_id: int, token: int) -> int:
     return token if job is None or job.state is not JobState.LEASED else job.token
 
 
-def trusts_forged_marker(fault: str | None) -> bool:
-    """``accept-forged-forward``: skip the signature check of the node-to-node marker."""
-    return fault == "accept-forged-forward"
+# -- the wrappers of the faults that act in the API ------------------------------------------
+
+
+class _FaultyService(Service):
+    """The operations with one fault (``ack-before-commit``, ``follower-claims``,
+    ``skip-token-check``, ``nack-drops``) at the step where it acts."""
+
+    def __init__(self, fault: str, node: NodeAPI, settings: ServerSettings) -> None:
+        super().__init__(node, settings)
+        self.fault = fault
+
+    async def submit(self, command: Command) -> Result:
+        if self.fault == "ack-before-commit" and isinstance(command, Enqueue):
+            try:
+                return await super().submit(command)
+            except (OutcomeUnknown, NoLeader):
+                with self.node.read() as m:  # acknowledge what did not commit
+                    return pretend_enqueued(m, command)
+        if self.fault == "skip-token-check" and isinstance(command, Ack):
+            with self.node.read() as m:  # any token acks the current lease
+                token = current_token(m, command.job_id, command.token)
+            return await super().submit(dataclasses.replace(command, token=token))
+        if self.fault == "nack-drops" and isinstance(command, Nack):
+            ack = Ack(now_ms=command.now_ms, request_id=command.request_id,
+                      job_id=command.job_id, token=command.token, result=None)  # fmt: skip
+            await super().submit(ack)  # the nack completes the job
+            return Nacked(job_id=command.job_id, state="queued", run_at_ms=0)
+        return await super().submit(command)
+
+    async def claim_leases(
+        self, first: Claim, wait_ms: int, wanted: Callable[[], bool]
+    ) -> Sequence[Lease]:
+        if self.fault == "follower-claims" and not self.node.is_leader():
+            with self.node.read() as m:  # claims served from this replica's state
+                return local_leases(m, first.queues, first.max)
+        return await super().claim_leases(first, wait_ms, wanted)
+
+
+class _FollowerClaimsApi(Api):
+    """``follower-claims``: a follower serves claims itself instead of forwarding them."""
+
+    async def claim_one(self, request: web.Request) -> web.StreamResponse:
+        if self.node.is_leader():
+            return await super().claim_one(request)
+        return await self._claim_here(request)
+
+    async def claim_many(self, request: web.Request) -> web.StreamResponse:
+        if self.node.is_leader():
+            return await super().claim_many(request)
+        return await self._claim_here(request)
+
+    async def _claim_here(self, request: web.Request) -> web.StreamResponse:
+        body = await read_body(request, self.settings.max_body_bytes)
+        return await self._claim(
+            _Write(request, body, request_id_of(request.headers.get("X-Request-Id")))
+        )
+
+
+class _TrustingPeerKey(PeerKey):
+    """``accept-forged-forward``: a node-to-node marker is trusted without its signature (a
+    genuine signature whose time cannot be judged yet still raises, as before)."""
+
+    def verify(self, request: web.BaseRequest) -> str | None:
+        reason = super().verify(request)
+        if reason is not None:
+            logger.error("TEST FAULT: trusting a node-to-node marker: %s", reason)
+        return None
+
+
+def overrides(fault: str | None) -> Overrides | None:
+    """The parts to mount instead of the real ones under ``fault`` (``None``: the real ones)."""
+    if fault in ("ack-before-commit", "follower-claims", "skip-token-check", "nack-drops"):
+        name = fault
+
+        def service(node: NodeAPI, settings: ServerSettings) -> Service:
+            return _FaultyService(name, node, settings)
+
+        api = _FollowerClaimsApi if fault == "follower-claims" else Api
+        return Overrides(service=service, api=api)
+    if fault == "accept-forged-forward":
+        return Overrides(peer_key=_TrustingPeerKey)
+    return None
+
+
+def install() -> Overrides | None:
+    """Read the fence, apply the faults below the API (``apply_process_faults``) and return
+    the parts to mount (``None`` in any real use: the real parts). Once per node assembly.
+
+    Raises:
+        ConfigError: the fault is enabled but its name is unknown.
+    """
+    fault = active_fault()
+    apply_process_faults(fault)
+    return overrides(fault)
 
 
 _process_fault: str | None = None  # set by apply_process_faults
-_first_snapshot: Machine | None = None  # install-stale-snapshot: the first machine loaded
-
-
-def snapshot_to_install(machine: Machine) -> Machine:
-    """The machine a snapshot load installs: ``machine`` itself, except under
-    ``install-stale-snapshot``, where every load after the first installs the first one's
-    machine again (tick thread only)."""
-    global _first_snapshot  # noqa: PLW0603 - one node process, one fault
-    if _process_fault != "install-stale-snapshot":
-        return machine
-    if _first_snapshot is None:
-        _first_snapshot = machine
-        return machine
-    logger.error("TEST FAULT: installing the first snapshot's state again (stale)")
-    return _first_snapshot
 
 
 class _SwallowingOs(types.ModuleType):
@@ -223,17 +312,17 @@ def apply_process_faults(fault: str | None) -> None:
     """Apply the faults that act below the API, once per node process (idempotent).
 
     - ``journal-ignores-write-errors``: the ``os`` the journal and snapshot-file modules call
-      (``raftq.raft.journal``, ``raftq.raft.snapshot_file``) becomes ``_SwallowingOs``, and
+      (``raftq.raft.pysyncobj.journal``, ``raftq.raft.snapshot_file``) is ``_SwallowingOs``, and
       the journal's fail-stop guard (``DurableFileJournal._io``) lets every other error (the
       term/vote file's) go to PySyncObj's tick thread, which logs it and carries on: the
       node before the fail-stop fix.
     - ``clock-unbounded``: ``RaftNode.now_ms`` becomes the raw wall clock.
-    - ``install-stale-snapshot``: arms ``snapshot_to_install``.
     """
     global _process_fault  # noqa: PLW0603 - one node process, one fault
     _process_fault = fault
     if fault == "journal-ignores-write-errors":
-        from raftq.raft import journal, snapshot_file  # noqa: PLC0415 - only in this fault
+        from raftq.raft import snapshot_file  # noqa: PLC0415 - only in this fault
+        from raftq.raft.pysyncobj import journal  # noqa: PLC0415 - only in this fault
 
         swallowing = _SwallowingOs()
         journal.os = swallowing  # type: ignore[attr-defined]

@@ -21,15 +21,14 @@ Nothing here uses pickle: untrusted input only ever meets ``json.loads`` and
 from __future__ import annotations
 
 import base64
-import binascii
 import json
-import math
-from typing import Any, Literal
+from typing import Any
 
 import msgpack
 from aiohttp import web
 
 from raftq.server.errors import ApiError
+from raftq.service.values import MAX_DEPTH, Format, no_ext, pack_value, short, unpack_value
 
 __all__ = [
     "JSON_TYPE",
@@ -46,16 +45,10 @@ __all__ = [
     "unpack_value",
 ]
 
-Format = Literal["json", "msgpack"]
-
 JSON_TYPE = "application/json"
 MSGPACK_TYPE = "application/msgpack"
 _MSGPACK_TYPES = frozenset({MSGPACK_TYPE, "application/x-msgpack"})
 _JSON_TYPES = frozenset({JSON_TYPE, "text/plain", ""})
-
-MAX_DEPTH = 64  # nesting of a payload or result, and of a request body
-_INT_MIN = -(2**63)
-_INT_MAX = 2**64 - 1
 
 
 # -- format negotiation -------------------------------------------------------------------
@@ -100,22 +93,13 @@ def decode_body(raw: bytes, fmt: Format) -> Any:
         return {}
     try:
         if fmt == "msgpack":
-            return msgpack.unpackb(raw, raw=False, strict_map_key=True, ext_hook=_no_ext)
+            return msgpack.unpackb(raw, raw=False, strict_map_key=True, ext_hook=no_ext)
         return json.loads(raw, parse_constant=_no_constant)
     except RecursionError as e:
         raise ApiError(400, "malformed", "body: nested too deeply") from e
     except Exception as e:  # the decoders raise many unrelated types for bad input
         what = "msgpack" if fmt == "msgpack" else "JSON"
-        raise ApiError(400, "malformed", f"body: not valid {what} ({_short(e)})") from e
-
-
-def _short(e: Exception) -> str:
-    text = str(e).splitlines()[0] if str(e) else type(e).__name__
-    return text[:200]
-
-
-def _no_ext(code: int, data: bytes) -> Any:
-    raise ValueError(f"msgpack ext type {code} is not supported")
+        raise ApiError(400, "malformed", f"body: not valid {what} ({short(e)})") from e
 
 
 def _json_default(v: Any) -> Any:
@@ -168,72 +152,3 @@ def error_response(request: web.BaseRequest, err: ApiError) -> web.Response:
     headers = {} if err.retry_after_s is None else {"Retry-After": str(err.retry_after_s)}
     body = {"error": {"code": err.code, "message": err.message}}
     return respond(request, body, err.status, headers)
-
-
-# -- user values (payloads, results) --------------------------------------------------------
-
-
-def _check_value(v: Any, fmt: Format, field: str, depth: int) -> Any:
-    """``v`` checked (and, from JSON, ``{"$bytes"}`` turned into bytes); 400 if unusable."""
-    if depth > MAX_DEPTH:
-        raise ApiError(400, "invalid", f"{field}: nested deeper than {MAX_DEPTH}")
-    if v is None or isinstance(v, bool | str):
-        return v
-    if isinstance(v, int):
-        if not _INT_MIN <= v <= _INT_MAX:
-            raise ApiError(400, "invalid", f"{field}: integer outside the 64-bit range")
-        return v
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            raise ApiError(400, "invalid", f"{field}: NaN and infinities are not allowed")
-        return v
-    if isinstance(v, bytes):
-        return v
-    if isinstance(v, list):
-        return [_check_value(x, fmt, field, depth + 1) for x in v]
-    if isinstance(v, dict):
-        if fmt == "json" and len(v) == 1 and "$bytes" in v:
-            return _from_base64(v["$bytes"], field)
-        out: dict[str, Any] = {}
-        for k, x in v.items():
-            if not isinstance(k, str):
-                raise ApiError(400, "invalid", f"{field}: map keys must be strings")
-            out[k] = _check_value(x, fmt, field, depth + 1)
-        return out
-    raise ApiError(400, "invalid", f"{field}: unsupported value type {type(v).__name__}")
-
-
-def _from_base64(s: Any, field: str) -> bytes:
-    if not isinstance(s, str):
-        raise ApiError(400, "invalid", f"{field}: $bytes must be a base64 string")
-    try:
-        return base64.b64decode(s.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError) as e:
-        raise ApiError(400, "invalid", f"{field}: $bytes is not valid base64") from e
-
-
-def pack_value(value: Any, fmt: Format, field: str, max_bytes: int) -> bytes:
-    """A user value as the opaque bytes the core stores; 400 if unusable, 413 if too large."""
-    checked = _check_value(value, fmt, field, 0)
-    try:
-        raw: bytes = msgpack.packb(checked, use_bin_type=True)
-    except (OverflowError, ValueError, TypeError) as e:  # guarded above; kept as a backstop
-        raise ApiError(400, "invalid", f"{field}: cannot be encoded ({_short(e)})") from e
-    if len(raw) > max_bytes:
-        raise ApiError(
-            413,
-            "payload_too_large",
-            f"{field}: {len(raw)} bytes encoded, the limit is {max_bytes}",
-        )
-    return raw
-
-
-def unpack_value(raw: bytes | None) -> Any:
-    """A stored payload or result back as the user's value (bytes that are not one value of
-    msgpack, e.g. written by other code, come back as bytes)."""
-    if raw is None:
-        return None
-    try:
-        return msgpack.unpackb(raw, raw=False, strict_map_key=True, ext_hook=_no_ext)
-    except Exception:  # not our encoding: hand the bytes back as they are
-        return raw

@@ -77,7 +77,7 @@ _CLAIM_BACKOFF_CAP_S = 5.0
 # full round of claimed jobs may be in flight while the next round is claimed, i.e. about
 # one coalesced ack request per claim round trip. With prefetch, jobs finish as fast as they
 # are claimed; a bound of 2 * concurrency + prefetch made the next claims wait for the acks
-# (docs/benchmarks.md, "Where a claim's time goes": +5-9% claim+ack with prefetch 10, 30).
+# (docs/benchmark-log.md, "Where a claim's time goes": +5-9% claim+ack with prefetch 10, 30).
 _SETTLING_FACTOR = 2
 
 

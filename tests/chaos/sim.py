@@ -17,7 +17,7 @@ from typing import Any
 
 from raftq.core.commands import Ack, Claim, Enqueue, Heartbeat, Nack, NewJob
 from raftq.core.machine import Machine
-from raftq.core.results import Acked, Claimed, Enqueued, Extended, Nacked, Rejected
+from raftq.core.results import Acked, Claimed, Enqueued, Extended, Nacked, Refusal
 
 __all__ = ["MUTATIONS", "mutate", "simulate"]
 
@@ -144,7 +144,7 @@ class _Sim:
                 result = self.m.apply_command(cmd2)
             else:
                 result = self.m.apply_command(Heartbeat(now_ms=now, job_id=job_id, token=token))
-            if isinstance(result, Rejected):
+            if isinstance(result, Refusal):
                 op["error"] = result.reason.value
             else:
                 assert isinstance(result, (Acked, Nacked, Extended))

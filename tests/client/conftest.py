@@ -10,12 +10,13 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 
 from raftq.server import ServerSettings
-from tests.conftest import serve_local_nodes
+from tests.conftest import serve_local_nodes, serve_raft_nodes
 from tests.support.local_node import LocalNode
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -68,25 +69,36 @@ class Cluster:
         return ",".join(self.addresses[i] for i in (ids or tuple(self.addresses)))
 
 
-@asynccontextmanager
-async def _start(
-    *, followers: int = 2, settings: ServerSettings | None = None
-) -> AsyncIterator[Cluster]:
-    faults: dict[str, Faults] = {}
-
-    def add_faults(nid: str, app: web.Application) -> None:
-        faults[nid] = Faults()
-        app.middlewares.append(faults[nid].middleware())
-
-    serving = serve_local_nodes(followers=followers, settings=settings, prepare=add_faults)
-    async with serving as (nodes, addresses):
-        yield Cluster(nodes=nodes, addresses=addresses, faults=faults)
-
-
 StartFn = Callable[..., AbstractAsyncContextManager[Cluster]]
 
 
 @pytest.fixture
-def start() -> StartFn:
+def engine() -> str:
+    """What the servers run on: ``"local"`` (``LocalNode``s, the default) or ``"raft"`` (real
+    ``RaftNode``s over the in-memory transport); a test parametrizes it to run on both."""
+    return "local"
+
+
+@pytest.fixture
+def start(engine: str, tmp_path: Path) -> StartFn:
     """``async with start(followers=2) as c``: a leader n1 and followers, each served."""
+
+    @asynccontextmanager
+    async def _start(
+        *, followers: int = 2, settings: ServerSettings | None = None
+    ) -> AsyncIterator[Cluster]:
+        faults: dict[str, Faults] = {}
+
+        def add_faults(nid: str, app: web.Application) -> None:
+            faults[nid] = Faults()
+            app.middlewares.append(faults[nid].middleware())
+
+        serving = (
+            serve_raft_nodes(tmp_path, followers=followers, settings=settings, prepare=add_faults)
+            if engine == "raft"
+            else serve_local_nodes(followers=followers, settings=settings, prepare=add_faults)
+        )
+        async with serving as (nodes, addresses):
+            yield Cluster(nodes=nodes, addresses=addresses, faults=faults)  # type: ignore[arg-type]
+
     return _start

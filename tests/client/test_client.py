@@ -12,6 +12,7 @@ from raftq.client.transport import parse_nodes
 from raftq.core import Enqueue
 from raftq.errors import NoLeader, OutcomeUnknown, Rejected, TransportError
 from raftq.server import ServerSettings
+from tests.support.memory_cluster import ON_BOTH
 
 
 def enqueues(node) -> list[Enqueue]:
@@ -65,6 +66,7 @@ async def test_whole_api(start, use_msgpack):
         assert (await client.cluster_of(f"http://{c.addresses['n3']}"))["self"]["id"] == "n3"
 
 
+@ON_BOTH
 async def test_learns_the_leader_and_goes_there(start):
     async with start() as c, Client(c.csv("n2", "n3")) as client:
         assert client.leader is None
@@ -77,6 +79,7 @@ async def test_learns_the_leader_and_goes_there(start):
         assert len(c.faults["n1"].seen) >= 6
 
 
+@ON_BOTH
 async def test_dead_nodes_are_skipped(start):
     async with start(followers=0) as c, Client(f"127.0.0.1:1,{c.csv()}") as client:
         t0 = time.monotonic()
@@ -145,6 +148,7 @@ async def test_budget_spent_raises_typed_errors(start):
                 await client.enqueue("q", 1)
 
 
+@ON_BOTH
 async def test_refusals_raise_rejected(start):
     async with start(followers=0) as c, Client(c.csv()) as client:
         with pytest.raises(Rejected) as e:
@@ -169,6 +173,7 @@ async def test_refusals_raise_rejected(start):
         assert len(acks) == 1
 
 
+@ON_BOTH
 async def test_long_poll_claim(start):
     async with start() as c, Client(c.csv("n2")) as client:
         waiting = asyncio.create_task(client.claim("q", worker="w", wait_ms=10_000))
@@ -182,6 +187,7 @@ async def test_long_poll_claim(start):
         assert 0.25 < time.monotonic() - t0 < 3
 
 
+@ON_BOTH
 async def test_sync_client(start):
     async with start() as c:
 

@@ -11,6 +11,7 @@ from raftq.client import Client, SyncClient
 from raftq.client.batch import Coalescer
 from raftq.core import Ack, Enqueue
 from raftq.errors import OutcomeUnknown, Rejected
+from tests.support.memory_cluster import ON_BOTH
 
 
 def requests_to(c, suffix: str) -> list[str | None]:
@@ -84,6 +85,7 @@ async def test_a_lost_batch_answer_is_retried_and_applied_once(start):
         assert c.leader.machine.queue_stats("q").depth["succeeded"] == 5
 
 
+@ON_BOTH
 async def test_coalesce_off_sends_one_request_per_call(start):
     async with start(followers=0) as c, Client(c.csv(), coalesce=False) as client:
         await asyncio.gather(*(client.enqueue("q", i) for i in range(20)))
@@ -126,6 +128,7 @@ def test_coalescer_and_client_arguments_are_checked():
         Client("127.0.0.1:1", max_batch=0)
 
 
+@ON_BOTH
 async def test_sync_client_ack_many(start):
     async with start(followers=0) as c, Client(c.csv()) as producer:
         await producer.enqueue_many("q", [{"payload": 1}, {"payload": 2}])

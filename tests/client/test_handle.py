@@ -9,8 +9,10 @@ import pytest
 
 from raftq.client import Client, JobHandle, SyncClient
 from raftq.errors import JobCancelled, JobDead, JobFailed, Rejected, WaitTimeout
+from tests.support.memory_cluster import ON_BOTH
 
 
+@ON_BOTH
 async def test_wait_returns_the_result_once_acked(start):
     async with start() as c, Client(c.csv()) as client:
         handle = await client.enqueue_job("q", {"n": 1}, priority=3)
@@ -28,6 +30,7 @@ async def test_wait_returns_the_result_once_acked(start):
         assert (await handle.status())["state"] == "succeeded"
 
 
+@ON_BOTH
 async def test_wait_raises_the_dead_letter_error_or_cancellation(start):
     async with start() as c, Client(c.csv()) as client:
         doomed = await client.enqueue_job("q", None, max_attempts=1)
@@ -46,6 +49,7 @@ async def test_wait_raises_the_dead_letter_error_or_cancellation(start):
             await cancelled.wait(1_000)
 
 
+@ON_BOTH
 async def test_wait_times_out_with_the_last_state_and_polls_with_backoff(start):
     async with start() as c, Client(c.csv()) as client:
         handle = await client.enqueue_job("q", None, delay_ms=60_000)
@@ -59,6 +63,7 @@ async def test_wait_times_out_with_the_last_state_and_polls_with_backoff(start):
         assert 5 <= len(polls) <= 12
 
 
+@ON_BOTH
 async def test_wait_on_an_unknown_job_is_not_found(start):
     async with start() as c, Client(c.csv()) as client:
         with pytest.raises(Rejected) as nf:
@@ -66,6 +71,7 @@ async def test_wait_on_an_unknown_job_is_not_found(start):
         assert nf.value.status == 404
 
 
+@ON_BOTH
 async def test_sync_handle(start):
     async with start() as c:
         address = c.csv()

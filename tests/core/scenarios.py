@@ -49,7 +49,7 @@ from raftq.core import (
     Paused,
     Purge,
     Purged,
-    Rejected,
+    Refusal,
     Requeued,
     RequeueDead,
     Result,
@@ -337,7 +337,7 @@ def _nacked(r: Nacked) -> str:
 
 # How each result but a claim prints.
 _ONE_LINE: dict[type, Callable[..., str]] = {
-    Rejected: lambda r: f"rejected {r.reason}: {r.message}",
+    Refusal: lambda r: f"rejected {r.reason}: {r.message}",
     Enqueued: _enqueued,
     Extended: lambda r: f"extended expires={r.lease_expires_ms}",
     Acked: lambda r: f"acked {r.job_id}",

@@ -44,7 +44,7 @@ from raftq.core import (
     Purge,
     Purged,
     Reason,
-    Rejected,
+    Refusal,
     Requeued,
     RequeueDead,
     Result,
@@ -98,7 +98,7 @@ ONE_OF_EACH_COMMAND: list[Command] = [
 ]
 
 ONE_OF_EACH_RESULT: list[Result] = [
-    Rejected(Reason.STALE_TOKEN, "token 2 is not job 1's current lease"),
+    Refusal(Reason.STALE_TOKEN, "token 2 is not job 1's current lease"),
     Enqueued((1, 2), (False, True)),
     Claimed((Lease(1, "emails", b"\x01hello", 7, 1, 2, 1_700_000_005_001),)),
     Extended(1_700_000_009_002),
@@ -192,7 +192,7 @@ def test_each_result_round_trips(result: Result) -> None:
 
 
 def test_every_reason_round_trips() -> None:
-    results: list[Result] = [Rejected(reason, f"because {reason}") for reason in Reason]
+    results: list[Result] = [Refusal(reason, f"because {reason}") for reason in Reason]
     assert decode_results(encode_results(results)) == results
 
 
@@ -280,7 +280,7 @@ def test_any_well_typed_commands_on_a_busy_machine(snapshot: bytes, cmds: list[C
 
 lease_st = st.builds(Lease, i64, text, st.binary(max_size=8), i64, i64, i64, i64)
 result_st: st.SearchStrategy[Result] = st.one_of(
-    st.builds(Rejected, st.sampled_from(Reason), text),
+    st.builds(Refusal, st.sampled_from(Reason), text),
     st.lists(st.tuples(i64, st.booleans()), max_size=3).map(
         lambda xs: Enqueued(tuple(x for x, _ in xs), tuple(b for _, b in xs))
     ),
@@ -338,7 +338,7 @@ def assert_malformed(raw: bytes, reason: Reason = Reason.MALFORMED) -> None:
     m = Machine()
     results = m.apply_entry(raw)
     assert len(results) == 1
-    assert isinstance(results[0], Rejected)
+    assert isinstance(results[0], Refusal)
     assert results[0].reason is reason, results[0]
     assert m.applied == 1 and not m.jobs and not m.queues and m.clock_ms == 0
     with pytest.raises(CodecError) as info:

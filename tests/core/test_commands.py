@@ -35,7 +35,7 @@ from raftq.core import (
     Purge,
     Purged,
     Reason,
-    Rejected,
+    Refusal,
     Requeued,
     RequeueDead,
     Result,
@@ -170,7 +170,7 @@ def h() -> Harness:
 
 
 def rejected(result: Result, reason: Reason) -> bool:
-    return isinstance(result, Rejected) and result.reason is reason
+    return isinstance(result, Refusal) and result.reason is reason
 
 
 # -- enqueue --------------------------------------------------------------------------------------

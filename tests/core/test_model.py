@@ -53,7 +53,7 @@ from raftq.core import (
     Purge,
     Purged,
     Reason,
-    Rejected,
+    Refusal,
     Requeued,
     RequeueDead,
     Result,
@@ -199,12 +199,12 @@ class Expect:
 
     def verify(self, got: Result) -> None:
         if self.reasons is not None:
-            assert isinstance(got, Rejected), f"expected one of {self.reasons}, got {got}"
+            assert isinstance(got, Refusal), f"expected one of {self.reasons}, got {got}"
             assert got.reason in self.reasons, f"expected one of {self.reasons}, got {got}"
         elif self.check is not None:
             self.check(got)
-        elif isinstance(self.exact, Rejected):
-            assert isinstance(got, Rejected), f"expected {self.exact}, got {got}"
+        elif isinstance(self.exact, Refusal):
+            assert isinstance(got, Refusal), f"expected {self.exact}, got {got}"
             assert got.reason == self.exact.reason, f"expected {self.exact}, got {got}"
         else:
             assert got == self.exact, f"expected {self.exact}, got {got}"
@@ -273,7 +273,7 @@ class QueueMachineTest(RuleBasedStateMachine):
         if rid is not None and rid in model.requests:
             _, first_asked, first = model.requests[rid]
             if asked != first_asked:
-                assert isinstance(got, Rejected), "another command under a known id is refused"
+                assert isinstance(got, Refusal), "another command under a known id is refused"
                 assert got.reason is Reason.REQUEST_ID_REUSED, got
             else:
                 assert got == self.replayed(first), "a repeat must get the first answer"

@@ -31,7 +31,7 @@ from raftq.core import (
     Nack,
     NewJob,
     Reason,
-    Rejected,
+    Refusal,
     Result,
     Tick,
     Ticked,
@@ -67,7 +67,7 @@ class H:
 
 
 def _reused(r: Result) -> bool:
-    return isinstance(r, Rejected) and r.reason is Reason.REQUEST_ID_REUSED
+    return isinstance(r, Refusal) and r.reason is Reason.REQUEST_ID_REUSED
 
 
 # -- same id, different command: refused ----------------------------------------------------
@@ -188,7 +188,7 @@ def test_a_replayed_claim_is_rebuilt_from_the_jobs_with_the_current_lease_end() 
     assert h.one(cmd) == Claimed((one, two))
     h.now += 1000
     ext = h.one(Heartbeat(now_ms=h.now, job_id=one.id, token=one.token))
-    assert not isinstance(ext, Rejected)
+    assert not isinstance(ext, Refusal)
     again = h.one(replace(cmd, now_ms=h.now))
     assert again == Claimed((replace(one, lease_expires_ms=h.now + 10_000), two))
 

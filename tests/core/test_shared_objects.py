@@ -1,5 +1,5 @@
 """The machine keeps equal values as one object where that saves memory per queued job
-(docs/benchmarks.md, "Memory at 1M queued jobs"): on the apply path and after a restore.
+(docs/benchmark-log.md, "Memory at 1M queued jobs"): on the apply path and after a restore.
 
 These check object identity, not sizes: identity is what the memory saving rests on, and it
 must hold without changing any value, answer or snapshot byte.

@@ -14,12 +14,12 @@ import pytest
 from aiohttp import web
 
 from raftq import Node, Worker
-from raftq.core import Ack, Acked, Reason
-from raftq.core import Rejected as CoreRejected
+from raftq.core import Ack, Acked, Reason, Refusal
 from raftq.errors import NoLeader, Rejected
+from raftq.raft.pysyncobj import new_pysyncobj_engine
 from raftq.server import ServerSettings
 from raftq.worker import Job
-from tests.embed.conftest import make_config
+from tests.embed.conftest import make_config, mounted_nodes
 
 
 @asynccontextmanager
@@ -135,13 +135,13 @@ async def test_submit_many_on_the_raft_node_answers_each_command(tmp_path: Path)
         ]
         first = await raft.submit_many(acks, 5_000)
         assert first[0] == Acked(jobs[0].id) and first[2] == Acked(jobs[2].id)
-        assert isinstance(first[1], CoreRejected) and first[1].reason is Reason.STALE_TOKEN
+        assert isinstance(first[1], Refusal) and first[1].reason is Reason.STALE_TOKEN
         assert await raft.submit_many(acks, 5_000) == first  # a retry: the first outcomes
         assert (await node.get_job(jobs[0].id))["state"] == "succeeded"
         assert (await node.get_job(jobs[1].id))["state"] == "leased"
         # Without the request ids, the same acks are new operations on finished jobs.
         again = await raft.submit_many([replace(a, request_id=None) for a in acks], 5_000)
-        reasons = [r.reason if isinstance(r, CoreRejected) else r for r in again]
+        reasons = [r.reason if isinstance(r, Refusal) else r for r in again]
         assert reasons == [Reason.FINISHED, Reason.STALE_TOKEN, Reason.FINISHED]
 
 
@@ -166,23 +166,17 @@ async def test_not_started_and_bad_prefix(tmp_path: Path) -> None:
         await node.enqueue("q", 1)
     with pytest.raises(ValueError, match="prefix"):
         node.mount(web.Application(), prefix="raftq/")
+    config = make_config(tmp_path / "two", 2)
+    with pytest.raises(ValueError, match="engine is for node 'n2', not 'n1'"):
+        Node(config, "n1", engine=new_pysyncobj_engine(config, "n2"))
 
 
-async def test_followers_forward_to_the_leader(tmp_path: Path) -> None:
+@pytest.mark.parametrize("network", ["tcp", "memory"])
+async def test_followers_forward_to_the_leader(tmp_path: Path, network: str) -> None:
+    """Over PySyncObj's TCP transport, and over the in-memory one (Raft without sockets)."""
     config = make_config(tmp_path, 3)
     async with AsyncExitStack() as stack:
-        nodes: dict[str, Node] = {}
-        for spec in config.nodes:
-            node = Node(config, spec.id, retry_ms=10_000)
-            app = web.Application()
-            node.mount(app, prefix="/queue")
-            runner = web.AppRunner(app)
-            await runner.setup()
-            stack.push_async_callback(runner.cleanup)
-            await web.TCPSite(runner, spec.api_host, spec.api_port).start()
-            await node.start()
-            stack.push_async_callback(node.stop)
-            nodes[spec.id] = node
+        nodes = await mounted_nodes(stack, config, network=network)
         leader_id = await nodes["n1"].wait_for_leader(15_000)
         follower = next(n for n in nodes.values() if n.node_id != leader_id)
         assert not follower.is_leader

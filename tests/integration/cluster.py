@@ -13,7 +13,6 @@ import shutil
 import signal
 import ssl
 import subprocess
-import sys
 import time
 import tomllib
 import urllib.error
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from raftq.bench.cluster import free_ports
+from raftq.node.spawn import serve_argv, start_node
 
 __all__ = ["Cluster", "free_ports", "tokens_toml"]
 
@@ -109,17 +109,13 @@ class Cluster:
     def start(self, *ids: str) -> None:
         for nid in ids or self.ids:
             log = open(self.root / f"{nid}.log", "ab")  # noqa: SIM115  # owned by the process
-            self.procs[nid] = subprocess.Popen(
-                [*self.serve_command(), "--node", nid, *self.log_args],
+            self.procs[nid] = start_node(
+                serve_argv(self.config_path, nid, extra=self.log_args),
                 stdout=log,
-                stderr=subprocess.STDOUT,
                 cwd=self.root,
                 env={**os.environ, **self.env.get(nid, {})},
             )
             log.close()
-
-    def serve_command(self) -> list[str]:
-        return [sys.executable, "-m", "raftq", "serve", "--config", str(self.config_path)]
 
     def kill(self, nid: str, sig: int = signal.SIGKILL) -> None:
         proc = self.procs[nid]

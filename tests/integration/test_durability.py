@@ -160,9 +160,9 @@ def test_kill9_all_nodes_under_load_rounds(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(ROUNDS_TIMEOUT_S + 60 * ROUNDS)
 def test_kill9_all_nodes_the_moment_a_snapshot_lands(tmp_path: Path) -> None:
-    """Bug fixed (raftq/raft/journal.py, "A snapshot at start and entries of older terms"; it
-    failed the rounds test above once in CI: a job id handed out twice). A node puts its new
-    snapshot in place and truncates its journal up to it a tick later; kill -9 in between
+    """Bug fixed (raftq/raft/pysyncobj/journal.py, "A snapshot at start and entries of older
+    terms"; it failed the rounds test above once in CI: a job id handed out twice). A node puts
+    its new snapshot in place and truncates its journal up to it a tick later; kill -9 in between
     leaves a journal that starts before the snapshot, and at the next start the node dropped
     the journal entries after the snapshot that were older than its current term,
     acknowledged ones included. On the code before the fix this test failed in 4 of 6 runs
@@ -317,9 +317,9 @@ def _wait_applied_past(cluster: Cluster, nid: str, index: int) -> None:
 
 
 def test_bug_fixed_a_follower_never_forgets_committed_entries(tmp_path: Path) -> None:
-    """Bug fixed (raftq/raft/journal.py, "Never forgetting an acknowledged entry"): a follower
-    that pauses briefly under load (here SIGSTOP for half a second, like a long GC pause or a
-    starved VM) then gets the leader's backlog and re-sends; PySyncObj's follower cut its own
+    """Bug fixed (raftq/raft/pysyncobj/journal.py, "Never forgetting an acknowledged entry"): a
+    follower that pauses briefly under load (here SIGSTOP for half a second, like a long GC pause
+    or a starved VM) then gets the leader's backlog and re-sends; PySyncObj's follower cut its own
     log below entries it had acknowledged and re-installed an older snapshot over a longer log,
     over and over (before the fix: 15 to 116 times per run of the restore test, in 8 of 8
     runs). PySyncObj says so when it happens: "raftCommitIndex (c) exceeds journal end (e)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from raftq.node.spawn import serve_argv
 from tests.integration.cluster import Cluster, free_ports, tokens_toml
 
 TOKENS = {
@@ -160,7 +160,7 @@ def test_tokens_in_a_cluster_without_secret_refuse_to_start(tmp_path: Path) -> N
         config.write_text("\n".join(lines) + extra)
         env = {k: v for k, v in os.environ.items() if k != "RAFTQ_SECRET"}
         out = subprocess.run(
-            [sys.executable, "-m", "raftq", "serve", "--config", str(config), "--node", "n1"],
+            serve_argv(config, "n1"),
             capture_output=True, text=True, timeout=30, check=False, env=env,
         )  # fmt: skip
         assert out.returncode == 2, out

@@ -3,8 +3,8 @@
 - A node whose API address is not loopback refuses to start without tokens, and one whose raft
   address is not loopback refuses without a secret: one line on stderr, no traceback.
 - The raft port binds the configured address only (not 0.0.0.0).
-- The pickle attack on the raft port (PySyncObj unpickles what any peer sends; see
-  /work/shared/notes/pysyncobj-0.3.17.md section 4): without a secret it runs the attacker's
+- The pickle attack on the raft port (PySyncObj 0.3.17 unpickles every message a peer sends,
+  before the peer has identified itself): without a secret it runs the attacker's
   code (the positive control, on loopback), with the secret it is dropped.
 """
 
@@ -16,13 +16,13 @@ import pickle
 import socket
 import struct
 import subprocess
-import sys
 import time
 import zlib
 from pathlib import Path
 
 import pytest
 
+from raftq.node.spawn import serve_argv
 from tests.integration.cluster import Cluster, free_ports
 
 
@@ -50,7 +50,7 @@ def test_exposed_addresses_without_protection_refuse_to_start(
     config.write_text("\n".join(lines) + "\n")
     env_free = {k: v for k, v in os.environ.items() if k != "RAFTQ_SECRET"}
     out = subprocess.run(
-        [sys.executable, "-m", "raftq", "serve", "--config", str(config), "--node", "n1"],
+        serve_argv(config, "n1"),
         capture_output=True, text=True, timeout=60, check=False, env=env_free,
     )  # fmt: skip
     assert out.returncode == 2, out

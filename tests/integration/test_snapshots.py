@@ -16,8 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from raftq.raft.pysyncobj.snapshot_hooks import read_machine
 from raftq.raft.snapshot_file import verify_file
-from raftq.raft.snapshot_hooks import read_machine
 from tests.integration.cluster import Cluster, http_json
 
 # Compact often (every 30 entries, any second in each node's window): every node has a

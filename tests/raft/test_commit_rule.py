@@ -1,5 +1,5 @@
 """Bug fixed: a deposed leader applied entries the cluster never committed
-(raftq/raft/commit_rule.py; found reading PySyncObj's follower code).
+(raftq/raft/pysyncobj/commit_rule.py; found reading PySyncObj's follower code).
 
 Real PySyncObj nodes in this process, ticked by the test (``autoTick=False``), over real TCP on
 loopback. Three nodes elect a leader and commit a command; the two followers then go away, so
@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from pysyncobj import SyncObj, SyncObjConf, SyncObjConsumer, replicated
 
-from raftq.raft.commit_rule import RaftqSyncObj, follower_view
-from raftq.raft.journal import durable_journal
+from raftq.raft.pysyncobj.commit_rule import RaftqSyncObj, follower_view
+from raftq.raft.pysyncobj.journal import durable_journal
 from tests.integration.cluster import free_ports
 
 

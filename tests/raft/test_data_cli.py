@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from raftq.cli import main
+from raftq.cli.main import main
 from raftq.core import Machine, write_snapshot
-from raftq.raft.journal import DurableMetaStorer
+from raftq.raft.pysyncobj.journal import DurableMetaStorer
 from raftq.raft.snapshot_file import RaftHeader, verify_file, write_file
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from raftq.raft.replica import Replica
+from raftq.raft.pysyncobj.replica import Replica
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,6 +32,7 @@ _CHILD = textwrap.dedent(
     from raftq.core import Tick
     from raftq.core.machine import Machine
     from raftq.raft.node import RaftNode
+    from raftq.raft.pysyncobj import new_pysyncobj_engine
     from tests.embed.conftest import make_config
 
     armed = False
@@ -50,7 +51,8 @@ _CHILD = textwrap.dedent(
 
     async def main():
         global armed
-        node = RaftNode(make_config(Path(sys.argv[1]), 1), "n1", on_fatal=on_fatal)
+        config = make_config(Path(sys.argv[1]), 1)
+        node = RaftNode(config, new_pysyncobj_engine(config, "n1"), on_fatal=on_fatal)
         await node.start()
         while not node.is_leader():
             await asyncio.sleep(0.05)

@@ -23,7 +23,6 @@ import re
 import shutil
 import signal
 import struct
-import subprocess
 import time
 import zlib
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from typing import Any
 
 import pytest
 
+from raftq.node.spawn import serve_argv, start_node
 from raftq.raft.datadir import JOURNAL_FILE
 from tests.integration.cluster import Cluster, http_json
 
@@ -72,12 +72,11 @@ class StracedCluster(Cluster):
                 "-e", "trace=" + ",".join(self.syscalls),
                 "-o", str(self.trace_file),
             ]  # fmt: skip
-            self.procs[nid] = subprocess.Popen(
-                [*strace, *self.serve_command(), "--node", nid, "--log-level", "INFO"],
+            self.procs[nid] = start_node(
+                serve_argv(self.config_path, nid, log_level="INFO", prefix=strace),
                 stdout=log,
-                stderr=subprocess.STDOUT,
                 cwd=self.root,
-                start_new_session=True,  # strace and the node: one process group to kill
+                new_session=True,  # strace and the node: one process group to kill
             )
             log.close()
 

@@ -24,7 +24,7 @@ from raftq.core import (
     Machine,
     NewJob,
     Reason,
-    Rejected,
+    Refusal,
     Result,
     encode_entry,
 )
@@ -95,7 +95,7 @@ async def test_a_batch_goes_out_in_one_entry_with_an_outcome_per_command() -> No
     p.commit_next()
     first, stale, last = await waiting
     assert first == Acked(leases[0].id) and last == Acked(leases[2].id)
-    assert isinstance(stale, Rejected) and stale.reason is Reason.STALE_TOKEN
+    assert isinstance(stale, Refusal) and stale.reason is Reason.STALE_TOKEN
 
 
 async def test_a_retry_is_answered_per_item_with_the_first_outcome() -> None:
@@ -115,7 +115,7 @@ async def test_a_retry_is_answered_per_item_with_the_first_outcome() -> None:
     await _settle()
     p.commit_next()
     fresh = await waiting
-    assert isinstance(fresh[0], Rejected) and fresh[0].reason is Reason.FINISHED
+    assert isinstance(fresh[0], Refusal) and fresh[0].reason is Reason.FINISHED
 
 
 @pytest.mark.parametrize("failing", [0, 1])

@@ -1,5 +1,5 @@
-"""The durable journal seam (raftq/raft/journal.py): unit tests of the journal and a guard that
-fails loudly if a PySyncObj upgrade stops building its journal through the seam."""
+"""The durable journal seam (raftq/raft/pysyncobj/journal.py): unit tests of the journal and a
+guard that fails loudly if a PySyncObj upgrade stops building its journal through the seam."""
 
 from __future__ import annotations
 
@@ -14,15 +14,16 @@ import pysyncobj.syncobj
 import pytest
 from pysyncobj.journal import FileJournal
 
-from raftq.raft import journal as seam
-from raftq.raft.journal import (
+from raftq.raft.node import RaftNode
+from raftq.raft.pysyncobj import journal as seam
+from raftq.raft.pysyncobj import new_pysyncobj_engine
+from raftq.raft.pysyncobj.journal import (
     DurabilitySeamError,
     DurableFileJournal,
     DurableMetaStorer,
     check_version,
     durable_journal,
 )
-from raftq.raft.node import RaftNode
 from tests.embed.conftest import make_config
 
 
@@ -194,19 +195,20 @@ def test_seam_is_per_thread_and_restored(tmp_path: Path) -> None:
 
 
 async def _journal_of_started_node(tmp_path: Path, fsync: str) -> tuple[type, bool]:
-    node = RaftNode(make_config(tmp_path, 1, f'[raft]\nfsync = "{fsync}"'), "n1")
+    config = make_config(tmp_path, 1, f'[raft]\nfsync = "{fsync}"')
+    node = RaftNode(config, new_pysyncobj_engine(config, "n1"))
     await node.start()
     try:
-        journal = node._syncobj._SyncObj__raftLog  # type: ignore[union-attr]
+        journal = node.engine.syncobj._SyncObj__raftLog  # type: ignore[union-attr]
         return type(journal), journal._raftq_sync
     finally:
         await node.stop()
 
 
 async def test_guard_a_started_node_journals_through_the_seam(tmp_path: Path) -> None:
-    """If this fails after a PySyncObj upgrade, the upgrade bypassed raftq/raft/journal.py:
-    acknowledged writes would no longer be fsynced, nor the log kept as Raft keeps it.
-    Re-verify the seam before pinning."""
+    """If this fails after a PySyncObj upgrade, the upgrade bypassed
+    raftq/raft/pysyncobj/journal.py: acknowledged writes would no longer be fsynced, nor the log
+    kept as Raft keeps it. Re-verify the seam before pinning."""
     assert await _journal_of_started_node(tmp_path / "a", "always") == (DurableFileJournal, True)
     assert await _journal_of_started_node(tmp_path / "b", "off") == (DurableFileJournal, False)
     assert seam._Seam.inside == 0
@@ -217,7 +219,8 @@ async def test_guard_refuses_a_bypassed_seam(
 ) -> None:
     # Simulate an upgrade that creates its journal without looking up createJournal.
     monkeypatch.setattr(seam, "_create_journal", lambda f=None: FileJournal(f))
-    node = RaftNode(make_config(tmp_path, 1), "n1")
+    config = make_config(tmp_path, 1)
+    node = RaftNode(config, new_pysyncobj_engine(config, "n1"))
     with pytest.raises(DurabilitySeamError, match="durable journal was not installed"):
         await node.start()
     await asyncio.sleep(0)

@@ -1,4 +1,4 @@
-"""A failed journal or term/vote write stops the node (raftq/raft/journal.py, fail-stop).
+"""A failed journal or term/vote write stops the node (raftq/raft/pysyncobj/journal.py, fail-stop).
 
 Bug fixed: PySyncObj's FileJournal appends an entry to its in-memory list before it writes
 it, and PySyncObj's tick thread logs any exception and carries on. After a failed write
@@ -30,9 +30,9 @@ import pytest
 from pysyncobj.journal import FileJournal
 
 from raftq.errors import DataError, RaftqError
-from raftq.raft import journal as seam
 from raftq.raft.datadir import check_data_dir, check_journal
-from raftq.raft.journal import DurableFileJournal, DurableMetaStorer
+from raftq.raft.pysyncobj import journal as seam
+from raftq.raft.pysyncobj.journal import DurableFileJournal, DurableMetaStorer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -266,7 +266,7 @@ def test_the_default_hook_ends_the_process_with_exit_74(tmp_path: Path) -> None:
     script = textwrap.dedent(
         """
         import errno, os, sys
-        from raftq.raft.journal import DurableFileJournal
+        from raftq.raft.pysyncobj.journal import DurableFileJournal
         j = DurableFileJournal(sys.argv[1])
         j.add(b"one", 1, 1)
         def full(*args):

@@ -1,4 +1,4 @@
-"""Bug fixed: a follower forgot log entries it had acknowledged (raftq/raft/journal.py,
+"""Bug fixed: a follower forgot log entries it had acknowledged (raftq/raft/pysyncobj/journal.py,
 "Never forgetting an acknowledged entry").
 
 PySyncObj 0.3.17's follower handles an AppendEntries that overlaps its log by dropping every
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pysyncobj.journal import FileJournal
 
-from raftq.raft.journal import DurableFileJournal
+from raftq.raft.pysyncobj.journal import DurableFileJournal
 
 TERM = 3
 

@@ -1,5 +1,6 @@
 """A follower never installs a snapshot older than what it committed (finding 2 of the safety
-issue "an acknowledged job is never lost"; raftq/raft/commit_rule.py, "An older snapshot").
+issue "an acknowledged job is never lost"; raftq/raft/pysyncobj/commit_rule.py, "An older
+snapshot").
 
 Three real PySyncObj nodes in this process. Compaction is driven by the test: the leader
 compacts first, the follower later, so the follower's log starts past the leader's snapshot.
@@ -21,6 +22,7 @@ from typing import Any
 from raftq.core import Enqueue, Machine, NewJob
 from raftq.core.snapshot import snapshot_digest
 from raftq.raft.node import RaftNode
+from raftq.raft.pysyncobj import new_pysyncobj_engine
 from raftq.raft.snapshot_file import verify_file
 from tests.embed.conftest import make_config
 
@@ -43,8 +45,8 @@ async def _enqueue(node: RaftNode, n: int, tag: str) -> None:
 
 
 def _so(node: RaftNode) -> Any:
-    assert node._syncobj is not None
-    return node._syncobj
+    assert node.engine.syncobj is not None
+    return node.engine.syncobj
 
 
 def _log_start(node: RaftNode) -> int:
@@ -68,7 +70,7 @@ def _state(node: RaftNode) -> tuple[int, object, str]:
 async def _compact(node: RaftNode) -> int:
     """Force a compaction of ``node`` and wait until its journal was truncated to it; the
     snapshot's last index."""
-    hooks = node._snapshots
+    hooks = node.engine.snapshots
     assert hooks is not None
     writes = hooks.writes
     _so(node).forceLogCompaction()
@@ -82,7 +84,9 @@ async def test_a_follower_that_compacted_past_the_leaders_snapshot_keeps_its_sta
     tmp_path: Path,
 ) -> None:
     config = make_config(tmp_path, 3, _MANUAL)
-    nodes = {spec.id: RaftNode(config, spec.id) for spec in config.nodes}
+    nodes = {
+        spec.id: RaftNode(config, new_pysyncobj_engine(config, spec.id)) for spec in config.nodes
+    }
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ResourceWarning)
@@ -106,7 +110,7 @@ async def test_a_follower_that_compacted_past_the_leaders_snapshot_keeps_its_sta
         # What the follower does from now on: machines installed (applied before, after) and
         # answers sent (acknowledged index, its log end at that moment).
         fso = _so(follower)
-        replica = follower._replica
+        replica = follower.engine.replica
         assert replica is not None
         installs: list[tuple[int, int]] = []
         real_install = replica.install
@@ -152,8 +156,8 @@ async def test_a_follower_that_compacted_past_the_leaders_snapshot_keeps_its_sta
         assert installs == [], f"machine replaced (applied before, after): {installs}"
         assert fso.raftq_refused_snapshots >= 1
         # Its dump and its log are still its own.
-        assert follower._snapshots is not None
-        assert verify_file(follower._snapshots.dump_path).header.last[1] == follower_snapshot
+        assert follower.engine.snapshots is not None
+        assert verify_file(follower.engine.snapshots.dump_path).header.last[1] == follower_snapshot
         assert _log_start(follower) == own_log_start
         # It never answered with less than it holds, nor forgot what it had acknowledged.
         assert answers, "no answer recorded"
@@ -176,10 +180,10 @@ async def test_a_follower_that_compacted_past_the_leaders_snapshot_keeps_its_sta
 
 
 def test_the_replica_never_takes_an_older_machine() -> None:
-    """The last guard (raftq/raft/replica.py): a machine that applied fewer entries than the
-    one in place would undo committed commands; the node stops instead."""
+    """The last guard (raftq/raft/pysyncobj/replica.py): a machine that applied fewer entries
+    than the one in place would undo committed commands; the node stops instead."""
     from raftq.core import encode_entry  # noqa: PLC0415
-    from raftq.raft.replica import Replica  # noqa: PLC0415
+    from raftq.raft.pysyncobj.replica import Replica  # noqa: PLC0415
 
     fatal: list[BaseException] = []
     replica = Replica(lambda: None, fatal.append)

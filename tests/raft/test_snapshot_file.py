@@ -16,7 +16,8 @@ from pysyncobj.journal import FileJournal
 from raftq.core import Enqueue, Machine, NewJob, encode_entry, snapshot_bytes, write_snapshot
 from raftq.errors import DataError
 from raftq.raft.datadir import check_data_dir, check_journal, check_meta, verify_data_dir
-from raftq.raft.journal import DurableMetaStorer
+from raftq.raft.pysyncobj.journal import DurableMetaStorer
+from raftq.raft.pysyncobj.snapshot_hooks import load_machine, read_machine
 from raftq.raft.snapshot_file import (
     RaftHeader,
     open_verified,
@@ -24,7 +25,6 @@ from raftq.raft.snapshot_file import (
     verify_file,
     write_file,
 )
-from raftq.raft.snapshot_hooks import load_machine, read_machine
 
 HEADER = RaftHeader(
     last=(b"\x02last", 42, 3), prev=(b"\x01prev", 41, 3), cluster=("127.0.0.1:1", "127.0.0.1:2")

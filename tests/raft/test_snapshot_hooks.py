@@ -1,4 +1,4 @@
-"""raftq's snapshot file inside PySyncObj (raftq/raft/snapshot_hooks.py), with a real
+"""raftq's snapshot file inside PySyncObj (raftq/raft/pysyncobj/snapshot_hooks.py), with a real
 single-node PySyncObj in this process. The guards fail loudly if a PySyncObj upgrade changes
 how it calls the serializer hooks."""
 
@@ -18,16 +18,14 @@ from pysyncobj.config import SERIALIZER_STATE
 from raftq.config import ClusterConfig
 from raftq.core import Enqueue, Enqueued, Machine, NewJob, snapshot_bytes
 from raftq.errors import DataError
-from raftq.raft.commit_rule import RaftqSyncObj
-from raftq.raft.journal import DurabilitySeamError
 from raftq.raft.node import RaftNode
-from raftq.raft.replica import Replica
+from raftq.raft.pysyncobj import new_pysyncobj_engine
+from raftq.raft.pysyncobj.commit_rule import RaftqSyncObj
+from raftq.raft.pysyncobj.election_hold import ElectionHold
+from raftq.raft.pysyncobj.journal import DurabilitySeamError
+from raftq.raft.pysyncobj.replica import Replica
+from raftq.raft.pysyncobj.snapshot_hooks import SnapshotHooks, read_machine
 from raftq.raft.snapshot_file import verify_file
-from raftq.raft.snapshot_hooks import (
-    ElectionHold,
-    SnapshotHooks,
-    read_machine,
-)
 from tests.embed.conftest import make_config
 
 _COMPACT = "[raft]\nlog_compaction_min_entries = 5\nlog_compaction_min_time_s = 1"
@@ -49,7 +47,7 @@ async def _enqueue(node: RaftNode, n: int) -> None:
 
 async def _started(config: ClusterConfig, node_id: str = "n1") -> RaftNode:
     """A node of ``config`` restarted and leading."""
-    node = RaftNode(config, node_id)
+    node = RaftNode(config, new_pysyncobj_engine(config, node_id))
     with warnings.catch_warnings():
         # PySyncObj's MetaStorer.getMeta reads the term/vote file without closing it, and its
         # TcpServer.bind leaks the socket of a failed attempt (the port can still be busy
@@ -67,8 +65,8 @@ async def _started(config: ClusterConfig, node_id: str = "n1") -> RaftNode:
 
 def test_version_pin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The hooks share the journal seam's pin (tests/raft/test_journal.py tests the check)."""
-    monkeypatch.setattr("raftq.raft.journal.PYSYNCOBJ_VERSION", "0.3.18")
-    monkeypatch.setattr("raftq.raft.journal.check_version.__defaults__", ("0.3.18",))
+    monkeypatch.setattr("raftq.raft.pysyncobj.journal.PYSYNCOBJ_VERSION", "0.3.18")
+    monkeypatch.setattr("raftq.raft.pysyncobj.journal.check_version.__defaults__", ("0.3.18",))
     with pytest.raises(DurabilitySeamError, match=r"pysyncobj 0\.3\.17 \(installed: 0\.3\.18\)"):
         SnapshotHooks(
             str(tmp_path / "raft.dump"),
@@ -82,13 +80,13 @@ async def test_guard_compaction_goes_through_our_hooks_and_restart_loads_it(
     tmp_path: Path,
 ) -> None:
     """If this fails after a PySyncObj upgrade, re-read its serializer.py and syncobj.py
-    (__tryLogCompaction, __loadDumpFile) against raftq/raft/snapshot_hooks.py."""
+    (__tryLogCompaction, __loadDumpFile) against raftq/raft/pysyncobj/snapshot_hooks.py."""
     config = make_config(tmp_path, 1, _COMPACT)
     dump = config.node_data_dir("n1") / "raft.dump"
-    node = RaftNode(config, "n1")
+    node = RaftNode(config, new_pysyncobj_engine(config, "n1"))
     await node.start()
     try:
-        so = node._syncobj
+        so = node.engine.syncobj
         serializer = so._SyncObj__serializer  # type: ignore[union-attr]
         # A custom serializer: PySyncObj must not fork (we do) nor write a pickle itself.
         assert serializer._Serializer__useFork is False
@@ -99,7 +97,7 @@ async def test_guard_compaction_goes_through_our_hooks_and_restart_loads_it(
         assert isinstance(serializer._Serializer__transmissions, dict)
         await _until(node.is_leader)
         await _enqueue(node, 40)
-        hooks = node._snapshots
+        hooks = node.engine.snapshots
         assert hooks is not None
         await _until(lambda: hooks.writes >= 1 and dump.exists())
         info = verify_file(str(dump))  # our format, checksum fine
@@ -365,7 +363,7 @@ async def test_a_crash_between_the_snapshot_and_the_journal_truncation_loses_not
     node = await _started(config)
     try:
         await _enqueue(node, 12)  # the next snapshot starts after a few entries
-        hooks = node._snapshots
+        hooks = node.engine.snapshots
         assert hooks is not None
         real_check = hooks.check
         written: list[bool] = []
@@ -376,13 +374,13 @@ async def test_a_crash_between_the_snapshot_and_the_journal_truncation_loses_not
                 written.append(True)
             return int(SERIALIZER_STATE.SERIALIZING) if written else state
 
-        serializer = node._syncobj._SyncObj__serializer  # type: ignore[union-attr]
+        serializer = node.engine.syncobj._SyncObj__serializer  # type: ignore[union-attr]
         serializer._Serializer__serializeChecker = truncation_never_comes
         await _until(lambda: bool(written) and dump.exists())
         snapshot_prev = verify_file(str(dump)).header.prev[1]
         await _enqueue(node, 20)  # after the snapshot, in this term
         before = await _jobs(node)
-        journal = node._syncobj._SyncObj__raftLog  # type: ignore[union-attr]
+        journal = node.engine.syncobj._SyncObj__raftLog  # type: ignore[union-attr]
         assert journal[0][1] < snapshot_prev  # the journal was not truncated
     finally:
         await node.stop()
@@ -418,7 +416,7 @@ async def test_a_follower_answers_an_install_with_the_snapshot_end(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """PySyncObj's own install path, on real nodes, goes through ``RaftqSyncObj``'s overrides
-    (raftq/raft/commit_rule.py): the follower that receives the leader's snapshot answers
+    (raftq/raft/pysyncobj/commit_rule.py): the follower that receives the leader's snapshot answers
     with the index after the snapshot's last entry. A follower stopped while the leader
     compacts past its log gets the snapshot when it comes back."""
     # Each answer PySyncObj gives right after an install: (what it passes, snapshot end + 1).
@@ -433,7 +431,9 @@ async def test_a_follower_answers_an_install_with_the_snapshot_end(
 
     monkeypatch.setattr(RaftqSyncObj, "_SyncObj__sendNextNodeIdx", recording)
     config = make_config(tmp_path, 3, _COMPACT)
-    nodes = {spec.id: RaftNode(config, spec.id) for spec in config.nodes}
+    nodes = {
+        spec.id: RaftNode(config, new_pysyncobj_engine(config, spec.id)) for spec in config.nodes
+    }
     try:
         for node in nodes.values():
             await node.start()
@@ -442,11 +442,11 @@ async def test_a_follower_answers_an_install_with_the_snapshot_end(
         follower_id = next(i for i, n in nodes.items() if n is not leader)
         await nodes[follower_id].stop()
         await _enqueue(leader, 30)
-        hooks = leader._snapshots
+        hooks = leader.engine.snapshots
         assert hooks is not None
         writes = hooks.writes
         await _until(lambda: hooks.writes >= writes + 2)  # compacted past the follower's log
-        nodes[follower_id] = RaftNode(config, follower_id)
+        nodes[follower_id] = RaftNode(config, new_pysyncobj_engine(config, follower_id))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ResourceWarning)
             await nodes[follower_id].start()

@@ -1,5 +1,5 @@
 """A snapshot writer that hangs is killed at its deadline, and compaction goes on (finding 8 of
-the safety issue "an acknowledged job is never lost"; raftq/raft/snapshot_hooks.py).
+the safety issue "an acknowledged job is never lost"; raftq/raft/pysyncobj/snapshot_hooks.py).
 
 A real single-node PySyncObj in this process, compacting about every second; the forked
 writer of one compaction is stopped with SIGSTOP once it has started its temp file (a child
@@ -25,6 +25,7 @@ import pytest
 
 from raftq.core import Enqueue, NewJob
 from raftq.raft.node import RaftNode
+from raftq.raft.pysyncobj import new_pysyncobj_engine
 from raftq.raft.snapshot_file import temp_path, verify_file
 from tests.embed.conftest import make_config
 
@@ -56,7 +57,7 @@ async def test_a_hung_snapshot_writer_is_killed_and_the_next_snapshot_is_written
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = make_config(tmp_path, 1, _CONFIG)
-    node = RaftNode(config, "n1")
+    node = RaftNode(config, new_pysyncobj_engine(config, "n1"))
     stopped: int | None = None
     try:
         with warnings.catch_warnings():
@@ -69,12 +70,12 @@ async def test_a_hung_snapshot_writer_is_killed_and_the_next_snapshot_is_written
         for _ in range(60):
             jobs = tuple(NewJob(payload=payload) for _ in range(500))
             await node.submit(Enqueue(now_ms=node.now_ms(), queue="q", jobs=jobs))
-        hooks = node._snapshots
+        hooks = node.engine.snapshots
         assert hooks is not None
         await _until(lambda: hooks.writes >= 1)  # compaction works
 
         # Record the writers PySyncObj starts from now on (its serializer hook, tick thread).
-        serializer = node._syncobj._SyncObj__serializer  # type: ignore[union-attr]
+        serializer = node.engine.syncobj._SyncObj__serializer  # type: ignore[union-attr]
         real_serialize = serializer._Serializer__serializer
         started: list[int] = []
 
@@ -101,7 +102,7 @@ async def test_a_hung_snapshot_writer_is_killed_and_the_next_snapshot_is_written
         hung_at = time.monotonic()
         writes = hooks.writes
         dump_before = verify_file(hooks.dump_path).header.last[1]
-        caplog.set_level(logging.INFO, logger="raftq.raft.snapshot_hooks")
+        caplog.set_level(logging.INFO, logger="raftq.raft.pysyncobj.snapshot_hooks")
 
         await _until(lambda: hooks.writes > writes)  # a later snapshot was written
 
@@ -117,7 +118,7 @@ async def test_a_hung_snapshot_writer_is_killed_and_the_next_snapshot_is_written
         # The next snapshot is a normal one: newer, and the journal truncated to it.
         header = verify_file(hooks.dump_path).header
         assert header.last[1] > dump_before
-        journal = node._syncobj._SyncObj__raftLog  # type: ignore[union-attr]
+        journal = node.engine.syncobj._SyncObj__raftLog  # type: ignore[union-attr]
         await _until(lambda: journal[0][1] >= header.prev[1])
         with node.read() as m:
             assert len(m.jobs) == 30_000
@@ -140,9 +141,10 @@ def test_the_writer_hashes_without_openssl_and_writes_the_same_file(
     from pysyncobj.config import SERIALIZER_STATE  # noqa: PLC0415
 
     from raftq.core import encode_entry, write_snapshot  # noqa: PLC0415
-    from raftq.raft.replica import Replica  # noqa: PLC0415
+    from raftq.raft.pysyncobj.election_hold import ElectionHold  # noqa: PLC0415
+    from raftq.raft.pysyncobj.replica import Replica  # noqa: PLC0415
+    from raftq.raft.pysyncobj.snapshot_hooks import SnapshotHooks  # noqa: PLC0415
     from raftq.raft.snapshot_file import RaftHeader, write_file  # noqa: PLC0415
-    from raftq.raft.snapshot_hooks import ElectionHold, SnapshotHooks  # noqa: PLC0415
 
     assert hashlib.sha256.__name__ == "openssl_sha256"  # what the child must not call
     replica = Replica(lambda: None, lambda e: None)

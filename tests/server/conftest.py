@@ -11,10 +11,12 @@ context-manager factories:
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -22,7 +24,7 @@ import msgpack
 import pytest
 
 from raftq.server import ServerSettings
-from tests.conftest import serve_local_nodes
+from tests.conftest import serve_local_nodes, serve_raft_nodes
 from tests.support.local_node import LocalNode
 
 
@@ -47,6 +49,20 @@ class Harness:
     @property
     def node(self) -> LocalNode:
         return self.nodes[self.default]
+
+    async def caught_up(self, timeout_s: float = 10.0) -> None:
+        """Until every node has applied what the leader ``n1`` has (at once for LocalNodes,
+        which share one state)."""
+
+        def applied(node: Any) -> int:
+            with node.read() as m:
+                return int(m.applied)
+
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        target = applied(self.node)
+        while any(applied(n) < target for n in self.nodes.values()):
+            assert asyncio.get_running_loop().time() < deadline, "followers did not catch up"
+            await asyncio.sleep(0.01)
 
     def url(self, path: str, node: str | None = None) -> str:
         return f"http://{self.addresses[node or self.default]}{path}"
@@ -98,21 +114,31 @@ class Harness:
 StartFn = Callable[..., AbstractAsyncContextManager[Harness]]
 
 
-@asynccontextmanager
-async def _start(
-    *, followers: int = 0, settings: ServerSettings | None = None
-) -> AsyncIterator[Harness]:
-    """A leader ``n1`` and ``followers`` followers ``n2``... each behind its own server."""
-    async with (
-        serve_local_nodes(followers=followers, settings=settings) as (nodes, addresses),
-        aiohttp.ClientSession() as session,
-    ):
-        yield Harness(nodes=nodes, addresses=addresses, session=session)
+@pytest.fixture
+def engine() -> str:
+    """What the servers run on: ``"local"`` (``LocalNode``s, the default) or ``"raft"`` (real
+    ``RaftNode``s over the in-memory transport). A module whose tests hold on both overrides
+    this fixture with ``params=["local", "raft"]``."""
+    return "local"
 
 
 @pytest.fixture
-def start() -> StartFn:
-    """``async with start(followers=1, settings=...) as h``: servers over LocalNodes."""
+def start(engine: str, tmp_path: Path) -> StartFn:
+    """``async with start(followers=1, settings=...) as h``: a leader ``n1`` and followers
+    ``n2``... each behind its own server, over the nodes ``engine`` names."""
+
+    @asynccontextmanager
+    async def _start(
+        *, followers: int = 0, settings: ServerSettings | None = None
+    ) -> AsyncIterator[Harness]:
+        serving = (
+            serve_raft_nodes(tmp_path, followers=followers, settings=settings)
+            if engine == "raft"
+            else serve_local_nodes(followers=followers, settings=settings)
+        )
+        async with serving as (nodes, addresses), aiohttp.ClientSession() as session:
+            yield Harness(nodes=nodes, addresses=addresses, session=session)  # type: ignore[arg-type]
+
     return _start
 
 

@@ -1,4 +1,9 @@
-"""Long-poll claims: woken by applied entries, never polling, bounded by wait_ms."""
+"""Long-poll claims: woken by applied entries, never polling, bounded by wait_ms.
+
+The tests marked ``ON_BOTH`` also run on real ``RaftNode``s (PySyncObj over the in-memory
+transport), so the real group commit and claim waiters are under them; the others read the
+``LocalNode``'s log or move its clock.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import aiohttp
 
 from raftq.core import Claim
 from raftq.server import ServerSettings
+from tests.support.memory_cluster import ON_BOTH
 
 
 def claims(node) -> list[Claim]:
@@ -48,6 +54,7 @@ async def test_long_poll_times_out_empty(start):
         assert len(claims(h.node)) == 1  # the empty answer is a claim in the log, made at the end
 
 
+@ON_BOTH
 async def test_wait_ms_is_capped(start):
     async with start(settings=ServerSettings(max_wait_ms=200)) as h:
         t0 = time.monotonic()
@@ -56,6 +63,7 @@ async def test_wait_ms_is_capped(start):
         assert time.monotonic() - t0 < 3
 
 
+@ON_BOTH
 async def test_long_poll_over_several_queues_and_through_a_follower(start):
     async with start(followers=1) as h:
         waiting = asyncio.create_task(
@@ -88,6 +96,7 @@ async def test_long_poll_wakes_on_lease_expiry(start):
         assert job["token"] > first.body["jobs"][0]["token"]
 
 
+@ON_BOTH
 async def test_paused_queue_does_not_wake(start):
     async with start() as h:
         await h.post("/v1/queues/q/pause")
@@ -121,6 +130,7 @@ async def test_client_gone_during_long_poll_leases_nothing(start):
         assert stats.depth["leased"] == 0
 
 
+@ON_BOTH
 async def test_many_waiters_one_job(start):
     async with start() as h:
         waiting = [

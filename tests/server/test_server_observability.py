@@ -1,4 +1,5 @@
-"""/metrics, the dashboard page and structured logs, over real aiohttp servers (LocalNode).
+"""/metrics, the dashboard page and structured logs, over real aiohttp servers, on
+``LocalNode``s and on real ``RaftNode``s (the in-memory transport: no raft sockets).
 
 The cluster-wide version (every node of a real 3-node cluster agrees) is in
 tests/integration/test_observability.py.
@@ -16,6 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from raftq.logs import setup_logging
+from tests.support.memory_cluster import ON_BOTH
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -38,6 +40,7 @@ async def scrape(h: Any, node: str | None = None) -> dict[Any, float]:
     return samples(r.raw.decode())
 
 
+@ON_BOTH
 async def test_metrics_say_what_happened(start):
     async with start(followers=1) as h:
         r = await h.post("/v1/queues/q/jobs", {"jobs": [{"payload": i} for i in range(10)]})
@@ -47,6 +50,7 @@ async def test_metrics_say_what_happened(start):
         for job in leases:
             r = await h.post(f"/v1/jobs/{job['id']}/ack", {"token": job["token"]})
             assert r.status == 200
+        await h.caught_up()
         for node in ("n1", "n2"):  # the same state, so the same numbers on both
             m = await scrape(h, node)
             assert value(m, "raftq_queue_jobs", queue="q", state="queued") == 6
@@ -61,7 +65,8 @@ async def test_metrics_say_what_happened(start):
             assert value(m, "raftq_job_wait_seconds_count", queue="q") == 4
             assert value(m, "raftq_job_wait_seconds_bucket", queue="q", le="+Inf") == 4
             assert value(m, "raftq_workers", queue="q") == 1
-            assert value(m, "raftq_node_info", node=node, version=_version()) == 1
+            node_id = h.nodes[node].node_id
+            assert value(m, "raftq_node_info", node=node_id, version=_version()) == 1
         m = await scrape(h, "n2")
         # The claim went through n2 (forwarded); the acks straight to n1.
         assert value(m, "raftq_forwarded_requests_total", outcome="ok") == 1
@@ -81,6 +86,7 @@ async def test_metrics_say_what_happened(start):
         )
 
 
+@ON_BOTH
 async def test_unmatched_routes_share_one_label(start):
     async with start() as h:
         for path in ("/nope/1", "/nope/2", "/v1/jobs/1/nope"):
@@ -98,6 +104,7 @@ async def test_unmatched_routes_share_one_label(start):
         )
 
 
+@ON_BOTH
 async def test_leased_jobs_per_worker(start):
     async with start() as h:
         await h.post("/v1/queues/q/jobs", {"jobs": [{"payload": i} for i in range(5)]})
@@ -109,6 +116,7 @@ async def test_leased_jobs_per_worker(start):
         assert value(m, "raftq_workers", queue="q") == 2
 
 
+@ON_BOTH
 async def test_dashboard_for_browsers_json_index_for_clients(start):
     async with start() as h:
         r = await h.get("/", headers={"Accept": "text/html,application/xhtml+xml"})
@@ -122,11 +130,13 @@ async def test_dashboard_for_browsers_json_index_for_clients(start):
         assert "GET /metrics" in r.body["routes"]
 
 
+@ON_BOTH
 async def test_cluster_with_peers(start, err):
     async with start(followers=1) as h:
         r = await h.get("/v1/cluster?peers=true", node="n2")
         assert r.status == 200
-        assert r.body["peers"]["n1"]["id"] == "n1"
+        leader = h.node.node_id
+        assert r.body["peers"][leader]["id"] == leader
         assert "peers" not in (await h.get("/v1/cluster")).body
         r = await h.get("/v1/cluster?peers=maybe")
         assert r.status == 400 and err(r)[0] == "invalid"
@@ -151,6 +161,7 @@ def _lines(buf: io.StringIO) -> list[dict[str, Any]]:
     return [json.loads(line) for line in buf.getvalue().splitlines()]
 
 
+@ON_BOTH
 async def test_json_logs_carry_node_and_request_id_and_audit_who(start, json_log):
     async with start(followers=1) as h:
         r = await h.post("/v1/queues/q/pause", headers={"X-Request-Id": "abc-1"}, node="n2")

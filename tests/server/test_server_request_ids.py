@@ -6,10 +6,12 @@ import hashlib
 
 from raftq.config import Role, TokenConfig
 from raftq.core.limits import MAX_REQUEST_ID_CHARS
-from raftq.server.request_ids import principal_of_token, scoped
+from raftq.service.request_ids import principal_of_token, scoped
 from tests.server.conftest import StartFn, error_of
+from tests.support.memory_cluster import ON_BOTH
 
 
+@ON_BOTH
 async def test_request_id_reused_for_another_operation_is_a_409(start: StartFn) -> None:
     """Bug fixed: the state machine answers a known request id with its first result, so an
     id reused for another kind of operation came back as that result: a 500 ``internal``

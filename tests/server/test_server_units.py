@@ -8,12 +8,12 @@ import pytest
 from aiohttp import web
 
 from raftq.core import Reason
-from raftq.errors import ConfigError
+from raftq.errors import ConfigError, Rejected
 from raftq.server import ServerSettings, add_routes
 from raftq.server.errors import REASON_STATUS, ApiError
-from raftq.server.fields import INT64_MAX, Fields
-from raftq.server.handlers import _plain_ack
 from raftq.server.wire import MAX_DEPTH, decode_body, pack_value, unpack_value
+from raftq.service.fields import INT64_MAX, Fields
+from raftq.service.operations import plain_ack as _plain_ack
 from tests.support.local_node import LocalNode, serve
 
 
@@ -53,13 +53,13 @@ def test_json_bytes_tag_and_limits():
     # In msgpack the tag means nothing: an ordinary map.
     raw = pack_value({"$bytes": "AP8="}, "msgpack", "payload", 100)
     assert unpack_value(raw) == {"$bytes": "AP8="}
-    with pytest.raises(ApiError) as e:
+    with pytest.raises(Rejected) as e:
         pack_value("x" * 200, "json", "payload", 100)
     assert e.value.status == 413
     deep: object = 1
     for _ in range(MAX_DEPTH + 1):
         deep = [deep]
-    with pytest.raises(ApiError) as e:
+    with pytest.raises(Rejected) as e:
         pack_value(deep, "json", "payload", 1 << 20)
     assert e.value.status == 400
     assert "nested" in e.value.message
@@ -149,7 +149,7 @@ def test_the_plain_ack_shortcut_agrees_with_fields(item):
     the same values; anything else goes to ``Fields`` for its error."""
     try:
         expected = _ack_by_fields(item)
-    except ApiError:
+    except Rejected:
         expected = None
     got = _plain_ack(item)
     assert got == expected

@@ -194,12 +194,13 @@ if TYPE_CHECKING:
 
 
 @contextlib.asynccontextmanager
-async def serve(app: web.Application, host: str = "127.0.0.1") -> AsyncIterator[str]:
-    """Serve ``app`` on a free port of ``host``; yields ``"host:port"``; stops on exit."""
+async def serve(app: web.Application, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+    """Serve ``app`` on ``port`` (default: a free one) of ``host``; yields ``"host:port"``;
+    stops on exit."""
     runner = web.AppRunner(app, shutdown_timeout=0.5)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, 0)
+        site = web.TCPSite(runner, host, port)
         await site.start()
         port = runner.addresses[0][1]
         yield f"{host}:{port}"

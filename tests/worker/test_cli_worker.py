@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from raftq import Worker
-from raftq.cli import main
-from raftq.cli_worker import _build, load_target
+from raftq.cli.main import main
+from raftq.cli.worker import _build, load_target
 from raftq.client import ClaimedJob
 from raftq.errors import Rejected
 
@@ -93,6 +93,6 @@ def test_a_function_becomes_the_handler_of_each_queue() -> None:
 
 
 def _parse(*argv: str) -> Any:
-    from raftq.cli import build_parser  # noqa: PLC0415
+    from raftq.cli.main import build_parser  # noqa: PLC0415
 
     return build_parser().parse_args(["worker", *argv])

@@ -1,0 +1,161 @@
+"""The full surface of raftq's operations, as one protocol.
+
+``Operations`` lists every operation a producer, a worker or an administrator uses, with its
+signature. Three classes offer it, with the same names, parameters, kinds and defaults:
+
+- ``raftq.client.Client``: over HTTP, as coroutines;
+- ``raftq.Node`` (``raftq.node.embedded``): an embedded node, as coroutines;
+- ``raftq.client.SyncClient``: over HTTP, blocking (the same names, not coroutines).
+
+``tests/client/test_surface.py`` holds all three to it, so an operation added to one is added
+to the others. The semantics and errors of each operation are documented on ``Client``.
+Lifecycle (construction, ``close``/``start``/``stop``, context managers) is not part of it:
+it differs by nature between a client and a node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from raftq.client.handle import JobHandle
+from raftq.client.types import ClaimedJob
+from raftq.errors import Rejected
+
+__all__ = ["Operations"]
+
+
+class Operations(Protocol):
+    """Every operation, with ``raftq.client.Client``'s signatures (see the module docstring)."""
+
+    # -- producing ------------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        queue: str,
+        payload: Any,
+        *,
+        priority: int = 0,
+        delay_ms: int | None = None,
+        run_at_ms: int | None = None,
+        key: str | None = None,
+        max_attempts: int | None = None,
+        lease_ms: int | None = None,
+    ) -> int:
+        """Enqueue one job; its id."""
+        ...
+
+    async def enqueue_many(self, queue: str, jobs: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Enqueue several jobs atomically; their ids in order."""
+        ...
+
+    async def enqueue_job(
+        self,
+        queue: str,
+        payload: Any,
+        *,
+        priority: int = 0,
+        delay_ms: int | None = None,
+        run_at_ms: int | None = None,
+        key: str | None = None,
+        max_attempts: int | None = None,
+        lease_ms: int | None = None,
+    ) -> JobHandle:
+        """``enqueue``, and a handle whose ``wait`` gives the job's result."""
+        ...
+
+    def job(self, job_id: int) -> JobHandle:
+        """A handle on an existing job."""
+        ...
+
+    # -- working --------------------------------------------------------------------------
+
+    async def claim(
+        self,
+        queues: str | Sequence[str],
+        *,
+        worker: str,
+        max: int = 1,
+        lease_ms: int | None = None,
+        wait_ms: int = 0,
+    ) -> list[ClaimedJob]:
+        """Lease up to ``max`` jobs, waiting up to ``wait_ms`` for one."""
+        ...
+
+    async def heartbeat(self, job_id: int, token: int, *, lease_ms: int | None = None) -> int:
+        """Extend a lease; its new end."""
+        ...
+
+    async def ack(self, job_id: int, token: int, result: Any = None) -> None:
+        """Complete a job."""
+        ...
+
+    async def ack_many(self, acks: Sequence[tuple[int, int, Any]]) -> list[Rejected | None]:
+        """Complete several jobs; each ack's own outcome, in order."""
+        ...
+
+    async def nack(
+        self,
+        job_id: int,
+        token: int,
+        *,
+        error: str | None = None,
+        retry_in_ms: int | None = None,
+    ) -> dict[str, Any]:
+        """Fail this attempt (retried later, or dead when out of attempts)."""
+        ...
+
+    async def cancel(self, job_id: int) -> None:
+        """Cancel a job that is not finished."""
+        ...
+
+    # -- reading --------------------------------------------------------------------------
+
+    async def get_job(self, job_id: int, *, linearizable: bool = False) -> dict[str, Any]:
+        """A job's state."""
+        ...
+
+    async def queues(self) -> list[dict[str, Any]]:
+        """Every queue's stats."""
+        ...
+
+    async def queue(self, name: str) -> dict[str, Any]:
+        """One queue's stats."""
+        ...
+
+    async def dead(self, queue: str, *, limit: int = 100) -> list[dict[str, Any]]:
+        """Dead letters of ``queue``, oldest first."""
+        ...
+
+    async def cluster(self) -> dict[str, Any]:
+        """The cluster as the answering node sees it."""
+        ...
+
+    async def cluster_of(self, node: str) -> dict[str, Any]:
+        """The cluster as one given node (id, ``host:port`` or URL) sees it."""
+        ...
+
+    # -- admin ----------------------------------------------------------------------------
+
+    async def pause(self, queue: str) -> None:
+        """Stop handing out jobs of ``queue``."""
+        ...
+
+    async def resume(self, queue: str) -> None:
+        """Undo ``pause``."""
+        ...
+
+    async def purge(self, queue: str) -> int:
+        """Delete the queued, delayed and dead jobs of ``queue``; how many."""
+        ...
+
+    async def requeue_dead(self, queue: str, ids: Sequence[int] | None = None) -> int:
+        """Move dead letters back to queued; how many."""
+        ...
+
+
+if TYPE_CHECKING:  # mypy holds Client to the protocol's types too (not only its signatures)
+    from raftq.client.client import Client
+
+    def _client_offers_every_operation(client: Client) -> Operations:
+        return client

@@ -1,0 +1,226 @@
+"""Raft's follower commit rule on top of PySyncObj, and a fail-stop when it was broken anyway.
+
+Bug fixed (found reading PySyncObj 0.3.17 while explaining the jepsen-style partition-leader
+finding of 2026-11-28; that finding itself was the checker's, see
+``jepsen-style/evidence/2026-11-28-partition-leader/README.md``): PySyncObj's follower, on every
+AppendEntries of the current term, sets its commit index to ``min(leader's commit index, its
+own last log index)``, also on the messages that carry no ``prevLogIdx``: snapshot chunks, and
+the "nothing to send now" message a leader sends while its snapshot is being written or its
+transfer is throttled. Those messages never check that the follower's log matches the leader's.
+A deposed leader that rejoins holding entries it appended while isolated (never committed,
+absent from the new leader's log) therefore commits and *applies* them at once; PySyncObj
+replaces them a moment later (its ``truncating already-applied log entries`` line), but the
+state machine has already run them: a job leased on that node only, a state no other node has
+(``tests/raft/test_commit_rule.py`` shows it on real PySyncObj nodes).
+
+Raft's rule is ``commitIndex = min(leaderCommit, index of the last new entry)``: only entries
+that matched the leader's log may be committed, and a message without ``prevLogIdx`` matched
+nothing.
+``RaftqSyncObj`` therefore hides the leader's commit index from such messages (the follower
+keeps its own; ``leaderCommitIndex``, which only reports progress, still shows the leader's).
+A completed snapshot install sets the applied index itself, and the next regular
+AppendEntries, whose previous entry matched, advances the commit index as Raft allows.
+
+The log end is not "the last new entry" either, since the journal keeps what Raft keeps
+(``DurableFileJournal``, "Never forgetting an acknowledged entry"): a follower's log may go
+on past what a message matched, with entries of an older term that the leader has not
+verified yet. The commit index a message may set is therefore capped at the last entry it
+carried (``prevLogIdx`` plus its entries), and a snapshot install is answered with the
+snapshot's end, not the log's (PySyncObj answers with its log end, and the leader takes
+the answer as the follower's match index).
+
+An older snapshot (Bug fixed, finding 2 of the safety issue "an acknowledged job is never
+lost"): a leader sends its snapshot to a follower whose next index is at or below its own
+log start, and that index can be stale (a late "reset" answer moves it back). A follower
+whose own compaction went past the leader's snapshot then installed it: its log replaced by
+the snapshot's two entries, its machine and applied index rolled back, while the leader
+went on counting it for the entries it no longer held. Raft (and etcd: a snapshot at or
+below the committed index is ignored and answered with that index) never installs such a
+snapshot. ``raftq_refuses_snapshot`` is asked by the snapshot hooks once the last chunk has
+arrived and been verified, before the received file replaces the dump
+(``raftq.raft.pysyncobj.snapshot_hooks``): a snapshot that ends at or below this node's commit index
+(which is at least its applied index) is dropped, and the node answers "success, next index
+= commit index + 1" with ``reset``, so the leader sets its next index there and takes the
+commit index as a match index (committed entries are in every later leader's log).
+
+Fail-stop: an AppendEntries that replaces an entry this node already applied with an entry of
+another term means the state machine ran a command the cluster did not commit. Raft rules
+that out; if it happens anyway the node stops (``on_diverged``) instead of serving and voting
+with a state no other node has. Recovery is a wiped data dir (docs/operations.md).
+
+The leader's own copy (a latency change, same rule): PySyncObj's leader appends an entry to
+its journal (``DurableFileJournal``: on disk when the call returns) and only then sends it to
+the followers, so every commit waited for two disk writes one after the other. Raft only
+needs the leader's copy durable before the leader counts it towards a majority (etcd's
+leader writes in parallel with replication too). ``RaftqSyncObj._checkCommandsToApply``
+therefore lets the leader send first and write after: the appends made while it drains its
+queue of new commands are written durably together when it is done
+(``DurableFileJournal.deferred_sync``), still inside the same tick. PySyncObj counts the
+leader's log towards the commit index only at the start of a tick (``_onTick``), so it never
+counts an entry that is not on its disk; and a client hears of its command only once it is
+committed and applied, a tick later (``tests/raft/test_fsync_order.py`` checks the order
+with strace).
+
+Pinned with the journal seam (``raftq.raft.pysyncobj.journal.VERIFIED_VERSIONS``): it overrides
+SyncObj's name-mangled message handler, which the constructor registers with the transport,
+so it is in place before the first message arrives.
+
+Relies on PySyncObj 0.3.17 private behaviour:
+- overrides ``_SyncObj__onMessageReceived``, ``_SyncObj__loadDumpFile`` and
+  ``_SyncObj__sendNextNodeIdx`` (name-mangled methods, with their arguments) and
+  ``_checkCommandsToApply``: ``tests/raft/test_commit_rule.py`` (PySyncObj's behaviour and
+  ours on real nodes), ``tests/raft/test_older_snapshot.py``,
+  ``tests/raft/test_fsync_order.py``;
+- reads/writes ``_SyncObj__leaderCommitIndex``, ``_SyncObj__raftCommitIndex``,
+  ``_SyncObj__raftCurrentTerm``, ``_SyncObj__raftLastApplied``, ``_SyncObj__raftLog``, calls
+  ``_SyncObj__getEntries``: the same tests, and ``tests/raft/test_pysyncobj_private.py``
+  (every name exists on a real SyncObj).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from pysyncobj import SyncObj
+from raftq.raft.pysyncobj.journal import DurableFileJournal, check_version
+
+__all__ = ["Diverged", "RaftqSyncObj", "follower_view"]
+
+logger = logging.getLogger(__name__)
+
+# on_diverged(index, local_term, leader_term): an applied entry is being replaced.
+Diverged = Callable[[int, int, int], None]
+
+
+def follower_view(message: Any, own_commit: int) -> Any:
+    """The message PySyncObj's follower may act on: an AppendEntries whose commit index is
+    capped where Raft's rule puts it, at the last entry it carries (``prevLogIdx`` plus its
+    entries), or at ``own_commit`` without ``prevLogIdx`` (it matched nothing). Anything else
+    is returned as is."""
+    if not isinstance(message, dict) or message.get("type") != "append_entries":
+        return message
+    commit = message.get("commit_index")
+    if not isinstance(commit, int):
+        return message
+    cap = _last_new_entry(message) if "prevLogIdx" in message else own_commit
+    if cap is None or commit <= cap:
+        return message
+    return {**message, "commit_index": cap}
+
+
+def _last_new_entry(message: dict[str, Any]) -> int | None:
+    """The index of the last entry an AppendEntries with ``prevLogIdx`` carries; ``None`` for
+    a chunk of a large entry other than its last (PySyncObj returns before it looks at the
+    commit index)."""
+    prev = message["prevLogIdx"]
+    transmission = message.get("transmission")
+    if not isinstance(prev, int) or transmission not in (None, "finish"):
+        return None
+    return prev + (1 if transmission == "finish" else len(message.get("entries") or ()))
+
+
+class RaftqSyncObj(SyncObj):  # type: ignore[misc]
+    """SyncObj with Raft's follower commit rule (see the module docstring).
+
+    Args:
+        on_diverged: called on the tick thread when an applied entry would be replaced.
+        *args, **kwargs: as for ``SyncObj``.
+    """
+
+    def __init__(self, *args: Any, on_diverged: Diverged, **kwargs: Any) -> None:
+        check_version()
+        self._raftq_on_diverged = on_diverged
+        # The answer to the message being handled, once it installed a snapshot: the index
+        # after the snapshot's last entry (see _SyncObj__sendNextNodeIdx).
+        self._raftq_installed_next: int | None = None
+        # Set while a message is handled whose snapshot was refused as older than this
+        # node's commit index (raftq_refuses_snapshot): the index to answer with.
+        self._raftq_refused_next: int | None = None
+        self.raftq_refused_snapshots = 0  # how many (for tests and the log)
+        super().__init__(*args, **kwargs)
+
+    # PySyncObj's own name for its transport callback: SyncObj.__init__ registers
+    # ``self.__onMessageReceived``, which resolves to this override.
+    def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802
+        handle = SyncObj._SyncObj__onMessageReceived
+        if not isinstance(message, dict) or message.get("type") != "append_entries":
+            handle(self, node, message)
+            return
+        if "prevLogIdx" in message:
+            self._check_applied(message)
+        self._raftq_installed_next = None
+        self._raftq_refused_next = None
+        guarded = follower_view(message, self._SyncObj__raftCommitIndex)
+        handle(self, node, guarded)
+        refused, self._raftq_refused_next = self._raftq_refused_next, None
+        if refused is not None:
+            # PySyncObj sends nothing when a transfer is not installed: answer like etcd.
+            self._SyncObj__sendNextNodeIdx(node, reset=True, nextNodeIdx=refused, success=True)
+        reported: int | None = self._SyncObj__leaderCommitIndex  # type: ignore[has-type]
+        if guarded is not message and reported == guarded["commit_index"]:
+            self._SyncObj__leaderCommitIndex = message["commit_index"]
+
+    def _checkCommandsToApply(self) -> None:  # noqa: N802  # PySyncObj's name
+        """Propose the queued commands; the leader's appends are made durable after they were
+        sent (see the module docstring)."""
+        journal = self._SyncObj__raftLog
+        if not isinstance(journal, DurableFileJournal):
+            super()._checkCommandsToApply()
+            return
+        with journal.deferred_sync():
+            super()._checkCommandsToApply()
+
+    # PySyncObj's name: SyncObj calls ``self.__loadDumpFile`` at start (``clearJournal`` false)
+    # and once a snapshot from the leader was received (true), then answers the leader.
+    def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:  # noqa: N802, N803
+        SyncObj._SyncObj__loadDumpFile(self, clearJournal)
+        if clearJournal:
+            self._raftq_installed_next = self._SyncObj__raftLastApplied + 1
+
+    def _SyncObj__sendNextNodeIdx(  # noqa: N802  # PySyncObj's name and arguments
+        self,
+        node: Any,
+        reset: bool = False,
+        nextNodeIdx: int | None = None,  # noqa: N803
+        success: bool = False,
+    ) -> None:
+        """After an install, PySyncObj answers "success, next index = my log end + 1", and
+        the leader takes log end as this follower's match index. The journal may have kept
+        entries past the snapshot that the leader has not verified: answer with the
+        snapshot's end instead (the leader then sends from there and the entries that
+        follow are checked as usual)."""
+        installed, self._raftq_installed_next = self._raftq_installed_next, None
+        answer = installed if success and nextNodeIdx is None else nextNodeIdx
+        SyncObj._SyncObj__sendNextNodeIdx(self, node, reset, answer, success)
+
+    def raftq_refuses_snapshot(self, last_idx: int) -> bool:
+        """Tick thread, from the snapshot hooks, when a snapshot from the leader was received
+        whole and verified, before it replaces anything: whether it must be dropped because it
+        ends at or below what this node committed or applied (see the module docstring). The
+        answer to the leader is sent once PySyncObj is done with the message."""
+        position = max(self._SyncObj__raftCommitIndex, self._SyncObj__raftLastApplied)
+        if last_idx > position:
+            return False
+        self._raftq_refused_next = position + 1
+        self.raftq_refused_snapshots += 1
+        logger.info(
+            "snapshot from the leader up to entry %d ignored: this node has committed up to %d",
+            last_idx,
+            position,
+        )
+        return True
+
+    def _check_applied(self, message: dict[str, Any]) -> None:
+        if message.get("term", -1) < self._SyncObj__raftCurrentTerm:
+            return  # PySyncObj ignores a stale leader's message
+        applied = self._SyncObj__raftLastApplied
+        for entry in message.get("entries") or ():
+            idx, term = entry[1], entry[2]
+            if idx > applied:
+                return
+            local = self._SyncObj__getEntries(idx, 1)
+            if local and local[0][2] != term:
+                self._raftq_on_diverged(idx, local[0][2], term)
+                return

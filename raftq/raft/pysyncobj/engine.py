@@ -1,0 +1,332 @@
+"""PySyncObjEngine: the ``LogEngine`` (``raftq.raft.engine``) on PySyncObj 0.3.17.
+
+Relies on PySyncObj 0.3.17 private behaviour:
+- ``_SyncObj__raftState``, ``_SyncObj__leaderCommitIndex``, ``_SyncObj__raftLog`` (read for
+  ``status`` and the fsync instrumentation): guarded by
+  ``tests/raft/test_pysyncobj_private.py`` (they exist on a real SyncObj) and
+  ``tests/raft/test_journal.py`` (the journal is ours).
+- ``SyncObj._isLeader``/``_getLeader`` (single underscore) and ``FAIL_REASON``'s values:
+  guarded by ``tests/raft/test_pysyncobj_private.py``.
+
+Thread hops of one write: the loop hands an entry to ``propose``, which puts it in PySyncObj's
+queue (``Replica.apply``); PySyncObj's tick thread appends, replicates and, once committed,
+applies it to the machine (under the state lock) and calls back with the results.
+
+Settings chosen (measured in docs/benchmark-log.md and the PySyncObj notes):
+- ``appendEntriesUseBatch=False``: an entry is sent to followers at once (sub-ms round trip)
+  instead of on a 100 ms timer; its entries/s ceiling does not matter because group commit
+  puts many commands in one entry.
+- ``commandsWaitLeader=False``: no unbounded queueing without a leader; we propose only on the
+  leader and map failures to definite / unknown outcomes.
+- journal + our own snapshot file through SyncObjConf's serializer hooks
+  (``raftq.raft.pysyncobj.snapshot_hooks``): written by a forked child in our checksummed
+  format, so the tick thread never stalls; ``logCompactionMinEntries`` high (the default 5000
+  causes snapshot storms with a big state).
+- before PySyncObj is built, the data dir is checked (``raftq.raft.datadir``): a damaged
+  snapshot, journal or term/vote file stops the start with a one-line ``DataError``.
+- the journal is ``raftq.raft.pysyncobj.journal.DurableFileJournal``, installed around the
+  constructor: with ``fsync = "always"`` (default) a write is fdatasync'd before it is
+  acknowledged; in both modes it keeps the entries Raft keeps and compacts by rename.
+- ``bindAddress`` = the configured raft host; the cluster secret becomes PySyncObj's
+  ``password`` (authenticated encryption of peer traffic: its wire format is pickle).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf
+from raftq.core import Machine, Result
+from raftq.errors import ClusterError, NoLeader, OutcomeUnknown, Overloaded
+from raftq.raft.datadir import DUMP_FILE, JOURNAL_FILE, check_data_dir
+from raftq.raft.engine import Applied, EngineCallbacks, EngineStatus
+from raftq.raft.gc_guard import guard as gc_guard
+from raftq.raft.pysyncobj.commit_rule import RaftqSyncObj
+from raftq.raft.pysyncobj.election_hold import ElectionHold
+from raftq.raft.pysyncobj.journal import DurableFileJournal, durable_journal, verify_journal
+from raftq.raft.pysyncobj.replica import Replica
+from raftq.raft.pysyncobj.snapshot_hooks import SnapshotHooks
+from raftq.raft.snapshot_file import remove_temp_files
+
+if TYPE_CHECKING:
+    from raftq.config import ClusterConfig
+
+__all__ = ["PySyncObjEngine", "ReplicaHook", "new_pysyncobj_engine"]
+
+logger = logging.getLogger(__name__)
+
+# Called with the Replica before PySyncObj is built (the test-fault wrappers of
+# raftq.raft.pysyncobj.faults; nothing in real use).
+ReplicaHook = Callable[[Replica], None]
+
+_ROLES = {0: "follower", 1: "candidate", 2: "leader"}
+_DEFINITE = {
+    FAIL_REASON.QUEUE_FULL: Overloaded,
+    FAIL_REASON.MISSING_LEADER: NoLeader,
+    FAIL_REASON.NOT_LEADER: NoLeader,
+    FAIL_REASON.DISCARDED: NoLeader,  # our entry was overwritten by another leader's
+    FAIL_REASON.REQUEST_DENIED: Overloaded,
+}
+
+# See appendEntriesBatchSizeBytes in PySyncObjEngine._syncobj_conf: above any entry of a
+# default configuration (a 16 MiB request body plus GroupCommit's 4 MiB), and the most entries
+# one AppendEntries message bundles while a follower catches up.
+_ENTRY_MESSAGE_MAX_BYTES = 32 * 1024 * 1024
+
+
+def new_pysyncobj_engine(
+    config: ClusterConfig,
+    node_id: str,
+    *,
+    replica_hooks: Sequence[ReplicaHook] = (),
+    transport_class: type[Any] | None = None,
+) -> PySyncObjEngine:
+    """The engine of node ``node_id`` of ``config`` (nothing runs before ``start``).
+    ``transport_class``: PySyncObj's ``transportClass`` (default its TCP transport on the
+    node's raft address; ``MemoryNetwork.transport_class()`` for an in-process cluster)."""
+    return PySyncObjEngine(
+        config, node_id, replica_hooks=replica_hooks, transport_class=transport_class
+    )
+
+
+class PySyncObjEngine:
+    """``LogEngine`` on PySyncObj. The attributes ``syncobj``, ``replica``, ``snapshots`` and
+    ``hold`` are set by ``start`` (tests reach PySyncObj's state through them)."""
+
+    def __init__(
+        self,
+        config: ClusterConfig,
+        node_id: str,
+        *,
+        replica_hooks: Sequence[ReplicaHook] = (),
+        transport_class: type[Any] | None = None,
+    ) -> None:
+        self.config = config
+        self._node_id = node_id
+        self._self = config.node(node_id)
+        self._replica_hooks = tuple(replica_hooks)
+        self._transport: dict[str, Any] = (
+            {} if transport_class is None else {"transportClass": transport_class}
+        )
+        self.syncobj: SyncObj | None = None
+        self.replica: Replica | None = None
+        self.snapshots: SnapshotHooks | None = None
+        self.hold: ElectionHold | None = None
+        self._on_fatal: Callable[[BaseException], None] | None = None
+        self._callbacks: EngineCallbacks | None = None
+        self._snapshots_seen = 0  # SnapshotHooks.writes already reported to stats
+
+    @property
+    def node_id(self) -> str:
+        return self._node_id
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self, callbacks: EngineCallbacks) -> None:
+        """Check the data dir, build PySyncObj (binds the raft port; no leader awaited)."""
+        self._callbacks = callbacks
+        self._on_fatal = callbacks.on_fatal
+        data_dir = self.config.node_data_dir(self._node_id)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        dump_path = str(data_dir / DUMP_FILE)
+        remove_temp_files(dump_path)
+        # Refuse damaged data before PySyncObj reads it: it would log the error and go on
+        # with an empty state (a damaged dump) or with whatever it could parse (a journal).
+        await asyncio.to_thread(check_data_dir, str(data_dir))
+        # A tick longer than half the minimum election timeout means heartbeats were left
+        # unread: restart the election timer rather than depose a healthy leader.
+        hold = ElectionHold(stall_s=self.config.raft.election_min_ms / 2000)
+        self.hold = hold
+        replica = Replica(callbacks.on_applied, callbacks.on_fatal, hold)
+        for hook in self._replica_hooks:
+            hook(replica)
+        self.replica = replica
+        self.snapshots = snapshots = SnapshotHooks(
+            dump_path,
+            replica,
+            hold,
+            callbacks.on_fatal,
+            write_timeout_s=self.config.raft.snapshot_write_timeout_s,
+            on_writer_killed=callbacks.stats.observe_snapshot_killed,
+        )
+        conf = self._syncobj_conf(str(data_dir), snapshots)
+        others = [n.raft for n in self.config.nodes if n.id != self._node_id]
+        # SyncObj's tick thread stops when the thread that created it exits: create it here,
+        # on the loop's thread. The constructor blocks until the port is bound.
+        fsync = self.config.raft.fsync
+        # PySyncObj builds our journal (raftq/raft/pysyncobj/journal.py): fdatasync'd with
+        # fsync = "always", and in both modes keeping the entries Raft keeps and compacting
+        # crash-safely.
+        with durable_journal(sync=fsync == "always"):
+            syncobj = RaftqSyncObj(
+                self._self.raft,
+                others,
+                conf=conf,
+                consumers=[replica],
+                on_diverged=self._on_diverged,
+                **self._transport,
+            )
+        try:
+            verify_journal(syncobj, fsync)
+        except Exception:
+            syncobj.destroy_synchronous()
+            raise
+        hold.syncobj = syncobj
+        syncobj.addOnTickCallback(hold.on_tick)
+        # Full GC passes: short once the state is frozen, forgiven by the election timer.
+        gc_guard.register(hold)
+        # A leader spends at most a quarter of the minimum election timeout per tick sending
+        # a snapshot to a follower (PySyncObj would send all of it in one tick).
+        snapshots.install(syncobj, send_budget_s=self.config.raft.election_min_ms / 4000)
+        self.syncobj = syncobj
+        journal = _private(syncobj, "raftLog")
+        if isinstance(journal, DurableFileJournal):
+            journal.on_sync = callbacks.stats.observe_fsync
+
+    async def stop(self) -> None:
+        if self.hold is not None:
+            gc_guard.unregister(self.hold)
+        if self.syncobj is not None:
+            syncobj, self.syncobj = self.syncobj, None
+            await asyncio.to_thread(syncobj.destroy_synchronous)
+            if self.snapshots is not None:  # the tick thread has stopped
+                self.snapshots.close_transfers()
+
+    def _syncobj_conf(self, data_dir: str, snapshots: SnapshotHooks) -> SyncObjConf:
+        r = self.config.raft
+        election_min_s = r.election_min_ms / 1000
+        return SyncObjConf(
+            password=self.config.secret,
+            bindAddress=self._self.raft,  # "host:port": never 0.0.0.0
+            autoTick=True,
+            autoTickPeriod=0.01,
+            appendEntriesUseBatch=False,
+            # Every entry goes out whole. PySyncObj splits an entry at least this big into
+            # "transmission" chunks and marks a chunk final when its end passes the length of
+            # the *command* instead of the pickled entry (syncobj.py, __sendAppendEntries): for
+            # an entry whose pickling overhead crosses a chunk boundary, the follower unpickles
+            # a truncated entry, its tick raises and the rest of what it read is dropped.
+            # Measured with 1000-job entries of ~131 KB (2 x 64 KiB default): a follower fell
+            # hundreds of entries behind and the term went from 1 to 21 (docs/benchmark-log.md,
+            # "Memory and depth at 1M queued"). Only an entry of 32 MiB or more (with
+            # max_body_bytes raised above 16 MiB) can still take that path.
+            appendEntriesBatchSizeBytes=_ENTRY_MESSAGE_MAX_BYTES,
+            appendEntriesPeriod=min(0.1, election_min_s / 4),
+            raftMinTimeout=election_min_s,
+            raftMaxTimeout=r.election_max_ms / 1000,
+            # A leader cut off from the majority steps down after this (default 30 s).
+            leaderFallbackTimeout=max(2 * r.election_max_ms / 1000, 1.0),
+            connectionRetryTime=1.0,
+            connectionTimeout=3.5,
+            commandsWaitLeader=False,
+            journalFile=os.path.join(data_dir, JOURNAL_FILE),
+            fullDumpFile=snapshots.dump_path,
+            **snapshots.conf(),  # our file format; the hooks fork themselves
+            logCompactionMinEntries=r.log_compaction_min_entries,
+            logCompactionMinTime=r.log_compaction_min_time_s,
+            logCompactionSplit=True,
+            maxBindRetries=30,
+            dynamicMembershipChange=False,
+        )
+
+    def _on_diverged(self, index: int, local_term: int, leader_term: int) -> None:
+        """Tick thread: the leader replaces an entry this node already applied (see
+        raftq.raft.pysyncobj.commit_rule). The state machine ran an uncommitted command: stop."""
+        assert self._on_fatal is not None  # set before the SyncObj that calls this is built
+        self._on_fatal(
+            ClusterError(
+                f"node {self._node_id}: applied log entry {index} (term {local_term}) is being "
+                f"replaced by the leader's entry of term {leader_term}: this node's state "
+                "diverged from the cluster; wipe its data dir and restart it to catch up"
+            )
+        )
+
+    # -- proposing and reading --------------------------------------------------------------
+
+    def propose(self, raw: bytes, callback: Applied) -> None:
+        """Loop thread: hand one entry to PySyncObj; ``callback`` runs on the tick thread."""
+        if self.syncobj is None or self.replica is None:
+            raise NoLeader("node not started")
+
+        def on_result(results: list[Result] | None, reason: int) -> None:  # tick thread
+            callback(*_outcome(results, reason))
+
+        self.replica.apply(raw, callback=on_result)
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Machine]:
+        replica = self.replica
+        if replica is None:
+            raise NoLeader("node not started")
+        with replica.lock:
+            yield replica.machine
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def is_leader(self) -> bool:
+        return self.syncobj is not None and bool(self.syncobj._isLeader())
+
+    def leader(self) -> str | None:
+        if self.syncobj is None:
+            return None
+        leader = self.syncobj._getLeader()
+        return None if leader is None else str(leader.id)
+
+    def status(self) -> EngineStatus:
+        so = self.syncobj
+        if so is None:
+            raise NoLeader("node not started")
+        return EngineStatus(
+            role=_ROLES.get(_private(so, "raftState"), "unknown"),
+            leader=self.leader(),
+            term=so.raftCurrentTerm,
+            commit_index=so.raftCommitIndex,
+            applied_index=so.raftLastApplied,
+            leader_commit_index=_private(so, "leaderCommitIndex"),
+            log_entries=len(_private(so, "raftLog")),
+        )
+
+    def peer_connected(self, raft: str) -> bool:
+        so = self.syncobj
+        if so is None:
+            return False
+        return any(o.id == raft and so.isNodeConnected(o) for o in so.otherNodes)
+
+    def sample(self) -> Hashable:
+        snapshots = self.snapshots
+        if snapshots is not None and snapshots.writes != self._snapshots_seen:
+            self._snapshots_seen = snapshots.writes
+            if snapshots.last_write_ms is not None and self._callbacks is not None:
+                self._callbacks.stats.observe_snapshot(snapshots.last_write_ms / 1000)
+        replica = self.replica
+        return (self._snapshots_seen, id(replica.machine) if replica is not None else 0)
+
+    def snapshot_file_bytes(self) -> int | None:
+        if self.snapshots is None:
+            return None
+        try:
+            return os.stat(self.snapshots.dump_path).st_size
+        except OSError:
+            return None
+
+
+def _private(so: SyncObj, name: str) -> Any:
+    """A PySyncObj private attribute (name-mangled); pinned to pysyncobj 0.3.x."""
+    return getattr(so, f"_SyncObj__{name}")
+
+
+def _outcome(
+    results: list[Result] | None, reason: int
+) -> tuple[list[Result] | None, ClusterError | None]:
+    if reason == FAIL_REASON.SUCCESS:
+        return results, None
+    definite = _DEFINITE.get(reason)
+    if definite is not None:
+        return None, definite(f"not applied (pysyncobj reason {reason})")
+    # LEADER_CHANGED, UNKNOWN_OUTCOME and anything new: may or may not have been applied.
+    return None, OutcomeUnknown(f"outcome unknown (pysyncobj reason {reason})")

@@ -1,0 +1,653 @@
+"""The durability seam around PySyncObj: a journal whose writes are on disk before Raft acts.
+
+PySyncObj 0.3.17 keeps its log in an mmap that it never msyncs, and writes currentTerm/votedFor
+with a rename but no fsync (notes §3): an acknowledged entry or a vote can vanish on power loss.
+This module is the *one* place raftq changes that, without copying PySyncObj code:
+
+- ``DurableFileJournal`` subclasses ``pysyncobj.journal.FileJournal``; after ``add``, ``clear``,
+  ``deleteEntriesFrom`` and ``deleteEntriesTo`` return, the written bytes are on disk
+  (``O_DSYNC`` writes). PySyncObj calls these on its tick thread and only afterwards answers
+  an AppendEntries (follower) or counts its own log towards the commit index (leader), so an
+  entry is on disk on a majority before it commits and before the client hears success.
+  (The leader's appends are the one exception, made durable a moment later in the same tick
+  but still before they count: ``deferred_sync``.)
+- The journal is written through a file descriptor (``JournalFile``: ``pwrite`` on an
+  ``O_DSYNC`` descriptor), not through FileJournal's mmap: the header can be held back until
+  the records it points past are durable, which an mmap cannot promise (the kernel may write
+  a dirty header page back at any time); one syscall per durable write instead of a write
+  and an ``fdatasync`` halves the GIL hand-offs of a sync (the measured cost, see
+  ``JournalFile``); and the journal's pages are page cache, not the node's RSS (through the
+  mmap they were: ~130 MB at 1M jobs until a compaction). The file format is FileJournal's,
+  unchanged.
+- ``DurableMetaStorer`` replaces FileJournal's meta storer: temp file, fsync, rename, fsync of
+  the directory, so currentTerm/votedFor are durable before any vote message leaves.
+- ``durable_journal()`` installs the class at the one place PySyncObj creates its journal,
+  ``pysyncobj.syncobj.createJournal`` (looked up by ``SyncObj.__init__``), for the constructor
+  calls made inside the ``with`` block on the calling thread only; other threads (other nodes
+  in the same process) see PySyncObj's own factory unless they are inside the block too.
+
+Never forgetting an acknowledged entry (Bug fixed, found by tests/integration/test_durability.py):
+PySyncObj's follower drops *every* entry after an AppendEntries' previous entry before adding
+the message's entries, and a snapshot install replaces the whole log with the snapshot's two
+entries. Raft drops only entries that conflict. Under pipelined load the leader re-sends from
+an older index in messages capped at 64 KiB, so a follower's log shrank below entries it had
+already acknowledged (the leader counted them towards a majority), and an older snapshot
+replaced a longer log (measured: the same snapshot installed 20 times on a healthy follower,
+its log cut from 222 to 173 entries with commit index 222). The leader still counts such a
+follower as holding what it forgot, and the follower can vote for a candidate that lacks
+those entries: in one run of the restore test (a third node restarted on an older copy of
+its data), the cluster then handed out job ids a second time and lost acknowledged jobs.
+``DurableFileJournal`` therefore
+keeps what Raft keeps: ``deleteEntriesFrom`` removes nothing by itself (the adds that follow
+it do: ``add`` of an entry already present with the same index and term writes nothing, and
+one that conflicts cuts the log there, as Raft says); ``clear`` before a snapshot install
+keeps a log that holds the snapshot's previous and last entries, with every entry after
+them (Raft's InstallSnapshot rule), and replaces any other log as PySyncObj meant. Entries
+kept past what a message matched are not yet verified against the leader's log, so they
+must neither commit nor count for the leader: ``RaftqSyncObj`` (raftq/raft/pysyncobj/commit_rule.py)
+caps the follower's commit index at the last entry a message carried, and answers an
+install with the snapshot's end, not its log's.
+
+A snapshot at start and entries of older terms (Bug fixed, found by the same test in CI: a
+job id handed out twice after kill -9 of every node). Until 2026-12-05 those two rules kept
+only entries of the current term (only the current leader writes them, so they matched its
+log; PySyncObj's own commit rule, the log end, would have committed the others). That lost
+acknowledged entries of older terms: the snapshot writer puts the new dump in place and the
+journal is truncated up to it a few ticks later, so a crash in between leaves a journal
+that starts before the snapshot; at the next start PySyncObj "clears" it down to the
+snapshot's two entries, and after a term change the entries after them went (the node came
+back with its commit index clamped to the snapshot). The same went for a re-sent
+AppendEntries or a snapshot install over a tail of an older term.
+
+Compaction by rename (Bug fixed): FileJournal's ``deleteEntriesTo`` clears the journal and
+re-adds the kept entries in place, so a crash part-way (even kill -9) left a journal without
+entries the node had acknowledged. ``DurableFileJournal`` writes them to ``<journal>.rewrite``
+in FileJournal's format (with plain writes: an mmap write on a full disk is a SIGBUS), makes
+it durable, and renames it over the journal.
+
+A failed write stops the node (Bug fixed: an acknowledged entry that was never on disk).
+Any ``OSError`` from a journal or term/vote write (ENOSPC, EIO) ends the process with exit
+74 and a one-line reason (``DurableFileJournal._io``, ``raftq.raft.fail_stop``): PySyncObj's
+tick thread would log it and go on, answering for an entry its disk lacks. The stop is done
+here, not left to PySyncObj; ``on_io_error`` is replaceable for in-process tests only.
+
+With ``sync=False`` (fsync = "off") the class does all of the above without O_DSYNC or fsync.
+
+Pinned to the PySyncObj versions it was verified with (``VERIFIED_VERSIONS``): it relies on
+FileJournal's private attributes and on where SyncObj looks its factory up. ``RaftNode`` also
+checks after construction that the journal really is ours (and tests/raft guards it).
+
+Relies on PySyncObj 0.3.17 private behaviour:
+- ``pysyncobj.syncobj.createJournal`` (swapped around the constructor) and
+  ``FileJournal``'s ``_FileJournal__journal``, ``__currentOffset``, ``__journalFile``,
+  ``__meta``, ``__metaSaved``, ``__metaStorer``; ``_SyncObj__raftLog`` (``verify_journal``):
+  ``tests/raft/test_journal.py`` (a started node journals through the seam),
+  ``tests/raft/test_journal_keeps_acknowledged.py``, ``tests/raft/test_journal_io_errors.py``
+  and ``tests/raft/test_pysyncobj_private.py`` (every name exists);
+- ``pysyncobj.pickle`` and the meta file's format: ``tests/raft/test_data_cli.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import functools
+import os
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pysyncobj.syncobj as _syncobj_module
+from pysyncobj.journal import (
+    APP_NAME,
+    APP_VERSION,
+    FIRST_RECORD_OFFSET,
+    JOURNAL_FORMAT_VERSION,
+    LAST_RECORD_OFFSET_OFFSET,
+    NAME_SIZE,
+    VERSION_SIZE,
+    FileJournal,
+    MetaStorer,
+)
+from pysyncobj.pickle import dumps, loads
+from pysyncobj.version import VERSION as PYSYNCOBJ_VERSION
+from raftq.errors import RaftqError
+from raftq.raft.fail_stop import EXIT_STORAGE_FAILED, exit_process
+from raftq.raft.snapshot_file import fsync_dir, fsync_file
+
+__all__ = [
+    "PYSYNCOBJ_VERSION",
+    "VERIFIED_VERSIONS",
+    "DurabilitySeamError",
+    "DurableFileJournal",
+    "DurableMetaStorer",
+    "JournalFile",
+    "JournalIOError",
+    "check_version",
+    "durable_journal",
+    "stop_on_io_error",
+    "verify_journal",
+]
+
+VERIFIED_VERSIONS = frozenset({"0.3.17"})
+
+_CLEAR_HELD = object()
+_LAST_RECORD_AT = LAST_RECORD_OFFSET_OFFSET  # FileJournal's header field: end of the last record
+_REWRITE = ".rewrite"  # suffix of the journal being rewritten by a compaction
+
+
+class DurabilitySeamError(RaftqError):
+    """The installed PySyncObj is not one the durability seam was verified with, or it did not
+    build its journal through the seam."""
+
+
+class JournalIOError(RaftqError):
+    """A journal or term/vote write failed and the stop hook returned (in-process tests only:
+    the default hook ends the process). The journal was rolled back to what its file holds."""
+
+
+def stop_on_io_error(reason: str) -> None:
+    """The default ``DurableFileJournal.on_io_error``: end the process, unconditionally."""
+    exit_process(EXIT_STORAGE_FAILED, reason)
+
+
+def _io_failure(what: str, path: str, error: OSError) -> str:
+    """The one-line reason of a fail-stop on a failed write: file, error, what to do."""
+    where = error.filename if isinstance(error.filename, str) else path
+    cause = f"[Errno {error.errno}] {error.strerror}" if error.errno else str(error)
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        todo = "free space on that disk and restart the node"
+    else:
+        todo = "check that disk (kernel log) and restart the node"
+    return (
+        f"raftq: stopping: {what} write failed on {where}: {cause}; {todo} "
+        f"(nothing acknowledged was lost; exit {EXIT_STORAGE_FAILED})"
+    )
+
+
+def check_version(version: str = PYSYNCOBJ_VERSION) -> None:
+    if version not in VERIFIED_VERSIONS:
+        raise DurabilitySeamError(
+            f"raftq needs pysyncobj {', '.join(sorted(VERIFIED_VERSIONS))} "
+            f"(installed: {version}): its journal relies on PySyncObj's internals and was not "
+            "verified with this version; pin pysyncobj"
+        )
+
+
+class DurableMetaStorer(MetaStorer):  # type: ignore[misc]
+    """Stores ``<journal>.meta`` (term, vote, commit index) atomically and durably (without
+    the fsyncs if not ``sync``). Errors are raised: ``DurableFileJournal`` stops the node."""
+
+    def __init__(self, path: str, *, sync: bool = True) -> None:
+        super().__init__(path)
+        self._raftq_sync = sync
+
+    def getMeta(self) -> dict[str, Any]:  # noqa: N802  # PySyncObj's API
+        """PySyncObj's reader (nothing readable: empty), closing its file."""
+        try:
+            with open(self.getPath(), "rb") as f:
+                meta: dict[str, Any] = loads(f.read())
+        except Exception:  # PySyncObj's own reader takes any failure as "no meta"
+            return {}
+        return meta
+
+    def storeMeta(self, meta: dict[str, Any]) -> None:  # noqa: N802  # PySyncObj's API
+        path = self.getPath()
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(dumps(meta))
+            f.flush()
+            if self._raftq_sync:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+        if self._raftq_sync:
+            fsync_dir(os.path.dirname(path))
+
+
+class JournalFile:
+    """The journal file behind FileJournal: ``ResizableFile``'s interface (``write``, ``read``,
+    ``flush``, ``_destroy``) over a plain file descriptor instead of an mmap.
+
+    With ``sync`` the file is opened ``O_DSYNC``: a ``pwrite`` returns once its bytes (and the
+    file size they need) are on disk, as if followed by ``fdatasync``. One syscall per write
+    instead of two matters here: every syscall that releases the GIL must take it back, and
+    with the node's event loop busy on the other thread that wait was most of a journal sync
+    (measured: 3.1 ms for write + fdatasync twice, 1.9 ms for two O_DSYNC writes, 0.36 ms
+    for either alone; docs/benchmark-log.md).
+
+    Invariant (with ``sync``): the header's last-record offset never reaches the disk ahead of
+    the records it points past. FileJournal writes a record and then the header in one call;
+    the header write is held here and written by ``sync()``, after the records are durable.
+    A crash therefore leaves a header that points at the end of whole records (the old end or
+    the new one), never past a torn one.
+
+    While ``deferring`` (the leader's appends, see ``DurableFileJournal.deferred_sync``) the
+    records are held too and written by ``sync()`` (contiguous ones in one write), so that the
+    leader can send an entry before it waits for its own disk; a ``read`` writes them first.
+    Only the tick thread uses the file (PySyncObj's journal is single-threaded)."""
+
+    def __init__(self, path: str, *, sync: bool) -> None:
+        flags = os.O_RDWR | os.O_CLOEXEC | (os.O_DSYNC if sync else 0)
+        self._fd = os.open(path, flags)
+        self._sync = sync
+        self._header: bytes | None = None  # the last-record offset written but held back
+        self._pending: list[tuple[int, bytes]] = []  # records held while deferring
+        self.deferring = False
+
+    @property
+    def unsynced(self) -> bool:
+        """Something is held for ``sync()``: records written while deferring, or a header."""
+        return bool(self._pending) or self._header is not None
+
+    def write(self, offset: int, values: bytes) -> None:
+        if self._sync and offset == _LAST_RECORD_AT and len(values) == 4:
+            self._header = bytes(values)
+        elif self._sync and self.deferring:
+            self._pending.append((offset, bytes(values)))
+        else:
+            self._pwrite(offset, values)
+
+    def read(self, offset: int, size: int) -> bytes:
+        self._write_pending()
+        data = os.pread(self._fd, size, offset)
+        lo, hi = max(offset, _LAST_RECORD_AT), min(offset + size, _LAST_RECORD_AT + 4)
+        if self._header is None or lo >= hi:
+            return data
+        buf = bytearray(data.ljust(size, b"\0"))  # overlay the held-back header bytes
+        buf[lo - offset : hi - offset] = self._header[lo - _LAST_RECORD_AT : hi - _LAST_RECORD_AT]
+        return bytes(buf)
+
+    def sync(self) -> None:
+        """Make every write so far durable: the records, then the header (the invariant)."""
+        if not self._sync:
+            return
+        self._write_pending()
+        header, self._header = self._header, None
+        if header is not None:
+            self._pwrite(_LAST_RECORD_AT, header)  # 4 bytes inside one sector
+
+    def flush(self) -> None:
+        self.sync()
+
+    def _destroy(self) -> None:
+        self.sync()
+        os.close(self._fd)
+
+    def discard(self) -> None:
+        """Forget what is held (after a failed write: the journal is read back from disk)."""
+        self._pending, self._header = [], None
+        self.deferring = False
+
+    def close(self) -> None:
+        """Close without writing what is held."""
+        self.discard()
+        os.close(self._fd)
+
+    def read_back(self) -> tuple[list[tuple[bytes, int, int]], int]:
+        """The entries the file holds up to its header's last-record offset as written, and
+        that offset (FileJournal's reader, over the descriptor)."""
+        (end,) = struct.unpack("<I", os.pread(self._fd, 4, _LAST_RECORD_AT))
+        entries: list[tuple[bytes, int, int]] = []
+        offset = FIRST_RECORD_OFFSET
+        while offset < end:
+            (size,) = struct.unpack("<I", os.pread(self._fd, 4, offset))
+            data = os.pread(self._fd, size, offset + 4)
+            idx, term = struct.unpack("<QQ", data[:16])
+            entries.append((data[16:], idx, term))
+            offset += size + 8
+        return entries, offset
+
+    def _write_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        i = 0
+        while i < len(pending):  # FileJournal appends: the held records are contiguous
+            offset, data = pending[i]
+            chunk = [data]
+            end = offset + len(data)
+            i += 1
+            while i < len(pending) and pending[i][0] == end:
+                chunk.append(pending[i][1])
+                end += len(pending[i][1])
+                i += 1
+            self._pwrite(offset, b"".join(chunk))
+
+    def _pwrite(self, offset: int, values: bytes) -> None:
+        view = memoryview(values)
+        while view:  # pwrite may write less than asked (a signal, a full disk's last block)
+            written = os.pwrite(self._fd, view, offset)
+            view, offset = view[written:], offset + written
+
+
+class DurableFileJournal(FileJournal):  # type: ignore[misc]
+    """PySyncObj's FileJournal, synced after every change (see the module docstring)."""
+
+    def __init__(self, journalFile: str, *, sync: bool = True) -> None:  # noqa: N803
+        # sync=False (fsync = "off"): the same Raft-safe log and crash-safe compaction, but no
+        # fdatasync/fsync: survives kill -9 (the page cache), not power loss.
+        self._raftq_sync = sync
+        self._raftq_path = journalFile
+        # A clear() held back until the entries added next show whether it must happen:
+        # _CLEAR_HELD, then the snapshot's previous entry once it matched, else None.
+        self._raftq_held: object = None
+        # Instrumentation hook (raftq.raft.stats): seconds of each sync, on the tick thread.
+        self.on_sync: Callable[[float], None] | None = None
+        # Called with a one-line reason when a journal or term/vote write fails: ends the
+        # process (stop_on_io_error). Replaced only by in-process tests; if it returns, the
+        # journal is rolled back to what its files hold and the write raises JournalIOError.
+        self.on_io_error: Callable[[str], None] = stop_on_io_error
+        self._raftq_broken: str | None = None  # a rollback failed too: every write refused
+        with contextlib.suppress(FileNotFoundError):  # left by a crash inside a compaction
+            os.unlink(journalFile + _REWRITE)
+        super().__init__(journalFile)  # reads the journal through PySyncObj's mmap file
+        self._use_file(journalFile)
+        self._FileJournal__metaStorer = DurableMetaStorer(journalFile + ".meta", sync=sync)
+        if sync:
+            # A brand-new journal file and its meta must exist after a crash too.
+            fsync_file(journalFile)
+            fsync_dir(os.path.dirname(journalFile))
+
+    # -- the writes -----------------------------------------------------------------------
+
+    def add(self, command: bytes, idx: int, term: int) -> None:
+        with self._io():
+            if self._keeps(command, idx, term):
+                return
+            self._append(command, idx, term)
+
+    def clear(self) -> None:
+        with self._io():
+            if len(self) > 0:
+                # PySyncObj installs a snapshot: clear(), add(previous entry), add(last entry).
+                self._raftq_held = _CLEAR_HELD
+                return
+            self._clear_now()
+
+    def _destroy(self) -> None:
+        with self._io():
+            self._resolve_held()
+            super()._destroy()
+
+    def flush(self) -> None:
+        with self._io():
+            self._resolve_held()
+            super().flush()
+
+    def setCurrentTerm(self, term: int, votedForNodeId: Any) -> None:  # noqa: N802, N803
+        with self._io("term/vote file"):  # stored synchronously (DurableMetaStorer)
+            super().setCurrentTerm(term, votedForNodeId)
+
+    def onOneSecondTimer(self) -> None:  # noqa: N802  # PySyncObj's name
+        with self._io("term/vote file"):  # the commit index, once a second
+            super().onOneSecondTimer()
+
+    def deleteEntriesFrom(self, entryFrom: int) -> None:  # noqa: N802, N803
+        """PySyncObj's follower, before it adds an AppendEntries' entries: it would drop
+        everything after the message's previous entry, Raft drops only from a conflict on.
+        Nothing is removed here; the adds that follow keep what matches and cut the log at
+        the first entry that conflicts (``_keeps``)."""
+        with self._io():
+            self._resolve_held()
+
+    def deleteEntriesTo(self, entryTo: int) -> None:  # noqa: N802, N803
+        """Log compaction (the snapshot up to ``entryTo`` is already on disk). FileJournal
+        rewrites the kept entries in place (clear, then add each): a crash part-way would
+        leave a journal without entries this node acknowledged. Instead the kept entries
+        are written to a new file by PySyncObj's own FileJournal, made durable, and renamed
+        over the journal: a crash leaves either the old journal or the new one, whole."""
+        with self._io():
+            self._compact(entryTo)
+
+    def _compact(self, entryTo: int) -> None:  # noqa: N803
+        self._resolve_held()
+        kept: list[tuple[bytes, int, int]] = list(self[k] for k in range(entryTo, len(self)))
+        path = self._raftq_path
+        tmp = path + _REWRITE
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        offset = _write_journal(tmp, kept, sync=self._raftq_sync)
+        os.replace(tmp, path)
+        if self._raftq_sync:
+            fsync_dir(os.path.dirname(path))
+        # Point FileJournal's private state at the new file (pinned: VERIFIED_VERSIONS).
+        self._use_file(path)
+        private: dict[str, Any] = self.__dict__
+        private["_FileJournal__journal"] = kept
+        private["_FileJournal__currentOffset"] = offset
+
+    def _use_file(self, path: str) -> None:
+        """Write the journal at ``path`` through a ``JournalFile`` from now on, closing the
+        file FileJournal used so far (its mmap'd ``ResizableFile`` after reading the journal at
+        start, or the previous ``JournalFile`` after a compaction)."""
+        private: dict[str, Any] = self.__dict__
+        private["_FileJournal__journalFile"]._destroy()
+        private["_FileJournal__journalFile"] = JournalFile(path, sync=self._raftq_sync)
+
+    def _append(self, command: bytes, idx: int, term: int) -> None:
+        t0 = time.perf_counter()
+        super().add(command, idx, term)  # the record (durable on return, unless deferring)
+        if self._file().deferring:
+            return
+        self._sync(t0)  # then the header that points past it (JournalFile)
+
+    @contextlib.contextmanager
+    def deferred_sync(self) -> Iterator[None]:
+        """Appends inside the block are held and written, durably, together when it ends (any
+        other write inside it writes them first, as always). For the leader's appends only:
+        it may send an entry before its own copy is durable, as long as it does not count
+        that copy towards a majority until then (``RaftqSyncObj._checkCommandsToApply``); a
+        follower must be durable before it acknowledges, so its appends are never deferred."""
+        file = self._file()
+        file.deferring = True
+        try:
+            yield
+        finally:
+            file = self._file()  # the same file, unless a compaction replaced it meanwhile
+            file.deferring = False
+            if file.unsynced:
+                with self._io():
+                    self._sync()
+
+    def _resolve_held(self) -> None:
+        """Any write but an ``add`` after a held-back clear: do the clear (and re-add the
+        snapshot's previous entry if it was held too), as PySyncObj asked."""
+        held = self._raftq_held
+        if held is None:
+            return
+        self._clear_now()
+        if held is not _CLEAR_HELD:
+            self._append(*held)  # type: ignore[misc]
+
+    def _clear_now(self) -> None:
+        self._raftq_held = None
+        super().clear()
+        self._sync()
+
+    # -- never forgetting an acknowledged entry (see the module docstring) ---------------
+
+    def _keeps(self, command: bytes, idx: int, term: int) -> bool:
+        """Whether an ``add`` of entry (idx, term) is already satisfied by the log.
+
+        PySyncObj only ever adds at the end, so an ``idx`` inside the log means that a
+        truncation or a clear was held back. An entry with the same index and term is the
+        same entry (Raft's Log Matching property): nothing to write. A different one
+        conflicts: drop it and everything after it, as Raft says, then add the new one.
+        After a held-back ``clear`` (a snapshot install adds the snapshot's previous and last
+        entries), the log is kept, with everything after them, if it holds both; otherwise
+        it is replaced as PySyncObj meant."""
+        held, self._raftq_held = self._raftq_held, None
+        position = idx - self[0][1] if len(self) else -1
+        inside = 0 <= position < len(self)
+        same = inside and self[position][2] == term
+        if held is _CLEAR_HELD:
+            if same:
+                self._raftq_held = (command, idx, term)
+                return True
+            self._clear_now()
+            return False
+        if held is not None:  # the snapshot's previous entry is ours; this is its last one
+            if same:
+                return True
+            self._clear_now()
+            self._append(*held)  # type: ignore[misc]
+            return False
+        if same:
+            return True
+        if inside:
+            super().deleteEntriesFrom(position)
+            self._sync()
+        return False
+
+    # -- a failed write stops the node (fail-stop) ----------------------------------------
+
+    @contextlib.contextmanager
+    def _io(self, what: str = "journal") -> Iterator[None]:
+        """Around every public method that may write (or read) the journal or the term/vote
+        file: an ``OSError`` stops the node (``on_io_error``).
+
+        Why not carry on: PySyncObj's tick thread logs any exception and goes on. After a
+        failed append the entry would stay in the in-memory log (FileJournal appends to
+        its list before it writes), so the re-sent entry is "kept" and acknowledged without
+        being on disk, and the next one is written where it should be (a file holding
+        entries 1, 3); after a failed flush of the leader's held appends, the leader would
+        count entries its disk does not hold; after a failed term/vote write, it would vote
+        in a term it did not record. A full disk or an I/O error is not something the node
+        can answer for: it stops, and a restart (after the disk is fixed) reads the file,
+        which is consistent: the header never points past a record written whole."""
+        if self._raftq_broken is not None:
+            raise JournalIOError(self._raftq_broken)
+        try:
+            yield
+        except OSError as e:
+            path = self._raftq_path + ("" if what == "journal" else ".meta")
+            reason = _io_failure(what, path, e)
+            self.on_io_error(reason)  # the default ends the process here
+            self._roll_back(reason)
+            raise JournalIOError(reason) from e
+
+    def _roll_back(self, reason: str) -> None:
+        """After a failed write whose stop hook returned: the in-memory journal and meta
+        become what the files hold, so that no entry is "kept" that the file lacks. If even
+        that fails, every later write is refused."""
+        private: dict[str, Any] = self.__dict__
+        self._raftq_held = None
+        try:
+            self._file().close()
+            file = JournalFile(self._raftq_path, sync=self._raftq_sync)
+            private["_FileJournal__journalFile"] = file
+            entries, offset = file.read_back()
+        except OSError:
+            self._raftq_broken = reason
+            private["_FileJournal__journal"] = []
+            return
+        private["_FileJournal__journal"] = entries
+        private["_FileJournal__currentOffset"] = offset
+        private["_FileJournal__meta"] = self._FileJournal__metaStorer.getMeta()
+        private["_FileJournal__metaSaved"] = True
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _offset(self) -> int:
+        return int(self._FileJournal__currentOffset)
+
+    def _file(self) -> JournalFile:
+        file: JournalFile = self._FileJournal__journalFile
+        return file
+
+    def _sync(self, t0: float | None = None) -> None:
+        """Make what was written durable (``JournalFile.sync``), timed for ``on_sync`` from
+        ``t0`` (the start of an append: its record was written durably first) or from now."""
+        if not self._raftq_sync:
+            return
+        start = time.perf_counter() if t0 is None else t0
+        self._file().sync()
+        if self.on_sync is not None:
+            self.on_sync(time.perf_counter() - start)
+
+
+def _write_journal(path: str, entries: list[tuple[bytes, int, int]], *, sync: bool) -> int:
+    """Write a new journal file holding ``entries`` in FileJournal's format (its header, then
+    its records) and return the end of the last record. Plain buffered writes, not
+    FileJournal's mmap: on a full disk an mmap write kills the process with SIGBUS, where a
+    write raises ENOSPC and the node stops with its reason (``DurableFileJournal._io``)."""
+    end: int = FIRST_RECORD_OFFSET
+    with open(path, "xb") as f:
+        f.write(_journal_header(end))  # rewritten below, once the end is known
+        for command, idx, term in entries:
+            data = struct.pack("<QQ", idx, term) + bytes(command)
+            size = struct.pack("<I", len(data))
+            f.write(size + data + size)
+            end += len(data) + 8
+        f.seek(_LAST_RECORD_AT)
+        f.write(struct.pack("<I", end))
+        f.flush()
+        if sync:
+            os.fsync(f.fileno())
+    return end
+
+
+def _journal_header(end: int) -> bytes:
+    """FileJournal's header (its constants): name, library version, format, end of records."""
+    header: bytes = (
+        APP_NAME.ljust(NAME_SIZE, b"\0")
+        + APP_VERSION.ljust(VERSION_SIZE, b"\0")
+        + struct.pack("<II", JOURNAL_FORMAT_VERSION, end)
+    )
+    return header
+
+
+class _Seam:
+    """Where ``pysyncobj.syncobj.createJournal`` is swapped: how many threads are inside
+    ``durable_journal()`` and PySyncObj's own factory to restore when the last one leaves."""
+
+    lock = threading.Lock()
+    inside = 0
+    original: Callable[..., Any] | None = None
+    local = threading.local()
+
+
+def _create_journal(journalFile: str | None = None) -> Any:  # noqa: N803
+    factory = getattr(_Seam.local, "factory", None)
+    original = _Seam.original
+    assert original is not None
+    if factory is None or journalFile is None:
+        return original(journalFile)
+    return factory(journalFile)
+
+
+@contextlib.contextmanager
+def durable_journal(*, sync: bool = True) -> Iterator[None]:
+    """Within the block, SyncObj constructors called on *this* thread get a DurableFileJournal
+    (when a journal file is configured; ``sync=False`` for fsync = "off"). Re-entrant and safe
+    with several nodes per process: the module attribute is swapped while any thread is
+    inside, and dispatches per thread."""
+    check_version()
+    with _Seam.lock:
+        if _Seam.inside == 0:
+            _Seam.original = _syncobj_module.createJournal
+            _syncobj_module.createJournal = _create_journal
+        _Seam.inside += 1
+    previous = getattr(_Seam.local, "factory", None)
+    _Seam.local.factory = functools.partial(DurableFileJournal, sync=sync)
+    try:
+        yield
+    finally:
+        _Seam.local.factory = previous
+        with _Seam.lock:
+            _Seam.inside -= 1
+            if _Seam.inside == 0:
+                _syncobj_module.createJournal = _Seam.original
+                _Seam.original = None
+
+
+def verify_journal(syncobj: Any, fsync: str) -> None:
+    """Fail loudly if PySyncObj did not build its journal through the seam (e.g. after an
+    upgrade that creates it elsewhere): acknowledging without fsync, or PySyncObj's own
+    truncations (see the module docstring), must not go unnoticed."""
+    journal = getattr(syncobj, "_SyncObj__raftLog", None)
+    if not isinstance(journal, DurableFileJournal) or journal._raftq_sync != (fsync == "always"):
+        raise DurabilitySeamError(
+            f"the durable journal was not installed (PySyncObj built {type(journal).__name__}): "
+            f"pysyncobj {PYSYNCOBJ_VERSION} bypasses raftq.raft.pysyncobj.journal"
+        )

@@ -1,0 +1,91 @@
+"""Domain objects as the JSON/msgpack shapes of DESIGN.md section 4 (more fields welcome).
+
+Payloads and results are decoded back to the user's value here
+(``raftq.service.values.unpack_value``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from raftq.core import JobInfo, Lease, QueueStats
+from raftq.raft.api import NodeStatus
+from raftq.service.values import unpack_value
+
+__all__ = ["render_cluster", "render_job", "render_lease", "render_queue"]
+
+
+def render_job(j: JobInfo) -> dict[str, Any]:
+    """``GET /v1/jobs/{id}``."""
+    return {
+        "id": j.id,
+        "queue": j.queue,
+        "state": j.state.value,
+        "priority": j.priority,
+        "attempts": j.attempts,
+        "max_attempts": j.max_attempts,
+        "payload": unpack_value(j.payload),
+        "result": unpack_value(j.result),
+        "error": j.error,
+        "run_at_ms": j.run_at_ms,
+        "created_ms": j.created_ms,
+        "key": j.key,
+        "lease_ms": j.lease_ms,
+        "token": j.token,
+        "worker": j.worker,
+        "lease_expires_ms": j.lease_expires_ms,
+        "finished_ms": j.finished_ms,
+    }
+
+
+def render_lease(x: Lease) -> dict[str, Any]:
+    """One job of a claim answer."""
+    return {
+        "id": x.id,
+        "queue": x.queue,
+        "payload": unpack_value(x.payload),
+        "priority": x.priority,
+        "attempt": x.attempt,
+        "token": x.token,
+        "lease_expires_ms": x.lease_expires_ms,
+    }
+
+
+def render_queue(s: QueueStats) -> dict[str, Any]:
+    """``GET /v1/queues/{queue}``: depth by state, ready jobs by priority, windows, and the
+    outcome counters (``totals``: the same numbers as ``raftq_jobs_total``; a client computes
+    rates from two readings)."""
+    depth = dict(s.depth)
+    return {
+        "queue": s.queue,
+        "paused": s.paused,
+        "depth": depth,
+        "by_priority": dict(s.by_priority),
+        "in_flight": s.in_flight,
+        "keys": s.keys,
+        "dedup_window_ms": s.dedup_window_ms,
+        "retention_ms": s.retention_ms,
+        "totals": dict(s.totals),
+    }
+
+
+def render_cluster(st: NodeStatus, leader_api: str | None) -> dict[str, Any]:
+    """``GET /v1/cluster``, from the answering node's own view."""
+    return {
+        "self": {
+            "id": st.id,
+            "role": st.role,
+            "term": st.term,
+            "commit_index": st.commit_index,
+            "applied_index": st.applied_index,
+            "digest": st.digest,
+            "clock_ms": st.clock_ms,
+            "ready": st.ready,
+            "log_entries": st.log_entries,
+        },
+        "leader": st.leader,
+        "leader_api": leader_api,
+        "nodes": [
+            {"id": p.id, "api": p.api, "raft": p.raft, "reachable": p.reachable} for p in st.nodes
+        ],
+    }
