@@ -44,6 +44,7 @@ def test_usage_errors_are_one_line_exit_2(
     assert len(err.strip().splitlines()) <= 2  # argparse adds its usage line
 
 
+@pytest.mark.integration
 def test_the_peer_driver_imports_with_the_standard_library_alone() -> None:
     """The drivers run in the peers' client venv, which holds no raftq dependency: importing
     them must need nothing but the standard library and raftq's own source."""
@@ -60,6 +61,7 @@ def test_the_peer_driver_imports_with_the_standard_library_alone() -> None:
     assert proc.stdout.strip() == repr(sorted(PEERS))
 
 
+@pytest.mark.integration
 def test_a_peer_server_is_started_on_loopback_and_stopped_by_pid() -> None:
     ensure_servers(["redis-server"])  # installed if missing (Debian package)
     node = RedisNode()
@@ -79,6 +81,7 @@ def test_a_peer_server_is_started_on_loopback_and_stopped_by_pid() -> None:
     assert not node.root.exists()
 
 
+@pytest.mark.integration
 def test_a_small_real_peer_run_completes_every_phase() -> None:
     """arq on a real Redis, through the client venv and the driver, as ``--peers`` runs it:
     every job confirmed, processed once, none left, in every phase."""

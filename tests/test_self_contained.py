@@ -7,6 +7,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # Written in two pieces so that this file does not name them itself.
@@ -25,6 +27,7 @@ def _tracked_text_files() -> list[Path]:
     return files
 
 
+@pytest.mark.integration
 def test_no_tracked_file_points_outside_the_repository() -> None:
     files = _tracked_text_files()
     assert len(files) > 100  # the listing worked: the whole tree, not an empty one

@@ -44,6 +44,7 @@ def test_serve_argv_places_prefix_program_log_flags_and_extra() -> None:
     assert serve_argv("c.toml", "n3", python="/opt/py")[:3] == ["/opt/py", "-m", "raftq"]
 
 
+@pytest.mark.integration
 def test_start_node_merges_output_closes_stdin_and_passes_env_and_cwd(tmp_path: Path) -> None:
     log = tmp_path / "n1.log"
     env = {**os.environ, "RAFTQ_SPAWN_TEST": "yes"}
@@ -58,6 +59,7 @@ def test_start_node_merges_output_closes_stdin_and_passes_env_and_cwd(tmp_path: 
     ]
 
 
+@pytest.mark.integration
 def test_start_node_own_process_group_or_session() -> None:
     group = start_node([sys.executable, "-c", PROBE], stdout=subprocess.PIPE, process_group=True)
     session = start_node([sys.executable, "-c", PROBE], stdout=subprocess.PIPE, text=True,
@@ -68,6 +70,7 @@ def test_start_node_own_process_group_or_session() -> None:
     assert "pgid True sid True\n" in session_out  # text mode: str lines
 
 
+@pytest.mark.integration
 def test_start_node_that_cannot_start_raises_oserror(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         start_node([str(tmp_path / "no-such-program")], stdout=subprocess.DEVNULL)
