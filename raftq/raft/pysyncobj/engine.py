@@ -49,6 +49,7 @@ from raftq.raft.gc_guard import guard as gc_guard
 from raftq.raft.pysyncobj.commit_rule import RaftqSyncObj
 from raftq.raft.pysyncobj.election_hold import ElectionHold
 from raftq.raft.pysyncobj.journal import DurableFileJournal, durable_journal, verify_journal
+from raftq.raft.pysyncobj.membership import start_membership
 from raftq.raft.pysyncobj.replica import Replica
 from raftq.raft.pysyncobj.snapshot_hooks import SnapshotHooks
 from raftq.raft.snapshot_file import remove_temp_files
@@ -120,6 +121,8 @@ class PySyncObjEngine:
         self._on_fatal: Callable[[BaseException], None] | None = None
         self._callbacks: EngineCallbacks | None = None
         self._snapshots_seen = 0  # SnapshotHooks.writes already reported to stats
+        # How the TOML's nodes differ from the persisted membership at start, if they do.
+        self.membership_mismatch: str | None = None
 
     @property
     def node_id(self) -> str:
@@ -155,7 +158,21 @@ class PySyncObjEngine:
             on_writer_killed=callbacks.stats.observe_snapshot_killed,
         )
         conf = self._syncobj_conf(str(data_dir), snapshots)
-        others = [n.raft for n in self.config.nodes if n.id != self._node_id]
+        # The replicated membership, never the TOML's once the data dir has one (issue 19:
+        # an edited TOML must not make a second majority).
+        membership = await asyncio.to_thread(
+            start_membership, str(data_dir), self._self.raft, [n.raft for n in self.config.nodes]
+        )
+        if membership.mismatch is not None:
+            self.membership_mismatch = membership.mismatch
+            logger.warning(
+                "node %s: the config's nodes differ from the cluster's membership (%s): "
+                "keeping the cluster's; change members with `raftq members`, then edit the "
+                "config to match",
+                self._node_id,
+                membership.mismatch,
+            )
+        others = [m for m in membership.members if m != self._self.raft]
         # SyncObj's tick thread stops when the thread that created it exits: create it here,
         # on the loop's thread. The constructor blocks until the port is bound.
         fsync = self.config.raft.fsync
@@ -169,6 +186,7 @@ class PySyncObjEngine:
                 conf=conf,
                 consumers=[replica],
                 on_diverged=self._on_diverged,
+                start_members=others,
                 **self._transport,
             )
         try:
@@ -231,7 +249,8 @@ class PySyncObjEngine:
             logCompactionMinTime=r.log_compaction_min_time_s,
             logCompactionSplit=True,
             maxBindRetries=30,
-            dynamicMembershipChange=False,
+            # Single-server changes (raftq.raft.pysyncobj.membership; one at a time).
+            dynamicMembershipChange=True,
         )
 
     def _on_diverged(self, index: int, local_term: int, leader_term: int) -> None:
@@ -290,6 +309,13 @@ class PySyncObjEngine:
             leader_commit_index=_private(so, "leaderCommitIndex"),
             log_entries=len(_private(so, "raftLog")),
         )
+
+    def members(self) -> tuple[str, ...]:
+        """The voters' raft addresses as this node knows them (itself included)."""
+        so = self.syncobj
+        if so is None:
+            return ()
+        return tuple(sorted([self._self.raft, *(str(n.id) for n in so.otherNodes)]))
 
     def peer_connected(self, raft: str) -> bool:
         so = self.syncobj

@@ -1,0 +1,170 @@
+"""The voters a node starts with: the replicated membership, never the TOML's once the data dir
+has one.
+
+Raft's rule: a node's configuration is the latest one in its log. PySyncObj 0.3.17 with
+``dynamicMembershipChange`` applies a membership entry when it is appended (and reverts it when
+the entry is truncated); at a restart it takes the cluster stored in the dump (our snapshot
+header's ``cluster``) but does NOT replay the membership entries of its journal after it, and
+without a dump it takes the ``otherNodes`` it is given. Giving it the TOML's nodes let a node
+whose TOML was edited count another majority than its peers (issue 19: edit the TOML to five
+nodes, roll the restarts, two leaders at once and acknowledged jobs lost). So the engine gives
+it what ``start_membership`` computes from the data dir, in Raft's order:
+
+1. ``raft.members``: the voters the dir was bootstrapped with (written once, when the dir was
+   new: the TOML's nodes then);
+2. the snapshot's cluster, if there is a snapshot (it replaces 1);
+3. every membership entry of the journal after the snapshot, in log order.
+
+The TOML's list is used only for a new dir. When it differs from the persisted one the node
+says so once (``mismatch``), and keeps the persisted one.
+
+Relies on PySyncObj 0.3.17 private behaviour: a membership entry is the byte
+``_COMMAND_TYPE.MEMBERSHIP`` (2) followed by the pickle of ``['add' | 'rem', node_id, node]``
+(``addNodeToCluster``/``removeNodeFromCluster``): guarded by
+``tests/raft/test_membership.py`` (entries written by a real SyncObj are read back here).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from raftq.errors import ClusterError, DataError
+from raftq.raft.datadir import DUMP_FILE, JOURNAL_FILE, MEMBERS_FILE
+from raftq.raft.pysyncobj.journal import JournalFile
+from raftq.raft.snapshot_file import fsync_dir, read_header
+
+__all__ = [
+    "RemovedNodeError",
+    "StartMembership",
+    "membership_change",
+    "start_membership",
+    "write_members",
+]
+
+logger = logging.getLogger(__name__)
+
+_MEMBERSHIP = 2  # pysyncobj.syncobj._COMMAND_TYPE.MEMBERSHIP
+
+
+@dataclass(frozen=True, slots=True)
+class StartMembership:
+    """The voters (raft addresses, this node's included) to start with."""
+
+    members: tuple[str, ...]
+    persisted: bool  # from the data dir (else the TOML's, for a new dir)
+    mismatch: str | None  # how the TOML differs from the persisted membership, if it does
+
+
+class RemovedNodeError(ClusterError):
+    """The persisted membership no longer holds this node."""
+
+
+def membership_change(command: bytes) -> tuple[str, str] | None:
+    """``("add" | "rem", raft address)`` if the log entry ``command`` is a membership change."""
+    if not command or command[0] != _MEMBERSHIP:
+        return None
+    request = pickle.loads(command[1:])  # our own journal: written by this node's PySyncObj
+    kind, node_id = request[0], request[1]
+    if kind not in ("add", "rem"):
+        return None
+    return str(kind), str(node_id)
+
+
+def write_members(data_dir: str, members: Iterable[str]) -> None:
+    """Write ``raft.members`` durably (temp file, fsync, rename, directory fsync)."""
+    path = os.path.join(data_dir, MEMBERS_FILE)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({"members": sorted(members)}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(data_dir)
+
+
+def _read_members(data_dir: str) -> set[str] | None:
+    path = os.path.join(data_dir, MEMBERS_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise DataError(path, f"unreadable ({e})", "membership") from e
+    members = value.get("members") if isinstance(value, dict) else None
+    if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+        raise DataError(path, "not a membership file (no list of members)", "membership")
+    return set(members)
+
+
+def _journal_entries(path: str) -> list[tuple[bytes, int, int]]:
+    if not os.path.exists(path):
+        return []
+    journal = JournalFile(path, sync=False)
+    try:
+        entries, _end = journal.read_back()
+    finally:
+        journal.close()
+    return entries
+
+
+def start_membership(data_dir: str, self_raft: str, toml: Iterable[str]) -> StartMembership:
+    """The voters node ``self_raft`` starts with (see the module docstring). A new dir (no
+    members file, snapshot or journal entries) takes ``toml`` and records it. The data dir was
+    checked (``check_data_dir``) before."""
+    toml_set = set(toml)
+    members = _read_members(data_dir)
+    last_in_snapshot = 0
+    dump = os.path.join(data_dir, DUMP_FILE)
+    if os.path.exists(dump):
+        header = read_header(dump)
+        members = set(header.cluster)
+        last_in_snapshot = header.last[1]
+    if members is None:
+        # A new dir, or one written before raft.members existed: the TOML's nodes are the
+        # ones it was bootstrapped with.
+        write_members(data_dir, toml_set)
+        members = set(toml_set)
+        persisted = False
+    else:
+        persisted = True
+    for command, idx, _term in _journal_entries(os.path.join(data_dir, JOURNAL_FILE)):
+        change = membership_change(command) if idx > last_in_snapshot else None
+        if change is None:
+            continue
+        persisted = True
+        kind, address = change
+        if kind == "add":
+            members.add(address)
+        else:
+            members.discard(address)
+    if members is None:  # a new dir: bootstrapped from the TOML
+        write_members(data_dir, toml_set)
+        return StartMembership(tuple(sorted(toml_set)), persisted=False, mismatch=None)
+    if not persisted:
+        return StartMembership(tuple(sorted(members)), persisted=False, mismatch=None)
+    if self_raft not in members:
+        raise RemovedNodeError(
+            f"this node ({self_raft}) was removed from the cluster (its members are now "
+            f"{', '.join(sorted(members))}): it stays out; to bring it back, add it with "
+            "`raftq members add` and start it with an empty data dir"
+        )
+    return StartMembership(
+        tuple(sorted(members)), persisted=True, mismatch=_difference(members, toml_set)
+    )
+
+
+def _difference(persisted: set[str], toml: set[str]) -> str | None:
+    if persisted == toml:
+        return None
+    parts = []
+    if extra := sorted(toml - persisted):
+        parts.append(f"the config lists {', '.join(extra)} which the cluster does not have")
+    if missing := sorted(persisted - toml):
+        parts.append(f"the cluster has {', '.join(missing)} which the config does not list")
+    return "; ".join(parts)
