@@ -106,6 +106,15 @@ class LogEngine(Protocol):
 
     def status(self) -> EngineStatus: ...
 
+    def members(self) -> tuple[str, ...]:
+        """The voters' raft addresses as this node knows them (itself included)."""
+        ...
+
+    def membership_mismatch(self) -> str | None:
+        """How the config's nodes differ from the persisted membership the node started
+        with, if they do (the node keeps the persisted one)."""
+        ...
+
     def peer_connected(self, raft: str) -> bool:
         """Whether this node is connected to the peer at raft address ``raft``."""
         ...

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from raftq.core import Command, Enqueue, Machine, Result, Tick
 from raftq.errors import ClusterError, NoLeader, NotLeader
-from raftq.raft.api import NodeStatus, PeerStatus
+from raftq.raft.api import MemberStatus, NodeStatus, PeerStatus
 from raftq.raft.cluster_clock import ClusterClock
 from raftq.raft.engine import EngineCallbacks, LogEngine
 from raftq.raft.fail_stop import then_exit
@@ -339,6 +339,17 @@ class RaftNode:
         for n in self.config.nodes:
             reachable = n.id == self.node_id or engine.peer_connected(n.raft)
             peers.append(PeerStatus(id=n.id, api=n.api, raft=n.raft, reachable=reachable))
+        members = []
+        for raft in engine.members():
+            spec = self._by_raft.get(raft)
+            members.append(
+                MemberStatus(
+                    id=raft if spec is None else spec.id,
+                    api=None if spec is None else spec.api,
+                    raft=raft,
+                    voter=True,
+                )
+            )
         return NodeStatus(
             id=self.node_id,
             role=st.role,
@@ -351,4 +362,6 @@ class RaftNode:
             ready=leader is not None and leader_commit is not None and applied >= leader_commit,
             log_entries=st.log_entries,
             nodes=tuple(peers),
+            members=tuple(members),
+            membership_mismatch=engine.membership_mismatch(),
         )

@@ -88,4 +88,9 @@ def render_cluster(st: NodeStatus, leader_api: str | None) -> dict[str, Any]:
         "nodes": [
             {"id": p.id, "api": p.api, "raft": p.raft, "reachable": p.reachable} for p in st.nodes
         ],
+        # The replicated membership (the config's nodes above are where to find them).
+        "members": [
+            {"id": m.id, "api": m.api, "raft": m.raft, "voter": m.voter} for m in st.members
+        ],
+        "membership_mismatch": st.membership_mismatch,
     }

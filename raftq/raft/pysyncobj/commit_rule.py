@@ -134,6 +134,7 @@ class RaftqSyncObj(SyncObj):  # type: ignore[misc]
         *args: Any,
         on_diverged: Diverged,
         start_members: Sequence[str] | None = None,
+        vote_hold: bool = False,
         **kwargs: Any,
     ) -> None:
         check_version()
@@ -142,6 +143,11 @@ class RaftqSyncObj(SyncObj):  # type: ignore[misc]
         # replay the membership entries of the journal after it.
         self._raftq_start_members = None if start_members is None else list(start_members)
         self._raftq_loading_at_start = False
+        # A node whose data dir is new (a new or wiped disk) grants no vote to a candidate
+        # with history until it has caught up with a leader once (raftq_release_votes): its
+        # empty log would let a candidate that lacks committed entries win (issue 19).
+        self.raftq_vote_hold = vote_hold
+        self.raftq_held_votes = 0  # vote requests refused meanwhile
         self._raftq_on_diverged = on_diverged
         # The answer to the message being handled, once it installed a snapshot: the index
         # after the snapshot's last entry (see _SyncObj__sendNextNodeIdx).
@@ -151,6 +157,7 @@ class RaftqSyncObj(SyncObj):  # type: ignore[misc]
         self._raftq_refused_next: int | None = None
         self.raftq_refused_snapshots = 0  # how many (for tests and the log)
         self.raftq_ignored_votes = 0  # vote requests from non-voters dropped
+        self.raftq_match_resets = 0  # followers found to have lost acknowledged entries
         super().__init__(*args, **kwargs)
 
     # PySyncObj's own name for its transport callback: SyncObj.__init__ registers
@@ -166,6 +173,18 @@ class RaftqSyncObj(SyncObj):  # type: ignore[misc]
             # started with a TOML listing nodes the cluster does not have): its term must not
             # depose our leader, and PySyncObj has no pre-vote to stop it (issue 19).
             self.raftq_ignored_votes += 1
+            return
+        if (
+            self.raftq_vote_hold
+            and isinstance(message, dict)
+            and message.get("type") == "request_vote"
+            and message.get("last_log_index", 0) > 1  # index 1: the empty log's no-op
+        ):
+            self.raftq_held_votes += 1
+            return
+        if isinstance(message, dict) and message.get("type") == "next_node_idx":
+            handle(self, node, message)
+            self._forget_lost_entries(node, message)
             return
         if not isinstance(message, dict) or message.get("type") != "append_entries":
             handle(self, node, message)
@@ -232,6 +251,24 @@ class RaftqSyncObj(SyncObj):  # type: ignore[misc]
         installed, self._raftq_installed_next = self._raftq_installed_next, None
         answer = installed if success and nextNodeIdx is None else nextNodeIdx
         SyncObj._SyncObj__sendNextNodeIdx(self, node, reset, answer, success)
+
+    def _forget_lost_entries(self, node: Any, message: dict[str, Any]) -> None:
+        """Leader: a follower that answers "my log ends before ``next_node_idx``" below what it
+        acknowledged lost its disk (wiped data dir): its match index goes back, so that the
+        entries it no longer holds are not counted as stored on it (PySyncObj only ever
+        raises a match index)."""
+        if message.get("success") or not message.get("reset"):
+            return
+        match = self._SyncObj__raftMatchIndex
+        held = match.get(node)
+        next_idx = message.get("next_node_idx")
+        if held is not None and isinstance(next_idx, int) and held >= next_idx:
+            match[node] = next_idx - 1
+            self.raftq_match_resets += 1
+
+    def raftq_release_votes(self) -> None:
+        """Grant votes normally from now on (called once this node has caught up)."""
+        self.raftq_vote_hold = False
 
     def raftq_refuses_snapshot(self, last_idx: int) -> bool:
         """Tick thread, from the snapshot hooks, when a snapshot from the leader was received

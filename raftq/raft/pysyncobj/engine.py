@@ -49,7 +49,7 @@ from raftq.raft.gc_guard import guard as gc_guard
 from raftq.raft.pysyncobj.commit_rule import RaftqSyncObj
 from raftq.raft.pysyncobj.election_hold import ElectionHold
 from raftq.raft.pysyncobj.journal import DurableFileJournal, durable_journal, verify_journal
-from raftq.raft.pysyncobj.membership import start_membership
+from raftq.raft.pysyncobj.membership import mark_caught_up, start_membership
 from raftq.raft.pysyncobj.replica import Replica
 from raftq.raft.pysyncobj.snapshot_hooks import SnapshotHooks
 from raftq.raft.snapshot_file import remove_temp_files
@@ -122,7 +122,7 @@ class PySyncObjEngine:
         self._callbacks: EngineCallbacks | None = None
         self._snapshots_seen = 0  # SnapshotHooks.writes already reported to stats
         # How the TOML's nodes differ from the persisted membership at start, if they do.
-        self.membership_mismatch: str | None = None
+        self._membership_mismatch: str | None = None
 
     @property
     def node_id(self) -> str:
@@ -164,7 +164,7 @@ class PySyncObjEngine:
             start_membership, str(data_dir), self._self.raft, [n.raft for n in self.config.nodes]
         )
         if membership.mismatch is not None:
-            self.membership_mismatch = membership.mismatch
+            self._membership_mismatch = membership.mismatch
             logger.warning(
                 "node %s: the config's nodes differ from the cluster's membership (%s): "
                 "keeping the cluster's; change members with `raftq members`, then edit the "
@@ -187,6 +187,7 @@ class PySyncObjEngine:
                 consumers=[replica],
                 on_diverged=self._on_diverged,
                 start_members=others,
+                vote_hold=membership.fresh,
                 **self._transport,
             )
         try:
@@ -196,6 +197,12 @@ class PySyncObjEngine:
             raise
         hold.syncobj = syncobj
         syncobj.addOnTickCallback(hold.on_tick)
+        if membership.fresh:
+            logger.info(
+                "node %s: new data dir: no vote for a candidate with history until caught up",
+                self._node_id,
+            )
+            syncobj.addOnTickCallback(self._release_votes_once_caught_up)
         # Full GC passes: short once the state is frozen, forgiven by the election timer.
         gc_guard.register(hold)
         # A leader spends at most a quarter of the minimum election timeout per tick sending
@@ -252,6 +259,16 @@ class PySyncObjEngine:
             # Single-server changes (raftq.raft.pysyncobj.membership; one at a time).
             dynamicMembershipChange=True,
         )
+
+    def _release_votes_once_caught_up(self) -> None:
+        """Tick thread: a new data dir has caught up with a leader once (PySyncObj's
+        ``isReady``): record it, then vote normally."""
+        so = self.syncobj
+        if so is None or not so.raftq_vote_hold or not so.isReady():
+            return
+        mark_caught_up(str(self.config.node_data_dir(self._node_id)))
+        so.raftq_release_votes()
+        logger.info("node %s: caught up with the leader; votes normally", self._node_id)
 
     def _on_diverged(self, index: int, local_term: int, leader_term: int) -> None:
         """Tick thread: the leader replaces an entry this node already applied (see
@@ -316,6 +333,9 @@ class PySyncObjEngine:
         if so is None:
             return ()
         return tuple(sorted([self._self.raft, *(str(n.id) for n in so.otherNodes)]))
+
+    def membership_mismatch(self) -> str | None:
+        return self._membership_mismatch
 
     def peer_connected(self, raft: str) -> bool:
         so = self.syncobj

@@ -41,6 +41,7 @@ from raftq.raft.snapshot_file import fsync_dir, read_header
 __all__ = [
     "RemovedNodeError",
     "StartMembership",
+    "mark_caught_up",
     "membership_change",
     "start_membership",
     "write_members",
@@ -58,6 +59,9 @@ class StartMembership:
     members: tuple[str, ...]
     persisted: bool  # from the data dir (else the TOML's, for a new dir)
     mismatch: str | None  # how the TOML differs from the persisted membership, if it does
+    # The data dir has not caught up with a leader yet (new or wiped disk, or a crash before
+    # the first catch-up): the node must grant no vote to a candidate with history.
+    fresh: bool = False
 
 
 class RemovedNodeError(ClusterError):
@@ -75,19 +79,20 @@ def membership_change(command: bytes) -> tuple[str, str] | None:
     return str(kind), str(node_id)
 
 
-def write_members(data_dir: str, members: Iterable[str]) -> None:
+def write_members(data_dir: str, members: Iterable[str], *, caught_up: bool = True) -> None:
     """Write ``raft.members`` durably (temp file, fsync, rename, directory fsync)."""
     path = os.path.join(data_dir, MEMBERS_FILE)
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({"members": sorted(members)}, f)
+        json.dump({"members": sorted(members), "caught_up": caught_up}, f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
     fsync_dir(data_dir)
 
 
-def _read_members(data_dir: str) -> set[str] | None:
+def _read_members(data_dir: str) -> tuple[set[str], bool] | None:
+    """The bootstrap members and whether the dir caught up once, or None without the file."""
     path = os.path.join(data_dir, MEMBERS_FILE)
     try:
         with open(path, encoding="utf-8") as f:
@@ -99,7 +104,14 @@ def _read_members(data_dir: str) -> set[str] | None:
     members = value.get("members") if isinstance(value, dict) else None
     if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
         raise DataError(path, "not a membership file (no list of members)", "membership")
-    return set(members)
+    return set(members), value.get("caught_up") is not False
+
+
+def mark_caught_up(data_dir: str) -> None:
+    """Record that the dir caught up with a leader (its node votes normally from now on)."""
+    found = _read_members(data_dir)
+    if found is not None and not found[1]:
+        write_members(data_dir, found[0], caught_up=True)
 
 
 def _journal_entries(path: str) -> list[tuple[bytes, int, int]]:
@@ -118,22 +130,26 @@ def start_membership(data_dir: str, self_raft: str, toml: Iterable[str]) -> Star
     members file, snapshot or journal entries) takes ``toml`` and records it. The data dir was
     checked (``check_data_dir``) before."""
     toml_set = set(toml)
-    members = _read_members(data_dir)
+    found = _read_members(data_dir)
+    members = None if found is None else found[0]
+    fresh = found is not None and not found[1]
     last_in_snapshot = 0
     dump = os.path.join(data_dir, DUMP_FILE)
+    journal = os.path.join(data_dir, JOURNAL_FILE)
     if os.path.exists(dump):
         header = read_header(dump)
         members = set(header.cluster)
         last_in_snapshot = header.last[1]
     if members is None:
-        # A new dir, or one written before raft.members existed: the TOML's nodes are the
-        # ones it was bootstrapped with.
-        write_members(data_dir, toml_set)
+        # A new dir (no journal yet: a new or wiped disk), or one written before raft.members
+        # existed: the TOML's nodes are the ones it was bootstrapped with.
+        fresh = not os.path.exists(journal)
+        write_members(data_dir, toml_set, caught_up=not fresh)
         members = set(toml_set)
         persisted = False
     else:
         persisted = True
-    for command, idx, _term in _journal_entries(os.path.join(data_dir, JOURNAL_FILE)):
+    for command, idx, _term in _journal_entries(journal):
         change = membership_change(command) if idx > last_in_snapshot else None
         if change is None:
             continue
@@ -147,7 +163,7 @@ def start_membership(data_dir: str, self_raft: str, toml: Iterable[str]) -> Star
         write_members(data_dir, toml_set)
         return StartMembership(tuple(sorted(toml_set)), persisted=False, mismatch=None)
     if not persisted:
-        return StartMembership(tuple(sorted(members)), persisted=False, mismatch=None)
+        return StartMembership(tuple(sorted(members)), persisted=False, mismatch=None, fresh=fresh)
     if self_raft not in members:
         raise RemovedNodeError(
             f"this node ({self_raft}) was removed from the cluster (its members are now "
@@ -155,7 +171,10 @@ def start_membership(data_dir: str, self_raft: str, toml: Iterable[str]) -> Star
             "`raftq members add` and start it with an empty data dir"
         )
     return StartMembership(
-        tuple(sorted(members)), persisted=True, mismatch=_difference(members, toml_set)
+        tuple(sorted(members)),
+        persisted=True,
+        mismatch=_difference(members, toml_set),
+        fresh=fresh,
     )
 
 
