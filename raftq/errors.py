@@ -45,6 +45,7 @@ __all__ = [
     "JobCancelled",
     "JobDead",
     "JobFailed",
+    "MembershipError",
     "NoLeader",
     "NotLeader",
     "OutcomeUnknown",
@@ -89,6 +90,11 @@ class DataError(RaftqError):
 
 class ClusterError(RaftqError):
     """A command could not be carried through the cluster."""
+
+
+class MembershipError(ClusterError):
+    """This node cannot take part in the cluster: it was removed from it, or it cannot join
+    it (``raftq serve`` exits 2 with the one-line message)."""
 
 
 class NotLeader(ClusterError):

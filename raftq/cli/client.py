@@ -106,6 +106,9 @@ def add_client_commands(
         'answer under "cluster". Exits 3 when no node answers.',
     )
     status.set_defaults(handler=_cmd_status, timeout_ms=2_000)
+    from raftq.cli.members import add_members_command  # noqa: PLC0415 - imports this module
+
+    add_members_command(commands, parents=common, out=out)
 
     top = commands.add_parser(
         "top",

@@ -44,6 +44,7 @@ from raftq.config import load_config
 from raftq.errors import (
     AuthError,
     ConfigError,
+    MembershipError,
     NoLeader,
     OutcomeUnknown,
     RaftqError,
@@ -89,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_argument(serve)
     serve.add_argument("--node", required=True, metavar="ID", help="which node of the config")
+    serve.add_argument(
+        "--join",
+        metavar="HOST:PORT",
+        default=None,
+        help="join the running cluster that a member at this API address belongs to (a new "
+        "data dir starts with the cluster's voters, then asks to be added; RAFTQ_TOKEN: an "
+        "admin token where tokens are configured)",
+    )
     serve.set_defaults(handler=_cmd_serve)
 
     cluster = commands.add_parser("cluster", help="run a whole cluster on this machine")
@@ -141,7 +150,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     _setup_logging(args, "info", node_id=args.node)
     from raftq.node.process import run_node  # noqa: PLC0415 - only `serve` needs the server stack
 
-    return run_node(config, args.node)
+    if args.join is None:
+        return run_node(config, args.node)
+    return run_node(config, args.node, join=args.join)
 
 
 def _cmd_cluster_up(args: argparse.Namespace) -> int:
@@ -180,6 +191,8 @@ def _report(exc: BaseException, args: argparse.Namespace) -> int:
         return _fail("interrupted", EXIT_INTERRUPTED)
     if isinstance(exc, SystemExit):
         return exc.code if isinstance(exc.code, int) else EXIT_FAILED
+    if isinstance(exc, MembershipError):
+        return _fail(str(exc), EXIT_USAGE)
     if isinstance(exc, ConfigError):
         return _fail(_config_message(exc, getattr(args, "config", None)), EXIT_USAGE)
     if isinstance(exc, UsageError):

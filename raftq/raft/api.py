@@ -119,3 +119,25 @@ class NodeAPI(Protocol):
         ...
 
     def status(self) -> NodeStatus: ...
+
+    async def change_member(
+        self,
+        kind: str,
+        raft: str,
+        timeout_ms: int | None = None,
+        *,
+        node_id: str | None = None,
+        api: str | None = None,
+    ) -> None:
+        """Leader: add (``kind`` ``"add"``) or remove (``"remove"``) the voter at raft address
+        ``raft`` (an added node's ``node_id`` and ``api`` are replicated with the change) and
+        return once the change is committed (``raftq.raft.members``). Raises
+        ``Rejected`` 409 (a change in flight, no quorum after it), ``NotLeader`` (also after
+        handing leadership over when this leader is the one removed), ``NoLeader``,
+        ``OutcomeUnknown``."""
+        ...
+
+    async def transfer_leadership(self, to: str | None, timeout_ms: int | None = None) -> str:
+        """Leader: hand leadership to the node with id ``to`` (``None``: the most caught-up
+        voter) and return the new leader's id once it leads."""
+        ...

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from raftq.core import Machine, Result
-from raftq.errors import ClusterError
+from raftq.errors import ClusterError, Rejected
 from raftq.raft.stats import RaftStats
 
 __all__ = ["Applied", "EngineCallbacks", "EngineStatus", "LogEngine"]
@@ -113,6 +113,43 @@ class LogEngine(Protocol):
     def membership_mismatch(self) -> str | None:
         """How the config's nodes differ from the persisted membership the node started
         with, if they do (the node keeps the persisted one)."""
+        ...
+
+    def voter_ready(self, raft: str) -> bool:
+        """Leader: whether the node at raft address ``raft`` is connected and holds the log up
+        to the commit index (itself: always)."""
+        ...
+
+    def change_in_flight(self) -> bool:
+        """Leader: whether a membership change is proposed but not yet applied."""
+        ...
+
+    def change_member(
+        self,
+        kind: str,
+        raft: str,
+        callback: Callable[[ClusterError | Rejected | None], None],
+        *,
+        node_id: str | None = None,
+        api: str | None = None,
+    ) -> None:
+        """Loop thread, leader: propose adding (``kind`` ``"add"``) or removing (``"remove"``)
+        the voter at raft address ``raft``, one change at a time; an added node's ``node_id``
+        and ``api`` travel with the change (``member_info`` on every node). ``callback``
+        (engine thread) gets ``None`` once the change is committed, else the error
+        (``Rejected`` 409 when the engine refuses a second change in flight)."""
+        ...
+
+    def member_info(self, raft: str) -> tuple[str, str] | None:
+        """``(id, api)`` of a member added at runtime that the config does not list."""
+        ...
+
+    def transfer_leadership(
+        self, to: str | None, callback: Callable[[ClusterError | Rejected | None], None]
+    ) -> None:
+        """Loop thread, leader: hand leadership to the voter at raft address ``to`` (``None``:
+        the most caught-up connected one). ``callback`` gets ``None`` once asked (the
+        leadership moves shortly after: watch ``leader()``), else the error."""
         ...
 
     def peer_connected(self, raft: str) -> bool:

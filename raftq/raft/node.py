@@ -28,6 +28,7 @@ from raftq.raft.fail_stop import then_exit
 from raftq.raft.gc_guard import guard as gc_guard
 from raftq.raft.group_commit import Done, GroupCommit, results_within
 from raftq.raft.heap_trim import HeapTrimmer, trim_heap
+from raftq.raft.members import MemberChanges
 from raftq.raft.stats import RaftStats
 from raftq.raft.waiters import ClaimWaiters, NextClaim
 
@@ -87,6 +88,7 @@ class RaftNode:
         self.clock = ClusterClock(config.raft.clock_max_step_ms, name=node_id)
         self._clock_probe: ClockProbe | None = None
         self._probe_task: asyncio.Task[None] | None = None
+        self._members = MemberChanges(engine, self._self.raft, self.leader_id)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -315,12 +317,49 @@ class RaftNode:
         if leader is None:
             return None
         node = self._by_raft.get(leader)
-        return None if node is None else node.id
+        if node is not None:
+            return node.id
+        info = self.engine.member_info(leader)  # added at runtime, not in the config
+        return None if info is None else info[0]
+
+    async def change_member(
+        self,
+        kind: str,
+        raft: str,
+        timeout_ms: int | None = None,
+        *,
+        node_id: str | None = None,
+        api: str | None = None,
+    ) -> None:
+        if not self._started:
+            raise NoLeader("node not started")
+        timeout = timeout_ms or self._submit_timeout_ms
+        await self._members.change(kind, raft, timeout, node_id=node_id, api=api)
+
+    async def transfer_leadership(self, to: str | None, timeout_ms: int | None = None) -> str:
+        if not self._started:
+            raise NoLeader("node not started")
+        raft = None
+        if to is not None:
+            spec = next((n for n in self.config.nodes if n.id == to), None)
+            raft = to if spec is None else spec.raft
+        try:
+            self._members.check_leader()
+            await self._members.hand_over(raft, timeout_ms or self._submit_timeout_ms)
+        except NotLeader as e:
+            if e.leader is None or e.leader == self.node_id:
+                raise
+            return e.leader
+        raise NoLeader("leadership not handed over")  # hand_over always raises
 
     def api_address(self, node_id: str) -> str | None:
         for n in self.config.nodes:
             if n.id == node_id:
                 return n.api
+        for raft in self.engine.members():  # a member added at runtime
+            info = self.engine.member_info(raft)
+            if info is not None and info[0] == node_id:
+                return info[1]
         return None
 
     def status(self) -> NodeStatus:
@@ -342,10 +381,11 @@ class RaftNode:
         members = []
         for raft in engine.members():
             spec = self._by_raft.get(raft)
+            info = (spec.id, spec.api) if spec is not None else engine.member_info(raft)
             members.append(
                 MemberStatus(
-                    id=raft if spec is None else spec.id,
-                    api=None if spec is None else spec.api,
+                    id=raft if info is None else info[0],
+                    api=None if info is None else info[1],
                     raft=raft,
                     voter=True,
                 )

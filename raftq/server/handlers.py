@@ -383,6 +383,31 @@ class Api:
             body["peers"] = await self._peer_views(st)
         return respond(request, body)
 
+    async def members(self, request: web.Request) -> web.StreamResponse:
+        """``GET /v1/cluster/members``: the replicated membership as this node knows it."""
+        return respond(request, {"members": self.service.cluster()["members"]})
+
+    async def add_member(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/cluster/members`` ``{id, api, raft}``."""
+
+        async def op(w: _Write) -> web.StreamResponse:
+            answer = await self.service.add_member(w.fields())(w.request_id)
+            audit(w.request, "add_member", member=answer["added"]["id"])
+            return respond(w.request, answer)
+
+        return await self._write(request, op)
+
+    async def remove_member(self, request: web.Request) -> web.StreamResponse:
+        """``DELETE /v1/cluster/members/{member}`` (id or raft address)."""
+
+        async def op(w: _Write) -> web.StreamResponse:
+            member = w.request.match_info["member"]
+            answer = await self.service.remove_member(member)(w.request_id)
+            audit(w.request, "remove_member", member=member)
+            return respond(w.request, answer)
+
+        return await self._write(request, op)
+
     async def _peer_views(self, st: NodeStatus) -> dict[str, Any]:
         others = [p for p in st.nodes if p.id != st.id]
 

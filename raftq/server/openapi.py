@@ -269,6 +269,34 @@ def _schemas(s: ServerSettings) -> dict[str, Any]:
             closed=True,
         ),
         "Empty": obj_schema({}, closed=True),
+        "MemberBody": obj_schema(
+            {
+                "id": {"type": "string"},
+                "api": {"type": "string", "description": "host:port of its HTTP API"},
+                "raft": {"type": "string", "description": "host:port of its raft port"},
+            },
+            ("id", "api", "raft"),
+            closed=True,
+        ),
+        "Members": obj_schema(
+            {
+                "members": {
+                    "type": "array",
+                    "items": obj_schema(
+                        {
+                            "id": {"type": "string"},
+                            "api": _nullable({"type": "string"}),
+                            "raft": {"type": "string"},
+                            "voter": {"type": "boolean"},
+                        },
+                        ("id", "api", "raft", "voter"),
+                        closed=False,
+                    ),
+                }
+            },
+            ("members",),
+            closed=False,
+        ),
         "RequeueBody": obj_schema(
             {"ids": {"type": "array", "items": int_schema(1, INT64_MAX), "minItems": 1}},
             closed=True,
@@ -328,6 +356,8 @@ def _schemas(s: ServerSettings) -> dict[str, Any]:
                 ),
                 "leader": _nullable({"type": "string"}),
                 "nodes": {"type": "array", "items": {"type": "object"}},
+                "members": {"type": "array", "items": {"type": "object"}},
+                "membership_mismatch": _nullable({"type": "string"}),
             },
             ("self", "leader", "nodes"),
             closed=False,

@@ -37,19 +37,27 @@ import asyncio
 import contextlib
 import logging
 import os
+import queue
 from collections.abc import Callable, Hashable, Iterator, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf
+from pysyncobj.node import TCPNode
 from raftq.core import Machine, Result
-from raftq.errors import ClusterError, NoLeader, OutcomeUnknown, Overloaded
+from raftq.errors import ClusterError, NoLeader, OutcomeUnknown, Overloaded, Rejected
 from raftq.raft.datadir import DUMP_FILE, JOURNAL_FILE, check_data_dir
 from raftq.raft.engine import Applied, EngineCallbacks, EngineStatus
 from raftq.raft.gc_guard import guard as gc_guard
 from raftq.raft.pysyncobj.commit_rule import RaftqSyncObj
 from raftq.raft.pysyncobj.election_hold import ElectionHold
 from raftq.raft.pysyncobj.journal import DurableFileJournal, durable_journal, verify_journal
-from raftq.raft.pysyncobj.membership import mark_caught_up, start_membership
+from raftq.raft.pysyncobj.membership import (
+    mark_caught_up,
+    read_members_file,
+    remember_members,
+    start_membership,
+)
 from raftq.raft.pysyncobj.replica import Replica
 from raftq.raft.pysyncobj.snapshot_hooks import SnapshotHooks
 from raftq.raft.snapshot_file import remove_temp_files
@@ -64,6 +72,8 @@ logger = logging.getLogger(__name__)
 # Called with the Replica before PySyncObj is built (the test-fault wrappers of
 # raftq.raft.pysyncobj.faults; nothing in real use).
 ReplicaHook = Callable[[Replica], None]
+# A membership change's or leadership transfer's outcome (tick thread): None = done.
+Changed = Callable[[ClusterError | Rejected | None], None]
 
 _ROLES = {0: "follower", 1: "candidate", 2: "leader"}
 _DEFINITE = {
@@ -86,12 +96,15 @@ def new_pysyncobj_engine(
     *,
     replica_hooks: Sequence[ReplicaHook] = (),
     transport_class: type[Any] | None = None,
+    join: Sequence[tuple[str, str, str]] | None = None,
 ) -> PySyncObjEngine:
     """The engine of node ``node_id`` of ``config`` (nothing runs before ``start``).
     ``transport_class``: PySyncObj's ``transportClass`` (default its TCP transport on the
-    node's raft address; ``MemoryNetwork.transport_class()`` for an in-process cluster)."""
+    node's raft address; ``MemoryNetwork.transport_class()`` for an in-process cluster).
+    ``join``: the running cluster's voters ``(raft, id, api)`` when the node joins it
+    (``raftq serve --join``): a new data dir starts with them instead of the config's nodes."""
     return PySyncObjEngine(
-        config, node_id, replica_hooks=replica_hooks, transport_class=transport_class
+        config, node_id, replica_hooks=replica_hooks, transport_class=transport_class, join=join
     )
 
 
@@ -106,8 +119,10 @@ class PySyncObjEngine:
         *,
         replica_hooks: Sequence[ReplicaHook] = (),
         transport_class: type[Any] | None = None,
+        join: Sequence[tuple[str, str, str]] | None = None,
     ) -> None:
         self.config = config
+        self._join = None if join is None else tuple(join)
         self._node_id = node_id
         self._self = config.node(node_id)
         self._replica_hooks = tuple(replica_hooks)
@@ -123,6 +138,12 @@ class PySyncObjEngine:
         self._snapshots_seen = 0  # SnapshotHooks.writes already reported to stats
         # How the TOML's nodes differ from the persisted membership at start, if they do.
         self._membership_mismatch: str | None = None
+        # Where members are reached that the config does not list: {raft: (id, api)}, from
+        # the membership entries that added them (raft.members keeps it across restarts).
+        self._directory: dict[str, tuple[str, str]] = {}
+        # Calls the loop thread hands to the tick thread (PySyncObj's state is the tick
+        # thread's; its tick callbacks run under a lock they must not take again).
+        self._tick_calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
 
     @property
     def node_id(self) -> str:
@@ -160,9 +181,24 @@ class PySyncObjEngine:
         conf = self._syncobj_conf(str(data_dir), snapshots)
         # The replicated membership, never the TOML's once the data dir has one (issue 19:
         # an edited TOML must not make a second majority).
-        membership = await asyncio.to_thread(
-            start_membership, str(data_dir), self._self.raft, [n.raft for n in self.config.nodes]
+        toml = [n.raft for n in self.config.nodes]
+        bootstrap = (
+            toml if self._join is None else [self._self.raft, *(r for r, _, _ in self._join)]
         )
+        membership = await asyncio.to_thread(
+            start_membership, str(data_dir), self._self.raft, bootstrap
+        )
+        if self._join is not None:
+            await asyncio.to_thread(
+                remember_members, str(data_dir), {r: (i, a) for r, i, a in self._join}
+            )
+        found = await asyncio.to_thread(read_members_file, str(data_dir))
+        if found is not None:
+            self._directory.update({r: (i, a) for r, i, a in found.directory})
+        if membership.mismatch is not None and self._join is not None:
+            # The config of a joining node lists what it knows; the cluster's voters are the
+            # ones it joined.
+            membership = replace(membership, mismatch=None)
         if membership.mismatch is not None:
             self._membership_mismatch = membership.mismatch
             logger.warning(
@@ -197,6 +233,7 @@ class PySyncObjEngine:
             raise
         hold.syncobj = syncobj
         syncobj.addOnTickCallback(hold.on_tick)
+        syncobj.addOnTickCallback(self._run_tick_calls)
         if membership.fresh:
             logger.info(
                 "node %s: new data dir: no vote for a candidate with history until caught up",
@@ -337,6 +374,99 @@ class PySyncObjEngine:
     def membership_mismatch(self) -> str | None:
         return self._membership_mismatch
 
+    def voter_ready(self, raft: str) -> bool:
+        """Leader: whether the voter (or joining node) at ``raft`` is connected and holds the
+        log up to the commit index (this node itself: always)."""
+        so = self.syncobj
+        if so is None:
+            return False
+        if raft == self._self.raft:
+            return True
+        for node in so.otherNodes | so.readonlyNodes:
+            if node.id == raft:
+                match = _private(so, "raftMatchIndex").get(node, 0)
+                return bool(so.isNodeConnected(node)) and match >= so.raftCommitIndex
+        return False
+
+    def change_in_flight(self) -> bool:
+        """Leader: whether a membership change is appended but not yet applied."""
+        so = self.syncobj
+        if so is None:
+            return False
+        pending = _private(so, "changeClusterIDx")
+        return pending is not None and pending > so.raftLastApplied
+
+    def member_info(self, raft: str) -> tuple[str, str] | None:
+        """``(id, api)`` of the member at ``raft`` that the config does not list, if known."""
+        return self._directory.get(raft)
+
+    def _learn_members(self) -> None:
+        """Loop thread: record the id and API of members added at runtime (they travel in
+        the membership entry, as attributes of PySyncObj's node object)."""
+        so = self.syncobj
+        if so is None:
+            return
+        known = {}
+        for node in so.otherNodes:
+            node_id, api = getattr(node, "raftq_id", None), getattr(node, "raftq_api", None)
+            fresh = self._directory.get(node.id) != (node_id, api)
+            if isinstance(node_id, str) and isinstance(api, str) and fresh:
+                known[str(node.id)] = (node_id, api)
+        if known:
+            self._directory.update(known)
+            remember_members(str(self.config.node_data_dir(self._node_id)), known)
+
+    def change_member(
+        self,
+        kind: str,
+        raft: str,
+        callback: Changed,
+        *,
+        node_id: str | None = None,
+        api: str | None = None,
+    ) -> None:
+        """Loop thread: propose the single-server change ``kind`` (``"add"`` | ``"remove"``)
+        of the voter at raft address ``raft``; ``callback`` (tick thread) gets ``None`` once
+        the change is committed, else the error (``Rejected`` 409 when PySyncObj denies it:
+        a change in flight or the leader's first entry not committed yet)."""
+        so = self.syncobj
+        if so is None:
+            raise NoLeader("node not started")
+
+        def done(_result: object, reason: int) -> None:  # tick thread
+            callback(_change_outcome(reason))
+
+        if kind == "add":
+            extra = (
+                {} if node_id is None or api is None else {"raftq_id": node_id, "raftq_api": api}
+            )
+            so.addNodeToCluster(TCPNode(raft, **extra), callback=done)
+        else:
+            so.removeNodeFromCluster(raft, callback=done)
+
+    def transfer_leadership(self, to: str | None, callback: Changed) -> None:
+        """Loop thread: ask the leader to hand leadership to the voter at raft address ``to``
+        (``None``: the most caught-up connected one), PySyncObj's ``transferLeadership``
+        (Raft's TimeoutNow; runs on the tick thread). ``callback`` gets ``None`` once the
+        request was sent (poll ``leader()`` for the outcome), else the error."""
+        so = self.syncobj
+        if so is None:
+            raise NoLeader("node not started")
+
+        def run() -> None:  # tick thread
+            so.transferLeadership(to, callback=lambda _r, reason: callback(_change_outcome(reason)))
+
+        self._tick_calls.put(run)
+
+    def _run_tick_calls(self) -> None:
+        """Tick thread, every tick: what the loop thread asked to run there."""
+        while True:
+            try:
+                call = self._tick_calls.get_nowait()
+            except queue.Empty:
+                return
+            call()
+
     def peer_connected(self, raft: str) -> bool:
         so = self.syncobj
         if so is None:
@@ -344,6 +474,7 @@ class PySyncObjEngine:
         return any(o.id == raft and so.isNodeConnected(o) for o in so.otherNodes)
 
     def sample(self) -> Hashable:
+        self._learn_members()
         snapshots = self.snapshots
         if snapshots is not None and snapshots.writes != self._snapshots_seen:
             self._snapshots_seen = snapshots.writes
@@ -364,6 +495,19 @@ class PySyncObjEngine:
 def _private(so: SyncObj, name: str) -> Any:
     """A PySyncObj private attribute (name-mangled); pinned to pysyncobj 0.3.x."""
     return getattr(so, f"_SyncObj__{name}")
+
+
+def _change_outcome(reason: int) -> ClusterError | Rejected | None:
+    if reason == FAIL_REASON.SUCCESS:
+        return None
+    if reason == FAIL_REASON.REQUEST_DENIED:
+        return Rejected(
+            "change_in_flight",
+            "the leader refused the change: another membership change is in flight, the "
+            "leader was just elected, or the transfer target is not caught up; retry",
+            409,
+        )
+    return _outcome(None, reason)[1]
 
 
 def _outcome(

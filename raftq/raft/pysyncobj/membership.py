@@ -31,20 +31,24 @@ import logging
 import os
 import pickle
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from raftq.errors import ClusterError, DataError
+from raftq.errors import DataError, MembershipError
 from raftq.raft.datadir import DUMP_FILE, JOURNAL_FILE, MEMBERS_FILE
 from raftq.raft.pysyncobj.journal import JournalFile
 from raftq.raft.snapshot_file import fsync_dir, read_header
 
 __all__ = [
+    "MembersFile",
     "RemovedNodeError",
     "StartMembership",
     "mark_caught_up",
     "membership_change",
+    "read_members_file",
+    "remember_members",
     "start_membership",
     "write_members",
+    "write_members_file",
 ]
 
 logger = logging.getLogger(__name__)
@@ -64,7 +68,7 @@ class StartMembership:
     fresh: bool = False
 
 
-class RemovedNodeError(ClusterError):
+class RemovedNodeError(MembershipError):
     """The persisted membership no longer holds this node."""
 
 
@@ -79,20 +83,41 @@ def membership_change(command: bytes) -> tuple[str, str] | None:
     return str(kind), str(node_id)
 
 
+@dataclass(frozen=True, slots=True)
+class MembersFile:
+    """What ``raft.members`` holds: the voters the dir was bootstrapped with, whether it has
+    caught up with a leader once, and where members the config does not list are reached
+    (``{raft: (id, api)}``, learnt from membership changes)."""
+
+    members: frozenset[str]
+    caught_up: bool = True
+    directory: tuple[tuple[str, str, str], ...] = ()  # (raft, id, api), sorted
+
+
 def write_members(data_dir: str, members: Iterable[str], *, caught_up: bool = True) -> None:
+    """Write a new ``raft.members`` (no directory)."""
+    write_members_file(data_dir, MembersFile(frozenset(members), caught_up))
+
+
+def write_members_file(data_dir: str, f: MembersFile) -> None:
     """Write ``raft.members`` durably (temp file, fsync, rename, directory fsync)."""
     path = os.path.join(data_dir, MEMBERS_FILE)
     tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({"members": sorted(members), "caught_up": caught_up}, f)
-        f.flush()
-        os.fsync(f.fileno())
+    value = {
+        "members": sorted(f.members),
+        "caught_up": f.caught_up,
+        "directory": {raft: {"id": i, "api": api} for raft, i, api in f.directory},
+    }
+    with open(tmp, "w", encoding="utf-8") as out:
+        json.dump(value, out)
+        out.flush()
+        os.fsync(out.fileno())
     os.replace(tmp, path)
     fsync_dir(data_dir)
 
 
-def _read_members(data_dir: str) -> tuple[set[str], bool] | None:
-    """The bootstrap members and whether the dir caught up once, or None without the file."""
+def read_members_file(data_dir: str) -> MembersFile | None:
+    """``raft.members``, or None without the file (``DataError`` if it is damaged)."""
     path = os.path.join(data_dir, MEMBERS_FILE)
     try:
         with open(path, encoding="utf-8") as f:
@@ -104,14 +129,37 @@ def _read_members(data_dir: str) -> tuple[set[str], bool] | None:
     members = value.get("members") if isinstance(value, dict) else None
     if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
         raise DataError(path, "not a membership file (no list of members)", "membership")
-    return set(members), value.get("caught_up") is not False
+    directory = value.get("directory") or {}
+    if not isinstance(directory, dict):
+        raise DataError(path, "not a membership file (bad directory)", "membership")
+    entries = tuple(
+        sorted(
+            (str(raft), str(info.get("id")), str(info.get("api")))
+            for raft, info in directory.items()
+            if isinstance(info, dict)
+        )
+    )
+    return MembersFile(frozenset(members), value.get("caught_up") is not False, entries)
 
 
 def mark_caught_up(data_dir: str) -> None:
     """Record that the dir caught up with a leader (its node votes normally from now on)."""
-    found = _read_members(data_dir)
-    if found is not None and not found[1]:
-        write_members(data_dir, found[0], caught_up=True)
+    found = read_members_file(data_dir)
+    if found is not None and not found.caught_up:
+        write_members_file(data_dir, replace(found, caught_up=True))
+
+
+def remember_members(data_dir: str, known: dict[str, tuple[str, str]]) -> None:
+    """Add ``known`` (``{raft: (id, api)}``) to the directory of ``raft.members``."""
+    found = read_members_file(data_dir)
+    if found is None:
+        return
+    directory = {raft: (i, api) for raft, i, api in found.directory}
+    if all(directory.get(raft) == info for raft, info in known.items()):
+        return
+    directory.update(known)
+    entries = tuple(sorted((raft, i, api) for raft, (i, api) in directory.items()))
+    write_members_file(data_dir, replace(found, directory=entries))
 
 
 def _journal_entries(path: str) -> list[tuple[bytes, int, int]]:
@@ -127,12 +175,12 @@ def _journal_entries(path: str) -> list[tuple[bytes, int, int]]:
 
 def start_membership(data_dir: str, self_raft: str, toml: Iterable[str]) -> StartMembership:
     """The voters node ``self_raft`` starts with (see the module docstring). A new dir (no
-    members file, snapshot or journal entries) takes ``toml`` and records it. The data dir was
-    checked (``check_data_dir``) before."""
+    members file, no journal) takes ``toml`` (the config's nodes, or the cluster's members
+    for a node that joins) and records it. The data dir was checked (``check_data_dir``)."""
     toml_set = set(toml)
-    found = _read_members(data_dir)
-    members = None if found is None else found[0]
-    fresh = found is not None and not found[1]
+    found = read_members_file(data_dir)
+    members = None if found is None else set(found.members)
+    fresh = found is not None and not found.caught_up
     last_in_snapshot = 0
     dump = os.path.join(data_dir, DUMP_FILE)
     journal = os.path.join(data_dir, JOURNAL_FILE)
@@ -140,15 +188,13 @@ def start_membership(data_dir: str, self_raft: str, toml: Iterable[str]) -> Star
         header = read_header(dump)
         members = set(header.cluster)
         last_in_snapshot = header.last[1]
+    persisted = members is not None
     if members is None:
         # A new dir (no journal yet: a new or wiped disk), or one written before raft.members
         # existed: the TOML's nodes are the ones it was bootstrapped with.
         fresh = not os.path.exists(journal)
         write_members(data_dir, toml_set, caught_up=not fresh)
         members = set(toml_set)
-        persisted = False
-    else:
-        persisted = True
     for command, idx, _term in _journal_entries(journal):
         change = membership_change(command) if idx > last_in_snapshot else None
         if change is None:
@@ -159,16 +205,13 @@ def start_membership(data_dir: str, self_raft: str, toml: Iterable[str]) -> Star
             members.add(address)
         else:
             members.discard(address)
-    if members is None:  # a new dir: bootstrapped from the TOML
-        write_members(data_dir, toml_set)
-        return StartMembership(tuple(sorted(toml_set)), persisted=False, mismatch=None)
     if not persisted:
         return StartMembership(tuple(sorted(members)), persisted=False, mismatch=None, fresh=fresh)
     if self_raft not in members:
         raise RemovedNodeError(
             f"this node ({self_raft}) was removed from the cluster (its members are now "
-            f"{', '.join(sorted(members))}): it stays out; to bring it back, add it with "
-            "`raftq members add` and start it with an empty data dir"
+            f"{', '.join(sorted(members))}): it stays out; to bring it back, wipe its data dir, "
+            "then start it with --join"
         )
     return StartMembership(
         tuple(sorted(members)),
