@@ -18,7 +18,7 @@ from typing import Any
 from raftq.cli.client import _print_json, _table, open_client
 from raftq.cli.common import EXIT_OK, CliError, Parser, UsageError
 from raftq.config import load_config
-from raftq.errors import RaftqError
+from raftq.errors import RaftqError, Rejected
 
 __all__ = ["add_members_command"]
 
@@ -118,7 +118,11 @@ def _cmd_replace(args: argparse.Namespace) -> int:
     api, raft = _addresses(args, args.new)
     with open_client(args) as client:
         if not any(m["raft"] == raft for m in client.members()):
-            client.add_member(args.new, api, raft)
+            try:
+                client.add_member(args.new, api, raft)
+            except Rejected:  # NEW (started with --join) may have asked for itself meanwhile
+                if not any(m["raft"] == raft for m in client.members()):
+                    raise
         deadline = time.monotonic() + args.wait_ms / 1000
         while not _caught_up(client, api):
             if time.monotonic() > deadline:

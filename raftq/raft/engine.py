@@ -117,7 +117,7 @@ class LogEngine(Protocol):
 
     def voter_ready(self, raft: str) -> bool:
         """Leader: whether the node at raft address ``raft`` is connected and holds the log up
-        to the commit index (itself: always)."""
+        to the commit index, give or take the entries in flight (itself: always)."""
         ...
 
     def change_in_flight(self) -> bool:

@@ -24,6 +24,7 @@ from raftq.raft.engine import LogEngine
 __all__ = ["MemberChanges"]
 
 _Outcome = ClusterError | Rejected | None
+_SETTLE_S = 3.0  # how long a transfer's election may take before the leader asks again
 
 
 class MemberChanges:
@@ -92,16 +93,37 @@ class MemberChanges:
     async def hand_over(self, to: str | None, timeout_ms: int) -> None:
         """Transfer leadership to ``to`` (``None``: the most caught-up voter), wait until
         another node leads, then raise ``NotLeader`` with it (the request goes there)."""
-        fut = self._future()
-        self._engine.transfer_leadership(to, self._resolver(fut))
-        await self._wait(fut, timeout_ms, "the leadership transfer")
         deadline = time.monotonic() + timeout_ms / 1000
-        while time.monotonic() < deadline:
-            leader = self._leader_id()
-            if not self._engine.is_leader() and leader is not None:
-                raise NotLeader(leader, f"leadership handed over to {leader}")
-            await asyncio.sleep(0.02)
-        raise NoLeader("leadership was handed over but no new leader is known yet; retry")
+        while True:
+            await self._ask_transfer(to, deadline)
+            asked = time.monotonic()
+            # The target starts an election at once; this node steps down when it hears of
+            # it. A target whose log fell behind meanwhile loses that election and this node
+            # may lead again: then it asks again.
+            while True:
+                leader = self._leader_id()
+                if not self._engine.is_leader() and leader is not None:
+                    raise NotLeader(leader, f"leadership handed over to {leader}")
+                if time.monotonic() > deadline:
+                    raise NoLeader("leadership was handed over but no new leader is known yet")
+                if self._engine.is_leader() and time.monotonic() - asked > _SETTLE_S:
+                    break
+                await asyncio.sleep(0.02)
+
+    async def _ask_transfer(self, to: str | None, deadline: float) -> None:
+        while True:
+            fut = self._future()
+            self._engine.transfer_leadership(to, self._resolver(fut))
+            remaining_ms = max(1, int((deadline - time.monotonic()) * 1000))
+            try:
+                await self._wait(fut, remaining_ms, "the leadership transfer")
+                return
+            except Rejected:
+                # PySyncObj hands over only to a voter whose log ends where the leader's does:
+                # under load that holds between two entries. Ask again until the deadline.
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.01)
 
     def _future(self) -> asyncio.Future[_Outcome]:
         return asyncio.get_running_loop().create_future()

@@ -88,6 +88,11 @@ _DEFINITE = {
 # default configuration (a 16 MiB request body plus GroupCommit's 4 MiB), and the most entries
 # one AppendEntries message bundles while a follower catches up.
 _ENTRY_MESSAGE_MAX_BYTES = 32 * 1024 * 1024
+# A voter this many entries behind the commit index still counts as caught up for the quorum
+# check of a membership change: under load the follower that was not needed for the last
+# commit is always an entry or a few behind (group commit: < 1 s of entries). A node that
+# needs a snapshot, or has acknowledged nothing yet (match index 0), never counts.
+_READY_LAG = 64
 
 
 def new_pysyncobj_engine(
@@ -376,7 +381,8 @@ class PySyncObjEngine:
 
     def voter_ready(self, raft: str) -> bool:
         """Leader: whether the voter (or joining node) at ``raft`` is connected and holds the
-        log up to the commit index (this node itself: always)."""
+        log up to the commit index, give or take the entries still in flight (_READY_LAG);
+        this node itself: always."""
         so = self.syncobj
         if so is None:
             return False
@@ -385,7 +391,8 @@ class PySyncObjEngine:
         for node in so.otherNodes | so.readonlyNodes:
             if node.id == raft:
                 match = _private(so, "raftMatchIndex").get(node, 0)
-                return bool(so.isNodeConnected(node)) and match >= so.raftCommitIndex
+                behind = so.raftCommitIndex - match
+                return bool(so.isNodeConnected(node)) and match > 0 and behind <= _READY_LAG
         return False
 
     def change_in_flight(self) -> bool:
