@@ -53,6 +53,7 @@ __all__ = [
     "Rejected",
     "Retry",
     "TimeNotKnownError",
+    "TransferRefused",
     "TransportError",
     "WaitTimeout",
 ]
@@ -109,6 +110,12 @@ class Overloaded(ClusterError):
 
 class OutcomeUnknown(ClusterError):
     """The command may or may not have been applied (deadline passed, leader changed...)."""
+
+
+class TransferRefused(ClusterError):
+    """Leadership was not handed over (definite: the leader is unchanged): no follower is
+    caught up and connected, the target is unknown or not caught up, or no other node took
+    over within the deadline. HTTP 409."""
 
 
 class Rejected(RaftqError):

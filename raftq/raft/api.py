@@ -103,3 +103,10 @@ class NodeAPI(Protocol):
         ...
 
     def status(self) -> NodeStatus: ...
+
+    async def transfer_leadership(self, to: str | None) -> str:
+        """Leader only: hand leadership to node ``to`` (``None``: a caught-up follower) and
+        return the new leader's id once this node follows it. ``NotLeader`` (with the leader's
+        id) on a follower; ``TransferRefused`` when no node could take over (the target is not
+        caught up or not connected, or the election did not finish in time)."""
+        ...

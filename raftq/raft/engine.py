@@ -94,6 +94,14 @@ class LogEngine(Protocol):
 
     def propose(self, raw: bytes, callback: Applied) -> None: ...
 
+    async def transfer_leadership(self, to: str | None, timeout_s: float) -> str:
+        """Leader only: hand leadership to the node at raft address ``to`` (``None``: the
+        engine's choice of a caught-up follower) and return the new leader's raft address once
+        this node has stepped down and knows it. ``NotLeader`` if this node is not the leader,
+        ``TransferRefused`` if the target is unknown or not caught up, or nobody took over by
+        the deadline (then this node may still be the leader)."""
+        ...
+
     def read(self) -> contextlib.AbstractContextManager[Machine]:
         """The current machine under its lock (``NoLeader`` before ``start``)."""
         ...

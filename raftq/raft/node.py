@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from raftq.core import Command, Enqueue, Machine, Result, Tick
-from raftq.errors import ClusterError, NoLeader, NotLeader
+from raftq.errors import ClusterError, NoLeader, NotLeader, TransferRefused
 from raftq.raft.api import NodeStatus, PeerStatus
 from raftq.raft.cluster_clock import ClusterClock
 from raftq.raft.engine import EngineCallbacks, LogEngine
@@ -316,6 +316,24 @@ class RaftNode:
             return None
         node = self._by_raft.get(leader)
         return None if node is None else node.id
+
+    async def transfer_leadership(self, to: str | None) -> str:
+        if not self.is_leader():
+            raise NotLeader(self.leader_id())
+        raft = None
+        if to is not None:
+            raft = next((n.raft for n in self.config.nodes if n.id == to), None)
+            if raft is None or to == self.node_id:
+                raise TransferRefused(f"{to} is not another node of the cluster")
+        # A few elections' worth: the target starts its election at once, one round trip.
+        timeout_s = max(2.0, 5 * self.config.raft.election_max_ms / 1000)
+        try:
+            new_raft = await self.engine.transfer_leadership(raft, timeout_s)
+        except NotLeader:
+            raise NotLeader(self.leader_id()) from None
+        node = self._by_raft.get(new_raft)
+        logger.info("leadership handed over to %s", new_raft if node is None else node.id)
+        return new_raft if node is None else node.id
 
     def api_address(self, node_id: str) -> str | None:
         for n in self.config.nodes:

@@ -369,6 +369,16 @@ class Api:
         after = query_int(query, "after", 0, INT64_MAX, 0)
         return respond(request, self.service.dead(queue, limit, after))
 
+    async def transfer_leadership(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/cluster/leader {to?}``: served by the leader (a follower forwards)."""
+
+        async def op(w: _Write) -> web.StreamResponse:
+            answer = await self.service.transfer_leadership(w.fields())(w.request_id)
+            audit(w.request, "transfer_leadership", to=answer["leader"])
+            return respond(w.request, answer)
+
+        return await self._write(request, op)
+
     async def cluster(self, request: web.Request) -> web.StreamResponse:
         """``GET /v1/cluster[?peers=true]``: this node's view; with ``peers``, also each other
         node's own ``self`` (``null`` when it does not answer within a second), for the

@@ -269,6 +269,10 @@ def _schemas(s: ServerSettings) -> dict[str, Any]:
             closed=True,
         ),
         "Empty": obj_schema({}, closed=True),
+        "LeaderBody": obj_schema(
+            {"to": {"type": "string", "description": "a node id; absent: any caught-up node"}},
+            closed=True,
+        ),
         "RequeueBody": obj_schema(
             {"ids": {"type": "array", "items": int_schema(1, INT64_MAX), "minItems": 1}},
             closed=True,
@@ -386,7 +390,7 @@ def operation(
 ) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "parameters": params, "responses": responses}
     if body is not None:  # bodies with required fields are required; the others may be empty
-        op["requestBody"] = _body(body, required=body not in ("Empty", "RequeueBody"))
+        op["requestBody"] = _body(body, required=body not in ("Empty", "RequeueBody", "LeaderBody"))
     if open_route:
         op["security"] = []
     return op

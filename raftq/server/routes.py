@@ -436,4 +436,16 @@ ROUTES: Final[tuple[Route, ...]] = (
             responses(200, "Cluster", (400, *AUTH_ERRORS)),
         ),
     ),
+    Route(
+        "POST",
+        "/v1/cluster/leader",
+        "transfer_leadership",
+        _ADMIN,
+        lambda s: operation(
+            "hand leadership to another node, answered once it moved (admin)",
+            [*_RID],
+            {**responses(200, None, WRITE_ERRORS), "200": plain("the new leader")},
+            "LeaderBody",
+        ),
+    ),
 )

@@ -529,6 +529,26 @@ class Service:
         next_after = infos[-1].id if len(infos) == limit else None
         return {"queue": queue, "jobs": jobs, "next_after": next_after}
 
+    def transfer_leadership(self, args: Fields) -> Op:
+        """``{to?}`` (a node id; absent: the most caught-up follower); on the leader, answers
+        ``{leader, leader_api, previous}`` once leadership moved (``TransferRefused``: why
+        not)."""
+        to = args.opt_str("to", 256)
+        args.done()
+        if to is not None and self.node.api_address(to) is None:
+            raise invalid("to", f"no node {to!r} in the cluster")
+
+        async def run(_rid: str | None) -> Answer:
+            previous = self.node.node_id
+            leader = await self.node.transfer_leadership(to)
+            return {
+                "leader": leader,
+                "leader_api": self.node.api_address(leader),
+                "previous": previous,
+            }
+
+        return Op(run)
+
     def cluster(self) -> Answer:
         """This node's view of the cluster."""
         st = self.node.status()

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from raftq.core import Command, Machine, Result, Tick, encode_entry
-from raftq.errors import NoLeader, NotLeader
+from raftq.errors import NoLeader, NotLeader, TransferRefused
 from raftq.raft.api import NodeAPI, NodeStatus, PeerStatus
 from raftq.raft.waiters import ClaimWaiters, NextClaim
 
@@ -119,6 +119,11 @@ class LocalNode:
 
     def api_address(self, node_id: str) -> str | None:
         return self._shared.addresses.get(node_id)
+
+    async def transfer_leadership(self, to: str | None) -> str:
+        if not self.is_leader():
+            raise NotLeader(self.leader)
+        raise TransferRefused("a LocalNode has no raft to hand leadership over with")
 
     async def submit(self, command: Command, timeout_ms: int | None = None) -> Result:
         (result,) = await self.submit_many([command], timeout_ms)

@@ -37,12 +37,21 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
+from collections import deque
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf
 from raftq.core import Machine, Result
-from raftq.errors import ClusterError, NoLeader, OutcomeUnknown, Overloaded
+from raftq.errors import (
+    ClusterError,
+    NoLeader,
+    NotLeader,
+    OutcomeUnknown,
+    Overloaded,
+    TransferRefused,
+)
 from raftq.raft.datadir import DUMP_FILE, JOURNAL_FILE, check_data_dir
 from raftq.raft.engine import Applied, EngineCallbacks, EngineStatus
 from raftq.raft.gc_guard import guard as gc_guard
@@ -120,6 +129,9 @@ class PySyncObjEngine:
         self._on_fatal: Callable[[BaseException], None] | None = None
         self._callbacks: EngineCallbacks | None = None
         self._snapshots_seen = 0  # SnapshotHooks.writes already reported to stats
+        # Calls the loop thread hands to the tick thread (PySyncObj's methods that send are
+        # not thread-safe); drained by ``_run_tick_calls`` at every tick.
+        self._tick_calls: deque[Callable[[], None]] = deque()
 
     @property
     def node_id(self) -> str:
@@ -178,6 +190,7 @@ class PySyncObjEngine:
             raise
         hold.syncobj = syncobj
         syncobj.addOnTickCallback(hold.on_tick)
+        syncobj.addOnTickCallback(self._run_tick_calls)
         # Full GC passes: short once the state is frozen, forgiven by the election timer.
         gc_guard.register(hold)
         # A leader spends at most a quarter of the minimum election timeout per tick sending
@@ -265,6 +278,55 @@ class PySyncObjEngine:
             raise NoLeader("node not started")
         with replica.lock:
             yield replica.machine
+
+    def _run_tick_calls(self) -> None:
+        """Tick thread: run what the loop thread queued (deque pops are atomic)."""
+        calls = self._tick_calls
+        while calls:
+            calls.popleft()()
+
+    async def transfer_leadership(self, to: str | None, timeout_s: float) -> str:
+        """PySyncObj's ``transferLeadership`` (Raft's TimeoutNow), on the tick thread: it sends
+        ``timeout_now`` only to a connected follower whose match index is the leader's last
+        index (``to=None``: the most caught-up connected one), which then starts an election
+        at once and wins it (its log is as long as any). Returns the raft address of the new
+        leader once this node has stepped down and heard from it."""
+        so = self.syncobj
+        if so is None or not self.is_leader():
+            raise NotLeader(None)
+        if to is not None and not any(o.id == to for o in so.otherNodes):
+            raise TransferRefused(f"{to} is not a member of the cluster")
+        loop = asyncio.get_running_loop()
+        asked: asyncio.Future[int] = loop.create_future()
+
+        def settle(reason: int) -> None:  # loop thread
+            if not asked.done():  # the wait may have timed out
+                asked.set_result(reason)
+
+        def answer(_result: object, reason: int) -> None:  # tick thread
+            loop.call_soon_threadsafe(settle, reason)
+
+        self._tick_calls.append(lambda: so.transferLeadership(to, answer))
+        deadline = time.monotonic() + timeout_s
+        try:
+            reason = await asyncio.wait_for(asked, timeout_s)
+        except TimeoutError:
+            raise TransferRefused("the raft thread did not take the transfer in time") from None
+        if reason == FAIL_REASON.NOT_LEADER:
+            raise NotLeader(None)
+        if reason != FAIL_REASON.SUCCESS:
+            target = "the target" if to is not None else "any follower"
+            raise TransferRefused(
+                f"{target} is not connected and fully caught up with the leader's log; "
+                "retry once it has caught up"
+            )
+        # TimeoutNow was sent: the target's election takes a round trip or two.
+        while time.monotonic() < deadline:
+            leader = self.leader()
+            if not self.is_leader() and leader is not None and leader != self._self.raft:
+                return leader
+            await asyncio.sleep(0.01)
+        raise TransferRefused(f"no other node took over within {timeout_s:g} s")
 
     # -- queries ----------------------------------------------------------------------------
 
