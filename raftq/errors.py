@@ -45,6 +45,7 @@ __all__ = [
     "JobCancelled",
     "JobDead",
     "JobFailed",
+    "NewerVersionError",
     "NoLeader",
     "NotLeader",
     "OutcomeUnknown",
@@ -110,6 +111,11 @@ class Overloaded(ClusterError):
 
 class OutcomeUnknown(ClusterError):
     """The command may or may not have been applied (deadline passed, leader changed...)."""
+
+
+class NewerVersionError(ClusterError):
+    """A log entry (or snapshot) needs a newer raftq than this node runs: the node stops
+    instead of applying it (exit 76): upgrade the node's raftq and start it again."""
 
 
 class TransferRefused(ClusterError):

@@ -1,10 +1,18 @@
 """Versioned msgpack wire format of log entries and results.
 
-An entry is ``[FORMAT_VERSION, [command, ...]]``; a command is an array
+An entry is ``[version, [command, ...]]``; a command is an array
 ``[tag, request_id, now_ms, *fields]`` with the fields in the order of its dataclass. Tags and
 field orders are part of the replicated log format: change them only with a new version
 (the golden-bytes test guards this). Decoding checks every type (bool is not an int here);
 ranges are the machine's business.
+
+Versions: ``LOG_VERSION`` is the highest entry version this code applies. An entry declares the
+version its commands need (``encode_entry`` writes ``FORMAT_VERSION`` while every command is of
+version 1, so the bytes old nodes read stay the same). A node must never apply an entry of a
+version above its own, not even as a refusal: nodes of the new version apply it, so the
+replicas would differ. ``entry_version`` lets the raft layer see that before applying and stop
+the node instead (``raftq.raft.pysyncobj.replica``); the machine alone answers such an entry
+with ``Refusal(unsupported_version)``, as any bytes it cannot decode.
 """
 
 from __future__ import annotations
@@ -53,17 +61,20 @@ from raftq.core.results import (
 
 __all__ = [
     "FORMAT_VERSION",
+    "LOG_VERSION",
     "decode_entry",
     "decode_results",
     "encode_command",
     "encode_entry",
     "encode_result",
     "encode_results",
+    "entry_version",
     "result_from_wire",
     "unpack",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # the version entries of version-1 commands declare
+LOG_VERSION = 1  # the highest entry version this code decodes and applies
 
 # Command tags (stable).
 _ENQUEUE, _CLAIM, _HEARTBEAT, _ACK, _NACK, _CANCEL = 1, 2, 3, 4, 5, 6
@@ -282,6 +293,20 @@ def unpack(raw: bytes) -> Any:
         return msgpack.unpackb(raw, raw=False, strict_map_key=True)
     except Exception as e:  # msgpack raises many unrelated types for bad input
         raise CodecError(f"not valid msgpack: {type(e).__name__}") from e
+
+
+def entry_version(raw: bytes) -> int | None:
+    """The version an entry declares (``None``: not an entry at all, a malformed one).
+    Cheap for the usual case: a 2-array whose first item is a small positive int."""
+    if len(raw) >= 2 and raw[0] == 0x92 and raw[1] < 0x80:  # fixarray(2), positive fixint
+        return raw[1]
+    try:
+        v = unpack(raw)
+    except CodecError:
+        return None
+    if type(v) is list and len(v) == 2 and type(v[0]) is int:
+        return v[0]
+    return None
 
 
 def decode_entry(raw: bytes) -> list[Command]:
