@@ -31,6 +31,7 @@ from raftq.errors import ClusterError, NoLeader, NotLeader
 from raftq.raft.api import NodeAPI, NodeStatus
 from raftq.retry import Attempts, RetryPolicy
 from raftq.server.audit import audit
+from raftq.server.drain import DRAIN_KEY
 from raftq.server.errors import ApiError, invalid
 from raftq.server.forward import Forwarder, relayed
 from raftq.server.settings import ServerSettings
@@ -198,10 +199,12 @@ class Api:
 
     async def claim_one(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/queues/{queue}/claim``."""
+        self._refuse_if_draining(request)
         return await self._write(request, self._claim, extra_ms=self.settings.max_wait_ms)
 
     async def claim_many(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/claim`` with ``{"queues": [...]}``."""
+        self._refuse_if_draining(request)
         return await self._write(request, self._claim, extra_ms=self.settings.max_wait_ms)
 
     async def _claim(self, w: _Write) -> web.StreamResponse:
@@ -378,6 +381,35 @@ class Api:
             return respond(w.request, answer)
 
         return await self._write(request, op)
+
+    async def drain_node(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/node/drain``: this node (never forwarded) stops taking claims, hands
+        leadership over, and its process exits 0 once its requests in flight finished."""
+        body = await read_body(request, 4096)
+        if body.strip():  # no fields; an empty body or {} is fine
+            Fields(
+                decode_body(body, request_format(request.headers.get("Content-Type", "")))
+            ).done()
+        drain = request.config_dict.get(DRAIN_KEY)
+        if drain is None:
+            raise ApiError(
+                409,
+                "not_drainable",
+                "this node is embedded, not a `raftq serve` process: stop it where it runs",
+            )
+        leader = await drain.start(self.node)
+        audit(request, "drain", leader=leader)
+        return respond(request, {"node": self.node.node_id, "draining": True, "leader": leader})
+
+    def _refuse_if_draining(self, request: web.Request) -> None:
+        drain = request.config_dict.get(DRAIN_KEY)
+        if drain is not None and drain.draining:
+            raise ApiError(
+                503,
+                "draining",
+                f"node {self.node.node_id} is draining before a stop: claim from another node",
+                retry_after_s=self._retry_after(),
+            )
 
     async def cluster(self, request: web.Request) -> web.StreamResponse:
         """``GET /v1/cluster[?peers=true]``: this node's view; with ``peers``, also each other

@@ -448,4 +448,16 @@ ROUTES: Final[tuple[Route, ...]] = (
             "LeaderBody",
         ),
     ),
+    Route(
+        "POST",
+        "/v1/node/drain",
+        "drain_node",
+        _ADMIN,
+        lambda s: operation(
+            "this node stops taking claims, hands leadership over and exits 0 (admin)",
+            [],
+            {**responses(200, None, (400, *AUTH_ERRORS, 409)), "200": plain("draining")},
+            "Empty",
+        ),
+    ),
 )

@@ -296,6 +296,33 @@ class PySyncObjEngine:
             raise NotLeader(None)
         if to is not None and not any(o.id == to for o in so.otherNodes):
             raise TransferRefused(f"{to} is not a member of the cluster")
+        deadline = time.monotonic() + timeout_s
+        # The leader goes on appending (ticks, writes), so a follower may lack its newest
+        # entry at the instant asked: ask again until the deadline.
+        while True:
+            reason = await self._ask_transfer(so, to, deadline)
+            if reason == FAIL_REASON.SUCCESS:
+                break
+            if reason == FAIL_REASON.NOT_LEADER:
+                raise NotLeader(None)
+            if time.monotonic() + 0.02 >= deadline:
+                target = "the target" if to is not None else "any follower"
+                raise TransferRefused(
+                    f"{target} is not connected and fully caught up with the leader's log "
+                    f"(asked for {timeout_s:g} s); retry once it has caught up"
+                )
+            await asyncio.sleep(0.02)
+        # TimeoutNow was sent: the target's election takes a round trip or two.
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            leader = self.leader()
+            if not self.is_leader() and leader is not None and leader != self._self.raft:
+                return leader
+            await asyncio.sleep(0.01)
+        raise TransferRefused(f"no other node took over within {timeout_s:g} s")
+
+    async def _ask_transfer(self, so: SyncObj, to: str | None, deadline: float) -> int:
+        """One ``transferLeadership`` on the tick thread; its FAIL_REASON."""
         loop = asyncio.get_running_loop()
         asked: asyncio.Future[int] = loop.create_future()
 
@@ -307,26 +334,10 @@ class PySyncObjEngine:
             loop.call_soon_threadsafe(settle, reason)
 
         self._tick_calls.append(lambda: so.transferLeadership(to, answer))
-        deadline = time.monotonic() + timeout_s
         try:
-            reason = await asyncio.wait_for(asked, timeout_s)
+            return await asyncio.wait_for(asked, max(0.1, deadline - time.monotonic()))
         except TimeoutError:
             raise TransferRefused("the raft thread did not take the transfer in time") from None
-        if reason == FAIL_REASON.NOT_LEADER:
-            raise NotLeader(None)
-        if reason != FAIL_REASON.SUCCESS:
-            target = "the target" if to is not None else "any follower"
-            raise TransferRefused(
-                f"{target} is not connected and fully caught up with the leader's log; "
-                "retry once it has caught up"
-            )
-        # TimeoutNow was sent: the target's election takes a round trip or two.
-        while time.monotonic() < deadline:
-            leader = self.leader()
-            if not self.is_leader() and leader is not None and leader != self._self.raft:
-                return leader
-            await asyncio.sleep(0.01)
-        raise TransferRefused(f"no other node took over within {timeout_s:g} s")
 
     # -- queries ----------------------------------------------------------------------------
 

@@ -1,0 +1,108 @@
+"""``raftq node drain``: stop one node for maintenance without disturbing the cluster.
+
+It asks the node's own API (``POST /v1/node/drain``): the node stops taking claims, hands
+leadership over if it has it, waits for its requests in flight and exits 0. The command then
+waits until the node's API is gone, so that a script may restart or upgrade it right after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import ssl
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from raftq.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    Parser,
+    UsageError,
+    positive_int,
+)
+from raftq.config import load_config
+
+__all__ = ["add_node_commands"]
+
+_ENV_TOKEN = "RAFTQ_TOKEN"
+_ENV_CA = "RAFTQ_CA"
+
+
+def add_node_commands(
+    commands: argparse._SubParsersAction[Parser], *, parents: Sequence[Parser]
+) -> None:
+    """Add ``raftq node drain`` to ``raftq``'s parser."""
+    node = commands.add_parser("node", help="operate one node of a running cluster")
+    sub = node.add_subparsers(dest="node_command", metavar="COMMAND", required=True)
+    drain = sub.add_parser(
+        "drain",
+        parents=list(parents),
+        help="stop a node cleanly: no new claims, leadership handed over, exit 0",
+        description="Ask node ID of FILE to drain: it stops taking claims (workers go to the "
+        "other nodes), hands leadership over if it is the leader, finishes its requests in "
+        "flight and exits 0. Waits until its API is gone. Exit 0 drained, 1 refused, 3 the "
+        "node did not answer or did not stop in time.",
+    )
+    drain.add_argument("--config", required=True, type=Path, metavar="FILE")
+    drain.add_argument("--node", required=True, metavar="ID", help="the node to drain")
+    drain.add_argument("--token", default=None, help=f"an admin token (default: ${_ENV_TOKEN})")
+    drain.add_argument(
+        "--timeout",
+        type=positive_int,
+        default=60,
+        metavar="SECONDS",
+        help="how long to wait for the node to stop (default: 60)",
+    )
+    drain.set_defaults(handler=_cmd_drain)
+
+
+def _cmd_drain(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if args.node not in config.node_ids:
+        known = ", ".join(config.node_ids)
+        raise UsageError(f"--node {args.node}: no such node in {args.config} (known: {known})")
+    url = config.api_url(args.node)
+    token = args.token if args.token is not None else os.environ.get(_ENV_TOKEN) or None
+    context = ssl.create_default_context(cafile=os.environ.get(_ENV_CA)) if config.tls else None
+    try:
+        status, body = _post(f"{url}/v1/node/drain", token, context, args.timeout)
+    except OSError as e:
+        print(f"raftq: node {args.node} at {url} did not answer: {e}")
+        return EXIT_UNREACHABLE
+    if status != 200:
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        print(f"raftq: node {args.node} refused to drain ({status}): {error.get('message', body)}")
+        return EXIT_FAILED
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/healthz", timeout=1, context=context).close()
+        except (urllib.error.URLError, OSError):
+            print(f"node {args.node} drained and stopped (leader now: {body.get('leader')})")
+            return EXIT_OK
+        time.sleep(0.1)
+    print(f"raftq: node {args.node} still answers after {args.timeout} s")
+    return EXIT_UNREACHABLE
+
+
+def _post(
+    url: str, token: str | None, context: ssl.SSLContext | None, timeout: float
+) -> tuple[int, Any]:
+    req = urllib.request.Request(url, data=b"{}", method="POST")
+    req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as e:
+        try:
+            return e.code, json.loads(e.read())
+        except ValueError:
+            return e.code, None

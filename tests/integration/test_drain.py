@@ -1,0 +1,69 @@
+"""``raftq node drain`` and ``POST /v1/cluster/leader`` on three real ``raftq serve`` processes:
+a drained leader hands leadership over in one election (term + 1), its process exits 0, and
+every acknowledged job is on the new leader; a drained follower exits 0 with the leader
+unchanged."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.integration.cluster import Cluster, http_json
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _drain(c: Cluster, nid: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "raftq", "node", "drain", "--config", str(c.config_path)]
+        + ["--node", nid, "--timeout", "30"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=c.root,
+    )
+
+
+def _term(c: Cluster, nid: str) -> int:
+    view = c.view(nid)
+    assert view is not None
+    term: int = view["self"]["term"]
+    return term
+
+
+def test_draining_the_leader_then_a_follower(tmp_path: Path) -> None:
+    with Cluster.generate(tmp_path) as c:
+        old = c.wait_ready()
+        ids = []
+        for i in range(5):
+            status, body = http_json(c.url(old, "/v1/queues/q/jobs"), {"payload": i})
+            assert status == 201, body
+            ids.append(body["id"])
+        term = _term(c, old)
+
+        # Leadership moves by request first, to a named node, answered once it moved.
+        target = next(n for n in c.ids if n != old)
+        status, body = http_json(c.url(old, "/v1/cluster/leader"), {"to": target})
+        assert status == 200, body
+        assert body["leader"] == target and body["previous"] == old
+        assert c.leader() == target and _term(c, target) == term + 1
+
+        drained = _drain(c, target)
+        assert drained.returncode == 0, (drained.stdout, drained.stderr, c.log_tail(target))
+        assert f"node {target} drained and stopped" in drained.stdout
+        assert c.procs[target].wait(30) == 0  # the process itself exited 0
+        rest = [n for n in c.ids if n != target]
+        new = c.leader(among=rest)
+        assert _term(c, new) == term + 2  # one election per handover, none more
+        for job_id in ids:
+            status, job = http_json(c.url(new, f"/v1/jobs/{job_id}?consistency=linearizable"))
+            assert status == 200 and job["state"] == "queued", job
+
+        follower = next(n for n in rest if n != new)
+        drained = _drain(c, follower)
+        assert drained.returncode == 0, (drained.stdout, drained.stderr)
+        assert c.procs[follower].wait(30) == 0
+        assert c.view(new)["self"]["role"] == "leader"  # type: ignore[index]
+        assert _term(c, new) == term + 2
