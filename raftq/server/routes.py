@@ -456,7 +456,7 @@ ROUTES: Final[tuple[Route, ...]] = (
         lambda s: operation(
             "this node stops taking claims, hands leadership over and exits 0 (admin)",
             [],
-            {**responses(200, None, (400, *AUTH_ERRORS, 409)), "200": plain("draining")},
+            {**responses(200, None, (400, *AUTH_ERRORS, 409, 503)), "200": plain("draining")},
             "Empty",
         ),
     ),
