@@ -1,4 +1,5 @@
-"""``raftq node drain``: stop one node for maintenance without disturbing the cluster.
+"""``raftq node drain``: stop one node for maintenance without disturbing the cluster;
+``raftq upgrade status``: what each node runs, during a rolling upgrade.
 
 It asks the node's own API (``POST /v1/node/drain``): the node stops taking claims, hands
 leadership over if it has it, waits for its requests in flight and exits 0. The command then
@@ -28,7 +29,7 @@ from raftq.cli.common import (
 )
 from raftq.config import load_config
 
-__all__ = ["add_node_commands"]
+__all__ = ["add_node_commands", "add_upgrade_commands"]
 
 _ENV_TOKEN = "RAFTQ_TOKEN"
 _ENV_CA = "RAFTQ_CA"
@@ -106,3 +107,58 @@ def _post(
             return e.code, json.loads(e.read())
         except ValueError:
             return e.code, None
+
+
+def add_upgrade_commands(
+    commands: argparse._SubParsersAction[Parser], *, parents: Sequence[Parser]
+) -> None:
+    """Add ``raftq upgrade status`` to ``raftq``'s parser."""
+    upgrade = commands.add_parser("upgrade", help="rolling upgrades: what each node runs")
+    sub = upgrade.add_subparsers(dest="upgrade_command", metavar="COMMAND", required=True)
+    status = sub.add_parser(
+        "status",
+        parents=list(parents),
+        help="each node's raftq release and log version",
+        description="Ask every node of FILE for GET /v1/cluster and print one line per node: "
+        "its raftq release, the highest log version it applies, its role. Exit 0 when every "
+        "node answered and all run the same log version, 1 when they differ, 3 when a node "
+        "did not answer.",
+    )
+    status.add_argument("--config", required=True, type=Path, metavar="FILE")
+    status.add_argument("--token", default=None, help=f"a reader token (default: ${_ENV_TOKEN})")
+    status.set_defaults(handler=_cmd_upgrade_status)
+
+
+def _cmd_upgrade_status(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    token = args.token if args.token is not None else os.environ.get(_ENV_TOKEN) or None
+    context = ssl.create_default_context(cafile=os.environ.get(_ENV_CA)) if config.tls else None
+    log_versions: set[int] = set()
+    missing = False
+    for nid in config.node_ids:
+        try:
+            status, body = _get(f"{config.api_url(nid)}/v1/cluster", token, context)
+        except OSError as e:
+            status, body = 0, str(e)
+        me = body.get("self") if status == 200 and isinstance(body, dict) else None
+        if not isinstance(me, dict):
+            missing = True
+            print(f"{nid}  did not answer ({status or body})")
+            continue
+        log_versions.add(me.get("log_version", 0))
+        release, log_version = me.get("version", "?"), me.get("log_version", "?")
+        print(f"{nid}  raftq {release}  log version {log_version}  {me.get('role')}")
+    if missing:
+        return EXIT_UNREACHABLE
+    return EXIT_OK if len(log_versions) == 1 else EXIT_FAILED
+
+
+def _get(url: str, token: str | None, context: ssl.SSLContext | None) -> tuple[int, Any]:
+    req = urllib.request.Request(url)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=5, context=context) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, None

@@ -1,7 +1,7 @@
 """``raftq node drain`` and ``POST /v1/cluster/leader`` on three real ``raftq serve`` processes:
 a drained leader hands leadership over in one election (term + 1), its process exits 0, and
 every acknowledged job is on the new leader; a drained follower exits 0 with the leader
-unchanged."""
+unchanged; ``raftq upgrade status`` lists each node's release and log version."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from raftq._version import __version__
+from raftq.core.codec import LOG_VERSION
 from tests.integration.cluster import Cluster, http_json
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,6 +55,20 @@ def test_draining_the_leader_then_a_follower(tmp_path: Path) -> None:
             assert status == 201, body
             ids.append(body["id"])
         term = _term(c, old)
+
+        # Each node's release and log version, as a rolling upgrade checks them.
+        up = subprocess.run(
+            [sys.executable, "-m", "raftq", "upgrade", "status", "--config", str(c.config_path)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=c.root,
+        )
+        assert up.returncode == 0, (up.stdout, up.stderr)
+        lines = up.stdout.splitlines()
+        assert [line.split()[0] for line in lines] == c.ids
+        assert all(f"raftq {__version__}  log version {LOG_VERSION}" in line for line in lines)
 
         # Leadership moves by request first, to a named node, answered once it moved.
         target = next(n for n in c.ids if n != old)
