@@ -1,5 +1,6 @@
 """``raftq node drain``: stop one node for maintenance without disturbing the cluster;
-``raftq upgrade status``: what each node runs, during a rolling upgrade.
+``raftq upgrade status|enable``: what each node runs during a rolling upgrade, and enabling
+the new log version once all run it.
 
 It asks the node's own API (``POST /v1/node/drain``): the node stops taking claims, hands
 leadership over if it has it, waits for its requests in flight and exits 0. The command then
@@ -93,9 +94,13 @@ def _cmd_drain(args: argparse.Namespace) -> int:
 
 
 def _post(
-    url: str, token: str | None, context: ssl.SSLContext | None, timeout: float
+    url: str,
+    token: str | None,
+    context: ssl.SSLContext | None,
+    timeout: float,
+    body: dict[str, Any] | None = None,
 ) -> tuple[int, Any]:
-    req = urllib.request.Request(url, data=b"{}", method="POST")
+    req = urllib.request.Request(url, data=json.dumps(body or {}).encode(), method="POST")
     req.add_header("Content-Type", "application/json")
     if token:
         req.add_header("Authorization", f"Bearer {token}")
@@ -112,7 +117,7 @@ def _post(
 def add_upgrade_commands(
     commands: argparse._SubParsersAction[Parser], *, parents: Sequence[Parser]
 ) -> None:
-    """Add ``raftq upgrade status`` to ``raftq``'s parser."""
+    """Add ``raftq upgrade status|enable`` to ``raftq``'s parser."""
     upgrade = commands.add_parser("upgrade", help="rolling upgrades: what each node runs")
     sub = upgrade.add_subparsers(dest="upgrade_command", metavar="COMMAND", required=True)
     status = sub.add_parser(
@@ -127,6 +132,20 @@ def add_upgrade_commands(
     status.add_argument("--config", required=True, type=Path, metavar="FILE")
     status.add_argument("--token", default=None, help=f"a reader token (default: ${_ENV_TOKEN})")
     status.set_defaults(handler=_cmd_upgrade_status)
+    enable = sub.add_parser(
+        "enable",
+        parents=list(parents),
+        help="enable a log version once every node runs a raftq that applies it",
+        description="Ask the cluster (POST /v1/cluster/version) to enable log version N "
+        "(default: the leader's own): the leader checks that every node applies it, then "
+        "records it in the log. Commands of a version above the enabled one are refused until "
+        "then. Exit 0 enabled, 1 refused (a node runs an older raftq or does not answer), 3 "
+        "no node answered.",
+    )
+    enable.add_argument("--config", required=True, type=Path, metavar="FILE")
+    enable.add_argument("--version", type=positive_int, default=None, metavar="N")
+    enable.add_argument("--token", default=None, help=f"an admin token (default: ${_ENV_TOKEN})")
+    enable.set_defaults(handler=_cmd_upgrade_enable)
 
 
 def _cmd_upgrade_status(args: argparse.Namespace) -> int:
@@ -147,10 +166,35 @@ def _cmd_upgrade_status(args: argparse.Namespace) -> int:
             continue
         log_versions.add(me.get("log_version", 0))
         release, log_version = me.get("version", "?"), me.get("log_version", "?")
-        print(f"{nid}  raftq {release}  log version {log_version}  {me.get('role')}")
+        enabled = me.get("enabled_version", "?")
+        print(
+            f"{nid}  raftq {release}  log version {log_version}  enabled {enabled}  "
+            f"{me.get('role')}"
+        )
     if missing:
         return EXIT_UNREACHABLE
     return EXIT_OK if len(log_versions) == 1 else EXIT_FAILED
+
+
+def _cmd_upgrade_enable(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    token = args.token if args.token is not None else os.environ.get(_ENV_TOKEN) or None
+    context = ssl.create_default_context(cafile=os.environ.get(_ENV_CA)) if config.tls else None
+    body = {} if args.version is None else {"version": args.version}
+    for nid in config.node_ids:  # any node: a follower forwards to the leader
+        url = f"{config.api_url(nid)}/v1/cluster/version"
+        try:
+            status, answer = _post(url, token, context, 30, body)
+        except OSError:
+            continue
+        if status == 200 and isinstance(answer, dict):
+            print(f"log version {answer.get('enabled_version')} enabled")
+            return EXIT_OK
+        error = answer.get("error", {}) if isinstance(answer, dict) else {}
+        print(f"raftq: not enabled ({status}): {error.get('message', answer)}")
+        return EXIT_FAILED
+    print("raftq: no node of the config answered")
+    return EXIT_UNREACHABLE
 
 
 def _get(url: str, token: str | None, context: ssl.SSLContext | None) -> tuple[int, Any]:

@@ -29,6 +29,7 @@ from raftq.core.commands import (
     Claim,
     Command,
     Configure,
+    EnableVersion,
     Enqueue,
     Heartbeat,
     Nack,
@@ -57,11 +58,13 @@ from raftq.core.results import (
     Result,
     Resumed,
     Ticked,
+    VersionEnabled,
 )
 
 __all__ = [
     "FORMAT_VERSION",
     "LOG_VERSION",
+    "command_version",
     "decode_entry",
     "decode_results",
     "encode_command",
@@ -74,11 +77,22 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1  # the version entries of version-1 commands declare
-LOG_VERSION = 1  # the highest entry version this code decodes and applies
+LOG_VERSION = 2  # the highest entry version this code decodes and applies
 
 # Command tags (stable).
 _ENQUEUE, _CLAIM, _HEARTBEAT, _ACK, _NACK, _CANCEL = 1, 2, 3, 4, 5, 6
 _REQUEUE, _PURGE, _PAUSE, _RESUME, _CONFIGURE, _TICK = 7, 8, 9, 10, 11, 12
+_ENABLE_VERSION = 13  # log version 2
+
+# The log version of each command type above 1 (the first log version). An entry declares the
+# highest of its commands' (1 when none is listed); a command is valid only in an entry of its
+# version or above, and the machine refuses it while the enabled version is below it.
+_COMMAND_VERSION: dict[type[Command], int] = {EnableVersion: 2}
+
+
+def command_version(cmd: Command) -> int:
+    """The log version a command needs (see ``_COMMAND_VERSION``)."""
+    return _COMMAND_VERSION.get(type(cmd), FORMAT_VERSION)
 
 
 # -- type checks ------------------------------------------------------------------------
@@ -127,7 +141,8 @@ def _new_job_fields(j: NewJob) -> list[Any]:
     return [j.payload, j.priority, j.delay_ms, j.run_at_ms, j.key, j.max_attempts, j.lease_ms]
 
 
-def encode_command(cmd: Command) -> list[Any]:
+# One case per command type, its tag beside it: the table reads best flat.
+def encode_command(cmd: Command) -> list[Any]:  # noqa: C901
     head = [cmd.request_id, cmd.now_ms]
     match cmd:
         case Enqueue():
@@ -155,11 +170,19 @@ def encode_command(cmd: Command) -> list[Any]:
             return [_CONFIGURE, *head, cmd.queue, cmd.dedup_window_ms, cmd.retention_ms]
         case Tick():
             return [_TICK, *head]
+        case EnableVersion():
+            return [_ENABLE_VERSION, *head, cmd.version]
 
 
 def encode_entry(commands: Sequence[Command]) -> bytes:
     """One log entry holding ``commands`` (applied in order, atomically as one entry)."""
-    raw: bytes = msgpack.packb([FORMAT_VERSION, [encode_command(c) for c in commands]])
+    version = FORMAT_VERSION  # entries of version-1 commands keep the bytes old nodes read
+    get = _COMMAND_VERSION.get
+    for c in commands:
+        v = get(type(c))
+        if v is not None and v > version:
+            version = v
+    raw: bytes = msgpack.packb([version, [encode_command(c) for c in commands]])
     return raw
 
 
@@ -235,6 +258,9 @@ def _decode_command(v: Any) -> Command:
     if tag == _TICK:
         _fields(f, 0, "tick")
         return Tick(now_ms=now, request_id=rid)
+    if tag == _ENABLE_VERSION:
+        (version,) = _fields(f, 1, "enable_version")
+        return EnableVersion(now_ms=now, request_id=rid, version=_int(version, "version"))
     raise CodecError(f"unknown command tag {tag}")
 
 
@@ -314,8 +340,9 @@ def decode_entry(raw: bytes) -> list[Command]:
     v = unpack(raw)
     if type(v) is not list or len(v) != 2 or type(v[0]) is not int:
         raise CodecError("entry: expected [version, [commands]]")
-    if v[0] != FORMAT_VERSION:
-        raise CodecError(f"entry format {v[0]} not supported", Reason.UNSUPPORTED_VERSION)
+    version = v[0]
+    if not FORMAT_VERSION <= version <= LOG_VERSION:
+        raise CodecError(f"entry format {version} not supported", Reason.UNSUPPORTED_VERSION)
     out: list[Command] = []
     append = out.append
     fast = _FAST_DECODERS.get
@@ -326,7 +353,12 @@ def decode_entry(raw: bytes) -> list[Command]:
             if cmd is not None:
                 append(cmd)
                 continue
-        append(_decode_command(c))  # the checked path: it builds the exact error
+        cmd = _decode_command(c)  # the checked path: it builds the exact error
+        needed = _COMMAND_VERSION.get(type(cmd), FORMAT_VERSION)
+        if needed > version:
+            # What an older node reads as an unknown tag: no node applies it.
+            raise CodecError(f"command tag {c[0]} needs an entry of version {needed}")
+        append(cmd)
     return out
 
 
@@ -362,6 +394,8 @@ def encode_result(r: Result) -> list[Any]:  # noqa: C901
             return [11, r.queue, r.dedup_window_ms, r.retention_ms]
         case Ticked():
             return [12, r.clock_ms]
+        case VersionEnabled():
+            return [13, r.version]
 
 
 def _lease_fields(x: Lease) -> tuple[int, str, bytes, int, int, int, int]:
@@ -382,6 +416,7 @@ _RESULT_BUILDERS: dict[int, Callable[[list[Any]], Result]] = {
     10: lambda a: Resumed(a[0]),
     11: lambda a: Configured(a[0], a[1], a[2]),
     12: lambda a: Ticked(a[0]),
+    13: lambda a: VersionEnabled(a[0]),
 }
 
 

@@ -19,8 +19,9 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from raftq.core import Command, Enqueue, Machine, Result, Tick
-from raftq.errors import ClusterError, NoLeader, NotLeader, TransferRefused
+from raftq.core import Command, EnableVersion, Enqueue, Machine, Result, Tick
+from raftq.core.codec import FORMAT_VERSION, command_version
+from raftq.errors import ClusterError, NoLeader, NotLeader, Rejected, TransferRefused
 from raftq.raft.api import NodeStatus, PeerStatus
 from raftq.raft.cluster_clock import ClusterClock
 from raftq.raft.engine import EngineCallbacks, LogEngine
@@ -209,6 +210,24 @@ class RaftNode:
     ) -> list[Result]:
         return await self._results(self._submit_many_now(commands), timeout_ms)
 
+    def _check_enabled(self, command: Command) -> None:
+        """Never propose a command of a log version the cluster has not enabled: a node still
+        on an older raftq would stop at its entry (``NewerVersionError``). ``EnableVersion``
+        itself is proposed only after every node was asked its version (the API's
+        ``POST /v1/cluster/version``)."""
+        needed = command_version(command)
+        if needed == FORMAT_VERSION or isinstance(command, EnableVersion):
+            return
+        with self.read() as m:
+            enabled = m.enabled_version
+        if needed > enabled:
+            raise Rejected(
+                "version_not_enabled",
+                f"this command needs log version {needed}, the cluster has enabled {enabled}: "
+                "once every node runs this raftq, run `raftq upgrade enable`",
+                409,
+            )
+
     def _submit_now(self, command: Command) -> asyncio.Future[Result]:
         """Hand ``command`` to group commit (leader only) and return its result future. An
         enqueue of ready jobs takes waiting claims along into its entry (``ClaimWaiters``)."""
@@ -224,6 +243,8 @@ class RaftNode:
             if leader is None:
                 raise NoLeader("no leader known")
             raise NotLeader(leader)
+        for command in commands:
+            self._check_enabled(command)
         futures = self._commit.submit_many(commands)
         if self._waiters:  # behind the batch, before group commit flushes: the same entry
             for command in commands:

@@ -26,7 +26,8 @@ from typing import Any
 from aiohttp import web
 
 from raftq._version import __version__
-from raftq.core.limits import MAX_CLAIM
+from raftq.core.codec import LOG_VERSION
+from raftq.core.limits import MAX_CLAIM, MAX_LOG_VERSION
 from raftq.errors import ClusterError, NoLeader, NotLeader
 from raftq.raft.api import NodeAPI, NodeStatus
 from raftq.retry import Attempts, RetryPolicy
@@ -381,6 +382,49 @@ class Api:
             return respond(w.request, answer)
 
         return await self._write(request, op)
+
+    async def enable_version(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/cluster/version {version?}`` (default: the leader's log version): served
+        by the leader once every node of the cluster says it applies that version."""
+
+        async def op(w: _Write) -> web.StreamResponse:
+            f = w.fields()
+            version = f.opt_int("version", 1, MAX_LOG_VERSION) or LOG_VERSION
+            f.done()
+            await self._require_log_version(version)
+            answer = await self.service.enable_version(version)(w.request_id)
+            audit(w.request, "enable_version", version=answer["enabled_version"])
+            return respond(w.request, answer)
+
+        return await self._write(request, op)
+
+    async def _require_log_version(self, version: int) -> None:
+        """409 ``version_not_supported`` unless this node and every other one (asked now)
+        applies log ``version``: a node that does not would stop at the next entry."""
+        if version > LOG_VERSION:
+            raise ApiError(
+                409,
+                "version_not_supported",
+                f"this node ({self.node.node_id}) applies log versions up to {LOG_VERSION}",
+            )
+        st = self.node.status()
+        others = [p for p in st.nodes if p.id != st.id]
+        views = await asyncio.gather(
+            *(self.forwarder.fetch_json(p.api, "/v1/cluster", timeout_ms=2000) for p in others)
+        )
+        for peer, view in zip(others, views, strict=True):
+            me = view.get("self") if isinstance(view, dict) else None
+            found = me.get("log_version") if isinstance(me, dict) else None
+            if not isinstance(found, int) or found < version:
+                why = (
+                    "did not answer" if view is None else f"applies log versions up to {found or 1}"
+                )
+                raise ApiError(
+                    409,
+                    "version_not_supported",
+                    f"node {peer.id} {why}: upgrade it and start it before enabling log "
+                    f"version {version}",
+                )
 
     async def drain_node(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/node/drain``: this node (never forwarded) stops taking claims, hands

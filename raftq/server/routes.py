@@ -460,4 +460,16 @@ ROUTES: Final[tuple[Route, ...]] = (
             "Empty",
         ),
     ),
+    Route(
+        "POST",
+        "/v1/cluster/version",
+        "enable_version",
+        _ADMIN,
+        lambda s: operation(
+            "enable a log version once every node applies it (admin)",
+            [*_RID],
+            {**responses(200, None, WRITE_ERRORS), "200": plain("the enabled log version")},
+            "VersionBody",
+        ),
+    ),
 )

@@ -39,6 +39,17 @@ def _drain(c: Cluster, nid: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _raftq(c: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "raftq", *args, "--config", str(c.config_path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=c.root,
+    )
+
+
 def _term(c: Cluster, nid: str) -> int:
     view = c.view(nid)
     assert view is not None
@@ -57,18 +68,22 @@ def test_draining_the_leader_then_a_follower(tmp_path: Path) -> None:
         term = _term(c, old)
 
         # Each node's release and log version, as a rolling upgrade checks them.
-        up = subprocess.run(
-            [sys.executable, "-m", "raftq", "upgrade", "status", "--config", str(c.config_path)],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=c.root,
-        )
+        up = _raftq(c, "upgrade", "status")
         assert up.returncode == 0, (up.stdout, up.stderr)
         lines = up.stdout.splitlines()
         assert [line.split()[0] for line in lines] == c.ids
-        assert all(f"raftq {__version__}  log version {LOG_VERSION}" in line for line in lines)
+        assert all(
+            f"raftq {__version__}  log version {LOG_VERSION}  enabled 1  " in line for line in lines
+        )
+
+        # Log version 2 is enabled once every node says it applies it; not above this release's.
+        status, body = http_json(c.url(old, "/v1/cluster/version"), {"version": LOG_VERSION + 1})
+        assert status == 409 and body["error"]["code"] == "version_not_supported", body
+        enable = _raftq(c, "upgrade", "enable")
+        assert enable.returncode == 0, (enable.stdout, enable.stderr)
+        assert enable.stdout.strip() == f"log version {LOG_VERSION} enabled"
+        view = c.view(old)
+        assert view is not None and view["self"]["enabled_version"] == LOG_VERSION
 
         # Leadership moves by request first, to a named node, answered once it moved.
         target = next(n for n in c.ids if n != old)
@@ -83,6 +98,9 @@ def test_draining_the_leader_then_a_follower(tmp_path: Path) -> None:
         assert c.procs[target].wait(30) == 0  # the process itself exited 0
         rest = [n for n in c.ids if n != target]
         new = c.leader(among=rest)
+        # A version is enabled only with every node asked: the drained one does not answer.
+        status, body = http_json(c.url(new, "/v1/cluster/version"), {"version": LOG_VERSION})
+        assert status == 409 and f"node {target} did not answer" in body["error"]["message"]
         assert _term(c, new) == term + 2  # one election per handover, none more
         for job_id in ids:
             status, job = http_json(c.url(new, f"/v1/jobs/{job_id}?consistency=linearizable"))
