@@ -78,6 +78,7 @@ class RaftNode:
         self._commit: GroupCommit | None = None
         self._waiters = ClaimWaiters(self._submit_now, self.read)
         self._notify_pending = False
+        self._handing_over = False  # transfer_leadership in progress: nothing is proposed
         self._tick_task: asyncio.Task[None] | None = None
         self._clock_task: asyncio.Task[None] | None = None
         self._submit_timeout_ms = config.raft.submit_timeout_ms
@@ -238,6 +239,9 @@ class RaftNode:
         are handed to group commit, or (``NotLeader``, ``NoLeader``) none."""
         if self._commit is None or not self._started:
             raise NoLeader("node not started")
+        if self._handing_over:
+            # Definite: nothing proposed. The API waits for the next leader and goes there.
+            raise NoLeader("leadership is being handed over")
         if not self.engine.is_leader():
             leader = self.leader_id()
             if leader is None:
@@ -348,10 +352,17 @@ class RaftNode:
                 raise TransferRefused(f"{to} is not another node of the cluster")
         # A few elections' worth: the target starts its election at once, one round trip.
         timeout_s = max(2.0, 5 * self.config.raft.election_max_ms / 1000)
+        # No new proposals meanwhile (Raft thesis, 3.10): an entry appended after the target
+        # was found caught up makes this log longer than the target's, this node and any
+        # follower that has the entry refuse it their vote, and elections follow one another
+        # at rising terms instead of one handover.
+        self._handing_over = True
         try:
             new_raft = await self.engine.transfer_leadership(raft, timeout_s)
         except NotLeader:
             raise NotLeader(self.leader_id()) from None
+        finally:
+            self._handing_over = False
         node = self._by_raft.get(new_raft)
         logger.info("leadership handed over to %s", new_raft if node is None else node.id)
         return new_raft if node is None else node.id
