@@ -18,8 +18,19 @@ from tests.integration.load import Load, check_ledger
 
 def _drain(c: Cluster, nid: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "raftq", "node", "drain", "--config", str(c.config_path)]
-        + ["--node", nid, "--timeout", "30"],
+        [
+            sys.executable,
+            "-m",
+            "raftq",
+            "node",
+            "drain",
+            "--config",
+            str(c.config_path),
+            "--node",
+            nid,
+            "--timeout",
+            "30",
+        ],
         check=False,
         capture_output=True,
         text=True,
