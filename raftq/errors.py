@@ -46,6 +46,7 @@ __all__ = [
     "JobDead",
     "JobFailed",
     "MembershipError",
+    "NewerVersionError",
     "NoLeader",
     "NotLeader",
     "OutcomeUnknown",
@@ -54,6 +55,7 @@ __all__ = [
     "Rejected",
     "Retry",
     "TimeNotKnownError",
+    "TransferRefused",
     "TransportError",
     "WaitTimeout",
 ]
@@ -115,6 +117,17 @@ class Overloaded(ClusterError):
 
 class OutcomeUnknown(ClusterError):
     """The command may or may not have been applied (deadline passed, leader changed...)."""
+
+
+class NewerVersionError(ClusterError):
+    """A log entry (or snapshot) needs a newer raftq than this node runs: the node stops
+    instead of applying it (exit 76): upgrade the node's raftq and start it again."""
+
+
+class TransferRefused(ClusterError):
+    """Leadership was not handed over (definite: the leader is unchanged): no follower is
+    caught up and connected, the target is unknown or not caught up, or no other node took
+    over within the deadline. HTTP 409."""
 
 
 class Rejected(RaftqError):

@@ -38,6 +38,7 @@ from raftq.cli.common import (
     UsageError,
 )
 from raftq.cli.data import add_data_commands
+from raftq.cli.node import add_node_commands, add_upgrade_commands
 from raftq.cli.token import add_token_command
 from raftq.cli.worker import add_worker_command
 from raftq.config import load_config
@@ -125,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_client_commands(commands, parents=[logs])
     add_worker_command(commands, parents=[logs])
     add_data_commands(commands, parents=[logs])
+    add_node_commands(commands, parents=[logs])
+    add_upgrade_commands(commands, parents=[logs])
     add_token_command(commands, parents=[logs])
     add_bench_command(commands, parents=[logs])
     return parser

@@ -22,6 +22,7 @@ from raftq.server import testfaults
 from raftq.server.app import create_app
 from raftq.server.auth import security_from_config
 from raftq.server.clock_probe import PeerClocks
+from raftq.server.drain import DRAIN_KEY, Drain
 from raftq.server.settings import ServerSettings
 from raftq.server.testfaults import active_fault
 from raftq.tls import peer_context, server_context
@@ -88,6 +89,8 @@ async def serve(
         security=security_from_config(config),
         overrides=overrides,
     )
+    # ``POST /v1/node/drain`` ends serving as SIGTERM does (then the process exits 0).
+    app[DRAIN_KEY] = Drain(stop.set)
     runner = web.AppRunner(
         app, access_log=None, logger=ProtocolLog(logging.getLogger("aiohttp.server"), {})
     )

@@ -137,7 +137,9 @@ class NodeAPI(Protocol):
         ``OutcomeUnknown``."""
         ...
 
-    async def transfer_leadership(self, to: str | None, timeout_ms: int | None = None) -> str:
-        """Leader: hand leadership to the node with id ``to`` (``None``: the most caught-up
-        voter) and return the new leader's id once it leads."""
+    async def transfer_leadership(self, to: str | None) -> str:
+        """Leader only: hand leadership to node ``to`` (``None``: a caught-up follower) and
+        return the new leader's id once this node follows it. ``NotLeader`` (with the leader's
+        id) on a follower; ``TransferRefused`` when no node could take over (the target is not
+        caught up or not connected, or the election did not finish in time)."""
         ...

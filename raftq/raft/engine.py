@@ -94,6 +94,14 @@ class LogEngine(Protocol):
 
     def propose(self, raw: bytes, callback: Applied) -> None: ...
 
+    async def transfer_leadership(self, to: str | None, timeout_s: float) -> str:
+        """Leader only: hand leadership to the node at raft address ``to`` (``None``: the
+        engine's choice of a caught-up follower) and return the new leader's raft address once
+        this node has stepped down and knows it. ``NotLeader`` if this node is not the leader,
+        ``TransferRefused`` if the target is unknown or not caught up, or nobody took over by
+        the deadline (then this node may still be the leader)."""
+        ...
+
     def read(self) -> contextlib.AbstractContextManager[Machine]:
         """The current machine under its lock (``NoLeader`` before ``start``)."""
         ...
@@ -142,14 +150,6 @@ class LogEngine(Protocol):
 
     def member_info(self, raft: str) -> tuple[str, str] | None:
         """``(id, api)`` of a member added at runtime that the config does not list."""
-        ...
-
-    def transfer_leadership(
-        self, to: str | None, callback: Callable[[ClusterError | Rejected | None], None]
-    ) -> None:
-        """Loop thread, leader: hand leadership to the voter at raft address ``to`` (``None``:
-        the most caught-up connected one). ``callback`` gets ``None`` once asked (the
-        leadership moves shortly after: watch ``leader()``), else the error."""
         ...
 
     def peer_connected(self, raft: str) -> bool:

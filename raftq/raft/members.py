@@ -7,15 +7,14 @@ voters. So adding a blank voter to a cluster with a node down, or removing one o
 remaining live voters of three, is refused instead of stopping every write until a node comes
 back. The leader itself is always counted; a node still catching up is not.
 
-Removing the leader: it hands leadership to the most caught-up voter first
-(``transfer_leadership``) and answers ``NotLeader``, so the caller (the HTTP edge forwards)
-asks the new leader, which removes the old one.
+Removing the leader: ``RaftNode.change_member`` hands leadership over first
+(``RaftNode.transfer_leadership``) and answers ``NotLeader``, so the caller (the HTTP edge
+forwards) asks the new leader, which removes the old one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 
 from raftq.errors import ClusterError, NoLeader, NotLeader, OutcomeUnknown, Rejected
@@ -24,7 +23,6 @@ from raftq.raft.engine import LogEngine
 __all__ = ["MemberChanges"]
 
 _Outcome = ClusterError | Rejected | None
-_SETTLE_S = 3.0  # how long a transfer's election may take before the leader asks again
 
 
 class MemberChanges:
@@ -81,49 +79,12 @@ class MemberChanges:
         api: str | None = None,
     ) -> None:
         """Check, then propose the change and wait until it is committed (``OutcomeUnknown``
-        after ``timeout_ms``). Removing this leader hands leadership over first and raises
-        ``NotLeader`` naming the new leader (or ``NoLeader`` if none took over in time)."""
+        after ``timeout_ms``). The leader removes only others: ``RaftNode.change_member``
+        hands leadership over first when it is the one leaving."""
         self.check(kind, raft)
-        if kind == "remove" and raft == self._self_raft:
-            await self.hand_over(None, timeout_ms)
         fut = self._future()
         self._engine.change_member(kind, raft, self._resolver(fut), node_id=node_id, api=api)
         await self._wait(fut, timeout_ms, f"the change ({kind} {raft})")
-
-    async def hand_over(self, to: str | None, timeout_ms: int) -> None:
-        """Transfer leadership to ``to`` (``None``: the most caught-up voter), wait until
-        another node leads, then raise ``NotLeader`` with it (the request goes there)."""
-        deadline = time.monotonic() + timeout_ms / 1000
-        while True:
-            await self._ask_transfer(to, deadline)
-            asked = time.monotonic()
-            # The target starts an election at once; this node steps down when it hears of
-            # it. A target whose log fell behind meanwhile loses that election and this node
-            # may lead again: then it asks again.
-            while True:
-                leader = self._leader_id()
-                if not self._engine.is_leader() and leader is not None:
-                    raise NotLeader(leader, f"leadership handed over to {leader}")
-                if time.monotonic() > deadline:
-                    raise NoLeader("leadership was handed over but no new leader is known yet")
-                if self._engine.is_leader() and time.monotonic() - asked > _SETTLE_S:
-                    break
-                await asyncio.sleep(0.02)
-
-    async def _ask_transfer(self, to: str | None, deadline: float) -> None:
-        while True:
-            fut = self._future()
-            self._engine.transfer_leadership(to, self._resolver(fut))
-            remaining_ms = max(1, int((deadline - time.monotonic()) * 1000))
-            try:
-                await self._wait(fut, remaining_ms, "the leadership transfer")
-                return
-            except Rejected:
-                # PySyncObj hands over only to a voter whose log ends where the leader's does:
-                # under load that holds between two entries. Ask again until the deadline.
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.01)
 
     def _future(self) -> asyncio.Future[_Outcome]:
         return asyncio.get_running_loop().create_future()

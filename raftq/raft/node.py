@@ -19,8 +19,9 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from raftq.core import Command, Enqueue, Machine, Result, Tick
-from raftq.errors import ClusterError, NoLeader, NotLeader
+from raftq.core import Command, EnableVersion, Enqueue, Machine, Result, Tick
+from raftq.core.codec import FORMAT_VERSION, command_version
+from raftq.errors import ClusterError, NoLeader, NotLeader, Rejected, TransferRefused
 from raftq.raft.api import MemberStatus, NodeStatus, PeerStatus
 from raftq.raft.cluster_clock import ClusterClock
 from raftq.raft.engine import EngineCallbacks, LogEngine
@@ -78,6 +79,7 @@ class RaftNode:
         self._commit: GroupCommit | None = None
         self._waiters = ClaimWaiters(self._submit_now, self.read)
         self._notify_pending = False
+        self._handing_over = False  # transfer_leadership in progress: nothing is proposed
         self._tick_task: asyncio.Task[None] | None = None
         self._clock_task: asyncio.Task[None] | None = None
         self._submit_timeout_ms = config.raft.submit_timeout_ms
@@ -211,6 +213,24 @@ class RaftNode:
     ) -> list[Result]:
         return await self._results(self._submit_many_now(commands), timeout_ms)
 
+    def _check_enabled(self, command: Command) -> None:
+        """Never propose a command of a log version the cluster has not enabled: a node still
+        on an older raftq would stop at its entry (``NewerVersionError``). ``EnableVersion``
+        itself is proposed only after every node was asked its version (the API's
+        ``POST /v1/cluster/version``)."""
+        needed = command_version(command)
+        if needed == FORMAT_VERSION or isinstance(command, EnableVersion):
+            return
+        with self.read() as m:
+            enabled = m.enabled_version
+        if needed > enabled:
+            raise Rejected(
+                "version_not_enabled",
+                f"this command needs log version {needed}, the cluster has enabled {enabled}: "
+                "once every node runs this raftq, run `raftq upgrade enable`",
+                409,
+            )
+
     def _submit_now(self, command: Command) -> asyncio.Future[Result]:
         """Hand ``command`` to group commit (leader only) and return its result future. An
         enqueue of ready jobs takes waiting claims along into its entry (``ClaimWaiters``)."""
@@ -221,11 +241,16 @@ class RaftNode:
         are handed to group commit, or (``NotLeader``, ``NoLeader``) none."""
         if self._commit is None or not self._started:
             raise NoLeader("node not started")
+        if self._handing_over:
+            # Definite: nothing proposed. The API waits for the next leader and goes there.
+            raise NoLeader("leadership is being handed over")
         if not self.engine.is_leader():
             leader = self.leader_id()
             if leader is None:
                 raise NoLeader("no leader known")
             raise NotLeader(leader)
+        for command in commands:
+            self._check_enabled(command)
         futures = self._commit.submit_many(commands)
         if self._waiters:  # behind the batch, before group commit flushes: the same entry
             for command in commands:
@@ -334,23 +359,38 @@ class RaftNode:
         if not self._started:
             raise NoLeader("node not started")
         timeout = timeout_ms or self._submit_timeout_ms
+        self._members.check(kind, raft)
+        if kind == "remove" and raft == self._self.raft:
+            # The leader leaving hands over first; the new leader removes it (the HTTP edge
+            # forwards the request there on this NotLeader).
+            new_leader = await self.transfer_leadership(None)
+            raise NotLeader(new_leader, f"leadership handed over to {new_leader}")
         await self._members.change(kind, raft, timeout, node_id=node_id, api=api)
 
-    async def transfer_leadership(self, to: str | None, timeout_ms: int | None = None) -> str:
-        if not self._started:
-            raise NoLeader("node not started")
+    async def transfer_leadership(self, to: str | None) -> str:
+        if not self.is_leader():
+            raise NotLeader(self.leader_id())
         raft = None
         if to is not None:
-            spec = next((n for n in self.config.nodes if n.id == to), None)
-            raft = to if spec is None else spec.raft
+            raft = next((n.raft for n in self.config.nodes if n.id == to), None)
+            if raft is None or to == self.node_id:
+                raise TransferRefused(f"{to} is not another node of the cluster")
+        # A few elections' worth: the target starts its election at once, one round trip.
+        timeout_s = max(2.0, 5 * self.config.raft.election_max_ms / 1000)
+        # No new proposals meanwhile (Raft thesis, 3.10): an entry appended after the target
+        # was found caught up makes this log longer than the target's, this node and any
+        # follower that has the entry refuse it their vote, and elections follow one another
+        # at rising terms instead of one handover.
+        self._handing_over = True
         try:
-            self._members.check_leader()
-            await self._members.hand_over(raft, timeout_ms or self._submit_timeout_ms)
-        except NotLeader as e:
-            if e.leader is None or e.leader == self.node_id:
-                raise
-            return e.leader
-        raise NoLeader("leadership not handed over")  # hand_over always raises
+            new_raft = await self.engine.transfer_leadership(raft, timeout_s)
+        except NotLeader:
+            raise NotLeader(self.leader_id()) from None
+        finally:
+            self._handing_over = False
+        node = self._by_raft.get(new_raft)
+        logger.info("leadership handed over to %s", new_raft if node is None else node.id)
+        return new_raft if node is None else node.id
 
     def api_address(self, node_id: str) -> str | None:
         for n in self.config.nodes:

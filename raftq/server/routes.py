@@ -444,6 +444,18 @@ ROUTES: Final[tuple[Route, ...]] = (
         ),
     ),
     Route(
+        "POST",
+        "/v1/cluster/leader",
+        "transfer_leadership",
+        _ADMIN,
+        lambda s: operation(
+            "hand leadership to another node, answered once it moved (admin)",
+            [*_RID],
+            {**responses(200, None, WRITE_ERRORS), "200": plain("the new leader")},
+            "LeaderBody",
+        ),
+    ),
+    Route(
         "GET",
         "/v1/cluster/members",
         "members",
@@ -477,6 +489,30 @@ ROUTES: Final[tuple[Route, ...]] = (
             "first; 409 as for adding (admin)",
             [P_MEMBER, *_RID],
             responses(200, "Members", WRITE_ERRORS),
+        ),
+    ),
+    Route(
+        "POST",
+        "/v1/node/drain",
+        "drain_node",
+        _ADMIN,
+        lambda s: operation(
+            "this node stops taking claims, hands leadership over and exits 0 (admin)",
+            [],
+            {**responses(200, None, (400, *AUTH_ERRORS, 409, 503)), "200": plain("draining")},
+            "Empty",
+        ),
+    ),
+    Route(
+        "POST",
+        "/v1/cluster/version",
+        "enable_version",
+        _ADMIN,
+        lambda s: operation(
+            "enable a log version once every node applies it (admin)",
+            [*_RID],
+            {**responses(200, None, WRITE_ERRORS), "200": plain("the enabled log version")},
+            "VersionBody",
         ),
     ),
 )

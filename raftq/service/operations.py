@@ -29,6 +29,7 @@ from raftq.core import (
     Claim,
     Claimed,
     Command,
+    EnableVersion,
     Enqueue,
     Enqueued,
     Extended,
@@ -47,6 +48,7 @@ from raftq.core import (
     Result,
     Resume,
     Resumed,
+    VersionEnabled,
 )
 from raftq.core.limits import (
     MAX_BATCH_JOBS,
@@ -94,6 +96,7 @@ _RESULT_OF: dict[type[Command], type[Result]] = {
     Resume: Resumed,
     Purge: Purged,
     RequeueDead: Requeued,
+    EnableVersion: VersionEnabled,
 }
 
 
@@ -536,11 +539,45 @@ class Service:
         next_after = infos[-1].id if len(infos) == limit else None
         return {"queue": queue, "jobs": jobs, "next_after": next_after}
 
+    def transfer_leadership(self, args: Fields) -> Op:
+        """``{to?}`` (a node id; absent: the most caught-up follower); on the leader, answers
+        ``{leader, leader_api, previous}`` once leadership moved (``TransferRefused``: why
+        not)."""
+        to = args.opt_str("to", 256)
+        args.done()
+        if to is not None and self.node.api_address(to) is None:
+            raise invalid("to", f"no node {to!r} in the cluster")
+
+        async def run(_rid: str | None) -> Answer:
+            previous = self.node.node_id
+            leader = await self.node.transfer_leadership(to)
+            return {
+                "leader": leader,
+                "leader_api": self.node.api_address(leader),
+                "previous": previous,
+            }
+
+        return Op(run)
+
+    def enable_version(self, version: int) -> Op:
+        """Raise the cluster's enabled log version (``EnableVersion``); the caller has checked
+        that every node runs a raftq that applies ``version``. Answers ``{enabled_version}``."""
+
+        async def run(rid: str | None) -> Answer:
+            cmd = EnableVersion(now_ms=self.node.now_ms(), request_id=rid, version=version)
+            result = _expect(VersionEnabled, await self.submit(cmd))
+            return {"enabled_version": result.version}
+
+        return Op(run)
+
     def cluster(self) -> Answer:
         """This node's view of the cluster."""
         st = self.node.status()
         leader_api = None if st.leader is None else self.node.api_address(st.leader)
-        return render_cluster(st, leader_api)
+        answer = render_cluster(st, leader_api)
+        with self.node.read() as m:
+            answer["self"]["enabled_version"] = m.enabled_version
+        return answer
 
     # -- membership (raftq.raft.members) ----------------------------------------------------
 

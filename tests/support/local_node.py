@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from raftq.core import Command, Machine, Result, Tick, encode_entry
-from raftq.errors import NoLeader, NotLeader, Rejected
+from raftq.errors import NoLeader, NotLeader, Rejected, TransferRefused
 from raftq.raft.api import NodeAPI, NodeStatus, PeerStatus
 from raftq.raft.waiters import ClaimWaiters, NextClaim
 
@@ -120,6 +120,11 @@ class LocalNode:
     def api_address(self, node_id: str) -> str | None:
         return self._shared.addresses.get(node_id)
 
+    async def transfer_leadership(self, to: str | None) -> str:
+        if not self.is_leader():
+            raise NotLeader(self.leader)
+        raise TransferRefused("a LocalNode has no raft to hand leadership over with")
+
     async def submit(self, command: Command, timeout_ms: int | None = None) -> Result:
         (result,) = await self.submit_many([command], timeout_ms)
         return result
@@ -173,9 +178,6 @@ class LocalNode:
         api: str | None = None,
     ) -> None:
         raise Rejected("not_supported", "the in-process test double has no membership", 501)
-
-    async def transfer_leadership(self, to: str | None, timeout_ms: int | None = None) -> str:
-        raise Rejected("not_supported", "the in-process test double has no leadership", 501)
 
     def status(self) -> NodeStatus:
         with self.read() as m:

@@ -37,7 +37,8 @@ import asyncio
 import contextlib
 import logging
 import os
-import queue
+import time
+from collections import deque
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -45,7 +46,15 @@ from typing import TYPE_CHECKING, Any
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf
 from pysyncobj.node import TCPNode
 from raftq.core import Machine, Result
-from raftq.errors import ClusterError, NoLeader, OutcomeUnknown, Overloaded, Rejected
+from raftq.errors import (
+    ClusterError,
+    NoLeader,
+    NotLeader,
+    OutcomeUnknown,
+    Overloaded,
+    Rejected,
+    TransferRefused,
+)
 from raftq.raft.datadir import DUMP_FILE, JOURNAL_FILE, check_data_dir
 from raftq.raft.engine import Applied, EngineCallbacks, EngineStatus
 from raftq.raft.gc_guard import guard as gc_guard
@@ -146,9 +155,9 @@ class PySyncObjEngine:
         # Where members are reached that the config does not list: {raft: (id, api)}, from
         # the membership entries that added them (raft.members keeps it across restarts).
         self._directory: dict[str, tuple[str, str]] = {}
-        # Calls the loop thread hands to the tick thread (PySyncObj's state is the tick
-        # thread's; its tick callbacks run under a lock they must not take again).
-        self._tick_calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        # Calls the loop thread hands to the tick thread (PySyncObj's methods that send are
+        # not thread-safe); drained by ``_run_tick_calls`` at every tick.
+        self._tick_calls: deque[Callable[[], None]] = deque()
 
     @property
     def node_id(self) -> str:
@@ -344,6 +353,66 @@ class PySyncObjEngine:
         with replica.lock:
             yield replica.machine
 
+    def _run_tick_calls(self) -> None:
+        """Tick thread: run what the loop thread queued (deque pops are atomic)."""
+        calls = self._tick_calls
+        while calls:
+            calls.popleft()()
+
+    async def transfer_leadership(self, to: str | None, timeout_s: float) -> str:
+        """PySyncObj's ``transferLeadership`` (Raft's TimeoutNow), on the tick thread: it sends
+        ``timeout_now`` only to a connected follower whose match index is the leader's last
+        index (``to=None``: the most caught-up connected one), which then starts an election
+        at once and wins it (its log is as long as any). Returns the raft address of the new
+        leader once this node has stepped down and heard from it."""
+        so = self.syncobj
+        if so is None or not self.is_leader():
+            raise NotLeader(None)
+        if to is not None and not any(o.id == to for o in so.otherNodes):
+            raise TransferRefused(f"{to} is not a member of the cluster")
+        deadline = time.monotonic() + timeout_s
+        # The leader goes on appending (ticks, writes), so a follower may lack its newest
+        # entry at the instant asked: ask again until the deadline.
+        while True:
+            reason = await self._ask_transfer(so, to, deadline)
+            if reason == FAIL_REASON.SUCCESS:
+                break
+            if reason == FAIL_REASON.NOT_LEADER:
+                raise NotLeader(None)
+            if time.monotonic() + 0.02 >= deadline:
+                target = "the target" if to is not None else "any follower"
+                raise TransferRefused(
+                    f"{target} is not connected and fully caught up with the leader's log "
+                    f"(asked for {timeout_s:g} s); retry once it has caught up"
+                )
+            await asyncio.sleep(0.02)
+        # TimeoutNow was sent: the target's election takes a round trip or two.
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            leader = self.leader()
+            if not self.is_leader() and leader is not None and leader != self._self.raft:
+                return leader
+            await asyncio.sleep(0.01)
+        raise TransferRefused(f"no other node took over within {timeout_s:g} s")
+
+    async def _ask_transfer(self, so: SyncObj, to: str | None, deadline: float) -> int:
+        """One ``transferLeadership`` on the tick thread; its FAIL_REASON."""
+        loop = asyncio.get_running_loop()
+        asked: asyncio.Future[int] = loop.create_future()
+
+        def settle(reason: int) -> None:  # loop thread
+            if not asked.done():  # the wait may have timed out
+                asked.set_result(reason)
+
+        def answer(_result: object, reason: int) -> None:  # tick thread
+            loop.call_soon_threadsafe(settle, reason)
+
+        self._tick_calls.append(lambda: so.transferLeadership(to, answer))
+        try:
+            return await asyncio.wait_for(asked, max(0.1, deadline - time.monotonic()))
+        except TimeoutError:
+            raise TransferRefused("the raft thread did not take the transfer in time") from None
+
     # -- queries ----------------------------------------------------------------------------
 
     def is_leader(self) -> bool:
@@ -451,29 +520,6 @@ class PySyncObjEngine:
         else:
             so.removeNodeFromCluster(raft, callback=done)
 
-    def transfer_leadership(self, to: str | None, callback: Changed) -> None:
-        """Loop thread: ask the leader to hand leadership to the voter at raft address ``to``
-        (``None``: the most caught-up connected one), PySyncObj's ``transferLeadership``
-        (Raft's TimeoutNow; runs on the tick thread). ``callback`` gets ``None`` once the
-        request was sent (poll ``leader()`` for the outcome), else the error."""
-        so = self.syncobj
-        if so is None:
-            raise NoLeader("node not started")
-
-        def run() -> None:  # tick thread
-            so.transferLeadership(to, callback=lambda _r, reason: callback(_change_outcome(reason)))
-
-        self._tick_calls.put(run)
-
-    def _run_tick_calls(self) -> None:
-        """Tick thread, every tick: what the loop thread asked to run there."""
-        while True:
-            try:
-                call = self._tick_calls.get_nowait()
-            except queue.Empty:
-                return
-            call()
-
     def peer_connected(self, raft: str) -> bool:
         so = self.syncobj
         if so is None:
@@ -510,8 +556,8 @@ def _change_outcome(reason: int) -> ClusterError | Rejected | None:
     if reason == FAIL_REASON.REQUEST_DENIED:
         return Rejected(
             "change_in_flight",
-            "the leader refused the change: another membership change is in flight, the "
-            "leader was just elected, or the transfer target is not caught up; retry",
+            "the leader refused the change: another membership change is in flight or the "
+            "leader was just elected; retry",
             409,
         )
     return _outcome(None, reason)[1]
