@@ -219,6 +219,16 @@ def test_the_snapshot_s_cluster_then_the_journal_s_later_changes_win(tmp_path: P
     )
 
 
+def test_a_dir_seeded_from_a_backup_of_another_cluster_takes_the_toml(tmp_path: Path) -> None:
+    """`raftq data restore` seeds a new cluster: a snapshot (whose cluster is the old one's)
+    and no journal. Its nodes start with their TOML and vote (they all hold that snapshot)."""
+    header = RaftHeader(last=(b"\x00", 11, 2), prev=(b"\x00", 10, 2), cluster=("o:1", "o:2"))
+    write_file(str(tmp_path / DUMP_FILE), header, lambda w: write_snapshot(Machine(), w))
+    got = start_membership(str(tmp_path), "h:1", ["h:1", "h:2", "h:3"])
+    assert got.members == ("h:1", "h:2", "h:3")
+    assert not got.persisted and not got.fresh and got.mismatch is None
+
+
 def test_a_node_the_cluster_removed_does_not_start(tmp_path: Path) -> None:
     write_members(str(tmp_path), ["h:1", "h:2", "h:3"])
     _journal(tmp_path / JOURNAL_FILE, [(b"\x00", 1, 0), (_member_entry("rem", "h:3"), 2, 1)])

@@ -184,16 +184,22 @@ def start_membership(data_dir: str, self_raft: str, toml: Iterable[str]) -> Star
     last_in_snapshot = 0
     dump = os.path.join(data_dir, DUMP_FILE)
     journal = os.path.join(data_dir, JOURNAL_FILE)
+    if found is None and not os.path.exists(journal):
+        # A new dir (a new or wiped disk: it has caught up with nobody), or one seeded by
+        # `raftq data restore` (a snapshot, no journal: every node of a new cluster starts
+        # from the same one, and its cluster is the old one's): bootstrapped from the TOML.
+        fresh = not os.path.exists(dump)
+        write_members(data_dir, toml_set, caught_up=not fresh)
+        return StartMembership(tuple(sorted(toml_set)), persisted=False, mismatch=None, fresh=fresh)
     if os.path.exists(dump):
         header = read_header(dump)
         members = set(header.cluster)
         last_in_snapshot = header.last[1]
     persisted = members is not None
     if members is None:
-        # A new dir (no journal yet: a new or wiped disk), or one written before raft.members
-        # existed: the TOML's nodes are the ones it was bootstrapped with.
-        fresh = not os.path.exists(journal)
-        write_members(data_dir, toml_set, caught_up=not fresh)
+        # A dir written before raft.members existed, without a snapshot: the TOML's nodes
+        # are the ones it was bootstrapped with (the membership could not change then).
+        write_members(data_dir, toml_set)
         members = set(toml_set)
     for command, idx, _term in _journal_entries(journal):
         change = membership_change(command) if idx > last_in_snapshot else None
