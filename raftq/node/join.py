@@ -26,7 +26,7 @@ import aiohttp
 from raftq.config import ClusterConfig
 from raftq.errors import MembershipError
 
-__all__ = ["JoinError", "ask_to_join", "cluster_voters"]
+__all__ = ["JoinError", "ask_to_join", "check_cluster_id", "cluster_voters"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +49,9 @@ def _headers() -> dict[str, str]:
 
 async def cluster_voters(
     config: ClusterConfig, address: str, ssl_context: ssl.SSLContext | None
-) -> list[tuple[str, str, str]]:
-    """The voters ``(raft, id, api)`` of the cluster whose member serves ``address``."""
+) -> tuple[list[tuple[str, str, str]], str]:
+    """The voters ``(raft, id, api)`` and the id of the cluster whose member serves
+    ``address``."""
     url = _url(config, address, "/v1/cluster/members")
     try:
         async with (
@@ -65,7 +66,18 @@ async def cluster_voters(
     members = body.get("members") if isinstance(body, dict) else None
     if not isinstance(members, list) or not members:
         raise JoinError(f"--join {address}: the answer lists no members")
-    return [(str(m["raft"]), str(m["id"]), str(m["api"] or "")) for m in members]
+    voters = [(str(m["raft"]), str(m["id"]), str(m["api"] or "")) for m in members]
+    return voters, str(body.get("cluster_id") or "")
+
+
+def check_cluster_id(data_dir_id: str, cluster_id: str, address: str) -> None:
+    """A data dir of one cluster never joins another (``JoinError``: exit 2)."""
+    if data_dir_id and cluster_id and data_dir_id != cluster_id:
+        raise JoinError(
+            f"--join {address}: this node's data dir belongs to cluster {data_dir_id}, the "
+            f"node at {address} to cluster {cluster_id}: wrong address, or wipe the data dir "
+            "to join as a new node"
+        )
 
 
 async def ask_to_join(
@@ -77,7 +89,7 @@ async def ask_to_join(
     last = ""
     while True:
         try:
-            voters = await cluster_voters(config, address, ssl_context)
+            voters, _ = await cluster_voters(config, address, ssl_context)
             if any(raft == me.raft for raft, _, _ in voters):
                 logger.info("node %s: member of the cluster (joined through %s)", node_id, address)
                 return

@@ -13,11 +13,11 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from raftq.config import ClusterConfig
-from raftq.node.join import ask_to_join, cluster_voters
-from raftq.raft.datadir import MEMBERS_FILE
+from raftq.node.join import ask_to_join, check_cluster_id, cluster_voters
 from raftq.raft.node import RaftNode
 from raftq.raft.pysyncobj import new_pysyncobj_engine
 from raftq.raft.pysyncobj.faults import install_stale_snapshots
+from raftq.raft.pysyncobj.membership import read_members_file
 from raftq.server import testfaults
 from raftq.server.app import create_app
 from raftq.server.auth import security_from_config
@@ -70,11 +70,19 @@ async def serve(
     # The engine first, then the node on it (hashicorp raft's NewRaft moment). A test fault
     # below the API is a wrapper installed here, only when RAFTQ_TEST_FAULT names it.
     stale = active_fault() == "install-stale-snapshot"
-    voters = None
-    if join is not None and not (config.node_data_dir(node_id) / MEMBERS_FILE).exists():
-        voters = await cluster_voters(config, join, ssl_peer)  # a new data dir joins them
+    voters, cluster_id = None, ""
+    if join is not None:
+        voters, cluster_id = await cluster_voters(config, join, ssl_peer)
+        own = read_members_file(str(config.node_data_dir(node_id)))
+        if own is not None:  # not a new data dir: it keeps its membership
+            check_cluster_id(own.cluster_id, cluster_id, join)
+            voters = None
     engine = new_pysyncobj_engine(
-        config, node_id, replica_hooks=(install_stale_snapshots,) if stale else (), join=voters
+        config,
+        node_id,
+        replica_hooks=(install_stale_snapshots,) if stale else (),
+        join=voters,
+        join_cluster_id=cluster_id,
     )
     node = RaftNode(config, engine)
     # As leader, a majority of the nodes' clocks decides a jump of cluster time (GET /v1/clock).

@@ -54,6 +54,7 @@ class NodeStatus:
     members: tuple[MemberStatus, ...] = ()
     # How the config's nodes differ from the replicated membership, if they do (at start).
     membership_mismatch: str | None = None
+    cluster_id: str = ""  # fixed at bootstrap; "" where the node has none (a test double)
 
 
 class NodeAPI(Protocol):

@@ -8,9 +8,10 @@ Files (all written by the node; names fixed by ``RaftNode``):
   records ``len(4) | idx(8) term(8) command | len(4)`` up to that offset. Bytes after it are
   unused (the file grows by doubling).
 - ``raft.members``: the voters (raft addresses) this data dir's cluster was bootstrapped
-  with, written once when the dir was new (JSON ``{"members": [...]}``); the membership the
-  node starts with is this, then the snapshot's, then the journal's changes, never the TOML's
-  once the dir has one (``raftq.raft.pysyncobj.membership``).
+  with, written when the dir was new (JSON ``{"members", "caught_up", "cluster_id",
+  "directory"}``); the membership the node starts with is this, then the snapshot's, then the
+  journal's changes, never the TOML's once the dir has one
+  (``raftq.raft.pysyncobj.membership``).
 - ``raft.journal.meta``: PySyncObj's term/vote/commit-index record (its own pickle: the one
   PySyncObj format we cannot replace without patching it; it is only ever read from our own
   disk).

@@ -123,6 +123,10 @@ class LogEngine(Protocol):
         with, if they do (the node keeps the persisted one)."""
         ...
 
+    def cluster_id(self) -> str:
+        """The id of the cluster this node's data dir belongs to (fixed at bootstrap)."""
+        ...
+
     def voter_ready(self, raft: str) -> bool:
         """Leader: whether the node at raft address ``raft`` is connected and holds the log up
         to the commit index, give or take the entries in flight (itself: always)."""

@@ -444,4 +444,5 @@ class RaftNode:
             nodes=tuple(peers),
             members=tuple(members),
             membership_mismatch=engine.membership_mismatch(),
+            cluster_id=engine.cluster_id(),
         )

@@ -471,7 +471,7 @@ class Api:
 
     async def members(self, request: web.Request) -> web.StreamResponse:
         """``GET /v1/cluster/members``: the replicated membership as this node knows it."""
-        return respond(request, {"members": self.service.cluster()["members"]})
+        return respond(request, self.service.members())
 
     async def add_member(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/cluster/members`` ``{id, api, raft}``."""

@@ -618,7 +618,12 @@ class Service:
         raise Rejected("not_member", f"{member} is not a member of this cluster", 404)
 
     def _members(self) -> Answer:
-        return {"members": render_cluster(self.node.status(), None)["members"]}
+        view = render_cluster(self.node.status(), None)
+        return {"members": view["members"], "cluster_id": view["cluster_id"]}
+
+    def members(self) -> Answer:
+        """``{members: [...], cluster_id}``: the membership as this node knows it."""
+        return self._members()
 
 
 def _expect(kind: type[_R], result: Result) -> _R:

@@ -98,4 +98,5 @@ def render_cluster(st: NodeStatus, leader_api: str | None) -> dict[str, Any]:
             {"id": m.id, "api": m.api, "raft": m.raft, "voter": m.voter} for m in st.members
         ],
         "membership_mismatch": st.membership_mismatch,
+        "cluster_id": st.cluster_id,
     }

@@ -161,6 +161,8 @@ def test_grow_to_five_and_shrink_back_under_load(tmp_path: Path) -> None:
                     cluster,
                 )
             _converged(cluster, cluster.ids)
+            ids = {(cluster.view(n) or {}).get("cluster_id") for n in cluster.ids}
+            assert len(ids) == 1 and None not in ids and "" not in ids, ids
             for nid in ("n5", "n4"):
                 status, answer = _member_call(cluster, "n1", "DELETE", f"/v1/cluster/members/{nid}")
                 assert status == 200, answer
@@ -274,3 +276,20 @@ try:
 except Exception:
     pass
 """
+
+
+def test_a_node_of_another_cluster_cannot_join(tmp_path: Path) -> None:
+    """A data dir records the cluster it belongs to: started with ``--join`` towards another
+    cluster, the node stops with one line and exit status 2."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with Cluster.generate(tmp_path / "a") as ours, Cluster.generate(tmp_path / "b") as other:
+        ours.wait_ready()
+        other.wait_ready()
+        other.kill("n1", signal.SIGTERM)
+        other.procs["n1"].wait(20)
+        argv = serve_argv(other.config_path, "n1", extra=["--join", ours.api["n1"]])
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 2, done.stderr
+        (line,) = [x for x in done.stderr.splitlines() if "error" in x]
+        assert "belongs to cluster" in line and "wipe the data dir" in line, line

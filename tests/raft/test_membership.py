@@ -20,6 +20,7 @@ from pysyncobj.node import TCPNode
 
 from raftq.config import ClusterConfig, parse_config
 from raftq.core import Enqueue, Enqueued, Machine, NewJob, write_snapshot
+from raftq.node.join import JoinError, check_cluster_id
 from raftq.raft.datadir import DUMP_FILE, JOURNAL_FILE, MEMBERS_FILE
 from raftq.raft.node import RaftNode
 from raftq.raft.pysyncobj import new_pysyncobj_engine
@@ -27,6 +28,7 @@ from raftq.raft.pysyncobj.engine import PySyncObjEngine
 from raftq.raft.pysyncobj.journal import DurableFileJournal
 from raftq.raft.pysyncobj.membership import (
     RemovedNodeError,
+    derive_cluster_id,
     membership_change,
     start_membership,
     write_members,
@@ -234,6 +236,19 @@ def test_a_node_the_cluster_removed_does_not_start(tmp_path: Path) -> None:
     _journal(tmp_path / JOURNAL_FILE, [(b"\x00", 1, 0), (_member_entry("rem", "h:3"), 2, 1)])
     with pytest.raises(RemovedNodeError, match=r"\(h:3\) was removed from the cluster"):
         start_membership(str(tmp_path), "h:3", ["h:1", "h:2", "h:3"])
+
+
+def test_the_cluster_id_is_fixed_at_bootstrap_and_checked_at_join(tmp_path: Path) -> None:
+    cluster_id = derive_cluster_id("prod", ["h:2", "h:1", "h:3"])
+    assert cluster_id == derive_cluster_id("prod", ["h:1", "h:2", "h:3"])  # every node alike
+    assert cluster_id != derive_cluster_id("test", ["h:1", "h:2", "h:3"])
+    got = start_membership(str(tmp_path), "h:1", ["h:1", "h:2", "h:3"], cluster_id)
+    assert got.cluster_id == cluster_id
+    again = start_membership(str(tmp_path), "h:1", ["h:1", "h:4"], "another")
+    assert again.cluster_id == cluster_id  # kept, whatever the config says now
+    check_cluster_id(cluster_id, cluster_id, "h:9")
+    with pytest.raises(JoinError, match=r"belongs to cluster .* to cluster another"):
+        check_cluster_id(cluster_id, "another", "h:9")
 
 
 def test_only_membership_entries_are_changes() -> None:

@@ -62,6 +62,7 @@ from raftq.raft.pysyncobj.commit_rule import RaftqSyncObj
 from raftq.raft.pysyncobj.election_hold import ElectionHold
 from raftq.raft.pysyncobj.journal import DurableFileJournal, durable_journal, verify_journal
 from raftq.raft.pysyncobj.membership import (
+    derive_cluster_id,
     mark_caught_up,
     read_members_file,
     remember_members,
@@ -111,14 +112,21 @@ def new_pysyncobj_engine(
     replica_hooks: Sequence[ReplicaHook] = (),
     transport_class: type[Any] | None = None,
     join: Sequence[tuple[str, str, str]] | None = None,
+    join_cluster_id: str = "",
 ) -> PySyncObjEngine:
     """The engine of node ``node_id`` of ``config`` (nothing runs before ``start``).
     ``transport_class``: PySyncObj's ``transportClass`` (default its TCP transport on the
     node's raft address; ``MemoryNetwork.transport_class()`` for an in-process cluster).
     ``join``: the running cluster's voters ``(raft, id, api)`` when the node joins it
-    (``raftq serve --join``): a new data dir starts with them instead of the config's nodes."""
+    (``raftq serve --join``): a new data dir starts with them instead of the config's nodes,
+    and records ``join_cluster_id``, the joined cluster's id."""
     return PySyncObjEngine(
-        config, node_id, replica_hooks=replica_hooks, transport_class=transport_class, join=join
+        config,
+        node_id,
+        replica_hooks=replica_hooks,
+        transport_class=transport_class,
+        join=join,
+        join_cluster_id=join_cluster_id,
     )
 
 
@@ -134,9 +142,12 @@ class PySyncObjEngine:
         replica_hooks: Sequence[ReplicaHook] = (),
         transport_class: type[Any] | None = None,
         join: Sequence[tuple[str, str, str]] | None = None,
+        join_cluster_id: str = "",
     ) -> None:
         self.config = config
         self._join = None if join is None else tuple(join)
+        self._join_cluster_id = join_cluster_id
+        self._cluster_id = ""
         self._node_id = node_id
         self._self = config.node(node_id)
         self._replica_hooks = tuple(replica_hooks)
@@ -199,9 +210,11 @@ class PySyncObjEngine:
         bootstrap = (
             toml if self._join is None else [self._self.raft, *(r for r, _, _ in self._join)]
         )
+        new_id = self._join_cluster_id or derive_cluster_id(self.config.name, toml)
         membership = await asyncio.to_thread(
-            start_membership, str(data_dir), self._self.raft, bootstrap
+            start_membership, str(data_dir), self._self.raft, bootstrap, new_id
         )
+        self._cluster_id = membership.cluster_id
         if self._join is not None:
             await asyncio.to_thread(
                 remember_members, str(data_dir), {r: (i, a) for r, i, a in self._join}
@@ -447,6 +460,9 @@ class PySyncObjEngine:
 
     def membership_mismatch(self) -> str | None:
         return self._membership_mismatch
+
+    def cluster_id(self) -> str:
+        return self._cluster_id
 
     def voter_ready(self, raft: str) -> bool:
         """Leader: whether the voter (or joining node) at ``raft`` is connected and holds the

@@ -26,6 +26,7 @@ Relies on PySyncObj 0.3.17 private behaviour: a membership entry is the byte
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -42,6 +43,7 @@ __all__ = [
     "MembersFile",
     "RemovedNodeError",
     "StartMembership",
+    "derive_cluster_id",
     "mark_caught_up",
     "membership_change",
     "read_members_file",
@@ -66,6 +68,7 @@ class StartMembership:
     # The data dir has not caught up with a leader yet (new or wiped disk, or a crash before
     # the first catch-up): the node must grant no vote to a candidate with history.
     fresh: bool = False
+    cluster_id: str = ""  # the cluster this data dir belongs to
 
 
 class RemovedNodeError(MembershipError):
@@ -92,11 +95,21 @@ class MembersFile:
     members: frozenset[str]
     caught_up: bool = True
     directory: tuple[tuple[str, str, str], ...] = ()  # (raft, id, api), sorted
+    cluster_id: str = ""  # fixed at bootstrap (derive_cluster_id), or the joined cluster's
 
 
-def write_members(data_dir: str, members: Iterable[str], *, caught_up: bool = True) -> None:
+def derive_cluster_id(name: str, members: Iterable[str]) -> str:
+    """The id of a cluster bootstrapped as ``name`` with the voters ``members``: what every node
+    of it computes alike from the same TOML, and what a joining node takes over."""
+    text = "\n".join([name, *sorted(members)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def write_members(
+    data_dir: str, members: Iterable[str], *, caught_up: bool = True, cluster_id: str = ""
+) -> None:
     """Write a new ``raft.members`` (no directory)."""
-    write_members_file(data_dir, MembersFile(frozenset(members), caught_up))
+    write_members_file(data_dir, MembersFile(frozenset(members), caught_up, cluster_id=cluster_id))
 
 
 def write_members_file(data_dir: str, f: MembersFile) -> None:
@@ -106,6 +119,7 @@ def write_members_file(data_dir: str, f: MembersFile) -> None:
     value = {
         "members": sorted(f.members),
         "caught_up": f.caught_up,
+        "cluster_id": f.cluster_id,
         "directory": {raft: {"id": i, "api": api} for raft, i, api in f.directory},
     }
     with open(tmp, "w", encoding="utf-8") as out:
@@ -139,7 +153,13 @@ def read_members_file(data_dir: str) -> MembersFile | None:
             if isinstance(info, dict)
         )
     )
-    return MembersFile(frozenset(members), value.get("caught_up") is not False, entries)
+    cluster_id = value.get("cluster_id")
+    return MembersFile(
+        frozenset(members),
+        value.get("caught_up") is not False,
+        entries,
+        cluster_id if isinstance(cluster_id, str) else "",
+    )
 
 
 def mark_caught_up(data_dir: str) -> None:
@@ -173,12 +193,18 @@ def _journal_entries(path: str) -> list[tuple[bytes, int, int]]:
     return entries
 
 
-def start_membership(data_dir: str, self_raft: str, toml: Iterable[str]) -> StartMembership:
+def start_membership(
+    data_dir: str, self_raft: str, toml: Iterable[str], cluster_id: str = ""
+) -> StartMembership:
     """The voters node ``self_raft`` starts with (see the module docstring). A new dir (no
     members file, no journal) takes ``toml`` (the config's nodes, or the cluster's members
-    for a node that joins) and records it. The data dir was checked (``check_data_dir``)."""
+    for a node that joins) and records it with ``cluster_id``. The data dir was checked
+    (``check_data_dir``)."""
     toml_set = set(toml)
     found = read_members_file(data_dir)
+    if found is not None and not found.cluster_id:
+        found = replace(found, cluster_id=cluster_id)
+        write_members_file(data_dir, found)
     members = None if found is None else set(found.members)
     fresh = found is not None and not found.caught_up
     last_in_snapshot = 0
@@ -189,8 +215,14 @@ def start_membership(data_dir: str, self_raft: str, toml: Iterable[str]) -> Star
         # `raftq data restore` (a snapshot, no journal: every node of a new cluster starts
         # from the same one, and its cluster is the old one's): bootstrapped from the TOML.
         fresh = not os.path.exists(dump)
-        write_members(data_dir, toml_set, caught_up=not fresh)
-        return StartMembership(tuple(sorted(toml_set)), persisted=False, mismatch=None, fresh=fresh)
+        write_members(data_dir, toml_set, caught_up=not fresh, cluster_id=cluster_id)
+        return StartMembership(
+            tuple(sorted(toml_set)),
+            persisted=False,
+            mismatch=None,
+            fresh=fresh,
+            cluster_id=cluster_id,
+        )
     if os.path.exists(dump):
         header = read_header(dump)
         members = set(header.cluster)
@@ -199,7 +231,7 @@ def start_membership(data_dir: str, self_raft: str, toml: Iterable[str]) -> Star
     if members is None:
         # A dir written before raft.members existed, without a snapshot: the TOML's nodes
         # are the ones it was bootstrapped with (the membership could not change then).
-        write_members(data_dir, toml_set)
+        write_members(data_dir, toml_set, cluster_id=cluster_id)
         members = set(toml_set)
     for command, idx, _term in _journal_entries(journal):
         change = membership_change(command) if idx > last_in_snapshot else None
@@ -211,8 +243,15 @@ def start_membership(data_dir: str, self_raft: str, toml: Iterable[str]) -> Star
             members.add(address)
         else:
             members.discard(address)
+    own_id = cluster_id if found is None else found.cluster_id
     if not persisted:
-        return StartMembership(tuple(sorted(members)), persisted=False, mismatch=None, fresh=fresh)
+        return StartMembership(
+            tuple(sorted(members)),
+            persisted=False,
+            mismatch=None,
+            fresh=fresh,
+            cluster_id=own_id,
+        )
     if self_raft not in members:
         raise RemovedNodeError(
             f"this node ({self_raft}) was removed from the cluster (its members are now "
@@ -224,6 +263,7 @@ def start_membership(data_dir: str, self_raft: str, toml: Iterable[str]) -> Star
         persisted=True,
         mismatch=_difference(members, toml_set),
         fresh=fresh,
+        cluster_id=own_id,
     )
 
 
