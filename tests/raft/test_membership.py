@@ -190,6 +190,7 @@ def test_a_new_dir_takes_the_toml_and_records_it(tmp_path: Path) -> None:
     assert json.loads((tmp_path / MEMBERS_FILE).read_text()) == {
         "members": ["h:1", "h:2", "h:3"],
         "caught_up": False,
+        "cluster_id": "",
         "directory": {},
     }
     assert got.fresh
