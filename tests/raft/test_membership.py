@@ -294,3 +294,43 @@ async def test_a_wiped_voter_does_not_elect_a_leader_that_lacks_an_acknowledged_
         await until(lambda: not _engine(whole.nodes[wiped]).syncobj.raftq_vote_hold)  # type: ignore[union-attr]
         marker = json.loads((config.node_data_dir(wiped) / MEMBERS_FILE).read_text())
         assert marker["caught_up"] is True
+
+
+async def test_the_leader_stops_counting_entries_a_wiped_follower_lost(tmp_path: Path) -> None:
+    """A follower that lost its disk answers the leader with a log that ends before what it
+    had acknowledged: the leader's match index for it goes back (PySyncObj only raises it), so
+    that an entry is not counted as stored on a node that no longer has it."""
+    async with memory_cluster(tmp_path) as cluster:
+        leader = await cluster.leader()
+        for i in range(5):
+            await _enqueue(leader, f"job {i}".encode())
+        so = _engine(leader).syncobj
+        assert so is not None
+        follower = next(i for i in cluster.nodes if i != leader.node_id)
+        address = cluster.config.node(follower).raft
+        match = so._SyncObj__raftMatchIndex
+
+        def of_follower() -> int:
+            return next(v for n, v in list(match.items()) if n.id == address)
+
+        await until(lambda: of_follower() >= so.raftCommitIndex)
+        acknowledged = of_follower()
+        seen: list[int] = []
+        so.addOnTickCallback(lambda: seen.append(of_follower()))  # every tick, in its thread
+        node = cluster.nodes[follower]
+        await node.stop()
+        shutil.rmtree(cluster.config.node_data_dir(follower))
+        again = RaftNode(
+            cluster.config,
+            new_pysyncobj_engine(
+                cluster.config, follower, transport_class=cluster.network.transport_class()
+            ),
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            await again.start()
+        try:
+            await until(lambda: _has(again, b"job 4"))
+            assert min(seen) < acknowledged, (acknowledged, min(seen))
+        finally:
+            await again.stop()
