@@ -460,6 +460,8 @@ print(f"up {node}", flush=True)
 if mode == "die":
     time.sleep(0.3)
     sys.exit(3)
+if mode == "refuse":
+    sys.exit(2)
 while True:
     time.sleep(0.02)
 """
@@ -542,14 +544,106 @@ def test_launcher_runs_every_node_and_stops_them_on_request(config: ClusterConfi
 
 
 @pytest.mark.integration
-def test_launcher_stops_everything_when_a_node_dies(config: ClusterConfig) -> None:
-    out = Watch(config.node_ids)
-    code = launcher.run_cluster(config, fake_nodes(n2="die"), out=out)
+def test_launcher_keeps_the_others_running_when_a_node_dies(config: ClusterConfig) -> None:
+    """A dead node is reported; the others serve on until the launcher is stopped, which then
+    exits non-zero (a node died)."""
+    out = Watch(("n1", "node3"))
+    stop = threading.Event()
+
+    def stop_when_reported() -> None:
+        deadline = time.monotonic() + 20
+        while "exited unexpectedly" not in out.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # the others would have been stopped by now if a death stopped them
+        stop.set()
+
+    threading.Thread(target=stop_when_reported, daemon=True).start()
+    code = launcher.run_cluster(config, fake_nodes(n2="die"), out=out, stop=stop)
     text = out.getvalue()
     assert code == 1, text
-    assert "cluster | node n2 exited unexpectedly (exit status 3)" in text
-    assert "| bye n1" in text and "| bye node3" in text
+    assert (
+        "cluster | node n2 exited unexpectedly (exit status 3); the others keep running; "
+        "--restart-dead restarts dead nodes" in text
+    )
+    died_at = text.index("node n2 exited unexpectedly")
+    stopping_at = text.index("stopping every node")
+    assert died_at < stopping_at  # nothing was stopped because n2 died
+    assert "| bye n1" in text[stopping_at:] and "| bye node3" in text[stopping_at:]
     assert text.endswith("cluster | stopped, with errors (see above)\n")
+
+
+@pytest.mark.integration
+def test_launcher_restarts_a_dead_node_and_leaves_a_flapping_one_down(
+    config: ClusterConfig,
+) -> None:
+    """With --restart-dead a node that died is started again; one that dies again and again
+    right after starting is left down; when every node is down for good the launcher ends."""
+    out = io.StringIO()
+    code = launcher.run_cluster(
+        config, fake_nodes(n1="die", n2="die", node3="die"), out=out, restart_dead_s=0.1
+    )
+    text = out.getvalue()
+    assert code == 1, text
+    for node in config.node_ids:
+        assert text.count(f"{node} api http://") == 3, text  # started, then restarted twice
+        assert (
+            f"node {node} exited unexpectedly (exit status 3); the others keep running; "
+            "restarting it in 0.1 s" in text
+        )
+        assert (
+            f"node {node} exited unexpectedly (exit status 3); the others keep running; it died 3 "
+            "times within 30 s of starting: left down" in text
+        )
+    assert "cluster | every node is down" in text
+
+
+@pytest.mark.integration
+def test_launcher_restarts_a_dead_node_when_r_is_typed(config: ClusterConfig) -> None:
+    read_end, write_end = os.pipe()
+    out = Watch(("n1", "node3"))
+    stop = threading.Event()
+
+    def type_r_then_stop() -> None:
+        deadline = time.monotonic() + 20
+        while "type r and Enter" not in out.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.write(write_end, b"r\n")
+        while out.getvalue().count("n2 api http://") < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stop.set()
+
+    threading.Thread(target=type_r_then_stop, daemon=True).start()
+    typed = os.fdopen(read_end)
+    try:
+        code = launcher.run_cluster(
+            config, fake_nodes(n2="die"), out=out, stop=stop, commands=typed
+        )
+    finally:
+        os.close(write_end)  # first: the launcher's reader thread gets the end of its input
+        typed.close()
+    text = out.getvalue()
+    assert code == 1, text
+    assert (
+        "node n2 exited unexpectedly (exit status 3); the others keep running; "
+        "type r and Enter to restart it" in text
+    )
+    assert text.count("n2 api http://") == 2, text
+
+
+@pytest.mark.integration
+def test_launcher_leaves_down_a_node_that_refuses_its_config(config: ClusterConfig) -> None:
+    out = io.StringIO()
+    code = launcher.run_cluster(
+        config, fake_nodes(n1="refuse", n2="refuse", node3="refuse"), out=out, restart_dead_s=0
+    )
+    text = out.getvalue()
+    assert code == 1, text
+    assert (
+        "node n1 exited unexpectedly (exit status 2); the others keep running; it refused to "
+        "start: fix the cause, then start the launcher again" in text
+    )
+    assert text.count("n1 api http://") == 1
+    assert "cluster | every node is down" in text
 
 
 @pytest.mark.integration

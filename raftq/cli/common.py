@@ -17,6 +17,7 @@ __all__ = [
     "Parser",
     "UsageError",
     "integer",
+    "non_negative_float",
     "non_negative_int",
     "positive_int",
 ]
@@ -62,6 +63,16 @@ def non_negative_int(text: str) -> int:
     value = integer(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text} must be a number of seconds, 0 or more")
     return value
 
 

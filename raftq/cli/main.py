@@ -36,6 +36,7 @@ from raftq.cli.common import (
     CliError,
     Parser,
     UsageError,
+    non_negative_float,
 )
 from raftq.cli.data import add_data_commands
 from raftq.cli.node import add_node_commands, add_upgrade_commands
@@ -111,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="start every node of a config file as child processes",
         description="Start every node of FILE on this machine, print their API URLs, copy "
         "their output prefixed with the node id, and stop them all on Ctrl-C or SIGTERM. "
-        "Exits non-zero if a node dies.",
+        "A node that dies is reported and the others keep serving; it is started again "
+        "with --restart-dead, or when you type r and Enter. Exits non-zero at the end if a "
+        "node died.",
     )
     _add_config_argument(up)
     up.add_argument(
@@ -120,6 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         metavar="SECONDS",
         help="how long nodes get to exit after SIGTERM before SIGKILL (default: 10)",
+    )
+    up.add_argument(
+        "--restart-dead",
+        type=non_negative_float,
+        nargs="?",
+        const=1.0,
+        default=None,
+        metavar="SECONDS",
+        help="start a node that died again after SECONDS (default when given: 1); a node "
+        "that keeps dying right after its start, or refuses its config, is left down",
     )
     up.set_defaults(handler=_cmd_cluster_up)
 
@@ -166,7 +179,9 @@ def _cmd_cluster_up(args: argparse.Namespace) -> int:
     if config.source is None:  # never: load_config records the file
         raise CliError("the config has no source file")
     command = serve_command(config.source, log_level=args.log_level, log_format=args.log_format)
-    return run_cluster(config, command, stop_timeout_s=args.stop_timeout)
+    return run_cluster(
+        config, command, stop_timeout_s=args.stop_timeout, restart_dead_s=args.restart_dead
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
