@@ -533,23 +533,76 @@ async def wait_ready(ctx: NemesisContext, nodes: list[NodeProc], limit_s: float)
 
 
 async def wipe_node(ctx: NemesisContext) -> Fault:
-    """One member (the leader half of the time) is kill -9'd, its data dir emptied (a new or
-    wiped disk) and, 0-2 s later, started again with the same command. It must come back as a
-    new node: never voting nor counted for commit before it caught up. The window ends once
-    it is ready (``/readyz``: caught up) or 30 s passed."""
-    node, known = await _leader_or_random(ctx)
+    """A member's data dir is emptied (a new or wiped disk) and the node started again with
+    the same command: it must come back as a new node, never voting nor counted for commit
+    before it caught up. Two ways, half of the time each (the second needs 3+ members):
+
+    - ``plain``: one member (the leader half of the time) is kill -9'd, wiped and, 0-2 s
+      later, started again;
+    - ``stale-majority``: the followers outside one majority with the leader are cut off for
+      1.5-3 s (what is acknowledged then is on that majority only); then one follower of that
+      majority is kill -9'd and wiped, the leader and the rest of that majority are kill -9'd,
+      the cut is healed and the wiped node started: it and the stale followers are a majority
+      that holds none of those entries. If the wiped node votes, they elect a leader without
+      them and acknowledged jobs are lost; if it does not, there is no leader until the heal
+      starts the others again.
+
+    The window ends once every node it touched is ready (``/readyz``) or 30 s passed."""
+    h = ctx.hosts
+    leader = await find_leader(ctx)
+    followers = [n for n in h.nodes if n is not leader]
+    majority = len(h.nodes) // 2 + 1
+    if leader is not None and len(h.nodes) >= 3 and ctx.rng.random() < 0.5:
+        ctx.rng.shuffle(followers)
+        holders, stale = followers[: majority - 1], followers[majority - 1 :]
+        wiped = holders[0]
+        lag_s = round(ctx.rng.uniform(1.5, 3.0), 3)
+        detail: dict[str, Any] = {"mode": "stale-majority", "node": wiped.id,
+                                  "leader": leader.id, "stale": _ids(stale),
+                                  "lag_s": lag_s}  # fmt: skip
+        others = [n for n in h.all_nodes if n not in stale]
+
+        def cut() -> None:
+            for n in stale:
+                h.drop_from(n, others)
+
+        await asyncio.to_thread(cut)
+        await asyncio.sleep(lag_s)
+        h.kill(wiped)
+        detail["files_deleted"] = await asyncio.to_thread(h.wipe, wiped)
+        down = [leader, *holders[1:]]
+        for node in down:
+            h.kill(node)
+        detail["killed"] = _ids(down)
+        await _heal_network(ctx)
+        h.start(wiped)
+
+        async def heal_stale() -> None:
+            detail["serving_again"] = await wait_serving(ctx, [wiped], 30.0)
+            for node in down:
+                if not node.alive():
+                    h.start(node)
+            detail["ready"] = await wait_ready(ctx, [wiped, *down, *stale], 30.0)
+            for n in h.nodes:
+                h.note_exit(n)
+            detail["exits"] = [{"node": n.id, **e} for n in h.nodes for e in n.exits
+                               if e["time_ns"] >= wiped.started_ns]  # fmt: skip
+
+        return Fault(detail, heal_stale)
+
+    node, known = (leader, True) if leader is not None else (ctx.rng.choice(h.nodes), False)
     if ctx.rng.random() < 0.5:
-        node, known = ctx.rng.choice(ctx.hosts.nodes), False
-    ctx.hosts.kill(node)
-    files = await asyncio.to_thread(ctx.hosts.wipe, node)
+        node, known = ctx.rng.choice(h.nodes), False
+    h.kill(node)
+    files = await asyncio.to_thread(h.wipe, node)
     down_s = round(ctx.rng.uniform(0.0, 2.0), 3)
-    detail: dict[str, Any] = {"node": node.id, "was_leader": known, "files_deleted": files,
-                              "down_s": down_s}  # fmt: skip
+    detail = {"mode": "plain", "node": node.id, "was_leader": known, "files_deleted": files,
+              "down_s": down_s}  # fmt: skip
 
     async def restart() -> None:
         await asyncio.sleep(down_s)
         if not node.alive():
-            ctx.hosts.start(node)
+            h.start(node)
         detail["serving_again"] = await wait_serving(ctx, [node], 30.0)
 
     task = asyncio.create_task(restart())
@@ -557,6 +610,7 @@ async def wipe_node(ctx: NemesisContext) -> Fault:
     async def heal() -> None:
         await task
         detail["ready"] = await wait_ready(ctx, [node], 30.0)
+        h.note_exit(node)
         detail["exits"] = [dict(e) for e in node.exits if e["time_ns"] >= node.started_ns]
 
     return Fault(detail, heal)
