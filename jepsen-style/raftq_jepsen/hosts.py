@@ -398,13 +398,17 @@ class Hosts:
         node.log.write(f"--- start {time.strftime('%H:%M:%S')}\n".encode())
         node.log.flush()
         netns = ("ip", "netns", "exec", node.ns)
-        config = self.join_config_path if node.spare else self.config_path
+        config = self.config_for(node)
         extra = ("--join", node.join) if node.join else ()
         argv = serve_argv(config, node.id, log_level="info", prefix=netns, extra=extra)
         node.proc = start_node(argv, stdout=node.log, env=env)
         node.started_ns = time.monotonic_ns()
         node.paused = False
         node.expected_exit = False
+
+    def config_for(self, node: NodeProc) -> Path:
+        """The config file ``node`` runs with (spare hosts: the one that lists every host)."""
+        return self.join_config_path if node.spare else self.config_path
 
     def note_exit(self, node: NodeProc) -> dict[str, Any] | None:
         """If ``node`` exited by itself (not by our kill or stop), record and return its exit

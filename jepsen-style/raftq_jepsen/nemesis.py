@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import random
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -616,10 +617,49 @@ async def wipe_node(ctx: NemesisContext) -> Fault:
     return Fault(detail, heal)
 
 
+_drain_cli: bool | None = None  # does this raftq have `raftq node drain`? (asked once)
+
+
+async def _has_drain_cli() -> bool:
+    global _drain_cli  # noqa: PLW0603 - a per-process cache of a fact about the installed raftq
+    if _drain_cli is None:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "raftq", "node", "drain", "--help",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        _drain_cli = await proc.wait() == 0
+    return _drain_cli
+
+
+async def _drain_and_stop(ctx: NemesisContext, node: NodeProc, step: dict[str, Any]) -> None:
+    """``raftq node drain`` (no new claims, leadership handed over, exit 0) when this raftq
+    has it, else SIGTERM; kill -9 if the node still runs after either."""
+    h = ctx.hosts
+    if node.alive() and await _has_drain_cli():
+        h.note_exit(node)
+        node.expected_exit = True  # it exits by itself, as asked
+        env = dict(os.environ, RAFTQ_TOKEN=h.token)
+        env.pop("LD_PRELOAD", None)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "raftq", "node", "drain", "--config", str(h.config_for(node)),
+            "--node", node.id, "--timeout", "30",
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, env=env,
+        )  # fmt: skip
+        out, _ = await proc.communicate()
+        lines = out.decode(errors="replace").strip().splitlines()
+        step["drain"] = {"code": proc.returncode, "last_line": lines[-1][:300] if lines else ""}
+        if node.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                await asyncio.to_thread(node.proc.wait, 10.0)
+    await asyncio.to_thread(h.stop, node)
+
+
 async def rolling_restart(ctx: NemesisContext) -> Fault:
-    """Every member in turn (a random order): SIGTERM (kill -9 past 10 s), start again, wait
-    until it is ready (``/readyz``, up to 30 s), then the next. The window lasts until the
-    last one is ready. Each step records whether the node led, and the leader after it."""
+    """Every member in turn (a random order): ``raftq node drain`` (or SIGTERM where raftq
+    has no drain; kill -9 past 10 s), start again, wait until it is ready (``/readyz``, up to
+    30 s), then the next. The window lasts until the last one is ready. Each step records
+    whether the node led, the drain's exit code and last line, and the leader after it."""
     order = list(ctx.hosts.nodes)
     ctx.rng.shuffle(order)
     steps: list[dict[str, Any]] = []
@@ -632,17 +672,14 @@ async def rolling_restart(ctx: NemesisContext) -> Fault:
                 continue
             t0 = loop.time()
             leader = await find_leader(ctx)
-            await asyncio.to_thread(ctx.hosts.stop, node)
+            step: dict[str, Any] = {"node": node.id, "was_leader": leader is node}
+            await _drain_and_stop(ctx, node, step)
             ctx.hosts.start(node)
-            ready = await wait_ready(ctx, [node], 30.0)
+            step["ready"] = await wait_ready(ctx, [node], 30.0)
             after = await find_leader(ctx)
-            steps.append({
-                "node": node.id,
-                "was_leader": leader is node,
-                "ready": ready,
-                "leader_after": None if after is None else after.id,
-                "s": round(loop.time() - t0, 3),
-            })  # fmt: skip
+            step["leader_after"] = None if after is None else after.id
+            step["s"] = round(loop.time() - t0, 3)
+            steps.append(step)
 
     task = asyncio.create_task(roll())
 
@@ -761,7 +798,11 @@ async def _add_member(
         if kill_leader:  # while the new node boots and asks to be added
             await _kill_leader_after(ctx, ctx.rng.uniform(0.3, 1.5), detail)
     ok = await _wait_membership(ctx, node, voter=True)
-    steps.append({"step": "voter", "node": node.id, "ok": ok, "via": via.id})
+    step: dict[str, Any] = {"step": "voter", "node": node.id, "ok": ok, "via": via.id}
+    exited = h.note_exit(node)
+    if exited is not None:  # it stopped by itself (e.g. a join refused): what it said
+        step["exit"] = {"code": exited["code"], "last_line": exited["last_line"]}
+    steps.append(step)
     if ok:
         h.admit(node)
         node.join = None  # a member restarts like any other (its persisted membership)
