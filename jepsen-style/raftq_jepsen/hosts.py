@@ -393,6 +393,8 @@ class Hosts:
             env["FAKETIME_CACHE_DURATION"] = "1"  # re-read the file at most once a second
         if preload:
             env["LD_PRELOAD"] = " ".join(preload)
+        if node.join:
+            env["RAFTQ_TOKEN"] = self.token  # --join asks a member to add it: an admin token
         if node.log is None:
             node.log = node.log_path.open("ab")
         node.log.write(f"--- start {time.strftime('%H:%M:%S')}\n".encode())

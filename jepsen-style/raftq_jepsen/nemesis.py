@@ -816,12 +816,21 @@ async def _remove_member(
     """``DELETE /v1/cluster/members/{id}`` through a random live member (the leaving one
     included); once the leader no longer lists it, stop it and count it a spare."""
     h = ctx.hosts
-    live = [n for n in h.nodes if n.alive() and not n.paused]
-    via = ctx.rng.choice(live or h.nodes)
-    r = await _in_flight(
-        ctx, change_members(ctx.session, via.url, "DELETE", node.id), kill_leader, detail
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + MEMBER_WAIT_S
+    attempts = 0
+    while True:  # as an operator would: asked again while refused (409, 503), until the end
+        live = [n for n in h.nodes if n.alive() and not n.paused]
+        via = ctx.rng.choice(live or h.nodes)
+        request = change_members(ctx.session, via.url, "DELETE", node.id)
+        r = await _in_flight(ctx, request, kill_leader and attempts == 0, detail)
+        attempts += 1
+        if _answered(r) or loop.time() > deadline:
+            break
+        await asyncio.sleep(1.0)
+    detail["steps"].append(
+        {"step": "delete", "node": node.id, "to": via.id, "attempts": attempts, **r}
     )
-    detail["steps"].append({"step": "delete", "node": node.id, "to": via.id, **r})
     ok = _answered(r) and await _wait_membership(ctx, node, voter=False)
     detail["steps"].append({"step": "gone", "node": node.id, "ok": ok})
     if ok:
@@ -834,7 +843,8 @@ async def _remove_member(
 async def membership(ctx: NemesisContext) -> Fault:
     """One membership change (``membership.plan_change``: add a spare host, remove a member,
     or replace one: add, wait until it votes, remove), while a member is cut off, a follower
-    is down, or the leader is kill -9'd right after the change was asked for. At heal the
+    is down, or the leader is kill -9'd right after the change was asked for; that fault ends
+    after 2-5 s (cut healed, killed nodes started) and the change may complete after. At heal the
     network is healed, killed members restarted, and the harness's view of the members made
     the leader's (``sync_members``). Needs spare hosts (``--nodes`` + 2 are built)."""
     h = ctx.hosts
@@ -852,7 +862,8 @@ async def membership(ctx: NemesisContext) -> Fault:
         "members_before": _ids(h.nodes),
         "steps": [],
     }
-    killed: list[NodeProc] = []
+    fault_s = round(ctx.rng.uniform(2.0, 5.0), 3)
+    detail["fault_s"] = fault_s
     if change.fault == "partition":
         cut, known = await _leader_or_random(ctx)
         if ctx.rng.random() < 0.5:
@@ -866,8 +877,14 @@ async def membership(ctx: NemesisContext) -> Fault:
         if pool:
             victim = ctx.rng.choice(pool)
             h.kill(victim)
-            killed.append(victim)
             detail["killed"] = [victim.id]
+
+    async def end_fault() -> None:
+        """The side fault lasts ``fault_s``; the change may need its end to complete (with 3
+        voters, a 4th cannot be added while one of them is away: 409 no quorum)."""
+        await asyncio.sleep(fault_s)
+        await _heal_network(ctx)
+        await _restart_killed(ctx, detail)
 
     async def run_change() -> None:
         kill_leader = change.fault == "kill-leader"
@@ -882,22 +899,29 @@ async def membership(ctx: NemesisContext) -> Fault:
             assert node is not None
             await _remove_member(ctx, node, kill_leader, detail)
 
+    side = asyncio.create_task(end_fault())
     task = asyncio.create_task(run_change())
 
     async def heal() -> None:
-        try:
-            await task
-        except Exception as e:  # recorded: the heal below still puts everything back
-            detail["error"] = repr(e)[:300]
+        for t, what in ((task, "error"), (side, "heal_error")):
+            try:
+                await t
+            except Exception as e:  # recorded: the heal below still puts everything back
+                detail[what] = repr(e)[:300]
         await _heal_network(ctx)
-        for nid in detail.get("killed", []):
-            node = h.by_id(nid)
-            if node is not None and node in h.nodes and not node.alive():
-                h.start(node)
+        await _restart_killed(ctx, detail)
         await sync_members(ctx, detail)
         detail["serving_again"] = await wait_serving(ctx, list(h.nodes), 30.0)
 
     return Fault(detail, heal)
+
+
+async def _restart_killed(ctx: NemesisContext, detail: dict[str, Any]) -> None:
+    """Start again the members this window killed (``detail["killed"]``) that are down."""
+    for nid in detail.get("killed", []):
+        node = ctx.hosts.by_id(nid)
+        if node is not None and node in ctx.hosts.nodes and not node.alive():
+            ctx.hosts.start(node)
 
 
 async def sync_members(ctx: NemesisContext, detail: dict[str, Any] | None = None) -> None:
