@@ -45,6 +45,8 @@ __all__ = [
     "JobCancelled",
     "JobDead",
     "JobFailed",
+    "MembershipError",
+    "NewerVersionError",
     "NoLeader",
     "NotLeader",
     "OutcomeUnknown",
@@ -53,6 +55,7 @@ __all__ = [
     "Rejected",
     "Retry",
     "TimeNotKnownError",
+    "TransferRefused",
     "TransportError",
     "WaitTimeout",
 ]
@@ -91,6 +94,11 @@ class ClusterError(RaftqError):
     """A command could not be carried through the cluster."""
 
 
+class MembershipError(ClusterError):
+    """This node cannot take part in the cluster: it was removed from it, or it cannot join
+    it (``raftq serve`` exits 2 with the one-line message)."""
+
+
 class NotLeader(ClusterError):
     """This node is not the leader (definite: not applied). ``leader`` is the known leader id."""
 
@@ -109,6 +117,17 @@ class Overloaded(ClusterError):
 
 class OutcomeUnknown(ClusterError):
     """The command may or may not have been applied (deadline passed, leader changed...)."""
+
+
+class NewerVersionError(ClusterError):
+    """A log entry (or snapshot) needs a newer raftq than this node runs: the node stops
+    instead of applying it (exit 76): upgrade the node's raftq and start it again."""
+
+
+class TransferRefused(ClusterError):
+    """Leadership was not handed over (definite: the leader is unchanged): no follower is
+    caught up and connected, the target is unknown or not caught up, or no other node took
+    over within the deadline. HTTP 409."""
 
 
 class Rejected(RaftqError):

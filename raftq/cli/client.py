@@ -106,6 +106,9 @@ def add_client_commands(
         'answer under "cluster". Exits 3 when no node answers.',
     )
     status.set_defaults(handler=_cmd_status, timeout_ms=2_000)
+    from raftq.cli.members import add_members_command  # noqa: PLC0415 - imports this module
+
+    add_members_command(commands, parents=common, out=out)
 
     top = commands.add_parser(
         "top",
@@ -349,9 +352,10 @@ def _views(client: SyncClient, nodes: Sequence[str]) -> list[dict[str, Any]]:
             view = None
         views[api] = view
         if view and not members:
-            for m in view.get("nodes", []):
+            # The config's nodes, then the voters it does not list (added at runtime).
+            for m in [*view.get("nodes", []), *view.get("members", [])]:
                 if isinstance(m, Mapping) and isinstance(m.get("api"), str):
-                    members[_address(m["api"])] = m
+                    members.setdefault(_address(m["api"]), m)
             pending += [a for a in members if a not in views]
     order = [*members, *(a for a in views if a not in members)]
     rows = [_node_row(api, members.get(api, {}), views.get(api)) for api in order]

@@ -38,12 +38,14 @@ from raftq.cli.common import (
     UsageError,
 )
 from raftq.cli.data import add_data_commands
+from raftq.cli.node import add_node_commands, add_upgrade_commands
 from raftq.cli.token import add_token_command
 from raftq.cli.worker import add_worker_command
 from raftq.config import load_config
 from raftq.errors import (
     AuthError,
     ConfigError,
+    MembershipError,
     NoLeader,
     OutcomeUnknown,
     RaftqError,
@@ -89,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_argument(serve)
     serve.add_argument("--node", required=True, metavar="ID", help="which node of the config")
+    serve.add_argument(
+        "--join",
+        metavar="HOST:PORT",
+        default=None,
+        help="join the running cluster that a member at this API address belongs to (a new "
+        "data dir starts with the cluster's voters, then asks to be added; RAFTQ_TOKEN: an "
+        "admin token where tokens are configured)",
+    )
     serve.set_defaults(handler=_cmd_serve)
 
     cluster = commands.add_parser("cluster", help="run a whole cluster on this machine")
@@ -116,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_client_commands(commands, parents=[logs])
     add_worker_command(commands, parents=[logs])
     add_data_commands(commands, parents=[logs])
+    add_node_commands(commands, parents=[logs])
+    add_upgrade_commands(commands, parents=[logs])
     add_token_command(commands, parents=[logs])
     add_bench_command(commands, parents=[logs])
     return parser
@@ -141,7 +153,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     _setup_logging(args, "info", node_id=args.node)
     from raftq.node.process import run_node  # noqa: PLC0415 - only `serve` needs the server stack
 
-    return run_node(config, args.node)
+    if args.join is None:
+        return run_node(config, args.node)
+    return run_node(config, args.node, join=args.join)
 
 
 def _cmd_cluster_up(args: argparse.Namespace) -> int:
@@ -180,6 +194,8 @@ def _report(exc: BaseException, args: argparse.Namespace) -> int:
         return _fail("interrupted", EXIT_INTERRUPTED)
     if isinstance(exc, SystemExit):
         return exc.code if isinstance(exc.code, int) else EXIT_FAILED
+    if isinstance(exc, MembershipError):
+        return _fail(str(exc), EXIT_USAGE)
     if isinstance(exc, ConfigError):
         return _fail(_config_message(exc, getattr(args, "config", None)), EXIT_USAGE)
     if isinstance(exc, UsageError):

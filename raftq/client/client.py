@@ -301,6 +301,25 @@ class Client(ProducesHandles):
         answer: dict[str, Any] = await self._read("/v1/cluster")
         return answer
 
+    async def members(self) -> list[dict[str, Any]]:
+        """``GET /v1/cluster/members``: ``[{id, api, raft, voter}]`` of the replicated
+        membership as the answering node knows it."""
+        answer = await self._read("/v1/cluster/members")
+        return list(answer["members"])
+
+    async def add_member(self, node_id: str, api: str, raft: str) -> list[dict[str, Any]]:
+        """Add the voter ``node_id`` (API and raft ``host:port``); returns the members once
+        the change is committed. Start the node with ``raftq serve --join`` (or before)."""
+        body = {"id": node_id, "api": api, "raft": raft}
+        answer = await self._write("/v1/cluster/members", body)
+        return list(answer["members"])
+
+    async def remove_member(self, member: str) -> list[dict[str, Any]]:
+        """Remove the voter ``member`` (id or raft address); returns the members left."""
+        path = f"/v1/cluster/members/{quote(member, safe='')}"
+        answer = await self._t.request("DELETE", path, mutating=True)
+        return list(answer["members"])
+
     async def cluster_of(self, node: str) -> dict[str, Any]:
         """``GET /v1/cluster`` of one node: ``node`` is ``host:port``, a URL, or a node id
         (looked up in the cluster's node list)."""

@@ -221,6 +221,18 @@ class SyncClient:
         """See ``Client.cluster``."""
         return self._run(self._client.cluster())
 
+    def members(self) -> list[dict[str, Any]]:
+        """See ``Client.members``."""
+        return self._run(self._client.members())
+
+    def add_member(self, node_id: str, api: str, raft: str) -> list[dict[str, Any]]:
+        """See ``Client.add_member``."""
+        return self._run(self._client.add_member(node_id, api, raft))
+
+    def remove_member(self, member: str) -> list[dict[str, Any]]:
+        """See ``Client.remove_member``."""
+        return self._run(self._client.remove_member(member))
+
     def cluster_of(self, node: str) -> dict[str, Any]:
         """See ``Client.cluster_of``."""
         return self._run(self._client.cluster_of(node))

@@ -23,6 +23,7 @@ from raftq.core.commands import (
     Claim,
     Command,
     Configure,
+    EnableVersion,
     Enqueue,
     Heartbeat,
     Nack,
@@ -53,6 +54,7 @@ from raftq.core.results import (
     Result,
     Resumed,
     Ticked,
+    VersionEnabled,
 )
 from raftq.core.snapshot import snapshot_bytes, write_snapshot
 from raftq.core.stats import HistogramData, QueueMetrics, QueueStats
@@ -69,6 +71,7 @@ __all__ = [
     "Configure",
     "Configured",
     "CorruptStateError",
+    "EnableVersion",
     "Enqueue",
     "Enqueued",
     "Extended",
@@ -97,6 +100,7 @@ __all__ = [
     "Resumed",
     "Tick",
     "Ticked",
+    "VersionEnabled",
     "decode_entry",
     "encode_entry",
     "snapshot_bytes",

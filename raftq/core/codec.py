@@ -1,10 +1,18 @@
 """Versioned msgpack wire format of log entries and results.
 
-An entry is ``[FORMAT_VERSION, [command, ...]]``; a command is an array
+An entry is ``[version, [command, ...]]``; a command is an array
 ``[tag, request_id, now_ms, *fields]`` with the fields in the order of its dataclass. Tags and
 field orders are part of the replicated log format: change them only with a new version
 (the golden-bytes test guards this). Decoding checks every type (bool is not an int here);
 ranges are the machine's business.
+
+Versions: ``LOG_VERSION`` is the highest entry version this code applies. An entry declares the
+version its commands need (``encode_entry`` writes ``FORMAT_VERSION`` while every command is of
+version 1, so the bytes old nodes read stay the same). A node must never apply an entry of a
+version above its own, not even as a refusal: nodes of the new version apply it, so the
+replicas would differ. ``entry_version`` lets the raft layer see that before applying and stop
+the node instead (``raftq.raft.pysyncobj.replica``); the machine alone answers such an entry
+with ``Refusal(unsupported_version)``, as any bytes it cannot decode.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from raftq.core.commands import (
     Claim,
     Command,
     Configure,
+    EnableVersion,
     Enqueue,
     Heartbeat,
     Nack,
@@ -49,25 +58,41 @@ from raftq.core.results import (
     Result,
     Resumed,
     Ticked,
+    VersionEnabled,
 )
 
 __all__ = [
     "FORMAT_VERSION",
+    "LOG_VERSION",
+    "command_version",
     "decode_entry",
     "decode_results",
     "encode_command",
     "encode_entry",
     "encode_result",
     "encode_results",
+    "entry_version",
     "result_from_wire",
     "unpack",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # the version entries of version-1 commands declare
+LOG_VERSION = 2  # the highest entry version this code decodes and applies
 
 # Command tags (stable).
 _ENQUEUE, _CLAIM, _HEARTBEAT, _ACK, _NACK, _CANCEL = 1, 2, 3, 4, 5, 6
 _REQUEUE, _PURGE, _PAUSE, _RESUME, _CONFIGURE, _TICK = 7, 8, 9, 10, 11, 12
+_ENABLE_VERSION = 13  # log version 2
+
+# The log version of each command type above 1 (the first log version). An entry declares the
+# highest of its commands' (1 when none is listed); a command is valid only in an entry of its
+# version or above, and the machine refuses it while the enabled version is below it.
+_COMMAND_VERSION: dict[type[Command], int] = {EnableVersion: 2}
+
+
+def command_version(cmd: Command) -> int:
+    """The log version a command needs (see ``_COMMAND_VERSION``)."""
+    return _COMMAND_VERSION.get(type(cmd), FORMAT_VERSION)
 
 
 # -- type checks ------------------------------------------------------------------------
@@ -116,7 +141,8 @@ def _new_job_fields(j: NewJob) -> list[Any]:
     return [j.payload, j.priority, j.delay_ms, j.run_at_ms, j.key, j.max_attempts, j.lease_ms]
 
 
-def encode_command(cmd: Command) -> list[Any]:
+# One case per command type, its tag beside it: the table reads best flat.
+def encode_command(cmd: Command) -> list[Any]:  # noqa: C901
     head = [cmd.request_id, cmd.now_ms]
     match cmd:
         case Enqueue():
@@ -144,11 +170,19 @@ def encode_command(cmd: Command) -> list[Any]:
             return [_CONFIGURE, *head, cmd.queue, cmd.dedup_window_ms, cmd.retention_ms]
         case Tick():
             return [_TICK, *head]
+        case EnableVersion():
+            return [_ENABLE_VERSION, *head, cmd.version]
 
 
 def encode_entry(commands: Sequence[Command]) -> bytes:
     """One log entry holding ``commands`` (applied in order, atomically as one entry)."""
-    raw: bytes = msgpack.packb([FORMAT_VERSION, [encode_command(c) for c in commands]])
+    version = FORMAT_VERSION  # entries of version-1 commands keep the bytes old nodes read
+    get = _COMMAND_VERSION.get
+    for c in commands:
+        v = get(type(c))
+        if v is not None and v > version:
+            version = v
+    raw: bytes = msgpack.packb([version, [encode_command(c) for c in commands]])
     return raw
 
 
@@ -224,6 +258,9 @@ def _decode_command(v: Any) -> Command:
     if tag == _TICK:
         _fields(f, 0, "tick")
         return Tick(now_ms=now, request_id=rid)
+    if tag == _ENABLE_VERSION:
+        (version,) = _fields(f, 1, "enable_version")
+        return EnableVersion(now_ms=now, request_id=rid, version=_int(version, "version"))
     raise CodecError(f"unknown command tag {tag}")
 
 
@@ -284,13 +321,28 @@ def unpack(raw: bytes) -> Any:
         raise CodecError(f"not valid msgpack: {type(e).__name__}") from e
 
 
+def entry_version(raw: bytes) -> int | None:
+    """The version an entry declares (``None``: not an entry at all, a malformed one).
+    Cheap for the usual case: a 2-array whose first item is a small positive int."""
+    if len(raw) >= 2 and raw[0] == 0x92 and raw[1] < 0x80:  # fixarray(2), positive fixint
+        return raw[1]
+    try:
+        v = unpack(raw)
+    except CodecError:
+        return None
+    if type(v) is list and len(v) == 2 and type(v[0]) is int:
+        return v[0]
+    return None
+
+
 def decode_entry(raw: bytes) -> list[Command]:
     """Decode a log entry; ``CodecError`` (with its ``reason``) when it is not one."""
     v = unpack(raw)
     if type(v) is not list or len(v) != 2 or type(v[0]) is not int:
         raise CodecError("entry: expected [version, [commands]]")
-    if v[0] != FORMAT_VERSION:
-        raise CodecError(f"entry format {v[0]} not supported", Reason.UNSUPPORTED_VERSION)
+    version = v[0]
+    if not FORMAT_VERSION <= version <= LOG_VERSION:
+        raise CodecError(f"entry format {version} not supported", Reason.UNSUPPORTED_VERSION)
     out: list[Command] = []
     append = out.append
     fast = _FAST_DECODERS.get
@@ -301,7 +353,12 @@ def decode_entry(raw: bytes) -> list[Command]:
             if cmd is not None:
                 append(cmd)
                 continue
-        append(_decode_command(c))  # the checked path: it builds the exact error
+        cmd = _decode_command(c)  # the checked path: it builds the exact error
+        needed = _COMMAND_VERSION.get(type(cmd), FORMAT_VERSION)
+        if needed > version:
+            # What an older node reads as an unknown tag: no node applies it.
+            raise CodecError(f"command tag {c[0]} needs an entry of version {needed}")
+        append(cmd)
     return out
 
 
@@ -337,6 +394,8 @@ def encode_result(r: Result) -> list[Any]:  # noqa: C901
             return [11, r.queue, r.dedup_window_ms, r.retention_ms]
         case Ticked():
             return [12, r.clock_ms]
+        case VersionEnabled():
+            return [13, r.version]
 
 
 def _lease_fields(x: Lease) -> tuple[int, str, bytes, int, int, int, int]:
@@ -357,6 +416,7 @@ _RESULT_BUILDERS: dict[int, Callable[[list[Any]], Result]] = {
     10: lambda a: Resumed(a[0]),
     11: lambda a: Configured(a[0], a[1], a[2]),
     12: lambda a: Ticked(a[0]),
+    13: lambda a: VersionEnabled(a[0]),
 }
 
 

@@ -18,6 +18,7 @@ __all__ = [
     "Claim",
     "Command",
     "Configure",
+    "EnableVersion",
     "Enqueue",
     "Heartbeat",
     "Nack",
@@ -208,6 +209,22 @@ class Tick:
     request_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnableVersion:
+    """Raise the cluster's enabled log version to ``version`` (it never goes down).
+
+    A command whose log version (``codec.command_version``) is above the enabled one is refused
+    (``version_not_enabled``), and the leader never proposes one: nodes still on an older raftq
+    would stop at it. So the leader proposes ``EnableVersion(n)`` only once every member runs a
+    raftq that applies version ``n``. Itself of version 2, it is never gated.
+    Refusals: ``invalid`` (version out of 1..65535).
+    """
+
+    now_ms: int
+    request_id: str | None = None
+    version: int
+
+
 Command = (
     Enqueue
     | Claim
@@ -221,4 +238,5 @@ Command = (
     | Resume
     | Configure
     | Tick
+    | EnableVersion
 )

@@ -19,6 +19,7 @@ __all__ = [
     "MAX_FINISHED_PER_QUEUE",
     "MAX_KEY_CHARS",
     "MAX_LEASE_MS",
+    "MAX_LOG_VERSION",
     "MAX_MAX_ATTEMPTS",
     "MAX_PAYLOAD_BYTES",
     "MAX_QUEUES",
@@ -38,6 +39,7 @@ DAY_MS = 24 * HOUR_MS
 
 # Times are ms since the Unix epoch; 2**47 ms is year 6429. Bounded so heap keys pack into ints.
 MAX_TIME_MS = 2**47 - 1
+MAX_LOG_VERSION = 65535  # EnableVersion's range
 MAX_DELAY_MS = 366 * DAY_MS
 
 DEFAULT_LEASE_MS = 30_000

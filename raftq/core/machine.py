@@ -19,6 +19,7 @@ from raftq.core.commands import (
     Claim,
     Command,
     Configure,
+    EnableVersion,
     Enqueue,
     Heartbeat,
     Nack,
@@ -32,6 +33,7 @@ from raftq.core.errors import CodecError
 from raftq.core.invariants import check_invariants
 from raftq.core.job import Job, JobInfo
 from raftq.core.limits import (
+    MAX_LOG_VERSION,
     MAX_REQUEST_ID_CHARS,
     MAX_TIME_MS,
     REQUEST_WINDOW_MAX,
@@ -39,7 +41,7 @@ from raftq.core.limits import (
 )
 from raftq.core.queue import QueueState
 from raftq.core.requests import LEGACY_DIGEST, Answer, command_digest, remember, replay
-from raftq.core.results import Reason, Refusal, Result, Ticked
+from raftq.core.results import Reason, Refusal, Result, Ticked, VersionEnabled
 from raftq.core.snapshot import read_snapshot_into, snapshot_digest
 from raftq.core.stats import QueueMetrics, QueueStats, queue_metrics, queue_stats
 
@@ -63,6 +65,9 @@ class Machine:
         self.digest = b"\0" * _DIGEST_SIZE
         self.next_id = 1
         self.last_token = 0
+        # The log version the cluster has enabled (``EnableVersion``): commands of a version
+        # above it are refused. Only goes up.
+        self.enabled_version = 1
         self.jobs: dict[int, Job] = {}
         self.queues: dict[str, QueueState] = {}
         # request id -> (expires_ms, command digest, first answer) (``requests.py``);
@@ -124,7 +129,14 @@ class Machine:
         self.request_order.append((expires_ms, rid))
         return result
 
-    def _dispatch(self, cmd: Command) -> Result:
+    def _dispatch(self, cmd: Command) -> Result:  # noqa: C901 - one case per command type
+        needed = codec.command_version(cmd)
+        if needed > self.enabled_version and type(cmd) is not EnableVersion:
+            return Refusal(
+                Reason.VERSION_NOT_ENABLED,
+                f"this command needs log version {needed}, the cluster has enabled "
+                f"{self.enabled_version}: enable it once every node runs a raftq that has it",
+            )
         match cmd:
             case Enqueue():
                 return ops.enqueue(self, cmd)
@@ -150,6 +162,11 @@ class Machine:
                 for q in self.queues.values():
                     ops.advance_queue(self, q)
                 return Ticked(self.clock_ms)
+            case EnableVersion():
+                if not 1 <= cmd.version <= MAX_LOG_VERSION:
+                    return Refusal(Reason.INVALID, f"version out of 1..{MAX_LOG_VERSION}")
+                self.enabled_version = max(self.enabled_version, cmd.version)
+                return VersionEnabled(self.enabled_version)
             case _:
                 assert_never(cmd)
 

@@ -22,6 +22,7 @@ __all__ = [
     "Result",
     "Resumed",
     "Ticked",
+    "VersionEnabled",
     "all_new",
 ]
 
@@ -38,6 +39,7 @@ class Reason(StrEnum):
     FINISHED = "finished"  # the job is already succeeded, dead or cancelled (HTTP 409)
     TOO_MANY_QUEUES = "too_many_queues"  # queue count limit reached (HTTP 409)
     REQUEST_ID_REUSED = "request_id_reused"  # the id answered another command (HTTP 409)
+    VERSION_NOT_ENABLED = "version_not_enabled"  # needs a log version not enabled (HTTP 409)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +135,13 @@ class Ticked:
     clock_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class VersionEnabled:
+    """The enabled log version after an ``EnableVersion`` (never below what it was)."""
+
+    version: int
+
+
 Result = (
     Refusal
     | Enqueued
@@ -147,6 +156,7 @@ Result = (
     | Resumed
     | Configured
     | Ticked
+    | VersionEnabled
 )
 
 

@@ -1,14 +1,19 @@
 """Snapshots: the whole machine as a stream of msgpack objects, and back.
 
-Layout (version 4), each item one msgpack object:
-``["raftq-snapshot", 4]``, ``[clock_ms, applied, digest, next_id, last_token, n_queues, n_jobs,
-n_requests]``, then n_queues queue records, n_jobs job records (in id order), n_requests
-request records (``[id, expires_ms, command digest, claim refs | None, result | None]``, see
-``requests.py``), and last a trailer: the SHA-256 of every byte before it (32 raw bytes, not
-a msgpack object), so a damaged or truncated snapshot is refused. Heaps are not stored: they
-are rebuilt from the jobs, and since every heap key is unique, the order in which jobs come
-out does not depend on a heap's layout. The stream is canonical: equal states give equal
-bytes, so a hash of it compares replicas. Version 3 is still read (see ``_read_v3_request``).
+Layout (version 4, or 5), each item one msgpack object: ``["raftq-snapshot", 4]``, ``[clock_ms,
+applied, digest, next_id, last_token, n_queues, n_jobs, n_requests]`` (version 5:
+``enabled_version`` appended), then n_queues queue records, n_jobs job records (in id order),
+n_requests request records (``[id, expires_ms, command digest, claim refs | None, result |
+None]``, see ``requests.py``), and last a trailer: the SHA-256 of every byte before it (32 raw
+bytes, not a msgpack object), so a damaged or truncated snapshot is refused. Heaps are not
+stored: they are rebuilt from the jobs, and since every heap key is unique, the order in which
+jobs come out does not depend on a heap's layout. The stream is canonical: equal states give
+equal bytes, so a hash of it compares replicas. Version 3 is still read (see
+``_read_v3_request``).
+
+Version 5 is written only once the cluster enabled log version 2 or above (``EnableVersion``):
+until then a snapshot is the version 4 that the previous raftq reads, so a leader of the new
+release can still send its snapshot to a follower of the old one during a rolling upgrade.
 """
 
 from __future__ import annotations
@@ -55,8 +60,10 @@ __all__ = [
 #    workers); job records end with claimed_ms.
 # 4: request records hold the command's digest, and a claim's answer as job id and token
 #    pairs instead of the leases (payloads were stored twice). Version 3 is still read.
-SNAPSHOT_VERSION = 4
-_READABLE = (3, SNAPSHOT_VERSION)
+# 5: the head record ends with enabled_version (written only when it is above 1).
+SNAPSHOT_VERSION = 5
+_V4 = 4  # what the previous release reads: written while enabled_version is 1
+_READABLE = (3, _V4, SNAPSHOT_VERSION)
 _MAGIC = "raftq-snapshot"
 _STATES = list(JobState)
 _STATE_CODE = {s: i for i, s in enumerate(_STATES)}
@@ -119,19 +126,19 @@ def _chunks(records: Iterator[list[Any]]) -> Iterator[list[list[Any]]]:
 
 
 def _head_records(m: Machine) -> list[list[Any]]:
-    return [
-        [_MAGIC, SNAPSHOT_VERSION],
-        [
-            m.clock_ms,
-            m.applied,
-            m.digest,
-            m.next_id,
-            m.last_token,
-            len(m.queues),
-            len(m.jobs),
-            len(m.requests),
-        ],
+    head = [
+        m.clock_ms,
+        m.applied,
+        m.digest,
+        m.next_id,
+        m.last_token,
+        len(m.queues),
+        len(m.jobs),
+        len(m.requests),
     ]
+    if m.enabled_version == 1:
+        return [[_MAGIC, _V4], head]
+    return [[_MAGIC, SNAPSHOT_VERSION], [*head, m.enabled_version]]
 
 
 def _queue_records(m: Machine, index: dict[str, int]) -> Iterator[list[Any]]:
@@ -274,10 +281,20 @@ def _stream_items(unpacker: msgpack.Unpacker, stream: IO[bytes]) -> Iterator[Any
 
 def _read_into(m: Machine, it: Iterator[Any]) -> None:
     head = next(it)
-    if type(head) is not list or len(head) != 2 or head[0] != _MAGIC or head[1] not in _READABLE:
-        raise CodecError(f"not a raftq snapshot of version 3 or 4: {head!r:.80}")
+    if type(head) is not list or len(head) != 2 or head[0] != _MAGIC:
+        raise CodecError(f"not a raftq snapshot: {head!r:.80}")
     version = head[1]
-    (m.clock_ms, m.applied, m.digest, m.next_id, m.last_token, n_q, n_jobs, n_req) = next(it)
+    if version not in _READABLE:
+        newer = type(version) is int and version > SNAPSHOT_VERSION
+        raise CodecError(
+            f"snapshot version {version!r:.20} is not one this raftq reads (3 to "
+            f"{SNAPSHOT_VERSION})"
+            + (": a newer raftq wrote it, upgrade this node" if newer else "")
+        )
+    fields = next(it)
+    if version == SNAPSHOT_VERSION:
+        *fields, m.enabled_version = fields
+    (m.clock_ms, m.applied, m.digest, m.next_id, m.last_token, n_q, n_jobs, n_req) = fields
     queues: list[QueueState] = []
     for _ in range(n_q):
         name, paused, window, retention, keys, expiry, dead, finished, *tally = next(it)
@@ -324,7 +341,7 @@ def _read_into(m: Machine, it: Iterator[Any]) -> None:
         members[r[1]].append(job)
     for q, jobs in zip(queues, members, strict=True):
         q.rebuild(jobs)
-    read_request = _read_request if version == SNAPSHOT_VERSION else _read_v3_request
+    read_request = _read_v3_request if version == 3 else _read_request
     for _ in range(n_req):
         rid, expires_ms, digest, answer = read_request(next(it))
         if isinstance(answer, Enqueued):  # the jobs' own id objects, not a copy of each

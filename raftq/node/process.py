@@ -13,6 +13,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from raftq.config import ClusterConfig
+from raftq.node.join import ask_to_join, cluster_voters
+from raftq.raft.datadir import MEMBERS_FILE
 from raftq.raft.node import RaftNode
 from raftq.raft.pysyncobj import new_pysyncobj_engine
 from raftq.raft.pysyncobj.faults import install_stale_snapshots
@@ -20,6 +22,7 @@ from raftq.server import testfaults
 from raftq.server.app import create_app
 from raftq.server.auth import security_from_config
 from raftq.server.clock_probe import PeerClocks
+from raftq.server.drain import DRAIN_KEY, Drain
 from raftq.server.settings import ServerSettings
 from raftq.server.testfaults import active_fault
 from raftq.tls import peer_context, server_context
@@ -55,8 +58,11 @@ def server_settings(config: ClusterConfig) -> ServerSettings:
     )
 
 
-async def serve(config: ClusterConfig, node_id: str, stop: asyncio.Event) -> None:
-    """Serve ``node_id`` of ``config`` until ``stop`` is set, then shut down cleanly."""
+async def serve(
+    config: ClusterConfig, node_id: str, stop: asyncio.Event, *, join: str | None = None
+) -> None:
+    """Serve ``node_id`` of ``config`` until ``stop`` is set, then shut down cleanly.
+    ``join``: the API address of a member of a running cluster to join (``raftq.node.join``)."""
     me = config.node(node_id)
     # TLS files are read before anything starts: a bad one stops the node with one line.
     ssl_server = None if config.tls is None else server_context(config.tls)
@@ -64,8 +70,11 @@ async def serve(config: ClusterConfig, node_id: str, stop: asyncio.Event) -> Non
     # The engine first, then the node on it (hashicorp raft's NewRaft moment). A test fault
     # below the API is a wrapper installed here, only when RAFTQ_TEST_FAULT names it.
     stale = active_fault() == "install-stale-snapshot"
+    voters = None
+    if join is not None and not (config.node_data_dir(node_id) / MEMBERS_FILE).exists():
+        voters = await cluster_voters(config, join, ssl_peer)  # a new data dir joins them
     engine = new_pysyncobj_engine(
-        config, node_id, replica_hooks=(install_stale_snapshots,) if stale else ()
+        config, node_id, replica_hooks=(install_stale_snapshots,) if stale else (), join=voters
     )
     node = RaftNode(config, engine)
     # As leader, a majority of the nodes' clocks decides a jump of cluster time (GET /v1/clock).
@@ -80,6 +89,8 @@ async def serve(config: ClusterConfig, node_id: str, stop: asyncio.Event) -> Non
         security=security_from_config(config),
         overrides=overrides,
     )
+    # ``POST /v1/node/drain`` ends serving as SIGTERM does (then the process exits 0).
+    app[DRAIN_KEY] = Drain(stop.set)
     runner = web.AppRunner(
         app, access_log=None, logger=ProtocolLog(logging.getLogger("aiohttp.server"), {})
     )
@@ -91,14 +102,19 @@ async def serve(config: ClusterConfig, node_id: str, stop: asyncio.Event) -> Non
         await site.start()
         auth = f"{len(config.tokens)} tokens" if config.tokens else "auth off (loopback)"
         logger.info("node %s: API on %s (%s)", node_id, config.api_url(node_id), auth)
+        joining = None
+        if join is not None:
+            joining = asyncio.create_task(ask_to_join(config, node_id, join, ssl_peer))
         await stop.wait()
+        if joining is not None:
+            joining.cancel()
     finally:
         logger.info("node %s: stopping", node_id)
         await runner.cleanup()
         await node.stop()
 
 
-def run_node(config: ClusterConfig, node_id: str) -> int:
+def run_node(config: ClusterConfig, node_id: str, *, join: str | None = None) -> int:
     """Blocking entry point of ``raftq serve``: returns the process exit code."""
     # Two threads share the GIL here (asyncio and PySyncObj's tick thread); the default 5 ms
     # switch interval put up to 5 ms on a request whenever both wanted to run. Measured:
@@ -114,7 +130,7 @@ def run_node(config: ClusterConfig, node_id: str) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve(config, node_id, stop)
+        await serve(config, node_id, stop, join=join)
 
     asyncio.run(main())
     return 0

@@ -14,7 +14,7 @@ from typing import Protocol
 from raftq.core import Command, Machine, Result
 from raftq.raft.waiters import NextClaim
 
-__all__ = ["NodeAPI", "NodeStatus", "PeerStatus"]
+__all__ = ["MemberStatus", "NodeAPI", "NodeStatus", "PeerStatus"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -23,6 +23,18 @@ class PeerStatus:
     api: str  # "host:port" of its HTTP API
     raft: str  # "host:port" of its raft port
     reachable: bool  # self: True; others: connected at the raft level
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemberStatus:
+    """A node of the replicated membership as this node knows it. ``id`` and ``api`` come from
+    the config: a member the config does not list shows its raft address as ``id`` and no
+    ``api``."""
+
+    id: str
+    api: str | None
+    raft: str
+    voter: bool  # counted for elections and commit (False: a non-voter catching up)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -38,6 +50,10 @@ class NodeStatus:
     ready: bool  # has a leader and has caught up with its commit index
     log_entries: int
     nodes: tuple[PeerStatus, ...]
+    # The replicated membership (empty where the node has none, e.g. a test double).
+    members: tuple[MemberStatus, ...] = ()
+    # How the config's nodes differ from the replicated membership, if they do (at start).
+    membership_mismatch: str | None = None
 
 
 class NodeAPI(Protocol):
@@ -103,3 +119,27 @@ class NodeAPI(Protocol):
         ...
 
     def status(self) -> NodeStatus: ...
+
+    async def change_member(
+        self,
+        kind: str,
+        raft: str,
+        timeout_ms: int | None = None,
+        *,
+        node_id: str | None = None,
+        api: str | None = None,
+    ) -> None:
+        """Leader: add (``kind`` ``"add"``) or remove (``"remove"``) the voter at raft address
+        ``raft`` (an added node's ``node_id`` and ``api`` are replicated with the change) and
+        return once the change is committed (``raftq.raft.members``). Raises
+        ``Rejected`` 409 (a change in flight, no quorum after it), ``NotLeader`` (also after
+        handing leadership over when this leader is the one removed), ``NoLeader``,
+        ``OutcomeUnknown``."""
+        ...
+
+    async def transfer_leadership(self, to: str | None) -> str:
+        """Leader only: hand leadership to node ``to`` (``None``: a caught-up follower) and
+        return the new leader's id once this node follows it. ``NotLeader`` (with the leader's
+        id) on a follower; ``TransferRefused`` when no node could take over (the target is not
+        caught up or not connected, or the election did not finish in time)."""
+        ...

@@ -7,6 +7,10 @@ Files (all written by the node; names fixed by ``RaftNode``):
   in 24 bytes, library version 8, format 4, offset of the end of the last record 4), then
   records ``len(4) | idx(8) term(8) command | len(4)`` up to that offset. Bytes after it are
   unused (the file grows by doubling).
+- ``raft.members``: the voters (raft addresses) this data dir's cluster was bootstrapped
+  with, written once when the dir was new (JSON ``{"members": [...]}``); the membership the
+  node starts with is this, then the snapshot's, then the journal's changes, never the TOML's
+  once the dir has one (``raftq.raft.pysyncobj.membership``).
 - ``raft.journal.meta``: PySyncObj's term/vote/commit-index record (its own pickle: the one
   PySyncObj format we cannot replace without patching it; it is only ever read from our own
   disk).
@@ -32,6 +36,7 @@ from raftq.raft.snapshot_file import SnapshotInfo, verify_file
 __all__ = [
     "DUMP_FILE",
     "JOURNAL_FILE",
+    "MEMBERS_FILE",
     "META_FILE",
     "FileReport",
     "JournalInfo",
@@ -43,6 +48,7 @@ __all__ = [
 ]
 
 DUMP_FILE = "raft.dump"
+MEMBERS_FILE = "raft.members"
 JOURNAL_FILE = "raft.journal"
 META_FILE = "raft.journal.meta"
 

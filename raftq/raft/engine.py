@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from raftq.core import Machine, Result
-from raftq.errors import ClusterError
+from raftq.errors import ClusterError, Rejected
 from raftq.raft.stats import RaftStats
 
 __all__ = ["Applied", "EngineCallbacks", "EngineStatus", "LogEngine"]
@@ -94,6 +94,14 @@ class LogEngine(Protocol):
 
     def propose(self, raw: bytes, callback: Applied) -> None: ...
 
+    async def transfer_leadership(self, to: str | None, timeout_s: float) -> str:
+        """Leader only: hand leadership to the node at raft address ``to`` (``None``: the
+        engine's choice of a caught-up follower) and return the new leader's raft address once
+        this node has stepped down and knows it. ``NotLeader`` if this node is not the leader,
+        ``TransferRefused`` if the target is unknown or not caught up, or nobody took over by
+        the deadline (then this node may still be the leader)."""
+        ...
+
     def read(self) -> contextlib.AbstractContextManager[Machine]:
         """The current machine under its lock (``NoLeader`` before ``start``)."""
         ...
@@ -105,6 +113,44 @@ class LogEngine(Protocol):
         ...
 
     def status(self) -> EngineStatus: ...
+
+    def members(self) -> tuple[str, ...]:
+        """The voters' raft addresses as this node knows them (itself included)."""
+        ...
+
+    def membership_mismatch(self) -> str | None:
+        """How the config's nodes differ from the persisted membership the node started
+        with, if they do (the node keeps the persisted one)."""
+        ...
+
+    def voter_ready(self, raft: str) -> bool:
+        """Leader: whether the node at raft address ``raft`` is connected and holds the log up
+        to the commit index, give or take the entries in flight (itself: always)."""
+        ...
+
+    def change_in_flight(self) -> bool:
+        """Leader: whether a membership change is proposed but not yet applied."""
+        ...
+
+    def change_member(
+        self,
+        kind: str,
+        raft: str,
+        callback: Callable[[ClusterError | Rejected | None], None],
+        *,
+        node_id: str | None = None,
+        api: str | None = None,
+    ) -> None:
+        """Loop thread, leader: propose adding (``kind`` ``"add"``) or removing (``"remove"``)
+        the voter at raft address ``raft``, one change at a time; an added node's ``node_id``
+        and ``api`` travel with the change (``member_info`` on every node). ``callback``
+        (engine thread) gets ``None`` once the change is committed, else the error
+        (``Rejected`` 409 when the engine refuses a second change in flight)."""
+        ...
+
+    def member_info(self, raft: str) -> tuple[str, str] | None:
+        """``(id, api)`` of a member added at runtime that the config does not list."""
+        ...
 
     def peer_connected(self, raft: str) -> bool:
         """Whether this node is connected to the peer at raft address ``raft``."""

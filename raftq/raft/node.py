@@ -19,15 +19,17 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from raftq.core import Command, Enqueue, Machine, Result, Tick
-from raftq.errors import ClusterError, NoLeader, NotLeader
-from raftq.raft.api import NodeStatus, PeerStatus
+from raftq.core import Command, EnableVersion, Enqueue, Machine, Result, Tick
+from raftq.core.codec import FORMAT_VERSION, command_version
+from raftq.errors import ClusterError, NoLeader, NotLeader, Rejected, TransferRefused
+from raftq.raft.api import MemberStatus, NodeStatus, PeerStatus
 from raftq.raft.cluster_clock import ClusterClock
 from raftq.raft.engine import EngineCallbacks, LogEngine
 from raftq.raft.fail_stop import then_exit
 from raftq.raft.gc_guard import guard as gc_guard
 from raftq.raft.group_commit import Done, GroupCommit, results_within
 from raftq.raft.heap_trim import HeapTrimmer, trim_heap
+from raftq.raft.members import MemberChanges
 from raftq.raft.stats import RaftStats
 from raftq.raft.waiters import ClaimWaiters, NextClaim
 
@@ -77,6 +79,7 @@ class RaftNode:
         self._commit: GroupCommit | None = None
         self._waiters = ClaimWaiters(self._submit_now, self.read)
         self._notify_pending = False
+        self._handing_over = False  # transfer_leadership in progress: nothing is proposed
         self._tick_task: asyncio.Task[None] | None = None
         self._clock_task: asyncio.Task[None] | None = None
         self._submit_timeout_ms = config.raft.submit_timeout_ms
@@ -87,6 +90,7 @@ class RaftNode:
         self.clock = ClusterClock(config.raft.clock_max_step_ms, name=node_id)
         self._clock_probe: ClockProbe | None = None
         self._probe_task: asyncio.Task[None] | None = None
+        self._members = MemberChanges(engine, self._self.raft, self.leader_id)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -209,6 +213,24 @@ class RaftNode:
     ) -> list[Result]:
         return await self._results(self._submit_many_now(commands), timeout_ms)
 
+    def _check_enabled(self, command: Command) -> None:
+        """Never propose a command of a log version the cluster has not enabled: a node still
+        on an older raftq would stop at its entry (``NewerVersionError``). ``EnableVersion``
+        itself is proposed only after every node was asked its version (the API's
+        ``POST /v1/cluster/version``)."""
+        needed = command_version(command)
+        if needed == FORMAT_VERSION or isinstance(command, EnableVersion):
+            return
+        with self.read() as m:
+            enabled = m.enabled_version
+        if needed > enabled:
+            raise Rejected(
+                "version_not_enabled",
+                f"this command needs log version {needed}, the cluster has enabled {enabled}: "
+                "once every node runs this raftq, run `raftq upgrade enable`",
+                409,
+            )
+
     def _submit_now(self, command: Command) -> asyncio.Future[Result]:
         """Hand ``command`` to group commit (leader only) and return its result future. An
         enqueue of ready jobs takes waiting claims along into its entry (``ClaimWaiters``)."""
@@ -219,11 +241,16 @@ class RaftNode:
         are handed to group commit, or (``NotLeader``, ``NoLeader``) none."""
         if self._commit is None or not self._started:
             raise NoLeader("node not started")
+        if self._handing_over:
+            # Definite: nothing proposed. The API waits for the next leader and goes there.
+            raise NoLeader("leadership is being handed over")
         if not self.engine.is_leader():
             leader = self.leader_id()
             if leader is None:
                 raise NoLeader("no leader known")
             raise NotLeader(leader)
+        for command in commands:
+            self._check_enabled(command)
         futures = self._commit.submit_many(commands)
         if self._waiters:  # behind the batch, before group commit flushes: the same entry
             for command in commands:
@@ -315,12 +342,64 @@ class RaftNode:
         if leader is None:
             return None
         node = self._by_raft.get(leader)
-        return None if node is None else node.id
+        if node is not None:
+            return node.id
+        info = self.engine.member_info(leader)  # added at runtime, not in the config
+        return None if info is None else info[0]
+
+    async def change_member(
+        self,
+        kind: str,
+        raft: str,
+        timeout_ms: int | None = None,
+        *,
+        node_id: str | None = None,
+        api: str | None = None,
+    ) -> None:
+        if not self._started:
+            raise NoLeader("node not started")
+        timeout = timeout_ms or self._submit_timeout_ms
+        self._members.check(kind, raft)
+        if kind == "remove" and raft == self._self.raft:
+            # The leader leaving hands over first; the new leader removes it (the HTTP edge
+            # forwards the request there on this NotLeader).
+            new_leader = await self.transfer_leadership(None)
+            raise NotLeader(new_leader, f"leadership handed over to {new_leader}")
+        await self._members.change(kind, raft, timeout, node_id=node_id, api=api)
+
+    async def transfer_leadership(self, to: str | None) -> str:
+        if not self.is_leader():
+            raise NotLeader(self.leader_id())
+        raft = None
+        if to is not None:
+            raft = next((n.raft for n in self.config.nodes if n.id == to), None)
+            if raft is None or to == self.node_id:
+                raise TransferRefused(f"{to} is not another node of the cluster")
+        # A few elections' worth: the target starts its election at once, one round trip.
+        timeout_s = max(2.0, 5 * self.config.raft.election_max_ms / 1000)
+        # No new proposals meanwhile (Raft thesis, 3.10): an entry appended after the target
+        # was found caught up makes this log longer than the target's, this node and any
+        # follower that has the entry refuse it their vote, and elections follow one another
+        # at rising terms instead of one handover.
+        self._handing_over = True
+        try:
+            new_raft = await self.engine.transfer_leadership(raft, timeout_s)
+        except NotLeader:
+            raise NotLeader(self.leader_id()) from None
+        finally:
+            self._handing_over = False
+        node = self._by_raft.get(new_raft)
+        logger.info("leadership handed over to %s", new_raft if node is None else node.id)
+        return new_raft if node is None else node.id
 
     def api_address(self, node_id: str) -> str | None:
         for n in self.config.nodes:
             if n.id == node_id:
                 return n.api
+        for raft in self.engine.members():  # a member added at runtime
+            info = self.engine.member_info(raft)
+            if info is not None and info[0] == node_id:
+                return info[1]
         return None
 
     def status(self) -> NodeStatus:
@@ -339,6 +418,18 @@ class RaftNode:
         for n in self.config.nodes:
             reachable = n.id == self.node_id or engine.peer_connected(n.raft)
             peers.append(PeerStatus(id=n.id, api=n.api, raft=n.raft, reachable=reachable))
+        members = []
+        for raft in engine.members():
+            spec = self._by_raft.get(raft)
+            info = (spec.id, spec.api) if spec is not None else engine.member_info(raft)
+            members.append(
+                MemberStatus(
+                    id=raft if info is None else info[0],
+                    api=None if info is None else info[1],
+                    raft=raft,
+                    voter=True,
+                )
+            )
         return NodeStatus(
             id=self.node_id,
             role=st.role,
@@ -351,4 +442,6 @@ class RaftNode:
             ready=leader is not None and leader_commit is not None and applied >= leader_commit,
             log_entries=st.log_entries,
             nodes=tuple(peers),
+            members=tuple(members),
+            membership_mismatch=engine.membership_mismatch(),
         )

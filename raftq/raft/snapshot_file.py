@@ -47,6 +47,7 @@ __all__ = [
     "fsync_file",
     "open_body",
     "open_verified",
+    "read_header",
     "remove_temp_files",
     "temp_path",
     "verify_file",
@@ -211,6 +212,24 @@ def remove_temp_files(path: str) -> list[str]:
 
 def _bad(path: str, problem: str) -> DataError:
     return DataError(path, problem, "snapshot")
+
+
+def read_header(path: str) -> RaftHeader:
+    """The raft header of a snapshot file already verified (``check_data_dir`` at start),
+    without reading the body again; ``DataError`` if it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            fixed = f.read(_FIXED.size)
+            if len(fixed) < _FIXED.size:
+                raise _bad(path, "truncated (shorter than the header)")
+            magic, _version, m = _FIXED.unpack(fixed)
+            if magic != MAGIC or m > _MAX_HEADER:
+                raise _bad(path, "not a raftq snapshot file (bad magic)")
+            return _decode_header(f.read(m))
+    except OSError as e:
+        raise _bad(path, f"cannot be read ({e.strerror or e})") from e
+    except ValueError as e:
+        raise _bad(path, f"unreadable raft header ({e})") from e
 
 
 def verify_file(path: str) -> SnapshotInfo:

@@ -19,6 +19,7 @@ from raftq.errors import (
     Overloaded,
     RaftqError,
     Rejected,
+    TransferRefused,
 )
 from raftq.service.refusals import REASON_STATUS
 
@@ -60,6 +61,8 @@ def api_error(e: RaftqError, retry_after_s: int) -> ApiError | None:
         return ApiError(e.status, e.code, e.message)
     if not isinstance(e, ClusterError):
         return None
+    if isinstance(e, TransferRefused):
+        return ApiError(409, "transfer_refused", str(e))
     if isinstance(e, OutcomeUnknown):
         code = "outcome_unknown"
     elif isinstance(e, Overloaded):

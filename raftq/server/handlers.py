@@ -26,11 +26,13 @@ from typing import Any
 from aiohttp import web
 
 from raftq._version import __version__
-from raftq.core.limits import MAX_CLAIM
+from raftq.core.codec import LOG_VERSION
+from raftq.core.limits import MAX_CLAIM, MAX_LOG_VERSION
 from raftq.errors import ClusterError, NoLeader, NotLeader
 from raftq.raft.api import NodeAPI, NodeStatus
 from raftq.retry import Attempts, RetryPolicy
 from raftq.server.audit import audit
+from raftq.server.drain import DRAIN_KEY
 from raftq.server.errors import ApiError, invalid
 from raftq.server.forward import Forwarder, relayed
 from raftq.server.settings import ServerSettings
@@ -198,10 +200,12 @@ class Api:
 
     async def claim_one(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/queues/{queue}/claim``."""
+        self._refuse_if_draining(request)
         return await self._write(request, self._claim, extra_ms=self.settings.max_wait_ms)
 
     async def claim_many(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/claim`` with ``{"queues": [...]}``."""
+        self._refuse_if_draining(request)
         return await self._write(request, self._claim, extra_ms=self.settings.max_wait_ms)
 
     async def _claim(self, w: _Write) -> web.StreamResponse:
@@ -369,6 +373,88 @@ class Api:
         after = query_int(query, "after", 0, INT64_MAX, 0)
         return respond(request, self.service.dead(queue, limit, after))
 
+    async def transfer_leadership(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/cluster/leader {to?}``: served by the leader (a follower forwards)."""
+
+        async def op(w: _Write) -> web.StreamResponse:
+            answer = await self.service.transfer_leadership(w.fields())(w.request_id)
+            audit(w.request, "transfer_leadership", to=answer["leader"])
+            return respond(w.request, answer)
+
+        return await self._write(request, op)
+
+    async def enable_version(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/cluster/version {version?}`` (default: the leader's log version): served
+        by the leader once every node of the cluster says it applies that version."""
+
+        async def op(w: _Write) -> web.StreamResponse:
+            f = w.fields()
+            version = f.opt_int("version", 1, MAX_LOG_VERSION) or LOG_VERSION
+            f.done()
+            await self._require_log_version(version)
+            answer = await self.service.enable_version(version)(w.request_id)
+            audit(w.request, "enable_version", version=answer["enabled_version"])
+            return respond(w.request, answer)
+
+        return await self._write(request, op)
+
+    async def _require_log_version(self, version: int) -> None:
+        """409 ``version_not_supported`` unless this node and every other one (asked now)
+        applies log ``version``: a node that does not would stop at the next entry."""
+        if version > LOG_VERSION:
+            raise ApiError(
+                409,
+                "version_not_supported",
+                f"this node ({self.node.node_id}) applies log versions up to {LOG_VERSION}",
+            )
+        st = self.node.status()
+        others = [p for p in st.nodes if p.id != st.id]
+        views = await asyncio.gather(
+            *(self.forwarder.fetch_json(p.api, "/v1/cluster", timeout_ms=2000) for p in others)
+        )
+        for peer, view in zip(others, views, strict=True):
+            me = view.get("self") if isinstance(view, dict) else None
+            found = me.get("log_version") if isinstance(me, dict) else None
+            if not isinstance(found, int) or found < version:
+                why = (
+                    "did not answer" if view is None else f"applies log versions up to {found or 1}"
+                )
+                raise ApiError(
+                    409,
+                    "version_not_supported",
+                    f"node {peer.id} {why}: upgrade it and start it before enabling log "
+                    f"version {version}",
+                )
+
+    async def drain_node(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/node/drain``: this node (never forwarded) stops taking claims, hands
+        leadership over, and its process exits 0 once its requests in flight finished."""
+        body = await read_body(request, 4096)
+        if body.strip():  # no fields; an empty body or {} is fine
+            Fields(
+                decode_body(body, request_format(request.headers.get("Content-Type", "")))
+            ).done()
+        drain = request.config_dict.get(DRAIN_KEY)
+        if drain is None:
+            raise ApiError(
+                409,
+                "not_drainable",
+                "this node is embedded, not a `raftq serve` process: stop it where it runs",
+            )
+        leader = await drain.start(self.node)
+        audit(request, "drain", leader=leader)
+        return respond(request, {"node": self.node.node_id, "draining": True, "leader": leader})
+
+    def _refuse_if_draining(self, request: web.Request) -> None:
+        drain = request.config_dict.get(DRAIN_KEY)
+        if drain is not None and drain.draining:
+            raise ApiError(
+                503,
+                "draining",
+                f"node {self.node.node_id} is draining before a stop: claim from another node",
+                retry_after_s=self._retry_after(),
+            )
+
     async def cluster(self, request: web.Request) -> web.StreamResponse:
         """``GET /v1/cluster[?peers=true]``: this node's view; with ``peers``, also each other
         node's own ``self`` (``null`` when it does not answer within a second), for the
@@ -382,6 +468,31 @@ class Api:
         if peers == "true":
             body["peers"] = await self._peer_views(st)
         return respond(request, body)
+
+    async def members(self, request: web.Request) -> web.StreamResponse:
+        """``GET /v1/cluster/members``: the replicated membership as this node knows it."""
+        return respond(request, {"members": self.service.cluster()["members"]})
+
+    async def add_member(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/cluster/members`` ``{id, api, raft}``."""
+
+        async def op(w: _Write) -> web.StreamResponse:
+            answer = await self.service.add_member(w.fields())(w.request_id)
+            audit(w.request, "add_member", member=answer["added"]["id"])
+            return respond(w.request, answer)
+
+        return await self._write(request, op)
+
+    async def remove_member(self, request: web.Request) -> web.StreamResponse:
+        """``DELETE /v1/cluster/members/{member}`` (id or raft address)."""
+
+        async def op(w: _Write) -> web.StreamResponse:
+            member = w.request.match_info["member"]
+            answer = await self.service.remove_member(member)(w.request_id)
+            audit(w.request, "remove_member", member=member)
+            return respond(w.request, answer)
+
+        return await self._write(request, op)
 
     async def _peer_views(self, st: NodeStatus) -> dict[str, Any]:
         others = [p for p in st.nodes if p.id != st.id]

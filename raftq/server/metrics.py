@@ -273,6 +273,12 @@ def _status_families(st: NodeStatus) -> Iterator[Metric]:
         if p.id != st.id:
             reach.add_metric([p.id], 1 if p.reachable else 0)
     yield reach
+    yield _gauge(
+        "raftq_config_membership_mismatch",
+        "1 when this node's config lists other nodes than the replicated membership it keeps.",
+        1 if st.membership_mismatch else 0,
+    )
+    yield _gauge("raftq_cluster_voters", "Voters in the replicated membership.", len(st.members))
 
 
 def _stats_families(stats: RaftStats) -> Iterator[Metric]:

@@ -20,6 +20,7 @@ from raftq.core.limits import (
     MAX_ERROR_CHARS,
     MAX_KEY_CHARS,
     MAX_LEASE_MS,
+    MAX_LOG_VERSION,
     MAX_MAX_ATTEMPTS,
     MAX_TIME_MS,
     MAX_WORKER_CHARS,
@@ -269,6 +270,42 @@ def _schemas(s: ServerSettings) -> dict[str, Any]:
             closed=True,
         ),
         "Empty": obj_schema({}, closed=True),
+        "MemberBody": obj_schema(
+            {
+                "id": {"type": "string"},
+                "api": {"type": "string", "description": "host:port of its HTTP API"},
+                "raft": {"type": "string", "description": "host:port of its raft port"},
+            },
+            ("id", "api", "raft"),
+            closed=True,
+        ),
+        "Members": obj_schema(
+            {
+                "members": {
+                    "type": "array",
+                    "items": obj_schema(
+                        {
+                            "id": {"type": "string"},
+                            "api": _nullable({"type": "string"}),
+                            "raft": {"type": "string"},
+                            "voter": {"type": "boolean"},
+                        },
+                        ("id", "api", "raft", "voter"),
+                        closed=False,
+                    ),
+                }
+            },
+            ("members",),
+            closed=False,
+        ),
+        "VersionBody": obj_schema(
+            {"version": int_schema(1, MAX_LOG_VERSION)},
+            closed=True,
+        ),
+        "LeaderBody": obj_schema(
+            {"to": {"type": "string", "description": "a node id; absent: any caught-up node"}},
+            closed=True,
+        ),
         "RequeueBody": obj_schema(
             {"ids": {"type": "array", "items": int_schema(1, INT64_MAX), "minItems": 1}},
             closed=True,
@@ -328,6 +365,8 @@ def _schemas(s: ServerSettings) -> dict[str, Any]:
                 ),
                 "leader": _nullable({"type": "string"}),
                 "nodes": {"type": "array", "items": {"type": "object"}},
+                "members": {"type": "array", "items": {"type": "object"}},
+                "membership_mismatch": _nullable({"type": "string"}),
             },
             ("self", "leader", "nodes"),
             closed=False,
@@ -386,7 +425,9 @@ def operation(
 ) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "parameters": params, "responses": responses}
     if body is not None:  # bodies with required fields are required; the others may be empty
-        op["requestBody"] = _body(body, required=body not in ("Empty", "RequeueBody"))
+        op["requestBody"] = _body(
+            body, required=body not in ("Empty", "RequeueBody", "LeaderBody", "VersionBody")
+        )
     if open_route:
         op["security"] = []
     return op

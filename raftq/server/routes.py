@@ -72,6 +72,13 @@ _R, _P, _W, _A = Role.READER, Role.PRODUCER, Role.WORKER, Role.ADMIN
 _OPEN: Final = Rule(None)
 _ADMIN: Final = Rule(frozenset({_A}))
 _RID: Final = (P_REQUEST_ID,)  # the header of every write
+P_MEMBER: Final = {
+    "name": "member",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "a member's id or raft address (host:port)",
+}
 _READ: Final = (400, *AUTH_ERRORS, 404)
 
 # The handlers the app serves itself (not methods of ``Api``).
@@ -434,6 +441,78 @@ ROUTES: Final[tuple[Route, ...]] = (
                 }
             ],
             responses(200, "Cluster", (400, *AUTH_ERRORS)),
+        ),
+    ),
+    Route(
+        "POST",
+        "/v1/cluster/leader",
+        "transfer_leadership",
+        _ADMIN,
+        lambda s: operation(
+            "hand leadership to another node, answered once it moved (admin)",
+            [*_RID],
+            {**responses(200, None, WRITE_ERRORS), "200": plain("the new leader")},
+            "LeaderBody",
+        ),
+    ),
+    Route(
+        "GET",
+        "/v1/cluster/members",
+        "members",
+        Rule(frozenset({_R, _A})),
+        lambda s: operation(
+            "the replicated membership as this node knows it (reader, admin)",
+            [],
+            responses(200, "Members", AUTH_ERRORS),
+        ),
+    ),
+    Route(
+        "POST",
+        "/v1/cluster/members",
+        "add_member",
+        _ADMIN,
+        lambda s: operation(
+            "add a voter, one change at a time; 409 while another change is in flight or when "
+            "the voters left connected and caught up would not be a majority (admin)",
+            [*_RID],
+            responses(200, "Members", WRITE_ERRORS),
+            "MemberBody",
+        ),
+    ),
+    Route(
+        "DELETE",
+        "/v1/cluster/members/{member}",
+        "remove_member",
+        _ADMIN,
+        lambda s: operation(
+            "remove a voter (id or raft address); a leader removed hands leadership over "
+            "first; 409 as for adding (admin)",
+            [P_MEMBER, *_RID],
+            responses(200, "Members", WRITE_ERRORS),
+        ),
+    ),
+    Route(
+        "POST",
+        "/v1/node/drain",
+        "drain_node",
+        _ADMIN,
+        lambda s: operation(
+            "this node stops taking claims, hands leadership over and exits 0 (admin)",
+            [],
+            {**responses(200, None, (400, *AUTH_ERRORS, 409, 503)), "200": plain("draining")},
+            "Empty",
+        ),
+    ),
+    Route(
+        "POST",
+        "/v1/cluster/version",
+        "enable_version",
+        _ADMIN,
+        lambda s: operation(
+            "enable a log version once every node applies it (admin)",
+            [*_RID],
+            {**responses(200, None, WRITE_ERRORS), "200": plain("the enabled log version")},
+            "VersionBody",
         ),
     ),
 )

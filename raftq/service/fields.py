@@ -19,6 +19,7 @@ __all__ = [
     "INT64_MAX",
     "REQUEST_ID_RE",
     "Fields",
+    "check_address",
     "check_int",
     "check_list",
     "check_queue",
@@ -145,6 +146,14 @@ def check_list(v: Any, field: str, max_items: int, min_items: int = 0) -> list[A
         raise invalid(field, f"expected an array, got {_type_name(v)}")
     if not min_items <= len(v) <= max_items:
         raise invalid(field, f"must hold {min_items}..{max_items} items, got {len(v)}")
+    return v
+
+
+def check_address(v: str, field: str) -> str:
+    """A ``host:port`` address (port 1-65535)."""
+    host, sep, port = v.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise invalid(field, f"expected host:port, got {v!r}")
     return v
 
 

@@ -29,6 +29,7 @@ from raftq.core import (
     Claim,
     Claimed,
     Command,
+    EnableVersion,
     Enqueue,
     Enqueued,
     Extended,
@@ -47,6 +48,7 @@ from raftq.core import (
     Result,
     Resume,
     Resumed,
+    VersionEnabled,
 )
 from raftq.core.limits import (
     MAX_BATCH_JOBS,
@@ -64,7 +66,14 @@ from raftq.errors import Rejected
 from raftq.raft.api import NodeAPI
 from raftq.service.access import allowed_queue, require_job, require_jobs, require_queues
 from raftq.service.claims import claim_rounds
-from raftq.service.fields import INT64_MAX, Fields, check_int, check_queue, invalid
+from raftq.service.fields import (
+    INT64_MAX,
+    Fields,
+    check_address,
+    check_int,
+    check_queue,
+    invalid,
+)
 from raftq.service.refusals import rejected
 from raftq.service.render import render_cluster, render_job, render_lease, render_queue
 from raftq.service.values import Format, pack_value
@@ -87,6 +96,7 @@ _RESULT_OF: dict[type[Command], type[Result]] = {
     Resume: Resumed,
     Purge: Purged,
     RequeueDead: Requeued,
+    EnableVersion: VersionEnabled,
 }
 
 
@@ -529,11 +539,86 @@ class Service:
         next_after = infos[-1].id if len(infos) == limit else None
         return {"queue": queue, "jobs": jobs, "next_after": next_after}
 
+    def transfer_leadership(self, args: Fields) -> Op:
+        """``{to?}`` (a node id; absent: the most caught-up follower); on the leader, answers
+        ``{leader, leader_api, previous}`` once leadership moved (``TransferRefused``: why
+        not)."""
+        to = args.opt_str("to", 256)
+        args.done()
+        if to is not None and self.node.api_address(to) is None:
+            raise invalid("to", f"no node {to!r} in the cluster")
+
+        async def run(_rid: str | None) -> Answer:
+            previous = self.node.node_id
+            leader = await self.node.transfer_leadership(to)
+            return {
+                "leader": leader,
+                "leader_api": self.node.api_address(leader),
+                "previous": previous,
+            }
+
+        return Op(run)
+
+    def enable_version(self, version: int) -> Op:
+        """Raise the cluster's enabled log version (``EnableVersion``); the caller has checked
+        that every node runs a raftq that applies ``version``. Answers ``{enabled_version}``."""
+
+        async def run(rid: str | None) -> Answer:
+            cmd = EnableVersion(now_ms=self.node.now_ms(), request_id=rid, version=version)
+            result = _expect(VersionEnabled, await self.submit(cmd))
+            return {"enabled_version": result.version}
+
+        return Op(run)
+
     def cluster(self) -> Answer:
         """This node's view of the cluster."""
         st = self.node.status()
         leader_api = None if st.leader is None else self.node.api_address(st.leader)
-        return render_cluster(st, leader_api)
+        answer = render_cluster(st, leader_api)
+        with self.node.read() as m:
+            answer["self"]["enabled_version"] = m.enabled_version
+        return answer
+
+    # -- membership (raftq.raft.members) ----------------------------------------------------
+
+    def add_member(self, args: Fields) -> Op:
+        """Fields ``id``, ``api``, ``raft`` (``host:port``); adds the voter at ``raft`` once the
+        quorum allows it and answers ``{members: [...]}`` after the change is committed."""
+        node_id = args.req_str("id", 128)
+        api = check_address(args.req_str("api", 255), args.name("api"))
+        raft = check_address(args.req_str("raft", 255), args.name("raft"))
+        args.done()
+        for m in self.node.status().members:
+            if m.id == node_id and m.raft != raft:
+                raise invalid(args.name("id"), f"{node_id} is the member at {m.raft}")
+
+        async def run(_rid: str | None) -> Answer:
+            await self.node.change_member("add", raft, node_id=node_id, api=api)
+            return {**self._members(), "added": {"id": node_id, "api": api, "raft": raft}}
+
+        return Op(run)
+
+    def remove_member(self, member: str) -> Op:
+        """``member``: a member's id or raft address; removes that voter (the leader hands
+        leadership over first when it is the one removed) and answers ``{members: [...]}``."""
+        raft = self.member_raft(member)
+
+        async def run(_rid: str | None) -> Answer:
+            await self.node.change_member("remove", raft)
+            return self._members()
+
+        return Op(run)
+
+    def member_raft(self, member: str) -> str:
+        """The raft address of the member ``member`` (its id or raft address); ``Rejected``
+        404 when the cluster has no such member."""
+        for m in self.node.status().members:
+            if member in (m.id, m.raft):
+                return m.raft
+        raise Rejected("not_member", f"{member} is not a member of this cluster", 404)
+
+    def _members(self) -> Answer:
+        return {"members": render_cluster(self.node.status(), None)["members"]}
 
 
 def _expect(kind: type[_R], result: Result) -> _R:

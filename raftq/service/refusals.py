@@ -18,6 +18,7 @@ REASON_STATUS: dict[Reason, int] = {
     Reason.FINISHED: 409,
     Reason.TOO_MANY_QUEUES: 409,
     Reason.REQUEST_ID_REUSED: 409,
+    Reason.VERSION_NOT_ENABLED: 409,
 }
 
 

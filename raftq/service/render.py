@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from raftq._version import __version__
 from raftq.core import JobInfo, Lease, QueueStats
+from raftq.core.codec import LOG_VERSION
 from raftq.raft.api import NodeStatus
 from raftq.service.values import unpack_value
 
@@ -82,10 +84,18 @@ def render_cluster(st: NodeStatus, leader_api: str | None) -> dict[str, Any]:
             "clock_ms": st.clock_ms,
             "ready": st.ready,
             "log_entries": st.log_entries,
+            # This node's code: its release, and the highest log version it applies.
+            "version": __version__,
+            "log_version": LOG_VERSION,
         },
         "leader": st.leader,
         "leader_api": leader_api,
         "nodes": [
             {"id": p.id, "api": p.api, "raft": p.raft, "reachable": p.reachable} for p in st.nodes
         ],
+        # The replicated membership (the config's nodes above are where to find them).
+        "members": [
+            {"id": m.id, "api": m.api, "raft": m.raft, "voter": m.voter} for m in st.members
+        ],
+        "membership_mismatch": st.membership_mismatch,
     }

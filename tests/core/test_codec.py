@@ -30,6 +30,7 @@ from raftq.core import (
     Command,
     Configure,
     Configured,
+    EnableVersion,
     Enqueue,
     Enqueued,
     Extended,
@@ -52,6 +53,7 @@ from raftq.core import (
     Resumed,
     Tick,
     Ticked,
+    VersionEnabled,
     codec,
     decode_entry,
     encode_entry,
@@ -59,6 +61,7 @@ from raftq.core import (
 )
 from raftq.core.codec import (
     FORMAT_VERSION,
+    LOG_VERSION,
     decode_results,
     encode_command,
     encode_result,
@@ -148,13 +151,34 @@ def test_golden_result_bytes() -> None:
     assert decode_results(GOLDEN_RESULTS) == ONE_OF_EACH_RESULT
 
 
+# Log version 2: in an entry of their own (the golden v1 entry above must not change).
+V2_COMMANDS: list[Command] = [EnableVersion(now_ms=1_700_000_000_012, request_id="v-1", version=2)]
+V2_RESULTS: list[Result] = [VersionEnabled(2)]
+GOLDEN_V2_ENTRY = bytes.fromhex("920291940da3762d31cf0000018bcfe5680c02")
+
+
+def test_golden_v2_entry_bytes() -> None:
+    assert encode_entry(V2_COMMANDS) == GOLDEN_V2_ENTRY
+    assert decode_entry(GOLDEN_V2_ENTRY) == V2_COMMANDS
+    # Mixed with version-1 commands, the entry declares version 2.
+    mixed = encode_entry([*ONE_OF_EACH_COMMAND, *V2_COMMANDS])
+    assert mixed[:2] == b"\x92\x02" and decode_entry(mixed) == [*ONE_OF_EACH_COMMAND, *V2_COMMANDS]
+    assert decode_results(encode_results(V2_RESULTS)) == V2_RESULTS
+
+
+def test_a_version_2_command_in_a_version_1_entry_is_malformed() -> None:
+    raw = msgpack.packb([1, [encode_command(V2_COMMANDS[0])]])
+    assert_malformed(raw, Reason.MALFORMED)
+
+
 def test_every_command_and_result_type_is_covered() -> None:
-    assert {type(c) for c in ONE_OF_EACH_COMMAND} == set(Command.__args__)  # type: ignore[attr-defined]
-    assert {type(r) for r in ONE_OF_EACH_RESULT} == set(Result.__args__)  # type: ignore[attr-defined]
+    commands, results = [*ONE_OF_EACH_COMMAND, *V2_COMMANDS], [*ONE_OF_EACH_RESULT, *V2_RESULTS]
+    assert {type(c) for c in commands} == set(Command.__args__)  # type: ignore[attr-defined]
+    assert {type(r) for r in results} == set(Result.__args__)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("cmd", ONE_OF_EACH_COMMAND, ids=lambda c: type(c).__name__)
-def test_each_command_round_trips_alone_and_with_defaults(cmd: Command) -> None:
+def test_each_command_round_trips_alone_and_with_defaults(cmd: Command) -> None:  # noqa: C901
     assert decode_entry(encode_entry([cmd])) == [cmd]
     # The same command with every optional field at its default.
     bare: Command
@@ -183,6 +207,8 @@ def test_each_command_round_trips_alone_and_with_defaults(cmd: Command) -> None:
             bare = Configure(now_ms=0, queue="q")
         case Tick():
             bare = Tick(now_ms=0)
+        case EnableVersion():
+            bare = EnableVersion(now_ms=0, version=1)
     assert decode_entry(encode_entry([bare])) == [bare]
 
 
@@ -376,7 +402,7 @@ def test_trailing_bytes_after_an_entry_are_malformed() -> None:
 
 
 def test_versions_and_envelopes() -> None:
-    assert_malformed(msgpack.packb([2, []]), Reason.UNSUPPORTED_VERSION)
+    assert_malformed(msgpack.packb([LOG_VERSION + 1, []]), Reason.UNSUPPORTED_VERSION)
     assert_malformed(msgpack.packb([0, []]), Reason.UNSUPPORTED_VERSION)
     assert_malformed(msgpack.packb([2**40, [[12, None, 0]]]), Reason.UNSUPPORTED_VERSION)
     for envelope in ([True, []], ["1", []], [1], [1, [], []], {"v": 1}, [1, {}], 1, None, []):

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from raftq.core import Command, Machine, Result, Tick, encode_entry
-from raftq.errors import NoLeader, NotLeader
+from raftq.errors import NoLeader, NotLeader, Rejected, TransferRefused
 from raftq.raft.api import NodeAPI, NodeStatus, PeerStatus
 from raftq.raft.waiters import ClaimWaiters, NextClaim
 
@@ -120,6 +120,11 @@ class LocalNode:
     def api_address(self, node_id: str) -> str | None:
         return self._shared.addresses.get(node_id)
 
+    async def transfer_leadership(self, to: str | None) -> str:
+        if not self.is_leader():
+            raise NotLeader(self.leader)
+        raise TransferRefused("a LocalNode has no raft to hand leadership over with")
+
     async def submit(self, command: Command, timeout_ms: int | None = None) -> Result:
         (result,) = await self.submit_many([command], timeout_ms)
         return result
@@ -162,6 +167,17 @@ class LocalNode:
         # Woken after every applied command; no hand-off on enqueue: submit applies at once.
         fut = await self._waiters.wait(tuple(queues), timeout_ms, next_claim)
         return None if fut is None else await fut
+
+    async def change_member(
+        self,
+        kind: str,
+        raft: str,
+        timeout_ms: int | None = None,
+        *,
+        node_id: str | None = None,
+        api: str | None = None,
+    ) -> None:
+        raise Rejected("not_supported", "the in-process test double has no membership", 501)
 
     def status(self) -> NodeStatus:
         with self.read() as m:

@@ -80,7 +80,7 @@ Relies on PySyncObj 0.3.17 private behaviour:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pysyncobj import SyncObj
@@ -129,8 +129,25 @@ class RaftqSyncObj(SyncObj):  # type: ignore[misc]
         *args, **kwargs: as for ``SyncObj``.
     """
 
-    def __init__(self, *args: Any, on_diverged: Diverged, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        on_diverged: Diverged,
+        start_members: Sequence[str] | None = None,
+        vote_hold: bool = False,
+        **kwargs: Any,
+    ) -> None:
         check_version()
+        # The other voters from the data dir (raftq.raft.pysyncobj.membership): replace the
+        # snapshot's cluster when the snapshot is loaded at start, since PySyncObj does not
+        # replay the membership entries of the journal after it.
+        self._raftq_start_members = None if start_members is None else list(start_members)
+        self._raftq_loading_at_start = False
+        # A node whose data dir is new (a new or wiped disk) grants no vote to a candidate
+        # with history until it has caught up with a leader once (raftq_release_votes): its
+        # empty log would let a candidate that lacks committed entries win (issue 19).
+        self.raftq_vote_hold = vote_hold
+        self.raftq_held_votes = 0  # vote requests refused meanwhile
         self._raftq_on_diverged = on_diverged
         # The answer to the message being handled, once it installed a snapshot: the index
         # after the snapshot's last entry (see _SyncObj__sendNextNodeIdx).
@@ -139,12 +156,36 @@ class RaftqSyncObj(SyncObj):  # type: ignore[misc]
         # node's commit index (raftq_refuses_snapshot): the index to answer with.
         self._raftq_refused_next: int | None = None
         self.raftq_refused_snapshots = 0  # how many (for tests and the log)
+        self.raftq_ignored_votes = 0  # vote requests from non-voters dropped
+        self.raftq_match_resets = 0  # followers found to have lost acknowledged entries
         super().__init__(*args, **kwargs)
 
     # PySyncObj's own name for its transport callback: SyncObj.__init__ registers
     # ``self.__onMessageReceived``, which resolves to this override.
     def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802
         handle = SyncObj._SyncObj__onMessageReceived
+        if (
+            isinstance(message, dict)
+            and message.get("type") == "request_vote"
+            and node not in self._SyncObj__otherNodes
+        ):
+            # A vote asked by a node that is not a voter here (removed, not yet added, or
+            # started with a TOML listing nodes the cluster does not have): its term must not
+            # depose our leader, and PySyncObj has no pre-vote to stop it (issue 19).
+            self.raftq_ignored_votes += 1
+            return
+        if (
+            self.raftq_vote_hold
+            and isinstance(message, dict)
+            and message.get("type") == "request_vote"
+            and message.get("last_log_index", 0) > 1  # index 1: the empty log's no-op
+        ):
+            self.raftq_held_votes += 1
+            return
+        if isinstance(message, dict) and message.get("type") == "next_node_idx":
+            handle(self, node, message)
+            self._forget_lost_entries(node, message)
+            return
         if not isinstance(message, dict) or message.get("type") != "append_entries":
             handle(self, node, message)
             return
@@ -175,9 +216,25 @@ class RaftqSyncObj(SyncObj):  # type: ignore[misc]
     # PySyncObj's name: SyncObj calls ``self.__loadDumpFile`` at start (``clearJournal`` false)
     # and once a snapshot from the leader was received (true), then answers the leader.
     def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:  # noqa: N802, N803
-        SyncObj._SyncObj__loadDumpFile(self, clearJournal)
+        self._raftq_loading_at_start = not clearJournal
+        try:
+            SyncObj._SyncObj__loadDumpFile(self, clearJournal)
+        finally:
+            self._raftq_loading_at_start = False
         if clearJournal:
             self._raftq_installed_next = self._SyncObj__raftLastApplied + 1
+
+    # PySyncObj's name: called by __loadDumpFile with the snapshot's cluster.
+    def _SyncObj__updateClusterConfiguration(self, newNodes: list[Any]) -> None:  # noqa: N802, N803
+        """Our snapshot header stores addresses, which PySyncObj compares with its own Node
+        (never equal): drop this node from the list, or it would count itself twice. At start
+        the data dir's membership (journal changes included) replaces the snapshot's."""
+        nodes = newNodes
+        if self._raftq_loading_at_start and self._raftq_start_members is not None:
+            nodes = self._raftq_start_members
+        own = self._SyncObj__selfNode.id
+        others = [n for n in nodes if getattr(n, "id", n) != own]
+        SyncObj._SyncObj__updateClusterConfiguration(self, others)
 
     def _SyncObj__sendNextNodeIdx(  # noqa: N802  # PySyncObj's name and arguments
         self,
@@ -194,6 +251,24 @@ class RaftqSyncObj(SyncObj):  # type: ignore[misc]
         installed, self._raftq_installed_next = self._raftq_installed_next, None
         answer = installed if success and nextNodeIdx is None else nextNodeIdx
         SyncObj._SyncObj__sendNextNodeIdx(self, node, reset, answer, success)
+
+    def _forget_lost_entries(self, node: Any, message: dict[str, Any]) -> None:
+        """Leader: a follower that answers "my log ends before ``next_node_idx``" below what it
+        acknowledged lost its disk (wiped data dir): its match index goes back, so that the
+        entries it no longer holds are not counted as stored on it (PySyncObj only ever
+        raises a match index)."""
+        if message.get("success") or not message.get("reset"):
+            return
+        match = self._SyncObj__raftMatchIndex
+        held = match.get(node)
+        next_idx = message.get("next_node_idx")
+        if held is not None and isinstance(next_idx, int) and held >= next_idx:
+            match[node] = next_idx - 1
+            self.raftq_match_resets += 1
+
+    def raftq_release_votes(self) -> None:
+        """Grant votes normally from now on (called once this node has caught up)."""
+        self.raftq_vote_hold = False
 
     def raftq_refuses_snapshot(self, last_idx: int) -> bool:
         """Tick thread, from the snapshot hooks, when a snapshot from the leader was received

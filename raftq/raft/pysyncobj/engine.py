@@ -37,18 +37,36 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
+from collections import deque
 from collections.abc import Callable, Hashable, Iterator, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf
+from pysyncobj.node import TCPNode
 from raftq.core import Machine, Result
-from raftq.errors import ClusterError, NoLeader, OutcomeUnknown, Overloaded
+from raftq.errors import (
+    ClusterError,
+    NoLeader,
+    NotLeader,
+    OutcomeUnknown,
+    Overloaded,
+    Rejected,
+    TransferRefused,
+)
 from raftq.raft.datadir import DUMP_FILE, JOURNAL_FILE, check_data_dir
 from raftq.raft.engine import Applied, EngineCallbacks, EngineStatus
 from raftq.raft.gc_guard import guard as gc_guard
 from raftq.raft.pysyncobj.commit_rule import RaftqSyncObj
 from raftq.raft.pysyncobj.election_hold import ElectionHold
 from raftq.raft.pysyncobj.journal import DurableFileJournal, durable_journal, verify_journal
+from raftq.raft.pysyncobj.membership import (
+    mark_caught_up,
+    read_members_file,
+    remember_members,
+    start_membership,
+)
 from raftq.raft.pysyncobj.replica import Replica
 from raftq.raft.pysyncobj.snapshot_hooks import SnapshotHooks
 from raftq.raft.snapshot_file import remove_temp_files
@@ -63,6 +81,8 @@ logger = logging.getLogger(__name__)
 # Called with the Replica before PySyncObj is built (the test-fault wrappers of
 # raftq.raft.pysyncobj.faults; nothing in real use).
 ReplicaHook = Callable[[Replica], None]
+# A membership change's or leadership transfer's outcome (tick thread): None = done.
+Changed = Callable[[ClusterError | Rejected | None], None]
 
 _ROLES = {0: "follower", 1: "candidate", 2: "leader"}
 _DEFINITE = {
@@ -77,6 +97,11 @@ _DEFINITE = {
 # default configuration (a 16 MiB request body plus GroupCommit's 4 MiB), and the most entries
 # one AppendEntries message bundles while a follower catches up.
 _ENTRY_MESSAGE_MAX_BYTES = 32 * 1024 * 1024
+# A voter this many entries behind the commit index still counts as caught up for the quorum
+# check of a membership change: under load the follower that was not needed for the last
+# commit is always an entry or a few behind (group commit: < 1 s of entries). A node that
+# needs a snapshot, or has acknowledged nothing yet (match index 0), never counts.
+_READY_LAG = 64
 
 
 def new_pysyncobj_engine(
@@ -85,12 +110,15 @@ def new_pysyncobj_engine(
     *,
     replica_hooks: Sequence[ReplicaHook] = (),
     transport_class: type[Any] | None = None,
+    join: Sequence[tuple[str, str, str]] | None = None,
 ) -> PySyncObjEngine:
     """The engine of node ``node_id`` of ``config`` (nothing runs before ``start``).
     ``transport_class``: PySyncObj's ``transportClass`` (default its TCP transport on the
-    node's raft address; ``MemoryNetwork.transport_class()`` for an in-process cluster)."""
+    node's raft address; ``MemoryNetwork.transport_class()`` for an in-process cluster).
+    ``join``: the running cluster's voters ``(raft, id, api)`` when the node joins it
+    (``raftq serve --join``): a new data dir starts with them instead of the config's nodes."""
     return PySyncObjEngine(
-        config, node_id, replica_hooks=replica_hooks, transport_class=transport_class
+        config, node_id, replica_hooks=replica_hooks, transport_class=transport_class, join=join
     )
 
 
@@ -105,8 +133,10 @@ class PySyncObjEngine:
         *,
         replica_hooks: Sequence[ReplicaHook] = (),
         transport_class: type[Any] | None = None,
+        join: Sequence[tuple[str, str, str]] | None = None,
     ) -> None:
         self.config = config
+        self._join = None if join is None else tuple(join)
         self._node_id = node_id
         self._self = config.node(node_id)
         self._replica_hooks = tuple(replica_hooks)
@@ -120,6 +150,14 @@ class PySyncObjEngine:
         self._on_fatal: Callable[[BaseException], None] | None = None
         self._callbacks: EngineCallbacks | None = None
         self._snapshots_seen = 0  # SnapshotHooks.writes already reported to stats
+        # How the TOML's nodes differ from the persisted membership at start, if they do.
+        self._membership_mismatch: str | None = None
+        # Where members are reached that the config does not list: {raft: (id, api)}, from
+        # the membership entries that added them (raft.members keeps it across restarts).
+        self._directory: dict[str, tuple[str, str]] = {}
+        # Calls the loop thread hands to the tick thread (PySyncObj's methods that send are
+        # not thread-safe); drained by ``_run_tick_calls`` at every tick.
+        self._tick_calls: deque[Callable[[], None]] = deque()
 
     @property
     def node_id(self) -> str:
@@ -155,7 +193,36 @@ class PySyncObjEngine:
             on_writer_killed=callbacks.stats.observe_snapshot_killed,
         )
         conf = self._syncobj_conf(str(data_dir), snapshots)
-        others = [n.raft for n in self.config.nodes if n.id != self._node_id]
+        # The replicated membership, never the TOML's once the data dir has one (issue 19:
+        # an edited TOML must not make a second majority).
+        toml = [n.raft for n in self.config.nodes]
+        bootstrap = (
+            toml if self._join is None else [self._self.raft, *(r for r, _, _ in self._join)]
+        )
+        membership = await asyncio.to_thread(
+            start_membership, str(data_dir), self._self.raft, bootstrap
+        )
+        if self._join is not None:
+            await asyncio.to_thread(
+                remember_members, str(data_dir), {r: (i, a) for r, i, a in self._join}
+            )
+        found = await asyncio.to_thread(read_members_file, str(data_dir))
+        if found is not None:
+            self._directory.update({r: (i, a) for r, i, a in found.directory})
+        if membership.mismatch is not None and self._join is not None:
+            # The config of a joining node lists what it knows; the cluster's voters are the
+            # ones it joined.
+            membership = replace(membership, mismatch=None)
+        if membership.mismatch is not None:
+            self._membership_mismatch = membership.mismatch
+            logger.warning(
+                "node %s: the config's nodes differ from the cluster's membership (%s): "
+                "keeping the cluster's; change members with `raftq members`, then edit the "
+                "config to match",
+                self._node_id,
+                membership.mismatch,
+            )
+        others = [m for m in membership.members if m != self._self.raft]
         # SyncObj's tick thread stops when the thread that created it exits: create it here,
         # on the loop's thread. The constructor blocks until the port is bound.
         fsync = self.config.raft.fsync
@@ -169,6 +236,8 @@ class PySyncObjEngine:
                 conf=conf,
                 consumers=[replica],
                 on_diverged=self._on_diverged,
+                start_members=others,
+                vote_hold=membership.fresh,
                 **self._transport,
             )
         try:
@@ -178,6 +247,13 @@ class PySyncObjEngine:
             raise
         hold.syncobj = syncobj
         syncobj.addOnTickCallback(hold.on_tick)
+        syncobj.addOnTickCallback(self._run_tick_calls)
+        if membership.fresh:
+            logger.info(
+                "node %s: new data dir: no vote for a candidate with history until caught up",
+                self._node_id,
+            )
+            syncobj.addOnTickCallback(self._release_votes_once_caught_up)
         # Full GC passes: short once the state is frozen, forgiven by the election timer.
         gc_guard.register(hold)
         # A leader spends at most a quarter of the minimum election timeout per tick sending
@@ -231,8 +307,19 @@ class PySyncObjEngine:
             logCompactionMinTime=r.log_compaction_min_time_s,
             logCompactionSplit=True,
             maxBindRetries=30,
-            dynamicMembershipChange=False,
+            # Single-server changes (raftq.raft.pysyncobj.membership; one at a time).
+            dynamicMembershipChange=True,
         )
+
+    def _release_votes_once_caught_up(self) -> None:
+        """Tick thread: a new data dir has caught up with a leader once (PySyncObj's
+        ``isReady``): record it, then vote normally."""
+        so = self.syncobj
+        if so is None or not so.raftq_vote_hold or not so.isReady():
+            return
+        mark_caught_up(str(self.config.node_data_dir(self._node_id)))
+        so.raftq_release_votes()
+        logger.info("node %s: caught up with the leader; votes normally", self._node_id)
 
     def _on_diverged(self, index: int, local_term: int, leader_term: int) -> None:
         """Tick thread: the leader replaces an entry this node already applied (see
@@ -266,6 +353,66 @@ class PySyncObjEngine:
         with replica.lock:
             yield replica.machine
 
+    def _run_tick_calls(self) -> None:
+        """Tick thread: run what the loop thread queued (deque pops are atomic)."""
+        calls = self._tick_calls
+        while calls:
+            calls.popleft()()
+
+    async def transfer_leadership(self, to: str | None, timeout_s: float) -> str:
+        """PySyncObj's ``transferLeadership`` (Raft's TimeoutNow), on the tick thread: it sends
+        ``timeout_now`` only to a connected follower whose match index is the leader's last
+        index (``to=None``: the most caught-up connected one), which then starts an election
+        at once and wins it (its log is as long as any). Returns the raft address of the new
+        leader once this node has stepped down and heard from it."""
+        so = self.syncobj
+        if so is None or not self.is_leader():
+            raise NotLeader(None)
+        if to is not None and not any(o.id == to for o in so.otherNodes):
+            raise TransferRefused(f"{to} is not a member of the cluster")
+        deadline = time.monotonic() + timeout_s
+        # The leader goes on appending (ticks, writes), so a follower may lack its newest
+        # entry at the instant asked: ask again until the deadline.
+        while True:
+            reason = await self._ask_transfer(so, to, deadline)
+            if reason == FAIL_REASON.SUCCESS:
+                break
+            if reason == FAIL_REASON.NOT_LEADER:
+                raise NotLeader(None)
+            if time.monotonic() + 0.02 >= deadline:
+                target = "the target" if to is not None else "any follower"
+                raise TransferRefused(
+                    f"{target} is not connected and fully caught up with the leader's log "
+                    f"(asked for {timeout_s:g} s); retry once it has caught up"
+                )
+            await asyncio.sleep(0.02)
+        # TimeoutNow was sent: the target's election takes a round trip or two.
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            leader = self.leader()
+            if not self.is_leader() and leader is not None and leader != self._self.raft:
+                return leader
+            await asyncio.sleep(0.01)
+        raise TransferRefused(f"no other node took over within {timeout_s:g} s")
+
+    async def _ask_transfer(self, so: SyncObj, to: str | None, deadline: float) -> int:
+        """One ``transferLeadership`` on the tick thread; its FAIL_REASON."""
+        loop = asyncio.get_running_loop()
+        asked: asyncio.Future[int] = loop.create_future()
+
+        def settle(reason: int) -> None:  # loop thread
+            if not asked.done():  # the wait may have timed out
+                asked.set_result(reason)
+
+        def answer(_result: object, reason: int) -> None:  # tick thread
+            loop.call_soon_threadsafe(settle, reason)
+
+        self._tick_calls.append(lambda: so.transferLeadership(to, answer))
+        try:
+            return await asyncio.wait_for(asked, max(0.1, deadline - time.monotonic()))
+        except TimeoutError:
+            raise TransferRefused("the raft thread did not take the transfer in time") from None
+
     # -- queries ----------------------------------------------------------------------------
 
     def is_leader(self) -> bool:
@@ -291,6 +438,88 @@ class PySyncObjEngine:
             log_entries=len(_private(so, "raftLog")),
         )
 
+    def members(self) -> tuple[str, ...]:
+        """The voters' raft addresses as this node knows them (itself included)."""
+        so = self.syncobj
+        if so is None:
+            return ()
+        return tuple(sorted([self._self.raft, *(str(n.id) for n in so.otherNodes)]))
+
+    def membership_mismatch(self) -> str | None:
+        return self._membership_mismatch
+
+    def voter_ready(self, raft: str) -> bool:
+        """Leader: whether the voter (or joining node) at ``raft`` is connected and holds the
+        log up to the commit index, give or take the entries still in flight (_READY_LAG);
+        this node itself: always."""
+        so = self.syncobj
+        if so is None:
+            return False
+        if raft == self._self.raft:
+            return True
+        for node in so.otherNodes | so.readonlyNodes:
+            if node.id == raft:
+                match = _private(so, "raftMatchIndex").get(node, 0)
+                behind = so.raftCommitIndex - match
+                return bool(so.isNodeConnected(node)) and match > 0 and behind <= _READY_LAG
+        return False
+
+    def change_in_flight(self) -> bool:
+        """Leader: whether a membership change is appended but not yet applied."""
+        so = self.syncobj
+        if so is None:
+            return False
+        pending = _private(so, "changeClusterIDx")
+        return pending is not None and pending > so.raftLastApplied
+
+    def member_info(self, raft: str) -> tuple[str, str] | None:
+        """``(id, api)`` of the member at ``raft`` that the config does not list, if known."""
+        return self._directory.get(raft)
+
+    def _learn_members(self) -> None:
+        """Loop thread: record the id and API of members added at runtime (they travel in
+        the membership entry, as attributes of PySyncObj's node object)."""
+        so = self.syncobj
+        if so is None:
+            return
+        known = {}
+        for node in so.otherNodes:
+            node_id, api = getattr(node, "raftq_id", None), getattr(node, "raftq_api", None)
+            fresh = self._directory.get(node.id) != (node_id, api)
+            if isinstance(node_id, str) and isinstance(api, str) and fresh:
+                known[str(node.id)] = (node_id, api)
+        if known:
+            self._directory.update(known)
+            remember_members(str(self.config.node_data_dir(self._node_id)), known)
+
+    def change_member(
+        self,
+        kind: str,
+        raft: str,
+        callback: Changed,
+        *,
+        node_id: str | None = None,
+        api: str | None = None,
+    ) -> None:
+        """Loop thread: propose the single-server change ``kind`` (``"add"`` | ``"remove"``)
+        of the voter at raft address ``raft``; ``callback`` (tick thread) gets ``None`` once
+        the change is committed, else the error (``Rejected`` 409 when PySyncObj denies it:
+        a change in flight or the leader's first entry not committed yet)."""
+        so = self.syncobj
+        if so is None:
+            raise NoLeader("node not started")
+
+        def done(_result: object, reason: int) -> None:  # tick thread
+            callback(_change_outcome(reason))
+
+        if kind == "add":
+            extra = (
+                {} if node_id is None or api is None else {"raftq_id": node_id, "raftq_api": api}
+            )
+            so.addNodeToCluster(TCPNode(raft, **extra), callback=done)
+        else:
+            so.removeNodeFromCluster(raft, callback=done)
+
     def peer_connected(self, raft: str) -> bool:
         so = self.syncobj
         if so is None:
@@ -298,6 +527,7 @@ class PySyncObjEngine:
         return any(o.id == raft and so.isNodeConnected(o) for o in so.otherNodes)
 
     def sample(self) -> Hashable:
+        self._learn_members()
         snapshots = self.snapshots
         if snapshots is not None and snapshots.writes != self._snapshots_seen:
             self._snapshots_seen = snapshots.writes
@@ -318,6 +548,19 @@ class PySyncObjEngine:
 def _private(so: SyncObj, name: str) -> Any:
     """A PySyncObj private attribute (name-mangled); pinned to pysyncobj 0.3.x."""
     return getattr(so, f"_SyncObj__{name}")
+
+
+def _change_outcome(reason: int) -> ClusterError | Rejected | None:
+    if reason == FAIL_REASON.SUCCESS:
+        return None
+    if reason == FAIL_REASON.REQUEST_DENIED:
+        return Rejected(
+            "change_in_flight",
+            "the leader refused the change: another membership change is in flight or the "
+            "leader was just elected; retry",
+            409,
+        )
+    return _outcome(None, reason)[1]
 
 
 def _outcome(

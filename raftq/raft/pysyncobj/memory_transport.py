@@ -81,6 +81,14 @@ class MemoryNetwork:
                 other.post(("up", address))
                 node.post(("up", other.address))
 
+    def _connect(self, a: str, b: str) -> None:
+        """Tell ``a`` and ``b`` they are connected, if both are on the network and reachable."""
+        with self._lock:
+            node_a, node_b = self._nodes.get(a), self._nodes.get(b)
+            if node_a is not None and node_b is not None and self.reachable(a, b):
+                node_a.post(("up", b))
+                node_b.post(("up", a))
+
     def _join(self, node: _MemoryTransport) -> None:
         with self._lock:
             self._nodes[node.address] = node
@@ -138,6 +146,14 @@ class _MemoryTransport(Transport):  # type: ignore[misc]  # pysyncobj ships no t
         if node.id not in self._connected:
             return False
         return self._network._send(self.address, node.id, message)
+
+    def addNode(self, node: Any) -> None:  # noqa: N802  # a membership change added a voter
+        self._peers[node.id] = node
+        self._network._connect(self.address, node.id)
+
+    def dropNode(self, node: Any) -> None:  # noqa: N802  # a membership change removed one
+        self._peers.pop(node.id, None)
+        self._connected.discard(node.id)
 
     def destroy(self) -> None:
         if self._ready:

@@ -19,8 +19,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pysyncobj import SyncObjConsumer, replicated
+from raftq._version import __version__
 from raftq.core import Machine, Result
-from raftq.errors import ClusterError
+from raftq.core.codec import LOG_VERSION, entry_version
+from raftq.errors import ClusterError, NewerVersionError
 
 if TYPE_CHECKING:
     from raftq.raft.pysyncobj.election_hold import ElectionHold
@@ -57,6 +59,20 @@ class Replica(SyncObjConsumer):  # type: ignore[misc]  # pysyncobj ships no type
     def apply(self, raw: bytes) -> list[Result] | None:
         if self._broken is not None:
             raise RuntimeError("the state machine failed earlier: not applying") from self._broken
+        version = entry_version(raw)
+        if version is not None and version > LOG_VERSION:
+            # Upgraded nodes apply it; answering it with a refusal here would make this
+            # replica differ from theirs. Stop with the machine untouched instead.
+            error = NewerVersionError(
+                f"the log entry after the {self.machine.applied} applied needs log version "
+                f"{version}, this node "
+                f"runs raftq {__version__} (log version {LOG_VERSION}): upgrade raftq on this "
+                "node and start it again"
+            )
+            logger.critical("%s", error)
+            self._broken = error
+            self._on_fatal(error)
+            raise error
         try:
             with self.lock:
                 results = self.machine.apply_entry(raw)

@@ -1,0 +1,280 @@
+"""The membership a node starts with is the replicated one, never its TOML's
+(raftq/raft/pysyncobj/membership.py): in-process nodes over the in-memory transport, and the
+data-dir rules on real files."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import logging
+import pickle
+import shutil
+import warnings
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from pysyncobj.node import TCPNode
+
+from raftq.config import ClusterConfig, parse_config
+from raftq.core import Enqueue, Enqueued, Machine, NewJob, write_snapshot
+from raftq.raft.datadir import DUMP_FILE, JOURNAL_FILE, MEMBERS_FILE
+from raftq.raft.node import RaftNode
+from raftq.raft.pysyncobj import new_pysyncobj_engine
+from raftq.raft.pysyncobj.engine import PySyncObjEngine
+from raftq.raft.pysyncobj.journal import DurableFileJournal
+from raftq.raft.pysyncobj.membership import (
+    RemovedNodeError,
+    membership_change,
+    start_membership,
+    write_members,
+)
+from raftq.raft.pysyncobj.memory_transport import MemoryNetwork
+from raftq.raft.snapshot_file import RaftHeader, write_file
+from tests.integration.cluster import free_ports
+from tests.support.memory_cluster import MemoryCluster, memory_cluster, until
+
+
+def _grown(config: ClusterConfig, root: Path, extra: int) -> ClusterConfig:
+    """``config`` with ``extra`` more nodes: what an operator gets by editing the TOML."""
+    ports = free_ports(2 * extra)
+    lines = ["[cluster]", 'name = "embed"', 'data_dir = "data"', ""]
+    specs = [(n.id, n.raft, n.api) for n in config.nodes]
+    n = len(specs)
+    specs += [
+        (f"n{n + i + 1}", f"127.0.0.1:{ports[i]}", f"127.0.0.1:{ports[extra + i]}")
+        for i in range(extra)
+    ]
+    for node_id, raft, api in specs:
+        lines += ["[[nodes]]", f'id = "{node_id}"', f'raft = "{raft}"', f'api = "{api}"', ""]
+    return parse_config("\n".join(lines), root)
+
+
+async def _enqueue(node: RaftNode, payload: bytes) -> int:
+    result = await node.submit(
+        Enqueue(now_ms=node.now_ms(), queue="q", jobs=(NewJob(payload=payload),))
+    )
+    assert isinstance(result, Enqueued)
+    return result.ids[0]
+
+
+async def test_a_node_restarted_with_a_grown_toml_keeps_the_cluster_s_three_voters(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 19's failure, at its mechanism: n1 restarted with a five-node TOML, next to two
+    new nodes started with it, while n2 and n3 are down. Counting five voters, n1 got the
+    votes of the two empty nodes and led a majority the other two never heard of (two
+    leaders at once, acknowledged jobs lost). Keeping the persisted three voters, n1 cannot
+    be elected without n2 or n3."""
+    async with memory_cluster(tmp_path) as cluster:
+        leader = await cluster.leader()
+        await _enqueue(leader, b"acked")
+        config = cluster.config
+    grown = _grown(config, tmp_path, 2)
+    caplog.set_level(logging.WARNING, logger="raftq.raft.pysyncobj.engine")
+    async with _running(grown, ["n1", "n4", "n5"]) as rolled:
+        n1 = _engine(rolled.nodes["n1"])
+        assert n1.members() == tuple(sorted(n.raft for n in config.nodes))
+        assert n1.membership_mismatch() is not None
+        assert grown.node("n4").raft in (n1.membership_mismatch() or "")
+        warnings_ = [r.getMessage() for r in caplog.records if "differ" in r.getMessage()]
+        assert len(warnings_) == 1 and grown.node("n5").raft in warnings_[0]
+        # Several election timeouts (election_max_ms 1400 by default): nobody may lead.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5 * config.raft.election_max_ms / 1000
+        while loop.time() < deadline:
+            assert not rolled.nodes["n1"].is_leader(), "n1 led with the votes of non-members"
+            await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def _running(
+    config: ClusterConfig, ids: list[str] | None = None
+) -> AsyncIterator[MemoryCluster]:
+    """Start the nodes ``ids`` (default all) of ``config`` on a new in-memory network."""
+    network = MemoryNetwork()
+    transport = network.transport_class()
+    nodes = {
+        i: RaftNode(config, new_pysyncobj_engine(config, i, transport_class=transport))
+        for i in (ids or [n.id for n in config.nodes])
+    }
+    started: list[RaftNode] = []
+    try:
+        with warnings.catch_warnings():
+            # PySyncObj's MetaStorer.getMeta reads the term/vote file of a restarted node
+            # without closing it (see tests/raft/test_snapshot_hooks.py): collected here.
+            warnings.simplefilter("ignore", ResourceWarning)
+            for node in nodes.values():
+                await node.start()
+                started.append(node)
+            gc.collect()
+        yield MemoryCluster(config, network, nodes)
+    finally:
+        for node in started:
+            await node.stop()
+
+
+def _engine(node: RaftNode) -> PySyncObjEngine:
+    assert isinstance(node.engine, PySyncObjEngine)
+    return node.engine
+
+
+async def _change(node: RaftNode, kind: str, address: str) -> None:
+    """``addNodeToCluster``/``removeNodeFromCluster`` on the leader, until it answers."""
+    so = _engine(node).syncobj
+    assert so is not None
+    done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+
+    def answered(_result: object, error: int) -> None:
+        loop.call_soon_threadsafe(done.set_result, error)
+
+    change = so.addNodeToCluster if kind == "add" else so.removeNodeFromCluster
+    change(address, callback=answered)
+    assert await asyncio.wait_for(done, 10) == 0
+
+
+async def test_a_change_in_the_journal_outlives_a_restart_with_the_old_toml(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PySyncObj replays no membership entry of its journal at start: the data dir's
+    membership does. A voter added through the log stays one across a full restart with the
+    unchanged TOML, and the node says that its TOML lacks it."""
+    async with memory_cluster(tmp_path) as cluster:
+        config = cluster.config
+        leader = await cluster.leader()
+        await _enqueue(leader, b"before")
+        spare = _grown(config, tmp_path, 1).node("n4").raft
+        await _change(leader, "add", spare)
+        await _enqueue(leader, b"after")  # three of four voters are up: still a majority
+        voters = tuple(sorted([*(n.raft for n in config.nodes), spare]))
+        await until(lambda: all(_engine(n).members() == voters for n in cluster.nodes.values()))
+    caplog.set_level(logging.WARNING, logger="raftq.raft.pysyncobj.engine")
+    async with _running(config) as again:
+        for node in again.nodes.values():
+            assert _engine(node).members() == voters
+            assert spare in (_engine(node).membership_mismatch() or "")
+        leader = await again.leader()
+        await _change(leader, "rem", spare)
+        await _enqueue(leader, b"shrunk")
+        three = tuple(sorted(n.raft for n in config.nodes))
+        await until(lambda: all(_engine(n).members() == three for n in again.nodes.values()))
+    assert len([r for r in caplog.records if "differ" in r.getMessage()]) == 3
+    caplog.clear()
+    async with _running(config) as third:
+        for node in third.nodes.values():
+            assert _engine(node).members() == three
+            assert _engine(node).membership_mismatch() is None
+        await _enqueue(await third.leader(), b"again")
+    assert not [r for r in caplog.records if "differ" in r.getMessage()]
+
+
+def _journal(path: Path, entries: list[tuple[bytes, int, int]]) -> None:
+    journal = DurableFileJournal(str(path), sync=False)
+    for entry in entries:
+        journal.add(*entry)
+    journal._destroy()
+
+
+def _member_entry(kind: str, address: str) -> bytes:
+    return bytes([2]) + pickle.dumps([kind, address, TCPNode(address)])
+
+
+def test_a_new_dir_takes_the_toml_and_records_it(tmp_path: Path) -> None:
+    got = start_membership(str(tmp_path), "h:1", ["h:1", "h:2", "h:3"])
+    assert got.members == ("h:1", "h:2", "h:3") and not got.persisted and got.mismatch is None
+    assert json.loads((tmp_path / MEMBERS_FILE).read_text()) == {
+        "members": ["h:1", "h:2", "h:3"],
+        "caught_up": False,
+        "directory": {},
+    }
+    assert got.fresh
+    again = start_membership(str(tmp_path), "h:1", ["h:1", "h:2", "h:3", "h:4", "h:5"])
+    assert again.members == ("h:1", "h:2", "h:3") and again.persisted
+    assert again.mismatch == "the config lists h:4, h:5 which the cluster does not have"
+
+
+def test_the_snapshot_s_cluster_then_the_journal_s_later_changes_win(tmp_path: Path) -> None:
+    write_members(str(tmp_path), ["h:1", "h:2", "h:3"])
+    header = RaftHeader(
+        last=(b"\x00", 11, 2), prev=(b"\x00", 10, 2), cluster=("h:1", "h:2", "h:3", "h:4")
+    )
+    write_file(str(tmp_path / DUMP_FILE), header, lambda w: write_snapshot(Machine(), w))
+    _journal(
+        tmp_path / JOURNAL_FILE,
+        [
+            (_member_entry("add", "h:9"), 10, 2),  # inside the snapshot: already counted
+            (b"\x00", 11, 2),
+            (_member_entry("rem", "h:2"), 12, 2),
+            (_member_entry("add", "h:5"), 13, 3),
+        ],
+    )
+    got = start_membership(str(tmp_path), "h:1", ["h:1", "h:2", "h:3"])
+    assert got.members == ("h:1", "h:3", "h:4", "h:5")
+    assert got.mismatch == (
+        "the config lists h:2 which the cluster does not have; "
+        "the cluster has h:4, h:5 which the config does not list"
+    )
+
+
+def test_a_dir_seeded_from_a_backup_of_another_cluster_takes_the_toml(tmp_path: Path) -> None:
+    """`raftq data restore` seeds a new cluster: a snapshot (whose cluster is the old one's)
+    and no journal. Its nodes start with their TOML and vote (they all hold that snapshot)."""
+    header = RaftHeader(last=(b"\x00", 11, 2), prev=(b"\x00", 10, 2), cluster=("o:1", "o:2"))
+    write_file(str(tmp_path / DUMP_FILE), header, lambda w: write_snapshot(Machine(), w))
+    got = start_membership(str(tmp_path), "h:1", ["h:1", "h:2", "h:3"])
+    assert got.members == ("h:1", "h:2", "h:3")
+    assert not got.persisted and not got.fresh and got.mismatch is None
+
+
+def test_a_node_the_cluster_removed_does_not_start(tmp_path: Path) -> None:
+    write_members(str(tmp_path), ["h:1", "h:2", "h:3"])
+    _journal(tmp_path / JOURNAL_FILE, [(b"\x00", 1, 0), (_member_entry("rem", "h:3"), 2, 1)])
+    with pytest.raises(RemovedNodeError, match=r"\(h:3\) was removed from the cluster"):
+        start_membership(str(tmp_path), "h:3", ["h:1", "h:2", "h:3"])
+
+
+def test_only_membership_entries_are_changes() -> None:
+    assert membership_change(_member_entry("add", "h:4")) == ("add", "h:4")
+    assert membership_change(b"\x00") is None
+    assert membership_change(b"") is None
+
+
+def _has(node: RaftNode, payload: bytes) -> bool:
+    with node.read() as m:
+        return any(job.payload == payload for job in m.jobs.values())
+
+
+async def test_a_wiped_voter_does_not_elect_a_leader_that_lacks_an_acknowledged_job(
+    tmp_path: Path,
+) -> None:
+    """An enqueue acknowledged by n1 (leader) and n3; n2 missed it. n3's disk is wiped and n1
+    dies. With an empty log n3 would vote for n2, and n2 would lead without the job: lost
+    although acknowledged. A new data dir votes for no candidate with history before it has
+    caught up, so n2 cannot lead until n1 is back; then nothing is lost."""
+    async with memory_cluster(tmp_path) as cluster:
+        config = cluster.config
+        leader = await cluster.leader()
+        await _enqueue(leader, b"first")
+        await until(lambda: all(_has(n, b"first") for n in cluster.nodes.values()))
+        lead_id = leader.node_id
+        lagging, wiped = [i for i in cluster.nodes if i != lead_id]
+        cluster.partition(lagging)
+        await _enqueue(leader, b"acked")  # committed on the leader and `wiped` only
+    shutil.rmtree(config.node_data_dir(wiped))
+    async with _running(config, [lagging, wiped]) as rest:
+        assert _engine(rest.nodes[wiped]).syncobj.raftq_vote_hold  # type: ignore[union-attr]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5 * config.raft.election_max_ms / 1000
+        while loop.time() < deadline:
+            assert not rest.nodes[lagging].is_leader(), "a leader without the acknowledged job"
+            await asyncio.sleep(0.05)
+        assert _engine(rest.nodes[wiped]).syncobj.raftq_held_votes > 0  # type: ignore[union-attr]
+    async with _running(config) as whole:
+        await whole.leader()
+        await until(lambda: all(_has(n, b"acked") for n in whole.nodes.values()))
+        await until(lambda: not _engine(whole.nodes[wiped]).syncobj.raftq_vote_hold)  # type: ignore[union-attr]
+        marker = json.loads((config.node_data_dir(wiped) / MEMBERS_FILE).read_text())
+        assert marker["caught_up"] is True
