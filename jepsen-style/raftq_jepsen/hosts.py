@@ -19,6 +19,12 @@ node's data dir is its own small tmpfs (unmounted on every exit path); with ``ei
 runs under an LD_PRELOAD library that fails its data-dir writes with EIO on demand; with
 ``wall_shift`` under one that adds a per-node offset (a file) to its wall clock only.
 
+Spare hosts (membership nemeses): ``spares`` more namespaces ``jepsen-n(N+1)``... are built
+with the others but their nodes are not in the initial cluster (``cluster.toml`` lists the first
+``n``); they start with ``--join`` and ``cluster-join.toml``, which lists every host. ``nodes`` is
+the harness's view of the current members, ``spares`` the hosts outside the cluster; a node
+moves between the two as membership changes (``admit``, ``retire``).
+
 Only one harness may own these names at a time: ``Hosts`` takes ``LOCK_PATH`` (flock) and then
 removes any stale namespaces and root veth left by a killed earlier run.
 """
@@ -111,6 +117,10 @@ class NodeProc:
     data_dir: Path
     eio_flag: Path  # while it exists, data-dir writes fail with EIO (``eio`` hosts only)
     wall_file: Path  # seconds added to the wall clock (``wall_shift`` hosts only)
+    # A spare host's node: started with the join config (every host) and, while ``join`` is
+    # set, ``--join join`` (an API address of a member).
+    spare: bool = False
+    join: str | None = None
     proc: subprocess.Popen[bytes] | None = None
     started_ns: int = 0  # monotonic ns of the last start (libfaketime counts rates from it)
     paused: bool = False
@@ -132,6 +142,10 @@ class NodeProc:
         return f"http://{self.api}"
 
     @property
+    def raft(self) -> str:
+        return f"{self.ip}:{RAFT_PORT}"
+
+    @property
     def pid(self) -> int | None:
         return None if self.proc is None else self.proc.pid
 
@@ -151,6 +165,7 @@ class Hosts:
         disk_tmpfs: give each node's data dir its own small tmpfs (the disk-full nemesis).
         eio: start nodes under the EIO shim (the disk-error nemesis).
         wall_shift: start nodes under the wall-clock shim (the clock-jump nemesis).
+        spares: hosts built beyond the ``n`` nodes of the initial cluster (membership nemeses).
     """
 
     def __init__(
@@ -164,9 +179,12 @@ class Hosts:
         disk_tmpfs: bool = False,
         eio: bool = False,
         wall_shift: bool = False,
+        spares: int = 0,
     ) -> None:
         if not 1 <= n <= MAX_NODES:
             raise ValueError(f"--nodes must be 1..{MAX_NODES}")
+        if spares < 0 or n + spares > MAX_NODES:
+            raise ValueError(f"--nodes plus spare hosts must be at most {MAX_NODES}")
         self.run_dir = run_dir
         self.n = n
         self.faketime = faketime
@@ -180,8 +198,11 @@ class Hosts:
         self._mounts: list[Path] = []
         self.secret = secrets.token_urlsafe(24)
         self.token = secrets.token_urlsafe(24)  # API token (sent as Bearer; admin role)
+        self.spare_count = spares
         self.config_path = run_dir / "cluster.toml"
-        self.nodes: list[NodeProc] = []
+        self.join_config_path = run_dir / "cluster-join.toml"
+        self.nodes: list[NodeProc] = []  # the current members (the harness's view)
+        self.spares: list[NodeProc] = []  # hosts outside the cluster
         self._lock: IO[str] | None = None
         self.delayers: list[subprocess.Popen[bytes]] = []
         self._created: list[str] = []
@@ -200,7 +221,7 @@ class Hosts:
         self._check_subnet_free()
         self._build_network()
         self._write_config()
-        for i in range(1, self.n + 1):
+        for i in range(1, self.n + self.spare_count + 1):
             nid = f"n{i}"
             node = NodeProc(
                 index=i,
@@ -212,11 +233,12 @@ class Hosts:
                 data_dir=self.run_dir / "data" / nid,
                 eio_flag=self.run_dir / "eio" / f"{nid}.on",
                 wall_file=self.run_dir / "wall" / nid,
+                spare=i > self.n,
             )
             node.clock_file.parent.mkdir(parents=True, exist_ok=True)
             node.log_path.parent.mkdir(parents=True, exist_ok=True)
             node.clock_file.write_text("+0 x1\n")
-            self.nodes.append(node)
+            (self.spares if node.spare else self.nodes).append(node)
             if self.disk_tmpfs:
                 disks.mount_tmpfs(node.data_dir, node.ns)
                 self._mounts.append(node.data_dir)
@@ -225,10 +247,32 @@ class Hosts:
         if self.wall_shift:
             self.wall_lib = disks.build_shim("wallclock_shim.c", self.run_dir / "wall")
 
+    @property
+    def all_nodes(self) -> list[NodeProc]:
+        """Every host, member or spare, in host order."""
+        return sorted(self.nodes + self.spares, key=lambda n: n.index)
+
+    def by_id(self, node_id: str) -> NodeProc | None:
+        return next((n for n in self.all_nodes if n.id == node_id), None)
+
+    def admit(self, node: NodeProc) -> None:
+        """Count ``node`` among the members from now on (the cluster said it is one)."""
+        if node in self.spares:
+            self.spares.remove(node)
+            self.nodes.append(node)
+            self.nodes.sort(key=lambda n: n.index)
+
+    def retire(self, node: NodeProc) -> None:
+        """Count ``node`` among the spares from now on (the cluster said it left)."""
+        if node in self.nodes:
+            self.nodes.remove(node)
+            self.spares.append(node)
+            self.spares.sort(key=lambda n: n.index)
+
     def close(self) -> None:
         """Kill every node we started, delete every namespace and the root veth."""
         self._stop_delayers()
-        for node in self.nodes:
+        for node in self.all_nodes:
             self._reap(node)
         for ns in reversed(self._created):
             _run("ip", "netns", "del", ns, check=False)
@@ -264,7 +308,7 @@ class Hosts:
         self._created.append(SWITCH_NS)
         _run("ip", "-n", SWITCH_NS, "link", "add", "br0", "type", "bridge")
         _run("ip", "-n", SWITCH_NS, "link", "set", "br0", "up")
-        for i in range(1, self.n + 1):
+        for i in range(1, self.n + self.spare_count + 1):
             ns = node_ns(i)
             _run("ip", "netns", "add", ns)
             self._created.append(ns)
@@ -284,6 +328,14 @@ class Hosts:
         _run("ip", "link", "set", ROOT_VETH, "up")
 
     def _write_config(self) -> None:
+        """``cluster.toml`` (the initial members) and, with spare hosts, ``cluster-join.toml``
+        (every host: a joining node finds its own addresses there; the members it joins are
+        the cluster's replicated ones, not this list)."""
+        self.config_path.write_text(self._config_text(self.n))
+        if self.spare_count:
+            self.join_config_path.write_text(self._config_text(self.n + self.spare_count))
+
+    def _config_text(self, hosts: int) -> str:
         digest = hashlib.sha256(self.token.encode()).hexdigest()
         lines = [
             "[cluster]",
@@ -299,7 +351,7 @@ class Hosts:
             "[raft]",
         ]
         lines += [f"{k} = {v}" for k, v in sorted(self.raft_overrides.items())]
-        for i in range(1, self.n + 1):
+        for i in range(1, hosts + 1):
             lines += [
                 "",
                 "[[nodes]]",
@@ -307,7 +359,7 @@ class Hosts:
                 f'raft = "{node_ip(i)}:{RAFT_PORT}"',
                 f'api = "{node_ip(i)}:{API_PORT}"',
             ]
-        self.config_path.write_text("\n".join(lines) + "\n")
+        return "\n".join(lines) + "\n"
 
     # -- node processes ---------------------------------------------------------------------
 
@@ -341,16 +393,24 @@ class Hosts:
             env["FAKETIME_CACHE_DURATION"] = "1"  # re-read the file at most once a second
         if preload:
             env["LD_PRELOAD"] = " ".join(preload)
+        if node.join:
+            env["RAFTQ_TOKEN"] = self.token  # --join asks a member to add it: an admin token
         if node.log is None:
             node.log = node.log_path.open("ab")
         node.log.write(f"--- start {time.strftime('%H:%M:%S')}\n".encode())
         node.log.flush()
         netns = ("ip", "netns", "exec", node.ns)
-        argv = serve_argv(self.config_path, node.id, log_level="info", prefix=netns)
+        config = self.config_for(node)
+        extra = ("--join", node.join) if node.join else ()
+        argv = serve_argv(config, node.id, log_level="info", prefix=netns, extra=extra)
         node.proc = start_node(argv, stdout=node.log, env=env)
         node.started_ns = time.monotonic_ns()
         node.paused = False
         node.expected_exit = False
+
+    def config_for(self, node: NodeProc) -> Path:
+        """The config file ``node`` runs with (spare hosts: the one that lists every host)."""
+        return self.join_config_path if node.spare else self.config_path
 
     def note_exit(self, node: NodeProc) -> dict[str, Any] | None:
         """If ``node`` exited by itself (not by our kill or stop), record and return its exit
@@ -393,7 +453,7 @@ class Hosts:
 
     def stop_all(self, timeout_s: float = 10.0) -> None:
         """SIGTERM every node at once, then wait for each (SIGKILL past ``timeout_s``)."""
-        for node in self.nodes:
+        for node in self.all_nodes:
             self.note_exit(node)
             if node.alive():
                 if node.paused:
@@ -401,13 +461,29 @@ class Hosts:
                 node.expected_exit = True
                 node.proc.terminate()  # type: ignore[union-attr]
         deadline = time.monotonic() + timeout_s
-        for node in self.nodes:
+        for node in self.all_nodes:
             if node.proc is None:
                 continue
             try:
                 node.proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 self.kill(node)
+
+    def wipe(self, node: NodeProc) -> int:
+        """Delete everything in ``node``'s data dir (a new or wiped disk); the node must be down.
+        The dir itself stays (it may be a tmpfs mount point). Returns the files deleted."""
+        if node.alive():
+            raise RuntimeError(f"{node.id} is running: kill it before wiping its data dir")
+        count = 0
+        if node.data_dir.exists():
+            for child in node.data_dir.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    count += sum(1 for p in child.rglob("*") if not p.is_dir())
+                    shutil.rmtree(child)
+                else:
+                    count += 1
+                    child.unlink()
+        return count
 
     def pause(self, node: NodeProc) -> None:
         if node.alive():
@@ -477,7 +553,7 @@ class Hosts:
                      str(DELAY_QUEUE), "--queue-bypass")  # fmt: skip
 
     def heal_network(self) -> None:
-        for node in self.nodes:
+        for node in self.all_nodes:
             self.ipt(node, "-F", "INPUT")
             self.ipt(node, "-F", "OUTPUT")
         self._stop_delayers()

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import random
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -24,17 +25,27 @@ import aiohttp
 
 from raftq_jepsen import disks
 from raftq_jepsen.hosts import Hosts, NodeProc
-from raftq_jepsen.workload import Workload, Zombie
+from raftq_jepsen.membership import (
+    Change,
+    MemberView,
+    change_members,
+    plan_change,
+    read_members,
+)
+from raftq_jepsen.workload import NodeRef, Workload, Zombie
 
 __all__ = [
     "ALL",
     "NEMESES",
     "SNAPSHOT_RACE_RAFT",
+    "SPARE_HOSTS",
+    "SPARE_NEMESES",
     "Fault",
     "Nemesis",
     "NemesisContext",
     "find_leader",
     "heal_all",
+    "sync_members",
 ]
 
 _Heal = Callable[[], Awaitable[None]]
@@ -504,6 +515,441 @@ async def worker_pause(ctx: NemesisContext) -> Fault:
     return Fault(detail, heal, min_duration_s=limit_s)
 
 
+async def wait_ready(ctx: NemesisContext, nodes: list[NodeProc], limit_s: float) -> bool:
+    """Until every node in ``nodes`` answers ``/readyz`` 200 (a leader known, caught up)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    pending = list(nodes)
+    while pending and loop.time() < deadline:
+        node = pending[0]
+        with contextlib.suppress(TimeoutError, aiohttp.ClientError):
+            async with ctx.session.get(
+                node.url + "/readyz", timeout=aiohttp.ClientTimeout(total=1.0)
+            ) as r:
+                if r.status == 200:
+                    pending.pop(0)
+                    continue
+        await asyncio.sleep(0.2)
+    return not pending
+
+
+async def wipe_node(ctx: NemesisContext) -> Fault:
+    """A member's data dir is emptied (a new or wiped disk) and the node started again with
+    the same command: it must come back as a new node, never voting nor counted for commit
+    before it caught up. Two ways, half of the time each (the second needs 3+ members):
+
+    - ``plain``: one member (the leader half of the time) is kill -9'd, wiped and, 0-2 s
+      later, started again;
+    - ``stale-majority``: the followers outside one majority with the leader are cut off for
+      1.5-3 s (what is acknowledged then is on that majority only); then one follower of that
+      majority is kill -9'd and wiped, the leader and the rest of that majority are kill -9'd,
+      the cut is healed and the wiped node started: it and the stale followers are a majority
+      that holds none of those entries. If the wiped node votes, they elect a leader without
+      them and acknowledged jobs are lost; if it does not, there is no leader until the heal
+      starts the others again.
+
+    The window ends once every node it touched is ready (``/readyz``) or 30 s passed."""
+    h = ctx.hosts
+    leader = await find_leader(ctx)
+    followers = [n for n in h.nodes if n is not leader]
+    majority = len(h.nodes) // 2 + 1
+    if leader is not None and len(h.nodes) >= 3 and ctx.rng.random() < 0.5:
+        ctx.rng.shuffle(followers)
+        holders, stale = followers[: majority - 1], followers[majority - 1 :]
+        wiped = holders[0]
+        lag_s = round(ctx.rng.uniform(1.5, 3.0), 3)
+        detail: dict[str, Any] = {"mode": "stale-majority", "node": wiped.id,
+                                  "leader": leader.id, "stale": _ids(stale),
+                                  "lag_s": lag_s}  # fmt: skip
+        others = [n for n in h.all_nodes if n not in stale]
+
+        def cut() -> None:
+            for n in stale:
+                h.drop_from(n, others)
+
+        await asyncio.to_thread(cut)
+        await asyncio.sleep(lag_s)
+        h.kill(wiped)
+        detail["files_deleted"] = await asyncio.to_thread(h.wipe, wiped)
+        down = [leader, *holders[1:]]
+        for node in down:
+            h.kill(node)
+        detail["killed"] = _ids(down)
+        await _heal_network(ctx)
+        h.start(wiped)
+
+        async def heal_stale() -> None:
+            detail["serving_again"] = await wait_serving(ctx, [wiped], 30.0)
+            for node in down:
+                if not node.alive():
+                    h.start(node)
+            detail["ready"] = await wait_ready(ctx, [wiped, *down, *stale], 30.0)
+            for n in h.nodes:
+                h.note_exit(n)
+            detail["exits"] = [{"node": n.id, **e} for n in h.nodes for e in n.exits
+                               if e["time_ns"] >= wiped.started_ns]  # fmt: skip
+
+        return Fault(detail, heal_stale)
+
+    node, known = (leader, True) if leader is not None else (ctx.rng.choice(h.nodes), False)
+    if ctx.rng.random() < 0.5:
+        node, known = ctx.rng.choice(h.nodes), False
+    h.kill(node)
+    files = await asyncio.to_thread(h.wipe, node)
+    down_s = round(ctx.rng.uniform(0.0, 2.0), 3)
+    detail = {"mode": "plain", "node": node.id, "was_leader": known, "files_deleted": files,
+              "down_s": down_s}  # fmt: skip
+
+    async def restart() -> None:
+        await asyncio.sleep(down_s)
+        if not node.alive():
+            h.start(node)
+        detail["serving_again"] = await wait_serving(ctx, [node], 30.0)
+
+    task = asyncio.create_task(restart())
+
+    async def heal() -> None:
+        await task
+        detail["ready"] = await wait_ready(ctx, [node], 30.0)
+        h.note_exit(node)
+        detail["exits"] = [dict(e) for e in node.exits if e["time_ns"] >= node.started_ns]
+
+    return Fault(detail, heal)
+
+
+_drain_cli: bool | None = None  # does this raftq have `raftq node drain`? (asked once)
+
+
+async def _has_drain_cli() -> bool:
+    global _drain_cli  # noqa: PLW0603 - a per-process cache of a fact about the installed raftq
+    if _drain_cli is None:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "raftq", "node", "drain", "--help",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        _drain_cli = await proc.wait() == 0
+    return _drain_cli
+
+
+async def _drain_and_stop(ctx: NemesisContext, node: NodeProc, step: dict[str, Any]) -> None:
+    """``raftq node drain`` (no new claims, leadership handed over, exit 0) when this raftq
+    has it, else SIGTERM; kill -9 if the node still runs after either."""
+    h = ctx.hosts
+    if node.alive() and await _has_drain_cli():
+        h.note_exit(node)
+        node.expected_exit = True  # it exits by itself, as asked
+        env = dict(os.environ, RAFTQ_TOKEN=h.token)
+        env.pop("LD_PRELOAD", None)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "raftq", "node", "drain", "--config", str(h.config_for(node)),
+            "--node", node.id, "--timeout", "30",
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, env=env,
+        )  # fmt: skip
+        out, _ = await proc.communicate()
+        lines = out.decode(errors="replace").strip().splitlines()
+        step["drain"] = {"code": proc.returncode, "last_line": lines[-1][:300] if lines else ""}
+        if node.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                await asyncio.to_thread(node.proc.wait, 10.0)
+    await asyncio.to_thread(h.stop, node)
+
+
+async def rolling_restart(ctx: NemesisContext) -> Fault:
+    """Every member in turn (a random order): ``raftq node drain`` (or SIGTERM where raftq
+    has no drain; kill -9 past 10 s), start again, wait until it is ready (``/readyz``, up to
+    30 s), then the next. The window lasts until the last one is ready. Each step records
+    whether the node led, the drain's exit code and last line, and the leader after it."""
+    order = list(ctx.hosts.nodes)
+    ctx.rng.shuffle(order)
+    steps: list[dict[str, Any]] = []
+    detail: dict[str, Any] = {"order": _ids(order), "steps": steps}
+    loop = asyncio.get_running_loop()
+
+    async def roll() -> None:
+        for node in order:
+            if node not in ctx.hosts.nodes:  # it left the cluster meanwhile
+                continue
+            t0 = loop.time()
+            leader = await find_leader(ctx)
+            step: dict[str, Any] = {"node": node.id, "was_leader": leader is node}
+            await _drain_and_stop(ctx, node, step)
+            ctx.hosts.start(node)
+            step["ready"] = await wait_ready(ctx, [node], 30.0)
+            after = await find_leader(ctx)
+            step["leader_after"] = None if after is None else after.id
+            step["s"] = round(loop.time() - t0, 3)
+            steps.append(step)
+
+    task = asyncio.create_task(roll())
+
+    async def heal() -> None:
+        await task
+
+    return Fault(detail, heal)
+
+
+MEMBER_WAIT_S = 30.0  # how long a change may take to show in the leader's membership
+
+
+async def leader_members(ctx: NemesisContext) -> MemberView | None:
+    """The membership the leader reports (None: no leader answered, or it has no members)."""
+    best: tuple[int, MemberView] | None = None
+    for node in ctx.hosts.all_nodes:
+        if not node.alive() or node.paused:
+            continue
+        role, view = await read_members(ctx.session, node.url, 1.0)
+        if role == "leader" and view is not None:
+            term = await _term(ctx, node)
+            if best is None or term > best[0]:
+                best = (term, view)
+    return None if best is None else best[1]
+
+
+async def _term(ctx: NemesisContext, node: NodeProc) -> int:
+    try:
+        async with ctx.session.get(
+            node.url + "/v1/cluster", timeout=aiohttp.ClientTimeout(total=1.0)
+        ) as r:
+            return int((await r.json())["self"]["term"])
+    except (TimeoutError, aiohttp.ClientError, ValueError, KeyError, TypeError):
+        return -1
+
+
+async def _wait_membership(
+    ctx: NemesisContext, node: NodeProc, *, voter: bool, limit_s: float = MEMBER_WAIT_S
+) -> bool:
+    """Until the leader lists ``node`` as a voter (``voter``) or not at all (not ``voter``).
+    A joining node that exits ends the wait at once (it will not join)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    while loop.time() < deadline:
+        view = await leader_members(ctx)
+        if view is not None:
+            if voter and node.id in view.voters:
+                return True
+            if not voter and node.id not in view.ids:
+                return True
+        if voter and node.proc is not None and not node.alive():
+            return False
+        await asyncio.sleep(0.3)
+    return False
+
+
+def _answered(r: dict[str, Any]) -> bool:
+    """The change was accepted, or its outcome is unknown: worth waiting for."""
+    status = r.get("status")
+    return status is None or 200 <= int(status) < 300
+
+
+def _ref_add(ctx: NemesisContext, node: NodeProc) -> None:
+    if all(ref.id != node.id for ref in ctx.workload.nodes):
+        ctx.workload.nodes.append(NodeRef(node.id, node.url))
+
+
+def _ref_drop(ctx: NemesisContext, node: NodeProc) -> None:
+    # In place: the producer and worker tasks hold this very list.
+    ctx.workload.nodes[:] = [ref for ref in ctx.workload.nodes if ref.id != node.id]
+
+
+async def _kill_leader_after(ctx: NemesisContext, delay_s: float, detail: dict[str, Any]) -> None:
+    leader = await find_leader(ctx)
+    await asyncio.sleep(delay_s)
+    if leader is not None:
+        ctx.hosts.kill(leader)
+        detail.setdefault("killed", []).append(leader.id)
+
+
+async def _in_flight(
+    ctx: NemesisContext,
+    request: Awaitable[dict[str, Any]],
+    kill_leader: bool,
+    detail: dict[str, Any],
+) -> dict[str, Any]:
+    """Send ``request``; with ``kill_leader``, kill -9 the leader 0-0.3 s after it left (a
+    change in flight while the leader dies)."""
+    task = asyncio.ensure_future(request)
+    if kill_leader:
+        await _kill_leader_after(ctx, ctx.rng.uniform(0.0, 0.3), detail)
+    return await task
+
+
+async def _add_member(
+    ctx: NemesisContext, node: NodeProc, change: Change, kill_leader: bool, detail: dict[str, Any]
+) -> bool:
+    """Start spare ``node`` as a new node (empty data dir) with ``--join``, after a POST when
+    ``change.via`` says so; True once the leader lists it as a voter."""
+    h = ctx.hosts
+    live = [n for n in h.nodes if n.alive() and not n.paused]
+    via = ctx.rng.choice(live or h.nodes)
+    node.join = via.api
+    h.kill(node)
+    await asyncio.to_thread(h.wipe, node)  # a new machine
+    steps = detail["steps"]
+    if change.via == "post":
+        body = {"id": node.id, "api": node.api, "raft": node.raft}
+        r = await _in_flight(
+            ctx, change_members(ctx.session, via.url, "POST", node.id, body), kill_leader, detail
+        )
+        steps.append({"step": "post", "node": node.id, "to": via.id, **r})
+        h.start(node)
+    else:
+        h.start(node)
+        if kill_leader:  # while the new node boots and asks to be added
+            await _kill_leader_after(ctx, ctx.rng.uniform(0.3, 1.5), detail)
+    ok = await _wait_membership(ctx, node, voter=True)
+    step: dict[str, Any] = {"step": "voter", "node": node.id, "ok": ok, "via": via.id}
+    exited = h.note_exit(node)
+    if exited is not None:  # it stopped by itself (e.g. a join refused): what it said
+        step["exit"] = {"code": exited["code"], "last_line": exited["last_line"]}
+    steps.append(step)
+    if ok:
+        h.admit(node)
+        node.join = None  # a member restarts like any other (its persisted membership)
+        _ref_add(ctx, node)
+    return ok
+
+
+async def _remove_member(
+    ctx: NemesisContext, node: NodeProc, kill_leader: bool, detail: dict[str, Any]
+) -> bool:
+    """``DELETE /v1/cluster/members/{id}`` through a random live member (the leaving one
+    included); once the leader no longer lists it, stop it and count it a spare."""
+    h = ctx.hosts
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + MEMBER_WAIT_S
+    attempts = 0
+    while True:  # as an operator would: asked again while refused (409, 503), until the end
+        live = [n for n in h.nodes if n.alive() and not n.paused]
+        via = ctx.rng.choice(live or h.nodes)
+        request = change_members(ctx.session, via.url, "DELETE", node.id)
+        r = await _in_flight(ctx, request, kill_leader and attempts == 0, detail)
+        attempts += 1
+        if _answered(r) or loop.time() > deadline:
+            break
+        await asyncio.sleep(1.0)
+    detail["steps"].append(
+        {"step": "delete", "node": node.id, "to": via.id, "attempts": attempts, **r}
+    )
+    ok = _answered(r) and await _wait_membership(ctx, node, voter=False)
+    detail["steps"].append({"step": "gone", "node": node.id, "ok": ok})
+    if ok:
+        await asyncio.to_thread(h.stop, node)
+        h.retire(node)
+        _ref_drop(ctx, node)
+    return ok
+
+
+async def membership(ctx: NemesisContext) -> Fault:
+    """One membership change (``membership.plan_change``: add a spare host, remove a member,
+    or replace one: add, wait until it votes, remove), while a member is cut off, a follower
+    is down, or the leader is kill -9'd right after the change was asked for; that fault ends
+    after 2-5 s (cut healed, killed nodes started) and the change may complete after. At heal the
+    network is healed, killed members restarted, and the harness's view of the members made
+    the leader's (``sync_members``). Needs spare hosts (``--nodes`` + 2 are built)."""
+    h = ctx.hosts
+    change = plan_change(
+        ctx.rng, _ids(h.nodes), _ids(h.spares), min_size=min(3, h.n), max_size=len(h.all_nodes)
+    )
+    if change is None:
+        return Fault({"skipped": "no change fits (no spare host, and no member to spare)"})
+    detail: dict[str, Any] = {
+        "action": change.action,
+        "add": change.add,
+        "remove": change.remove,
+        "via": change.via,
+        "fault": change.fault,
+        "members_before": _ids(h.nodes),
+        "steps": [],
+    }
+    fault_s = round(ctx.rng.uniform(2.0, 5.0), 3)
+    detail["fault_s"] = fault_s
+    if change.fault == "partition":
+        cut, known = await _leader_or_random(ctx)
+        if ctx.rng.random() < 0.5:
+            cut, known = ctx.rng.choice(h.nodes), False
+        others = [n for n in h.all_nodes if n is not cut]
+        await asyncio.to_thread(h.drop_from, cut, others)
+        detail["cut"], detail["cut_was_leader"] = cut.id, known
+    elif change.fault == "kill-follower":
+        leader = await find_leader(ctx)
+        pool = [n for n in h.nodes if n is not leader and n.id != change.remove]
+        if pool:
+            victim = ctx.rng.choice(pool)
+            h.kill(victim)
+            detail["killed"] = [victim.id]
+
+    async def end_fault() -> None:
+        """The side fault lasts ``fault_s``; the change may need its end to complete (with 3
+        voters, a 4th cannot be added while one of them is away: 409 no quorum)."""
+        await asyncio.sleep(fault_s)
+        await _heal_network(ctx)
+        await _restart_killed(ctx, detail)
+
+    async def run_change() -> None:
+        kill_leader = change.fault == "kill-leader"
+        added = True
+        if change.add is not None:
+            node = h.by_id(change.add)
+            assert node is not None
+            added = await _add_member(ctx, node, change, kill_leader, detail)
+            kill_leader = False
+        if change.remove is not None and added:
+            node = h.by_id(change.remove)
+            assert node is not None
+            await _remove_member(ctx, node, kill_leader, detail)
+
+    side = asyncio.create_task(end_fault())
+    task = asyncio.create_task(run_change())
+
+    async def heal() -> None:
+        for t, what in ((task, "error"), (side, "heal_error")):
+            try:
+                await t
+            except Exception as e:  # recorded: the heal below still puts everything back
+                detail[what] = repr(e)[:300]
+        await _heal_network(ctx)
+        await _restart_killed(ctx, detail)
+        await sync_members(ctx, detail)
+        detail["serving_again"] = await wait_serving(ctx, list(h.nodes), 30.0)
+
+    return Fault(detail, heal)
+
+
+async def _restart_killed(ctx: NemesisContext, detail: dict[str, Any]) -> None:
+    """Start again the members this window killed (``detail["killed"]``) that are down."""
+    for nid in detail.get("killed", []):
+        node = ctx.hosts.by_id(nid)
+        if node is not None and node in ctx.hosts.nodes and not node.alive():
+            ctx.hosts.start(node)
+
+
+async def sync_members(ctx: NemesisContext, detail: dict[str, Any] | None = None) -> None:
+    """Make the harness's member list the leader's: a host the leader lists is started (if
+    down) and counted a member; a member it no longer lists is stopped and counted a spare.
+    Without an answer (no leader, or no membership in the API) the list stays as it is. A
+    spare host still running (a join that did not finish) is stopped."""
+    h = ctx.hosts
+    view = await leader_members(ctx)
+    if detail is not None:
+        detail["members_after"] = None if view is None else list(view.ids)
+    if view is not None:
+        for node in h.all_nodes:
+            if node.id in view.ids and node in h.spares:
+                h.admit(node)
+                node.join = None
+                if not node.alive():
+                    h.start(node)
+                _ref_add(ctx, node)
+            elif node.id not in view.ids and node in h.nodes:
+                await asyncio.to_thread(h.stop, node)
+                h.retire(node)
+                _ref_drop(ctx, node)
+    for node in h.spares:
+        if node.alive():
+            await asyncio.to_thread(h.stop, node)
+
+
 async def none(ctx: NemesisContext) -> Fault:
     return Fault({})
 
@@ -531,7 +977,13 @@ NEMESES: dict[str, Nemesis] = {
     "clock-jump": clock_jump,
     "snapshot-race": snapshot_race,
     "forged-forward": forged_forward,
+    "wipe-node": wipe_node,
+    "rolling-restart": rolling_restart,
+    "membership": membership,
 }
+# Nemeses that need spare hosts (built beyond --nodes, outside the initial cluster).
+SPARE_NEMESES = ("membership",)
+SPARE_HOSTS = 2
 # Raft settings that the snapshot-race nemesis needs: compaction every few hundred entries.
 SNAPSHOT_RACE_RAFT = {"log_compaction_min_entries": 300, "log_compaction_min_time_s": 2}
 ALL = "all"
@@ -556,6 +1008,9 @@ DESCRIPTIONS: dict[str, str] = {
     "clock-jump": "one node's wall clock jumps 1-6 HOURS forward or back until the heal (shim)",
     "snapshot-race": "a follower lags while others compact often and restart: snapshot installs",
     "forged-forward": "unsigned X-Raftq-Forwarded requests from a node's host: all must get 401",
+    "wipe-node": "kill -9 a node, empty its data dir, restart it: it must come back as a new node",
+    "rolling-restart": "SIGTERM, restart and wait ready, every member one after another",
+    "membership": "add/remove/replace a node (spare hosts) amid partitions, kills, leader death",
     ALL: "a rotation of every nemesis above",
 }
 
@@ -618,12 +1073,15 @@ def _now(ctx: NemesisContext) -> int:
 
 
 async def heal_all(ctx: NemesisContext) -> None:
-    """Undo everything: network rules, paused nodes and workers. Dead nodes are restarted by
-    the caller (every node restarts after the faults anyway)."""
+    """Undo everything: network rules, paused nodes and workers; with spare hosts, the member
+    list made the leader's (``sync_members``). Dead nodes are restarted by the caller (every
+    node restarts after the faults anyway)."""
     await _heal_network(ctx)
-    for node in ctx.hosts.nodes:
+    for node in ctx.hosts.all_nodes:
         if node.paused:
             ctx.hosts.resume(node)
     for z in ctx.workload.zombies:
         if z.paused:
             ctx.workload.resume_zombie(z)
+    if ctx.hosts.spare_count:
+        await sync_members(ctx)

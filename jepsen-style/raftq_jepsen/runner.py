@@ -25,12 +25,16 @@ import aiohttp
 from raftq_jepsen.client import new_session
 from raftq_jepsen.history import History
 from raftq_jepsen.hosts import Hosts, NodeProc, ensure_tools
+from raftq_jepsen.membership import members_of
 from raftq_jepsen.nemesis import (
     DESCRIPTIONS,
     SNAPSHOT_RACE_RAFT,
+    SPARE_HOSTS,
+    SPARE_NEMESES,
     NemesisContext,
     expand,
     heal_all,
+    leader_members,
     run_schedule,
 )
 from raftq_jepsen.workload import NodeRef, Workload, WorkloadParams, drain
@@ -201,6 +205,7 @@ def run(opts: RunOptions) -> dict[str, Any]:
         disk_tmpfs="disk-full" in opts.nemeses,
         eio="disk-error" in opts.nemeses,
         wall_shift="clock-jump" in opts.nemeses,
+        spares=spare_hosts(opts.nemeses),
     )
 
     def on_term(_sig: int, _frame: object) -> None:
@@ -213,6 +218,11 @@ def run(opts: RunOptions) -> dict[str, Any]:
     finally:
         hosts.close()
         signal.signal(signal.SIGTERM, previous)
+
+
+def spare_hosts(nemeses: list[str]) -> int:
+    """Hosts built beyond ``--nodes`` for the membership nemeses (none otherwise)."""
+    return SPARE_HOSTS if any(n in SPARE_NEMESES for n in nemeses) else 0
 
 
 def raft_settings(nemeses: list[str]) -> dict[str, int]:
@@ -257,13 +267,17 @@ async def _node_states(
         out = {}
         for n in nodes:
             try:
-                me = (await _get(session, n.url + "/v1/cluster"))["self"]
+                body = await _get(session, n.url + "/v1/cluster")
+                me = body["self"]
             except (TimeoutError, aiohttp.ClientError, ValueError, KeyError) as e:
                 out[n.id] = {"id": n.id, "error": f"unreachable: {type(e).__name__}"}
                 continue
             out[n.id] = {"id": n.id} | {
                 k: me.get(k) for k in ("applied_index", "commit_index", "digest", "term", "role")
             }
+            view = members_of(body)
+            if view is not None:  # the membership this node applied (servers that have one)
+                out[n.id]["members"] = list(view.ids)
         applied = {v.get("applied_index") for v in out.values()}
         if (len(applied) == 1 and None not in applied) or loop.time() > deadline:
             break
@@ -307,7 +321,8 @@ async def _run(opts: RunOptions, hosts: Hosts) -> dict[str, Any]:
     history = History(out / "history.jsonl", origin)
     run_json: dict[str, Any] = {
         "nodes": [n.id for n in hosts.nodes],
-        "node_api": {n.id: n.url for n in hosts.nodes},
+        "node_api": {n.id: n.url for n in hosts.all_nodes},
+        "spare_hosts": [n.id for n in hosts.spares],
         "nemeses": opts.nemeses,
         "time_limit_s": opts.time_limit_s,
         "quiet_s": opts.quiet_s,
@@ -369,6 +384,10 @@ async def _phases(
         for node in hosts.nodes:
             hosts.start(node)
         run_json["restart_ns"] = now()
+        # The members at the end (the harness's view, made the leader's at the heal when the
+        # run changes membership): convergence is judged over them, the drain runs on them.
+        run_json["members"] = [n.id for n in hosts.nodes]
+        refs = [NodeRef(n.id, n.url) for n in hosts.nodes]
         ready = await _wait_ready(session, hosts.nodes, 30)
         run_json["ready_after_restart"] = ready
         run_json["drain_start_ns"] = now()
@@ -380,6 +399,9 @@ async def _phases(
         run_json["drain_end_ns"] = now()
         run_json["drained"] = drained
         history.close()
+        if hosts.spare_count:
+            view = await leader_members(ctx)
+            run_json["members_reported"] = None if view is None else list(view.ids)
         nodes_json = await _node_states(session, hosts.nodes, opts.params.queues)
         for node, entry in zip(hosts.nodes, nodes_json, strict=True):
             hosts.note_exit(node)

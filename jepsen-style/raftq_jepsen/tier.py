@@ -1,8 +1,12 @@
 """``make chaos``: the full tier, one run per nemesis, and its summary in docs/reliability.md.
 
-Each nemesis runs alone for ``--time-limit`` seconds (default 60) on 3 nodes, each run in its
-own process (``jepsen-style/run``) and directory under ``--out``; the tier passes when every run
-exits 0 and the runs together recorded at least ``--min-ops`` operations.
+Each nemesis runs alone for ``--time-limit`` seconds (default 60) on ``--nodes`` nodes (default
+3; ``--nodes 5`` is the five-node release gate), each run in its own process
+(``jepsen-style/run``) and directory under ``--out``; the tier passes when every run exits 0 and
+the runs together recorded at least ``--min-ops`` operations.
+
+The three-node tier rewrites the top of docs/reliability.md (up to ``KEEP``); a tier of another
+size rewrites only its own section, between ``section_marks(nodes)``, after ``KEEP``.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 
 from raftq_jepsen.nemesis import NEMESES
 
-__all__ = ["main", "render"]
+__all__ = ["main", "render", "section_marks", "write_page"]
 
 HERE = Path(__file__).resolve().parents[1]
 REPO = HERE.parent
@@ -33,23 +37,33 @@ def _load(path: Path) -> dict[str, Any]:
 
 
 def render(
-    rows: list[dict[str, Any]], *, date: str, commit: str, min_ops: int, time_limit_s: float
+    rows: list[dict[str, Any]],
+    *,
+    date: str,
+    commit: str,
+    min_ops: int,
+    time_limit_s: float,
+    nodes: int = 3,
 ) -> str:
-    """The markdown of docs/reliability.md."""
+    """The markdown of docs/reliability.md (of its ``nodes``-node section when not 3)."""
     total = sum(r.get("operations", 0) for r in rows)
     ok = all(r["exit"] == 0 for r in rows) and total >= min_ops
+    size = "" if nodes == 3 else f" --nodes {nodes}"
     if time_limit_s >= 60:
-        kind = "full tier (`make chaos`)"
+        kind = (
+            "full tier (`make chaos`)" if nodes == 3 else f"full tier (`jepsen-style/chaos{size}`)"
+        )
     else:
-        kind = f"SHORTENED tier (`jepsen-style/chaos --time-limit {time_limit_s:g}`)"
+        kind = f"SHORTENED tier (`jepsen-style/chaos{size} --time-limit {time_limit_s:g}`)"
+    title = "# Reliability: the jepsen-style tier" if nodes == 3 else f"## The {nodes}-node tier"
     lines = [
-        "# Reliability: the jepsen-style tier",
+        title,
         "",
         f"Last {kind}: **{date}**, commit `{commit}`: "
         f"**{'PASSED' if ok else 'FAILED'}**, {total} operations (target >= {min_ops}).",
         "",
         f"Each row is one `jepsen-style/run --nemesis NAME --time-limit {time_limit_s:g} "
-        "--nodes 3` "
+        f"--nodes {nodes}` "
         "(method and formats: `jepsen-style/README.md`). *ok share* is the share of "
         "completed client operations that succeeded inside that nemesis's fault windows "
         "(reported, not judged); *drain* is from the start of the drain to its end.",
@@ -89,10 +103,39 @@ def keep_notes(text: str, report: Path) -> str:
     return text if at < 0 else text.rstrip("\n") + "\n\n" + old[at:]
 
 
+def section_marks(nodes: int) -> tuple[str, str]:
+    """The lines around the section of a tier of ``nodes`` nodes (not 3) in the page."""
+    return f"<!-- tier nodes={nodes} -->", f"<!-- /tier nodes={nodes} -->"
+
+
+def write_page(text: str, report: Path, nodes: int) -> None:
+    """Write a tier's report into the page: the three-node tier replaces the top (what follows
+    ``KEEP`` stays); another size replaces its own marked section, or appends it after
+    ``KEEP`` (which is written first when the page has none)."""
+    if nodes == 3:
+        report.write_text(keep_notes(text, report))
+        return
+    try:
+        old = report.read_text()
+    except OSError:
+        old = ""
+    begin, end = section_marks(nodes)
+    block = f"{begin}\n{text.rstrip()}\n{end}\n"
+    a, b = old.find(begin), old.find(end)
+    if a >= 0 and b > a:
+        new = old[:a] + block + old[b + len(end) :].lstrip("\n")
+    else:
+        if KEEP not in old:
+            old = old.rstrip("\n") + ("\n\n" if old else "") + KEEP + "\n"
+        new = old.rstrip("\n") + "\n\n" + block
+    report.write_text(new)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="jepsen-style/chaos", description=__doc__)
     p.add_argument("--out", type=Path, default=Path("/tmp/raftq-chaos"))
     p.add_argument("--time-limit", type=float, default=60.0)
+    p.add_argument("--nodes", type=int, default=3, help="cluster size (5: the release gate)")
     p.add_argument("--nemesis", default=",".join(NEMESES), help="default: every nemesis")
     p.add_argument("--min-ops", type=int, default=15_000)
     p.add_argument("--report", type=Path, default=REPO / "docs" / "reliability.md")
@@ -114,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         run_dir = base / name
         cmd = [str(HERE / "run"), "--nemesis", name, "--time-limit", str(args.time_limit),
-               "--nodes", "3", "--out", str(run_dir)]  # fmt: skip
+               "--nodes", str(args.nodes), "--out", str(run_dir)]  # fmt: skip
         print(f"chaos: {name} ...", flush=True)
         rc = subprocess.run(cmd, check=False).returncode
         row = {"nemesis": name, "exit": rc, "dir": str(run_dir), **_load(run_dir / "run.json")}
@@ -123,9 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     commit = rows[0].get("commit", "unknown") if rows else "unknown"
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     text = render(
-        rows, date=date, commit=commit, min_ops=args.min_ops, time_limit_s=args.time_limit
+        rows,
+        date=date,
+        commit=commit,
+        min_ops=args.min_ops,
+        time_limit_s=args.time_limit,
+        nodes=args.nodes,
     )
-    args.report.write_text(keep_notes(text, args.report))
+    write_page(text, args.report, args.nodes)
     print(text)
     total = sum(r.get("operations", 0) for r in rows)
     return 0 if rows and all(r["exit"] == 0 for r in rows) and total >= args.min_ops else 1

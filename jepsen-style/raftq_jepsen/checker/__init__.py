@@ -24,6 +24,7 @@ from raftq_jepsen.checker.history import HistoryError, Op, load_history
 from raftq_jepsen.checker.index import build_index
 from raftq_jepsen.checker.jobs import check_jobs
 from raftq_jepsen.checker.linear import Bounds, check_linearizable
+from raftq_jepsen.checker.membership import check_membership
 from raftq_jepsen.checker.priority import check_priority
 from raftq_jepsen.checker.report import write_report
 from raftq_jepsen.checker.total_queue import check_total_queue
@@ -39,6 +40,7 @@ JUDGED = (
     "drain",
     "linearizable",
     "forged_forward",
+    "membership",
 )
 
 
@@ -92,6 +94,7 @@ def _judge(
             "drain": check_drain(run, drain_limit_s),
             "linearizable": check_linearizable(ix, bounds),
             "forged_forward": check_forged(forged),
+            "membership": check_membership(nodes, run, windows),
             "availability": check_availability(ops, windows),
         }
     except (KeyError, TypeError, ValueError) as e:

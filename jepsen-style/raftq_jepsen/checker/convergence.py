@@ -1,8 +1,10 @@
 """Convergence of replicas, eventual delivery, and availability per nemesis window.
 
 - convergence: every node of the run is in ``nodes.json`` with a digest, and all digests are
-  equal (the judgment). Applied indexes are reported; equal digests with different indexes are
-  possible only through entries that change nothing (the digest covers what was applied).
+  equal (the judgment). When membership changed during the run, "every node" is the final
+  members (``run.json`` ``members``): a node that left is not required to converge. Applied
+  indexes are reported; equal digests with different indexes are possible only through
+  entries that change nothing (the digest covers what was applied).
 - drain: the drain ended (``drain_end_ns`` present) within ``DRAIN_LIMIT_S`` of the heal.
 - availability (reported, never judged): per nemesis window, the operations invoked inside it
   and the fraction of them that completed ``ok``.
@@ -25,7 +27,7 @@ DRAIN_LIMIT_S = 30
 def check_convergence(nodes: list[dict[str, Any]], run: dict[str, Any]) -> dict[str, Any]:
     out = Findings(("divergent", "missing"))
     by_id = {str(n.get("id")): n for n in nodes}
-    listed = run.get("nodes")
+    listed = run.get("members", run.get("nodes"))
     if isinstance(listed, list):  # ids, or objects with an "id"
         expected = [str(n.get("id") if isinstance(n, dict) else n) for n in listed]
     else:  # a node count (or nothing): every node of nodes.json, and at least that many
@@ -36,7 +38,10 @@ def check_convergence(nodes: list[dict[str, Any]], run: dict[str, Any]) -> dict[
         n = by_id.get(node_id)
         if n is None or not n.get("digest"):
             out.flag("missing", {"node": node_id})
-    digests = {str(n["id"]): n["digest"] for n in nodes if n.get("digest")}
+    judged = set(expected)
+    digests = {
+        str(n["id"]): n["digest"] for n in nodes if n.get("digest") and str(n["id"]) in judged
+    }
     if len(set(digests.values())) > 1:
         out.flag(
             "divergent",

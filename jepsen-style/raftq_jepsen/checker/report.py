@@ -19,6 +19,7 @@ _TITLES = {
     "drain": "eventual delivery (drain)",
     "linearizable": "linearizability (WGL per queue)",
     "forged_forward": "forged node-to-node requests refused (401)",
+    "membership": "members agree at the end; membership changes happened",
 }
 
 
