@@ -188,8 +188,11 @@ class PySyncObjEngine:
         # with an empty state (a damaged dump) or with whatever it could parse (a journal).
         await asyncio.to_thread(check_data_dir, str(data_dir))
         # A tick longer than half the minimum election timeout means heartbeats were left
-        # unread: restart the election timer rather than depose a healthy leader.
-        hold = ElectionHold(stall_s=self.config.raft.election_min_ms / 2000)
+        # unread: restart the election timer rather than depose a healthy leader. A node
+        # restarted on a log waits up to two maximum election timeouts to hear of a leader.
+        restarted = (data_dir / JOURNAL_FILE).exists() or os.path.exists(dump_path)
+        rejoin_s = 2 * self.config.raft.election_max_ms / 1000 if restarted else 0.0
+        hold = ElectionHold(stall_s=self.config.raft.election_min_ms / 2000, rejoin_s=rejoin_s)
         self.hold = hold
         replica = Replica(callbacks.on_applied, callbacks.on_fatal, hold)
         for hook in self._replica_hooks:
