@@ -488,6 +488,19 @@ class PySyncObjEngine:
         pending = _private(so, "changeClusterIDx")
         return pending is not None and pending > so.raftLastApplied
 
+    def leader_settled(self) -> bool:
+        """Leader: its election no-op committed (PySyncObj refuses changes before that) and
+        every connected voter's match index known again (PySyncObj zeroes them all when it
+        is elected; a follower's is set by its first answer, a round trip later)."""
+        so = self.syncobj
+        if so is None or not self.is_leader():
+            return False
+        noop = _private(so, "noopIDx")
+        if noop is None or so.raftLastApplied < noop:
+            return False
+        match = _private(so, "raftMatchIndex")
+        return all(match.get(o, 0) > 0 for o in so.otherNodes if so.isNodeConnected(o))
+
     def member_info(self, raft: str) -> tuple[str, str] | None:
         """``(id, api)`` of the member at ``raft`` that the config does not list, if known."""
         return self._directory.get(raft)
