@@ -56,6 +56,7 @@ TEST_FAULTS = (
     "accept-forged-forward",
     "clock-unbounded",
     "install-stale-snapshot",
+    "wiped-node-votes",
 )
 SHIM_NEMESES = ("disk-error", "clock-jump")  # compile an LD_PRELOAD library at run time
 # Raft settings of the test cluster: compaction often, so snapshots are installed under faults.

@@ -16,7 +16,7 @@ from raftq.config import ClusterConfig
 from raftq.node.join import ask_to_join, check_cluster_id, cluster_voters
 from raftq.raft.node import RaftNode
 from raftq.raft.pysyncobj import new_pysyncobj_engine
-from raftq.raft.pysyncobj.faults import install_stale_snapshots
+from raftq.raft.pysyncobj.faults import install_stale_snapshots, wiped_node_votes
 from raftq.raft.pysyncobj.membership import read_members_file
 from raftq.server import testfaults
 from raftq.server.app import create_app
@@ -69,7 +69,8 @@ async def serve(
     ssl_peer = None if config.tls is None else peer_context(config.tls)
     # The engine first, then the node on it (hashicorp raft's NewRaft moment). A test fault
     # below the API is a wrapper installed here, only when RAFTQ_TEST_FAULT names it.
-    stale = active_fault() == "install-stale-snapshot"
+    fault = active_fault()
+    stale = fault == "install-stale-snapshot"
     voters, cluster_id = None, ""
     if join is not None:
         voters, cluster_id = await cluster_voters(config, join, ssl_peer)
@@ -81,6 +82,7 @@ async def serve(
         config,
         node_id,
         replica_hooks=(install_stale_snapshots,) if stale else (),
+        syncobj_hooks=(wiped_node_votes,) if fault == "wiped-node-votes" else (),
         join=voters,
         join_cluster_id=cluster_id,
     )

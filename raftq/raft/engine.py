@@ -136,6 +136,12 @@ class LogEngine(Protocol):
         """Leader: whether a membership change is proposed but not yet applied."""
         ...
 
+    def leader_settled(self) -> bool:
+        """Leader: whether its view of the followers is current, i.e. its election's first
+        entry is committed and every connected voter has answered it since (until then
+        ``voter_ready`` is false for followers that are in fact caught up)."""
+        ...
+
     def change_member(
         self,
         kind: str,

@@ -10,11 +10,19 @@ back. The leader itself is always counted; a node still catching up is not.
 Removing the leader: ``RaftNode.change_member`` hands leadership over first
 (``RaftNode.transfer_leadership``) and answers ``NotLeader``, so the caller (the HTTP edge
 forwards) asks the new leader, which removes the old one.
+
+A leader just elected knows none of its followers' match indexes (PySyncObj zeroes them on
+election) and PySyncObj refuses changes until its election entry is applied: judged at once,
+the change asked of the new leader right after that handover was refused (409 ``no_quorum``)
+although every voter was there. So a change first waits, at most ``settle_s``, for the
+leader's view to settle (``LogEngine.leader_settled``); a quorum really missing is still
+refused, only that much later.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 from raftq.errors import ClusterError, NoLeader, NotLeader, OutcomeUnknown, Rejected
@@ -28,10 +36,17 @@ _Outcome = ClusterError | Rejected | None
 class MemberChanges:
     """The membership operations of one node's engine (loop thread)."""
 
-    def __init__(self, engine: LogEngine, self_raft: str, leader_id: Callable[[], str | None]):
+    def __init__(
+        self,
+        engine: LogEngine,
+        self_raft: str,
+        leader_id: Callable[[], str | None],
+        settle_s: float = 2.0,
+    ):
         self._engine = engine
         self._self_raft = self_raft
         self._leader_id = leader_id
+        self._settle_s = settle_s  # how long a new leader's view may take to settle
 
     def check_leader(self) -> None:
         """``NotLeader``/``NoLeader`` unless this node leads."""
@@ -81,10 +96,20 @@ class MemberChanges:
         """Check, then propose the change and wait until it is committed (``OutcomeUnknown``
         after ``timeout_ms``). The leader removes only others: ``RaftNode.change_member``
         hands leadership over first when it is the one leaving."""
+        await self.settled(timeout_ms)
         self.check(kind, raft)
         fut = self._future()
         self._engine.change_member(kind, raft, self._resolver(fut), node_id=node_id, api=api)
         await self._wait(fut, timeout_ms, f"the change ({kind} {raft})")
+
+    async def settled(self, timeout_ms: int) -> None:
+        """On a leader, wait (at most ``settle_s``, within ``timeout_ms``) until its view of
+        the followers is current (module docstring); ``NotLeader``/``NoLeader`` elsewhere."""
+        self.check_leader()
+        deadline = time.monotonic() + min(self._settle_s, timeout_ms / 1000)
+        while not self._engine.leader_settled() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            self.check_leader()
 
     def _future(self) -> asyncio.Future[_Outcome]:
         return asyncio.get_running_loop().create_future()

@@ -90,7 +90,9 @@ class RaftNode:
         self.clock = ClusterClock(config.raft.clock_max_step_ms, name=node_id)
         self._clock_probe: ClockProbe | None = None
         self._probe_task: asyncio.Task[None] | None = None
-        self._members = MemberChanges(engine, self._self.raft, self.leader_id)
+        # A new leader hears from every follower within a heartbeat or two.
+        settle_s = 2 * config.raft.election_max_ms / 1000
+        self._members = MemberChanges(engine, self._self.raft, self.leader_id, settle_s)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -359,6 +361,7 @@ class RaftNode:
         if not self._started:
             raise NoLeader("node not started")
         timeout = timeout_ms or self._submit_timeout_ms
+        await self._members.settled(timeout)  # a leader just elected: see raftq.raft.members
         self._members.check(kind, raft)
         if kind == "remove" and raft == self._self.raft:
             # The leader leaving hands over first; the new leader removes it (the HTTP edge

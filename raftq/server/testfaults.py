@@ -32,6 +32,10 @@ Faults:
   that first (older) one: the node installs a stale snapshot over a state that moved past it
   (``raftq.raft.pysyncobj.faults.install_stale_snapshots``, a wrapper of the replica's
   install that the process assembly adds to the engine only under this fault).
+- ``wiped-node-votes``: the node before the wiped-voter rule: a new or wiped data dir votes
+  before it has caught up with a leader, and a leader keeps counting a wiped follower for the
+  entries it lost (``raftq.raft.pysyncobj.faults.wiped_node_votes``, a SyncObj wrapper the
+  process assembly adds only under this fault).
 
 ``apply_process_faults`` applies the faults that act below the API (journal, clock) once per
 node process; ``overrides`` gives the wrappers of the others.
@@ -90,6 +94,7 @@ FAULTS: Final = frozenset(
         "accept-forged-forward",
         "clock-unbounded",
         "install-stale-snapshot",
+        "wiped-node-votes",
     }
 )
 

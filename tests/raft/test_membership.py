@@ -11,6 +11,7 @@ import json
 import logging
 import pickle
 import shutil
+import threading
 import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from pysyncobj.node import TCPNode
 
 from raftq.config import ClusterConfig, parse_config
 from raftq.core import Enqueue, Enqueued, Machine, NewJob, write_snapshot
+from raftq.errors import NotLeader
 from raftq.node.join import JoinError, check_cluster_id
 from raftq.raft.datadir import DUMP_FILE, JOURNAL_FILE, MEMBERS_FILE
 from raftq.raft.node import RaftNode
@@ -354,3 +356,55 @@ async def test_a_removed_node_that_keeps_running_does_not_raise_the_term(tmp_pat
         assert cluster.nodes[gone].status().term > term  # it did campaign
         assert leader.is_leader() and leader.status().term == term
         await _enqueue(leader, b"two")
+
+
+async def test_removing_the_leader_of_five_voters_hands_over_and_the_new_leader_removes_it(
+    tmp_path: Path,
+) -> None:
+    """Removing the leader: it hands leadership over and answers ``NotLeader`` naming the new
+    leader, which then removes it (what the HTTP edge does on that answer)."""
+    async with memory_cluster(tmp_path, 5) as cluster:
+        leader = await cluster.leader()
+        await _enqueue(leader, b"one")
+        gone = leader.node_id
+        with pytest.raises(NotLeader) as handed:
+            await leader.change_member("remove", cluster.config.node(gone).raft)
+        new_id = handed.value.leader
+        assert new_id is not None and new_id != gone and new_id in cluster.nodes
+        new = cluster.nodes[new_id]
+        await new.change_member("remove", cluster.config.node(gone).raft)
+        stayed = [i for i in cluster.nodes if i != gone]
+        await until(lambda: all(len(_engine(cluster.nodes[i]).members()) == 4 for i in stayed))
+        await _enqueue(new, b"two")
+
+
+async def test_a_leader_just_elected_waits_for_its_followers_before_judging_a_quorum(
+    tmp_path: Path,
+) -> None:
+    """The mechanism under the test above, made certain: two followers stall (their tick
+    threads busy) across a handover, so the new leader knows neither's match index when it
+    is asked to remove its predecessor. Judged at once that was 409 ``no_quorum`` (two of
+    four voters known to be caught up); the change waits for them and is made."""
+    async with memory_cluster(tmp_path, 5) as cluster:
+        old = await cluster.leader()
+        await _enqueue(old, b"one")
+        followers = [i for i in cluster.nodes if i != old.node_id]
+        target, stalled = followers[0], followers[2:]
+        release = threading.Event()
+
+        def stall() -> None:  # tick thread of a stalled follower
+            release.wait(5.0)
+
+        for i in stalled:
+            so = _engine(cluster.nodes[i]).syncobj
+            assert so is not None
+            so.addOnTickCallback(stall)
+        try:
+            assert await old.transfer_leadership(target) == target
+            new = cluster.nodes[target]
+            asyncio.get_running_loop().call_later(0.5, release.set)
+            await new.change_member("remove", cluster.config.node(old.node_id).raft)
+        finally:
+            release.set()
+        await until(lambda: all(len(_engine(cluster.nodes[i]).members()) == 4 for i in followers))
+        await _enqueue(new, b"two")

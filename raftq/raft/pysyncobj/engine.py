@@ -75,13 +75,15 @@ from raftq.raft.snapshot_file import remove_temp_files
 if TYPE_CHECKING:
     from raftq.config import ClusterConfig
 
-__all__ = ["PySyncObjEngine", "ReplicaHook", "new_pysyncobj_engine"]
+__all__ = ["PySyncObjEngine", "ReplicaHook", "SyncObjHook", "new_pysyncobj_engine"]
 
 logger = logging.getLogger(__name__)
 
 # Called with the Replica before PySyncObj is built (the test-fault wrappers of
 # raftq.raft.pysyncobj.faults; nothing in real use).
 ReplicaHook = Callable[[Replica], None]
+# Called with the SyncObj as soon as it is built (likewise: test-fault wrappers only).
+SyncObjHook = Callable[[SyncObj], None]
 # A membership change's or leadership transfer's outcome (tick thread): None = done.
 Changed = Callable[[ClusterError | Rejected | None], None]
 
@@ -110,6 +112,7 @@ def new_pysyncobj_engine(
     node_id: str,
     *,
     replica_hooks: Sequence[ReplicaHook] = (),
+    syncobj_hooks: Sequence[SyncObjHook] = (),
     transport_class: type[Any] | None = None,
     join: Sequence[tuple[str, str, str]] | None = None,
     join_cluster_id: str = "",
@@ -124,6 +127,7 @@ def new_pysyncobj_engine(
         config,
         node_id,
         replica_hooks=replica_hooks,
+        syncobj_hooks=syncobj_hooks,
         transport_class=transport_class,
         join=join,
         join_cluster_id=join_cluster_id,
@@ -140,6 +144,7 @@ class PySyncObjEngine:
         node_id: str,
         *,
         replica_hooks: Sequence[ReplicaHook] = (),
+        syncobj_hooks: Sequence[SyncObjHook] = (),
         transport_class: type[Any] | None = None,
         join: Sequence[tuple[str, str, str]] | None = None,
         join_cluster_id: str = "",
@@ -151,6 +156,7 @@ class PySyncObjEngine:
         self._node_id = node_id
         self._self = config.node(node_id)
         self._replica_hooks = tuple(replica_hooks)
+        self._syncobj_hooks = tuple(syncobj_hooks)
         self._transport: dict[str, Any] = (
             {} if transport_class is None else {"transportClass": transport_class}
         )
@@ -256,6 +262,8 @@ class PySyncObjEngine:
                 vote_hold=membership.fresh,
                 **self._transport,
             )
+        for syncobj_hook in self._syncobj_hooks:
+            syncobj_hook(syncobj)
         try:
             verify_journal(syncobj, fsync)
         except Exception:
@@ -490,6 +498,19 @@ class PySyncObjEngine:
             return False
         pending = _private(so, "changeClusterIDx")
         return pending is not None and pending > so.raftLastApplied
+
+    def leader_settled(self) -> bool:
+        """Leader: its election no-op committed (PySyncObj refuses changes before that) and
+        every connected voter's match index known again (PySyncObj zeroes them all when it
+        is elected; a follower's is set by its first answer, a round trip later)."""
+        so = self.syncobj
+        if so is None or not self.is_leader():
+            return False
+        noop = _private(so, "noopIDx")
+        if noop is None or so.raftLastApplied < noop:
+            return False
+        match = _private(so, "raftMatchIndex")
+        return all(match.get(o, 0) > 0 for o in so.otherNodes if so.isNodeConnected(o))
 
     def member_info(self, raft: str) -> tuple[str, str] | None:
         """``(id, api)`` of the member at ``raft`` that the config does not list, if known."""

@@ -1,4 +1,4 @@
-"""TEST ONLY: the raft-side positive control of the jepsen-style checker, as a wrapper.
+"""TEST ONLY: the raft-side positive controls of the jepsen-style checker, as wrappers.
 
 ``install-stale-snapshot`` (``raftq.server.testfaults`` lists the faults and their fence): every
 snapshot a node loads after its first one is replaced by that first (older) one, so the node
@@ -6,18 +6,27 @@ installs a stale snapshot over a state that moved past it. The node assembly
 (``raftq.node.process``) passes ``install_stale_snapshots`` to ``new_pysyncobj_engine`` only
 when ``RAFTQ_TEST_FAULT`` names that fault; nothing else in the engine knows about it.
 
-Relies on PySyncObj 0.3.17 private behaviour: none (it wraps ``Replica.install``, which our
-snapshot loader ``SnapshotHooks.deserialize`` calls; ``tests/raft/test_pysyncobj_faults.py``).
+``wiped-node-votes``: the node before issue 19's wiped-voter rule. A new (or wiped) data dir
+votes at once instead of holding its vote until it has caught up with a leader, and as leader
+the node never lowers a follower's match index when that follower's log turns out shorter than
+it acknowledged (a wiped follower still counts for the entries it lost). The assembly passes
+``wiped_node_votes`` as a SyncObj hook (``new_pysyncobj_engine(syncobj_hooks=...)``) only under
+that fault.
+
+Relies on PySyncObj 0.3.17 private behaviour: none (they wrap ``Replica.install``, which our
+snapshot loader ``SnapshotHooks.deserialize`` calls, and the two rules of our ``RaftqSyncObj``;
+``tests/raft/test_pysyncobj_faults.py``).
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from raftq.core import Machine
 from raftq.raft.pysyncobj.replica import Replica
 
-__all__ = ["install_stale_snapshots"]
+__all__ = ["install_stale_snapshots", "wiped_node_votes"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,3 +46,16 @@ def install_stale_snapshots(replica: Replica) -> None:
         install(first[0])
 
     replica.install = install_stale  # type: ignore[method-assign]
+
+
+def wiped_node_votes(syncobj: Any) -> None:
+    """Lift the wiped-voter rule of ``syncobj`` (a ``RaftqSyncObj``, just built): no vote hold
+    for a new data dir, no lowered match index for a follower that lost entries."""
+    if syncobj.raftq_vote_hold:
+        logger.error("TEST FAULT: a new data dir votes before it has caught up")
+    syncobj.raftq_vote_hold = False
+
+    def keep_match_index(_node: Any, _message: dict[str, Any]) -> None:
+        return None
+
+    syncobj._forget_lost_entries = keep_match_index
