@@ -8,10 +8,16 @@ Layout (format version 1; integers little-endian)::
     8       4     format version (u32) = 1
     12      4     M = length of the raft header (u32)
     16      M     raft header: msgpack [[last_cmd, last_idx, last_term],
-                                        [prev_cmd, prev_idx, prev_term], [node addresses]]
+                                        [prev_cmd, prev_idx, prev_term], [node addresses]
+                                        (, {address: [id, api]})]
     16+M    B     body: the core snapshot (``raftq.core.snapshot``: msgpack stream + SHA-256)
     16+M+B  8     B (u64): written last, so the file is written in one pass
     24+M+B  32    SHA-256 of every byte before it
+
+The fourth element of the raft header, the id and API address of the members added at runtime
+(the config does not list them), is written only when there are such members and the cluster
+enabled log version 2: the previous release refuses a header of four elements, and it may be
+sent this snapshot during a rolling upgrade until every node runs a release that reads it.
 
 Invariant: the file is exactly ``16 + M + B + 40`` bytes. ``write_file`` makes a file appear
 at its path only complete and durable (temp file, fsync, rename, fsync of the directory), so a
@@ -71,11 +77,13 @@ Entry = tuple[bytes, int, int]
 @dataclass(frozen=True, slots=True)
 class RaftHeader:
     """What PySyncObj stores next to the state: the last two applied log entries and the
-    cluster's node addresses (``host:port``)."""
+    cluster's node addresses (``host:port``), and where the members the config does not list
+    are reached (``(address, id, api)``, sorted; empty in a header the previous release reads)."""
 
     last: Entry
     prev: Entry
     cluster: tuple[str, ...]
+    directory: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +131,10 @@ def fsync_file(path: str) -> None:
 
 
 def _encode_header(h: RaftHeader) -> bytes:
-    packed: bytes = msgpack.packb([list(h.last), list(h.prev), list(h.cluster)])
+    value: list[object] = [list(h.last), list(h.prev), list(h.cluster)]
+    if h.directory:  # else the three elements the previous release reads
+        value.append({raft: [i, api] for raft, i, api in h.directory})
+    packed: bytes = msgpack.packb(value)
     return packed
 
 
@@ -140,14 +151,31 @@ def _entry(value: object) -> Entry:
 
 def _decode_header(raw: bytes) -> RaftHeader:
     value = msgpack.unpackb(raw, raw=False)
-    if not isinstance(value, list) or len(value) != 3 or not isinstance(value[2], list):
+    if not isinstance(value, list) or len(value) not in (3, 4) or not isinstance(value[2], list):
         raise ValueError("bad raft header")
     last, prev = _entry(value[0]), _entry(value[1])
     if not all(isinstance(a, str) for a in value[2]):
         raise ValueError("bad cluster list")
     if prev[1] + 1 != last[1]:
         raise ValueError(f"entries {prev[1]} and {last[1]} are not consecutive")
-    return RaftHeader(last=last, prev=prev, cluster=tuple(value[2]))
+    directory = _directory(value[3]) if len(value) == 4 else ()
+    return RaftHeader(last=last, prev=prev, cluster=tuple(value[2]), directory=directory)
+
+
+def _directory(value: object) -> tuple[tuple[str, str, str], ...]:
+    if not isinstance(value, dict):
+        raise ValueError("bad member directory")
+    entries = []
+    for raft, info in value.items():
+        if (
+            not isinstance(raft, str)
+            or not isinstance(info, list)
+            or len(info) != 2
+            or not all(isinstance(x, str) for x in info)
+        ):
+            raise ValueError(f"bad member directory entry {raft!r:.80}")
+        entries.append((raft, info[0], info[1]))
+    return tuple(sorted(entries))
 
 
 def temp_path(path: str, pid: int) -> str:

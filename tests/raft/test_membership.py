@@ -20,7 +20,7 @@ import pytest
 from pysyncobj.node import TCPNode
 
 from raftq.config import ClusterConfig, parse_config
-from raftq.core import Enqueue, Enqueued, Machine, NewJob, write_snapshot
+from raftq.core import EnableVersion, Enqueue, Enqueued, Machine, NewJob, write_snapshot
 from raftq.errors import NotLeader
 from raftq.node.join import JoinError, check_cluster_id
 from raftq.raft.datadir import DUMP_FILE, JOURNAL_FILE, MEMBERS_FILE
@@ -408,3 +408,73 @@ async def test_a_leader_just_elected_waits_for_its_followers_before_judging_a_qu
             release.set()
         await until(lambda: all(len(_engine(cluster.nodes[i]).members()) == 4 for i in followers))
         await _enqueue(new, b"two")
+
+
+_COMPACT = "[raft]\nlog_compaction_min_entries = 5\nlog_compaction_min_time_s = 1"
+
+
+async def _add(leader: RaftNode, raft: str, node_id: str, api: str) -> int:
+    """Add the voter at ``raft`` with its id and API (what `raftq members add` proposes),
+    past the edge's quorum check; the index of the applied membership entry."""
+    engine = _engine(leader)
+    so = engine.syncobj
+    assert so is not None
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[int] = loop.create_future()
+
+    def changed(error: object) -> None:  # tick thread, once the entry is applied
+        assert error is None, error
+        loop.call_soon_threadsafe(done.set_result, so.raftLastApplied)
+
+    engine.change_member("add", raft, changed, node_id=node_id, api=api)
+    return await asyncio.wait_for(done, 10)
+
+
+async def test_a_node_caught_up_by_snapshot_knows_the_id_and_api_of_a_runtime_member(
+    tmp_path: Path,
+) -> None:
+    """Issue 19 (jepsen-style membership nemesis, members_disagree): a member added at runtime
+    is known by its id and API only from its membership entry. A node that missed the entry
+    and caught up by a snapshot knew it by its raft address alone: with it as the leader,
+    leader_id() was None there and writes could not be forwarded to it. The snapshot header
+    carries the directory once log version 2 is enabled."""
+    async with memory_cluster(tmp_path, extra=_COMPACT) as cluster:
+        config = cluster.config
+        leader = await cluster.leader()
+        await leader.submit(EnableVersion(now_ms=leader.now_ms(), version=2))
+        behind = next(i for i in cluster.nodes if i != leader.node_id)
+        cluster.partition(behind)
+        grown = _grown(config, tmp_path, 1)
+        n4 = grown.node("n4")
+        joining = RaftNode(
+            grown,
+            new_pysyncobj_engine(
+                grown,
+                "n4",
+                transport_class=cluster.network.transport_class(),
+                join=[(n.raft, n.id, n.api) for n in config.nodes],
+                join_cluster_id=_engine(leader).cluster_id(),
+            ),
+        )
+        await joining.start()
+        try:
+            added_at = await _add(leader, n4.raft, "n4", n4.api)
+            so = _engine(leader).syncobj
+            assert so is not None
+
+            def compacted() -> bool:  # the add is only in the leader's snapshot now
+                log = so._SyncObj__raftLog  # type: ignore[attr-defined]  # PySyncObj 0.3.17
+                return bool(len(log)) and log[0][1] > added_at
+
+            while not compacted():
+                await _enqueue(leader, b"more")
+            cluster.heal(behind)
+            node = cluster.nodes[behind]
+            await until(lambda: _engine(node).members() == _engine(leader).members())
+            await until(lambda: _engine(node).member_info(n4.raft) is not None, 15)
+            assert _engine(node).member_info(n4.raft) == ("n4", n4.api)
+            assert node.api_address("n4") == n4.api
+            assert await _engine(leader).transfer_leadership(n4.raft, 10.0) == n4.raft
+            await until(lambda: node.leader_id() == "n4", 15)
+        finally:
+            await joining.stop()

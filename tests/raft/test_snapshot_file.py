@@ -10,14 +10,16 @@ import struct
 import warnings
 from pathlib import Path
 
+import msgpack
 import pytest
 from pysyncobj.journal import FileJournal
+from pysyncobj.node import TCPNode
 
 from raftq.core import Enqueue, Machine, NewJob, encode_entry, snapshot_bytes, write_snapshot
 from raftq.errors import DataError
 from raftq.raft.datadir import check_data_dir, check_journal, check_meta, verify_data_dir
 from raftq.raft.pysyncobj.journal import DurableMetaStorer
-from raftq.raft.pysyncobj.snapshot_hooks import load_machine, read_machine
+from raftq.raft.pysyncobj.snapshot_hooks import load_machine, member_directory, read_machine
 from raftq.raft.snapshot_file import (
     RaftHeader,
     open_verified,
@@ -54,6 +56,42 @@ def test_round_trip(tmp_path: Path) -> None:
     assert snapshot_bytes(restored) == snapshot_bytes(m)
     assert restored.digest == m.digest and len(restored.jobs) == 500
     assert list(tmp_path.iterdir()) == [path]  # no temp file left behind
+
+
+def _raw_header(path: Path) -> object:
+    data = path.read_bytes()
+    (m,) = struct.unpack_from("<I", data, 12)
+    return msgpack.unpackb(data[16 : 16 + m], raw=False)
+
+
+def test_the_member_directory_is_a_fourth_header_element_only_once_version_2_is_enabled(
+    tmp_path: Path,
+) -> None:
+    """Members added at runtime ride in the header (their id and API are in no snapshot
+    otherwise); without any, or before log version 2 is enabled, the header keeps the three
+    elements the previous release reads (it refuses any other length)."""
+    m, path = _machine(10), tmp_path / "raft.dump"
+    _write(path, m)
+    raw = _raw_header(path)
+    assert isinstance(raw, list) and len(raw) == 3
+    runtime = TCPNode("127.0.0.1:4", raftq_id="n4", raftq_api="127.0.0.1:14")
+    cluster = [TCPNode("127.0.0.1:1"), TCPNode("127.0.0.1:5"), runtime]
+    known = {"127.0.0.1:5": ("n5", "127.0.0.1:15")}
+    assert member_directory(cluster, 1, known) == ()
+    directory = member_directory(cluster, 2, known)
+    assert directory == (
+        ("127.0.0.1:4", "n4", "127.0.0.1:14"),
+        ("127.0.0.1:5", "n5", "127.0.0.1:15"),
+    )
+    header = RaftHeader(HEADER.last, HEADER.prev, HEADER.cluster, directory)
+    _write(path, m, header)
+    assert verify_file(str(path)).header == header
+    assert _raw_header(path) == [
+        [b"\x02last", 42, 3],
+        [b"\x01prev", 41, 3],
+        ["127.0.0.1:1", "127.0.0.1:2"],
+        {"127.0.0.1:4": ["n4", "127.0.0.1:14"], "127.0.0.1:5": ["n5", "127.0.0.1:15"]},
+    ]
 
 
 def test_rewrite_replaces_atomically_and_old_temp_files_are_removed(tmp_path: Path) -> None:

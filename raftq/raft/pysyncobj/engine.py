@@ -211,6 +211,7 @@ class PySyncObjEngine:
             callbacks.on_fatal,
             write_timeout_s=self.config.raft.snapshot_write_timeout_s,
             on_writer_killed=callbacks.stats.observe_snapshot_killed,
+            directory=self._known_members,
         )
         conf = self._syncobj_conf(str(data_dir), snapshots)
         # The replicated membership, never the TOML's once the data dir has one (issue 19:
@@ -516,13 +517,26 @@ class PySyncObjEngine:
         """``(id, api)`` of the member at ``raft`` that the config does not list, if known."""
         return self._directory.get(raft)
 
+    def _known_members(self) -> dict[str, tuple[str, str]]:
+        """Tick thread (the snapshot header's directory): ``{raft: (id, api)}`` of the members
+        this node knows, itself included (it may be a member the others' config lacks)."""
+        known = dict(self._directory)  # one C-level copy: safe against the loop thread
+        known[self._self.raft] = (self._node_id, self._self.api)
+        return known
+
     def _learn_members(self) -> None:
         """Loop thread: record the id and API of members added at runtime (they travel in
-        the membership entry, as attributes of PySyncObj's node object)."""
+        the membership entry, as attributes of PySyncObj's node object, and in the header of
+        a snapshot loaded since: ``SnapshotHooks.learnt``)."""
         so = self.syncobj
         if so is None:
             return
         known = {}
+        listed = {n.raft for n in self.config.nodes}
+        learnt = self.snapshots.learnt if self.snapshots is not None else {}
+        for raft, info in list(learnt.items()):
+            if raft not in listed and self._directory.get(raft) != info:
+                known[raft] = info
         for node in so.otherNodes:
             node_id, api = getattr(node, "raftq_id", None), getattr(node, "raftq_api", None)
             fresh = self._directory.get(node.id) != (node_id, api)

@@ -46,6 +46,12 @@ this changes):
   node's commit index is dropped there too, before it replaces the dump or the machine
   (``RaftqSyncObj.raftq_refuses_snapshot``, which also answers the leader): a node whose own
   compaction went past it would otherwise roll back and forget acknowledged entries.
+- Members added at runtime: PySyncObj's ``cluster`` is only raft addresses; a member's id and
+  API address travel in its membership entry, which a node that catches up by snapshot never
+  sees (it then could not name or reach that member, e.g. as the leader). So the header also
+  carries them (``RaftHeader.directory``, from ``directory()``), once the cluster enabled log
+  version 2 (``DIRECTORY_VERSION``: before that a node of the previous release, which refuses
+  such a header, may be sent the file); a loaded one is kept in ``learnt`` for the engine.
 
 Relies on PySyncObj 0.3.17 private behaviour:
 - ``_SyncObj__serializer`` and its ``_Serializer__incomingTransmissionFile``,
@@ -66,7 +72,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
 from pysyncobj.config import SERIALIZER_STATE
@@ -93,8 +99,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_WRITE_TIMEOUT_S",
+    "DIRECTORY_VERSION",
     "SnapshotHooks",
     "load_machine",
+    "member_directory",
     "read_machine",
 ]
 
@@ -198,6 +206,30 @@ def _close_transfer(transfer: dict[str, Any] | None) -> None:
             transfer["file"].close()
 
 
+# The enabled log version from which every node reads a raft header with a member directory:
+# log version 2 and that header came with the same release.
+DIRECTORY_VERSION = 2
+
+
+def member_directory(
+    cluster: Any, enabled_version: int, known: Mapping[str, tuple[str, str]]
+) -> tuple[tuple[str, str, str], ...]:
+    """``(raft, id, api)`` of the voters in ``cluster`` (PySyncObj's nodes) whose id is known,
+    from their membership entry (attributes of the node object) or from ``known``; empty while
+    the cluster's enabled log version is below ``DIRECTORY_VERSION`` (module docstring)."""
+    if enabled_version < DIRECTORY_VERSION:
+        return ()
+    entries = []
+    for node in cluster:
+        raft = str(getattr(node, "id", node))
+        node_id, api = getattr(node, "raftq_id", None), getattr(node, "raftq_api", None)
+        if isinstance(node_id, str) and isinstance(api, str):
+            entries.append((raft, node_id, api))
+        elif raft in known:
+            entries.append((raft, *known[raft]))
+    return tuple(sorted(entries))
+
+
 class SnapshotHooks:
     """The three SyncObjConf hooks for one node (see the module docstring)."""
 
@@ -210,6 +242,7 @@ class SnapshotHooks:
         *,
         write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S,
         on_writer_killed: Callable[[], None] | None = None,
+        directory: Callable[[], Mapping[str, tuple[str, str]]] | None = None,
     ) -> None:
         check_version()  # the same pin as the journal seam
         self.dump_path = dump_path
@@ -218,6 +251,9 @@ class SnapshotHooks:
         self._on_fatal = on_fatal
         self._write_timeout_ns = int(write_timeout_s * 1e9)
         self._on_writer_killed = on_writer_killed
+        self._directory = directory
+        # {raft: (id, api)} of the last snapshot loaded (tick thread writes, the engine reads).
+        self.learnt: dict[str, tuple[str, str]] = {}
         self._prctl = _find_prctl()
         self._pid = 0
         self._killed = False  # the writer _pid ran past its deadline and was sent SIGKILL
@@ -346,12 +382,17 @@ class SnapshotHooks:
         last, prev, cluster = raft_data
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_file)  # PySyncObj renames it after we return: it must not exist
+        machine = self._replica.machine  # the tick thread is the only writer: consistent
         header = RaftHeader(
             last=_entry(last),
             prev=_entry(prev),
             cluster=tuple(sorted(str(getattr(n, "id", n)) for n in cluster)),
+            directory=member_directory(
+                cluster,
+                machine.enabled_version,
+                self._directory() if self._directory is not None else {},
+            ),
         )
-        machine = self._replica.machine  # the tick thread is the only writer: consistent
         self._started_ns = time.monotonic_ns()
         parent = os.getpid()
         pid = os.fork()
@@ -445,4 +486,6 @@ class SnapshotHooks:
             (time.monotonic_ns() - started) // 1_000_000,
         )
         h = info.header
+        if h.directory:
+            self.learnt = {raft: (i, api) for raft, i, api in h.directory}
         return h.last, h.prev, list(h.cluster)
