@@ -13,6 +13,7 @@ import shutil
 import signal
 import ssl
 import subprocess
+import sys
 import time
 import tomllib
 import urllib.error
@@ -132,6 +133,18 @@ class Cluster:
                 proc.kill()
         for proc in self.procs.values():
             proc.wait(10)
+
+    def drain(self, nid: str, timeout_s: int = 30) -> subprocess.CompletedProcess[str]:
+        """``raftq node drain`` of ``nid`` (returns once the node's API is gone, or fails)."""
+        argv = [sys.executable, "-m", "raftq", "node", "drain", "--config", str(self.config_path)]
+        return subprocess.run(
+            [*argv, "--node", nid, "--timeout", str(timeout_s)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=2 * timeout_s,
+            cwd=self.root,
+        )
 
     def log_tail(self, nid: str, lines: int = 40) -> str:
         text = (self.root / f"{nid}.log").read_text(errors="replace")

@@ -16,29 +16,6 @@ from tests.integration.cluster import Cluster, http_json
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _drain(c: Cluster, nid: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "raftq",
-            "node",
-            "drain",
-            "--config",
-            str(c.config_path),
-            "--node",
-            nid,
-            "--timeout",
-            "30",
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=c.root,
-    )
-
-
 def _raftq(c: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "raftq", *args, "--config", str(c.config_path)],
@@ -92,7 +69,7 @@ def test_draining_the_leader_then_a_follower(tmp_path: Path) -> None:
         assert body["leader"] == target and body["previous"] == old
         assert c.leader() == target and _term(c, target) == term + 1
 
-        drained = _drain(c, target)
+        drained = c.drain(target)
         assert drained.returncode == 0, (drained.stdout, drained.stderr, c.log_tail(target))
         assert f"node {target} drained and stopped" in drained.stdout
         assert c.procs[target].wait(30) == 0  # the process itself exited 0
@@ -107,7 +84,7 @@ def test_draining_the_leader_then_a_follower(tmp_path: Path) -> None:
             assert status == 200 and job["state"] == "queued", job
 
         follower = next(n for n in rest if n != new)
-        drained = _drain(c, follower)
+        drained = c.drain(follower)
         assert drained.returncode == 0, (drained.stdout, drained.stderr)
         assert c.procs[follower].wait(30) == 0
         assert c.view(new)["self"]["role"] == "leader"  # type: ignore[index]

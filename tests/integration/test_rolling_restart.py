@@ -7,36 +7,11 @@ the only leader change is the drained leader's own handover."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from tests.integration.cluster import Cluster, http_json
 from tests.integration.load import Load, check_ledger
-
-
-def _drain(c: Cluster, nid: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "raftq",
-            "node",
-            "drain",
-            "--config",
-            str(c.config_path),
-            "--node",
-            nid,
-            "--timeout",
-            "30",
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=c.root,
-    )
 
 
 def _terms(c: Cluster) -> list[int]:
@@ -66,7 +41,7 @@ async def test_rolling_restart_under_load_loses_nothing(tmp_path: Path) -> None:
         async with Load(apis, producers=3, workers=2, pause_s=0.02, seed=19) as load:
             await load.wait_acked(20, 30)
             for nid in [*(n for n in c.ids if n != leader), leader]:
-                drained = await asyncio.to_thread(_drain, c, nid)
+                drained = await asyncio.to_thread(c.drain, nid)
                 assert drained.returncode == 0, (drained.stdout, drained.stderr, c.log_tail(nid))
                 assert await asyncio.to_thread(c.procs[nid].wait, 30) == 0
                 c.start(nid)
