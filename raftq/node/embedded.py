@@ -157,7 +157,7 @@ class Node(ProducesHandles):
             forward_ssl=self._forward_ssl,
             security=security_from_config(self.config),
             # TEST ONLY: the positive controls' faults, behind their fence (None in real use).
-            overrides=testfaults.install(),
+            overrides=testfaults.install(testfaults.active_fault()),
         )
         self._prefix = prefix
         self._clocks.prefix = prefix

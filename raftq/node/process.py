@@ -91,7 +91,7 @@ async def serve(
     node.set_clock_probe(PeerClocks(config, node_id, ssl_context=ssl_peer))
     await node.start()
     # TEST ONLY: the positive controls' faults, behind their fence (None in any real use).
-    overrides = testfaults.install()
+    overrides = testfaults.install(fault)  # the fence was read once, above
     app = create_app(
         node,
         server_settings(config),

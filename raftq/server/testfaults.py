@@ -247,14 +247,10 @@ def overrides(fault: str | None) -> Overrides | None:
     return None
 
 
-def install() -> Overrides | None:
-    """Read the fence, apply the faults below the API (``apply_process_faults``) and return
-    the parts to mount (``None`` in any real use: the real parts). Once per node assembly.
-
-    Raises:
-        ConfigError: the fault is enabled but its name is unknown.
-    """
-    fault = active_fault()
+def install(fault: str | None) -> Overrides | None:
+    """Apply ``fault`` (what ``active_fault`` read behind the fence: ``None`` in any real use)
+    below the API (``apply_process_faults``) and return the parts to mount (``None``: the
+    real parts). Once per node assembly."""
     apply_process_faults(fault)
     return overrides(fault)
 

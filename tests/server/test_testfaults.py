@@ -128,11 +128,11 @@ async def test_accept_forged_forward_trusts_an_unsigned_marker(fault: str | None
 def test_no_fault_mounts_the_real_parts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(testfaults.FAULT_ENV, raising=False)
     assert testfaults.overrides(None) is None
-    assert testfaults.install() is None
+    assert testfaults.install(testfaults.active_fault()) is None
     # A fault named without the enabling value is ignored: the real parts.
     monkeypatch.setenv(testfaults.FAULT_ENV, "nack-drops")
     monkeypatch.delenv(testfaults.ENABLE_ENV, raising=False)
-    assert testfaults.install() is None
+    assert testfaults.install(testfaults.active_fault()) is None
 
 
 def _names(path: Path) -> set[str]:
