@@ -6,12 +6,13 @@ no wiped-voter rule."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from raftq.core import Machine
 from raftq.raft.node import RaftNode
 from raftq.raft.pysyncobj.engine import PySyncObjEngine
-from raftq.raft.pysyncobj.faults import install_stale_snapshots, wiped_node_votes
+from raftq.raft.pysyncobj.faults import FORCED_ENTRIES, install_stale_snapshots, wiped_node_votes
 from raftq.raft.pysyncobj.replica import Replica
 from tests.support.memory_cluster import memory_cluster, until
 
@@ -31,6 +32,23 @@ def test_a_wrapped_replica_installs_the_first_snapshot_again() -> None:
     assert replica.machine is first
     replica.install(second)
     assert replica.machine is first  # stale: the second snapshot was replaced by the first
+
+
+def test_a_stale_install_is_made_durable_by_forced_snapshots() -> None:
+    """The stale state must reach the node's snapshot file (as its own compaction would write
+    it): a restart right after the install would otherwise reload the leader's snapshot and
+    the positive control would go unseen."""
+    replica = _replica()
+    forced: list[int] = []
+    replica._syncObj = SimpleNamespace(forceLogCompaction=lambda: forced.append(1))
+    install_stale_snapshots(replica)
+    replica.install(Machine())
+    replica._on_applied()  # an entry applied on a snapshot that is not stale
+    assert forced == []
+    replica.install(Machine())
+    for _ in range(FORCED_ENTRIES + 5):
+        replica._on_applied()
+    assert len(forced) == FORCED_ENTRIES
 
 
 def test_an_unwrapped_replica_installs_each_snapshot() -> None:
