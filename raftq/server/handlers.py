@@ -28,7 +28,7 @@ from aiohttp import web
 from raftq._version import __version__
 from raftq.core.codec import LOG_VERSION
 from raftq.core.limits import MAX_CLAIM, MAX_LOG_VERSION
-from raftq.errors import ClusterError, NoLeader, NotLeader
+from raftq.errors import ClusterError, NoLeader, NotLeader, OutcomeUnknown, Overloaded
 from raftq.raft.api import NodeAPI, NodeStatus
 from raftq.retry import Attempts, RetryPolicy
 from raftq.server.audit import audit
@@ -467,6 +467,10 @@ class Api:
             info, f = await write(self.settings.submit_timeout_ms)
         except NotLeader as e:  # leadership moved before the barrier
             raise self._not_leader(e.leader) from e
+        except (NoLeader, OutcomeUnknown, Overloaded):
+            raise  # the barrier's: 503, retried
+        except ClusterError as e:  # the writer failed or ran past its deadline: not retried
+            raise ApiError(409, "backup_failed", str(e)) from e
         with f:
             _, index, term = info.header.last
             resp = web.StreamResponse(

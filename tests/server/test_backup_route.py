@@ -56,3 +56,22 @@ async def test_a_damaged_transfer_is_not_kept(tmp_path: Path) -> None:
         save_backup(b"RAFTQSNP\x01\x00\x00\x00", out)
     assert out.read_bytes() == b"the previous backup"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.dump"]
+
+
+async def test_a_writer_that_fails_is_a_409_and_leaves_no_file(start, err, monkeypatch):
+    """The forked writer exits 1 (as on a full disk): one answer naming it, not retried, and
+    nothing left in the data dir."""
+
+    def fail(path, *args, **kwargs):
+        raise OSError(28, "No space left on device", path)
+
+    monkeypatch.setattr("raftq.raft.pysyncobj.snapshot_hooks.write_file", fail)
+    async with start() as h:
+        data_dir = h.node.config.node_data_dir(h.node.node_id)
+        reply = await h.post("/v1/cluster/backup")
+        assert reply.status == 409, reply.body
+        code, message = err(reply)
+        assert code == "backup_failed"
+        assert message == "backup: the writer failed (exit 1); see the node's stderr"
+        # Neither the backup nor the writer's temp file is left (the node never compacted).
+        assert [p.name for p in data_dir.iterdir() if p.name.startswith("raft.dump")] == []
