@@ -40,6 +40,7 @@ __all__ = [
     "ENV_TOKEN",
     "add_client_commands",
     "add_tls_arguments",
+    "connection_options",
     "node_list",
     "open_client",
     "tls_context",
@@ -53,12 +54,9 @@ ENV_KEY: Final = "RAFTQ_KEY"
 DEFAULT_NODES: Final = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
 
 
-def add_client_commands(
-    commands: argparse._SubParsersAction[Parser],
-    *,
-    parents: Sequence[Parser],
-) -> None:
-    """Add the client sub-commands to ``raftq``'s parser."""
+def connection_options() -> Parser:
+    """The parent parser of every command that talks to the cluster (``open_client``):
+    ``--nodes``, ``--token``, the TLS options, ``--timeout-ms``."""
     conn = Parser(add_help=False)
     conn.add_argument(
         "--nodes",
@@ -75,7 +73,16 @@ def add_client_commands(
         metavar="MS",
         help="give up after this long (default: 10000)",
     )
-    common = [*parents, conn]
+    return conn
+
+
+def add_client_commands(
+    commands: argparse._SubParsersAction[Parser],
+    *,
+    parents: Sequence[Parser],
+) -> None:
+    """Add the client sub-commands to ``raftq``'s parser."""
+    common = [*parents, connection_options()]
     out = Parser(add_help=False)
     out.add_argument("--json", action="store_true", help="print JSON for scripts")
 

@@ -320,6 +320,16 @@ class Client(ProducesHandles):
         answer = await self._t.request("DELETE", path, mutating=True)
         return list(answer["members"])
 
+    async def backup(self, *, wait_ms: int = 120_000) -> bytes:
+        """``POST /v1/cluster/backup`` (admin): the cluster's state as of now, written by the
+        leader after a barrier (it holds every write acknowledged before the call), as the
+        bytes of a snapshot file for ``raftq data restore``. ``wait_ms`` is added to the
+        timeout for writing and sending the file (about 13 s per million jobs)."""
+        data = await self._t.request("POST", "/v1/cluster/backup", extra_ms=wait_ms)
+        if not isinstance(data, bytes):
+            raise TransportError(f"the backup answer is not a file ({type(data).__name__})")
+        return data
+
     async def cluster_of(self, node: str) -> dict[str, Any]:
         """``GET /v1/cluster`` of one node: ``node`` is ``host:port``, a URL, or a node id
         (looked up in the cluster's node list)."""

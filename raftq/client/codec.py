@@ -17,6 +17,7 @@ __all__ = ["JSON_TYPE", "MSGPACK_TYPE", "decode", "encode"]
 
 JSON_TYPE = "application/json"
 MSGPACK_TYPE = "application/msgpack"
+OCTET_TYPE = "application/octet-stream"  # a file (a backup), returned as bytes
 
 
 def _to_json(v: Any) -> Any:
@@ -56,6 +57,8 @@ def decode(raw: bytes, content_type: str) -> Any:
     if not raw:
         return None
     ct = content_type.split(";", 1)[0].strip().lower()
+    if ct == OCTET_TYPE:  # a file (a backup): the bytes as they are
+        return raw
     if ct in (MSGPACK_TYPE, "application/x-msgpack"):
         try:
             return msgpack.unpackb(raw, raw=False, strict_map_key=False)

@@ -233,6 +233,10 @@ class SyncClient:
         """See ``Client.remove_member``."""
         return self._run(self._client.remove_member(member))
 
+    def backup(self, *, wait_ms: int = 120_000) -> bytes:
+        """See ``Client.backup``."""
+        return self._run(self._client.backup(wait_ms=wait_ms))
+
     def cluster_of(self, node: str) -> dict[str, Any]:
         """See ``Client.cluster_of``."""
         return self._run(self._client.cluster_of(node))

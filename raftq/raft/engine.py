@@ -46,10 +46,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from raftq.core import Machine, Result
 from raftq.errors import ClusterError, Rejected
+from raftq.raft.snapshot_file import SnapshotInfo
 from raftq.raft.stats import RaftStats
 
 __all__ = ["Applied", "EngineCallbacks", "EngineStatus", "LogEngine"]
@@ -174,4 +175,11 @@ class LogEngine(Protocol):
 
     def snapshot_file_bytes(self) -> int | None:
         """Size of the latest snapshot file (``None`` before the first)."""
+        ...
+
+    async def backup(self) -> tuple[SnapshotInfo, BinaryIO]:
+        """The state as of this node's applied index at the call, as a verified snapshot file
+        (``raftq.raft.snapshot_file``) written without stalling the engine thread, opened,
+        and gone from the data dir (the caller closes it). ``ClusterError`` if it could not
+        be written."""
         ...

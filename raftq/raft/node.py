@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from raftq.core import Command, EnableVersion, Enqueue, Machine, Result, Tick
 from raftq.core.codec import FORMAT_VERSION, command_version
@@ -30,6 +30,7 @@ from raftq.raft.gc_guard import guard as gc_guard
 from raftq.raft.group_commit import Done, GroupCommit, results_within
 from raftq.raft.heap_trim import HeapTrimmer, trim_heap
 from raftq.raft.members import MemberChanges
+from raftq.raft.snapshot_file import SnapshotInfo
 from raftq.raft.stats import RaftStats
 from raftq.raft.waiters import ClaimWaiters, NextClaim
 
@@ -302,6 +303,14 @@ class RaftNode:
     def snapshot_file_bytes(self) -> int | None:
         """Size of this node's latest snapshot file (``None`` before the first)."""
         return self.engine.snapshot_file_bytes() if self._started else None
+
+    async def backup(self, timeout_ms: int | None = None) -> tuple[SnapshotInfo, BinaryIO]:
+        """Leader: the state as of now, as a verified snapshot file, opened (the caller
+        closes it). First a barrier, a ``Tick`` committed and applied through this node's log
+        (``NotLeader`` on a follower): every entry acknowledged before the call was committed
+        before the barrier, so the state written after it holds them all."""
+        await self.barrier(timeout_ms)
+        return await self.engine.backup()
 
     # -- applied entries and long-poll waiters ----------------------------------------------
 

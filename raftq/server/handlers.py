@@ -28,7 +28,7 @@ from aiohttp import web
 from raftq._version import __version__
 from raftq.core.codec import LOG_VERSION
 from raftq.core.limits import MAX_CLAIM, MAX_LOG_VERSION
-from raftq.errors import ClusterError, NoLeader, NotLeader
+from raftq.errors import ClusterError, NoLeader, NotLeader, OutcomeUnknown, Overloaded
 from raftq.raft.api import NodeAPI, NodeStatus
 from raftq.retry import Attempts, RetryPolicy
 from raftq.server.audit import audit
@@ -51,6 +51,9 @@ from raftq.service.request_ids import request_id_of
 __all__ = ["Api", "read_body"]
 
 logger = logging.getLogger(__name__)
+
+# The content type of a backup (``POST /v1/cluster/backup``): raftq's snapshot file.
+BACKUP_TYPE = "application/octet-stream"
 
 
 async def read_body(request: web.BaseRequest, limit: int) -> bytes:
@@ -444,6 +447,47 @@ class Api:
         leader = await drain.start(self.node)
         audit(request, "drain", leader=leader)
         return respond(request, {"node": self.node.node_id, "draining": True, "leader": leader})
+
+    async def backup(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/cluster/backup``: the leader (a follower answers 503 ``not_leader`` with
+        the leader's address: the client goes there, the file is not relayed) writes the state
+        as of now, after a barrier, and streams the snapshot file; ``X-Raftq-Backup-Index`` /
+        ``-Term`` name the log entry it ends with."""
+        body = await read_body(request, 4096)
+        if body.strip():  # no fields; an empty body or {} is fine
+            Fields(
+                decode_body(body, request_format(request.headers.get("Content-Type", "")))
+            ).done()
+        write = getattr(self.node, "backup", None)  # a RaftNode has it; a test double may not
+        if write is None:
+            raise ApiError(409, "not_backupable", "this node keeps no snapshot files")
+        if not self.node.is_leader():
+            raise self._not_leader(self.node.leader_id())
+        try:
+            info, f = await write(self.settings.submit_timeout_ms)
+        except NotLeader as e:  # leadership moved before the barrier
+            raise self._not_leader(e.leader) from e
+        except (NoLeader, OutcomeUnknown, Overloaded):
+            raise  # the barrier's: 503, retried
+        except ClusterError as e:  # the writer failed or ran past its deadline: not retried
+            raise ApiError(409, "backup_failed", str(e)) from e
+        with f:
+            _, index, term = info.header.last
+            resp = web.StreamResponse(
+                headers={
+                    "Content-Type": BACKUP_TYPE,
+                    "Content-Length": str(info.file_size),
+                    "X-Raftq-Backup-Index": str(index),
+                    "X-Raftq-Backup-Term": str(term),
+                }
+            )
+            await resp.prepare(request)
+            f.seek(0)
+            while chunk := await asyncio.to_thread(f.read, 1 << 20):
+                await resp.write(chunk)
+            await resp.write_eof()
+        audit(request, "backup", index=index, bytes=info.file_size)
+        return resp
 
     def _refuse_if_draining(self, request: web.Request) -> None:
         drain = request.config_dict.get(DRAIN_KEY)

@@ -505,6 +505,31 @@ ROUTES: Final[tuple[Route, ...]] = (
     ),
     Route(
         "POST",
+        "/v1/cluster/backup",
+        "backup",
+        _ADMIN,
+        lambda s: operation(
+            "the state as of now, as a snapshot file for `raftq data restore`: the leader "
+            "writes it after a barrier, so it holds every write acknowledged before the call "
+            "(a follower answers 503 not_leader naming the leader) (admin)",
+            [],
+            {
+                **responses(200, None, (400, *AUTH_ERRORS, 409, 503)),
+                "200": {
+                    "description": "the snapshot file; X-Raftq-Backup-Index and "
+                    "X-Raftq-Backup-Term name the last log entry it holds",
+                    "content": {
+                        "application/octet-stream": {
+                            "schema": {"type": "string", "format": "binary"}
+                        }
+                    },
+                },
+            },
+            "Empty",
+        ),
+    ),
+    Route(
+        "POST",
         "/v1/cluster/version",
         "enable_version",
         _ADMIN,

@@ -63,3 +63,37 @@ def test_backup_and_restore(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         err.startswith(f"raftq: error: snapshot file {backup}: truncated") and err.count("\n") == 1
     )
     assert not (tmp_path / "n9").exists()
+
+
+def test_backup_of_a_dir_without_a_snapshot_names_the_live_backup(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A young node has no snapshot yet (issue 20 item 5): the offline copy says so and how to
+    back up the running cluster, never to move the data dir aside."""
+    node = tmp_path / "n1"
+    node.mkdir()
+    DurableMetaStorer(str(node / "raft.journal.meta")).storeMeta({"currentTerm": 1})
+    out = tmp_path / "b.dump"
+    assert main(["data", "backup", str(node), str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"raftq: error: {node / 'raft.dump'}: that node has not written a snapshot yet (a "
+        f"young node's state is in its journal): no backup written; back up the running "
+        f"cluster with `raftq data backup {out}` (--nodes, an admin token): it holds the "
+        "state as of now\n"
+    )
+    assert "aside" not in err and not out.exists()
+
+
+def test_restore_of_an_old_format_backup_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    backup = tmp_path / "old.dump"
+    backup.write_bytes(b"\x1f\x8b\x08\x00 a PySyncObj pickle dump")
+    assert main(["data", "restore", str(backup), str(tmp_path / "n1")]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"raftq: error: snapshot file {backup}: PySyncObj's pickle format (written by an older "
+        "raftq); not a backup this raftq can restore, nothing written\n"
+    )
+    assert not (tmp_path / "n1").exists()

@@ -38,7 +38,7 @@ _SYNCOBJ_METHODS = (
     "_getLeader",  # engine.py
     "_checkCommandsToApply",  # commit_rule.py overrides it
     "_SyncObj__generateRaftTimeout",  # election_hold.py
-    "_SyncObj__getEntries",  # commit_rule.py
+    "_SyncObj__getEntries",  # commit_rule.py, engine.py (backup)
     "_SyncObj__onMessageReceived",  # commit_rule.py
     "_SyncObj__loadDumpFile",  # commit_rule.py
     "_SyncObj__sendNextNodeIdx",  # commit_rule.py

@@ -379,10 +379,21 @@ class SnapshotHooks:
             self._failed = True
 
     def _start(self, tmp_file: str, raft_data: tuple[Any, Any, Any]) -> None:
-        last, prev, cluster = raft_data
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_file)  # PySyncObj renames it after we return: it must not exist
-        machine = self._replica.machine  # the tick thread is the only writer: consistent
+        self._started_ns = time.monotonic_ns()
+        header, pid = self._fork_writer(self.dump_path, raft_data)
+        self._pid = pid
+        logger.info("snapshot: writing entries up to %d (pid %d)", header.last[1], pid)
+
+    def _fork_writer(self, path: str, raft_data: tuple[Any, Any, Any]) -> tuple[RaftHeader, int]:
+        """Tick thread: fork a child that writes the machine, as of now, to ``path`` (what
+        ``_write_in_child`` does) under the header of ``raft_data`` ``(last, prev, cluster)``,
+        the last two applied entries. The tick thread is the only one that applies entries,
+        so the machine is not between two entries here, and the child's copy of it is the
+        state as of ``last``."""
+        last, prev, cluster = raft_data
+        machine = self._replica.machine
         header = RaftHeader(
             last=_entry(last),
             prev=_entry(prev),
@@ -393,13 +404,20 @@ class SnapshotHooks:
                 self._directory() if self._directory is not None else {},
             ),
         )
-        self._started_ns = time.monotonic_ns()
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:
-            _write_in_child(self.dump_path, header, machine, parent, self._prctl)
-        self._pid = pid
-        logger.info("snapshot: writing entries up to %d (pid %d)", header.last[1], pid)
+            _write_in_child(path, header, machine, parent, self._prctl)
+        return header, pid
+
+    def write_copy(self, path: str, raft_data: tuple[Any, Any, Any]) -> tuple[RaftHeader, int]:
+        """Tick thread: start writing a snapshot file of the state as of now to ``path`` (a
+        backup), apart from the compactions: the dump, the journal and PySyncObj's serializer
+        state are not touched. Returns the header and the writer's pid; the caller reaps it
+        (``PySyncObjEngine.backup``)."""
+        header, pid = self._fork_writer(path, raft_data)
+        logger.info("backup: writing entries up to %d (pid %d)", header.last[1], pid)
+        return header, pid
 
     def check(self) -> int:
         if self._failed:
