@@ -494,3 +494,33 @@ async def _runtime_member_known_after_snapshot(tmp_path: Path, *, enable_by_hand
             assert shown[n4.raft] == ("n4", n4.api)
         finally:
             await joining.stop()
+
+
+async def test_leadership_moves_to_a_member_added_at_runtime(tmp_path: Path) -> None:
+    """Issue 19: ``transfer_leadership(to=...)`` took only the config's ids; a member added at
+    runtime is named by the id its membership entry carries."""
+    async with memory_cluster(tmp_path) as cluster:
+        config = cluster.config
+        leader = await cluster.leader()
+        grown = _grown(config, tmp_path, 1)
+        n4 = grown.node("n4")
+        joining = RaftNode(
+            grown,
+            new_pysyncobj_engine(
+                grown,
+                "n4",
+                transport_class=cluster.network.transport_class(),
+                join=[(n.raft, n.id, n.api) for n in config.nodes],
+                join_cluster_id=_engine(leader).cluster_id(),
+            ),
+        )
+        await joining.start()
+        try:
+            await _add(leader, n4.raft, "n4", n4.api)
+            acked = await _enqueue(leader, b"before")
+            assert await leader.transfer_leadership("n4") == "n4"
+            assert joining.is_leader()
+            assert await _enqueue(joining, b"after") > acked
+            await until(lambda: leader.leader_id() == "n4")
+        finally:
+            await joining.stop()

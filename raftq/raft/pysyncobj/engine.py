@@ -561,7 +561,15 @@ class PySyncObjEngine:
 
     def member_info(self, raft: str) -> tuple[str, str] | None:
         """``(id, api)`` of the member at ``raft`` that the config does not list, if known."""
-        return self._directory.get(raft)
+        known = self._directory.get(raft)
+        so = self.syncobj
+        if known is None and so is not None:
+            # Added since the last ``_learn_members`` (every tick interval): its entry's node.
+            for node in list(so.otherNodes):
+                node_id, api = getattr(node, "raftq_id", None), getattr(node, "raftq_api", None)
+                if node.id == raft and isinstance(node_id, str) and isinstance(api, str):
+                    return node_id, api
+        return known
 
     def _known_members(self) -> dict[str, tuple[str, str]]:
         """Tick thread (the snapshot header's directory): ``{raft: (id, api)}`` of the members
