@@ -408,17 +408,28 @@ class Api:
                 f"this node ({self.node.node_id}) applies log versions up to {LOG_VERSION}",
             )
         st = self.node.status()
-        others = [p for p in st.nodes if p.id != st.id]
-        views = await asyncio.gather(
-            *(self.forwarder.fetch_json(p.api, "/v1/cluster", timeout_ms=2000) for p in others)
-        )
+        # The replicated membership (a member added at runtime at the API address its
+        # membership entry carries), not the config's nodes; the config's for a node without
+        # one (an engine that reports no membership).
+        members = st.members or st.nodes
+        others = [m for m in members if m.id != st.id]
+
+        async def view_of(api: str | None) -> object:
+            if not api:
+                return None
+            return await self.forwarder.fetch_json(api, "/v1/cluster", timeout_ms=2000)
+
+        views = await asyncio.gather(*(view_of(m.api) for m in others))
         for peer, view in zip(others, views, strict=True):
             me = view.get("self") if isinstance(view, dict) else None
             found = me.get("log_version") if isinstance(me, dict) else None
             if not isinstance(found, int) or found < version:
-                why = (
-                    "did not answer" if view is None else f"applies log versions up to {found or 1}"
-                )
+                if not peer.api:
+                    why = "has no known API address (its membership entry did not carry one)"
+                elif view is None:
+                    why = "did not answer"
+                else:
+                    why = f"applies log versions up to {found or 1}"
                 raise ApiError(
                     409,
                     "version_not_supported",

@@ -65,7 +65,6 @@ async def test_a_target_cut_off_is_refused_and_the_leader_stays(tmp_path: Path) 
             await old.transfer_leadership(old.node_id)
 
 
-
 async def test_a_target_with_slow_ticks_still_takes_over(tmp_path: Path) -> None:
     """Issue 19 (a transfer under load: TimeoutNow sent, nobody took over within 10 s): the
     election hold restarts a follower's election timer after a full GC pass and after every

@@ -3,8 +3,9 @@ not start an election before it has read the leader's heartbeats waiting in its 
 
 Relies on PySyncObj 0.3.17 private behaviour: ``_SyncObj__raftState``,
 ``_SyncObj__generateRaftTimeout``, ``_SyncObj__raftElectionDeadline``,
-``_SyncObj__raftLeader`` and ``_SyncObj__transferInProgress`` (guarded by ``tests/raft/test_snapshot_hooks.py``, which reads and
-writes them on a real ``SyncObj``, and ``tests/raft/test_pysyncobj_private.py``).
+``_SyncObj__raftLeader`` and ``_SyncObj__transferInProgress`` (guarded by
+``tests/raft/test_snapshot_hooks.py``, which reads and writes them on a real ``SyncObj``, and
+``tests/raft/test_pysyncobj_private.py``).
 """
 
 from __future__ import annotations
