@@ -196,7 +196,9 @@ def _members(
             continue
         members = body.get("members") if status == 200 and isinstance(body, dict) else None
         if isinstance(members, list) and members:
-            return [(str(m.get("id")), str(m.get("api") or "")) for m in members]
+            found = [(str(m.get("id")), str(m.get("api") or "")) for m in members]
+            order = {n: i for i, n in enumerate(config.node_ids)}  # the config's order first
+            return sorted(found, key=lambda m: (order.get(m[0], len(order)), m[0]))
     return [(n.id, n.api) for n in config.nodes]
 
 
