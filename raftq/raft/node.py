@@ -325,6 +325,9 @@ class RaftNode:
             return None
         return await self._result(fut, None)
 
+    def end_claim_waits(self) -> None:
+        self._waiters.close()
+
     # -- reads and status -------------------------------------------------------------------
 
     @contextlib.contextmanager
