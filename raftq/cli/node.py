@@ -28,7 +28,7 @@ from raftq.cli.common import (
     UsageError,
     positive_int,
 )
-from raftq.config import load_config
+from raftq.config import ClusterConfig, load_config
 
 __all__ = ["add_node_commands", "add_upgrade_commands"]
 
@@ -124,7 +124,9 @@ def add_upgrade_commands(
         "status",
         parents=list(parents),
         help="each node's raftq release and log version",
-        description="Ask every node of FILE for GET /v1/cluster and print one line per node: "
+        description="Ask every member of the cluster (the replicated membership, as the "
+        "first node of FILE that answers knows it) for GET /v1/cluster and print one line per "
+        "node: "
         "its raftq release, the highest log version it applies, its role. Exit 0 when every "
         "node answered and all run the same log version, 1 when they differ, 3 when a node "
         "did not answer.",
@@ -152,11 +154,16 @@ def _cmd_upgrade_status(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     token = args.token if args.token is not None else os.environ.get(_ENV_TOKEN) or None
     context = ssl.create_default_context(cafile=os.environ.get(_ENV_CA)) if config.tls else None
+    scheme = "https" if config.tls else "http"
     log_versions: set[int] = set()
     missing = False
-    for nid in config.node_ids:
+    for nid, api in _members(config, token, context):
+        if not api:
+            missing = True
+            print(f"{nid}  API address unknown (added at runtime without one)")
+            continue
         try:
-            status, body = _get(f"{config.api_url(nid)}/v1/cluster", token, context)
+            status, body = _get(f"{scheme}://{api}/v1/cluster", token, context)
         except OSError as e:
             status, body = 0, str(e)
         me = body.get("self") if status == 200 and isinstance(body, dict) else None
@@ -174,6 +181,25 @@ def _cmd_upgrade_status(args: argparse.Namespace) -> int:
     if missing:
         return EXIT_UNREACHABLE
     return EXIT_OK if len(log_versions) == 1 else EXIT_FAILED
+
+
+def _members(
+    config: ClusterConfig, token: str | None, context: ssl.SSLContext | None
+) -> list[tuple[str, str]]:
+    """``(id, api)`` of each member of the replicated membership (members added at runtime
+    included, the config's removed ones left out), as the first node of the config that
+    answers knows it; the config's nodes if none answers (each is then reported missing)."""
+    for nid in config.node_ids:
+        try:
+            status, body = _get(f"{config.api_url(nid)}/v1/cluster", token, context)
+        except OSError:
+            continue
+        members = body.get("members") if status == 200 and isinstance(body, dict) else None
+        if isinstance(members, list) and members:
+            found = [(str(m.get("id")), str(m.get("api") or "")) for m in members]
+            order = {n: i for i, n in enumerate(config.node_ids)}  # the config's order first
+            return sorted(found, key=lambda m: (order.get(m[0], len(order)), m[0]))
+    return [(n.id, n.api) for n in config.nodes]
 
 
 def _cmd_upgrade_enable(args: argparse.Namespace) -> int:

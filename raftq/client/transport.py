@@ -6,8 +6,8 @@
   so the state machine applies it at most once and answers a retry with the first answer.
 - Retries, until ``retry_ms`` has passed since the first attempt:
   * definite failures (nothing applied): connection refused / connect timeout, 503
-    ``no_leader``/``not_leader``/``overloaded``, 429: the next node, at once while untried
-    nodes remain, else after a backoff;
+    ``no_leader``/``not_leader``/``overloaded``/``draining``, 429: the next node, at once while
+    untried nodes remain, else after a backoff;
   * uncertain failures (may have been applied): timeouts, connection reset mid-request, 503
     ``outcome_unknown``, other 5xx: retried with the same request id after a backoff.
   Backoff: 50 ms doubling to 1 s, with jitter (Retry-After is advisory: our cap is lower);
@@ -47,7 +47,14 @@ __all__ = ["Transport", "parse_nodes"]
 logger = logging.getLogger(__name__)
 
 LEADER_HEADER = "X-Raftq-Leader"
-_DEFINITE_503 = {"no_leader": NoLeader, "not_leader": NoLeader, "overloaded": Overloaded}
+# ``draining``: the node stops; its claim leased nothing for this request (or, if a round was
+# in flight, the retry with the same request id replays it): the next node at once.
+_DEFINITE_503 = {
+    "no_leader": NoLeader,
+    "not_leader": NoLeader,
+    "overloaded": Overloaded,
+    "draining": NoLeader,
+}
 
 
 def parse_nodes(nodes: Sequence[str] | str, *, tls: bool) -> list[str]:

@@ -119,6 +119,12 @@ class NodeAPI(Protocol):
         ``raftq.raft.waiters``). The round may return no job; the caller decides what next."""
         ...
 
+    def end_claim_waits(self) -> None:
+        """End every ``claim_when_ready`` waiting now: each returns ``None`` at once, no
+        round proposed for it (a drain: the long-polls answer and their clients go
+        elsewhere)."""
+        ...
+
     def status(self) -> NodeStatus: ...
 
     async def change_member(

@@ -334,6 +334,9 @@ class RaftNode:
             return None
         return await self._result(fut, None)
 
+    def end_claim_waits(self) -> None:
+        self._waiters.close()
+
     # -- reads and status -------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -384,7 +387,7 @@ class RaftNode:
             raise NotLeader(self.leader_id())
         raft = None
         if to is not None:
-            raft = next((n.raft for n in self.config.nodes if n.id == to), None)
+            raft = self._member_raft(to)
             if raft is None or to == self.node_id:
                 raise TransferRefused(f"{to} is not another node of the cluster")
         # A few elections' worth: the target starts its election at once, one round trip.
@@ -400,9 +403,25 @@ class RaftNode:
             raise NotLeader(self.leader_id()) from None
         finally:
             self._handing_over = False
-        node = self._by_raft.get(new_raft)
-        logger.info("leadership handed over to %s", new_raft if node is None else node.id)
-        return new_raft if node is None else node.id
+        new_id = self._member_id(new_raft)
+        logger.info("leadership handed over to %s", new_id or new_raft)
+        return new_id or new_raft
+
+    def _member_raft(self, node_id: str) -> str | None:
+        """The raft address of the voter ``node_id`` of the replicated membership (a node of
+        the config, or one added at runtime, known from its membership entry)."""
+        for raft in self.engine.members():
+            if self._member_id(raft) == node_id:
+                return raft
+        return None
+
+    def _member_id(self, raft: str) -> str | None:
+        """The id of the member at ``raft``: the config's, else its membership entry's."""
+        node = self._by_raft.get(raft)
+        if node is not None:
+            return node.id
+        info = self.engine.member_info(raft)
+        return None if info is None else info[0]
 
     def api_address(self, node_id: str) -> str | None:
         for n in self.config.nodes:

@@ -130,7 +130,8 @@ class ClaimWaiters:
             self._serve(w)
 
     def close(self) -> None:
-        """The node stops: every waiter returns ``None`` (an empty answer)."""
+        """The node stops or drains: every waiter returns ``None`` (an empty answer); later
+        waits are served as usual."""
         waiters, self._waiters = self._waiters, []
         for w in waiters:
             if not w.served.done():

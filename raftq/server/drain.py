@@ -1,11 +1,11 @@
 """Draining a node before a planned stop (``POST /v1/node/drain``, ``raftq node drain``).
 
 A drained node stops taking claims (new ones are refused with a retryable 503 ``draining``, so
-workers go to another node), hands leadership over if it has it (``transfer_leadership``: the
-next leader is a node that has every entry, elected at once), then stops its process the way
-SIGTERM does: the API stops accepting connections and waits for the requests in flight, the
-raft node stops, and the process exits 0. Only ``raftq serve`` mounts one (``DRAIN_KEY``); an
-embedded node is stopped by its owner.
+workers go to another node; long-polls already waiting end at once with the same answer), hands
+leadership over if it has it (``transfer_leadership``: the next leader is a node that has every
+entry, elected at once), then stops its process the way SIGTERM does: the API stops accepting
+connections and waits for the requests in flight, the raft node stops, and the process exits 0.
+Only ``raftq serve`` mounts one (``DRAIN_KEY``); an embedded node is stopped by its owner.
 """
 
 from __future__ import annotations
@@ -37,12 +37,19 @@ class Drain:
         self._stop = stop
         self._transfer_timeout_s = transfer_timeout_s
         self.draining = False
+        # Set when the drain starts: long-polls forwarded from here to the leader end then
+        # (``raftq.server.handlers``), as the ones waiting on this node (``end_claim_waits``).
+        self.started = asyncio.Event()
 
     async def start(self, node: NodeAPI) -> str | None:
         """Stop taking claims, hand leadership over, then stop serving; returns the leader
         this node knows of once it is no longer the leader (``None``: unknown)."""
         if not self.draining:
             self.draining = True
+            self.started.set()
+            # Long-polls waiting here answer at once (503 ``draining``: their clients retry
+            # on another node with the same request id): nothing was leased for them.
+            node.end_claim_waits()
             logger.info("node %s: draining (no new claims)", node.node_id)
         deadline = time.monotonic() + self._transfer_timeout_s
         while node.is_leader():

@@ -18,6 +18,7 @@ what only HTTP can get wrong) and turned into the ``{"error": ...}`` body by ``a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -71,6 +72,11 @@ async def read_body(request: web.BaseRequest, limit: int) -> bytes:
         if len(buf) > limit:
             raise ApiError(413, "body_too_large", f"body larger than {limit} bytes")
     return bytes(buf)
+
+
+# Set on a claim request while its long-poll runs on this node (not forwarded): see
+# ``Api._claim_until_drained``.
+_LOCAL_CLAIM: web.RequestKey[bool] = web.RequestKey("raftq_local_claim", bool)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,23 +210,60 @@ class Api:
     async def claim_one(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/queues/{queue}/claim``."""
         self._refuse_if_draining(request)
-        return await self._write(request, self._claim, extra_ms=self.settings.max_wait_ms)
+        return await self._claim_until_drained(request)
 
     async def claim_many(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/claim`` with ``{"queues": [...]}``."""
         self._refuse_if_draining(request)
-        return await self._write(request, self._claim, extra_ms=self.settings.max_wait_ms)
+        return await self._claim_until_drained(request)
+
+    async def _claim_until_drained(self, request: web.Request) -> web.StreamResponse:
+        """A long-poll claim that a drain of this node ends at once. Run here (``_claim``),
+        it ends by itself: the drain wakes its wait and it answers 503 ``draining`` if it
+        leased nothing, its jobs if a round in flight leased some. Forwarded to the leader
+        (or waiting for one), it is dropped, answered 503 ``draining``: the leader leases
+        nothing for a caller that left, but a round already in flight there may lease jobs
+        the caller never sees (they come back when their lease expires). The client retries
+        elsewhere with the same request id, so a round that was applied is replayed, never
+        applied twice."""
+        work = self._write(request, self._claim, extra_ms=self.settings.max_wait_ms)
+        drain = request.config_dict.get(DRAIN_KEY)
+        if drain is None:
+            return await work
+        task = asyncio.ensure_future(work)
+        drained = asyncio.ensure_future(drain.started.wait())
+        try:
+            await asyncio.wait((task, drained), return_when=asyncio.FIRST_COMPLETED)
+            if not task.done() and not request.get(_LOCAL_CLAIM, False):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                raise self._draining()
+            return await task
+        finally:
+            drained.cancel()
+            if not task.done():
+                task.cancel()
 
     async def _claim(self, w: _Write) -> web.StreamResponse:
         request = w.request
+        drain = request.config_dict.get(DRAIN_KEY)
 
-        def wanted() -> bool:  # the client left: do not lease jobs nobody will receive
+        def wanted() -> bool:  # the client left, or this node drains: lease nothing more
             transport = request.transport
-            return transport is not None and not transport.is_closing()
+            alive = transport is not None and not transport.is_closing()
+            return alive and (drain is None or not drain.draining)
 
         queue = request.match_info.get("queue")
         op = self.service.claim(queue, w.fields(), wanted)
-        return respond(request, await op(w.request_id))
+        request[_LOCAL_CLAIM] = True  # runs here: a drain lets it end by itself
+        try:
+            answer = await op(w.request_id)
+        finally:
+            request[_LOCAL_CLAIM] = False
+        if drain is not None and drain.draining and not answer.get("jobs"):
+            raise self._draining()  # nothing leased: the client retries on another node
+        return respond(request, answer)
 
     # -- lease operations -------------------------------------------------------------------
 
@@ -411,17 +454,28 @@ class Api:
                 f"this node ({self.node.node_id}) applies log versions up to {LOG_VERSION}",
             )
         st = self.node.status()
-        others = [p for p in st.nodes if p.id != st.id]
-        views = await asyncio.gather(
-            *(self.forwarder.fetch_json(p.api, "/v1/cluster", timeout_ms=2000) for p in others)
-        )
+        # The replicated membership (a member added at runtime at the API address its
+        # membership entry carries), not the config's nodes; the config's for a node without
+        # one (an engine that reports no membership).
+        members = st.members or st.nodes
+        others = [m for m in members if m.id != st.id]
+
+        async def view_of(api: str | None) -> object:
+            if not api:
+                return None
+            return await self.forwarder.fetch_json(api, "/v1/cluster", timeout_ms=2000)
+
+        views = await asyncio.gather(*(view_of(m.api) for m in others))
         for peer, view in zip(others, views, strict=True):
             me = view.get("self") if isinstance(view, dict) else None
             found = me.get("log_version") if isinstance(me, dict) else None
             if not isinstance(found, int) or found < version:
-                why = (
-                    "did not answer" if view is None else f"applies log versions up to {found or 1}"
-                )
+                if not peer.api:
+                    why = "has no known API address (its membership entry did not carry one)"
+                elif view is None:
+                    why = "did not answer"
+                else:
+                    why = f"applies log versions up to {found or 1}"
                 raise ApiError(
                     409,
                     "version_not_supported",
@@ -492,12 +546,15 @@ class Api:
     def _refuse_if_draining(self, request: web.Request) -> None:
         drain = request.config_dict.get(DRAIN_KEY)
         if drain is not None and drain.draining:
-            raise ApiError(
-                503,
-                "draining",
-                f"node {self.node.node_id} is draining before a stop: claim from another node",
-                retry_after_s=self._retry_after(),
-            )
+            raise self._draining()
+
+    def _draining(self) -> ApiError:
+        return ApiError(
+            503,
+            "draining",
+            f"node {self.node.node_id} is draining before a stop: claim from another node",
+            retry_after_s=self._retry_after(),
+        )
 
     async def cluster(self, request: web.Request) -> web.StreamResponse:
         """``GET /v1/cluster[?peers=true]``: this node's view; with ``peers``, also each other

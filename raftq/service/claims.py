@@ -66,6 +66,8 @@ async def claim_rounds(
             return result.jobs
         answered = True
     while (remaining_ms := int((deadline - loop.time()) * 1000)) > 0:
+        if not wanted():  # the client left, or the node drains: no more waiting
+            break
         try:
             answer = await node.claim_when_ready(first.queues, remaining_ms, next_claim)
         except (NotLeader, NoLeader):

@@ -50,7 +50,8 @@ def test_draining_the_leader_then_a_follower(tmp_path: Path) -> None:
         lines = up.stdout.splitlines()
         assert [line.split()[0] for line in lines] == c.ids
         assert all(
-            f"raftq {__version__}  log version {LOG_VERSION}  enabled 1  " in line for line in lines
+            f"raftq {__version__}  log version {LOG_VERSION}  enabled {LOG_VERSION}  " in line
+            for line in lines
         )
 
         # Log version 2 is enabled once every node says it applies it; not above this release's.

@@ -439,10 +439,25 @@ async def test_a_node_caught_up_by_snapshot_knows_the_id_and_api_of_a_runtime_me
     leader_id() was None there, writes could not be forwarded to it (``api_address``), and
     GET /v1/cluster showed its raft address as its id. The snapshot header carries the
     directory once log version 2 is enabled."""
+    await _runtime_member_known_after_snapshot(tmp_path, enable_by_hand=True)
+
+
+async def test_a_new_cluster_s_snapshot_carries_the_runtime_member_s_id_and_api(
+    tmp_path: Path,
+) -> None:
+    """Issue 19: a new cluster enables its own log version as its first entry
+    (``PySyncObjEngine._enable_version_of_new_cluster``), so its snapshot headers carry the
+    member directory without `raftq upgrade enable`: before, a fresh cluster stayed at log
+    version 1 and a node caught up by snapshot never learnt a runtime member's id and API."""
+    await _runtime_member_known_after_snapshot(tmp_path, enable_by_hand=False)
+
+
+async def _runtime_member_known_after_snapshot(tmp_path: Path, *, enable_by_hand: bool) -> None:
     async with memory_cluster(tmp_path, extra=_COMPACT) as cluster:
         config = cluster.config
         leader = await cluster.leader()
-        await leader.submit(EnableVersion(now_ms=leader.now_ms(), version=2))
+        if enable_by_hand:
+            await leader.submit(EnableVersion(now_ms=leader.now_ms(), version=2))
         behind = next(i for i in cluster.nodes if i != leader.node_id)
         cluster.partition(behind)
         grown = _grown(config, tmp_path, 1)
@@ -477,5 +492,35 @@ async def test_a_node_caught_up_by_snapshot_knows_the_id_and_api_of_a_runtime_me
             assert node.api_address("n4") == n4.api
             shown = {m.raft: (m.id, m.api) for m in node.status().members}  # GET /v1/cluster
             assert shown[n4.raft] == ("n4", n4.api)
+        finally:
+            await joining.stop()
+
+
+async def test_leadership_moves_to_a_member_added_at_runtime(tmp_path: Path) -> None:
+    """Issue 19: ``transfer_leadership(to=...)`` took only the config's ids; a member added at
+    runtime is named by the id its membership entry carries."""
+    async with memory_cluster(tmp_path) as cluster:
+        config = cluster.config
+        leader = await cluster.leader()
+        grown = _grown(config, tmp_path, 1)
+        n4 = grown.node("n4")
+        joining = RaftNode(
+            grown,
+            new_pysyncobj_engine(
+                grown,
+                "n4",
+                transport_class=cluster.network.transport_class(),
+                join=[(n.raft, n.id, n.api) for n in config.nodes],
+                join_cluster_id=_engine(leader).cluster_id(),
+            ),
+        )
+        await joining.start()
+        try:
+            await _add(leader, n4.raft, "n4", n4.api)
+            acked = await _enqueue(leader, b"before")
+            assert await leader.transfer_leadership("n4") == "n4"
+            assert joining.is_leader()
+            assert await _enqueue(joining, b"after") > acked
+            await until(lambda: leader.leader_id() == "n4")
         finally:
             await joining.stop()

@@ -29,6 +29,8 @@ _SYNCOBJ_ATTRIBUTES = (
     "_SyncObj__raftLastApplied",  # commit_rule.py
     "_SyncObj__raftElectionDeadline",  # election_hold.py
     "_SyncObj__raftLeader",  # election_hold.py
+    "_SyncObj__transferInProgress",  # election_hold.py
+    "_SyncObj__noopIDx",  # engine.py
     "_SyncObj__serializer",  # snapshot_hooks.py
     "_SyncObj__transport",  # snapshot_hooks.py
 )

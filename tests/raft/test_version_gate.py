@@ -10,6 +10,7 @@ import pytest
 
 from raftq.core import EnableVersion, Pause, Paused, VersionEnabled, codec
 from raftq.errors import Rejected
+from raftq.raft.pysyncobj import engine as pysyncobj_engine
 from tests.support.memory_cluster import memory_cluster, until
 
 
@@ -18,6 +19,9 @@ async def test_a_command_of_a_version_not_enabled_is_not_proposed(
 ) -> None:
     # A release whose Pause is new in log version 2 (the gate is the same for any command).
     monkeypatch.setitem(codec._COMMAND_VERSION, Pause, 2)
+    # A cluster its previous release bootstrapped at log version 1 (a new cluster of this
+    # release enables its own version as its first entry).
+    monkeypatch.setattr(pysyncobj_engine, "LOG_VERSION", 1)
     async with memory_cluster(tmp_path) as cluster:
         leader = await cluster.leader()
         applied = leader.status().applied_index

@@ -168,6 +168,9 @@ class LocalNode:
         fut = await self._waiters.wait(tuple(queues), timeout_ms, next_claim)
         return None if fut is None else await fut
 
+    def end_claim_waits(self) -> None:
+        self._waiters.close()
+
     async def change_member(
         self,
         kind: str,

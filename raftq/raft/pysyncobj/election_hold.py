@@ -2,9 +2,10 @@
 not start an election before it has read the leader's heartbeats waiting in its sockets.
 
 Relies on PySyncObj 0.3.17 private behaviour: ``_SyncObj__raftState``,
-``_SyncObj__generateRaftTimeout``, ``_SyncObj__raftElectionDeadline`` and
-``_SyncObj__raftLeader`` (guarded by ``tests/raft/test_snapshot_hooks.py``, which reads and
-writes them on a real ``SyncObj``, and ``tests/raft/test_pysyncobj_private.py``).
+``_SyncObj__generateRaftTimeout``, ``_SyncObj__raftElectionDeadline``,
+``_SyncObj__raftLeader`` and ``_SyncObj__transferInProgress`` (guarded by
+``tests/raft/test_snapshot_hooks.py``, which reads and writes them on a real ``SyncObj``, and
+``tests/raft/test_pysyncobj_private.py``).
 """
 
 from __future__ import annotations
@@ -58,6 +59,11 @@ class ElectionHold:
     def hold(self, syncobj: Any = None) -> None:
         so = syncobj if syncobj is not None else self.syncobj
         if so is None or getattr(so, "_SyncObj__raftState", None) == _LEADER:
+            return
+        if getattr(so, "_SyncObj__transferInProgress", False):
+            # The leader sent TimeoutNow (a leadership transfer to this node, which has every
+            # entry): PySyncObj set the election deadline to now. Restarting the timer here
+            # (a slow tick under load) cancelled the handover: the leader saw nobody take over.
             return
         timeout = so._SyncObj__generateRaftTimeout()
         so._SyncObj__raftElectionDeadline = monotonic() + timeout

@@ -47,7 +47,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf
 from pysyncobj.node import TCPNode
-from raftq.core import Machine, Result
+from raftq.core import EnableVersion, Machine, Result
+from raftq.core.codec import LOG_VERSION, encode_entry
 from raftq.errors import (
     ClusterError,
     NoLeader,
@@ -177,6 +178,9 @@ class PySyncObjEngine:
         # Calls the loop thread hands to the tick thread (PySyncObj's methods that send are
         # not thread-safe); drained by ``_run_tick_calls`` at every tick.
         self._tick_calls: deque[Callable[[], None]] = deque()
+        # The election no-op index of the last term this node led whose history was checked
+        # (``_enable_version_of_new_cluster``): once per term.
+        self._checked_noop: int | None = None
 
     @property
     def node_id(self) -> str:
@@ -275,6 +279,7 @@ class PySyncObjEngine:
         hold.syncobj = syncobj
         syncobj.addOnTickCallback(hold.on_tick)
         syncobj.addOnTickCallback(self._run_tick_calls)
+        syncobj.addOnTickCallback(self._enable_version_of_new_cluster)
         if membership.fresh:
             logger.info(
                 "node %s: new data dir: no vote for a candidate with history until caught up",
@@ -347,6 +352,47 @@ class PySyncObjEngine:
         mark_caught_up(str(self.config.node_data_dir(self._node_id)))
         so.raftq_release_votes()
         logger.info("node %s: caught up with the leader; votes normally", self._node_id)
+
+    def _enable_version_of_new_cluster(self) -> None:
+        """Tick thread: a leader whose history holds no state-machine entry leads a new
+        cluster, and proposes ``EnableVersion(LOG_VERSION)`` as the first entry of its term.
+
+        A new cluster runs one release everywhere, so it starts at that release's log version
+        (the snapshot header's member directory needs version 2: without this, a node caught
+        up by snapshot never learnt the members added at runtime until an operator ran
+        ``raftq upgrade enable``). A cluster that ever committed an entry keeps its enabled
+        version: the upgrade gate (``POST /v1/cluster/version``) asks every node first.
+
+        Why the check is exact: the entries at or before this term's election no-op are every
+        entry of earlier terms that can ever commit (a leader's log holds all committed ones);
+        a snapshot loaded, or entries applied, show in ``machine.applied``. Entries after the
+        no-op are this term's own, proposed by this release. Should this leader fall before
+        the entry commits, the next one finds a history with entries (this one, or the
+        clients') and the cluster stays at version 1 until ``raftq upgrade enable``."""
+        so, replica = self.syncobj, self.replica
+        if so is None or replica is None or not so._isLeader():
+            return
+        noop = _private(so, "noopIDx")
+        if noop is None or noop == self._checked_noop:
+            return
+        self._checked_noop = noop
+        machine = replica.machine  # the tick thread is its only writer
+        if machine.enabled_version >= LOG_VERSION or machine.applied:
+            return
+        log = _private(so, "raftLog")
+        for i in range(len(log)):
+            command, index, _term = log[i]
+            if index >= noop:
+                break
+            if command[:1] == _REGULAR:
+                return  # a state-machine entry of an earlier term: not a new cluster
+        entry = encode_entry([EnableVersion(now_ms=machine.clock_ms, version=LOG_VERSION)])
+        replica.apply(entry, callback=_ignore)
+        logger.info(
+            "node %s: new cluster: enabling log version %d as its first entry",
+            self._node_id,
+            LOG_VERSION,
+        )
 
     def _on_diverged(self, index: int, local_term: int, leader_term: int) -> None:
         """Tick thread: the leader replaces an entry this node already applied (see
@@ -517,7 +563,15 @@ class PySyncObjEngine:
 
     def member_info(self, raft: str) -> tuple[str, str] | None:
         """``(id, api)`` of the member at ``raft`` that the config does not list, if known."""
-        return self._directory.get(raft)
+        known = self._directory.get(raft)
+        so = self.syncobj
+        if known is None and so is not None:
+            # Added since the last ``_learn_members`` (every tick interval): its entry's node.
+            for node in list(so.otherNodes):
+                node_id, api = getattr(node, "raftq_id", None), getattr(node, "raftq_api", None)
+                if node.id == raft and isinstance(node_id, str) and isinstance(api, str):
+                    return node_id, api
+        return known
 
     def _known_members(self) -> dict[str, tuple[str, str]]:
         """Tick thread (the snapshot header's directory): ``{raft: (id, api)}`` of the members
@@ -675,6 +729,14 @@ async def _reap(pid: int, timeout_s: float) -> None:
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise ClusterError(f"backup: the writer failed (exit {code}); see the node's stderr")
+
+
+_REGULAR = b"\x00"  # pysyncobj.syncobj._COMMAND_TYPE.REGULAR: a state-machine entry
+
+
+def _ignore(_result: object, _reason: int) -> None:
+    """The callback of an entry nobody waits for (a failure is retried by nothing: see
+    ``_enable_version_of_new_cluster``)."""
 
 
 def _private(so: SyncObj, name: str) -> Any:
