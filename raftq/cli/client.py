@@ -109,6 +109,9 @@ def add_client_commands(
     from raftq.cli.members import add_members_command  # noqa: PLC0415 - imports this module
 
     add_members_command(commands, parents=common, out=out)
+    from raftq.cli.admin import add_admin_commands  # noqa: PLC0415 - imports this module
+
+    add_admin_commands(commands, parents=common, out=out)
 
     top = commands.add_parser(
         "top",
