@@ -18,7 +18,7 @@ import pytest
 from raftq.cli.main import main
 from raftq.client import Client, SyncClient
 from raftq.config import Role
-from raftq.errors import RaftqError
+from raftq.errors import RaftqError, Rejected
 from raftq.server.routes import APP_HANDLERS, ROUTES
 
 # Served for browsers, probes, Prometheus and the nodes themselves: not client operations.
@@ -133,7 +133,8 @@ async def test_each_admin_command_reaches_its_route(start, tmp_path: Path) -> No
             route = next(r for r in ROUTES if r.handler == handler)
             args = [a.replace("{config}", str(config)) for a in argv]
             if handler not in _BY_CONFIG:
-                args += ["--nodes", c.csv(), "--timeout-ms", "3000"]
+                # (a short budget: the test double answers add_member with a 501, retried)
+                args += ["--nodes", c.csv(), "--timeout-ms", "500"]
             c.faults["n1"].seen.clear()
             code = await asyncio.to_thread(main, args)
             if not _reached(c.faults["n1"].seen, route.method, route.path):
@@ -164,3 +165,24 @@ async def test_configure_end_to_end(start, capsys: pytest.CaptureFixture[str]) -
             main, ["queue", "configure", "emails", "--retention", "7", "--nodes", c.csv()]
         )
         assert code == 2 and "is not a duration" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("engine", ["raft"])
+async def test_cluster_admin_methods_on_raft_nodes(start) -> None:
+    """Client (through a follower) and SyncClient against real RaftNodes on one in-memory
+    network: leadership moves, the log version is enabled, a node without a process to stop
+    refuses to drain."""
+    async with start(followers=2) as c, Client(c.csv("n2")) as client:
+        assert await client.enable_version() == (await client.cluster())["self"]["log_version"]
+        moved = await client.transfer_leadership()
+        assert moved["previous"] != moved["leader"]
+        assert moved["leader_api"] in c.addresses.values()
+
+        def sync_calls() -> None:
+            with SyncClient(c.csv("n3"), retry_ms=0) as sync:
+                assert sync.configure("q")["retention_ms"] == 3_600_000
+                with pytest.raises(Rejected) as refused:
+                    sync.drain(c.addresses["n3"])
+                assert (refused.value.reason, refused.value.status) == ("not_drainable", 409)
+
+        await asyncio.to_thread(sync_calls)
