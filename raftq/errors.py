@@ -13,6 +13,7 @@ Every exception raftq raises derives from ``RaftqError`` (``raftq.core.errors``)
     +-- AuthError                       (401 missing/unknown credentials, 403 not allowed)
     +-- TimeNotKnownError               (a peer's signature cannot be timed yet: retry)
     +-- TransportError                  (the client reached no node / unreadable answer)
+    |   +-- TlsError                    (the TLS handshake with a node failed: certificates)
     +-- Retry                           (a job handler asks for another attempt)
     +-- JobFailed                       (a waited-for job ended without success)
     |   +-- JobDead, JobCancelled
@@ -55,6 +56,7 @@ __all__ = [
     "Rejected",
     "Retry",
     "TimeNotKnownError",
+    "TlsError",
     "TransferRefused",
     "TransportError",
     "WaitTimeout",
@@ -149,11 +151,28 @@ class Rejected(RaftqError):
 
 
 class AuthError(RaftqError):
-    """Missing or refused credentials (HTTP 401/403)."""
+    """Missing or refused credentials (HTTP 401/403).
 
-    def __init__(self, message: str, status: int = 401) -> None:
+    From the client, ``node`` is the node that answered (``host:port``), ``token_sent``
+    whether the request carried a token (a 401 without one means the cluster requires a
+    token, a 401 with one that the token is not one of the cluster's), and ``problem`` the
+    message without its advice, for a caller that words the fix its own way (the CLI).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        status: int = 401,
+        *,
+        node: str | None = None,
+        token_sent: bool | None = None,
+        problem: str | None = None,
+    ) -> None:
         self.status = status
         self.message = message
+        self.node = node
+        self.token_sent = token_sent
+        self.problem = problem or message
         super().__init__(message)
 
     @property
@@ -169,6 +188,23 @@ class TimeNotKnownError(RaftqError):
 
 class TransportError(RaftqError):
     """The client could not reach any node, or got an answer it cannot read."""
+
+
+class TlsError(TransportError):
+    """The TLS handshake with ``node`` failed for a reason a retry does not cure (final).
+
+    ``kind`` says which side's certificate is at fault: ``"client_cert"`` (the node requires
+    a client certificate it trusts, and the client sent none or another), ``"server_cert"``
+    (the client cannot verify the node's certificate: it lacks the CA that signed it), or
+    ``"handshake"`` (another failure, e.g. the node does not speak TLS). ``problem`` is the
+    message without its advice.
+    """
+
+    def __init__(self, message: str, *, node: str, kind: str, problem: str | None = None) -> None:
+        self.node = node
+        self.kind = kind
+        self.problem = problem or message
+        super().__init__(message)
 
 
 class Retry(RaftqError):

@@ -27,7 +27,7 @@ from raftq.cli.common import (
     non_negative_int,
     positive_int,
 )
-from raftq.errors import RaftqError
+from raftq.errors import AuthError, RaftqError, TlsError
 
 if TYPE_CHECKING:
     import ssl as ssl_module
@@ -116,6 +116,9 @@ def add_client_commands(
     from raftq.cli.members import add_members_command  # noqa: PLC0415 - imports this module
 
     add_members_command(commands, parents=common, out=out)
+    from raftq.cli.admin import add_admin_commands  # noqa: PLC0415 - imports this module
+
+    add_admin_commands(commands, parents=common, out=out)
 
     top = commands.add_parser(
         "top",
@@ -343,9 +346,13 @@ def _add_lag(rows: list[dict[str, Any]]) -> None:
             r["lag"] = max(0, commit - applied)
 
 
-def _views(client: SyncClient, nodes: Sequence[str]) -> list[dict[str, Any]]:
+def _views(
+    client: SyncClient, nodes: Sequence[str], refusals: list[RaftqError] | None = None
+) -> list[dict[str, Any]]:
     """Ask each node of ``nodes``, then each member they report, for its own view (one
-    attempt each). Rows follow the cluster's member order, then addresses it does not list."""
+    attempt each). Rows follow the cluster's member order, then addresses it does not list.
+    ``refusals`` collects the nodes' refusals of the credentials (401/403, TLS): such a node
+    answered, only not to these credentials."""
     views: dict[str, Mapping[str, Any] | None] = {}
     members: dict[str, Mapping[str, Any]] = {}
     pending = [_address(n) for n in nodes]
@@ -355,6 +362,10 @@ def _views(client: SyncClient, nodes: Sequence[str]) -> list[dict[str, Any]]:
             continue
         try:
             view: Mapping[str, Any] | None = client.cluster_of(api)
+        except (AuthError, TlsError) as e:
+            view = None
+            if refusals is not None:
+                refusals.append(e)
         except RaftqError:
             view = None
         views[api] = view
@@ -372,8 +383,9 @@ def _views(client: SyncClient, nodes: Sequence[str]) -> list[dict[str, Any]]:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     nodes = node_list(args.nodes, os.environ)
+    refusals: list[RaftqError] = []
     with open_client(args, retry=False) as client:
-        rows = _views(client, nodes)
+        rows = _views(client, nodes, refusals)
     if args.json:
         _print_json({"nodes": rows}, sys.stdout)
     else:
@@ -398,6 +410,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
             )
         _table(table, sys.stdout)
     if not any(r["reachable"] for r in rows):
+        if refusals:  # they answered, and refused these credentials: say so (exit 4 or 5)
+            raise refusals[0]
         print(f"raftq: error: no node answered (tried {', '.join(nodes)})", file=sys.stderr)
         return EXIT_UNREACHABLE
     return EXIT_OK

@@ -8,9 +8,11 @@ from typing import Final, NoReturn
 from raftq.errors import RaftqError
 
 __all__ = [
+    "EXIT_AUTH",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_TLS",
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
     "CliError",
@@ -26,6 +28,8 @@ EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1  # the operation failed
 EXIT_USAGE: Final = 2  # bad arguments or configuration (argparse's own convention)
 EXIT_UNREACHABLE: Final = 3  # no node answered, or no leader within the deadline
+EXIT_AUTH: Final = 4  # a node refused the credentials (401: no or unknown token; 403: not allowed)
+EXIT_TLS: Final = 5  # the TLS handshake failed (a certificate the other side does not accept)
 EXIT_INTERRUPTED: Final = 130  # 128 + SIGINT, as shells report it
 
 

@@ -9,6 +9,10 @@ an exit code:
 1     the operation failed (refused by the cluster, outcome unknown, a node died, ...)
 2     usage or configuration error
 3     cannot reach the cluster (no node answers, or no leader within the deadline)
+4     a node refused the credentials: 401 (no token, or one the cluster does not know) or
+      403 (the token's role or queues do not allow the call)
+5     the TLS handshake with a node failed (its certificate cannot be verified: --tls-ca; or
+      it requires a client certificate: --tls-cert/--tls-key)
 130   interrupted (Ctrl-C) during a client command
 ====  =====================================================================
 
@@ -29,8 +33,10 @@ from raftq._version import __version__
 from raftq.cli.bench import add_bench_command
 from raftq.cli.client import add_client_commands
 from raftq.cli.common import (
+    EXIT_AUTH,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
+    EXIT_TLS,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
     CliError,
@@ -51,6 +57,7 @@ from raftq.errors import (
     OutcomeUnknown,
     RaftqError,
     Rejected,
+    TlsError,
     TransportError,
 )
 from raftq.logs import LOG_FORMATS, LOG_LEVELS, LogFormat, setup_logging
@@ -70,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=_PROG,
         description="raftq: a distributed job queue with no external broker.",
         epilog="Exit codes: 0 ok, 1 operation failed, 2 usage or config error, "
-        "3 cannot reach the cluster. Operations guide: docs/operations.md",
+        "3 cannot reach the cluster, 4 credentials refused (401/403), 5 TLS handshake "
+        "failed. Operations guide: docs/operations.md",
     )
     parser.add_argument("-V", "--version", action="version", version=f"raftq {__version__}")
     logs = Parser(add_help=False)
@@ -215,14 +223,14 @@ def _report(exc: BaseException, args: argparse.Namespace) -> int:
         return _fail(_config_message(exc, getattr(args, "config", None)), EXIT_USAGE)
     if isinstance(exc, UsageError):
         return _fail(str(exc), EXIT_USAGE)
+    if isinstance(exc, TlsError | AuthError):
+        return _refused(exc)
     if isinstance(exc, TransportError | NoLeader):
         return _fail(f"cannot reach the cluster: {exc}", EXIT_UNREACHABLE)
     if isinstance(exc, Rejected):
         return _fail(f"refused ({exc.reason}): {exc}", EXIT_FAILED)
     if isinstance(exc, OutcomeUnknown):
         return _fail(f"outcome unknown, the operation may have been applied: {exc}", EXIT_FAILED)
-    if isinstance(exc, AuthError):
-        return _fail(f"not allowed: {exc}", EXIT_FAILED)
     if isinstance(exc, CliError | RaftqError):
         return _fail(str(exc), EXIT_FAILED)
     if isinstance(exc, OSError):
@@ -234,6 +242,31 @@ def _report(exc: BaseException, args: argparse.Namespace) -> int:
         message = f"unexpected {type(exc).__name__}: {exc} (--log-level debug shows more)"
         return _fail(message, EXIT_FAILED)
     raise exc  # GeneratorExit and other non-Exception BaseExceptions are not ours to swallow
+
+
+# What to do, on the command line, about each kind of TLS failure (``TlsError.kind``).
+_TLS_FIX: Final = {
+    "client_cert": "pass --tls-cert and --tls-key (or set RAFTQ_CERT and RAFTQ_KEY)",
+    "server_cert": "pass --tls-ca (or set RAFTQ_CA) with the CA that signed the nodes' "
+    "certificates",
+    "handshake": "check --nodes and --tls-ca/--tls-cert/--tls-key",
+}
+
+
+def _refused(exc: TlsError | AuthError) -> int:
+    """A node refused these credentials: what it refused, and the option that fixes it."""
+    if isinstance(exc, TlsError):
+        return _fail(f"{exc.problem}; {_TLS_FIX.get(exc.kind, _TLS_FIX['handshake'])}", EXIT_TLS)
+    return _fail(f"not allowed: {exc.problem}; {_auth_fix(exc)}", EXIT_AUTH)
+
+
+def _auth_fix(exc: AuthError) -> str:
+    """What to do, on the command line, about a refused credential."""
+    if exc.status == 403:
+        return "use a token whose role and queues allow this (docs/security.md)"
+    if exc.token_sent:
+        return "the token is not one of the cluster's: check --token / RAFTQ_TOKEN"
+    return "pass --token or set RAFTQ_TOKEN"
 
 
 def _config_message(exc: ConfigError, where: object) -> str:

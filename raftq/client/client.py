@@ -296,6 +296,43 @@ class Client(ProducesHandles):
         answer = await self._write(f"/v1/queues/{_q(queue)}/dead/requeue", body)
         return int(answer["requeued"])
 
+    async def configure(
+        self, queue: str, *, dedup_window_ms: int | None = None, retention_ms: int | None = None
+    ) -> dict[str, Any]:
+        """Set ``queue``'s dedup window (how long a finished job's key still deduplicates,
+        0..24 h) and retention (how long finished jobs stay readable, 0..7 d); ``None`` keeps
+        the current value. Returns ``{queue, dedup_window_ms, retention_ms}`` as applied."""
+        body: dict[str, Any] = {}
+        if dedup_window_ms is not None:
+            body["dedup_window_ms"] = dedup_window_ms
+        if retention_ms is not None:
+            body["retention_ms"] = retention_ms
+        answer: dict[str, Any] = await self._write(f"/v1/queues/{_q(queue)}/configure", body)
+        return answer
+
+    async def transfer_leadership(self, to: str | None = None) -> dict[str, Any]:
+        """Hand leadership to node ``to`` (an id; ``None``: the most caught-up follower);
+        returns ``{leader, leader_api, previous}`` once it moved."""
+        body = None if to is None else {"to": to}
+        answer: dict[str, Any] = await self._write("/v1/cluster/leader", body)
+        return answer
+
+    async def enable_version(self, version: int | None = None) -> int:
+        """Enable log ``version`` (``None``: the leader's own) once every node applies it;
+        returns the enabled version (``Rejected`` ``version_not_supported`` otherwise)."""
+        body = None if version is None else {"version": int(version)}
+        answer = await self._write("/v1/cluster/version", body)
+        return int(answer["enabled_version"])
+
+    async def drain(self, node: str) -> dict[str, Any]:
+        """Ask one node (id, ``host:port`` or URL, as ``cluster_of``) to drain: it stops
+        taking claims, hands leadership over and exits 0. Returns ``{node, draining,
+        leader}`` at once; the process exits afterwards."""
+        answer: dict[str, Any] = await self._t.request(
+            "POST", "/v1/node/drain", node=await self._node_url(node)
+        )
+        return answer
+
     async def cluster(self) -> dict[str, Any]:
         """``GET /v1/cluster`` as seen by whichever node answers."""
         answer: dict[str, Any] = await self._read("/v1/cluster")
@@ -333,16 +370,21 @@ class Client(ProducesHandles):
     async def cluster_of(self, node: str) -> dict[str, Any]:
         """``GET /v1/cluster`` of one node: ``node`` is ``host:port``, a URL, or a node id
         (looked up in the cluster's node list)."""
+        answer: dict[str, Any] = await self._t.request(
+            "GET", "/v1/cluster", node=await self._node_url(node)
+        )
+        return answer
+
+    async def _node_url(self, node: str) -> str:
+        """The base URL of ``node``: ``host:port``, a URL, or a node id (looked up in the
+        cluster's node list)."""
         if ":" not in node:
             view = await self.cluster()
             apis = [n["api"] for n in view.get("nodes", []) if n.get("id") == node]
             if not apis or not apis[0]:
                 raise TransportError(f"no node {node!r} in the cluster")
             node = apis[0]
-        answer: dict[str, Any] = await self._t.request(
-            "GET", "/v1/cluster", node=self._t.base_url(node)
-        )
-        return answer
+        return self._t.base_url(node)
 
 
 # Payload bytes per coalesced enqueue request: one request is one log entry, and entries of

@@ -153,6 +153,12 @@ class Operations(Protocol):
         """Move dead letters back to queued; how many."""
         ...
 
+    async def configure(
+        self, queue: str, *, dedup_window_ms: int | None = None, retention_ms: int | None = None
+    ) -> dict[str, Any]:
+        """Set ``queue``'s dedup window and retention; the values applied."""
+        ...
+
 
 if TYPE_CHECKING:  # mypy holds Client to the protocol's types too (not only its signatures)
     from raftq.client.client import Client

@@ -217,6 +217,28 @@ class SyncClient:
         """See ``Client.requeue_dead``."""
         return self._run(self._client.requeue_dead(queue, ids))
 
+    def configure(
+        self, queue: str, *, dedup_window_ms: int | None = None, retention_ms: int | None = None
+    ) -> dict[str, Any]:
+        """See ``Client.configure``."""
+        return self._run(
+            self._client.configure(
+                queue, dedup_window_ms=dedup_window_ms, retention_ms=retention_ms
+            )
+        )
+
+    def transfer_leadership(self, to: str | None = None) -> dict[str, Any]:
+        """See ``Client.transfer_leadership``."""
+        return self._run(self._client.transfer_leadership(to))
+
+    def enable_version(self, version: int | None = None) -> int:
+        """See ``Client.enable_version``."""
+        return self._run(self._client.enable_version(version))
+
+    def drain(self, node: str) -> dict[str, Any]:
+        """See ``Client.drain``."""
+        return self._run(self._client.drain(node))
+
     def cluster(self) -> dict[str, Any]:
         """See ``Client.cluster``."""
         return self._run(self._client.cluster())

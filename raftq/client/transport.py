@@ -14,7 +14,12 @@
   the schedule and deadline are a ``raftq.retry.RetryPolicy``.
 - When the budget is spent: ``NoLeader``/``Overloaded``/``OutcomeUnknown`` after matching 503s,
   ``TransportError`` after network failures. A 4xx is final: ``Rejected`` (``AuthError`` for
-  401/403).
+  401/403, naming the node and whether a token was sent).
+- TLS failures are final too (``TlsError``, naming the node and whose certificate is at
+  fault): the node's certificate cannot be verified, the handshake fails, or the node closes
+  the connection right after the handshake, which is how a node that requires a client
+  certificate refuses one under TLS 1.3 (the client sees only a reset; ``_refuses_client``
+  tells that apart from a node that went away by connecting once more).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from raftq.errors import (
     Overloaded,
     RaftqError,
     Rejected,
+    TlsError,
     TransportError,
 )
 from raftq.retry import CLUSTER_RETRYABLE, RetryPolicy
@@ -241,10 +247,17 @@ class Transport:
                 status = resp.status
                 resp_headers = resp.headers
                 content_type = resp.headers.get("Content-Type", "")
+        except aiohttp.ClientConnectorCertificateError as e:
+            raise _server_cert_error(base, e.certificate_error) from e
+        except aiohttp.ClientConnectorSSLError as e:
+            raise _handshake_error(base, e) from e
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as e:
             err = TransportError(f"cannot connect to {url}: {e}")
             raise _AttemptError(err, definite=True, forget_leader=True) from e
         except (TimeoutError, aiohttp.ClientError) as e:
+            cut = isinstance(e, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
+            if cut and base.startswith("https://") and await _refuses_client(base, self._ssl):
+                raise _client_cert_error(base) from e
             err = TransportError(
                 f"no answer from {url} ({type(e).__name__}: {e}); a write may have been applied"
             )
@@ -274,8 +287,94 @@ class Transport:
                 forget_leader=False,
             )
         if status in (401, 403):
-            raise AuthError(message, status)
+            raise _auth_error(base, status, message, token_sent=self._token is not None)
         raise Rejected(code, message, status)
+
+
+def _node(base: str) -> str:
+    return urlsplit(base).netloc
+
+
+def _auth_error(base: str, status: int, message: str, *, token_sent: bool) -> AuthError:
+    """A 401/403 naming the node, the status and what to do."""
+    node = _node(base)
+    if status == 403:
+        fix = "use a token whose role and queues allow this call"
+        head = f"{node} refused the token (403 forbidden)"
+    elif token_sent:
+        fix = "the token is not one of the cluster's: check it"
+        head = f"{node} refused the token (401 unauthorized)"
+    else:
+        fix = "the cluster requires an API token: give the client one"
+        head = f"{node} refused the request without a token (401 unauthorized)"
+    problem = f"{head}: {message}"
+    return AuthError(f"{problem}; {fix}", status, node=node, token_sent=token_sent, problem=problem)
+
+
+# The TLS alerts of a node refusing the client's certificate (or its lack of one).
+_CLIENT_CERT_ALERTS = ("CERTIFICATE_REQUIRED", "BAD_CERTIFICATE", "UNKNOWN_CA", "HANDSHAKE_FAILURE")
+
+
+def _client_cert_error(base: str) -> TlsError:
+    node = _node(base)
+    problem = (
+        f"TLS handshake with {node} failed: the node requires a client certificate it trusts "
+        "(mutual TLS) and refused this client's"
+    )
+    return TlsError(
+        f"{problem}; give the client a certificate and key signed by the node's client_ca",
+        node=node,
+        kind="client_cert",
+        problem=problem,
+    )
+
+
+def _server_cert_error(base: str, error: BaseException) -> TlsError:
+    node = _node(base)
+    why = getattr(error, "verify_message", None) or str(error)
+    problem = f"TLS handshake with {node} failed: cannot verify the node's certificate ({why})"
+    return TlsError(
+        f"{problem}; trust the CA that signed it", node=node, kind="server_cert", problem=problem
+    )
+
+
+def _handshake_error(base: str, error: aiohttp.ClientConnectorSSLError) -> TlsError:
+    reason = str(getattr(error.os_error, "reason", "") or "")
+    if any(alert in reason for alert in _CLIENT_CERT_ALERTS):
+        return _client_cert_error(base)
+    node = _node(base)
+    return TlsError(
+        f"TLS handshake with {node} failed ({reason or error}): does the node serve https, "
+        "with a certificate for this address?",
+        node=node,
+        kind="handshake",
+    )
+
+
+async def _refuses_client(base: str, context: ssl.SSLContext | None) -> bool:
+    """Whether the node at ``base`` completes a TLS handshake and then closes the connection
+    at once, or answers it with a client-certificate alert: how a node that requires a client
+    certificate refuses this client's. A healthy node keeps an idle connection open (False
+    after 0.5 s), a node that went away refuses it (False)."""
+    u = urlsplit(base)
+    if u.hostname is None:
+        return False
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(u.hostname, u.port or 443, ssl=context or True), 2.0
+        )
+    except ssl.SSLError as e:
+        return any(alert in str(e.reason or "") for alert in _CLIENT_CERT_ALERTS)
+    except (OSError, TimeoutError):
+        return False
+    try:
+        return await asyncio.wait_for(reader.read(1), 0.5) == b""
+    except ssl.SSLError as e:
+        return any(alert in str(e.reason or "") for alert in _CLIENT_CERT_ALERTS)
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        writer.close()
 
 
 def _error_of(decoded: Any, status: int, raw: bytes) -> tuple[str, str]:

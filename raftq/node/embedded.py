@@ -473,6 +473,46 @@ class Node(ProducesHandles):
         answer = await self._run(op, f"/v1/queues/{_q(queue)}/dead/requeue", body or None)
         return int(answer["requeued"])
 
+    async def configure(
+        self, queue: str, *, dedup_window_ms: int | None = None, retention_ms: int | None = None
+    ) -> dict[str, Any]:
+        """See ``raftq.client.Client.configure``."""
+        body = _given({"dedup_window_ms": dedup_window_ms, "retention_ms": retention_ms})
+        op = self._service.configure(queue, Fields(body))
+        return dict(await self._run(op, f"/v1/queues/{_q(queue)}/configure", body))
+
+    # -- cluster admin --------------------------------------------------------------------
+
+    async def transfer_leadership(self, to: str | None = None) -> dict[str, Any]:
+        """See ``raftq.client.Client.transfer_leadership``."""
+        body = _given({"to": to})
+        op = self._service.transfer_leadership(Fields(dict(body)))
+        return dict(await self._run(op, "/v1/cluster/leader", body or None))
+
+    async def members(self) -> list[dict[str, Any]]:
+        """See ``raftq.client.Client.members`` (this node's view)."""
+        return list(self._service.members()["members"])
+
+    async def add_member(self, node_id: str, api: str, raft: str) -> list[dict[str, Any]]:
+        """See ``raftq.client.Client.add_member``."""
+        body = {"id": node_id, "api": api, "raft": raft}
+        op = self._service.add_member(Fields(dict(body)))
+        return list((await self._run(op, "/v1/cluster/members", body))["members"])
+
+    async def remove_member(self, member: str) -> list[dict[str, Any]]:
+        """See ``raftq.client.Client.remove_member``."""
+        op = self._service.remove_member(member)
+
+        async def here(rid: str) -> Answer:
+            return await op(rid)
+
+        async def there(t: Transport, rid: str) -> Answer:
+            path = f"/v1/cluster/members/{_q(member)}"
+            answer: Answer = await t.request("DELETE", path, mutating=True, request_id=rid)
+            return answer
+
+        return list((await self._op(here, there))["members"])
+
 
 def _given(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The arguments given (``None`` is absent, except a job's ``payload``)."""

@@ -25,7 +25,7 @@ from raftq.server.clock_probe import PeerClocks
 from raftq.server.drain import DRAIN_KEY, Drain
 from raftq.server.settings import ServerSettings
 from raftq.server.testfaults import active_fault
-from raftq.tls import peer_context, server_context
+from raftq.tls import check_peer_trust, peer_context, server_context
 
 __all__ = ["run_node", "serve", "server_settings"]
 
@@ -67,6 +67,8 @@ async def serve(
     # TLS files are read before anything starts: a bad one stops the node with one line.
     ssl_server = None if config.tls is None else server_context(config.tls)
     ssl_peer = None if config.tls is None else peer_context(config.tls)
+    if config.tls is not None:  # forwarding must be able to verify the peers' certificates
+        check_peer_trust(config.tls, me.api_host)
     # The engine first, then the node on it (hashicorp raft's NewRaft moment). A test fault
     # below the API is a wrapper installed here, only when RAFTQ_TEST_FAULT names it.
     fault = active_fault()

@@ -156,6 +156,17 @@ class Forwarder:
                 out = {h: resp.headers[h] for h in _RESPONSE_HEADERS if h in resp.headers}
                 self._observe("ok")
                 return web.Response(status=resp.status, body=data, headers=out)
+        except aiohttp.ClientSSLError as e:  # nothing was sent: the handshake failed
+            self._observe("unreachable")
+            logger.debug("TLS with leader %s failed: %s", address, e)
+            raise ApiError(
+                503,
+                "no_leader",
+                f"this node cannot forward to the leader ({address}): the TLS handshake "
+                f"failed ({_tls_reason(e)}); set [tls] ca on every node to the CA that signed "
+                "the nodes' certificates",
+                retry_after_s=self._retry_after_s,
+            ) from e
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as e:
             self._observe("unreachable")
             logger.debug("leader %s unreachable: %s", address, e)
@@ -182,3 +193,11 @@ class Forwarder:
                 f"no answer from the leader ({address}); retry",
                 retry_after_s=self._retry_after_s,
             ) from e
+
+
+def _tls_reason(error: aiohttp.ClientSSLError) -> str:
+    """The TLS failure in a few words: the verification message, else the SSL reason."""
+    cause = getattr(error, "certificate_error", None) or getattr(error, "os_error", None)
+    return str(
+        getattr(cause, "verify_message", None) or getattr(cause, "reason", None) or cause or error
+    )

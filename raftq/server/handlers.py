@@ -352,6 +352,19 @@ class Api:
 
         return await self._write(request, op)
 
+    async def configure(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/queues/{queue}/configure`` with ``{dedup_window_ms?, retention_ms?}``."""
+
+        async def op(w: _Write) -> web.StreamResponse:
+            queue = w.request.match_info["queue"]
+            answer = await self.service.configure(queue, w.fields())(w.request_id)
+            audit(w.request, "configure", queue=answer["queue"],
+                  dedup_window_ms=answer["dedup_window_ms"],
+                  retention_ms=answer["retention_ms"])  # fmt: skip
+            return respond(w.request, answer)
+
+        return await self._write(request, op)
+
     async def requeue_dead(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/queues/{queue}/dead/requeue`` with ``{ids?}`` (absent: all)."""
 

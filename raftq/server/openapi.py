@@ -16,12 +16,14 @@ from raftq._version import __version__
 from raftq.core.limits import (
     MAX_CLAIM,
     MAX_CLAIM_QUEUES,
+    MAX_DEDUP_WINDOW_MS,
     MAX_DELAY_MS,
     MAX_ERROR_CHARS,
     MAX_KEY_CHARS,
     MAX_LEASE_MS,
     MAX_LOG_VERSION,
     MAX_MAX_ATTEMPTS,
+    MAX_RETENTION_MS,
     MAX_TIME_MS,
     MAX_WORKER_CHARS,
 )
@@ -306,6 +308,22 @@ def _schemas(s: ServerSettings) -> dict[str, Any]:
             {"to": {"type": "string", "description": "a node id; absent: any caught-up node"}},
             closed=True,
         ),
+        "ConfigureBody": obj_schema(
+            {
+                "dedup_window_ms": int_schema(0, MAX_DEDUP_WINDOW_MS),
+                "retention_ms": int_schema(0, MAX_RETENTION_MS),
+            },
+            closed=True,
+        ),
+        "Configured": obj_schema(
+            {
+                "queue": {"type": "string"},
+                "dedup_window_ms": integer,
+                "retention_ms": integer,
+            },
+            ("queue", "dedup_window_ms", "retention_ms"),
+            closed=False,
+        ),
         "RequeueBody": obj_schema(
             {"ids": {"type": "array", "items": int_schema(1, INT64_MAX), "minItems": 1}},
             closed=True,
@@ -415,6 +433,10 @@ AUTH_ERRORS: Final = (401, 403, 429)
 WRITE_ERRORS: Final = (400, *AUTH_ERRORS, 404, 409, 413, 415, 503)
 
 
+# The request bodies without a required field (an empty body is read as {}).
+_OPTIONAL_BODIES: Final = ("Empty", "RequeueBody", "LeaderBody", "VersionBody", "ConfigureBody")
+
+
 def operation(
     summary: str,
     params: list[dict[str, Any]],
@@ -425,9 +447,7 @@ def operation(
 ) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "parameters": params, "responses": responses}
     if body is not None:  # bodies with required fields are required; the others may be empty
-        op["requestBody"] = _body(
-            body, required=body not in ("Empty", "RequeueBody", "LeaderBody", "VersionBody")
-        )
+        op["requestBody"] = _body(body, required=body not in _OPTIONAL_BODIES)
     if open_route:
         op["security"] = []
     return op

@@ -426,6 +426,18 @@ ROUTES: Final[tuple[Route, ...]] = (
         ),
     ),
     Route(
+        "POST",
+        "/v1/queues/{queue}/configure",
+        "configure",
+        _ADMIN,
+        lambda s: operation(
+            "set a queue's dedup window and retention; absent fields are kept (admin)",
+            [P_QUEUE, *_RID],
+            responses(200, "Configured", WRITE_ERRORS),
+            "ConfigureBody",
+        ),
+    ),
+    Route(
         "GET",
         "/v1/cluster",
         "cluster",

@@ -29,6 +29,8 @@ from raftq.core import (
     Claim,
     Claimed,
     Command,
+    Configure,
+    Configured,
     EnableVersion,
     Enqueue,
     Enqueued,
@@ -54,11 +56,13 @@ from raftq.core.limits import (
     MAX_BATCH_JOBS,
     MAX_CLAIM,
     MAX_CLAIM_QUEUES,
+    MAX_DEDUP_WINDOW_MS,
     MAX_DELAY_MS,
     MAX_ERROR_CHARS,
     MAX_KEY_CHARS,
     MAX_LEASE_MS,
     MAX_MAX_ATTEMPTS,
+    MAX_RETENTION_MS,
     MAX_TIME_MS,
     MAX_WORKER_CHARS,
 )
@@ -96,6 +100,7 @@ _RESULT_OF: dict[type[Command], type[Result]] = {
     Resume: Resumed,
     Purge: Purged,
     RequeueDead: Requeued,
+    Configure: Configured,
     EnableVersion: VersionEnabled,
 }
 
@@ -495,6 +500,32 @@ class Service:
             )
             result = _expect(Requeued, await self.submit(cmd))
             return {"queue": queue, "requeued": result.count}
+
+        return Op(run)
+
+    def configure(self, queue: str, args: Fields) -> Op:
+        """``{dedup_window_ms?, retention_ms?}`` (absent: unchanged; both absent reads the
+        current windows); answers ``{queue, dedup_window_ms, retention_ms}`` as the machine
+        applied them (``Configure``)."""
+        queue = check_queue(queue, "queue")
+        dedup_window_ms = args.opt_int("dedup_window_ms", 0, MAX_DEDUP_WINDOW_MS)
+        retention_ms = args.opt_int("retention_ms", 0, MAX_RETENTION_MS)
+        args.done()
+
+        async def run(rid: str | None) -> Answer:
+            cmd = Configure(
+                now_ms=self.node.now_ms(),
+                request_id=rid,
+                queue=queue,
+                dedup_window_ms=dedup_window_ms,
+                retention_ms=retention_ms,
+            )
+            result = _expect(Configured, await self.submit(cmd))
+            return {
+                "queue": result.queue,
+                "dedup_window_ms": result.dedup_window_ms,
+                "retention_ms": result.retention_ms,
+            }
 
         return Op(run)
 

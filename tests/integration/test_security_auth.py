@@ -344,7 +344,8 @@ async def test_worker_and_client_send_their_tokens(secured: Cluster) -> None:
     out = await asyncio.to_thread(
         subprocess.run, cli, capture_output=True, text=True, env=env, timeout=60, check=False
     )
-    assert out.returncode == 1 and "not allowed" in out.stderr, out
+    assert out.returncode == 4 and "not allowed" in out.stderr, out  # 4: credentials refused
+    assert "refused the token (401 unauthorized)" in out.stderr, out
     assert out.stderr.count("\n") == 1
 
 

@@ -30,6 +30,8 @@ def _config_extra(ca: TestCA, *, mutual: bool) -> str:
     lines = ["[tls]", f'cert = "{cert}"', f'key = "{key}"']
     if mutual:
         lines.append(f'client_ca = "{ca.ca_pem}"')
+    else:  # a private CA: the nodes verify each other with it (a node refuses to start without)
+        lines.append(f'ca = "{ca.ca_pem}"')
     digest = hashlib.sha256(TOKEN.encode()).hexdigest()
     lines += ["", "[[auth.tokens]]", 'name = "ops"', f'sha256 = "{digest}"', 'role = "admin"']
     return "\n".join(lines) + "\n"
