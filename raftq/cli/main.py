@@ -7,7 +7,8 @@ an exit code:
 ====  =====================================================================
 0     success
 1     the operation failed (refused by the cluster, outcome unknown, a node died, ...)
-2     usage or configuration error
+2     usage or configuration error, or a node that cannot start here (a port taken, its
+      data dir in use)
 3     cannot reach the cluster (no node answers, or no leader within the deadline)
 130   interrupted (Ctrl-C) during a client command
 ====  =====================================================================
@@ -51,6 +52,7 @@ from raftq.errors import (
     OutcomeUnknown,
     RaftqError,
     Rejected,
+    StartRefused,
     TransportError,
 )
 from raftq.logs import LOG_FORMATS, LOG_LEVELS, LogFormat, setup_logging
@@ -209,7 +211,8 @@ def _report(exc: BaseException, args: argparse.Namespace) -> int:
         return _fail("interrupted", EXIT_INTERRUPTED)
     if isinstance(exc, SystemExit):
         return exc.code if isinstance(exc.code, int) else EXIT_FAILED
-    if isinstance(exc, MembershipError):
+    # StartRefused: a port taken, a data dir in use (nothing in the data dir touched).
+    if isinstance(exc, MembershipError | StartRefused):
         return _fail(str(exc), EXIT_USAGE)
     if isinstance(exc, ConfigError):
         return _fail(_config_message(exc, getattr(args, "config", None)), EXIT_USAGE)
