@@ -1,13 +1,15 @@
 """An aiohttp web service that embeds a raftq node: no separate queue servers to run.
 
-Three copies of it form a cluster, one per node of a config file. Each node's ``api`` address
-in the config is where its copy of the service listens; the service mounts the raftq HTTP API
-under ``/raftq`` next to its own routes, so clients and workers reach the queue at
-``http://<api>/raftq``, and the nodes forward to the leader there.
+Three copies of it form a cluster, one per node of a config file (default:
+``examples/embedded_service.toml``, on ports 7301..7303 and 8301..8303 and with its own data
+dir, so it runs next to ``make run``). Each node's ``api`` address in the config is where its
+copy of the service listens; the service mounts the raftq HTTP API under ``/raftq`` next to
+its own routes, so clients and workers reach the queue at ``http://<api>/raftq``, and the
+nodes forward to the leader there.
 
-    python examples/embedded_service.py --config cluster/three-node.toml --node n1 --work
-    python examples/embedded_service.py --config cluster/three-node.toml --node n2
-    python examples/embedded_service.py --config cluster/three-node.toml --node n3
+    python examples/embedded_service.py --node n1
+    python examples/embedded_service.py --node n2
+    python examples/embedded_service.py --node n3 --work
 
 The service's own routes:
 
@@ -17,23 +19,28 @@ The service's own routes:
 
 With ``--work`` the service also runs a worker for the "emails" queue in-process:
 ``raftq.Worker(client=node)`` claims through the embedded node (no HTTP hop on the leader).
-SIGINT/SIGTERM stops it: the worker first, then the HTTP server, then the node.
+SIGINT/SIGTERM stops it: the worker first, then the HTTP server, then the node. A port taken
+by another process, or a node already running on the data dir, is one line and exit 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import signal
+import sys
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 import raftq
-from raftq.errors import Rejected
+from raftq.errors import ConfigError, Rejected, StartRefused
 
 NODE: web.AppKey[raftq.Node] = web.AppKey("node", raftq.Node)
+CONFIG = Path(__file__).with_name("embedded_service.toml")
 
 
 # --8<-- [start:service]
@@ -91,17 +98,24 @@ async def serve(config: str, node_id: str, work: bool, stop: asyncio.Event) -> N
     me = node.config.node(node_id)
     runner = web.AppRunner(app)
     await runner.setup()
-    async with node:  # node.start() ... node.stop(), on this event loop
-        try:
-            await web.TCPSite(runner, me.api_host, me.api_port).start()
-            worker = make_worker(node) if work else None
-            working = asyncio.create_task(worker.run()) if worker else None
-            await stop.wait()
-            if worker is not None and working is not None:
-                worker.stop()  # graceful: running jobs finish or are handed back
-                await working
-        finally:
-            await runner.cleanup()
+    try:
+        # The HTTP port first: if another process holds it, this fails before the node
+        # touches its data dir. node.start() checks the raft port and locks the data dir.
+        await web.TCPSite(runner, me.api_host, me.api_port).start()
+        await node.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    try:
+        worker = make_worker(node) if work else None
+        working = asyncio.create_task(worker.run()) if worker else None
+        await stop.wait()
+        if worker is not None and working is not None:
+            worker.stop()  # graceful: running jobs finish or are handed back
+            await working
+    finally:
+        await runner.cleanup()  # requests in flight finish while the node still runs
+        await node.stop()
 
 
 # --8<-- [end:lifecycle]
@@ -109,7 +123,7 @@ async def serve(config: str, node_id: str, work: bool, stop: asyncio.Event) -> N
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, help="the cluster's TOML file")
+    parser.add_argument("--config", default=str(CONFIG), help="the cluster's TOML file")
     parser.add_argument("--node", required=True, help="which node of the config this is")
     parser.add_argument("--work", action="store_true", help="also run an emails worker")
     args = parser.parse_args(argv)
@@ -122,7 +136,20 @@ def main(argv: list[str] | None = None) -> int:
             loop.add_signal_handler(sig, stop.set)
         await serve(args.config, args.node, args.work, stop)
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except (ConfigError, StartRefused) as e:  # what is wrong and what to do, in one line
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the service's own HTTP port
+        if e.errno != errno.EADDRINUSE:
+            raise
+        print(
+            f"{parser.prog}: error: {e}: another process listens on node {args.node}'s api "
+            f"address; stop it, or give this node another api address in {args.config}",
+            file=sys.stderr,
+        )
+        return 2
     return 0
 
 

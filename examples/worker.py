@@ -1,4 +1,4 @@
-"""A worker that sends welcome emails (pretend), for the "emails" queue.
+"""A worker that sends emails (pretend: welcomes and reminders), for the "emails" queue.
 
 Run it against a cluster (``make run`` starts one on 127.0.0.1:7001..7003), either with the
 command line, from the repository root:
@@ -24,8 +24,9 @@ import raftq
 
 # --8<-- [start:handler]
 async def send_email(job: raftq.Job) -> dict[str, Any]:
-    """Send one welcome email; the return value becomes the job's result."""
+    """Send one email (a welcome, or a reminder); the return value becomes the job's result."""
     to = job.payload["to"]
+    kind = "reminder" if job.payload.get("reminder") else "welcome"
     if "@" not in to:
         # A plain exception fails this attempt: the job is retried with backoff, and after
         # max_attempts it goes to the dead letters with this message and a traceback.
@@ -33,11 +34,11 @@ async def send_email(job: raftq.Job) -> dict[str, Any]:
     if job.payload.get("mailbox_busy") and job.attempt == 1:
         # Retry says when: here in 200 ms (the attempt still counts towards max_attempts).
         raise raftq.Retry(delay_ms=200, message="mailbox busy")
-    job.logger.info("sending the welcome email to %s", to)
+    job.logger.info("sending the %s email to %s", kind, to)
     await asyncio.sleep(0.01)  # the call to the mail service
     # The fencing token identifies this delivery: a mail service that remembers the highest
     # token per message refuses a late duplicate from a worker whose lease expired.
-    return {"to": to, "message_id": f"welcome-{job.id}-{job.token}"}
+    return {"to": to, "message_id": f"{kind}-{job.id}-{job.token}"}
 
 
 # --8<-- [end:handler]

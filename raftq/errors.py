@@ -6,6 +6,8 @@ Every exception raftq raises derives from ``RaftqError`` (``raftq.core.errors``)
     +-- CodecError, CorruptStateError   (raftq.core: undecodable bytes, a broken state)
     +-- ConfigError                     (a bad configuration: every problem, one per line)
     +-- DataError                       (a damaged data file: the node refuses to start)
+    +-- StartRefused                    (the node cannot start here: exit 2, nothing touched)
+    |   +-- PortUnavailable, DataDirLocked    (a port it cannot bind, a data dir in use)
     +-- ClusterError                    (a command not carried through the cluster)
     |   +-- NotLeader, NoLeader, Overloaded   (definite: not applied)
     |   +-- OutcomeUnknown                    (maybe applied: retry with the same request id)
@@ -42,6 +44,7 @@ __all__ = [
     "CodecError",
     "ConfigError",
     "CorruptStateError",
+    "DataDirLocked",
     "DataError",
     "JobCancelled",
     "JobDead",
@@ -52,9 +55,11 @@ __all__ = [
     "NotLeader",
     "OutcomeUnknown",
     "Overloaded",
+    "PortUnavailable",
     "RaftqError",
     "Rejected",
     "Retry",
+    "StartRefused",
     "TimeNotKnownError",
     "TlsError",
     "TransferRefused",
@@ -89,6 +94,49 @@ class DataError(RaftqError):
             f"{kind} file {path}: {problem}; refusing to start on it. Move this node's data "
             f"dir aside and start the node empty to recover from its peers, or restore a "
             f"backup ({self.RECOVERY})"
+        )
+
+
+class StartRefused(RaftqError):
+    """A node cannot start on this machine as configured, found before it touched its data
+    dir (``raftq serve`` exits 2 with the one-line message, which names what to do)."""
+
+
+class PortUnavailable(StartRefused):
+    """A port of the node cannot be bound (another process listens on it, or the address is
+    not one of this machine's). ``which`` is ``"raft"`` or ``"API"``, ``address`` the
+    configured ``host:port``, ``reason`` the system's error text."""
+
+    def __init__(self, node_id: str, which: str, address: str, reason: str, in_use: bool) -> None:
+        self.node_id = node_id
+        self.which = which
+        self.address = address
+        self.reason = reason
+        port = address.rpartition(":")[2]
+        todo = (
+            f"stop the process that holds it (`ss -ltnp 'sport = :{port}'` names it) or give "
+            f"node {node_id} another {which} port in the config"
+            if in_use
+            else f"check node {node_id}'s {which} address in the config"
+        )
+        super().__init__(
+            f"node {node_id}: cannot bind its {which} port {address} ({reason}): {todo}"
+        )
+
+
+class DataDirLocked(StartRefused):
+    """Another process holds the node's data dir (its lock file): a node runs on it already.
+    ``pid`` is the holder's process id when it could be read."""
+
+    def __init__(self, node_id: str, path: str, pid: int | None) -> None:
+        self.node_id = node_id
+        self.path = path
+        self.pid = pid
+        holder = f"pid {pid}" if pid is not None else "pid unknown"
+        super().__init__(
+            f"node {node_id}: data dir {path} is in use by another process ({holder}): node "
+            f"{node_id} runs already; stop that process first, or give this node its own "
+            f"data dir"
         )
 
 

@@ -7,7 +7,8 @@ an exit code:
 ====  =====================================================================
 0     success
 1     the operation failed (refused by the cluster, outcome unknown, a node died, ...)
-2     usage or configuration error
+2     usage or configuration error, or a node that cannot start here (a port taken, its
+      data dir in use)
 3     cannot reach the cluster (no node answers, or no leader within the deadline)
 4     a node refused the credentials: 401 (no token, or one the cluster does not know) or
       403 (the token's role or queues do not allow the call)
@@ -57,6 +58,7 @@ from raftq.errors import (
     OutcomeUnknown,
     RaftqError,
     Rejected,
+    StartRefused,
     TlsError,
     TransportError,
 )
@@ -217,7 +219,8 @@ def _report(exc: BaseException, args: argparse.Namespace) -> int:
         return _fail("interrupted", EXIT_INTERRUPTED)
     if isinstance(exc, SystemExit):
         return exc.code if isinstance(exc.code, int) else EXIT_FAILED
-    if isinstance(exc, MembershipError):
+    # StartRefused: a port taken, a data dir in use (nothing in the data dir touched).
+    if isinstance(exc, MembershipError | StartRefused):
         return _fail(str(exc), EXIT_USAGE)
     if isinstance(exc, ConfigError):
         return _fail(_config_message(exc, getattr(args, "config", None)), EXIT_USAGE)

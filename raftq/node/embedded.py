@@ -38,6 +38,7 @@ from raftq.client.types import ClaimedJob
 from raftq.config import ClusterConfig, load_config
 from raftq.core.limits import MAX_CLAIM
 from raftq.errors import NoLeader, Rejected, TransportError
+from raftq.node.claim import NodeClaim, claim_node
 from raftq.node.process import server_settings
 from raftq.raft.api import NodeStatus
 from raftq.raft.engine import LogEngine
@@ -113,6 +114,9 @@ class Node(ProducesHandles):
         self._forward_token = forward_token
         # Ids submitted here are scoped as the leader scopes this token's forwarded ones.
         self._principal = principal_of_token(self.config.tokens, forward_token)
+        # The raft port is ours to check only on the engine built here (TCP on the node's raft
+        # address); a given engine brings its own transport.
+        self._tcp_engine = engine is None
         if engine is None:
             engine = new_pysyncobj_engine(self.config, node_id)
         elif engine.node_id != node_id:
@@ -125,6 +129,7 @@ class Node(ProducesHandles):
         self._raft.set_clock_probe(self._clocks)
         self._transport: Transport | None = None
         self._started = False
+        self._claim: NodeClaim | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -163,10 +168,24 @@ class Node(ProducesHandles):
         self._clocks.prefix = prefix
 
     async def start(self) -> None:
-        """Start replicating (binds the raft port; does not wait for a leader)."""
+        """Start replicating (binds the raft port; does not wait for a leader).
+
+        The data dir's lock is taken and the raft port checked first, before anything in the
+        data dir is touched (``raftq.node.claim``); the lock is held until ``stop``.
+
+        Raises:
+            DataDirLocked: another process runs this node on the same data dir.
+            PortUnavailable: the raft port cannot be bound (another process listens on it).
+        """
         if self._started:
             raise RuntimeError(f"node {self.node_id} is already started")
-        await self._raft.start()
+        claim = claim_node(self.config, self.node_id, api=False, raft=self._tcp_engine)
+        try:
+            await self._raft.start()
+        except BaseException:
+            claim.release()
+            raise
+        self._claim = claim
         self._started = True
 
     async def stop(self) -> None:
@@ -176,6 +195,9 @@ class Node(ProducesHandles):
             await self._transport.close()
             self._transport = None
         await self._raft.stop()
+        if self._claim is not None:
+            self._claim.release()
+            self._claim = None
 
     async def __aenter__(self) -> Node:
         await self.start()

@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from raftq.config import ClusterConfig
+from raftq.node.claim import claim_node
 from raftq.node.join import ask_to_join, check_cluster_id, cluster_voters
 from raftq.raft.node import RaftNode
 from raftq.raft.pysyncobj import new_pysyncobj_engine
@@ -63,12 +64,15 @@ async def serve(
 ) -> None:
     """Serve ``node_id`` of ``config`` until ``stop`` is set, then shut down cleanly.
     ``join``: the API address of a member of a running cluster to join (``raftq.node.join``)."""
-    me = config.node(node_id)
     # TLS files are read before anything starts: a bad one stops the node with one line.
     ssl_server = None if config.tls is None else server_context(config.tls)
     ssl_peer = None if config.tls is None else peer_context(config.tls)
     if config.tls is not None:  # forwarding must be able to verify the peers' certificates
-        check_peer_trust(config.tls, me.api_host)
+        check_peer_trust(config.tls, config.node(node_id).api_host)
+    # The data dir's lock and both ports, before anything touches the data dir
+    # (raftq.node.claim): a port taken or a node already running is one line, exit 2. Released
+    # in the finally below, or by the process's exit if the start fails before it.
+    claim = claim_node(config, node_id, api=True, raft=True)
     # The engine first, then the node on it (hashicorp raft's NewRaft moment). A test fault
     # below the API is a wrapper installed here, only when RAFTQ_TEST_FAULT names it.
     fault = active_fault()
@@ -108,9 +112,8 @@ async def serve(
     )
     try:
         await runner.setup()
-        site = web.TCPSite(
-            runner, me.api_host, me.api_port, reuse_address=True, ssl_context=ssl_server
-        )
+        # The API socket bound by claim_node (SO_REUSEADDR, as TCPSite's reuse_address).
+        site = web.SockSite(runner, claim.take_api_socket(), ssl_context=ssl_server)
         await site.start()
         auth = f"{len(config.tokens)} tokens" if config.tokens else "auth off (loopback)"
         logger.info("node %s: API on %s (%s)", node_id, config.api_url(node_id), auth)
@@ -124,6 +127,7 @@ async def serve(
         logger.info("node %s: stopping", node_id)
         await runner.cleanup()
         await node.stop()
+        claim.release()
 
 
 def run_node(config: ClusterConfig, node_id: str, *, join: str | None = None) -> int:

@@ -484,7 +484,10 @@ class Service:
         return Op(run)
 
     def requeue_dead(self, queue: str, args: Fields) -> Op:
-        """``{ids?}`` (absent: all); answers ``{queue, requeued}``."""
+        """``{ids?}`` (absent: all); answers ``{queue, requeued}``. A given id that names no
+        job of ``queue`` (on the replica that submits) is ``not_found`` (404) naming it, and
+        nothing is requeued: a typo must not look like "0 requeued". A job of the queue that is
+        not (or no longer) dead is skipped and not counted, as the machine does."""
         queue = check_queue(queue, "queue")
         ids = args.opt_list("ids", MAX_BATCH_JOBS, 1)
         args.done()
@@ -495,6 +498,8 @@ class Service:
         )
 
         async def run(rid: str | None) -> Answer:
+            if job_ids is not None:
+                self._require_jobs_of(queue, job_ids)
             cmd = RequeueDead(
                 now_ms=self.node.now_ms(), request_id=rid, queue=queue, job_ids=job_ids
             )
@@ -528,6 +533,15 @@ class Service:
             }
 
         return Op(run)
+
+    def _require_jobs_of(self, queue: str, job_ids: tuple[int, ...]) -> None:
+        """``not_found`` naming the first id that is no job of ``queue`` on this replica. Job
+        ids are never reused and a dead letter stays until requeued or purged, so a retry with
+        the same request id passes this check as the first attempt did."""
+        with self.node.read() as m:
+            unknown = next((i for i in job_ids if m.job_queue(i) != queue), None)
+        if unknown is not None:
+            raise Rejected("not_found", f"no job {unknown} in queue {queue!r}", 404)
 
     # -- reads (this node's replica) --------------------------------------------------------
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from raftq.client import Client
 from tests.integration.cluster import Cluster, http_json
@@ -83,3 +86,31 @@ def test_three_embedded_services_form_a_cluster(tmp_path: Path) -> None:
             if proc.poll() is None:
                 proc.kill()
             proc.wait(10)
+
+
+@pytest.mark.parametrize("which", ["API", "raft"])
+def test_a_taken_port_stops_the_example_with_one_line(tmp_path: Path, which: str) -> None:
+    # Issue 20: run next to a cluster on the same ports, the example died with a traceback
+    # after its node had opened the data dir.
+    cluster = Cluster.generate(tmp_path, n=1)
+    address = cluster.api["n1"] if which == "API" else cluster.raft["n1"]
+    host, port = address.rsplit(":", 1)
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind((host, int(port)))
+        holder.listen()
+        argv = [sys.executable, "examples/embedded_service.py"]
+        done = subprocess.run(
+            [*argv, "--config", str(cluster.config_path), "--node", "n1"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=20,  # the unfixed example with a taken raft port never exits
+            check=False,
+        )
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("embedded_service.py: error: ")
+    assert address.replace("127.0.0.1:", "") in line
+    assert "in use" in line
+    assert not (tmp_path / "data").exists()

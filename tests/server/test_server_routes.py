@@ -152,8 +152,17 @@ async def test_queue_admin_and_dead_letters(start):
         assert r.body["next_after"] == 2
         r = await h.get("/v1/queues/q/dead?limit=2&after=2")
         assert [j["id"] for j in r.body["jobs"]] == [3]
+        # An id that names no job of the queue refuses the whole request, naming it (issue
+        # 20: `raftq dead q --requeue 99999` printed "requeued 0 job(s)" and exited 0).
         r = await h.post("/v1/queues/q/dead/requeue", {"ids": [1, 99]})
+        assert r.status == 404
+        assert r.body["error"] == {"code": "not_found", "message": "no job 99 in queue 'q'"}
+        r = await h.post("/v1/queues/other/dead/requeue", {"ids": [1]})
+        assert (r.status, r.body["error"]["message"]) == (404, "no job 1 in queue 'other'")
+        r = await h.post("/v1/queues/q/dead/requeue", {"ids": [1, 1]})
         assert r.body == {"queue": "q", "requeued": 1}
+        r = await h.post("/v1/queues/q/dead/requeue", {"ids": [1]})  # no longer dead: skipped
+        assert r.body == {"queue": "q", "requeued": 0}
         r = await h.post("/v1/queues/q/dead/requeue")
         assert r.body == {"queue": "q", "requeued": 2}
         r = await h.post("/v1/queues/q/pause")

@@ -44,7 +44,7 @@ def test_cli_worker_and_producer_examples(worker_cluster: Cluster, procs: Procs)
     ]
     for x in lines:
         assert x["result"]["to"] == x["to"]
-        assert x["result"]["message_id"].startswith(f"welcome-{x['id']}-")
+        assert x["result"]["message_id"].startswith(f"{x['kind']}-{x['id']}-")
 
     # Idempotency keys: producing again returns the same jobs, nothing is sent twice.
     code, again, err = produce(cluster, "ada@example.com", "grace@example.com")
@@ -79,5 +79,7 @@ def test_script_worker_example(worker_cluster: Cluster, procs: Procs) -> None:
     assert code == 0, err
     assert {x["result"]["to"] for x in lines} == {"linus@example.com"}
     assert "sending the welcome email to linus@example.com" in procs.log("script")
+    # The reminder logs as one (issue 20: it logged "welcome email" too).
+    assert "sending the reminder email to linus@example.com" in procs.log("script")
     procs.signal("script", signal.SIGINT)
     assert procs.wait("script", 15) == 0

@@ -55,6 +55,7 @@ from raftq.errors import (
     NotLeader,
     OutcomeUnknown,
     Overloaded,
+    PortUnavailable,
     Rejected,
     TransferRefused,
 )
@@ -272,6 +273,7 @@ class PySyncObjEngine:
         for syncobj_hook in self._syncobj_hooks:
             syncobj_hook(syncobj)
         try:
+            self._check_bound(syncobj)
             verify_journal(syncobj, fsync)
         except Exception:
             syncobj.destroy_synchronous()
@@ -295,6 +297,17 @@ class PySyncObjEngine:
         journal = _private(syncobj, "raftLog")
         if isinstance(journal, DurableFileJournal):
             journal.on_sync = callbacks.stats.observe_fsync
+
+    def _check_bound(self, syncobj: SyncObj) -> None:
+        """The constructor returns after PySyncObj's first bind attempt; a failed one is
+        retried every second forever (``maxBindRetries`` 0) while the node looks alive and is
+        never ready. ``raftq.node.claim`` checks the port first; this catches a process that
+        took it in between: ``PortUnavailable``, one line, instead of a node that never works."""
+        transport = _private(syncobj, "transport")
+        if getattr(transport, "ready", True):  # the in-memory transport is ready at once
+            return
+        address = self._self.raft
+        raise PortUnavailable(self._node_id, "raft", address, "not bound", in_use=True)
 
     async def stop(self) -> None:
         if self.hold is not None:
