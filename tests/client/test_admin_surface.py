@@ -50,6 +50,7 @@ CLIENT_CALLS: dict[str, Callable[[Client], Awaitable[Any]]] = {
     "remove_member": lambda c: c.remove_member("n9"),
     "drain_node": lambda c: c.drain(c.nodes[0]),
     "enable_version": lambda c: c.enable_version(),
+    "backup": lambda c: c.backup(),
 }
 
 # handler of an admin route (and cancel) -> the `raftq` command that calls it ({config}: a
@@ -66,6 +67,7 @@ CLI_COMMANDS: dict[str, list[str]] = {
     "remove_member": ["members", "remove", "n9"],
     "drain_node": ["node", "drain", "--config", "{config}", "--node", "n1", "--timeout", "2"],
     "enable_version": ["upgrade", "enable", "--config", "{config}"],
+    "backup": ["data", "backup", "{out}"],
 }
 _BY_CONFIG = {"drain_node", "enable_version"}
 
@@ -131,7 +133,10 @@ async def test_each_admin_command_reaches_its_route(start, tmp_path: Path) -> No
         missed = []
         for handler, argv in CLI_COMMANDS.items():
             route = next(r for r in ROUTES if r.handler == handler)
-            args = [a.replace("{config}", str(config)) for a in argv]
+            args = [
+                a.replace("{config}", str(config)).replace("{out}", str(tmp_path / "backup"))
+                for a in argv
+            ]
             if handler not in _BY_CONFIG:
                 # (a short budget: the test double answers add_member with a 501, retried)
                 args += ["--nodes", c.csv(), "--timeout-ms", "500"]
