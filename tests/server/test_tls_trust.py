@@ -17,15 +17,19 @@ from aiohttp import web
 from raftq.config import TLSConfig
 from raftq.server import create_app
 from raftq.tls import check_peer_trust
+from tests.integration.cluster import free_ports
 from tests.support.certs import TestCA
 from tests.support.local_node import LocalNode, serve
 
 
 def _one_node_config(root: Path, tls: str) -> Path:
+    # Free ports, not fixed ones: a regression would start a node listening there, and a
+    # well-known port (other tests use 127.0.0.1:1 as "nothing listens") would then answer.
+    raft, api = free_ports(2)
     config = root / "tls.toml"
     config.write_text(
         f'[cluster]\nname = "tls"\ndata_dir = "{root / "data"}"\n\n{tls}\n'
-        '[[nodes]]\nid = "n1"\nraft = "127.0.0.1:1"\napi = "127.0.0.1:2"\n'
+        f'[[nodes]]\nid = "n1"\nraft = "127.0.0.1:{raft}"\napi = "127.0.0.1:{api}"\n'
     )
     return config
 
