@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import os
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -76,6 +77,17 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         yield
     finally:
         subprocess.Popen._execute_child = original  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def restore_root_logging() -> Iterator[None]:
+    """The root logger's handlers and level as they were before the test (``raftq.cli.main``
+    installs a stderr handler on it)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(autouse=True)

@@ -32,14 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 THREE = str(REPO / "cluster" / "three-node.toml")
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """`main` installs a stderr handler on the root logger; take it away after each test."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+# `main` installs a stderr handler on the root logger: taken away after each test.
+pytestmark = pytest.mark.usefixtures("restore_root_logging")
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,14 +85,8 @@ def _admin_only(handler: str) -> bool:
     return route.rule.roles == frozenset({Role.ADMIN})
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """`main` installs a stderr handler on the root logger; take it away after each test."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+# `main` installs a stderr handler on the root logger: taken away after each test.
+pytestmark = pytest.mark.usefixtures("restore_root_logging")
 
 
 def test_the_tables_cover_every_route() -> None:

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -30,14 +29,8 @@ TOKEN = "errors-test-token-0123456789"
 READER = "errors-test-reader-0123456789"
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """`main` installs a stderr handler on the root logger; take it away after each test."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+# `main` installs a stderr handler on the root logger: taken away after each test.
+pytestmark = pytest.mark.usefixtures("restore_root_logging")
 
 
 def _token(name: str, role: Role, token: str) -> TokenConfig:

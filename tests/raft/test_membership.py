@@ -20,7 +20,7 @@ import pytest
 from pysyncobj.node import TCPNode
 
 from raftq.config import ClusterConfig, parse_config
-from raftq.core import EnableVersion, Enqueue, Enqueued, Machine, NewJob, write_snapshot
+from raftq.core import Enqueue, Enqueued, Machine, NewJob, write_snapshot
 from raftq.errors import NotLeader
 from raftq.node.join import JoinError, check_cluster_id
 from raftq.raft.datadir import DUMP_FILE, JOURNAL_FILE, MEMBERS_FILE
@@ -430,6 +430,21 @@ async def _add(leader: RaftNode, raft: str, node_id: str, api: str) -> int:
     return await asyncio.wait_for(done, 10)
 
 
+def _joining_n4(
+    cluster: MemoryCluster, leader: RaftNode, root: Path
+) -> tuple[ClusterConfig, RaftNode]:
+    """The grown config and a node n4 built to join ``cluster`` (``--join``), not started."""
+    grown = _grown(cluster.config, root, 1)
+    engine = new_pysyncobj_engine(
+        grown,
+        "n4",
+        transport_class=cluster.network.transport_class(),
+        join=[(n.raft, n.id, n.api) for n in cluster.config.nodes],
+        join_cluster_id=_engine(leader).cluster_id(),
+    )
+    return grown, RaftNode(grown, engine)
+
+
 async def test_a_node_caught_up_by_snapshot_knows_the_id_and_api_of_a_runtime_member(
     tmp_path: Path,
 ) -> None:
@@ -438,40 +453,15 @@ async def test_a_node_caught_up_by_snapshot_knows_the_id_and_api_of_a_runtime_me
     and caught up by a snapshot knew it by its raft address alone: with it as the leader,
     leader_id() was None there, writes could not be forwarded to it (``api_address``), and
     GET /v1/cluster showed its raft address as its id. The snapshot header carries the
-    directory once log version 2 is enabled."""
-    await _runtime_member_known_after_snapshot(tmp_path, enable_by_hand=True)
-
-
-async def test_a_new_cluster_s_snapshot_carries_the_runtime_member_s_id_and_api(
-    tmp_path: Path,
-) -> None:
-    """Issue 19: a new cluster enables its own log version as its first entry
-    (``PySyncObjEngine._enable_version_of_new_cluster``), so its snapshot headers carry the
-    member directory without `raftq upgrade enable`: before, a fresh cluster stayed at log
-    version 1 and a node caught up by snapshot never learnt a runtime member's id and API."""
-    await _runtime_member_known_after_snapshot(tmp_path, enable_by_hand=False)
-
-
-async def _runtime_member_known_after_snapshot(tmp_path: Path, *, enable_by_hand: bool) -> None:
+    directory once log version 2 is enabled, and a new cluster enables its own log version as
+    its first entry (``PySyncObjEngine._enable_version_of_new_cluster``): before, a fresh
+    cluster stayed at log version 1 until `raftq upgrade enable`."""
     async with memory_cluster(tmp_path, extra=_COMPACT) as cluster:
-        config = cluster.config
         leader = await cluster.leader()
-        if enable_by_hand:
-            await leader.submit(EnableVersion(now_ms=leader.now_ms(), version=2))
         behind = next(i for i in cluster.nodes if i != leader.node_id)
         cluster.partition(behind)
-        grown = _grown(config, tmp_path, 1)
+        grown, joining = _joining_n4(cluster, leader, tmp_path)
         n4 = grown.node("n4")
-        joining = RaftNode(
-            grown,
-            new_pysyncobj_engine(
-                grown,
-                "n4",
-                transport_class=cluster.network.transport_class(),
-                join=[(n.raft, n.id, n.api) for n in config.nodes],
-                join_cluster_id=_engine(leader).cluster_id(),
-            ),
-        )
         await joining.start()
         try:
             added_at = await _add(leader, n4.raft, "n4", n4.api)
@@ -500,20 +490,9 @@ async def test_leadership_moves_to_a_member_added_at_runtime(tmp_path: Path) -> 
     """Issue 19: ``transfer_leadership(to=...)`` took only the config's ids; a member added at
     runtime is named by the id its membership entry carries."""
     async with memory_cluster(tmp_path) as cluster:
-        config = cluster.config
         leader = await cluster.leader()
-        grown = _grown(config, tmp_path, 1)
+        grown, joining = _joining_n4(cluster, leader, tmp_path)
         n4 = grown.node("n4")
-        joining = RaftNode(
-            grown,
-            new_pysyncobj_engine(
-                grown,
-                "n4",
-                transport_class=cluster.network.transport_class(),
-                join=[(n.raft, n.id, n.api) for n in config.nodes],
-                join_cluster_id=_engine(leader).cluster_id(),
-            ),
-        )
         await joining.start()
         try:
             await _add(leader, n4.raft, "n4", n4.api)

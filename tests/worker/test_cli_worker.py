@@ -3,8 +3,6 @@ claims the cluster refuses exits 1; flags override a Worker object's settings.""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -32,13 +30,8 @@ configurable.add_handler("b", lambda job: None)
 def handler(job: Any) -> None: ...
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+# `main` installs a stderr handler on the root logger: taken away after each test.
+pytestmark = pytest.mark.usefixtures("restore_root_logging")
 
 
 @pytest.mark.parametrize(
