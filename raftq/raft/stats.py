@@ -76,6 +76,7 @@ class StatsReading:
     commit_seconds: HistogramReading
     snapshot_seconds: HistogramReading
     snapshot_writers_killed: int
+    peer_connections_refused: int = 0
 
 
 class _Histogram:
@@ -107,6 +108,7 @@ class RaftStats:
         self._commit = _Histogram(COMMIT_BUCKETS_S)
         self._snapshot = _Histogram(SNAPSHOT_BUCKETS_S)
         self._snapshot_kills = 0
+        self._peers_refused = 0
 
     def observe_leader(self, leader: str | None) -> None:
         """The leader as seen now; a change to a new known leader counts once."""
@@ -142,6 +144,11 @@ class RaftStats:
         with self._lock:
             self._snapshot_kills += 1
 
+    def observe_peer_refused(self) -> None:
+        """A raft connection with a node of another cluster was refused (tick thread)."""
+        with self._lock:
+            self._peers_refused += 1
+
     def snapshot(self) -> StatsReading:
         with self._lock:
             return StatsReading(
@@ -152,4 +159,5 @@ class RaftStats:
                 commit_seconds=self._commit.reading(),
                 snapshot_seconds=self._snapshot.reading(),
                 snapshot_writers_killed=self._snapshot_kills,
+                peer_connections_refused=self._peers_refused,
             )

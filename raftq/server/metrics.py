@@ -329,3 +329,9 @@ def _stats_families(stats: RaftStats) -> Iterator[Metric]:
     )
     killed.add_metric([], r.snapshot_writers_killed)
     yield killed
+    refused = CounterMetricFamily(
+        "raftq_raft_peer_connections_refused",
+        "Raft connections refused because the peer belongs to another cluster.",
+    )
+    refused.add_metric([], r.peer_connections_refused)
+    yield refused

@@ -29,6 +29,8 @@ Settings chosen (measured in docs/benchmark-log.md and the PySyncObj notes):
   acknowledged; in both modes it keeps the entries Raft keeps and compacts by rename.
 - ``bindAddress`` = the configured raft host; the cluster secret becomes PySyncObj's
   ``password`` (authenticated encryption of peer traffic: its wire format is pickle).
+- the TCP transport is PySyncObj's with a cluster identity frame in its handshake
+  (``raftq.raft.pysyncobj.identity``): a node of another cluster is refused.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from raftq.raft.engine import Applied, EngineCallbacks, EngineStatus
 from raftq.raft.gc_guard import guard as gc_guard
 from raftq.raft.pysyncobj.commit_rule import RaftqSyncObj
 from raftq.raft.pysyncobj.election_hold import ElectionHold
+from raftq.raft.pysyncobj.identity import ClusterIdentity, PeerGate, identified_transport
 from raftq.raft.pysyncobj.journal import DurableFileJournal, durable_journal, verify_journal
 from raftq.raft.pysyncobj.membership import (
     derive_cluster_id,
@@ -119,7 +122,8 @@ def new_pysyncobj_engine(
 ) -> PySyncObjEngine:
     """The engine of node ``node_id`` of ``config`` (nothing runs before ``start``).
     ``transport_class``: PySyncObj's ``transportClass`` (default its TCP transport on the
-    node's raft address; ``MemoryNetwork.transport_class()`` for an in-process cluster).
+    node's raft address, with the cluster identity check of ``raftq.raft.pysyncobj.identity``;
+    ``MemoryNetwork.transport_class()`` for an in-process cluster).
     ``join``: the running cluster's voters ``(raft, id, api)`` when the node joins it
     (``raftq serve --join``): a new data dir starts with them instead of the config's nodes,
     and records ``join_cluster_id``, the joined cluster's id."""
@@ -246,6 +250,15 @@ class PySyncObjEngine:
                 membership.mismatch,
             )
         others = [m for m in membership.members if m != self._self.raft]
+        transport = self._transport
+        if not transport:
+            # PySyncObj's TCP transport, refusing nodes of another cluster
+            # (raftq.raft.pysyncobj.identity).
+            gate = PeerGate(
+                ClusterIdentity(self.config.name, self._cluster_id),
+                callbacks.stats.observe_peer_refused,
+            )
+            transport = {"transportClass": identified_transport(gate)}
         # SyncObj's tick thread stops when the thread that created it exits: create it here,
         # on the loop's thread. The constructor blocks until the port is bound.
         fsync = self.config.raft.fsync
@@ -261,7 +274,7 @@ class PySyncObjEngine:
                 on_diverged=self._on_diverged,
                 start_members=others,
                 vote_hold=membership.fresh,
-                **self._transport,
+                **transport,
             )
         for syncobj_hook in self._syncobj_hooks:
             syncobj_hook(syncobj)
