@@ -62,6 +62,7 @@ from raftq.raft.engine import Applied, EngineCallbacks, EngineStatus
 from raftq.raft.gc_guard import guard as gc_guard
 from raftq.raft.pysyncobj.commit_rule import RaftqSyncObj
 from raftq.raft.pysyncobj.election_hold import ElectionHold
+from raftq.raft.pysyncobj.events import ClusterEvents
 from raftq.raft.pysyncobj.identity import ClusterIdentity, PeerGate, identified_transport
 from raftq.raft.pysyncobj.journal import DurableFileJournal, durable_journal, verify_journal
 from raftq.raft.pysyncobj.membership import (
@@ -286,6 +287,8 @@ class PySyncObjEngine:
         hold.syncobj = syncobj
         syncobj.addOnTickCallback(hold.on_tick)
         syncobj.addOnTickCallback(self._run_tick_calls)
+        events = ClusterEvents(self._node_id, self._self.raft, self._peer_name)
+        syncobj.addOnTickCallback(lambda: self._report_events(syncobj, events))
         if membership.fresh:
             logger.info(
                 "node %s: new data dir: no vote for a candidate with history until caught up",
@@ -348,6 +351,21 @@ class PySyncObjEngine:
             # Single-server changes (raftq.raft.pysyncobj.membership; one at a time).
             dynamicMembershipChange=True,
         )
+
+    def _report_events(self, so: SyncObj, events: ClusterEvents) -> None:
+        """Tick thread: log elections and peers lost or back (raftq.raft.pysyncobj.events)."""
+        leader = so._getLeader()
+        connected = [str(o.id) for o in so.otherNodes if so.isNodeConnected(o)]
+        events.observe(None if leader is None else str(leader.id), so.raftCurrentTerm, connected)
+
+    def _peer_name(self, raft: str) -> str:
+        """``"n2 (127.0.0.1:7102)"`` for a member of the config or learnt since, else the
+        address."""
+        for n in self.config.nodes:
+            if n.raft == raft:
+                return f"{n.id} ({raft})"
+        info = self._directory.get(raft)
+        return raft if info is None else f"{info[0]} ({raft})"
 
     def _release_votes_once_caught_up(self) -> None:
         """Tick thread: a new data dir has caught up with a leader once (PySyncObj's
