@@ -189,18 +189,20 @@ class RaftqSyncObj(SyncObj):  # type: ignore[misc]
         if not isinstance(message, dict) or message.get("type") != "append_entries":
             handle(self, node, message)
             return
+        trimmed = message
         if "prevLogIdx" in message:
             self._check_applied(message)
+            trimmed = self._skip_applied(message)
         self._raftq_installed_next = None
         self._raftq_refused_next = None
-        guarded = follower_view(message, self._SyncObj__raftCommitIndex)
+        guarded = follower_view(trimmed, self._SyncObj__raftCommitIndex)
         handle(self, node, guarded)
         refused, self._raftq_refused_next = self._raftq_refused_next, None
         if refused is not None:
             # PySyncObj sends nothing when a transfer is not installed: answer like etcd.
             self._SyncObj__sendNextNodeIdx(node, reset=True, nextNodeIdx=refused, success=True)
         reported: int | None = self._SyncObj__leaderCommitIndex  # type: ignore[has-type]
-        if guarded is not message and reported == guarded["commit_index"]:
+        if guarded is not trimmed and reported == guarded["commit_index"]:
             self._SyncObj__leaderCommitIndex = message["commit_index"]
 
     def _checkCommandsToApply(self) -> None:  # noqa: N802  # PySyncObj's name
@@ -286,6 +288,50 @@ class RaftqSyncObj(SyncObj):  # type: ignore[misc]
             position,
         )
         return True
+
+    def _skip_applied(self, message: dict[str, Any]) -> dict[str, Any]:
+        """The AppendEntries without the part this node already holds and applied.
+
+        PySyncObj's follower deletes every entry after ``prevLogIdx`` when its log goes on
+        past it, even entries equal to the ones the message carries (Raft deletes only from
+        a conflict on), and when one of them was applied it logs ``CRITICAL truncating
+        already-applied log entries ... state machine may have diverged``. A leader resends
+        from a stale next index routinely (a follower restarted, a late "reset" answer), so
+        healthy followers logged that line (issue 20), and rewrote entries they had applied.
+        An applied entry is committed, so every leader from then on holds it (Raft's leader
+        completeness): the entries up to the applied index that this log holds with the
+        same term are skipped, and ``prevLogIdx`` moves to the last of them, or to the
+        applied index when the message carries nothing past it. Only a conflict (an entry
+        of another term: ``_check_applied`` stops the node) or entries past the applied
+        index are left for PySyncObj to compare and replace."""
+        prev, term = message.get("prevLogIdx"), message.get("prevLogTerm")
+        applied = self._SyncObj__raftLastApplied
+        if (
+            message.get("transmission") is not None
+            or not isinstance(prev, int)
+            or prev >= applied
+            or message.get("term", -1) < self._SyncObj__raftCurrentTerm
+        ):
+            return message
+        entries = list(message.get("entries") or ())
+        skipped = 0
+        for entry in entries:
+            idx = entry[1]
+            if idx != prev + skipped + 1 or idx > applied:
+                break
+            local = self._SyncObj__getEntries(idx, 1)
+            if not local or local[0][2] != entry[2]:
+                break
+            term = entry[2]
+            skipped += 1
+        prev += skipped
+        if skipped == len(entries) and prev < applied:
+            local = self._SyncObj__getEntries(applied, 1)
+            if local:  # else the applied entry is in the snapshot: nothing to compare with
+                prev, term = applied, local[0][2]
+        if prev == message["prevLogIdx"]:
+            return message
+        return {**message, "prevLogIdx": prev, "prevLogTerm": term, "entries": entries[skipped:]}
 
     def _check_applied(self, message: dict[str, Any]) -> None:
         if message.get("term", -1) < self._SyncObj__raftCurrentTerm:
