@@ -77,6 +77,8 @@ class StatsReading:
     snapshot_seconds: HistogramReading
     snapshot_writers_killed: int
     peer_connections_refused: int = 0
+    digest_mismatches: int = 0
+    digest_mismatch_peers: int = 0
 
 
 class _Histogram:
@@ -109,6 +111,8 @@ class RaftStats:
         self._snapshot = _Histogram(SNAPSHOT_BUCKETS_S)
         self._snapshot_kills = 0
         self._peers_refused = 0
+        self._digest_mismatches = 0
+        self._digest_mismatch_peers = 0
 
     def observe_leader(self, leader: str | None) -> None:
         """The leader as seen now; a change to a new known leader counts once."""
@@ -149,6 +153,13 @@ class RaftStats:
         with self._lock:
             self._peers_refused += 1
 
+    def observe_digest_mismatch(self, differing: int, new: bool) -> None:
+        """Leader: ``differing`` peers have another digest at an equal applied index now;
+        ``new``: one more began to differ (tick thread)."""
+        with self._lock:
+            self._digest_mismatch_peers = differing
+            self._digest_mismatches += 1 if new else 0
+
     def snapshot(self) -> StatsReading:
         with self._lock:
             return StatsReading(
@@ -160,4 +171,6 @@ class RaftStats:
                 snapshot_seconds=self._snapshot.reading(),
                 snapshot_writers_killed=self._snapshot_kills,
                 peer_connections_refused=self._peers_refused,
+                digest_mismatches=self._digest_mismatches,
+                digest_mismatch_peers=self._digest_mismatch_peers,
             )

@@ -73,8 +73,10 @@ Relies on PySyncObj 0.3.17 private behaviour:
   ``tests/raft/test_fsync_order.py``;
 - reads/writes ``_SyncObj__leaderCommitIndex``, ``_SyncObj__raftCommitIndex``,
   ``_SyncObj__raftCurrentTerm``, ``_SyncObj__raftLastApplied``, ``_SyncObj__raftLog``, calls
-  ``_SyncObj__getEntries``: the same tests, and ``tests/raft/test_pysyncobj_private.py``
-  (every name exists on a real SyncObj).
+  ``_SyncObj__getEntries``, ``_SyncObj__getCurrentLogIndex`` and sends through
+  ``_SyncObj__transport`` (the ``next_node_idx`` answer, with ``raftq_digest``): the same
+  tests, ``tests/raft/test_cluster_events.py``, ``tests/raft/test_digest_watch.py``, and
+  ``tests/raft/test_pysyncobj_private.py`` (every name exists on a real SyncObj).
 """
 
 from __future__ import annotations
@@ -135,9 +137,15 @@ class RaftqSyncObj(SyncObj):  # type: ignore[misc]
         on_diverged: Diverged,
         start_members: Sequence[str] | None = None,
         vote_hold: bool = False,
+        digest: Callable[[], str] | None = None,
+        on_peer_digest: Callable[[str, int, str], None] | None = None,
         **kwargs: Any,
     ) -> None:
         check_version()
+        # A follower adds [applied index, digest] to its answers; the leader hands what it
+        # gets to on_peer_digest(raft address, index, digest) (raftq.raft.pysyncobj.digests).
+        self._raftq_digest = digest
+        self._raftq_on_peer_digest = on_peer_digest
         # The other voters from the data dir (raftq.raft.pysyncobj.membership): replace the
         # snapshot's cluster when the snapshot is loaded at start, since PySyncObj does not
         # replay the membership entries of the journal after it.
@@ -185,6 +193,7 @@ class RaftqSyncObj(SyncObj):  # type: ignore[misc]
         if isinstance(message, dict) and message.get("type") == "next_node_idx":
             handle(self, node, message)
             self._forget_lost_entries(node, message)
+            self._peer_digest(node, message.get("raftq_digest"))
             return
         if not isinstance(message, dict) or message.get("type") != "append_entries":
             handle(self, node, message)
@@ -252,7 +261,33 @@ class RaftqSyncObj(SyncObj):  # type: ignore[misc]
         follow are checked as usual)."""
         installed, self._raftq_installed_next = self._raftq_installed_next, None
         answer = installed if success and nextNodeIdx is None else nextNodeIdx
-        SyncObj._SyncObj__sendNextNodeIdx(self, node, reset, answer, success)
+        if self._raftq_digest is None:
+            SyncObj._SyncObj__sendNextNodeIdx(self, node, reset, answer, success)
+            return
+        # PySyncObj's message, plus this node's applied index and digest (an earlier raftq
+        # leader ignores the extra key).
+        self._SyncObj__transport.send(
+            node,
+            {
+                "type": "next_node_idx",
+                "next_node_idx": (
+                    self._SyncObj__getCurrentLogIndex() + 1 if answer is None else answer
+                ),
+                "reset": reset,
+                "success": success,
+                "raftq_digest": [self._SyncObj__raftLastApplied, self._raftq_digest()],
+            },
+        )
+
+    def _peer_digest(self, node: Any, report: Any) -> None:
+        """Leader: a follower's ``[applied index, digest]``, if it sent a well-formed one."""
+        if self._raftq_on_peer_digest is None or not self._isLeader():
+            return
+        if not (isinstance(report, list) and len(report) == 2):
+            return
+        index, digest = report
+        if isinstance(index, int) and isinstance(digest, str):
+            self._raftq_on_peer_digest(str(node.id), index, digest)
 
     def _forget_lost_entries(self, node: Any, message: dict[str, Any]) -> None:
         """Leader: a follower that answers "my log ends before ``next_node_idx``" below what it

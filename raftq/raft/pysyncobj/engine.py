@@ -61,6 +61,7 @@ from raftq.raft.datadir import DUMP_FILE, JOURNAL_FILE, check_data_dir
 from raftq.raft.engine import Applied, EngineCallbacks, EngineStatus
 from raftq.raft.gc_guard import guard as gc_guard
 from raftq.raft.pysyncobj.commit_rule import RaftqSyncObj
+from raftq.raft.pysyncobj.digests import DigestWatch
 from raftq.raft.pysyncobj.election_hold import ElectionHold
 from raftq.raft.pysyncobj.events import ClusterEvents
 from raftq.raft.pysyncobj.identity import ClusterIdentity, PeerGate, identified_transport
@@ -209,6 +210,10 @@ class PySyncObjEngine:
         for hook in self._replica_hooks:
             hook(replica)
         self.replica = replica
+        digests = DigestWatch(
+            self._node_id, self._peer_name, callbacks.stats.observe_digest_mismatch
+        )
+        replica.on_entry = digests.record
         self.snapshots = snapshots = SnapshotHooks(
             dump_path,
             replica,
@@ -275,6 +280,9 @@ class PySyncObjEngine:
                 on_diverged=self._on_diverged,
                 start_members=others,
                 vote_hold=membership.fresh,
+                # Read on the tick thread, like applies; the machine is replaced by a snapshot.
+                digest=lambda: replica.machine.digest.hex(),  # noqa: PLW0108
+                on_peer_digest=digests.peer,
                 **transport,
             )
         for syncobj_hook in self._syncobj_hooks:
@@ -489,7 +497,11 @@ class PySyncObjEngine:
             leader=self.leader(),
             term=so.raftCurrentTerm,
             commit_index=so.raftCommitIndex,
-            applied_index=so.raftLastApplied,
+            # Under the machine's lock (RaftNode.status), the index of the digest read with
+            # it: PySyncObj counts an entry a moment after the machine applied it.
+            applied_index=max(
+                so.raftLastApplied, 0 if self.replica is None else self.replica.applied_index
+            ),
             leader_commit_index=_private(so, "leaderCommitIndex"),
             log_entries=len(_private(so, "raftLog")),
         )

@@ -36,7 +36,8 @@ Relies on PySyncObj 0.3.17 private behaviour: ``TCPTransport``'s handshake metho
 ``_connections``, ``_unknownConnections``, ``_nodeAddrToNode``, ``_connToNode``), the
 connection's ``sendRandKey`` (set once the encrypted key exchange is done), and that
 ``SyncObj`` ignores a message whose ``type`` it does not know: guarded by
-``tests/raft/test_cluster_identity.py`` (real TCP connections between in-process nodes).
+``tests/raft/test_cluster_identity.py`` (real TCP connections between in-process nodes) and
+``tests/raft/test_pysyncobj_private.py`` (the names exist).
 """
 
 from __future__ import annotations
