@@ -385,8 +385,9 @@ def test_status_flags_different_digests_at_the_same_applied_index(
     assert len(out.splitlines()) == 4  # the table as always
     assert one_error_line(err) == (
         "raftq: error: DIGESTS DIFFER at applied index 9 (n3: 999999999999; n2: abcdef012345): "
-        "these replicas diverged; the node(s) whose digest differs from the majority's must be "
-        'stopped, wiped and started with --join (docs/operations.md, "Digests differ")'
+        "these replicas diverged; stop the node(s) whose digest differs from the majority's, "
+        'move their data dir aside and start them again empty (docs/operations.md, "Digests '
+        'differ")'
     )
     code, out, err = run(capsys, "status", "--json")
     assert code == 1 and "DIGESTS DIFFER" in err

@@ -388,8 +388,9 @@ def _diverged_line(d: Mapping[str, Any]) -> str:
     groups = "; ".join(f"{', '.join(ids)}: {digest[:12]}" for digest, ids in d["digests"].items())
     return (
         f"raftq: error: DIGESTS DIFFER at applied index {d['applied_index']} ({groups}): "
-        "these replicas diverged; the node(s) whose digest differs from the majority's must "
-        'be stopped, wiped and started with --join (docs/operations.md, "Digests differ")'
+        "these replicas diverged; stop the node(s) whose digest differs from the majority's, "
+        "move their data dir aside and start them again empty (docs/operations.md, "
+        '"Digests differ")'
     )
 
 

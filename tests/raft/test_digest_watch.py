@@ -43,7 +43,7 @@ def test_a_peer_differing_at_a_known_index_is_reported_once_per_episode(
         "node n1: raft peer n2 (127.0.0.1:7102) has digest cccccccccccc at applied index 11, "
         "this node bbbbbbbbbbbb: the replicas diverged; run `raftq status` to see which node "
         "differs from the others, then stop that node, move its data dir aside and start it "
-        'again with --join so that it catches up (docs/operations.md, "Digests differ")'
+        'again empty so that it catches up from the leader (docs/operations.md, "Digests differ")'
     ]
     watch.peer("127.0.0.1:7102", 10, "aa" * 16)
     assert changes == [(1, True), (0, False)]

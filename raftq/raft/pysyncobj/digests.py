@@ -78,7 +78,7 @@ class DigestWatch:
             "node %s: raft peer %s has digest %s at applied index %d, this node %s: the "
             "replicas diverged; run `raftq status` to see which node differs from the "
             "others, then stop that node, move its data dir aside and start it again "
-            'with --join so that it catches up (docs/operations.md, "Digests differ")',
+            'empty so that it catches up from the leader (docs/operations.md, "Digests differ")',
             self._node_id,
             self._name(raft),
             digest[:12],
