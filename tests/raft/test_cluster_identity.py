@@ -56,6 +56,7 @@ async def test_a_node_of_another_cluster_on_a_members_address_is_refused(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="raftq.raft.pysyncobj.identity")
+    caplog.set_level(logging.INFO, logger="raftq.raft.pysyncobj.events")
     alpha = _renamed(make_config(tmp_path, 3), "alpha", tmp_path / "alpha")
     beta = _renamed(alpha, "beta", tmp_path / "beta")
     # alpha's n1 and n2 (a majority), and in n3's place a node of beta, configured with the
@@ -74,6 +75,10 @@ async def test_a_node_of_another_cluster_on_a_members_address_is_refused(
         await until(lambda: refusals() >= 4 or b3.leader_id() is not None)
         assert b3.leader_id() is None, "a node of cluster beta followed cluster alpha's leader"
         assert not any(n.engine.peer_connected(stray) for n in (a1, a2))
+        # Nor does beta's node count them as peers, even for a moment (no connected / lost
+        # line every time it retries).
+        assert not any(b3.engine.peer_connected(alpha.node(i).raft) for i in ("n1", "n2"))
+        assert _lines(caplog, "node n3: raft peer") == []
         # alpha's nodes still replicate to each other.
         leader = a1 if a1.is_leader() else a2
         result = await leader.submit(
@@ -95,16 +100,19 @@ async def test_a_node_of_another_cluster_on_a_members_address_is_refused(
     assert all("give each cluster its own ports" in line for line in lines)
 
 
+@pytest.mark.parametrize("side", ["connecting", "accepting"])
 async def test_a_node_of_an_earlier_version_is_accepted_with_a_warning(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, side: str
 ) -> None:
     """A rolling upgrade: a node with PySyncObj's plain handshake (no identity frame) is taken
-    as before, with one warning per node that accepted it, and receives our frames unharmed."""
+    as before, with one warning on each node that talks to it, and receives our frames
+    unharmed."""
     caplog.set_level(logging.WARNING, logger="raftq.raft.pysyncobj.identity")
     config = make_config(tmp_path, 3)
-    # The node with the highest address opens the connections to both others (PySyncObj's
-    # rule), so both accept a connection without an identity frame.
-    old = max(config.nodes, key=lambda n: n.raft)
+    # The node with the higher address opens the connection (PySyncObj's rule): the highest
+    # connects to both others, the lowest is connected to by both.
+    pick = max if side == "connecting" else min
+    old = pick(config.nodes, key=lambda n: n.raft)
     nodes = {
         n.id: RaftNode(
             config,
@@ -134,7 +142,7 @@ async def test_a_node_of_an_earlier_version_is_accepted_with_a_warning(
                 return job_id in m.jobs
 
         await until(old_has_job)
-        # Between two followers the old node sends nothing: taken after LEGACY_WAIT_S.
+        # Between two followers nothing is sent: taken after LEGACY_WAIT_S.
         await until(lambda: len(_lines(caplog, _LEGACY)) >= 2)
         assert all(n.engine.peer_connected(old.raft) for n in nodes.values() if n is not old_node)
     lines = _lines(caplog, _LEGACY)

@@ -66,6 +66,7 @@ _TRANSPORT_ATTRIBUTES = (  # snapshot_hooks.py
     "_onIncomingMessageReceived",
     "_onMessageReceived",
     "_onDisconnected",
+    "_onNodeConnected",
     "_onTick",
     "_connections",
     "_unknownConnections",

@@ -10,19 +10,22 @@ Each node now sends a second frame right after its address, ``{"type": "raftq_id
 "name": <cluster name>, "cluster_id": <cluster id>}`` (the id fixed at bootstrap or taken over
 when joining, ``raftq.raft.pysyncobj.membership``), and the accepting node registers the
 connection only once that frame names its own cluster; it answers with its own frame, so the
-connecting node checks the acceptor too. A node of another cluster is refused: its
-connection is closed before any raft message of it is handled, a WARNING naming both clusters
-is logged once per peer address (again only after that address was accepted once), and
-``on_refused`` counts every refusal (``raftq_raft_peer_connections_refused_total``).
+connecting node checks the acceptor too, and reports the peer connected to PySyncObj only
+once that answer came (a refusing acceptor closes the connection instead). A node of another
+cluster is refused: its connection is closed before any raft message of it is handled, a
+WARNING naming both clusters is logged once per peer address (again only after that address
+was accepted once), and ``on_refused`` counts every refusal
+(``raftq_raft_peer_connections_refused_total``).
 
 Two identities are the same cluster when their cluster ids are equal (the name may be edited
 in the config of a running cluster; the id stays); an identity without an id (none is known)
 compares by name.
 
-Mixed versions (a rolling upgrade): a node of an earlier raftq sends no identity frame. Its
-connection is accepted as before, at its first raft message or after ``LEGACY_WAIT_S`` of
-silence (a follower that connects sends nothing until it is asked), with a WARNING once per
-address saying that this node cannot tell it from a node of another cluster. An earlier node
+Mixed versions (a rolling upgrade): a node of an earlier raftq sends no identity frame, as
+the connecting side or as the acceptor. It is taken as before, at its first raft message or
+after ``LEGACY_WAIT_S`` of silence (a follower sends nothing until it is asked), with a
+WARNING once per address saying that this node cannot tell it from a node of another
+cluster. An earlier node
 receiving our frame hands it to PySyncObj, which ignores a message of an unknown type.
 
 Without a cluster secret this is a guard against mistakes, not authentication: anyone who can
@@ -32,7 +35,8 @@ travels inside PySyncObj's authenticated encryption, and two clusters with diffe
 never exchange a frame at all.
 
 Relies on PySyncObj 0.3.17 private behaviour: ``TCPTransport``'s handshake methods
-(``_sendSelfAddress``, ``_onIncomingMessageReceived``, ``_onMessageReceived``, ``_onTick``,
+(``_sendSelfAddress``, ``_onIncomingMessageReceived``, ``_onMessageReceived``,
+``_onNodeConnected``, ``_onDisconnected``, ``_onTick``,
 ``_connections``, ``_unknownConnections``, ``_nodeAddrToNode``, ``_connToNode``), the
 connection's ``sendRandKey`` (set once the encrypted key exchange is done), and that
 ``SyncObj`` ignores a message whose ``type`` it does not know: guarded by
@@ -149,6 +153,10 @@ class _IdentifiedTCPTransport(TCPTransport):  # type: ignore[misc]  # pysyncobj 
         # Incoming connections that announced a peer, awaiting its identity:
         # {connection: (the announcement, monotonic time it came)}.
         self._raftq_pending: dict[Any, tuple[Any, float]] = {}
+        # Peers this node connected to, not yet reported connected to PySyncObj: until the
+        # acceptor's identity came (or its first raft message, or LEGACY_WAIT_S passed).
+        # {node: monotonic time the connection was made}
+        self._raftq_unconfirmed: dict[Any, float] = {}
         super().__init__(syncObj, selfNode, otherNodes)
 
     # -- the connecting side ------------------------------------------------------------------
@@ -156,17 +164,37 @@ class _IdentifiedTCPTransport(TCPTransport):  # type: ignore[misc]  # pysyncobj 
     def _sendSelfAddress(self, conn: Any) -> None:  # noqa: N802  # PySyncObj's names
         super()._sendSelfAddress(conn)
         conn.send(self._gate.own.frame())
+        # PySyncObj reports the node connected right after this: hold that back until the
+        # acceptor has named its cluster, so that a refusing acceptor (which closes the
+        # connection at once) never shows as a peer connected, lost and back every second.
+        node = self._connToNode(conn)
+        if node is not None:
+            self._raftq_unconfirmed[node] = time.monotonic()
+
+    def _onNodeConnected(self, node: Any) -> None:  # noqa: N802
+        if node not in self._raftq_unconfirmed:
+            super()._onNodeConnected(node)
+
+    def _confirm(self, node: Any) -> None:
+        if self._raftq_unconfirmed.pop(node, None) is not None:
+            super()._onNodeConnected(node)
 
     def _onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802
         theirs = read_identity(message)
         if theirs is None:
+            if node in self._raftq_unconfirmed:  # an earlier raftq answered without one
+                self._gate.admit_legacy(str(node.id))
+                self._confirm(node)
             super()._onMessageReceived(node, message)
             return
-        # The acceptor's answer on a connection we opened (or a late duplicate): swallow it.
-        if not self._gate.admit(str(node.id), theirs):
-            conn = self._connections.get(node)
-            if conn is not None:
-                conn.disconnect()
+        # The acceptor's answer on a connection we opened (or a late duplicate).
+        if self._gate.admit(str(node.id), theirs):
+            self._confirm(node)
+            return
+        self._raftq_unconfirmed.pop(node, None)
+        conn = self._connections.get(node)
+        if conn is not None:
+            conn.disconnect()
 
     # -- the accepting side -------------------------------------------------------------------
 
@@ -204,11 +232,14 @@ class _IdentifiedTCPTransport(TCPTransport):  # type: ignore[misc]  # pysyncobj 
 
     def _onDisconnected(self, conn: Any) -> None:  # noqa: N802
         self._raftq_pending.pop(conn, None)
+        node = self._connToNode(conn)
+        if node is not None:
+            self._raftq_unconfirmed.pop(node, None)
         super()._onDisconnected(conn)
 
     def _onTick(self) -> None:  # noqa: N802
         super()._onTick()
-        if not self._raftq_pending:
+        if not (self._raftq_pending or self._raftq_unconfirmed):
             return
         now = time.monotonic()
         for conn, (hello, since) in list(self._raftq_pending.items()):
@@ -216,3 +247,7 @@ class _IdentifiedTCPTransport(TCPTransport):  # type: ignore[misc]  # pysyncobj 
                 del self._raftq_pending[conn]
                 self._gate.admit_legacy(str(hello))
                 super()._onIncomingMessageReceived(conn, hello)
+        for node, since in list(self._raftq_unconfirmed.items()):
+            if now - since >= LEGACY_WAIT_S:  # an earlier raftq, with nothing to say yet
+                self._gate.admit_legacy(str(node.id))
+                self._confirm(node)
