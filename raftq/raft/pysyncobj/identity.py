@@ -25,8 +25,8 @@ Mixed versions (a rolling upgrade): a node of an earlier raftq sends no identity
 the connecting side or as the acceptor. It is taken as before, at its first raft message or
 after ``LEGACY_WAIT_S`` of silence (a follower sends nothing until it is asked), with a
 WARNING once per address saying that this node cannot tell it from a node of another
-cluster. An earlier node
-receiving our frame hands it to PySyncObj, which ignores a message of an unknown type.
+cluster. An earlier node receiving our frame hands it to PySyncObj, which ignores a message
+of an unknown type.
 
 Without a cluster secret this is a guard against mistakes, not authentication: anyone who can
 reach the raft port can claim any identity (and run code through PySyncObj's pickles, which
