@@ -193,6 +193,7 @@ class FakeClient:
         self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
         self.fail: BaseException | None = None
         self.down: set[str] = set()
+        self.digests: dict[str, str] = {}  # node address -> digest it reports (default one)
 
     def last(self) -> Any:
         return self.calls[-1]
@@ -218,7 +219,7 @@ class FakeClient:
                 "term": 3,
                 "commit_index": 10,
                 "applied_index": 9 + (i == "1"),
-                "digest": "abcdef0123456789",
+                "digest": self.digests.get(node, "abcdef0123456789"),
             },
             "leader": "n1",
             "nodes": [
@@ -365,6 +366,32 @@ def test_status(capsys: pytest.CaptureFixture[str], fake: FakeClient) -> None:
         ("n3", False, None, None),
     ]
     assert nodes[0]["cluster"]["self"]["id"] == "n1" and nodes[2]["cluster"] is None
+
+
+def test_status_flags_different_digests_at_the_same_applied_index(
+    capsys: pytest.CaptureFixture[str], fake: FakeClient
+) -> None:
+    """Issue 20: a replica whose digest differs from the others' at the same applied index
+    diverged; the table alone showed it as twelve hex digits among others."""
+    fake.digests = {"127.0.0.1:7003": "99999999999999"}  # n2 and n3 are both at index 9
+    code, out, err = run(capsys, "status")
+    assert code == 1
+    assert len(out.splitlines()) == 4  # the table as always
+    assert one_error_line(err) == (
+        "raftq: error: DIGESTS DIFFER at applied index 9 (n3: 999999999999; n2: abcdef012345): "
+        "these replicas diverged; stop the node(s) whose digest differs from the majority's, "
+        'move their data dir aside and start them again empty (docs/operations.md, "Digests '
+        'differ")'
+    )
+    code, out, err = run(capsys, "status", "--json")
+    assert code == 1 and "DIGESTS DIFFER" in err
+    assert json.loads(out)["diverged"] == [
+        {"applied_index": 9, "digests": {"abcdef0123456789": ["n2"], "99999999999999": ["n3"]}}
+    ]
+    # Different digests at different applied indexes are not a difference.
+    fake.digests = {"127.0.0.1:7001": "99999999999999"}  # n1 alone at index 10
+    code, _, err = run(capsys, "status")
+    assert (code, err) == (0, "")
 
 
 def test_status_discovers_members_from_one_node(

@@ -57,22 +57,36 @@ def problems_of(text: str, tmp_path: Path, env: dict[str, str] | None = None) ->
 # --- valid configs ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "count"), [("three-node", 3), ("five-node", 5)])
-def test_example_files_load(name: str, count: int) -> None:
+# Each example has its own ports, so both can run on one machine at once (issue 20: with the
+# same ports, nodes of the two clusters reached each other).
+@pytest.mark.parametrize(
+    ("name", "count", "raft_base", "api_base"),
+    [("three-node", 3, 7101, 7001), ("five-node", 5, 7201, 8201)],
+)
+def test_example_files_load(name: str, count: int, raft_base: int, api_base: int) -> None:
     path = REPO / "cluster" / f"{name}.toml"
     config = load_config(path, env={})
     assert config.name == name
     assert config.node_ids == tuple(f"n{i}" for i in range(1, count + 1))
-    assert [n.raft_port for n in config.nodes] == [7101 + i for i in range(count)]
-    assert [n.api_port for n in config.nodes] == [7001 + i for i in range(count)]
+    assert [n.raft_port for n in config.nodes] == [raft_base + i for i in range(count)]
+    assert [n.api_port for n in config.nodes] == [api_base + i for i in range(count)]
     assert {n.raft_host for n in config.nodes} == {"127.0.0.1"}
     # `make run` from the repo root keeps data under ./data (gitignored), one folder per node.
     assert config.data_dir == REPO / "data" / name
     assert config.node_data_dir("n2") == REPO / "data" / name / "n2"
-    assert config.api_url("n1") == "http://127.0.0.1:7001"
+    assert config.api_url("n1") == f"http://127.0.0.1:{api_base}"
     assert config.source == path
     assert config.secret is None and config.tls is None and not config.auth_enabled
     assert config.limits == LimitsConfig() and config.raft == RaftConfig()
+
+
+def test_example_files_share_no_address() -> None:
+    """Both examples can run side by side: no raft or API address of one is in the other."""
+    three, five = (
+        load_config(REPO / "cluster" / f"{n}.toml", env={}) for n in ("three-node", "five-node")
+    )
+    addresses = {a for n in three.nodes for a in (n.raft, n.api)}
+    assert not addresses & {a for n in five.nodes for a in (n.raft, n.api)}
 
 
 def test_defaults(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from raftq.cli.common import (
+    EXIT_FAILED,
     EXIT_OK,
     EXIT_UNREACHABLE,
     Parser,
@@ -381,13 +382,44 @@ def _views(
     return rows
 
 
+def _diverged(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The applied indexes at which the answering nodes report different digests, each with
+    ``{digest: [node, ...]}`` (largest group first). Replicas that applied the same entries
+    have the same digest, so any difference there means a node diverged; nodes at different
+    indexes are not compared."""
+    by_index: dict[int, dict[str, list[str]]] = {}
+    for r in rows:
+        index, digest = r["applied_index"], r["digest"]
+        if r["reachable"] and isinstance(index, int) and isinstance(digest, str):
+            name = str(r["id"] or r["api"])
+            by_index.setdefault(index, {}).setdefault(digest, []).append(name)
+    found = []
+    for index in sorted(by_index):
+        groups = by_index[index]
+        if len(groups) > 1:
+            order = sorted(groups.items(), key=lambda g: (-len(g[1]), g[0]))
+            found.append({"applied_index": index, "digests": dict(order)})
+    return found
+
+
+def _diverged_line(d: Mapping[str, Any]) -> str:
+    groups = "; ".join(f"{', '.join(ids)}: {digest[:12]}" for digest, ids in d["digests"].items())
+    return (
+        f"raftq: error: DIGESTS DIFFER at applied index {d['applied_index']} ({groups}): "
+        "these replicas diverged; stop the node(s) whose digest differs from the majority's, "
+        "move their data dir aside and start them again empty (docs/operations.md, "
+        '"Digests differ")'
+    )
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     nodes = node_list(args.nodes, os.environ)
     refusals: list[RaftqError] = []
     with open_client(args, retry=False) as client:
         rows = _views(client, nodes, refusals)
+    diverged = _diverged(rows)
     if args.json:
-        _print_json({"nodes": rows}, sys.stdout)
+        _print_json({"nodes": rows, "diverged": diverged}, sys.stdout)
     else:
         table = [
             ["NODE", "API", "ROLE", "TERM", "COMMIT", "APPLIED", "LAG", "DIGEST", "REACHABLE", ""]
@@ -414,7 +446,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
             raise refusals[0]
         print(f"raftq: error: no node answered (tried {', '.join(nodes)})", file=sys.stderr)
         return EXIT_UNREACHABLE
-    return EXIT_OK
+    for d in diverged:
+        print(_diverged_line(d), file=sys.stderr)
+    return EXIT_FAILED if diverged else EXIT_OK
 
 
 def _cmd_top(args: argparse.Namespace) -> int:

@@ -76,6 +76,9 @@ class StatsReading:
     commit_seconds: HistogramReading
     snapshot_seconds: HistogramReading
     snapshot_writers_killed: int
+    peer_connections_refused: int = 0
+    digest_mismatches: int = 0
+    digest_mismatch_peers: int = 0
 
 
 class _Histogram:
@@ -107,6 +110,9 @@ class RaftStats:
         self._commit = _Histogram(COMMIT_BUCKETS_S)
         self._snapshot = _Histogram(SNAPSHOT_BUCKETS_S)
         self._snapshot_kills = 0
+        self._peers_refused = 0
+        self._digest_mismatches = 0
+        self._digest_mismatch_peers = 0
 
     def observe_leader(self, leader: str | None) -> None:
         """The leader as seen now; a change to a new known leader counts once."""
@@ -142,6 +148,18 @@ class RaftStats:
         with self._lock:
             self._snapshot_kills += 1
 
+    def observe_peer_refused(self) -> None:
+        """A raft connection with a node of another cluster was refused (tick thread)."""
+        with self._lock:
+            self._peers_refused += 1
+
+    def observe_digest_mismatch(self, differing: int, new: bool) -> None:
+        """Leader: ``differing`` peers have another digest at an equal applied index now;
+        ``new``: one more began to differ (tick thread)."""
+        with self._lock:
+            self._digest_mismatch_peers = differing
+            self._digest_mismatches += 1 if new else 0
+
     def snapshot(self) -> StatsReading:
         with self._lock:
             return StatsReading(
@@ -152,4 +170,7 @@ class RaftStats:
                 commit_seconds=self._commit.reading(),
                 snapshot_seconds=self._snapshot.reading(),
                 snapshot_writers_killed=self._snapshot_kills,
+                peer_connections_refused=self._peers_refused,
+                digest_mismatches=self._digest_mismatches,
+                digest_mismatch_peers=self._digest_mismatch_peers,
             )

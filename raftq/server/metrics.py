@@ -329,3 +329,20 @@ def _stats_families(stats: RaftStats) -> Iterator[Metric]:
     )
     killed.add_metric([], r.snapshot_writers_killed)
     yield killed
+    refused = CounterMetricFamily(
+        "raftq_raft_peer_connections_refused",
+        "Raft connections refused because the peer belongs to another cluster.",
+    )
+    refused.add_metric([], r.peer_connections_refused)
+    yield refused
+    mismatches = CounterMetricFamily(
+        "raftq_raft_digest_mismatches",
+        "Leader: times a peer's digest differed from this node's at an equal applied index.",
+    )
+    mismatches.add_metric([], r.digest_mismatches)
+    yield mismatches
+    yield _gauge(
+        "raftq_raft_digest_mismatch_peers",
+        "Leader: peers whose digest differs from this node's at an equal applied index now.",
+        r.digest_mismatch_peers,
+    )

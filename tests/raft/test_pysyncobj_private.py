@@ -44,6 +44,7 @@ _SYNCOBJ_METHODS = (
     "_SyncObj__onMessageReceived",  # commit_rule.py
     "_SyncObj__loadDumpFile",  # commit_rule.py
     "_SyncObj__sendNextNodeIdx",  # commit_rule.py
+    "_SyncObj__getCurrentLogIndex",  # commit_rule.py
 )
 _FILE_JOURNAL_ATTRIBUTES = (  # journal.py
     "_FileJournal__journal",
@@ -62,6 +63,17 @@ _SERIALIZER_ATTRIBUTES = (  # snapshot_hooks.py
 _TRANSPORT_ATTRIBUTES = (  # snapshot_hooks.py
     "_onNodeDisconnectedCallback",
     "setOnNodeDisconnectedCallback",
+    # identity.py (TCPTransport's handshake)
+    "_sendSelfAddress",
+    "_onIncomingMessageReceived",
+    "_onMessageReceived",
+    "_onDisconnected",
+    "_onNodeConnected",
+    "_onTick",
+    "_connections",
+    "_unknownConnections",
+    "_nodeAddrToNode",
+    "_connToNode",
 )
 
 

@@ -73,8 +73,10 @@ Relies on PySyncObj 0.3.17 private behaviour:
   ``tests/raft/test_fsync_order.py``;
 - reads/writes ``_SyncObj__leaderCommitIndex``, ``_SyncObj__raftCommitIndex``,
   ``_SyncObj__raftCurrentTerm``, ``_SyncObj__raftLastApplied``, ``_SyncObj__raftLog``, calls
-  ``_SyncObj__getEntries``: the same tests, and ``tests/raft/test_pysyncobj_private.py``
-  (every name exists on a real SyncObj).
+  ``_SyncObj__getEntries``, ``_SyncObj__getCurrentLogIndex`` and sends through
+  ``_SyncObj__transport`` (the ``next_node_idx`` answer, with ``raftq_digest``): the same
+  tests, ``tests/raft/test_cluster_events.py``, ``tests/raft/test_digest_watch.py``, and
+  ``tests/raft/test_pysyncobj_private.py`` (every name exists on a real SyncObj).
 """
 
 from __future__ import annotations
@@ -135,9 +137,15 @@ class RaftqSyncObj(SyncObj):  # type: ignore[misc]
         on_diverged: Diverged,
         start_members: Sequence[str] | None = None,
         vote_hold: bool = False,
+        digest: Callable[[], str] | None = None,
+        on_peer_digest: Callable[[str, int, str], None] | None = None,
         **kwargs: Any,
     ) -> None:
         check_version()
+        # A follower adds [applied index, digest] to its answers; the leader hands what it
+        # gets to on_peer_digest(raft address, index, digest) (raftq.raft.pysyncobj.digests).
+        self._raftq_digest = digest
+        self._raftq_on_peer_digest = on_peer_digest
         # The other voters from the data dir (raftq.raft.pysyncobj.membership): replace the
         # snapshot's cluster when the snapshot is loaded at start, since PySyncObj does not
         # replay the membership entries of the journal after it.
@@ -185,22 +193,25 @@ class RaftqSyncObj(SyncObj):  # type: ignore[misc]
         if isinstance(message, dict) and message.get("type") == "next_node_idx":
             handle(self, node, message)
             self._forget_lost_entries(node, message)
+            self._peer_digest(node, message.get("raftq_digest"))
             return
         if not isinstance(message, dict) or message.get("type") != "append_entries":
             handle(self, node, message)
             return
+        trimmed = message
         if "prevLogIdx" in message:
             self._check_applied(message)
+            trimmed = self._skip_applied(message)
         self._raftq_installed_next = None
         self._raftq_refused_next = None
-        guarded = follower_view(message, self._SyncObj__raftCommitIndex)
+        guarded = follower_view(trimmed, self._SyncObj__raftCommitIndex)
         handle(self, node, guarded)
         refused, self._raftq_refused_next = self._raftq_refused_next, None
         if refused is not None:
             # PySyncObj sends nothing when a transfer is not installed: answer like etcd.
             self._SyncObj__sendNextNodeIdx(node, reset=True, nextNodeIdx=refused, success=True)
         reported: int | None = self._SyncObj__leaderCommitIndex  # type: ignore[has-type]
-        if guarded is not message and reported == guarded["commit_index"]:
+        if guarded is not trimmed and reported == guarded["commit_index"]:
             self._SyncObj__leaderCommitIndex = message["commit_index"]
 
     def _checkCommandsToApply(self) -> None:  # noqa: N802  # PySyncObj's name
@@ -250,7 +261,33 @@ class RaftqSyncObj(SyncObj):  # type: ignore[misc]
         follow are checked as usual)."""
         installed, self._raftq_installed_next = self._raftq_installed_next, None
         answer = installed if success and nextNodeIdx is None else nextNodeIdx
-        SyncObj._SyncObj__sendNextNodeIdx(self, node, reset, answer, success)
+        if self._raftq_digest is None:
+            SyncObj._SyncObj__sendNextNodeIdx(self, node, reset, answer, success)
+            return
+        # PySyncObj's message, plus this node's applied index and digest (an earlier raftq
+        # leader ignores the extra key).
+        self._SyncObj__transport.send(
+            node,
+            {
+                "type": "next_node_idx",
+                "next_node_idx": (
+                    self._SyncObj__getCurrentLogIndex() + 1 if answer is None else answer
+                ),
+                "reset": reset,
+                "success": success,
+                "raftq_digest": [self._SyncObj__raftLastApplied, self._raftq_digest()],
+            },
+        )
+
+    def _peer_digest(self, node: Any, report: Any) -> None:
+        """Leader: a follower's ``[applied index, digest]``, if it sent a well-formed one."""
+        if self._raftq_on_peer_digest is None or not self._isLeader():
+            return
+        if not (isinstance(report, list) and len(report) == 2):
+            return
+        index, digest = report
+        if isinstance(index, int) and isinstance(digest, str):
+            self._raftq_on_peer_digest(str(node.id), index, digest)
 
     def _forget_lost_entries(self, node: Any, message: dict[str, Any]) -> None:
         """Leader: a follower that answers "my log ends before ``next_node_idx``" below what it
@@ -286,6 +323,50 @@ class RaftqSyncObj(SyncObj):  # type: ignore[misc]
             position,
         )
         return True
+
+    def _skip_applied(self, message: dict[str, Any]) -> dict[str, Any]:
+        """The AppendEntries without the part this node already holds and applied.
+
+        PySyncObj's follower deletes every entry after ``prevLogIdx`` when its log goes on
+        past it, even entries equal to the ones the message carries (Raft deletes only from
+        a conflict on), and when one of them was applied it logs ``CRITICAL truncating
+        already-applied log entries ... state machine may have diverged``. A leader resends
+        from a stale next index routinely (a follower restarted, a late "reset" answer), so
+        healthy followers logged that line (issue 20), and rewrote entries they had applied.
+        An applied entry is committed, so every leader from then on holds it (Raft's leader
+        completeness): the entries up to the applied index that this log holds with the
+        same term are skipped, and ``prevLogIdx`` moves to the last of them, or to the
+        applied index when the message carries nothing past it. Only a conflict (an entry
+        of another term: ``_check_applied`` stops the node) or entries past the applied
+        index are left for PySyncObj to compare and replace."""
+        prev, term = message.get("prevLogIdx"), message.get("prevLogTerm")
+        applied = self._SyncObj__raftLastApplied
+        if (
+            message.get("transmission") is not None
+            or not isinstance(prev, int)
+            or prev >= applied
+            or message.get("term", -1) < self._SyncObj__raftCurrentTerm
+        ):
+            return message
+        entries = list(message.get("entries") or ())
+        skipped = 0
+        for entry in entries:
+            idx = entry[1]
+            if idx != prev + skipped + 1 or idx > applied:
+                break
+            local = self._SyncObj__getEntries(idx, 1)
+            if not local or local[0][2] != entry[2]:
+                break
+            term = entry[2]
+            skipped += 1
+        prev += skipped
+        if skipped == len(entries) and prev < applied:
+            local = self._SyncObj__getEntries(applied, 1)
+            if local:  # else the applied entry is in the snapshot: nothing to compare with
+                prev, term = applied, local[0][2]
+        if prev == message["prevLogIdx"]:
+            return message
+        return {**message, "prevLogIdx": prev, "prevLogTerm": term, "entries": entries[skipped:]}
 
     def _check_applied(self, message: dict[str, Any]) -> None:
         if message.get("term", -1) < self._SyncObj__raftCurrentTerm:

@@ -29,6 +29,8 @@ Settings chosen (measured in docs/benchmark-log.md and the PySyncObj notes):
   acknowledged; in both modes it keeps the entries Raft keeps and compacts by rename.
 - ``bindAddress`` = the configured raft host; the cluster secret becomes PySyncObj's
   ``password`` (authenticated encryption of peer traffic: its wire format is pickle).
+- the TCP transport is PySyncObj's with a cluster identity frame in its handshake
+  (``raftq.raft.pysyncobj.identity``): a node of another cluster is refused.
 """
 
 from __future__ import annotations
@@ -63,7 +65,10 @@ from raftq.raft.datadir import DUMP_FILE, JOURNAL_FILE, check_data_dir
 from raftq.raft.engine import Applied, EngineCallbacks, EngineStatus
 from raftq.raft.gc_guard import guard as gc_guard
 from raftq.raft.pysyncobj.commit_rule import RaftqSyncObj
+from raftq.raft.pysyncobj.digests import DigestWatch
 from raftq.raft.pysyncobj.election_hold import ElectionHold
+from raftq.raft.pysyncobj.events import ClusterEvents
+from raftq.raft.pysyncobj.identity import ClusterIdentity, PeerGate, identified_transport
 from raftq.raft.pysyncobj.journal import DurableFileJournal, durable_journal, verify_journal
 from raftq.raft.pysyncobj.membership import (
     derive_cluster_id,
@@ -123,7 +128,8 @@ def new_pysyncobj_engine(
 ) -> PySyncObjEngine:
     """The engine of node ``node_id`` of ``config`` (nothing runs before ``start``).
     ``transport_class``: PySyncObj's ``transportClass`` (default its TCP transport on the
-    node's raft address; ``MemoryNetwork.transport_class()`` for an in-process cluster).
+    node's raft address, with the cluster identity check of ``raftq.raft.pysyncobj.identity``;
+    ``MemoryNetwork.transport_class()`` for an in-process cluster).
     ``join``: the running cluster's voters ``(raft, id, api)`` when the node joins it
     (``raftq serve --join``): a new data dir starts with them instead of the config's nodes,
     and records ``join_cluster_id``, the joined cluster's id."""
@@ -211,6 +217,10 @@ class PySyncObjEngine:
         for hook in self._replica_hooks:
             hook(replica)
         self.replica = replica
+        digests = DigestWatch(
+            self._node_id, self._peer_name, callbacks.stats.observe_digest_mismatch
+        )
+        replica.on_entry = digests.record
         self.snapshots = snapshots = SnapshotHooks(
             dump_path,
             replica,
@@ -253,6 +263,15 @@ class PySyncObjEngine:
                 membership.mismatch,
             )
         others = [m for m in membership.members if m != self._self.raft]
+        transport = self._transport
+        if not transport:
+            # PySyncObj's TCP transport, refusing nodes of another cluster
+            # (raftq.raft.pysyncobj.identity).
+            gate = PeerGate(
+                ClusterIdentity(self.config.name, self._cluster_id),
+                callbacks.stats.observe_peer_refused,
+            )
+            transport = {"transportClass": identified_transport(gate)}
         # SyncObj's tick thread stops when the thread that created it exits: create it here,
         # on the loop's thread. The constructor blocks until the port is bound.
         fsync = self.config.raft.fsync
@@ -268,7 +287,10 @@ class PySyncObjEngine:
                 on_diverged=self._on_diverged,
                 start_members=others,
                 vote_hold=membership.fresh,
-                **self._transport,
+                # Read on the tick thread, like applies; the machine is replaced by a snapshot.
+                digest=lambda: replica.machine.digest.hex(),  # noqa: PLW0108
+                on_peer_digest=digests.peer,
+                **transport,
             )
         for syncobj_hook in self._syncobj_hooks:
             syncobj_hook(syncobj)
@@ -282,6 +304,8 @@ class PySyncObjEngine:
         syncobj.addOnTickCallback(hold.on_tick)
         syncobj.addOnTickCallback(self._run_tick_calls)
         syncobj.addOnTickCallback(self._enable_version_of_new_cluster)
+        events = ClusterEvents(self._node_id, self._self.raft, self._peer_name)
+        syncobj.addOnTickCallback(lambda: self._report_events(syncobj, events))
         if membership.fresh:
             logger.info(
                 "node %s: new data dir: no vote for a candidate with history until caught up",
@@ -355,6 +379,21 @@ class PySyncObjEngine:
             # Single-server changes (raftq.raft.pysyncobj.membership; one at a time).
             dynamicMembershipChange=True,
         )
+
+    def _report_events(self, so: SyncObj, events: ClusterEvents) -> None:
+        """Tick thread: log elections and peers lost or back (raftq.raft.pysyncobj.events)."""
+        leader = so._getLeader()
+        connected = [str(o.id) for o in so.otherNodes if so.isNodeConnected(o)]
+        events.observe(None if leader is None else str(leader.id), so.raftCurrentTerm, connected)
+
+    def _peer_name(self, raft: str) -> str:
+        """``"n2 (127.0.0.1:7102)"`` for a member of the config or learnt since, else the
+        address."""
+        for n in self.config.nodes:
+            if n.raft == raft:
+                return f"{n.id} ({raft})"
+        info = self._directory.get(raft)
+        return raft if info is None else f"{info[0]} ({raft})"
 
     def _release_votes_once_caught_up(self) -> None:
         """Tick thread: a new data dir has caught up with a leader once (PySyncObj's
@@ -519,7 +558,11 @@ class PySyncObjEngine:
             leader=self.leader(),
             term=so.raftCurrentTerm,
             commit_index=so.raftCommitIndex,
-            applied_index=so.raftLastApplied,
+            # Under the machine's lock (RaftNode.status), the index of the digest read with
+            # it: PySyncObj counts an entry a moment after the machine applied it.
+            applied_index=max(
+                so.raftLastApplied, 0 if self.replica is None else self.replica.applied_index
+            ),
             leader_commit_index=_private(so, "leaderCommitIndex"),
             log_entries=len(_private(so, "raftLog")),
         )

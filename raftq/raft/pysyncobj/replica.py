@@ -53,6 +53,13 @@ class Replica(SyncObjConsumer):  # type: ignore[misc]  # pysyncobj ships no type
         # on_fatal ends the process, and this keeps a callback that returns from applying
         # anything twice meanwhile.
         self._broken: BaseException | None = None
+        # Called (tick thread) with the raft index and the machine's digest (hex) after each
+        # entry applied here (raftq.raft.pysyncobj.digests).
+        self.on_entry: Callable[[int, str], None] | None = None
+        # The raft index of the last entry applied to the machine, set under ``lock``:
+        # PySyncObj counts an entry applied only after this method returned, so a reader
+        # holding the lock may see the machine one entry ahead of ``raftLastApplied``.
+        self.applied_index = 0
         super().__init__()  # records the attributes above as not replicated
 
     @replicated  # type: ignore[untyped-decorator]
@@ -76,11 +83,18 @@ class Replica(SyncObjConsumer):  # type: ignore[misc]  # pysyncobj ships no type
         try:
             with self.lock:
                 results = self.machine.apply_entry(raw)
+                digest = self.machine.digest
+                # PySyncObj applies the entry at raftLastApplied + 1, then counts it (no
+                # SyncObj: a replica driven by a test).
+                so = self._syncObj
+                self.applied_index = 0 if so is None else so.raftLastApplied + 1
         except Exception as e:  # only a corrupt state raises (apply is total): fail-stop
             logger.critical("state machine failed after entry %d: %r", self.machine.applied, e)
             self._broken = e
             self._on_fatal(e)
             raise
+        if self.on_entry is not None:
+            self.on_entry(self.applied_index, digest.hex())
         if self._hold is not None:
             self._hold.on_apply(self._syncObj)
         self._on_applied()
