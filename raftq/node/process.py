@@ -15,6 +15,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from raftq.config import ClusterConfig
 from raftq.node.claim import claim_node
 from raftq.node.join import ask_to_join, check_cluster_id, cluster_voters
+from raftq.raft.datadir import DUMP_FILE
 from raftq.raft.node import RaftNode
 from raftq.raft.pysyncobj import new_pysyncobj_engine
 from raftq.raft.pysyncobj.faults import install_stale_snapshots, wiped_node_votes
@@ -76,7 +77,8 @@ async def serve(
     # The engine first, then the node on it (hashicorp raft's NewRaft moment). A test fault
     # below the API is a wrapper installed here, only when RAFTQ_TEST_FAULT names it.
     fault = active_fault()
-    stale = fault == "install-stale-snapshot"
+    dump = str(config.node_data_dir(node_id) / DUMP_FILE)
+    replica_hooks = (install_stale_snapshots(dump),) if fault == "install-stale-snapshot" else ()
     voters, cluster_id = None, ""
     if join is not None:
         voters, cluster_id = await cluster_voters(config, join, ssl_peer)
@@ -87,7 +89,7 @@ async def serve(
     engine = new_pysyncobj_engine(
         config,
         node_id,
-        replica_hooks=(install_stale_snapshots,) if stale else (),
+        replica_hooks=replica_hooks,
         syncobj_hooks=(wiped_node_votes,) if fault == "wiped-node-votes" else (),
         join=voters,
         join_cluster_id=cluster_id,

@@ -179,6 +179,11 @@ def test_drain_too_slow_or_unfinished(tmp_path: Path) -> None:
     meta["drain_end_ns"] = None
     run_json.write_text(json.dumps(meta))
     assert bad_checks(judge(tmp_path / "run")) == {"drain": {"drain_unfinished": 1}}
+    # The harness gave up at --drain-limit (shorter than the judged 30 s) with jobs left.
+    meta["drain_end_ns"] = meta["heal_ns"] + 10 * 10**9
+    meta["drained"] = False
+    run_json.write_text(json.dumps(meta))
+    assert bad_checks(judge(tmp_path / "run")) == {"drain": {"drain_unfinished": 1}}
 
 
 def test_non_linearizable_attempt_count(tmp_path: Path) -> None:

@@ -6,14 +6,17 @@ no wiped-voter rule."""
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from raftq.core import Machine
+from raftq.core.snapshot import write_snapshot
 from raftq.raft.node import RaftNode
 from raftq.raft.pysyncobj.engine import PySyncObjEngine
-from raftq.raft.pysyncobj.faults import FORCED_ENTRIES, install_stale_snapshots, wiped_node_votes
+from raftq.raft.pysyncobj.faults import install_stale_snapshots, wiped_node_votes
 from raftq.raft.pysyncobj.replica import Replica
+from raftq.raft.pysyncobj.snapshot_hooks import load_machine
+from raftq.raft.snapshot_file import RaftHeader, open_verified, write_file
+from tests.raft.test_snapshot_file import _machine
 from tests.support.memory_cluster import memory_cluster, until
 
 
@@ -24,31 +27,27 @@ def _replica() -> Replica:
     return Replica(lambda: None, fatal)
 
 
-def test_a_wrapped_replica_installs_the_first_snapshot_again() -> None:
+def test_a_wrapped_replica_installs_the_first_snapshot_again_and_writes_it(
+    tmp_path: Path,
+) -> None:
+    """Stale in memory and on disk at once: the snapshot file just received keeps its header
+    (its log position) but holds the first snapshot's state, as the node's own next
+    compaction would write it; a restart right after the install would otherwise reload the
+    leader's file and the positive control would go unseen."""
+    dump = tmp_path / "raft.dump"
     replica = _replica()
-    install_stale_snapshots(replica)
-    first, second = Machine(), Machine()
+    install_stale_snapshots(str(dump))(replica)
+    first, second = _machine(10), _machine(30)
     replica.install(first)
     assert replica.machine is first
+    header = RaftHeader(last=(b"\x00", 30, 2), prev=(b"\x00", 29, 2), cluster=("127.0.0.1:1",))
+    write_file(str(dump), header, lambda w: write_snapshot(second, w))  # received
     replica.install(second)
     assert replica.machine is first  # stale: the second snapshot was replaced by the first
-
-
-def test_a_stale_install_is_made_durable_by_forced_snapshots() -> None:
-    """The stale state must reach the node's snapshot file (as its own compaction would write
-    it): a restart right after the install would otherwise reload the leader's snapshot and
-    the positive control would go unseen."""
-    replica = _replica()
-    forced: list[int] = []
-    replica._syncObj = SimpleNamespace(forceLogCompaction=lambda: forced.append(1))
-    install_stale_snapshots(replica)
-    replica.install(Machine())
-    replica._on_applied()  # an entry applied on a snapshot that is not stale
-    assert forced == []
-    replica.install(Machine())
-    for _ in range(FORCED_ENTRIES + 5):
-        replica._on_applied()
-    assert len(forced) == FORCED_ENTRIES
+    info, f = open_verified(str(dump))
+    with f:
+        assert info.header == header
+        assert load_machine(info, f).digest == first.digest != second.digest
 
 
 def test_an_unwrapped_replica_installs_each_snapshot() -> None:

@@ -13,60 +13,53 @@ it acknowledged (a wiped follower still counts for the entries it lost). The ass
 ``wiped_node_votes`` as a SyncObj hook (``new_pysyncobj_engine(syncobj_hooks=...)``) only under
 that fault.
 
-Relies on PySyncObj 0.3.17 private behaviour: ``SyncObjConsumer``'s ``_syncObj`` attribute (as
-``replica.py`` does; ``tests/raft/test_pysyncobj_private.py``). Otherwise they wrap
-``Replica.install``, which our snapshot loader ``SnapshotHooks.deserialize`` calls, and the two
-rules of our ``RaftqSyncObj`` (``tests/raft/test_pysyncobj_faults.py``).
+Relies on PySyncObj 0.3.17 private behaviour: none (they wrap ``Replica.install``, which our
+snapshot loader ``SnapshotHooks.deserialize`` calls on the snapshot file, and the two rules of
+our ``RaftqSyncObj``; ``tests/raft/test_pysyncobj_faults.py``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from raftq.core import Machine
+from raftq.core.snapshot import write_snapshot
 from raftq.raft.pysyncobj.replica import Replica
+from raftq.raft.snapshot_file import open_verified, write_file
 
 __all__ = ["install_stale_snapshots", "wiped_node_votes"]
 
 logger = logging.getLogger(__name__)
 
 
-def install_stale_snapshots(replica: Replica) -> None:
-    """Make ``replica`` install its first loaded snapshot's machine again at every later
-    load (tick thread only), and make that stale state durable: a snapshot is forced over the
-    next entries applied on it, as the node's own compaction would write it sooner or later.
-    Without that, a restart soon after the install would reload the leader's (correct)
-    snapshot file and hide the fault from the checker."""
-    install = replica.install
-    on_applied = replica._on_applied
-    first: list[Machine] = []
-    force_for = 0  # entries still to apply with a forced compaction
+def install_stale_snapshots(dump_path: str) -> Callable[[Replica], None]:
+    """A replica hook: at every snapshot load after its first, the replica installs the
+    first loaded snapshot's machine again, and that stale state is written over the snapshot
+    file just received (``dump_path``, under its header, so its log position), as a node's
+    own next compaction would write it. Durable at once: a restart soon after the install
+    would otherwise reload the leader's correct file and hide the fault from the checker
+    (tick thread only)."""
 
-    def install_stale(machine: Machine) -> None:
-        nonlocal force_for
-        if not first:
-            first.append(machine)
-            install(machine)
-            return
-        logger.error("TEST FAULT: installing the first snapshot's state again (stale)")
-        install(first[0])
-        force_for = FORCED_ENTRIES
+    def hook(replica: Replica) -> None:
+        install = replica.install
+        first: list[Machine] = []
 
-    def applied() -> None:
-        nonlocal force_for
-        on_applied()
-        if force_for > 0:
-            force_for -= 1
-            # PySyncObj drops a forced compaction that finds no entry applied since the last
-            # snapshot, so it is asked again at each of the next few entries.
-            replica._syncObj.forceLogCompaction()
+        def install_stale(machine: Machine) -> None:
+            if not first:
+                first.append(machine)
+                install(machine)
+                return
+            logger.error("TEST FAULT: installing the first snapshot's state again (stale)")
+            info, f = open_verified(dump_path)
+            f.close()
+            write_file(dump_path, info.header, lambda w: write_snapshot(first[0], w))
+            install(first[0])
 
-    replica.install = install_stale  # type: ignore[method-assign]
-    replica._on_applied = applied
+        replica.install = install_stale  # type: ignore[method-assign]
 
-
-FORCED_ENTRIES = 20
+    return hook
 
 
 def wiped_node_votes(syncobj: Any) -> None:
