@@ -3,10 +3,13 @@
 Files (all written by the node; names fixed by ``RaftNode``):
 
 - ``raft.dump``: the snapshot file (``raftq.raft.snapshot_file``).
-- ``raft.journal``: PySyncObj's FileJournal (format 1): a 40-byte header (name ``PYSYNCOBJ``
-  in 24 bytes, library version 8, format 4, offset of the end of the last record 4), then
-  records ``len(4) | idx(8) term(8) command | len(4)`` up to that offset. Bytes after it are
-  unused (the file grows by doubling).
+- ``raft.journal``: raftq's journal (format 2, ``raftq.raft.log_file``): a 16-byte header
+  (magic ``RAFTQLOG``, format, CRC-32), then records ``crc(4) len(4) idx(8) term(8) command``
+  appended one after the other; a torn last write (a crash) is dropped at the next start.
+  A data dir written before it holds PySyncObj's FileJournal (format 1): a 40-byte header
+  (name ``PYSYNCOBJ`` in 24 bytes, library version 8, format 4, offset of the end of the last
+  record 4), then records ``len(4) | idx(8) term(8) command | len(4)`` up to that offset;
+  the node rewrites it in format 2 at its first start.
 - ``raft.members``: the voters (raft addresses) this data dir's cluster was bootstrapped
   with, written when the dir was new (JSON ``{"members", "caught_up", "cluster_id",
   "directory"}``); the membership the node starts with is this, then the snapshot's, then the
@@ -32,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from raftq.errors import DataError
+from raftq.raft import log_file
 from raftq.raft.snapshot_file import SnapshotInfo, verify_file
 
 __all__ = [
@@ -66,6 +70,11 @@ class JournalInfo:
     first_idx: int | None
     last_idx: int | None
     last_term: int
+    format: int = 2
+    # Format 2: why the file's end is not a whole record in sequence (a write torn by a
+    # crash), and how many bytes the next start drops there; None if it ends whole.
+    torn: str | None = None
+    torn_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,19 +96,48 @@ def _journal_error(path: str, problem: str) -> DataError:
 
 
 def check_journal(path: str) -> JournalInfo:
-    """Walk every record of a FileJournal; ``DataError`` on a bad header, a record running
-    past the end, a length mismatch, or indexes that do not follow each other."""
+    """Walk every record of the journal. Format 2: ``DataError`` on a bad file header or on
+    terms that go back; records after the first one that is short, fails its checksum or
+    breaks the index sequence are what a crash tore (the node drops them at start: reported
+    in ``torn``). Format 1 (PySyncObj's FileJournal): ``DataError`` on a bad header, a record
+    running past the end, a length mismatch, or indexes that do not follow each other."""
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
+            if size > 0 and not log_file.is_legacy(os.pread(f.fileno(), 9, 0)):
+                return _scan(path, f.fileno())
             if size < _HEADER.size:
                 raise _journal_error(path, f"truncated ({size} bytes, shorter than its header)")
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                return _walk(path, mm, size)
+                info = _walk(path, mm, size)
+                return JournalInfo(info.entries, info.first_idx, info.last_idx, info.last_term, 1)
     except FileNotFoundError as e:
         raise _journal_error(path, "missing") from e
     except OSError as e:
         raise _journal_error(path, f"cannot be read ({e.strerror or e})") from e
+
+
+def _scan(path: str, fd: int) -> JournalInfo:
+    try:
+        found = log_file.scan_file(fd)
+    except ValueError as e:
+        raise _journal_error(path, str(e)) from e
+    last_term = 0
+    for _, idx, term in found.entries:
+        if term < last_term:
+            raise _journal_error(
+                path, f"entry {idx} has term {term} after term {last_term}: terms go back (damaged)"
+            )
+        last_term = term
+    entries = found.entries
+    return JournalInfo(
+        entries=len(entries),
+        first_idx=entries[0][1] if entries else None,
+        last_idx=entries[-1][1] if entries else None,
+        last_term=last_term,
+        torn=found.problem,
+        torn_bytes=found.size - found.end,
+    )
 
 
 def _walk(path: str, mm: mmap.mmap, size: int) -> JournalInfo:
@@ -278,7 +316,15 @@ def verify_data_dir(data_dir: str) -> list[FileReport]:
                 if result.first_idx is None
                 else f"entries {result.first_idx}..{result.last_idx} (last term {result.last_term})"
             )
-            reports.append(FileReport(path, True, f"journal ok: {result.entries} records, {span}"))
+            text = f"journal ok: {result.entries} records, {span}"
+            if result.format == 1:
+                text += " (PySyncObj's format 1: rewritten in format 2 at the node's next start)"
+            if result.torn is not None:
+                text += (
+                    f"; then {result.torn}: a write torn by a crash, never acknowledged "
+                    f"(its last {result.torn_bytes} bytes are dropped at the node's next start)"
+                )
+            reports.append(FileReport(path, True, text))
         elif isinstance(result, MetaInfo):
             reports.append(
                 FileReport(

@@ -14,6 +14,7 @@ import pysyncobj.syncobj
 import pytest
 from pysyncobj.journal import FileJournal
 
+from raftq.raft import log_file
 from raftq.raft.node import RaftNode
 from raftq.raft.pysyncobj import journal as seam
 from raftq.raft.pysyncobj import new_pysyncobj_engine
@@ -27,10 +28,10 @@ from raftq.raft.pysyncobj.journal import (
 from tests.embed.conftest import make_config
 
 
-def test_entries_written_are_read_back_by_a_plain_file_journal(tmp_path: Path) -> None:
+def test_entries_written_are_read_back_at_a_restart(tmp_path: Path) -> None:
     path = str(tmp_path / "raft.journal")
     j = DurableFileJournal(path)
-    big = b"x" * 10_000  # crosses pages and forces the file to grow (remap)
+    big = b"x" * 10_000  # crosses pages
     for i in range(1, 51):
         j.add(b"cmd%d" % i + (big if i % 10 == 0 else b""), i, 1 + i // 20)
     j.deleteEntriesFrom(45)  # PySyncObj, before it adds entry 46: removes nothing by itself
@@ -39,61 +40,63 @@ def test_entries_written_are_read_back_by_a_plain_file_journal(tmp_path: Path) -
     expected = [j[k] for k in range(len(j))]
     j._destroy()
 
-    again = FileJournal(path)
-    assert [again[k] for k in range(len(again))] == expected
-    assert again[0][1:] == (6, 1) and again[len(again) - 1] == (b"last", 46, 4)
+    assert _read_back(path) == expected
+    assert expected[0][1:] == (6, 1) and expected[-1] == (b"last", 46, 4)
+    again = DurableFileJournal(path)
+    assert _entries(again) == expected
+    again.clear()
     again._destroy()
-
-    j = DurableFileJournal(path)
-    j.clear()
-    j._destroy()
-    again = FileJournal(path)
-    assert len(again) == 0
-    again._destroy()
+    assert _read_back(path) == []
+    assert os.path.getsize(path) == log_file.HEADER_SIZE
 
 
-def test_records_are_durable_before_the_header_that_points_past_them(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Each add: the record is written on the journal's O_DSYNC descriptor (durable when the
-    write returns), only then the header's last-record offset, all before add returns; no
-    write goes through an mmap."""
+def test_each_append_is_one_durable_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each add: its record is written with one ``pwrite`` on the journal's O_DSYNC
+    descriptor (durable when the write returns) at the end of the file, before add
+    returns; no write goes through an mmap. A conflicting add first cuts the file
+    (``ftruncate``, then ``fdatasync``: O_DSYNC does not cover a truncation)."""
     path = str(tmp_path / "raft.journal")
     j = DurableFileJournal(path)
     calls: list[tuple[str, int, int]] = []
-    real_pwrite = os.pwrite
+    real_pwrite, real_ftruncate, real_fdatasync = os.pwrite, os.ftruncate, os.fdatasync
 
     def pwrite(fd: int, data: bytes, offset: int) -> int:
         assert fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DSYNC, "a journal write without O_DSYNC"
         calls.append(("pwrite", offset, len(data)))
         return real_pwrite(fd, data, offset)
 
+    def ftruncate(fd: int, length: int) -> None:
+        calls.append(("ftruncate", length, 0))
+        real_ftruncate(fd, length)
+
+    def fdatasync(fd: int) -> None:
+        calls.append(("fdatasync", 0, 0))
+        real_fdatasync(fd)
+
     monkeypatch.setattr(seam.os, "pwrite", pwrite)
+    monkeypatch.setattr(seam.os, "ftruncate", ftruncate)
+    monkeypatch.setattr(seam.os, "fdatasync", fdatasync)
     for i, size in enumerate([10, 5000, 1], start=1):
         start = j._offset()
         calls.clear()
         j.add(b"c" * size, i, 1)
-        record = 4 + 16 + size + 4
-        assert calls == [("pwrite", start, record), ("pwrite", 36, 4)]
-        on_disk = FileJournal(path)  # what a crash right now would leave
-        assert len(on_disk) == i and on_disk[i - 1] == (b"c" * size, i, 1)
-        on_disk._destroy()
+        record = 24 + size
+        assert calls == [("pwrite", start, record)]
+        assert _read_back(path)[i - 1 :] == [(b"c" * size, i, 1)]  # a crash right now
     calls.clear()
-    j.add(b"d", 3, 2)  # conflicts with entry 3: the cut moves only the header back, then the add
-    assert calls == [("pwrite", 36, 4), ("pwrite", start, 4 + 16 + 1 + 4), ("pwrite", 36, 4)]
+    j.add(b"d", 3, 2)  # conflicts with entry 3: the cut, durable, then the add
+    assert calls == [("ftruncate", start, 0), ("fdatasync", 0, 0), ("pwrite", start, 24 + 1)]
     monkeypatch.undo()
     j._destroy()
-    on_disk = FileJournal(path)
-    assert _entries(on_disk) == [(b"c" * 10, 1, 1), (b"c" * 5000, 2, 1), (b"d", 3, 2)]
-    on_disk._destroy()
+    assert _read_back(path) == [(b"c" * 10, 1, 1), (b"c" * 5000, 2, 1), (b"d", 3, 2)]
 
 
 def test_deferred_appends_are_written_together_when_the_block_ends(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The leader's appends inside ``deferred_sync`` are held (the file does not have them
-    yet), then written in one durable write, then the header, when the block ends; a read
-    inside the block writes them first. Outside the block every add is durable at once."""
+    yet), then written in one durable write when the block ends; a cut inside the block
+    writes them first. Outside the block every add is durable at once."""
     path = str(tmp_path / "raft.journal")
     j = DurableFileJournal(path)
     syncs: list[float] = []
@@ -115,48 +118,20 @@ def test_deferred_appends_are_written_together_when_the_block_ends(
         assert calls == [] and len(syncs) == 1
         assert [j[k][0] for k in range(len(j))] == [b"one", b"two", b"three"]
         assert _read_back(path) == [(b"one", 1, 1)]  # a crash now: entry 1 only
-    records = (4 + 16 + 3 + 4) + (4 + 16 + 5 + 4)
-    assert calls == [(start, records), (36, 4)] and len(syncs) == 2
+    records = (24 + 3) + (24 + 5)
+    assert calls == [(start, records)] and len(syncs) == 2
     calls.clear()
     with j.deferred_sync():  # nothing appended: nothing written
         pass
     assert calls == [] and len(syncs) == 2
     with j.deferred_sync():
         j.add(b"four", 4, 1)
-        j.add(b"4", 4, 2)  # conflicts: cutting the log reads the file, so the held record
-        assert calls[0] == (start + records, 4 + 16 + 4 + 4)  # is written first
-    calls.clear()
-    with j.deferred_sync():
-        j.add(b"five", 5, 2)
-        j._file().read(0, 40)  # a read writes the held record; the header stays held...
-        assert calls == [(start + records + 4 + 16 + 1 + 4, 4 + 16 + 4 + 4)]
-    assert calls[-1] == (36, 4)  # ...and is written when the block ends
+        j.add(b"4", 4, 2)  # conflicts: cutting the log writes the held record first
+        assert calls[0] == (start + records, 24 + 4)
+    assert calls[-1] == (start + records, 24 + 1)  # then "4" where "four" was, at the end
     monkeypatch.undo()
     j._destroy()
-    assert _read_back(path) == [
-        (b"one", 1, 1),
-        (b"two", 2, 1),
-        (b"three", 3, 1),
-        (b"4", 4, 2),
-        (b"five", 5, 2),
-    ]
-
-
-def test_a_held_back_header_is_what_reads_see(tmp_path: Path) -> None:
-    path = tmp_path / "f"
-    path.write_bytes(bytes(range(48)))
-    f = seam.JournalFile(str(path), sync=True)
-    f.write(36, b"WXYZ")  # held until sync
-    assert path.read_bytes()[36:40] == bytes([36, 37, 38, 39])
-    assert f.read(34, 8) == bytes([34, 35]) + b"WXYZ" + bytes([40, 41])
-    assert f.read(38, 1) == b"Y" and f.read(0, 4) == bytes([0, 1, 2, 3])
-    f.sync()
-    assert path.read_bytes()[34:42] == bytes([34, 35]) + b"WXYZ" + bytes([40, 41])
-    f._destroy()
-    unsynced = seam.JournalFile(str(path), sync=False)
-    unsynced.write(36, b"abcd")  # fsync off: nothing held back
-    assert path.read_bytes()[36:40] == b"abcd"
-    unsynced._destroy()
+    assert _read_back(path) == [(b"one", 1, 1), (b"two", 2, 1), (b"three", 3, 1), (b"4", 4, 2)]
 
 
 def test_meta_is_durable_when_store_returns(tmp_path: Path) -> None:
@@ -226,17 +201,13 @@ async def test_guard_refuses_a_bypassed_seam(
     await asyncio.sleep(0)
 
 
-def _entries(j: FileJournal) -> list[tuple[bytes, int, int]]:
+def _entries(j: DurableFileJournal) -> list[tuple[bytes, int, int]]:
     return [j[k] for k in range(len(j))]
 
 
 def _read_back(path: str) -> list[tuple[bytes, int, int]]:
-    """The entries a plain FileJournal reads from ``path`` (what a crash now would leave)."""
-    j = FileJournal(path)
-    try:
-        return _entries(j)
-    finally:
-        j._destroy()
+    """The entries a restart reads from ``path`` (what a crash now would leave)."""
+    return log_file.read_entries(path)
 
 
 @pytest.mark.parametrize("sync", [True, False])
@@ -271,9 +242,7 @@ def test_compaction_rewrites_the_journal_by_rename(tmp_path: Path, sync: bool) -
     expected = _entries(j)
     assert [e[1] for e in expected] == list(range(151, 202))
     j._destroy()
-    again = FileJournal(path)
-    assert _entries(again) == expected
-    again._destroy()
+    assert _read_back(path) == expected
 
 
 def test_bug_fixed_a_crash_inside_compaction_loses_no_entry(
@@ -298,9 +267,7 @@ def test_bug_fixed_a_crash_inside_compaction_loses_no_entry(
     monkeypatch.undo()
     j._destroy()
     assert os.path.exists(path + ".rewrite")
-    on_disk = FileJournal(path)
-    assert _entries(on_disk) == before
-    on_disk._destroy()
+    assert _read_back(path) == before
     restarted = DurableFileJournal(path)
     assert _entries(restarted) == before
     assert not os.path.exists(path + ".rewrite")

@@ -31,6 +31,7 @@ from pysyncobj.journal import FileJournal
 
 from raftq.errors import DataError, RaftqError
 from raftq.raft.datadir import check_data_dir, check_journal
+from raftq.raft.log_file import read_entries
 from raftq.raft.pysyncobj import journal as seam
 from raftq.raft.pysyncobj.journal import DurableFileJournal, DurableMetaStorer
 
@@ -51,12 +52,8 @@ def _file_journal(path: str) -> FileJournal:
 
 
 def _on_disk(path: str) -> list[tuple[bytes, int, int]]:
-    """What PySyncObj reads from the file at a restart (what a crash now would leave)."""
-    j = _file_journal(path)
-    try:
-        return _entries(j)
-    finally:
-        j._destroy()
+    """What a restart reads from the file (what a crash now would leave)."""
+    return read_entries(path)
 
 
 def _journal(tmp_path: Path, n: int, *, sync: bool = True) -> tuple[DurableFileJournal, str]:
@@ -119,19 +116,31 @@ def test_bug_fixed_a_failed_append_stops_and_a_resent_entry_is_not_kept(
     check_journal(path)
 
 
-def test_bug_fixed_a_failed_header_write_leaves_no_unwritten_entry_claimed(
+def test_bug_fixed_a_torn_record_write_leaves_no_unwritten_entry_claimed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The record is written, the header that points past it fails: on disk the entry does
-    not exist (the header is the end of the log), so it must not exist in memory either."""
+    """Half of the record is written, then the write fails: on disk the entry does not
+    exist (a restart drops the torn record), so it must not exist in memory either, and the
+    torn bytes are gone from the file before anything is appended after them."""
     j, path = _journal(tmp_path, 3)
     reasons = _stops(j)
-    _failing(monkeypatch, "pwrite", errno.EIO, after=1)  # the record, then the header fails
+    real = os.pwrite
+    calls = [0]
+
+    def torn(fd: int, data: bytes, offset: int) -> int:
+        calls[0] += 1
+        if calls[0] > 1:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real(fd, bytes(data)[: len(data) // 2], offset)
+
+    monkeypatch.setattr(seam.os, "pwrite", torn)
     with pytest.raises((OSError, RaftqError)):
         j.add(b"cmd4", 4, 1)
     monkeypatch.undo()
-    assert len(reasons) == 1
+    assert calls[0] == 2 and len(reasons) == 1
     assert _entries(j) == _on_disk(path) and len(j) == 3
+    j.add(b"cmd4", 4, 1)
+    assert [e[1] for e in _on_disk(path)] == [1, 2, 3, 4]
     j._destroy()
 
 
@@ -199,11 +208,11 @@ def _raise(code: int) -> Callable[..., None]:
 def test_failed_clear_and_compaction_stop(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, op: str
 ) -> None:
-    """The other writes: a clear (its header write) and a compaction (its new file's fsync):
+    """The other writes: a clear (its truncation) and a compaction (its new file's fsync):
     the node stops, the journal stays what the file holds."""
     j, path = _journal(tmp_path, 5)
     reasons = _stops(j)
-    _failing(monkeypatch, "pwrite" if op == "clear" else "fsync", errno.EIO)
+    _failing(monkeypatch, "ftruncate" if op == "clear" else "fsync", errno.EIO)
     with pytest.raises((OSError, RaftqError)):
         if op == "clear":
             j.clear()  # an empty log is cleared at once; a full one waits for the adds

@@ -92,30 +92,32 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import logging
 import os
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pysyncobj.syncobj as _syncobj_module
-from pysyncobj.journal import (
-    APP_NAME,
-    APP_VERSION,
-    FIRST_RECORD_OFFSET,
-    JOURNAL_FORMAT_VERSION,
-    LAST_RECORD_OFFSET_OFFSET,
-    NAME_SIZE,
-    VERSION_SIZE,
-    FileJournal,
-    MetaStorer,
-)
+from pysyncobj.journal import FileJournal, MetaStorer
 from pysyncobj.pickle import dumps, loads
 from pysyncobj.version import VERSION as PYSYNCOBJ_VERSION
-from raftq.errors import RaftqError
+from raftq.errors import DataError, RaftqError
 from raftq.raft.fail_stop import EXIT_STORAGE_FAILED, exit_process
-from raftq.raft.snapshot_file import fsync_dir, fsync_file
+from raftq.raft.log_file import (
+    FORMAT_VERSION,
+    HEADER_SIZE,
+    LEGACY_MAGIC,
+    RECORD_HEADER,
+    Entry,
+    encode,
+    is_legacy,
+    read_legacy,
+    scan_file,
+    write_journal,
+)
+from raftq.raft.snapshot_file import fsync_dir
 
 __all__ = [
     "PYSYNCOBJ_VERSION",
@@ -127,15 +129,17 @@ __all__ = [
     "JournalIOError",
     "check_version",
     "durable_journal",
+    "open_journal",
     "stop_on_io_error",
     "verify_journal",
 ]
 
 VERIFIED_VERSIONS = frozenset({"0.3.17"})
 
+logger = logging.getLogger(__name__)
+
 _CLEAR_HELD = object()
-_LAST_RECORD_AT = LAST_RECORD_OFFSET_OFFSET  # FileJournal's header field: end of the last record
-_REWRITE = ".rewrite"  # suffix of the journal being rewritten by a compaction
+_REWRITE = ".rewrite"  # suffix of a journal file being written, renamed over the journal
 
 
 class DurabilitySeamError(RaftqError):
@@ -207,66 +211,62 @@ class DurableMetaStorer(MetaStorer):  # type: ignore[misc]
 
 
 class JournalFile:
-    """The journal file behind FileJournal: ``ResizableFile``'s interface (``write``, ``read``,
-    ``flush``, ``_destroy``) over a plain file descriptor instead of an mmap.
+    """The journal file (``raftq.raft.log_file``'s format) as the tick thread writes it:
+    records appended at its end with ``pwrite``, its end moved back with ``ftruncate``.
 
     With ``sync`` the file is opened ``O_DSYNC``: a ``pwrite`` returns once its bytes (and the
-    file size they need) are on disk, as if followed by ``fdatasync``. One syscall per write
-    instead of two matters here: every syscall that releases the GIL must take it back, and
-    with the node's event loop busy on the other thread that wait was most of a journal sync
-    (measured: 3.1 ms for write + fdatasync twice, 1.9 ms for two O_DSYNC writes, 0.36 ms
-    for either alone; docs/benchmark-log.md).
-
-    Invariant (with ``sync``): the header's last-record offset never reaches the disk ahead of
-    the records it points past. FileJournal writes a record and then the header in one call;
-    the header write is held here and written by ``sync()``, after the records are durable.
-    A crash therefore leaves a header that points at the end of whole records (the old end or
-    the new one), never past a torn one.
+    file size they need) are on disk, as if followed by ``fdatasync``, so one batch of
+    appends costs one syscall. One syscall per durable write instead of two matters here:
+    every syscall that releases the GIL must take it back, and with the node's event loop
+    busy on the other thread that wait was most of a journal sync (measured: 3.1 ms for
+    write + fdatasync twice, 1.9 ms for two O_DSYNC writes, 0.36 ms for either alone;
+    docs/benchmark-log.md). A truncation is ``ftruncate`` then ``fdatasync`` (``O_DSYNC``
+    does not cover it): records past the new end must never come back after a crash.
 
     While ``deferring`` (the leader's appends, see ``DurableFileJournal.deferred_sync``) the
-    records are held too and written by ``sync()`` (contiguous ones in one write), so that the
-    leader can send an entry before it waits for its own disk; a ``read`` writes them first.
-    Only the tick thread uses the file (PySyncObj's journal is single-threaded)."""
+    records are held and written by ``sync()`` in one ``pwrite``, so that the leader can send
+    an entry before it waits for its own disk. Only the tick thread uses the file
+    (PySyncObj's journal is single-threaded).
 
-    def __init__(self, path: str, *, sync: bool) -> None:
+    Invariant: ``end`` is where the next record goes: the file's size plus the held records.
+    """
+
+    def __init__(self, path: str, *, sync: bool, end: int) -> None:
         flags = os.O_RDWR | os.O_CLOEXEC | (os.O_DSYNC if sync else 0)
         self._fd = os.open(path, flags)
         self._sync = sync
-        self._header: bytes | None = None  # the last-record offset written but held back
-        self._pending: list[tuple[int, bytes]] = []  # records held while deferring
+        self._written = end  # the end of what the file holds
+        self.end = end
+        self._pending: list[bytes] = []  # records held while deferring
         self.deferring = False
 
     @property
     def unsynced(self) -> bool:
-        """Something is held for ``sync()``: records written while deferring, or a header."""
-        return bool(self._pending) or self._header is not None
+        """Records written while deferring are held for ``sync()``."""
+        return bool(self._pending)
 
-    def write(self, offset: int, values: bytes) -> None:
-        if self._sync and offset == _LAST_RECORD_AT and len(values) == 4:
-            self._header = bytes(values)
-        elif self._sync and self.deferring:
-            self._pending.append((offset, bytes(values)))
-        else:
-            self._pwrite(offset, values)
-
-    def read(self, offset: int, size: int) -> bytes:
-        self._write_pending()
-        data = os.pread(self._fd, size, offset)
-        lo, hi = max(offset, _LAST_RECORD_AT), min(offset + size, _LAST_RECORD_AT + 4)
-        if self._header is None or lo >= hi:
-            return data
-        buf = bytearray(data.ljust(size, b"\0"))  # overlay the held-back header bytes
-        buf[lo - offset : hi - offset] = self._header[lo - _LAST_RECORD_AT : hi - _LAST_RECORD_AT]
-        return bytes(buf)
+    def append(self, record: bytes) -> None:
+        self.end += len(record)
+        self._pending.append(record)
+        if not self.deferring:
+            self.sync()
 
     def sync(self) -> None:
-        """Make every write so far durable: the records, then the header (the invariant)."""
-        if not self._sync:
+        """Write the held records, in one ``pwrite`` (durable on return with ``sync``)."""
+        if not self._pending:
             return
-        self._write_pending()
-        header, self._header = self._header, None
-        if header is not None:
-            self._pwrite(_LAST_RECORD_AT, header)  # 4 bytes inside one sector
+        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending = []
+        self._pwrite(self._written, data)
+        self._written += len(data)
+
+    def truncate(self, end: int) -> None:
+        """Cut the file at ``end`` (the end of a whole record), durably."""
+        self.sync()
+        os.ftruncate(self._fd, end)
+        if self._sync:
+            os.fdatasync(self._fd)
+        self._written = self.end = end
 
     def flush(self) -> None:
         self.sync()
@@ -277,41 +277,14 @@ class JournalFile:
 
     def discard(self) -> None:
         """Forget what is held (after a failed write: the journal is read back from disk)."""
-        self._pending, self._header = [], None
+        self._pending = []
+        self.end = self._written
         self.deferring = False
 
     def close(self) -> None:
         """Close without writing what is held."""
         self.discard()
         os.close(self._fd)
-
-    def read_back(self) -> tuple[list[tuple[bytes, int, int]], int]:
-        """The entries the file holds up to its header's last-record offset as written, and
-        that offset (FileJournal's reader, over the descriptor)."""
-        (end,) = struct.unpack("<I", os.pread(self._fd, 4, _LAST_RECORD_AT))
-        entries: list[tuple[bytes, int, int]] = []
-        offset = FIRST_RECORD_OFFSET
-        while offset < end:
-            (size,) = struct.unpack("<I", os.pread(self._fd, 4, offset))
-            data = os.pread(self._fd, size, offset + 4)
-            idx, term = struct.unpack("<QQ", data[:16])
-            entries.append((data[16:], idx, term))
-            offset += size + 8
-        return entries, offset
-
-    def _write_pending(self) -> None:
-        pending, self._pending = self._pending, []
-        i = 0
-        while i < len(pending):  # FileJournal appends: the held records are contiguous
-            offset, data = pending[i]
-            chunk = [data]
-            end = offset + len(data)
-            i += 1
-            while i < len(pending) and pending[i][0] == end:
-                chunk.append(pending[i][1])
-                end += len(pending[i][1])
-                i += 1
-            self._pwrite(offset, b"".join(chunk))
 
     def _pwrite(self, offset: int, values: bytes) -> None:
         view = memoryview(values)
@@ -320,8 +293,72 @@ class JournalFile:
             view, offset = view[written:], offset + written
 
 
+def open_journal(path: str, *, sync: bool) -> tuple[list[Entry], JournalFile]:
+    """Open the journal at ``path`` for appending, after recovery: a missing or empty file is
+    created, PySyncObj's format-1 file is rewritten in raftq's format (once), and a file
+    whose end is not a whole record in sequence (a write torn by a crash) is truncated
+    after the last one that is (durably). Returns its entries and the open file.
+
+    Recovery keeps exactly the records ``log_file.scan`` accepts: every record that was
+    durable before the crash, since records are appended only after durable ones."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        fd = None
+    if fd is None or os.fstat(fd).st_size == 0:
+        if fd is not None:
+            os.close(fd)
+        return [], _replace_journal(path, [], sync=sync)
+    try:
+        if is_legacy(os.pread(fd, len(LEGACY_MAGIC), 0)):
+            try:
+                entries = read_legacy(fd)
+            except ValueError as e:
+                raise DataError(path, f"format 1, unreadable: {e}", "journal") from e
+            logger.info(
+                "journal %s: rewriting PySyncObj's format 1 (%d entries) in raftq's format %d",
+                path,
+                len(entries),
+                FORMAT_VERSION,
+            )
+            return entries, _replace_journal(path, entries, sync=sync)
+        try:
+            found = scan_file(fd)
+        except ValueError as e:
+            raise DataError(path, str(e), "journal") from e
+    finally:
+        os.close(fd)
+    file = JournalFile(path, sync=sync, end=found.size)
+    if found.problem is not None:
+        logger.warning(
+            "journal %s: %s; dropping its last %d bytes (a write torn by a crash: never "
+            "acknowledged), keeping %d entries",
+            path,
+            found.problem,
+            found.size - found.end,
+            len(found.entries),
+        )
+        file.truncate(found.end)
+    return found.entries, file
+
+
+def _replace_journal(path: str, entries: list[Entry], *, sync: bool) -> JournalFile:
+    """Write ``entries`` to a new journal file and rename it over ``path``: a crash leaves the
+    old file or the new one, whole."""
+    tmp = path + _REWRITE
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    end = write_journal(tmp, entries, sync=sync)
+    os.replace(tmp, path)
+    if sync:
+        fsync_dir(os.path.dirname(path) or ".")
+    return JournalFile(path, sync=sync, end=end)
+
+
 class DurableFileJournal(FileJournal):  # type: ignore[misc]
-    """PySyncObj's FileJournal, synced after every change (see the module docstring)."""
+    """PySyncObj's journal interface over raftq's journal file, synced after every change (see
+    the module docstring). Subclasses ``FileJournal`` for its term/vote/commit-index
+    methods only (its ``__meta`` attributes); the log and its file are ours."""
 
     def __init__(self, journalFile: str, *, sync: bool = True) -> None:  # noqa: N803
         # sync=False (fsync = "off"): the same Raft-safe log and crash-safe compaction, but no
@@ -340,13 +377,21 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
         self._raftq_broken: str | None = None  # a rollback failed too: every write refused
         with contextlib.suppress(FileNotFoundError):  # left by a crash inside a compaction
             os.unlink(journalFile + _REWRITE)
-        super().__init__(journalFile)  # reads the journal through PySyncObj's mmap file
-        self._use_file(journalFile)
-        self._FileJournal__metaStorer = DurableMetaStorer(journalFile + ".meta", sync=sync)
-        if sync:
-            # A brand-new journal file and its meta must exist after a crash too.
-            fsync_file(journalFile)
-            fsync_dir(os.path.dirname(journalFile))
+        # FileJournal's term/vote/commit-index state (pinned: VERIFIED_VERSIONS).
+        storer = DurableMetaStorer(journalFile + ".meta", sync=sync)
+        private: dict[str, Any] = self.__dict__
+        private["_FileJournal__metaStorer"] = storer
+        private["_FileJournal__meta"] = storer.getMeta()
+        private["_FileJournal__metaSaved"] = True
+        self._raftq_log, self._raftq_file = open_journal(journalFile, sync=sync)
+
+    # -- the log ----------------------------------------------------------------------------
+
+    def __getitem__(self, idx: Any) -> Any:
+        return self._raftq_log[idx]
+
+    def __len__(self) -> int:
+        return len(self._raftq_log)
 
     # -- the writes -----------------------------------------------------------------------
 
@@ -367,12 +412,12 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
     def _destroy(self) -> None:
         with self._io():
             self._resolve_held()
-            super()._destroy()
+            self._raftq_file._destroy()
 
     def flush(self) -> None:
         with self._io():
             self._resolve_held()
-            super().flush()
+            self._sync()
 
     def setCurrentTerm(self, term: int, votedForNodeId: Any) -> None:  # noqa: N802, N803
         with self._io("term/vote file"):  # stored synchronously (DurableMetaStorer)
@@ -391,53 +436,39 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
             self._resolve_held()
 
     def deleteEntriesTo(self, entryTo: int) -> None:  # noqa: N802, N803
-        """Log compaction (the snapshot up to ``entryTo`` is already on disk). FileJournal
-        rewrites the kept entries in place (clear, then add each): a crash part-way would
-        leave a journal without entries this node acknowledged. Instead the kept entries
-        are written to a new file by PySyncObj's own FileJournal, made durable, and renamed
-        over the journal: a crash leaves either the old journal or the new one, whole."""
+        """Log compaction (the snapshot up to ``entryTo`` is already on disk): the kept
+        entries are written to a new file, made durable, and renamed over the journal (then
+        the directory is fsynced): a crash leaves either the old journal or the new one,
+        whole. (FileJournal rewrote the kept entries in place: a crash part-way left a
+        journal without entries this node acknowledged.)"""
         with self._io():
             self._compact(entryTo)
 
     def _compact(self, entryTo: int) -> None:  # noqa: N803
         self._resolve_held()
-        kept: list[tuple[bytes, int, int]] = list(self[k] for k in range(entryTo, len(self)))
-        path = self._raftq_path
-        tmp = path + _REWRITE
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        offset = _write_journal(tmp, kept, sync=self._raftq_sync)
-        os.replace(tmp, path)
-        if self._raftq_sync:
-            fsync_dir(os.path.dirname(path))
-        # Point FileJournal's private state at the new file (pinned: VERIFIED_VERSIONS).
-        self._use_file(path)
-        private: dict[str, Any] = self.__dict__
-        private["_FileJournal__journal"] = kept
-        private["_FileJournal__currentOffset"] = offset
-
-    def _use_file(self, path: str) -> None:
-        """Write the journal at ``path`` through a ``JournalFile`` from now on, closing the
-        file FileJournal used so far (its mmap'd ``ResizableFile`` after reading the journal at
-        start, or the previous ``JournalFile`` after a compaction)."""
-        private: dict[str, Any] = self.__dict__
-        private["_FileJournal__journalFile"]._destroy()
-        private["_FileJournal__journalFile"] = JournalFile(path, sync=self._raftq_sync)
+        kept = self._raftq_log[entryTo:]
+        # The held records (if deferring) are in ``kept``: the new file has them, durably.
+        file = _replace_journal(self._raftq_path, kept, sync=self._raftq_sync)
+        self._raftq_file.close()
+        self._raftq_file = file
+        self._raftq_log = kept
 
     def _append(self, command: bytes, idx: int, term: int) -> None:
         t0 = time.perf_counter()
-        super().add(command, idx, term)  # the record (durable on return, unless deferring)
-        if self._file().deferring:
-            return
-        self._sync(t0)  # then the header that points past it (JournalFile)
+        file = self._raftq_file
+        file.append(encode(bytes(command), idx, term))  # durable on return, unless deferring
+        self._raftq_log.append((command, idx, term))
+        if not file.deferring:
+            self._timed(t0)
 
     @contextlib.contextmanager
     def deferred_sync(self) -> Iterator[None]:
-        """Appends inside the block are held and written, durably, together when it ends (any
-        other write inside it writes them first, as always). For the leader's appends only:
-        it may send an entry before its own copy is durable, as long as it does not count
-        that copy towards a majority until then (``RaftqSyncObj._checkCommandsToApply``); a
-        follower must be durable before it acknowledges, so its appends are never deferred."""
+        """Appends inside the block are held and written, durably, together when it ends (in
+        one write; any other write inside it writes them first). For the leader's appends
+        only: it may send an entry before its own copy is durable, as long as it does not
+        count that copy towards a majority until then (``RaftqSyncObj._checkCommandsToApply``);
+        a follower must be durable before it acknowledges, so its appends are never
+        deferred."""
         file = self._file()
         file.deferring = True
         try:
@@ -461,8 +492,15 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
 
     def _clear_now(self) -> None:
         self._raftq_held = None
-        super().clear()
-        self._sync()
+        self._raftq_log = []
+        self._raftq_file.truncate(HEADER_SIZE)
+
+    def _cut(self, position: int) -> None:
+        """Drop the entries from ``position`` on, from the log and (durably) from the file."""
+        dropped = self._raftq_log[position:]
+        size = sum(RECORD_HEADER.size + len(command) for command, _, _ in dropped)
+        del self._raftq_log[position:]
+        self._raftq_file.truncate(self._raftq_file.end - size)
 
     # -- never forgetting an acknowledged entry (see the module docstring) ---------------
 
@@ -495,8 +533,7 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
         if same:
             return True
         if inside:
-            super().deleteEntriesFrom(position)
-            self._sync()
+            self._cut(position)
         return False
 
     # -- a failed write stops the node (fail-stop) ----------------------------------------
@@ -507,14 +544,13 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
         file: an ``OSError`` stops the node (``on_io_error``).
 
         Why not carry on: PySyncObj's tick thread logs any exception and goes on. After a
-        failed append the entry would stay in the in-memory log (FileJournal appends to
-        its list before it writes), so the re-sent entry is "kept" and acknowledged without
-        being on disk, and the next one is written where it should be (a file holding
-        entries 1, 3); after a failed flush of the leader's held appends, the leader would
+        failed append the entry would stay in the in-memory log (FileJournal appended to
+        its list before it wrote), so the re-sent entry is "kept" and acknowledged without
+        being on disk; after a failed flush of the leader's held appends, the leader would
         count entries its disk does not hold; after a failed term/vote write, it would vote
         in a term it did not record. A full disk or an I/O error is not something the node
         can answer for: it stops, and a restart (after the disk is fixed) reads the file,
-        which is consistent: the header never points past a record written whole."""
+        whose whole records in sequence are kept and whose torn end is dropped."""
         if self._raftq_broken is not None:
             raise JournalIOError(self._raftq_broken)
         try:
@@ -528,73 +564,39 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
 
     def _roll_back(self, reason: str) -> None:
         """After a failed write whose stop hook returned: the in-memory journal and meta
-        become what the files hold, so that no entry is "kept" that the file lacks. If even
-        that fails, every later write is refused."""
+        become what the files hold (as a restart would read them), so that no entry is
+        "kept" that the file lacks. If even that fails, every later write is refused."""
         private: dict[str, Any] = self.__dict__
         self._raftq_held = None
         try:
-            self._file().close()
-            file = JournalFile(self._raftq_path, sync=self._raftq_sync)
-            private["_FileJournal__journalFile"] = file
-            entries, offset = file.read_back()
-        except OSError:
+            self._raftq_file.close()
+            self._raftq_log, self._raftq_file = open_journal(
+                self._raftq_path, sync=self._raftq_sync
+            )
+        except (OSError, DataError):
             self._raftq_broken = reason
-            private["_FileJournal__journal"] = []
+            self._raftq_log = []
             return
-        private["_FileJournal__journal"] = entries
-        private["_FileJournal__currentOffset"] = offset
         private["_FileJournal__meta"] = self._FileJournal__metaStorer.getMeta()
         private["_FileJournal__metaSaved"] = True
 
     # -- helpers --------------------------------------------------------------------------
 
     def _offset(self) -> int:
-        return int(self._FileJournal__currentOffset)
+        return self._raftq_file.end
 
     def _file(self) -> JournalFile:
-        file: JournalFile = self._FileJournal__journalFile
-        return file
+        return self._raftq_file
 
-    def _sync(self, t0: float | None = None) -> None:
-        """Make what was written durable (``JournalFile.sync``), timed for ``on_sync`` from
-        ``t0`` (the start of an append: its record was written durably first) or from now."""
-        if not self._raftq_sync:
-            return
-        start = time.perf_counter() if t0 is None else t0
-        self._file().sync()
-        if self.on_sync is not None:
-            self.on_sync(time.perf_counter() - start)
+    def _sync(self) -> None:
+        """Write what is held, durably (``JournalFile.sync``), timed for ``on_sync``."""
+        t0 = time.perf_counter()
+        self._raftq_file.sync()
+        self._timed(t0)
 
-
-def _write_journal(path: str, entries: list[tuple[bytes, int, int]], *, sync: bool) -> int:
-    """Write a new journal file holding ``entries`` in FileJournal's format (its header, then
-    its records) and return the end of the last record. Plain buffered writes, not
-    FileJournal's mmap: on a full disk an mmap write kills the process with SIGBUS, where a
-    write raises ENOSPC and the node stops with its reason (``DurableFileJournal._io``)."""
-    end: int = FIRST_RECORD_OFFSET
-    with open(path, "xb") as f:
-        f.write(_journal_header(end))  # rewritten below, once the end is known
-        for command, idx, term in entries:
-            data = struct.pack("<QQ", idx, term) + bytes(command)
-            size = struct.pack("<I", len(data))
-            f.write(size + data + size)
-            end += len(data) + 8
-        f.seek(_LAST_RECORD_AT)
-        f.write(struct.pack("<I", end))
-        f.flush()
-        if sync:
-            os.fsync(f.fileno())
-    return end
-
-
-def _journal_header(end: int) -> bytes:
-    """FileJournal's header (its constants): name, library version, format, end of records."""
-    header: bytes = (
-        APP_NAME.ljust(NAME_SIZE, b"\0")
-        + APP_VERSION.ljust(VERSION_SIZE, b"\0")
-        + struct.pack("<II", JOURNAL_FORMAT_VERSION, end)
-    )
-    return header
+    def _timed(self, t0: float) -> None:
+        if self._raftq_sync and self.on_sync is not None:
+            self.on_sync(time.perf_counter() - t0)
 
 
 class _Seam:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 
 from raftq.errors import DataError, MembershipError
 from raftq.raft.datadir import DUMP_FILE, JOURNAL_FILE, MEMBERS_FILE
-from raftq.raft.pysyncobj.journal import JournalFile
+from raftq.raft.log_file import read_entries
 from raftq.raft.snapshot_file import fsync_dir, read_header
 
 __all__ = [
@@ -183,14 +183,7 @@ def remember_members(data_dir: str, known: dict[str, tuple[str, str]]) -> None:
 
 
 def _journal_entries(path: str) -> list[tuple[bytes, int, int]]:
-    if not os.path.exists(path):
-        return []
-    journal = JournalFile(path, sync=False)
-    try:
-        entries, _end = journal.read_back()
-    finally:
-        journal.close()
-    return entries
+    return read_entries(path)  # either journal format, read-only (raftq.raft.log_file)
 
 
 def start_membership(
