@@ -411,3 +411,55 @@ def test_the_start_up_check_reads_the_new_format(tmp_path: Path) -> None:
         check_data_dir(str(tmp_path))  # a compacted journal needs its snapshot
     problems = [r.text for r in verify_data_dir(str(tmp_path)) if not r.ok]
     assert "missing, but the log has entries of term 2" in problems, problems
+
+
+# -- the follower's batch -------------------------------------------------------------------
+
+
+async def test_a_follower_writes_a_messages_entries_at_once_before_it_answers(
+    tmp_path: Path,
+) -> None:
+    """Real nodes (in-memory transport): a follower that was cut off receives the entries it
+    missed in one AppendEntries, writes them in one durable write, and sends no success
+    answer while any entry it holds is not on its disk yet."""
+    from raftq.core import Enqueue, NewJob  # noqa: PLC0415
+    from tests.support.memory_cluster import memory_cluster, until  # noqa: PLC0415
+
+    async with memory_cluster(tmp_path) as cluster:
+        leader = await cluster.leader()
+        fid = next(i for i in cluster.nodes if i != leader.node_id)
+        follower = cluster.nodes[fid]
+        syncobj: Any = follower.engine.syncobj  # type: ignore[attr-defined]
+        journal: DurableFileJournal = syncobj._SyncObj__raftLog
+        file = journal._file()
+        batches: list[int] = []
+        early: list[object] = []
+        real_sync, transport = file.sync, syncobj._SyncObj__transport
+        real_send = transport.send
+
+        def sync() -> None:
+            if file.unsynced:
+                batches.append(len(file._pending))
+            real_sync()
+
+        def send(node: Any, message: Any) -> Any:
+            answer = isinstance(message, dict) and message.get("type") == "next_node_idx"
+            if answer and message.get("success") and journal._file().unsynced:
+                early.append(message)
+            return real_send(node, message)
+
+        file.sync = sync  # type: ignore[method-assign]
+        transport.send = send
+        cluster.partition(fid)
+        for i in range(8):
+            job = NewJob(payload=b"job%d" % i)
+            await leader.submit(Enqueue(now_ms=leader.now_ms(), queue="q", jobs=(job,)), None)
+        last = len(leader.engine.syncobj._SyncObj__raftLog)  # type: ignore[attr-defined]
+        cluster.heal(fid)
+        target = leader.engine.syncobj._SyncObj__raftLog[last - 1][1]  # type: ignore[attr-defined]
+        await until(lambda: len(journal) > 0 and journal[len(journal) - 1][1] >= target)
+        await until(lambda: not journal._file().unsynced)
+        assert early == [], "a success answer went out before its entries were on disk"
+        assert max(batches) >= 8, f"the missed entries were written one by one: {batches}"
+        on_disk = log_file.read_entries(journal._raftq_path)
+        assert on_disk[-1][1] >= target

@@ -61,6 +61,12 @@ counts an entry that is not on its disk; and a client hears of its command only 
 committed and applied, a tick later (``tests/raft/test_fsync_order.py`` checks the order
 with strace).
 
+The follower's copy, batched (the same rule): PySyncObj's follower adds the entries of an
+AppendEntries one by one and then answers. The adds made while one message is handled are
+held (``DurableFileJournal.deferred_sync``) and written in one durable write just before
+the answer is sent (``_SyncObj__sendNextNodeIdx``), so the answer still comes after the
+entries are on disk, at one write per message instead of one per entry.
+
 Pinned with the journal seam (``raftq.raft.pysyncobj.journal.VERIFIED_VERSIONS``): it overrides
 SyncObj's name-mangled message handler, which the constructor registers with the transport,
 so it is in place before the first message arrives.
@@ -205,7 +211,14 @@ class RaftqSyncObj(SyncObj):  # type: ignore[misc]
         self._raftq_installed_next = None
         self._raftq_refused_next = None
         guarded = follower_view(trimmed, self._SyncObj__raftCommitIndex)
-        handle(self, node, guarded)
+        journal = self._SyncObj__raftLog
+        if isinstance(journal, DurableFileJournal):
+            # The message's entries are written in one durable write, before the answer
+            # (_SyncObj__sendNextNodeIdx) or at the end of the block, whichever comes first.
+            with journal.deferred_sync():
+                handle(self, node, guarded)
+        else:
+            handle(self, node, guarded)
         refused, self._raftq_refused_next = self._raftq_refused_next, None
         if refused is not None:
             # PySyncObj sends nothing when a transfer is not installed: answer like etcd.
@@ -259,6 +272,9 @@ class RaftqSyncObj(SyncObj):  # type: ignore[misc]
         entries past the snapshot that the leader has not verified: answer with the
         snapshot's end instead (the leader then sends from there and the entries that
         follow are checked as usual)."""
+        journal = self._SyncObj__raftLog
+        if isinstance(journal, DurableFileJournal):
+            journal.sync_held()  # a follower answers only for entries on its disk
         installed, self._raftq_installed_next = self._raftq_installed_next, None
         answer = installed if success and nextNodeIdx is None else nextNodeIdx
         if self._raftq_digest is None:

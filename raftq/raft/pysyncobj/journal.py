@@ -464,11 +464,12 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
     @contextlib.contextmanager
     def deferred_sync(self) -> Iterator[None]:
         """Appends inside the block are held and written, durably, together when it ends (in
-        one write; any other write inside it writes them first). For the leader's appends
-        only: it may send an entry before its own copy is durable, as long as it does not
-        count that copy towards a majority until then (``RaftqSyncObj._checkCommandsToApply``);
-        a follower must be durable before it acknowledges, so its appends are never
-        deferred."""
+        one write; any other write inside it, or ``sync_held``, writes them first). The
+        leader's appends: it may send an entry before its own copy is durable, as long as it
+        does not count that copy towards a majority until then
+        (``RaftqSyncObj._checkCommandsToApply``). The follower's appends of one
+        AppendEntries: they must be durable before it acknowledges them, so ``RaftqSyncObj``
+        calls ``sync_held`` before it sends the answer."""
         file = self._file()
         file.deferring = True
         try:
@@ -479,6 +480,13 @@ class DurableFileJournal(FileJournal):  # type: ignore[misc]
             if file.unsynced:
                 with self._io():
                     self._sync()
+
+    def sync_held(self) -> None:
+        """Write the appends held by ``deferred_sync`` now, durably (a follower, before it
+        answers for them); the block goes on holding later ones."""
+        if self._raftq_file.unsynced:
+            with self._io():
+                self._sync()
 
     def _resolve_held(self) -> None:
         """Any write but an ``add`` after a held-back clear: do the clear (and re-add the
