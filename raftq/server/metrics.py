@@ -291,7 +291,7 @@ def _stats_families(stats: RaftStats) -> Iterator[Metric]:
     yield changes
     fsync = _histogram(
         "raftq_raft_fsync_duration_seconds",
-        "fdatasync of the raft journal (records, then header) after each write.",
+        "Durable write of appends to the raft journal (one O_DSYNC write per append or batch).",
         [],
     )
     _add_reading(fsync, r.fsync_seconds)

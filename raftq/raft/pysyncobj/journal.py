@@ -4,21 +4,32 @@ PySyncObj 0.3.17 keeps its log in an mmap that it never msyncs, and writes curre
 with a rename but no fsync (notes §3): an acknowledged entry or a vote can vanish on power loss.
 This module is the *one* place raftq changes that, without copying PySyncObj code:
 
-- ``DurableFileJournal`` subclasses ``pysyncobj.journal.FileJournal``; after ``add``, ``clear``,
-  ``deleteEntriesFrom`` and ``deleteEntriesTo`` return, the written bytes are on disk
-  (``O_DSYNC`` writes). PySyncObj calls these on its tick thread and only afterwards answers
-  an AppendEntries (follower) or counts its own log towards the commit index (leader), so an
+- ``DurableFileJournal`` implements PySyncObj's journal interface over raftq's own journal
+  file (``raftq.raft.log_file``: an append-only file of records each carrying its index,
+  term, length and a CRC-32 over header and payload); it subclasses
+  ``pysyncobj.journal.FileJournal`` only for its term/vote/commit-index methods. After
+  ``add``, ``clear``, ``deleteEntriesFrom`` and ``deleteEntriesTo`` return, the written bytes
+  are on disk. PySyncObj calls these on its tick thread and only afterwards answers an
+  AppendEntries (follower) or counts its own log towards the commit index (leader), so an
   entry is on disk on a majority before it commits and before the client hears success.
-  (The leader's appends are the one exception, made durable a moment later in the same tick
-  but still before they count: ``deferred_sync``.)
-- The journal is written through a file descriptor (``JournalFile``: ``pwrite`` on an
-  ``O_DSYNC`` descriptor), not through FileJournal's mmap: the header can be held back until
-  the records it points past are durable, which an mmap cannot promise (the kernel may write
-  a dirty header page back at any time); one syscall per durable write instead of a write
-  and an ``fdatasync`` halves the GIL hand-offs of a sync (the measured cost, see
-  ``JournalFile``); and the journal's pages are page cache, not the node's RSS (through the
-  mmap they were: ~130 MB at 1M jobs until a compaction). The file format is FileJournal's,
-  unchanged.
+  (Appends made inside ``deferred_sync`` are written together, in one durable write, a
+  moment later: the leader's, still before they count, and a follower's for one message,
+  before it answers: ``sync_held``.)
+- The file is written through a file descriptor (``JournalFile``: ``pwrite`` on an
+  ``O_DSYNC`` descriptor), never through an mmap: one durable write per append or batch of
+  appends, a single syscall (the measured cost of a sync is mostly its GIL hand-offs, see
+  ``JournalFile``); the journal's pages are page cache, not the node's RSS. A cut (a
+  conflicting entry, a cleared log) is ``ftruncate`` + ``fdatasync``; a compaction writes
+  the kept records to a new file, syncs it and renames it over the journal (then syncs the
+  directory). Each of these is crash-atomic, so after any crash the file is a run of whole
+  records followed by at most one torn write, which the next start drops
+  (``open_journal``): it keeps exactly the records that were written whole, among them
+  every one that was acknowledged.
+- Until 2026-12 the file was PySyncObj's FileJournal (a header whose last-record offset
+  points past the records, no checksum): each append cost two durable writes, the record and
+  then the header, since the header must never reach the disk ahead of a record it points
+  past. A data dir in that format starts: ``open_journal`` reads it and rewrites it in
+  raftq's format once (new file, fsync, rename).
 - ``DurableMetaStorer`` replaces FileJournal's meta storer: temp file, fsync, rename, fsync of
   the directory, so currentTerm/votedFor are durable before any vote message leaves.
 - ``durable_journal()`` installs the class at the one place PySyncObj creates its journal,
@@ -62,8 +73,8 @@ AppendEntries or a snapshot install over a tail of an older term.
 Compaction by rename (Bug fixed): FileJournal's ``deleteEntriesTo`` clears the journal and
 re-adds the kept entries in place, so a crash part-way (even kill -9) left a journal without
 entries the node had acknowledged. ``DurableFileJournal`` writes them to ``<journal>.rewrite``
-in FileJournal's format (with plain writes: an mmap write on a full disk is a SIGBUS), makes
-it durable, and renames it over the journal.
+(with plain writes: an mmap write on a full disk is a SIGBUS), makes it durable, and renames
+it over the journal.
 
 A failed write stops the node (Bug fixed: an acknowledged entry that was never on disk).
 Any ``OSError`` from a journal or term/vote write (ENOSPC, EIO) ends the process with exit
@@ -74,16 +85,18 @@ here, not left to PySyncObj; ``on_io_error`` is replaceable for in-process tests
 With ``sync=False`` (fsync = "off") the class does all of the above without O_DSYNC or fsync.
 
 Pinned to the PySyncObj versions it was verified with (``VERIFIED_VERSIONS``): it relies on
-FileJournal's private attributes and on where SyncObj looks its factory up. ``RaftNode`` also
+FileJournal's private meta attributes, on the journal interface SyncObj calls, and on where
+SyncObj looks its factory up. ``RaftNode`` also
 checks after construction that the journal really is ours (and tests/raft guards it).
 
 Relies on PySyncObj 0.3.17 private behaviour:
 - ``pysyncobj.syncobj.createJournal`` (swapped around the constructor) and
-  ``FileJournal``'s ``_FileJournal__journal``, ``__currentOffset``, ``__journalFile``,
-  ``__meta``, ``__metaSaved``, ``__metaStorer``; ``_SyncObj__raftLog`` (``verify_journal``):
+  ``FileJournal``'s ``_FileJournal__meta``, ``__metaSaved``, ``__metaStorer`` (its
+  term/vote/commit-index methods use them); ``_SyncObj__raftLog`` (``verify_journal``):
   ``tests/raft/test_journal.py`` (a started node journals through the seam),
-  ``tests/raft/test_journal_keeps_acknowledged.py``, ``tests/raft/test_journal_io_errors.py``
-  and ``tests/raft/test_pysyncobj_private.py`` (every name exists);
+  ``tests/raft/test_journal_keeps_acknowledged.py``, ``tests/raft/test_journal_io_errors.py``,
+  ``tests/raft/test_journal_segment.py`` (crash recovery, the format migration) and
+  ``tests/raft/test_pysyncobj_private.py`` (every name exists);
 - ``pysyncobj.pickle`` and the meta file's format: ``tests/raft/test_data_cli.py``.
 """
 
