@@ -8,9 +8,10 @@ Each series appends ``--n`` entries of ``--size`` bytes to a fresh journal in ``
 dir) and times each append until it is durable, alternating in rounds of 50 so that the
 machine's noise falls on all alike:
 
-- ``raftq``: ``DurableFileJournal.add``: the record, then the header, each written on the
-  journal's ``O_DSYNC`` descriptor (durable when the write returns);
-- ``pwrite+fdatasync``: the same two writes on a plain descriptor, each followed by an
+- ``raftq``: ``DurableFileJournal.add``: one checksummed record appended on the journal's
+  ``O_DSYNC`` descriptor (durable when the write returns; until 2026-12-07 the record and
+  then PySyncObj's header, two such writes);
+- ``pwrite+fdatasync``: a record and a header on a plain descriptor, each followed by an
   ``fdatasync`` (raftq's journal until 2026-11-28 11:00 UTC);
 - ``mmap+msync``: PySyncObj's own ``FileJournal.add`` (writes into its mmap), then ``msync`` of
   the record's pages and of the header page, the way raftq synced its journal before that.
