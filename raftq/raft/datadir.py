@@ -122,6 +122,10 @@ def _scan(path: str, fd: int) -> JournalInfo:
         found = log_file.scan_file(fd)
     except ValueError as e:
         raise _journal_error(path, str(e)) from e
+    if found.damaged_inside:
+        # Only the end of the file can be torn by a crash; a record damaged with whole records
+        # after it lost entries this node may have acknowledged.
+        raise _journal_error(path, f"{found.problem}, and whole records follow it (damaged)")
     last_term = 0
     for _, idx, term in found.entries:
         if term < last_term:

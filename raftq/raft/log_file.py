@@ -23,7 +23,10 @@ one torn write (records cut short, zeros, or garbage where a write did not reach
 ``scan`` reads the run and stops at the first record that is short, fails its checksum or
 breaks the index sequence; the journal truncates the file there at start. Every record that
 was durable before a crash (an acknowledged one) is in the run: a record is appended only at
-the end of the previous durable one, so nothing torn can come before it.
+the end of the previous durable one, so nothing torn can come before it. For the same reason
+a short or failing record with whole records after it was not torn by a crash but damaged on
+disk (``Scan.damaged_inside``): the node refuses to start on it rather than forget what
+follows.
 
 The first journal format was PySyncObj's FileJournal (format 1: a header whose last-record
 offset points past the records, no checksum; ``LEGACY_MAGIC``). A data dir that has one is
@@ -94,6 +97,9 @@ class Scan:
     end: int
     size: int
     problem: str | None
+    # Whole records follow the one that is short or fails its checksum: the file was damaged
+    # after it was written (a flipped bit, a bad sector), not torn at its end by a crash.
+    damaged_inside: bool = False
 
 
 def is_legacy(head: bytes) -> bool:
@@ -135,7 +141,46 @@ def scan(buf: bytes | mmap.mmap, size: int) -> Scan:
         entries.append((checked[RECORD_HEADER.size - 4 :], idx, term))
         last = idx
         offset = body + n
-    return Scan(entries=entries, end=offset, size=size, problem=problem)
+    # A whole record out of sequence ends the log as it is; a short or failing one may hide
+    # whole records after it.
+    unreadable = problem is not None and "holds entry" not in problem
+    inside = unreadable and _whole_after(buf, size, offset, last)
+    return Scan(entries=entries, end=offset, size=size, problem=problem, damaged_inside=inside)
+
+
+def _record_at(buf: bytes | mmap.mmap, size: int, offset: int) -> tuple[int, int] | None:
+    """(index, end) of a whole record with a good checksum at ``offset``, else None."""
+    if offset < HEADER_SIZE or offset + RECORD_HEADER.size > size:
+        return None
+    crc, n, idx, _ = RECORD_HEADER.unpack_from(buf, offset)
+    end = offset + RECORD_HEADER.size + n
+    if end > size or zlib.crc32(bytes(buf[offset + 4 : end])) != crc:
+        return None
+    return idx, end
+
+
+def _whole_after(buf: bytes | mmap.mmap, size: int, bad: int, last: int | None) -> bool:
+    """Whether a whole record with a good checksum follows the bad record at ``bad``: where
+    its own length says the next one starts, or (its length damaged) wherever the index after
+    it appears. A crash tears only the end of the file (records are appended after durable
+    ones), so whole records after a bad one mean damage inside the log."""
+    if bad + RECORD_HEADER.size <= size:
+        (n,) = struct.unpack_from("<I", buf, bad + 4)
+        after = _record_at(buf, size, bad + RECORD_HEADER.size + n)
+        if after is not None:
+            return True
+    if last is None:
+        return False
+    wanted = struct.pack("<Q", last + 2)
+    at = bad + 8
+    for _ in range(64):  # each hit costs a checksum; a damaged log has them early
+        at = buf.find(wanted, at + 1)
+        if at < 0:
+            return False
+        found = _record_at(buf, size, at - 8)
+        if found is not None and found[0] == last + 2:
+            return True
+    return False
 
 
 def scan_file(fd: int) -> Scan:

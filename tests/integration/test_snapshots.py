@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import shutil
-import struct
 import subprocess
 import sys
 import time
@@ -79,10 +78,6 @@ def _flip(path: Path, offset: int) -> None:
         f.write(bytes([byte[0] ^ 0x10]))
 
 
-def _journal_end(path: Path) -> int:
-    return int(struct.unpack_from("<I", path.read_bytes(), 36)[0])
-
-
 def _truncate(path: Path, size: int) -> None:
     with path.open("r+b") as f:
         f.truncate(size)
@@ -105,10 +100,15 @@ def test_damaged_snapshot_or_journal_is_refused_and_the_rest_keeps_serving(
         damages = [
             ("snapshot", dump, lambda: _flip(dump, dump.stat().st_size // 2), "checksum mismatch"),
             ("snapshot", dump, lambda: _truncate(dump, dump.stat().st_size - 100), "truncated"),
-            ("journal", journal, lambda: _truncate(journal, _journal_end(journal) - 5), "trunc"),
-            # The first record's length grows by 4096: past the end, or onto bytes that are
-            # not its trailing length, depending on how long the journal is.
-            ("journal", journal, lambda: _flip(journal, 41), "record at byte 40 "),
+            # A record damaged inside the log (whole records after it), not a torn end: its
+            # payload, and (in the middle of the file) whatever field the byte belongs to.
+            ("journal", journal, lambda: _flip(journal, 41), "record at byte 16 fails its"),
+            (
+                "journal",
+                journal,
+                lambda: _flip(journal, journal.stat().st_size // 2),
+                "and whole records follow it (damaged)",
+            ),
         ]
         written = 150
         for kind, path, damage, problem in damages:
@@ -127,12 +127,16 @@ def test_damaged_snapshot_or_journal_is_refused_and_the_rest_keeps_serving(
             _enqueue(cluster, leader, 5, written)
             written += 5
 
-        # Back to its undamaged data, the node rejoins and converges.
+        # Back to its undamaged data with the journal's last record torn (what a crash in the
+        # middle of a write leaves): the node drops it, starts, rejoins and converges.
         shutil.rmtree(_data(cluster, victim))
         shutil.copytree(pristine, _data(cluster, victim))
+        _truncate(journal, journal.stat().st_size - 5)
+        offset = _log_size(cluster, victim)
         cluster.start(victim)
         cluster.wait_converged(60)
         assert _queued(cluster, victim) == written
+        assert "dropping its last" in _log_since(cluster, victim, offset)
 
 
 def test_lagging_and_wiped_nodes_recover_from_peers_and_a_backup_seeds_a_new_cluster(

@@ -294,24 +294,42 @@ def test_a_torn_last_record_is_dropped_at_every_byte(tmp_path: Path) -> None:
     assert _restart(path) == entries
 
 
-def test_a_flipped_byte_anywhere_in_a_record_ends_the_log_before_it(tmp_path: Path) -> None:
-    """Each byte of the third record flipped in turn (checksum, length, index, term,
-    payload): the log ends with the second record, never with a damaged entry."""
+def test_a_flipped_byte_in_the_last_record_ends_the_log_before_it(tmp_path: Path) -> None:
+    """Each byte of the last record flipped in turn (checksum, length, index, term, payload:
+    a write garbled by a crash): the log ends with the record before it, never with a
+    damaged entry."""
     path, entries, starts = _written(tmp_path)
     good = Path(path).read_bytes()
-    for at in range(starts[2], starts[3]):
+    for at in range(starts[-2], starts[-1]):
         damaged = bytearray(good)
         damaged[at] ^= 0x01 if at % 2 else 0xFF
         Path(path).write_bytes(bytes(damaged))
-        assert log_file.read_entries(path) == entries[:2], at
-        assert _restart(path) == entries[:2], at
-        assert os.path.getsize(path) == starts[2]
+        assert log_file.read_entries(path) == entries[:-1], at
+        assert _restart(path) == entries[:-1], at
+        assert os.path.getsize(path) == starts[-2]
     for at in range(log_file.HEADER_SIZE):  # the file header: refused, never guessed at
         damaged = bytearray(good)
         damaged[at] ^= 0x01
         Path(path).write_bytes(bytes(damaged))
         with pytest.raises(DataError, match=r"bad header|journal format"):
             check_journal(path)
+
+
+def test_a_flipped_byte_inside_the_log_is_refused_not_dropped(tmp_path: Path) -> None:
+    """Each byte of the third record (of seven) flipped in turn: whole records follow it, so
+    it is damage on disk, not a torn write; dropping the log from there would forget entries
+    the node acknowledged. The start-up check and the journal refuse it, and change nothing."""
+    path, _, starts = _written(tmp_path)
+    good = Path(path).read_bytes()
+    for at in range(starts[2], starts[3]):
+        damaged = bytearray(good)
+        damaged[at] ^= 0x01 if at % 2 else 0xFF
+        Path(path).write_bytes(bytes(damaged))
+        with pytest.raises(DataError, match=r"and whole records follow it \(damaged\)"):
+            check_journal(path)
+        with pytest.raises(DataError, match=f"record at byte {starts[2]} "):
+            DurableFileJournal(path)
+        assert Path(path).read_bytes() == bytes(damaged), at
 
 
 def test_a_broken_index_sequence_ends_the_log(tmp_path: Path) -> None:

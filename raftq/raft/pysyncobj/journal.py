@@ -341,6 +341,8 @@ def open_journal(path: str, *, sync: bool) -> tuple[list[Entry], JournalFile]:
             raise DataError(path, str(e), "journal") from e
     finally:
         os.close(fd)
+    if found.damaged_inside:  # not a torn write: entries this node acknowledged may be lost
+        raise DataError(path, f"{found.problem}, and whole records follow it (damaged)", "journal")
     file = JournalFile(path, sync=sync, end=found.size)
     if found.problem is not None:
         logger.warning(
