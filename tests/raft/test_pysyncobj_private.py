@@ -33,6 +33,7 @@ _SYNCOBJ_ATTRIBUTES = (
     "_SyncObj__noopIDx",  # engine.py
     "_SyncObj__serializer",  # snapshot_hooks.py
     "_SyncObj__transport",  # snapshot_hooks.py
+    "_SyncObj__otherNodes",  # commit_rule.py, tick_wake.py
 )
 # Methods raftq calls or overrides (commit_rule.py overrides the last three).
 _SYNCOBJ_METHODS = (
@@ -44,7 +45,7 @@ _SYNCOBJ_METHODS = (
     "_SyncObj__onMessageReceived",  # commit_rule.py
     "_SyncObj__loadDumpFile",  # commit_rule.py
     "_SyncObj__sendNextNodeIdx",  # commit_rule.py
-    "_SyncObj__getCurrentLogIndex",  # commit_rule.py
+    "_SyncObj__getCurrentLogIndex",  # commit_rule.py, tick_wake.py
 )
 _FILE_JOURNAL_ATTRIBUTES = (  # journal.py
     "_FileJournal__journal",
@@ -127,5 +128,24 @@ def test_guard_the_private_names_raftq_uses_exist_on_a_real_syncobj(tmp_path: Pa
             )
         }
         assert len(set(reasons.values())) == len(reasons)
+    finally:
+        so.destroy()
+
+
+def test_guard_the_notify_pipe_tick_wake_uses_exists_with_raftq_settings(tmp_path: Path) -> None:
+    """tick_wake.py writes to PySyncObj's notify pipe, which PySyncObj makes (and writes to for
+    every queued command) only with ``appendEntriesUseBatch`` off, raftq's setting."""
+    (port,) = free_ports(1)
+    conf = SyncObjConf(
+        autoTick=False,
+        appendEntriesUseBatch=False,
+        journalFile=str(tmp_path / "raft.journal"),
+        fullDumpFile=str(tmp_path / "raft.dump"),
+        bindAddress=f"127.0.0.1:{port}",
+    )
+    so = SyncObj(f"127.0.0.1:{port}", [], conf=conf, consumers=[_Consumer()])
+    try:
+        assert syncobj_module.PIPE_NOTIFIER_ENABLED
+        assert callable(so._SyncObj__pipeNotifier.notify)
     finally:
         so.destroy()

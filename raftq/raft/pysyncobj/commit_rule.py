@@ -59,7 +59,8 @@ queue of new commands are written durably together when it is done
 leader's log towards the commit index only at the start of a tick (``_onTick``), so it never
 counts an entry that is not on its disk; and a client hears of its command only once it is
 committed and applied, a tick later (``tests/raft/test_fsync_order.py`` checks the order
-with strace).
+with strace). A node that is a majority alone wakes that tick itself
+(``raftq.raft.pysyncobj.tick_wake``).
 
 The follower's copy, batched (the same rule): PySyncObj's follower adds the entries of an
 AppendEntries one by one and then answers. The adds made while one message is handled are
@@ -93,6 +94,7 @@ from typing import Any
 
 from pysyncobj import SyncObj
 from raftq.raft.pysyncobj.journal import DurableFileJournal, check_version
+from raftq.raft.pysyncobj.tick_wake import wake_after_append
 
 __all__ = ["Diverged", "RaftqSyncObj", "follower_view"]
 
@@ -229,13 +231,18 @@ class RaftqSyncObj(SyncObj):  # type: ignore[misc]
 
     def _checkCommandsToApply(self) -> None:  # noqa: N802  # PySyncObj's name
         """Propose the queued commands; the leader's appends are made durable after they were
-        sent (see the module docstring)."""
+        sent (see the module docstring), then a single voter wakes its next tick to commit
+        them."""
         journal = self._SyncObj__raftLog
+        end = self._SyncObj__getCurrentLogIndex()
         if not isinstance(journal, DurableFileJournal):
             super()._checkCommandsToApply()
-            return
-        with journal.deferred_sync():
-            super()._checkCommandsToApply()
+        else:
+            with journal.deferred_sync():
+                super()._checkCommandsToApply()
+        # The appends are durable now; a single voter commits them on the next tick, which
+        # nothing else would wake before the poll timeout (raftq.raft.pysyncobj.tick_wake).
+        wake_after_append(self, end)
 
     # PySyncObj's name: SyncObj calls ``self.__loadDumpFile`` at start (``clearJournal`` false)
     # and once a snapshot from the leader was received (true), then answers the leader.

@@ -15,7 +15,8 @@ applies it to the machine (under the state lock) and calls back with the results
 Settings chosen (measured in docs/benchmark-log.md and the PySyncObj notes):
 - ``appendEntriesUseBatch=False``: an entry is sent to followers at once (sub-ms round trip)
   instead of on a 100 ms timer; its entries/s ceiling does not matter because group commit
-  puts many commands in one entry.
+  puts many commands in one entry. It also makes PySyncObj wake its tick thread through a
+  notify pipe for every queued command (``raftq.raft.pysyncobj.tick_wake``).
 - ``commandsWaitLeader=False``: no unbounded queueing without a leader; we propose only on the
   leader and map failures to definite / unknown outcomes.
 - journal + our own snapshot file through SyncObjConf's serializer hooks
