@@ -73,7 +73,7 @@ async def test_a_single_voter_commits_its_write_without_waiting_for_the_poll_tim
     tmp_path: Path,
 ) -> None:
     """Picked up at once (PySyncObj's notify pipe), then committed on the next tick, which
-    nothing but the timeout woke before: 11 ms per write with the 10 ms timeout of real use."""
+    nothing but the timeout woke before: 11-12 ms per write with the 10 ms timeout of real use."""
     async with _nodes(make_config(tmp_path, 1, _QUIET)) as nodes:
         leader = await _leader_on_long_polls(nodes)
         for _ in range(3):
