@@ -38,10 +38,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import os
-import signal
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterator, Sequence
@@ -65,6 +63,7 @@ from raftq.errors import (
 from raftq.raft.datadir import DUMP_FILE, JOURNAL_FILE, check_data_dir
 from raftq.raft.engine import Applied, EngineCallbacks, EngineStatus
 from raftq.raft.gc_guard import guard as gc_guard
+from raftq.raft.pysyncobj.backup_writer import write_backup
 from raftq.raft.pysyncobj.commit_rule import RaftqSyncObj
 from raftq.raft.pysyncobj.digests import DigestWatch
 from raftq.raft.pysyncobj.election_hold import ElectionHold
@@ -80,7 +79,7 @@ from raftq.raft.pysyncobj.membership import (
 )
 from raftq.raft.pysyncobj.replica import Replica
 from raftq.raft.pysyncobj.snapshot_hooks import SnapshotHooks
-from raftq.raft.snapshot_file import SnapshotInfo, open_verified, remove_temp_files, temp_path
+from raftq.raft.snapshot_file import SnapshotInfo, remove_temp_files
 
 if TYPE_CHECKING:
     from raftq.config import ClusterConfig
@@ -704,52 +703,12 @@ class PySyncObjEngine:
         return (self._snapshots_seen, id(replica.machine) if replica is not None else 0)
 
     async def backup(self) -> tuple[SnapshotInfo, BinaryIO]:
-        """The state as of this node's applied index at the call, as a snapshot file written
-        by a forked child (the compaction's writer, apart from the compactions: the dump and
-        the journal are not touched), verified, opened and already unlinked (nothing is left
-        in the data dir, even if the caller dies). The caller closes the file."""
+        """The state as of this node's applied index at the call (``write_backup``)."""
         so, snapshots = self.syncobj, self.snapshots
         if so is None or snapshots is None:
             raise NoLeader("node not started")
-        # Under the data dir: a rename within one filesystem, and a copy a crash left behind
-        # matches the temp-file pattern that the next start removes (remove_temp_files).
-        path = f"{snapshots.dump_path}.raftq-backup-{os.getpid()}-{next(_BACKUPS)}.tmp"
-        loop = asyncio.get_running_loop()
-        forked: asyncio.Future[int] = loop.create_future()
-
-        def settle(outcome: int | Exception) -> None:  # loop thread
-            if forked.done():  # pragma: no cover - settled once
-                return
-            if isinstance(outcome, Exception):
-                forked.set_exception(outcome)
-            else:
-                forked.set_result(outcome)
-
-        def fork() -> None:  # tick thread: between two applied entries
-            outcome: int | Exception
-            try:
-                applied = so.raftLastApplied
-                entries = _private(so, "getEntries")(applied - 1, 2)
-                if len(entries) < 2:
-                    raise NoLeader(f"nothing applied yet (applied index {applied}); retry")
-                cluster = so.otherNodes | {so.selfNode}  # what a compaction writes
-                _, outcome = snapshots.write_copy(path, (entries[1], entries[0], cluster))
-            except Exception as e:  # reported to the caller
-                outcome = e
-            loop.call_soon_threadsafe(settle, outcome)
-
-        self._tick_calls.append(fork)
-        pid = await forked
         timeout_s = self.config.raft.snapshot_write_timeout_s
-        try:
-            await _reap(pid, timeout_s)
-            info, f = await asyncio.to_thread(open_verified, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp_path(path, pid))  # a writer that failed or was killed
-        return info, f
+        return await write_backup(so, snapshots, self._tick_calls.append, timeout_s)
 
     def snapshot_file_bytes(self) -> int | None:
         if self.snapshots is None:
@@ -758,34 +717,6 @@ class PySyncObjEngine:
             return os.stat(self.snapshots.dump_path).st_size
         except OSError:
             return None
-
-
-_BACKUPS = itertools.count(1)
-
-
-async def _reap(pid: int, timeout_s: float) -> None:
-    """Wait for the backup writer ``pid`` (polling: the loop must not block); SIGKILL it
-    past ``timeout_s`` (``raft.snapshot_write_timeout_s``). ``ClusterError`` unless it exited
-    0."""
-    deadline = time.monotonic() + timeout_s
-    delay = 0.005
-    while True:
-        rpid, status = os.waitpid(pid, os.WNOHANG)
-        if rpid:
-            break
-        if time.monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            await asyncio.to_thread(os.waitpid, pid, 0)
-            raise ClusterError(
-                f"backup: the writer ran past raft.snapshot_write_timeout_s ({timeout_s:g} s) "
-                "and was killed; raise it for a state this large"
-            )
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.1)
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        raise ClusterError(f"backup: the writer failed (exit {code}); see the node's stderr")
 
 
 _REGULAR = b"\x00"  # pysyncobj.syncobj._COMMAND_TYPE.REGULAR: a state-machine entry
