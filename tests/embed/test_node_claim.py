@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from raftq import Node
+from raftq.config import ClusterConfig, NodeConfig
 from raftq.errors import DataDirLocked, PortUnavailable, StartRefused
 from raftq.node.claim import claim_node
 from raftq.raft.pysyncobj import new_pysyncobj_engine
@@ -27,13 +28,19 @@ def holder() -> Iterator[socket.socket]:
         yield sock
 
 
-async def test_a_taken_raft_port_raises_before_the_data_dir_is_made(
-    tmp_path: Path, holder: socket.socket
-) -> None:
+def _raft_port_taken(tmp_path: Path, holder: socket.socket) -> tuple[ClusterConfig, NodeConfig]:
+    """A one-node config whose raft port ``holder`` listens on."""
     config = make_config(tmp_path, 1)
     me = config.node("n1")
     holder.bind((me.raft_host, me.raft_port))
     holder.listen()
+    return config, me
+
+
+async def test_a_taken_raft_port_raises_before_the_data_dir_is_made(
+    tmp_path: Path, holder: socket.socket
+) -> None:
+    config, me = _raft_port_taken(tmp_path, holder)
     node = Node(config, "n1")
     with pytest.raises(PortUnavailable) as e:
         await node.start()
@@ -49,10 +56,7 @@ async def test_the_engine_refuses_a_raft_port_it_could_not_bind(
     # A given engine skips the claim's port probe (it brings its own transport): the engine
     # itself finds PySyncObj's transport unbound, as when another process takes the port
     # between the probe and PySyncObj's bind.
-    config = make_config(tmp_path, 1)
-    me = config.node("n1")
-    holder.bind((me.raft_host, me.raft_port))
-    holder.listen()
+    config, me = _raft_port_taken(tmp_path, holder)
     node = Node(config, "n1", engine=new_pysyncobj_engine(config, "n1"))
     with pytest.raises(PortUnavailable, match=f"cannot bind its raft port {me.raft}"):
         await node.start()

@@ -41,16 +41,13 @@ _SYNCOBJ_METHODS = (
     "_getLeader",  # engine.py
     "_checkCommandsToApply",  # commit_rule.py overrides it
     "_SyncObj__generateRaftTimeout",  # election_hold.py
-    "_SyncObj__getEntries",  # commit_rule.py, engine.py (backup)
+    "_SyncObj__getEntries",  # commit_rule.py, backup_writer.py
     "_SyncObj__onMessageReceived",  # commit_rule.py
     "_SyncObj__loadDumpFile",  # commit_rule.py
     "_SyncObj__sendNextNodeIdx",  # commit_rule.py
     "_SyncObj__getCurrentLogIndex",  # commit_rule.py, tick_wake.py
 )
 _FILE_JOURNAL_ATTRIBUTES = (  # journal.py
-    "_FileJournal__journal",
-    "_FileJournal__currentOffset",
-    "_FileJournal__journalFile",
     "_FileJournal__meta",
     "_FileJournal__metaSaved",
     "_FileJournal__metaStorer",
