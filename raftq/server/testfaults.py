@@ -28,8 +28,8 @@ Faults:
   without checking its signature.
 - ``clock-unbounded``: commands are stamped with this node's raw wall clock, however far it is
   from the cluster's time.
-- ``install-stale-snapshot``: every snapshot a node loads after its first one is replaced by
-  that first (older) one: the node installs a stale snapshot over a state that moved past it
+- ``install-stale-snapshot``: a node that holds a state keeps it (and writes it to its snapshot
+  file) when the leader sends a newer snapshot: its state is stale while its log moves past it
   (``raftq.raft.pysyncobj.faults.install_stale_snapshots``, a wrapper of the replica's
   install that the process assembly adds to the engine only under this fault).
 - ``wiped-node-votes``: the node before the wiped-voter rule: a new or wiped data dir votes

@@ -102,7 +102,8 @@ def test_damaged_snapshot_or_journal_is_refused_and_the_rest_keeps_serving(
             ("snapshot", dump, lambda: _truncate(dump, dump.stat().st_size - 100), "truncated"),
             # A record damaged inside the log (whole records after it), not a torn end: its
             # payload, and (in the middle of the file) whatever field the byte belongs to.
-            ("journal", journal, lambda: _flip(journal, 41), "record at byte 16 fails its"),
+            # (byte 40: the first payload byte of the first record, whose payload may be 1 byte)
+            ("journal", journal, lambda: _flip(journal, 40), "record at byte 16 fails its"),
             (
                 "journal",
                 journal,

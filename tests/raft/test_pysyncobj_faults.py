@@ -27,23 +27,21 @@ def _replica() -> Replica:
     return Replica(lambda: None, fatal)
 
 
-def test_a_wrapped_replica_installs_the_first_snapshot_again_and_writes_it(
-    tmp_path: Path,
-) -> None:
+def test_a_wrapped_replica_keeps_its_older_state_and_writes_it(tmp_path: Path) -> None:
     """Stale in memory and on disk at once: the snapshot file just received keeps its header
-    (its log position) but holds the first snapshot's state, as the node's own next
-    compaction would write it; a restart right after the install would otherwise reload the
-    leader's file and the positive control would go unseen."""
+    (its log position) but holds the node's older state, as its next compaction would write
+    it; a restart right after would otherwise reload the leader's file and the positive
+    control would go unseen. A node with no state yet installs what it is given."""
     dump = tmp_path / "raft.dump"
     replica = _replica()
     install_stale_snapshots(str(dump))(replica)
     first, second = _machine(10), _machine(30)
-    replica.install(first)
+    replica.install(first)  # no state yet: installed
     assert replica.machine is first
     header = RaftHeader(last=(b"\x00", 30, 2), prev=(b"\x00", 29, 2), cluster=("127.0.0.1:1",))
     write_file(str(dump), header, lambda w: write_snapshot(second, w))  # received
     replica.install(second)
-    assert replica.machine is first  # stale: the second snapshot was replaced by the first
+    assert replica.machine is first  # stale: the newer snapshot was not installed
     info, f = open_verified(str(dump))
     with f:
         assert info.header == header

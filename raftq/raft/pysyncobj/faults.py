@@ -1,8 +1,8 @@
 """TEST ONLY: the raft-side positive controls of the jepsen-style checker, as wrappers.
 
-``install-stale-snapshot`` (``raftq.server.testfaults`` lists the faults and their fence): every
-snapshot a node loads after its first one is replaced by that first (older) one, so the node
-installs a stale snapshot over a state that moved past it. The node assembly
+``install-stale-snapshot`` (``raftq.server.testfaults`` lists the faults and their fence): a
+node that holds a state keeps it when the leader sends a newer snapshot, so its state is stale
+while its log moves past it. The node assembly
 (``raftq.node.process``) passes ``install_stale_snapshots`` to ``new_pysyncobj_engine`` only
 when ``RAFTQ_TEST_FAULT`` names that fault; nothing else in the engine knows about it.
 
@@ -35,27 +35,27 @@ logger = logging.getLogger(__name__)
 
 
 def install_stale_snapshots(dump_path: str) -> Callable[[Replica], None]:
-    """A replica hook: at every snapshot load after its first, the replica installs the
-    first loaded snapshot's machine again, and that stale state is written over the snapshot
-    file just received (``dump_path``, under its header, so its log position), as a node's
-    own next compaction would write it. Durable at once: a restart soon after the install
-    would otherwise reload the leader's correct file and hide the fault from the checker
-    (tick thread only)."""
+    """A replica hook: a snapshot received from the leader by a node that already holds a
+    state is not installed; the node keeps its own (older) machine while its log moves to the
+    snapshot's end, and that stale state is written over the snapshot file just received
+    (``dump_path``, under its header, so its log position), as its next compaction would
+    write it. Durable at once: a restart soon after would otherwise reload the leader's
+    correct file and hide the fault from the checker. The first load of a node with no state
+    (its own snapshot at start, or a new node's first install) is untouched (tick thread)."""
 
     def hook(replica: Replica) -> None:
         install = replica.install
-        first: list[Machine] = []
 
         def install_stale(machine: Machine) -> None:
-            if not first:
-                first.append(machine)
+            kept = replica.machine
+            if kept.applied == 0:
                 install(machine)
                 return
-            logger.error("TEST FAULT: installing the first snapshot's state again (stale)")
+            logger.error("TEST FAULT: keeping this node's older state over the snapshot (stale)")
             info, f = open_verified(dump_path)
             f.close()
-            write_file(dump_path, info.header, lambda w: write_snapshot(first[0], w))
-            install(first[0])
+            write_file(dump_path, info.header, lambda w: write_snapshot(kept, w))
+            install(kept)
 
         replica.install = install_stale  # type: ignore[method-assign]
 
