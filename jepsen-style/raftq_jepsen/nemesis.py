@@ -298,16 +298,22 @@ async def clock_jump(ctx: NemesisContext) -> Fault:
 
 
 async def _restart_after_disk_fault(
-    ctx: NemesisContext, node: NodeProc, detail: dict[str, Any]
+    ctx: NemesisContext, node: NodeProc, detail: dict[str, Any], repair: Callable[[], Any]
 ) -> None:
     """The end of a disk fault: record whether the node stopped itself (exit code, last log
-    line), then kill -9 it if it still runs (what it wrote meanwhile may be only in its
-    memory, as after a real failing disk) and start it again."""
+    line), kill -9 it if it still runs (what it wrote meanwhile may be only in its memory, as
+    after a real failing disk), then ``repair`` the disk and start the node again.
+
+    The disk is repaired only once the node is dead: repaired first, a write the node had
+    retrying (a snapshot of its whole memory, a journal append) could land in the moment
+    before the kill and make durable what the failing disk had refused, so whether the
+    restart shows the loss would depend on that race."""
     exit_record = ctx.hosts.note_exit(node)
     detail["stopped_itself"] = exit_record is not None
     if exit_record is not None:
         detail["exit"] = {k: v for k, v in exit_record.items() if k != "time_ns"}
     ctx.hosts.kill(node)
+    await asyncio.to_thread(repair)
     ctx.hosts.start(node)
     detail["serving_again"] = await wait_serving(ctx, [node], 30.0)
 
@@ -325,8 +331,7 @@ async def disk_full(ctx: NemesisContext) -> Fault:
 
     async def heal() -> None:
         detail["alive_at_heal"] = node.alive()
-        await asyncio.to_thread(disks.free, node.data_dir)
-        await _restart_after_disk_fault(ctx, node, detail)
+        await _restart_after_disk_fault(ctx, node, detail, lambda: disks.free(node.data_dir))
 
     return Fault(detail, heal)
 
@@ -344,9 +349,9 @@ async def disk_error(ctx: NemesisContext) -> Fault:
 
     async def heal() -> None:
         detail["alive_at_heal"] = node.alive()
-        with contextlib.suppress(FileNotFoundError):
-            node.eio_flag.unlink()
-        await _restart_after_disk_fault(ctx, node, detail)
+        await _restart_after_disk_fault(
+            ctx, node, detail, lambda: node.eio_flag.unlink(missing_ok=True)
+        )
 
     return Fault(detail, heal)
 
