@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 from raftq.client.batch import Coalescer
 from raftq.client.handle import ProducesHandles
+from raftq.client.stream import JobStream
 from raftq.client.transport import Transport, parse_nodes
 from raftq.client.types import ClaimedJob
 from raftq.core.limits import REQUEST_WINDOW_MS
@@ -192,6 +193,24 @@ class Client(ProducesHandles):
             body["queues"] = list(queues)
         answer = await self._write(path, body, extra_ms=_extra_ms(wait_ms))
         return [ClaimedJob.from_wire(j) for j in answer["jobs"]]
+
+    async def stream(
+        self,
+        queues: str | Sequence[str],
+        *,
+        worker: str,
+        credit: int,
+        lease_ms: int | None = None,
+    ) -> JobStream:
+        """Open the worker stream (``GET /v1/stream``, a WebSocket): the leader leases jobs
+        of ``queues`` ahead, up to the credit granted (``credit`` now, ``add_credit`` later),
+        and pushes each once its lease is committed (``await s.jobs()``); ``s.ack``,
+        ``s.nack`` and ``s.heartbeat`` go over the same connection. It reconnects by itself
+        (``raftq.client.stream``); close it with ``await s.close()`` or ``async with``.
+        Raises ``StreamUnsupportedError`` when the node does not serve it (an older release)."""
+        return await JobStream(
+            self._t, queues, worker=worker, credit=credit, lease_ms=lease_ms
+        ).open()
 
     async def heartbeat(self, job_id: int, token: int, *, lease_ms: int | None = None) -> int:
         """Extend a lease; returns its new end (cluster time, ms)."""
