@@ -44,7 +44,7 @@ from raftq.errors import AuthError, ClusterError, NoLeader, NotLeader, RaftqErro
 from raftq.server.drain import DRAIN_KEY, Drain
 from raftq.server.errors import ApiError, api_error
 from raftq.service.access import CALLER
-from raftq.service.fields import Fields, check_int, parse_request_id
+from raftq.service.fields import REQUEST_ID_RE, Fields, check_int
 from raftq.service.operations import Claimer, Op
 from raftq.service.request_ids import scoped
 from raftq.service.values import no_ext, short
@@ -133,9 +133,11 @@ def _lease_op(api: Api, frame: dict[str, Any]) -> _LeaseOp:
         seq = f.req_int("seq")
         job_id = f.req_int("id", 1)
         raw_rid = f.raw("request_id")
-        if raw_rid is not None and type(raw_rid) is not str:
-            raise Rejected("invalid", "frame.request_id: expected a string", 400)
-        rid = parse_request_id(raw_rid)
+        if raw_rid is not None and (
+            type(raw_rid) is not str or REQUEST_ID_RE.fullmatch(raw_rid) is None
+        ):
+            raise Rejected("invalid", "frame.request_id: must match [A-Za-z0-9_.:-]{1,100}", 400)
+        rid = raw_rid
         principal = CALLER.get()
         if rid is not None:
             rid = scoped(rid, None if principal is None else principal.name)
@@ -477,4 +479,3 @@ class _Session:
                     )
                 )
             await asyncio.sleep(_WATCH_S)
-
