@@ -141,6 +141,12 @@ class JobStream:
                 await self._task
         self._fail(TransportError("the stream was closed"), final=False)
 
+    async def settle(self, timeout_s: float) -> None:
+        """Wait (at most ``timeout_s``) until every operation sent has been answered."""
+        futures = [fut for _frame, fut in self._pending.values()]
+        if futures:
+            await asyncio.wait(futures, timeout=timeout_s)
+
     @property
     def closed(self) -> bool:
         return self._closed or self._error is not None

@@ -438,12 +438,12 @@ class _Session:
         try:
             while self.alive():
                 await self.credited.wait()
-                rid = f"{self.stream_id}-{rounds}"
+                turn, rid = rounds, f"{self.stream_id}-{rounds}"
                 rounds += 1
                 while True:  # the same round again while its outcome is unknown
                     mx = min(self.credit, MAX_CLAIM)
                     try:
-                        jobs = await claimer.claim(rid, mx, wait_ms, wanted)
+                        jobs = await claimer.claim(rid, mx, wait_ms, wanted, turn)
                         break
                     except (NotLeader, NoLeader):
                         raise

@@ -136,11 +136,12 @@ class Op:
 @dataclass(frozen=True, slots=True)
 class Claimer:
     """A worker's validated claims on ``queues``: ``await claim(request_id, max, wait_ms,
-    wanted)`` runs one long-poll claim (``Service.claim_leases``) and answers its jobs as
-    rendered for the API (the maps of ``{"jobs": [...]}``)."""
+    wanted, turn)`` runs one long-poll claim (``Service.claim_leases``) and answers its jobs
+    as rendered for the API (the maps of ``{"jobs": [...]}``); ``turn`` rotates the order of
+    the queues (the worker stream's rounds take turns, as the HTTP worker's claims do)."""
 
     queues: tuple[str, ...]
-    claim: Callable[[str | None, int, int, Callable[[], bool]], Awaitable[list[Answer]]]
+    claim: Callable[[str | None, int, int, Callable[[], bool], int], Awaitable[list[Answer]]]
 
 
 def new_job(f: Fields, fmt: Format, max_payload_bytes: int) -> NewJob:
@@ -283,7 +284,7 @@ class Service:
         args.done()
 
         async def run(rid: str | None) -> Answer:
-            return {"jobs": await claims.claim(rid, mx, wait_ms, wanted)}
+            return {"jobs": await claims.claim(rid, mx, wait_ms, wanted, 0)}
 
         return Op(run, wait_ms)
 
@@ -301,12 +302,13 @@ class Service:
         lease_ms = args.opt_int("lease_ms", 1, MAX_LEASE_MS)
 
         async def claim(
-            rid: str | None, mx: int, wait_ms: int, wanted: Callable[[], bool]
+            rid: str | None, mx: int, wait_ms: int, wanted: Callable[[], bool], turn: int = 0
         ) -> list[Answer]:
+            k = turn % len(queues)
             first = Claim(
                 now_ms=self.node.now_ms(),
                 request_id=rid,
-                queues=queues,
+                queues=queues[k:] + queues[:k],
                 worker=worker,
                 max=mx,
                 lease_ms=lease_ms,
