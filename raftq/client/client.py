@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import weakref
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -76,6 +77,7 @@ class Client(ProducesHandles):
         self._max_batch = max_batch
         self._enqueuers: dict[str, Coalescer[dict[str, Any], int]] = {}
         self._acker: Coalescer[tuple[int, int, Any], None] | None = None
+        self._streams: weakref.WeakSet[JobStream] = weakref.WeakSet()
         self._t = Transport(
             parse_nodes(nodes, tls=ssl is not None),
             timeout_ms=timeout_ms,
@@ -107,7 +109,9 @@ class Client(ProducesHandles):
         await self.close()
 
     async def close(self) -> None:
-        """Close the persistent connections."""
+        """Close the persistent connections (and the worker streams still open)."""
+        for stream in list(self._streams):
+            await stream.close()
         await self._t.close()
 
     async def _write(self, path: str, body: Any = None, *, extra_ms: int = 0) -> Any:
@@ -208,9 +212,9 @@ class Client(ProducesHandles):
         ``s.nack`` and ``s.heartbeat`` go over the same connection. It reconnects by itself
         (``raftq.client.stream``); close it with ``await s.close()`` or ``async with``.
         Raises ``StreamUnsupportedError`` when the node does not serve it (an older release)."""
-        return await JobStream(
-            self._t, queues, worker=worker, credit=credit, lease_ms=lease_ms
-        ).open()
+        stream = JobStream(self._t, queues, worker=worker, credit=credit, lease_ms=lease_ms)
+        self._streams.add(stream)
+        return await stream.open()
 
     async def heartbeat(self, job_id: int, token: int, *, lease_ms: int | None = None) -> int:
         """Extend a lease; returns its new end (cluster time, ms)."""

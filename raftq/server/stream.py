@@ -64,7 +64,7 @@ _MAX_CREDIT: Final = 1_000_000  # credit a stream may hold (a client bug, not a 
 _OPS: Final = ("subscribe", "credit", "ack", "nack", "heartbeat")
 
 
-class StreamError(Exception):
+class StreamError(RaftqError):
     """A reason to end a stream: sent as ``{"op": "error", "error": {reason, message}}``."""
 
     def __init__(self, reason: str, message: str, leader: str | None = None) -> None:
