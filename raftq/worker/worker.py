@@ -379,8 +379,9 @@ class Worker:
         assert self._now is not None
         loop = asyncio.get_running_loop()
         grace_s = self.options.grace_ms / 1000
-        if isinstance(ctx.source, StreamSource):  # nothing more leased ahead for this worker
-            await ctx.source.stop_claiming()
+        stop_claiming = getattr(ctx.source, "stop_claiming", None)  # a ``StreamSource``
+        if stop_claiming is not None:  # nothing more leased ahead for this worker
+            await stop_claiming()
         for run in list(self._held):  # never started: handed back at once
             run.interrupt()
         if self._runs or not claims.done():
