@@ -305,7 +305,7 @@ class _Session:
         self.ws = ws
         self.drain = drain
         self.credit = 0
-        self.credited = asyncio.Event()  # set while credit > 0
+        self.changed = asyncio.Event()  # credit granted, or a claim round answered
         self.ended: StreamError | None = None
         self.done = asyncio.Event()  # the stream ends (error, close, drain)
         self._ops: set[asyncio.Task[None]] = set()
@@ -329,8 +329,7 @@ class _Session:
         if self.credit + n > _MAX_CREDIT:
             raise _bad(f"credit: more than {_MAX_CREDIT} outstanding")
         self.credit += n
-        if self.credit > 0:
-            self.credited.set()
+        self.changed.set()
 
     async def run(self) -> None:
         tasks: list[asyncio.Task[None]] = []
@@ -428,34 +427,36 @@ class _Session:
         return self.api.node.api_address(node_id)
 
     async def _claims(self, claimer: Claimer) -> None:
-        """While the stream has credit: claim rounds, each one's jobs pushed at once."""
+        """While the stream has credit: claim rounds, each one's jobs pushed as soon as it is
+        committed. Credit granted while a round is in flight starts another round at once
+        (its command can share the next log entry) as long as the queues have a backlog,
+        i.e. the last round answered brought all it asked for; otherwise one round at a
+        time (the long-poll), as the HTTP worker's claims."""
         rounds = 0
-        wait_ms = self.api.settings.max_wait_ms
-
-        def wanted() -> bool:
-            return self.alive() and self.credit > 0
-
+        asked = 0  # credit the rounds in flight may use
+        backlog = True
+        inflight: dict[asyncio.Task[list[dict[str, Any]]], int] = {}  # round -> its max
         try:
             while self.alive():
-                await self.credited.wait()
-                turn, rid = rounds, f"{self.stream_id}-{rounds}"
-                rounds += 1
-                while True:  # the same round again while its outcome is unknown
-                    mx = min(self.credit, MAX_CLAIM)
-                    try:
-                        jobs = await claimer.claim(rid, mx, wait_ms, wanted, turn)
-                        break
-                    except (NotLeader, NoLeader):
-                        raise
-                    except ClusterError:
-                        if not self.alive() or not self.api.node.is_leader():
-                            raise
-                        await asyncio.sleep(_RETRY_S)
-                if jobs:
-                    self.credit = max(0, self.credit - len(jobs))
-                    if self.credit == 0:
-                        self.credited.clear()
-                    await _send(self.ws, {"op": "jobs", "jobs": jobs})
+                self.changed.clear()
+                for task in [t for t in inflight if t.done()]:
+                    mx = inflight.pop(task)
+                    asked -= mx
+                    jobs = task.result()  # a round's failure ends the stream (below)
+                    backlog = len(jobs) >= mx
+                    if jobs:
+                        self.credit = max(0, self.credit - len(jobs))
+                        await _send(self.ws, {"op": "jobs", "jobs": jobs})
+                free = self.credit - asked
+                if free > 0 and (not inflight or backlog):
+                    mx = min(free, MAX_CLAIM)
+                    task = asyncio.create_task(self._round(claimer, rounds, mx))
+                    task.add_done_callback(lambda _t: self.changed.set())
+                    inflight[task] = mx
+                    asked += mx
+                    rounds += 1
+                    continue
+                await self.changed.wait()
         except (NotLeader, NoLeader) as e:
             leader = e.leader if isinstance(e, NotLeader) else None
             self.end(_not_leader(self.api, None if leader is None else self._api_of(leader)))
@@ -463,6 +464,31 @@ class _Session:
             self.end(StreamError(_error_of(e, 1)["reason"], str(e)))
         except ClusterError as e:
             self.end(StreamError(_error_of(e, 1)["reason"], f"{e}; reconnect"))
+        finally:
+            for task in inflight:
+                task.cancel()
+            await asyncio.gather(*inflight, return_exceptions=True)
+
+    async def _round(self, claimer: Claimer, turn: int, mx: int) -> list[dict[str, Any]]:
+        """Claim round ``turn`` of up to ``mx`` jobs, proposed again under the same request id
+        (and the same ``mx``) while its outcome is unknown."""
+        rid = f"{self.stream_id}-{turn}"
+
+        def wanted() -> bool:
+            return self.alive()
+
+        while True:
+            try:
+                jobs: list[dict[str, Any]] = await claimer.claim(
+                    rid, mx, self.api.settings.max_wait_ms, wanted, turn
+                )
+                return jobs
+            except (NotLeader, NoLeader):
+                raise
+            except ClusterError:
+                if not self.alive() or not self.api.node.is_leader():
+                    raise
+                await asyncio.sleep(_RETRY_S)
 
     async def _watch(self) -> None:
         """End the stream when this node stops leading or starts draining."""
