@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
-from raftq.client.batch import Coalescer
+from raftq.client.batch import Coalescer, ack_outcomes
 from raftq.client.handle import ProducesHandles
 from raftq.client.stream import JobStream
 from raftq.client.transport import Transport, parse_nodes
@@ -434,17 +434,3 @@ def _job_body(payload: Any, **fields: Any) -> dict[str, Any]:
     body: dict[str, Any] = {"payload": payload}
     body.update({k: v for k, v in fields.items() if v is not None})
     return body
-
-
-def ack_outcomes(answer: Mapping[str, Any]) -> list[Rejected | None]:
-    """``POST /v1/ack``'s answer as ``ack_many`` returns it: per item ``None`` (completed) or
-    the ``Rejected`` of that ack alone."""
-    out: list[Rejected | None] = []
-    for r in answer["results"]:
-        err = r.get("error")
-        if err is None:
-            out.append(None)
-        else:
-            status = err.get("status", 400)
-            out.append(Rejected(str(err["code"]), str(err["message"]), int(status)))
-    return out

@@ -33,6 +33,7 @@ from typing import Any
 import aiohttp
 import msgpack
 
+from raftq.client.batch import Coalescer, ack_outcomes
 from raftq.client.transport import Transport, auth_error
 from raftq.client.types import ClaimedJob
 from raftq.errors import (
@@ -49,6 +50,7 @@ __all__ = ["JobStream", "StreamUnsupportedError"]
 logger = logging.getLogger(__name__)
 
 _HEARTBEAT_S = 5.0  # WebSocket pings: a node gone without a close is noticed
+_MAX_ACKS = 1000  # acks per ``acks`` frame (the server's max_batch_jobs by default)
 # Error frames after which the stream reconnects (anything else is a final refusal).
 _RETRYABLE = frozenset(
     {
@@ -110,6 +112,9 @@ class JobStream:
         self._task: asyncio.Task[None] | None = None
         self.node: str | None = None  # base URL of the node the stream is connected to
         self.connections = 0  # how many connections were opened (1 + reconnects)
+        self._acker: Coalescer[tuple[int, int, Any], None] = Coalescer(
+            self._ack_one, self._ack_many, max_batch=_MAX_ACKS
+        )
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -189,11 +194,25 @@ class JobStream:
             self._out.put_nowait(_pack({"op": "credit", "n": n}))
 
     async def ack(self, job_id: int, token: int, result: Any = None) -> None:
-        """As ``Client.ack``."""
-        frame: dict[str, Any] = {"op": "ack", "id": int(job_id), "token": token}
+        """As ``Client.ack``: acks made together leave in one ``acks`` frame (one operation
+        on the leader, as ``POST /v1/ack``), each with its own outcome."""
+        await self._acker.call((int(job_id), token, result))
+
+    async def _ack_one(self, item: tuple[int, int, Any]) -> None:
+        job_id, token, result = item
+        frame: dict[str, Any] = {"op": "ack", "id": job_id, "token": token}
         if result is not None:
             frame["result"] = result
         await self._op(frame)
+
+    async def _ack_many(self, items: list[tuple[int, int, Any]]) -> list[Rejected | None]:
+        acks = []
+        for job_id, token, result in items:
+            ack: dict[str, Any] = {"id": job_id, "token": token}
+            if result is not None:
+                ack["result"] = result
+            acks.append(ack)
+        return ack_outcomes(await self._op({"op": "acks", "acks": acks}))
 
     async def nack(
         self,
@@ -237,9 +256,7 @@ class JobStream:
         try:
             return await asyncio.wait_for(asyncio.shield(fut), budget_s)
         except TimeoutError as e:
-            raise OutcomeUnknown(
-                f"no answer to {frame['op']} of job {frame['id']} within {budget_s:g} s"
-            ) from e
+            raise OutcomeUnknown(f"no answer to {frame['op']} within {budget_s:g} s") from e
         finally:
             self._pending.pop(seq, None)
 

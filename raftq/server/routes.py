@@ -245,7 +245,8 @@ ROUTES: Final[tuple[Route, ...]] = (
         lambda s: operation(
             "the worker stream, a WebSocket upgrade (worker, admin): msgpack maps in binary "
             "messages. Client: {op: subscribe, queues, worker, lease_ms?, credit} first, then "
-            "{op: credit, n}, {op: ack, seq, id, token, result?, request_id?}, {op: nack, seq, "
+            "{op: credit, n}, {op: ack, seq, id, token, result?, request_id?}, {op: acks, seq, "
+            "acks: [{id, token, result?}], request_id?} (answered as POST /v1/ack), {op: nack, seq, "
             "id, token, error?, retry_in_ms?, request_id?}, {op: heartbeat, seq, id, token, "
             "lease_ms?, request_id?}. Server: {op: jobs, jobs: [Lease]} (each job uses one "
             "credit; pushed once its lease is committed), {op: reply, seq, ok, answer?, "

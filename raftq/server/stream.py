@@ -61,7 +61,7 @@ _SUBSCRIBE_TIMEOUT_S: Final = 10.0  # the first frame must come within this
 _WATCH_S: Final = 0.1  # how often a stream looks at leadership and drain
 _RETRY_S: Final = 0.05  # before a claim round is retried after an unknown outcome
 _MAX_CREDIT: Final = 1_000_000  # credit a stream may hold (a client bug, not a limit to reach)
-_OPS: Final = ("subscribe", "credit", "ack", "nack", "heartbeat")
+_OPS: Final = ("subscribe", "credit", "ack", "acks", "nack", "heartbeat")
 
 
 class StreamError(RaftqError):
@@ -131,7 +131,7 @@ def _lease_op(api: Api, frame: dict[str, Any]) -> _LeaseOp:
         f = Fields(dict(frame), "frame")
         kind = f.raw("op")
         seq = f.req_int("seq")
-        job_id = f.req_int("id", 1)
+        job_id = 0 if kind == "acks" else f.req_int("id", 1)
         raw_rid = f.raw("request_id")
         if raw_rid is not None and (
             type(raw_rid) is not str or REQUEST_ID_RE.fullmatch(raw_rid) is None
@@ -143,6 +143,8 @@ def _lease_op(api: Api, frame: dict[str, Any]) -> _LeaseOp:
             rid = scoped(rid, None if principal is None else principal.name)
         if kind == "ack":
             op = api.service.ack(job_id, f, "msgpack")
+        elif kind == "acks":  # several, each its own outcome: POST /v1/ack's operation
+            op = api.service.ack_many(f, "msgpack")
         elif kind == "nack":
             op = api.service.nack(job_id, f)
         else:

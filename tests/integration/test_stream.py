@@ -135,6 +135,8 @@ SUB = {"op": "subscribe", "queues": ["a.raw"], "worker": "w", "credit": 1}
         ([SUB, {"op": "heartbeat", "seq": 1, "id": 5, "token": 1, "lease_ms": 0}], "lease_ms"),
         ([SUB, {"op": "ack", "seq": 1, "id": 5, "token": 1, "request_id": "a b"}], "request_id"),
         ([SUB, SUB], "already subscribed"),
+        ([SUB, {"op": "acks", "seq": 1, "acks": []}], "frame.acks"),
+        ([SUB, {"op": "acks", "seq": 1, "acks": [{"id": 1}]}], "acks[0].token"),
     ],
 )
 async def test_bad_frames_end_the_stream_with_an_error_frame(
@@ -198,3 +200,27 @@ async def test_the_leader_killed_mid_stream(cluster: Cluster) -> None:
     async with Client(cluster.api[new]) as admin:
         stats = await admin.queue("k")
     assert stats["totals"]["succeeded"] == len(ids), stats
+
+
+async def test_acks_made_together_each_get_their_own_outcome(secured: Cluster) -> None:
+    """Concurrent acks leave in one ``acks`` frame (POST /v1/ack's operation): a stale token
+    refuses its own ack only."""
+    leader = secured.leader()
+    ids = _enqueue(secured, leader, "a.acks", 3)
+    async with (
+        Client(secured.api[leader], token=WORKER_A) as client,
+        await client.stream("a.acks", worker="w", credit=3) as s,
+    ):
+        jobs: list[Any] = []
+        while len(jobs) < 3:
+            jobs += await s.jobs(timeout_ms=10_000)
+        tokens = [j.token for j in jobs[:2]] + [jobs[2].token + 1]
+        outcomes = await asyncio.gather(
+            *(s.ack(j.id, t) for j, t in zip(jobs, tokens, strict=True)), return_exceptions=True
+        )
+        assert outcomes[:2] == [None, None]
+        assert isinstance(outcomes[2], Rejected) and outcomes[2].reason == "stale_token"
+    async with Client(secured.api[leader], token=ADMIN) as admin:
+        states = [(await admin.get_job(j.id))["state"] for j in jobs]
+    assert sorted(j.id for j in jobs) == sorted(ids)
+    assert states == ["succeeded", "succeeded", "leased"]
