@@ -351,8 +351,12 @@ class JobStream:
         async for msg in ws:
             if msg.type is not aiohttp.WSMsgType.BINARY:
                 break
-            frame = msgpack.unpackb(msg.data, raw=False, strict_map_key=False)
-            op = frame.get("op")
+            try:
+                frame = msgpack.unpackb(msg.data, raw=False, strict_map_key=False)
+                op = frame.get("op")
+            except Exception as e:  # not a frame of this protocol: a broken connection
+                error = TransportError(f"unreadable frame from {self.node}: {e}")
+                raise _LostError(error, final=False) from e
             if op == "jobs":
                 jobs = [ClaimedJob.from_wire(j) for j in frame["jobs"]]
                 self._credit = max(0, self._credit - len(jobs))

@@ -200,9 +200,8 @@ async def serve(api: Api, request: web.Request) -> web.StreamResponse:
     upstream: aiohttp.ClientWebSocketResponse | None = None
     target = None if api.node.is_leader() else api._forward_target(request, api.node.leader_id())
     if target is not None:  # a follower: opened before the upgrade, so its refusals are HTTP
-        upstream = await api.forwarder.open_stream(
-            request, target, max_msg_size=api.settings.max_body_bytes
-        )
+        # The leader's frames are not capped here: a jobs frame may be larger than a body.
+        upstream = await api.forwarder.open_stream(request, target, max_msg_size=0)
     streams = request.config_dict.get(STREAMS_KEY)
     try:
         await ws.prepare(request)
