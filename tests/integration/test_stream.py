@@ -16,6 +16,7 @@ import pytest
 
 from raftq.client import Client
 from raftq.errors import AuthError, Rejected
+from raftq.worker import Job, Worker
 from tests.integration.cluster import Cluster, http_json, tokens_toml
 
 TOKENS = {  # name: (role, token, queue patterns)
@@ -224,3 +225,39 @@ async def test_acks_made_together_each_get_their_own_outcome(secured: Cluster) -
         states = [(await admin.get_job(j.id))["state"] for j in jobs]
     assert sorted(j.id for j in jobs) == sorted(ids)
     assert states == ["succeeded", "succeeded", "leased"]
+
+
+async def test_a_worker_on_the_stream_outlives_the_leader(cluster: Cluster) -> None:
+    """``raftq.Worker`` (the stream by default) while the leader is killed -9: it reconnects
+    and every job succeeds (a job whose lease died with the stream runs again after it)."""
+    leader = cluster.leader()
+    ids = _enqueue(cluster, leader, "w", 40, lease_ms=1500)
+    ran: list[int] = []
+    nodes = ",".join(cluster.api[n] for n in cluster.ids)
+    async with Client(nodes, retry_ms=20_000) as client:
+        worker = Worker(client=client, concurrency=4, wait_ms=500, retry_in_ms=0)
+
+        @worker.handler("w")
+        async def handle(job: Job) -> int:
+            ran.append(job.payload["i"])
+            await asyncio.sleep(0.02)
+            return int(job.payload["i"])
+
+        task = asyncio.create_task(worker.run())
+        try:
+            while len(ran) < 10:
+                await asyncio.sleep(0.01)
+            cluster.kill(leader)
+            new = cluster.leader(among=[n for n in cluster.ids if n != leader])
+            async with Client(cluster.api[new]) as reader:
+                for _ in range(300):
+                    stats = await reader.queue("w")
+                    if stats["totals"]["succeeded"] == len(ids):
+                        break
+                    await asyncio.sleep(0.05)
+                assert stats["totals"]["succeeded"] == len(ids), stats
+                results = {(await reader.get_job(i))["result"] for i in ids}
+        finally:
+            worker.stop()
+            await asyncio.wait_for(task, 15)
+    assert results == set(range(40)) and set(ran) == set(range(40))
