@@ -62,19 +62,19 @@ LEVERS: tuple[tuple[str, dict[str, Any]], ...] = (
         {"coalesce": True, "claim_batch": 100, "pipeline": True, "worker": _LOOP},
     ),
     (
-        "raftq.worker.Worker, HTTP (max 10)",
+        "Worker over HTTP (max 10)",
         {"coalesce": True, "claim_batch": 10, "worker": "raftq", "stream": False},
     ),
     (
-        "raftq.worker.Worker, HTTP (prefetch 30)",
+        "Worker over HTTP (prefetch 30)",
         {"claim_batch": 10, "worker": "raftq", "prefetch": 30, "stream": False},
     ),
     (
-        "raftq.worker.Worker, stream (max 10)",
+        "Worker on the stream (max 10)",
         {"coalesce": True, "claim_batch": 10, "pipeline": True, "worker": "raftq"},
     ),
     (
-        "raftq.worker.Worker, stream (prefetch 30)",
+        "Worker on the stream (prefetch 30)",
         {"coalesce": True, "claim_batch": 10, "worker": "raftq", "prefetch": 30},
     ),
 )
