@@ -53,6 +53,7 @@ class Workload:
     pipeline: bool = True  # the loop's only (``raftq.worker`` always overlaps acks and claims)
     worker: str = "raftq"  # "raftq" (raftq.worker.Worker) or "loop" (the hand-written loop)
     prefetch: int = 0  # ``Worker(prefetch=...)``: jobs claimed ahead of free slots
+    stream: bool = True  # ``Worker(stream=...)``: the worker stream (else HTTP claims)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -36,8 +36,9 @@ from raftq.client import Client
 __all__ = ["LEVERS", "BenchOptions", "run_bench"]
 
 # The client levers, from none to all, with the hand-written worker loop (each measured on the
-# same cluster in one run); then raftq.worker.Worker with the settings of the main phases, and
-# with claims pipelined (prefetch: the worker claims up to 30 jobs ahead of its free slots).
+# same cluster in one run); then raftq.worker.Worker over HTTP claims and over the worker
+# stream (its default, and the main phases'), each with the settings of the main phases and
+# with prefetch 30 (jobs claimed, or credit granted, ahead of its free slots).
 _LOOP = "loop"
 LEVERS: tuple[tuple[str, dict[str, Any]], ...] = (
     (
@@ -61,12 +62,20 @@ LEVERS: tuple[tuple[str, dict[str, Any]], ...] = (
         {"coalesce": True, "claim_batch": 100, "pipeline": True, "worker": _LOOP},
     ),
     (
-        "raftq.worker.Worker (max 10)",
+        "Worker over HTTP (max 10)",
+        {"coalesce": True, "claim_batch": 10, "worker": "raftq", "stream": False},
+    ),
+    (
+        "Worker over HTTP (prefetch 30)",
+        {"claim_batch": 10, "worker": "raftq", "prefetch": 30, "stream": False},
+    ),
+    (
+        "Worker on the stream (max 10)",
         {"coalesce": True, "claim_batch": 10, "pipeline": True, "worker": "raftq"},
     ),
     (
-        "raftq.worker.Worker (max 10, prefetch 30)",
-        {"coalesce": True, "claim_batch": 10, "pipeline": True, "worker": "raftq", "prefetch": 30},
+        "Worker on the stream (prefetch 30)",
+        {"coalesce": True, "claim_batch": 10, "worker": "raftq", "prefetch": 30},
     ),
 )
 

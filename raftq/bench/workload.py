@@ -25,6 +25,7 @@ from raftq.bench.phases import produce as _produce
 from raftq.bench.progress import Progress
 from raftq.client import ClaimedJob, Client
 from raftq.worker import Job, Worker
+from raftq.worker.stream_source import StreamSource
 
 __all__ = [
     "WORKERS",
@@ -73,10 +74,12 @@ class _Receipts:
     made where the hand-written loop makes them: receipt when a claim returns, processed when
     an ack is confirmed (``Client.ack`` returned)."""
 
-    def __init__(self, client: Client, sink: Sink) -> None:
+    def __init__(self, client: Client | StreamSource, sink: Sink) -> None:
         self._client = client
         self._sink = sink
         self._payloads: dict[int, bytes] = {}  # job id -> payload, claimed and not yet acked
+        if isinstance(client, StreamSource):
+            self.stop_claiming = client.stop_claiming
         self.heartbeat = client.heartbeat
         self.nack = client.nack
         self.get_job = client.get_job
@@ -112,16 +115,22 @@ async def _noop(job: Job) -> None:
 async def work_raftq(client: Client, queue: str, w: Workload, sink: Sink) -> None:
     """``w.workers`` ``raftq.worker.Worker`` instances, each with ``concurrency`` and ``batch`` =
     ``w.claim_batch``, until ``sink.done``; then they stop gracefully."""
-    source = _Receipts(client, sink)
     workers = []
+    streams: list[StreamSource] = []
     for i in range(w.workers):
+        name = f"bench-w{i}"
+        source = _Receipts(client, sink)
+        if w.stream:  # what Worker does with a Client: the worker stream
+            stream = StreamSource(client, [queue], worker=name, lease_ms=30_000)
+            streams.append(await stream.open())
+            source = _Receipts(stream, sink)
         worker = Worker(
             client=source,
             concurrency=w.claim_batch,
             batch=w.claim_batch,
             prefetch=w.prefetch,
             wait_ms=1000,
-            name=f"bench-w{i}",
+            name=name,
         )
         worker.add_handler(queue, _noop)
         workers.append(worker)
@@ -134,6 +143,8 @@ async def work_raftq(client: Client, queue: str, w: Workload, sink: Sink) -> Non
             wk.stop()
         done.cancel()
         results = await asyncio.gather(*tasks, return_exceptions=True)
+        for stream in streams:
+            await stream.close()
     for r in results:  # a worker that failed: its exception is the run's
         if isinstance(r, BaseException):
             raise r

@@ -49,6 +49,11 @@ def add_bench_command(
         help="raftq.worker.Worker's prefetch: jobs each worker claims ahead of its free slots, "
         "so that several claims are in flight while the queue has a backlog (0)",
     )
+    p.add_argument(
+        "--http-worker",
+        action="store_true",
+        help="raftq.worker.Worker claims over HTTP long-polls (default: the worker stream)",
+    )
     p.add_argument("--payload-bytes", type=positive_int, default=100, help="payload size (100)")
     p.add_argument("--nodes", type=positive_int, default=3, help="cluster size (3)")
     p.add_argument("--fsync", choices=["always", "off"], default="always", help="[raft] fsync")
@@ -112,6 +117,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         coalesce=not args.no_coalesce,
         worker=args.worker,
         prefetch=args.prefetch,
+        stream=not args.http_worker,
     )
     opts = BenchOptions(
         workload=workload,

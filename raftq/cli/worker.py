@@ -86,6 +86,12 @@ def add_worker_command(
         metavar="N",
         help="jobs claimed ahead of free slots, held until a slot frees (0; for short jobs)",
     )
+    p.add_argument(
+        "--no-stream",
+        action="store_true",
+        help="claim over HTTP long-polls instead of the worker stream (the default: one "
+        "WebSocket on which the leader leases jobs ahead and acks travel back)",
+    )
     p.set_defaults(handler=run_worker_command)
 
 
@@ -145,6 +151,8 @@ def _build(target: Any, args: argparse.Namespace) -> tuple[Any, list[str] | None
         "prefetch": args.prefetch,
     }
     worker.configure(**{k: v for k, v in options.items() if v is not None})
+    if args.no_stream:
+        worker.configure(stream=False)
     if args.nodes is not None or (worker.nodes is None and worker.client is None):
         worker.configure(nodes=node_list(args.nodes, os.environ))
     token = args.token if args.token is not None else os.environ.get(ENV_TOKEN) or None

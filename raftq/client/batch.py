@@ -19,12 +19,12 @@ Each caller still gets its own outcome, only once the server confirmed it:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
 
 from raftq.errors import Rejected, TransportError
 
-__all__ = ["Coalescer"]
+__all__ = ["Coalescer", "ack_outcomes"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -147,3 +147,17 @@ class Coalescer(Generic[T, R]):
 def _fail(fut: asyncio.Future[R], e: BaseException) -> None:
     if not fut.done():
         fut.set_exception(e)
+
+
+def ack_outcomes(answer: Mapping[str, Any]) -> list[Rejected | None]:
+    """``POST /v1/ack``'s answer as ``ack_many`` returns it: per item ``None`` (completed) or
+    the ``Rejected`` of that ack alone."""
+    out: list[Rejected | None] = []
+    for r in answer["results"]:
+        err = r.get("error")
+        if err is None:
+            out.append(None)
+        else:
+            status = err.get("status", 400)
+            out.append(Rejected(str(err["code"]), str(err["message"]), int(status)))
+    return out

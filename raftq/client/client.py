@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import ssl
+import weakref
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
-from raftq.client.batch import Coalescer
+from raftq.client.batch import Coalescer, ack_outcomes
 from raftq.client.handle import ProducesHandles
+from raftq.client.stream import JobStream
 from raftq.client.transport import Transport, parse_nodes
 from raftq.client.types import ClaimedJob
 from raftq.core.limits import REQUEST_WINDOW_MS
@@ -75,6 +77,7 @@ class Client(ProducesHandles):
         self._max_batch = max_batch
         self._enqueuers: dict[str, Coalescer[dict[str, Any], int]] = {}
         self._acker: Coalescer[tuple[int, int, Any], None] | None = None
+        self._streams: weakref.WeakSet[JobStream] = weakref.WeakSet()
         self._t = Transport(
             parse_nodes(nodes, tls=ssl is not None),
             timeout_ms=timeout_ms,
@@ -106,7 +109,9 @@ class Client(ProducesHandles):
         await self.close()
 
     async def close(self) -> None:
-        """Close the persistent connections."""
+        """Close the persistent connections (and the worker streams still open)."""
+        for stream in list(self._streams):
+            await stream.close()
         await self._t.close()
 
     async def _write(self, path: str, body: Any = None, *, extra_ms: int = 0) -> Any:
@@ -192,6 +197,24 @@ class Client(ProducesHandles):
             body["queues"] = list(queues)
         answer = await self._write(path, body, extra_ms=_extra_ms(wait_ms))
         return [ClaimedJob.from_wire(j) for j in answer["jobs"]]
+
+    async def stream(
+        self,
+        queues: str | Sequence[str],
+        *,
+        worker: str,
+        credit: int,
+        lease_ms: int | None = None,
+    ) -> JobStream:
+        """Open the worker stream (``GET /v1/stream``, a WebSocket): the leader leases jobs
+        of ``queues`` ahead, up to the credit granted (``credit`` now, ``add_credit`` later),
+        and pushes each once its lease is committed (``await s.jobs()``); ``s.ack``,
+        ``s.nack`` and ``s.heartbeat`` go over the same connection. It reconnects by itself
+        (``raftq.client.stream``); close it with ``await s.close()`` or ``async with``.
+        Raises ``StreamUnsupportedError`` when the node does not serve it (an older release)."""
+        stream = JobStream(self._t, queues, worker=worker, credit=credit, lease_ms=lease_ms)
+        self._streams.add(stream)
+        return await stream.open()
 
     async def heartbeat(self, job_id: int, token: int, *, lease_ms: int | None = None) -> int:
         """Extend a lease; returns its new end (cluster time, ms)."""
@@ -411,17 +434,3 @@ def _job_body(payload: Any, **fields: Any) -> dict[str, Any]:
     body: dict[str, Any] = {"payload": payload}
     body.update({k: v for k, v in fields.items() if v is not None})
     return body
-
-
-def ack_outcomes(answer: Mapping[str, Any]) -> list[Rejected | None]:
-    """``POST /v1/ack``'s answer as ``ack_many`` returns it: per item ``None`` (completed) or
-    the ``Rejected`` of that ack alone."""
-    out: list[Rejected | None] = []
-    for r in answer["results"]:
-        err = r.get("error")
-        if err is None:
-            out.append(None)
-        else:
-            status = err.get("status", 400)
-            out.append(Rejected(str(err["code"]), str(err["message"]), int(status)))
-    return out

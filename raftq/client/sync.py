@@ -11,10 +11,11 @@ from typing import Any, TypeVar
 
 from raftq.client.client import Client
 from raftq.client.handle import JobHandle
+from raftq.client.stream import JobStream
 from raftq.client.types import ClaimedJob
 from raftq.errors import Rejected
 
-__all__ = ["SyncClient", "SyncJobHandle"]
+__all__ = ["SyncClient", "SyncJobHandle", "SyncJobStream"]
 
 _T = TypeVar("_T")
 
@@ -158,6 +159,20 @@ class SyncClient:
             self._client.claim(queues, worker=worker, max=max, lease_ms=lease_ms, wait_ms=wait_ms)
         )
 
+    def stream(
+        self,
+        queues: str | Sequence[str],
+        *,
+        worker: str,
+        credit: int,
+        lease_ms: int | None = None,
+    ) -> SyncJobStream:
+        """See ``Client.stream``: the same stream, blocking (``with`` closes it)."""
+        opened = self._run(
+            self._client.stream(queues, worker=worker, credit=credit, lease_ms=lease_ms)
+        )
+        return SyncJobStream(self, opened)
+
     def heartbeat(self, job_id: int, token: int, *, lease_ms: int | None = None) -> int:
         """See ``Client.heartbeat``."""
         return self._run(self._client.heartbeat(job_id, token, lease_ms=lease_ms))
@@ -286,3 +301,54 @@ class SyncJobHandle:
     def wait(self, timeout_ms: int | None = None) -> Any:
         """See ``JobHandle.wait``."""
         return self._client._run(self._handle.wait(timeout_ms))
+
+
+class SyncJobStream:
+    """``raftq.client.stream.JobStream``, blocking; from ``SyncClient.stream``."""
+
+    def __init__(self, client: SyncClient, stream: JobStream) -> None:
+        self._client = client
+        self._stream = stream
+
+    def __enter__(self) -> SyncJobStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def jobs(self, timeout_ms: int | None = None) -> list[ClaimedJob]:
+        """See ``JobStream.jobs``."""
+        return self._client._run(self._stream.jobs(timeout_ms))
+
+    def add_credit(self, n: int) -> None:
+        """See ``JobStream.add_credit``."""
+
+        async def add() -> None:
+            self._stream.add_credit(n)
+
+        self._client._run(add())
+
+    def ack(self, job_id: int, token: int, result: Any = None) -> None:
+        """See ``JobStream.ack``."""
+        self._client._run(self._stream.ack(job_id, token, result))
+
+    def nack(
+        self,
+        job_id: int,
+        token: int,
+        *,
+        error: str | None = None,
+        retry_in_ms: int | None = None,
+    ) -> dict[str, Any]:
+        """See ``JobStream.nack``."""
+        return self._client._run(
+            self._stream.nack(job_id, token, error=error, retry_in_ms=retry_in_ms)
+        )
+
+    def heartbeat(self, job_id: int, token: int, *, lease_ms: int | None = None) -> int:
+        """See ``JobStream.heartbeat``."""
+        return self._client._run(self._stream.heartbeat(job_id, token, lease_ms=lease_ms))
+
+    def close(self) -> None:
+        """See ``JobStream.close``."""
+        self._client._run(self._stream.close())

@@ -48,7 +48,7 @@ from raftq.errors import (
 )
 from raftq.retry import CLUSTER_RETRYABLE, RetryPolicy
 
-__all__ = ["Transport", "parse_nodes"]
+__all__ = ["Transport", "auth_error", "parse_nodes"]
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +156,28 @@ class Transport:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    # -- for the worker stream (``raftq.client.stream``), which keeps its own connection ----
+
+    def session(self) -> aiohttp.ClientSession:
+        """The session (its connections, TLS context and loop) every request uses."""
+        return self._get_session()
+
+    @property
+    def token(self) -> str | None:
+        return self._token
+
+    def pick(self) -> str:
+        """The base URL of the node to try next: the leader when known."""
+        return self._pick()
+
+    def node_failed(self, base: str, *, forget_leader: bool) -> None:
+        """``base`` failed: the next ``pick`` tries another node."""
+        self._failed(base, forget_leader)
+
+    def learn_leader(self, address: str) -> None:
+        """The leader's API address (``host:port``) from a node's answer."""
+        self._leader = self.base_url(address)
 
     def _pick(self) -> str:
         return self._leader or self.nodes[self._next % len(self.nodes)]
@@ -287,7 +309,7 @@ class Transport:
                 forget_leader=False,
             )
         if status in (401, 403):
-            raise _auth_error(base, status, message, token_sent=self._token is not None)
+            raise auth_error(base, status, message, token_sent=self._token is not None)
         raise Rejected(code, message, status)
 
 
@@ -295,7 +317,7 @@ def _node(base: str) -> str:
     return urlsplit(base).netloc
 
 
-def _auth_error(base: str, status: int, message: str, *, token_sent: bool) -> AuthError:
+def auth_error(base: str, status: int, message: str, *, token_sent: bool) -> AuthError:
     """A 401/403 naming the node, the status and what to do."""
     node = _node(base)
     if status == 403:

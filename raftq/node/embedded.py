@@ -31,7 +31,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from raftq.client.client import ack_outcomes
+from raftq.client.batch import ack_outcomes
 from raftq.client.handle import ProducesHandles
 from raftq.client.transport import Transport
 from raftq.client.types import ClaimedJob

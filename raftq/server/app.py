@@ -49,6 +49,7 @@ from raftq.server.openapi import openapi_document
 from raftq.server.peer_auth import PeerKey
 from raftq.server.routes import APP_HANDLERS, ROUTES
 from raftq.server.settings import ServerSettings
+from raftq.server.stream import STREAMS_KEY, Streams
 from raftq.server.wire import error_response
 from raftq.service.operations import Service
 
@@ -161,6 +162,9 @@ def add_routes(
         await forwarder.close()
 
     app.on_cleanup.append(close_forwarder)
+    if STREAMS_KEY not in app:  # worker streams end (``draining``) when the app shuts down
+        app[STREAMS_KEY] = Streams()
+        app.on_shutdown.append(app[STREAMS_KEY].close_all)
 
     async def scrape(request: web.Request) -> web.StreamResponse:
         body = metrics.render()

@@ -50,6 +50,7 @@ CLIENT_HEADER = "X-Raftq-Client"  # the original client's address, for audit lin
 HOP_HEADER = "X-Raftq-Hop"  # unsigned "already relayed once" of nodes without a secret
 _REQUEST_HEADERS = ("Content-Type", "Accept", "X-Request-Id", "Authorization")
 _RESPONSE_HEADERS = ("Content-Type", "Retry-After", LEADER_HEADER, NODE_HEADER)
+_STREAM_HEARTBEAT_S = 5.0  # a relayed stream pings the leader: a dead one is noticed
 
 
 def relayed(request: web.BaseRequest) -> bool:
@@ -118,6 +119,53 @@ class Forwarder:
         except (TimeoutError, aiohttp.ClientError, ValueError) as e:
             logger.debug("GET %s from %s failed: %r", path, address, e)
             return None
+
+    async def open_stream(
+        self, request: web.Request, address: str, *, max_msg_size: int
+    ) -> aiohttp.ClientWebSocketResponse:
+        """Open the WebSocket of ``request`` (``GET /v1/stream``) on ``address`` (the leader),
+        with the headers and signature of a forward; the caller pipes the frames.
+
+        Raises:
+            ApiError: 503 ``no_leader`` if the leader could not be reached, or the error the
+                leader answered the upgrade with.
+        """
+        url = f"{self._scheme}://{address}{request.rel_url}"
+        headers = {h: request.headers[h] for h in _REQUEST_HEADERS if h in request.headers}
+        headers.pop("Content-Type", None)
+        if self._peer_key.signs:
+            headers[FORWARDED_HEADER] = self._node_id
+            headers[CLIENT_HEADER] = request.remote or "unknown"
+            self._peer_key.sign("GET", request.rel_url, headers)
+        else:
+            headers[HOP_HEADER] = self._node_id
+        try:
+            ws = await self._get_session().ws_connect(
+                url,
+                headers=headers,
+                max_msg_size=max_msg_size,
+                heartbeat=_STREAM_HEARTBEAT_S,
+                timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
+            )
+        except aiohttp.WSServerHandshakeError as e:
+            self._observe("ok")
+            code = "not_found" if e.status == 404 else "no_leader"
+            raise ApiError(
+                e.status if e.status in (401, 403, 404) else 503,
+                code,
+                f"the leader ({address}) refused the stream: HTTP {e.status} {e.message}",
+                retry_after_s=self._retry_after_s,
+            ) from e
+        except (TimeoutError, aiohttp.ClientError) as e:
+            self._observe("unreachable")
+            raise ApiError(
+                503,
+                "no_leader",
+                f"the leader ({address}) cannot be reached; retry",
+                retry_after_s=self._retry_after_s,
+            ) from e
+        self._observe("ok")
+        return ws
 
     async def forward(
         self,

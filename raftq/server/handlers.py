@@ -37,6 +37,7 @@ from raftq.server.drain import DRAIN_KEY
 from raftq.server.errors import ApiError, invalid
 from raftq.server.forward import Forwarder, relayed
 from raftq.server.settings import ServerSettings
+from raftq.server.stream import serve as serve_stream
 from raftq.server.wire import Format, decode_body, request_format, respond
 from raftq.service.fields import (
     INT64_MAX,
@@ -264,6 +265,12 @@ class Api:
         if drain is not None and drain.draining and not answer.get("jobs"):
             raise self._draining()  # nothing leased: the client retries on another node
         return respond(request, answer)
+
+    # -- the worker stream -------------------------------------------------------------------
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        """``GET /v1/stream``: the worker stream (a WebSocket; ``raftq.server.stream``)."""
+        return await serve_stream(self, request)
 
     # -- lease operations -------------------------------------------------------------------
 

@@ -238,6 +238,28 @@ ROUTES: Final[tuple[Route, ...]] = (
         ),
     ),
     Route(
+        "GET",
+        "/v1/stream",
+        "stream",
+        Rule(frozenset({_W, _A})),  # the subscribe frame's queues: checked by the operation
+        lambda s: operation(
+            "the worker stream, a WebSocket upgrade (worker, admin): msgpack maps in binary "
+            "messages. Client: {op: subscribe, queues, worker, lease_ms?, credit} first, then "
+            "{op: credit, n}, {op: ack, seq, id, token, result?, request_id?}, {op: acks, seq, "
+            "acks: [{id, token, result?}], request_id?} (answered as POST /v1/ack), {op: nack, "
+            "seq, id, token, error?, retry_in_ms?, request_id?}, {op: heartbeat, seq, id, token, "
+            "lease_ms?, request_id?}. Server: {op: jobs, jobs: [Lease]} (each job uses one "
+            "credit; pushed once its lease is committed), {op: reply, seq, ok, answer?, "
+            "error?: {reason, message, status}}, and {op: error, error: {reason, message}} "
+            f"before it closes. Frames up to {s.max_body_bytes} bytes",
+            [],
+            {
+                "101": {"description": "switching to the WebSocket protocol"},
+                **responses(101, None, (400, *AUTH_ERRORS, 404, 503)),
+            },
+        ),
+    ),
+    Route(
         "POST",
         "/v1/jobs/{id}/heartbeat",
         "heartbeat",

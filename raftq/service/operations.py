@@ -82,7 +82,7 @@ from raftq.service.refusals import rejected
 from raftq.service.render import render_cluster, render_job, render_lease, render_queue
 from raftq.service.values import Format, pack_value
 
-__all__ = ["Answer", "Limits", "Op", "Service", "new_job", "plain_ack"]
+__all__ = ["Answer", "Claimer", "Limits", "Op", "Service", "new_job", "plain_ack"]
 
 Answer = dict[str, Any]
 _R = TypeVar("_R", bound=Result)
@@ -131,6 +131,17 @@ class Op:
 
     async def __call__(self, request_id: str | None) -> Answer:
         return await self.run(request_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimer:
+    """A worker's validated claims on ``queues``: ``await claim(request_id, max, wait_ms,
+    wanted, turn)`` runs one long-poll claim (``Service.claim_leases``) and answers its jobs
+    as rendered for the API (the maps of ``{"jobs": [...]}``); ``turn`` rotates the order of
+    the queues (the worker stream's rounds take turns, as the HTTP worker's claims do)."""
+
+    queues: tuple[str, ...]
+    claim: Callable[[str | None, int, int, Callable[[], bool], int], Awaitable[list[Answer]]]
 
 
 def new_job(f: Fields, fmt: Format, max_payload_bytes: int) -> NewJob:
@@ -265,30 +276,47 @@ class Service:
         ``{worker, max?, lease_ms?, wait_ms?}``; answers ``{jobs}``. ``wanted()`` false (the
         caller left) ends the wait without leasing anything."""
         if queue is not None:
-            queues: tuple[str, ...] = (check_queue(queue, "queue"),)
+            claims = self._claimer((check_queue(queue, "queue"),), args)
         else:
-            names = args.req_list("queues", MAX_CLAIM_QUEUES, 1)
-            queues = tuple(check_queue(q, f"queues[{i}]") for i, q in enumerate(names))
-            require_queues(queues)  # a queue of the path is checked by the edge's guard
-        worker = args.req_str("worker", MAX_WORKER_CHARS)
+            claims = self.claimer(args)  # its queues are checked there
         mx = args.int_default("max", 1, MAX_CLAIM, default=1)
-        lease_ms = args.opt_int("lease_ms", 1, MAX_LEASE_MS)
         wait_ms = min(args.int_default("wait_ms", 0, INT64_MAX, default=0), self.limits.max_wait_ms)
         args.done()
 
         async def run(rid: str | None) -> Answer:
+            return {"jobs": await claims.claim(rid, mx, wait_ms, wanted, 0)}
+
+        return Op(run, wait_ms)
+
+    def claimer(self, args: Fields) -> Claimer:
+        """The claims of a worker on ``args``' ``{queues, worker, lease_ms?}`` (taken from
+        ``args``; the caller takes the rest): ``POST /v1/claim`` and the worker stream's
+        subscribe frame. 403 unless the caller may use every queue."""
+        names = args.req_list("queues", MAX_CLAIM_QUEUES, 1)
+        queues = tuple(check_queue(q, args.name(f"queues[{i}]")) for i, q in enumerate(names))
+        require_queues(queues)  # a queue of the path is checked by the edge's guard
+        return self._claimer(queues, args)
+
+    def _claimer(self, queues: tuple[str, ...], args: Fields) -> Claimer:
+        worker = args.req_str("worker", MAX_WORKER_CHARS)
+        lease_ms = args.opt_int("lease_ms", 1, MAX_LEASE_MS)
+
+        async def claim(
+            rid: str | None, mx: int, wait_ms: int, wanted: Callable[[], bool], turn: int = 0
+        ) -> list[Answer]:
+            k = turn % len(queues)
             first = Claim(
                 now_ms=self.node.now_ms(),
                 request_id=rid,
-                queues=queues,
+                queues=queues[k:] + queues[:k],
                 worker=worker,
                 max=mx,
                 lease_ms=lease_ms,
             )
             leases = await self.claim_leases(first, wait_ms, wanted)
-            return {"jobs": [render_lease(x) for x in leases]}
+            return [render_lease(x) for x in leases]
 
-        return Op(run, wait_ms)
+        return Claimer(queues, claim)
 
     def heartbeat(self, job_id: int, args: Fields) -> Op:
         """``{token, lease_ms?}``; answers ``{id, lease_expires_ms}``."""

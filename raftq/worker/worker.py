@@ -49,6 +49,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from raftq.client import Client
+from raftq.client.stream import StreamUnsupportedError
 from raftq.client.types import ClaimedJob
 from raftq.core.limits import valid_queue_name
 from raftq.errors import AuthError, ClusterError, RaftqError, Rejected, TransportError
@@ -63,6 +64,7 @@ from raftq.worker.runner import (
     is_async_handler,
 )
 from raftq.worker.source import JobSource
+from raftq.worker.stream_source import StreamSource
 from raftq.worker.threads import DaemonThreadPool
 
 __all__ = ["Worker"]
@@ -106,6 +108,11 @@ class Worker:
         retry_ms: how long the worker's own client retries one call through failures.
         concurrency, lease_ms, heartbeat_ms, job_timeout_ms, retry_in_ms, grace_ms, wait_ms,
             batch, prefetch, name: see ``WorkerOptions`` (kept in ``worker.options``).
+        stream: with a ``Client`` (the worker's own or given), take jobs over the worker
+            stream (``Client.stream``: the leader leases ahead up to the free slots plus
+            ``prefetch``, and acks, nacks and heartbeats share the connection); ``False``, or
+            a node that does not serve it (an older release), or a stream that cannot be
+            opened: HTTP long-poll claims.
 
     Raises:
         ConfigError: an option is out of range (every problem listed).
@@ -130,8 +137,10 @@ class Worker:
         batch: int | None = None,
         prefetch: int = 0,
         name: str | None = None,
+        stream: bool = True,
     ) -> None:
         self.nodes = nodes
+        self.stream = stream
         self.client = client
         self._token = token
         self._ssl = ssl
@@ -170,13 +179,16 @@ class Worker:
         client: JobSource | None = None,
         token: str | None = None,
         ssl: ssl.SSLContext | None = None,
+        stream: bool | None = None,
         **options: Any,
     ) -> None:
         """Change settings before ``run`` (the CLI applies its flags this way).
 
-        ``nodes``, ``client``, ``token`` and ``ssl`` replace the worker's when given;
-        ``options`` are ``WorkerOptions`` fields (``ConfigError`` if out of range).
+        ``nodes``, ``client``, ``token``, ``ssl`` and ``stream`` replace the worker's when
+        given; ``options`` are ``WorkerOptions`` fields (``ConfigError`` if out of range).
         """
+        if stream is not None:
+            self.stream = stream
         if nodes is not None:
             self.nodes = nodes
         if client is not None:
@@ -327,11 +339,17 @@ class Worker:
                 )
                 stack.push_async_callback(own.close)
                 source = own
+            name = opts.name or default_name()
+            if self.stream and isinstance(source, Client):
+                streamed = await _open_stream(source, names, name, opts.lease_ms)
+                if streamed is not None:
+                    stack.push_async_callback(streamed.close)  # before the client's close
+                    source = streamed
             executor = DaemonThreadPool(opts.concurrency, thread_name_prefix="raftq-worker")
             stack.callback(executor.shutdown, wait=False, cancel_futures=True)
             ctx = RunContext(
                 source=source,
-                worker=opts.name or default_name(),
+                worker=name,
                 lease_ms=opts.lease_ms,
                 heartbeat_ms=opts.heartbeat_period_ms,
                 retry_in_ms=opts.retry_in_ms,
@@ -361,6 +379,9 @@ class Worker:
         assert self._now is not None
         loop = asyncio.get_running_loop()
         grace_s = self.options.grace_ms / 1000
+        stop_claiming = getattr(ctx.source, "stop_claiming", None)  # a ``StreamSource``
+        if stop_claiming is not None:  # nothing more leased ahead for this worker
+            await stop_claiming()
         for run in list(self._held):  # never started: handed back at once
             run.interrupt()
         if self._runs or not claims.done():
@@ -532,6 +553,22 @@ class Worker:
             run = next(iter(self._held))
             del self._held[run]
             run.release()
+
+
+async def _open_stream(
+    client: Client, names: tuple[str, ...], worker: str, lease_ms: int
+) -> StreamSource | None:
+    """The worker stream of ``client``, or ``None`` (HTTP claims) when the node does not
+    serve it or it cannot be opened."""
+    try:
+        return await StreamSource(client, names, worker=worker, lease_ms=lease_ms).open()
+    except StreamUnsupportedError as e:
+        outcomes.info("worker %s: %s; claiming over HTTP", worker, e)
+    except (ClusterError, TransportError) as e:
+        outcomes.warning(
+            "worker %s: the stream cannot be opened (%s); claiming over HTTP", worker, e
+        )
+    return None
 
 
 def _no_handler(job: Any) -> None:

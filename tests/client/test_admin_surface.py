@@ -28,6 +28,7 @@ CLIENT_CALLS: dict[str, Callable[[Client], Awaitable[Any]]] = {
     "enqueue": lambda c: c.enqueue("q", 1),
     "claim_one": lambda c: c.claim("q", worker="w"),
     "claim_many": lambda c: c.claim(["q", "r"], worker="w"),
+    "stream": lambda c: c.stream("q", worker="w", credit=0),  # closed with the client
     "heartbeat": lambda c: c.heartbeat(1, 1),
     "ack": lambda c: c.ack(1, 1),
     "ack_many": lambda c: c.ack_many([(1, 1, None)]),

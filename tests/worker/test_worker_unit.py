@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -14,8 +15,10 @@ from typing import Any
 import pytest
 
 from raftq.client import ClaimedJob, Client
+from raftq.client.stream import StreamUnsupportedError
 from raftq.core import Ack, Claim, Nack
 from raftq.errors import ConfigError, JobDead, OutcomeUnknown, Rejected, Retry
+from raftq.server import app as app_module
 from raftq.server import create_app
 from raftq.worker import Job, Worker, describe_error
 from tests.support.local_node import LocalNode, serve
@@ -451,3 +454,40 @@ async def test_a_handler_ignoring_cancellation_does_not_hold_up_the_stop() -> No
         assert len(ignored) == 2  # it is still running, and the job was handed back
         info = await client.get_job(job_id)
         assert (info["state"], info["error"][:13]) == ("queued", "WorkerStopped")
+
+
+# -- the worker stream ------------------------------------------------------------------
+
+_STREAM_ROUND = re.compile(r"s[0-9a-f]{24}-[0-9]+(\.[0-9]+)?")  # raftq.server.stream's ids
+
+
+async def _one_job(worker: Worker, client: Client) -> None:
+    worker.add_handler("q", lambda job: job.payload)
+    handle = await client.enqueue_job("q", 7)
+    async with running(worker):
+        assert await handle.wait(5_000) == 7
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_the_worker_streams_unless_told_not_to(stream: bool) -> None:
+    async with local() as (node, client):
+        await _one_job(fast(client, stream=stream), client)
+    rids = [c.request_id or "" for c in node.log if isinstance(c, Claim | Ack)]
+    claims = [r for r in rids if _STREAM_ROUND.fullmatch(r)]
+    assert bool(claims) is stream, rids
+
+
+async def test_a_node_without_the_stream_gets_http_claims(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An older node answers the upgrade with 404: the worker claims over HTTP."""
+    caplog.set_level(logging.INFO, logger="raftq.worker")
+    older = tuple(r for r in app_module.ROUTES if r.handler != "stream")
+    monkeypatch.setattr(app_module, "ROUTES", older)
+    async with local() as (node, client):
+        with pytest.raises(StreamUnsupportedError):
+            await client.stream("q", worker="w", credit=1)
+        await _one_job(fast(client), client)
+    assert "does not serve the worker stream; claiming over HTTP" in caplog.text
+    claims = [c for c in node.log if isinstance(c, Claim)]
+    assert claims and not any(_STREAM_ROUND.fullmatch(c.request_id or "") for c in claims)

@@ -1,0 +1,66 @@
+"""A drain ends the worker streams on the drained node with a ``draining`` error frame (the
+leader's own streams, and the ones a follower relays), and the stream of a ``Client`` then
+goes on on another node. Three real ``RaftNode``s on the in-memory network, each behind its
+own API server with a ``Drain`` mounted as ``raftq serve`` does."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import msgpack
+import pytest
+from aiohttp import web
+
+from raftq.client import Client
+from raftq.server.drain import DRAIN_KEY, Drain
+from tests.conftest import serve_raft_nodes
+
+SUB = {"op": "subscribe", "queues": ["q"], "worker": "w", "credit": 5}
+
+
+def _mount_drain(_label: str, app: web.Application) -> None:
+    app[DRAIN_KEY] = Drain(lambda: None)  # the process "stops": its server stays for the test
+
+
+async def _frame(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
+    msg = await ws.receive(timeout=5)
+    assert msg.type is aiohttp.WSMsgType.BINARY, msg
+    frame: dict[str, Any] = msgpack.unpackb(msg.data)
+    return frame
+
+
+@pytest.mark.parametrize("drained", ["n1", "n2"])  # the leader, a follower relaying
+async def test_a_drain_ends_the_streams_with_draining(tmp_path: Path, drained: str) -> None:
+    async with (
+        serve_raft_nodes(tmp_path, followers=2, prepare=_mount_drain) as (nodes, addresses),
+        aiohttp.ClientSession() as session,
+    ):
+        url = f"http://{addresses[drained]}"
+        others = [addresses[n] for n in nodes if n != drained]
+        async with (
+            session.ws_connect(f"ws://{addresses[drained]}/v1/stream") as ws,
+            Client([addresses[drained], *others], retry_ms=10_000) as client,
+            await client.stream("q", worker="w2", credit=5) as stream,
+        ):
+            await ws.send_bytes(msgpack.packb(SUB))
+            job_id = await client.enqueue("q", b"one")
+            first = await _frame(ws)  # the raw stream and the client's share the job
+            got = [] if first["op"] != "jobs" else [j["id"] for j in first["jobs"]]
+            got += [j.id for j in await stream.jobs(timeout_ms=300)]
+            assert got == [job_id]
+            async with session.post(f"{url}/v1/node/drain") as resp:
+                assert resp.status == 200, await resp.text()
+            frame = await _frame(ws)
+            assert frame["op"] == "error" and frame["error"]["reason"] == "draining", frame
+            closing = await ws.receive(timeout=5)
+            assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            # the client's stream reconnects to another node and goes on there
+            second = await client.enqueue("q", b"two")
+            jobs = await stream.jobs(timeout_ms=10_000)
+            assert [j.id for j in jobs] == [second]
+            assert stream.connections >= 2 and stream.node != f"http://{addresses[drained]}"
+            await stream.ack(jobs[0].id, jobs[0].token)
+            await asyncio.sleep(0)
