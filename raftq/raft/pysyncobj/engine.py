@@ -114,6 +114,7 @@ _ENTRY_MESSAGE_MAX_BYTES = 32 * 1024 * 1024
 # commit is always an entry or a few behind (group commit: < 1 s of entries). A node that
 # needs a snapshot, or has acknowledged nothing yet (match index 0), never counts.
 _READY_LAG = 64
+_BIND_WAIT_S = 2.5  # a raft port busy for a moment at start (``_check_bound``)
 
 
 def new_pysyncobj_engine(
@@ -295,7 +296,7 @@ class PySyncObjEngine:
         for syncobj_hook in self._syncobj_hooks:
             syncobj_hook(syncobj)
         try:
-            self._check_bound(syncobj)
+            await self._check_bound(syncobj)
             verify_journal(syncobj, fsync)
         except Exception:
             syncobj.destroy_synchronous()
@@ -322,16 +323,21 @@ class PySyncObjEngine:
         if isinstance(journal, DurableFileJournal):
             journal.on_sync = callbacks.stats.observe_fsync
 
-    def _check_bound(self, syncobj: SyncObj) -> None:
+    async def _check_bound(self, syncobj: SyncObj) -> None:
         """The constructor returns after PySyncObj's first bind attempt; a failed one is
-        retried every second forever (``maxBindRetries`` 0) while the node looks alive and is
-        never ready. ``raftq.node.claim`` checks the port first; this catches a process that
-        took it in between: ``PortUnavailable``, one line, instead of a node that never works."""
+        retried every ``bindRetryTime`` (1 s) by the tick thread while the node looks alive
+        and is never ready. ``raftq.node.claim`` checks the port first; this catches a port
+        taken in between: ``PortUnavailable``, one line, instead of a node that never works.
+        A port busy only for a moment (a socket of the node's previous run in this process
+        not yet collected, a client's connection that used it as its ephemeral port) is
+        waited for, up to ``_BIND_WAIT_S``: two retries."""
         transport = _private(syncobj, "transport")
-        if getattr(transport, "ready", True):  # the in-memory transport is ready at once
-            return
-        address = self._self.raft
-        raise PortUnavailable(self._node_id, "raft", address, "not bound", in_use=True)
+        deadline = time.monotonic() + _BIND_WAIT_S
+        while not getattr(transport, "ready", True):  # the in-memory transport is at once
+            if time.monotonic() >= deadline:
+                address = self._self.raft
+                raise PortUnavailable(self._node_id, "raft", address, "not bound", in_use=True)
+            await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
         if self.hold is not None:
