@@ -29,16 +29,21 @@ from raftq.core.commands import (
     Claim,
     Command,
     Configure,
+    DeleteSchedule,
     EnableVersion,
     Enqueue,
+    Fire,
     Heartbeat,
     Nack,
     NewJob,
     Pause,
     Purge,
+    PutSchedule,
     RequeueDead,
     Resume,
+    SetSchedulePaused,
     Tick,
+    TriggerSchedule,
 )
 from raftq.core.errors import CodecError
 from raftq.core.results import (
@@ -48,6 +53,7 @@ from raftq.core.results import (
     Configured,
     Enqueued,
     Extended,
+    Fired,
     Lease,
     Nacked,
     Paused,
@@ -57,6 +63,9 @@ from raftq.core.results import (
     Requeued,
     Result,
     Resumed,
+    ScheduleDeleted,
+    SchedulePaused,
+    SchedulePut,
     Ticked,
     VersionEnabled,
 )
@@ -77,17 +86,26 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1  # the version entries of version-1 commands declare
-LOG_VERSION = 2  # the highest entry version this code decodes and applies
+LOG_VERSION = 3  # the highest entry version this code decodes and applies
 
 # Command tags (stable).
 _ENQUEUE, _CLAIM, _HEARTBEAT, _ACK, _NACK, _CANCEL = 1, 2, 3, 4, 5, 6
 _REQUEUE, _PURGE, _PAUSE, _RESUME, _CONFIGURE, _TICK = 7, 8, 9, 10, 11, 12
 _ENABLE_VERSION = 13  # log version 2
+# Log version 3: schedules.
+_PUT_SCHEDULE, _DELETE_SCHEDULE, _FIRE, _TRIGGER, _SCHEDULE_PAUSED = 20, 21, 22, 23, 24
 
 # The log version of each command type above 1 (the first log version). An entry declares the
 # highest of its commands' (1 when none is listed); a command is valid only in an entry of its
 # version or above, and the machine refuses it while the enabled version is below it.
-_COMMAND_VERSION: dict[type[Command], int] = {EnableVersion: 2}
+_COMMAND_VERSION: dict[type[Command], int] = {
+    EnableVersion: 2,
+    PutSchedule: 3,
+    DeleteSchedule: 3,
+    Fire: 3,
+    TriggerSchedule: 3,
+    SetSchedulePaused: 3,
+}
 
 
 def command_version(cmd: Command) -> int:
@@ -116,6 +134,12 @@ def _str(v: Any, what: str) -> str:
 
 def _opt_str(v: Any, what: str) -> str | None:
     return None if v is None else _str(v, what)
+
+
+def _bool(v: Any, what: str) -> bool:
+    if type(v) is not bool:
+        raise CodecError(f"{what}: expected a boolean")
+    return v
 
 
 def _bytes(v: Any, what: str) -> bytes:
@@ -172,6 +196,33 @@ def encode_command(cmd: Command) -> list[Any]:  # noqa: C901
             return [_TICK, *head]
         case EnableVersion():
             return [_ENABLE_VERSION, *head, cmd.version]
+        case PutSchedule():
+            return [_PUT_SCHEDULE, *head, *_put_schedule_fields(cmd)]
+        case DeleteSchedule():
+            return [_DELETE_SCHEDULE, *head, cmd.name]
+        case Fire():
+            return [_FIRE, *head, cmd.name, cmd.slot_ms]
+        case TriggerSchedule():
+            return [_TRIGGER, *head, cmd.name]
+        case SetSchedulePaused():
+            return [_SCHEDULE_PAUSED, *head, cmd.name, cmd.paused]
+
+
+def _put_schedule_fields(c: PutSchedule) -> list[Any]:
+    return [
+        c.name,
+        c.queue,
+        c.every_ms,
+        c.cron,
+        c.tz,
+        c.payload,
+        c.priority,
+        c.max_attempts,
+        c.lease_ms,
+        c.overlap,
+        c.catchup_ms,
+        c.paused,
+    ]
 
 
 def encode_entry(commands: Sequence[Command]) -> bytes:
@@ -199,7 +250,7 @@ def _decode_new_job(v: Any) -> NewJob:
     )
 
 
-def _decode_command(v: Any) -> Command:
+def _decode_command(v: Any) -> Command:  # noqa: C901 - one case per command tag
     a = _list(v, "command")
     if len(a) < 3:
         raise CodecError("command: expected [tag, request_id, now_ms, ...]")
@@ -261,7 +312,44 @@ def _decode_command(v: Any) -> Command:
     if tag == _ENABLE_VERSION:
         (version,) = _fields(f, 1, "enable_version")
         return EnableVersion(now_ms=now, request_id=rid, version=_int(version, "version"))
+    if _PUT_SCHEDULE <= tag <= _SCHEDULE_PAUSED:
+        return _decode_schedule_command(tag, rid, now, f)
     raise CodecError(f"unknown command tag {tag}")
+
+
+def _decode_schedule_command(tag: int, rid: str | None, now: int, f: list[Any]) -> Command:
+    if tag == _PUT_SCHEDULE:
+        name, queue, every, cron, tz, payload, prio, attempts, lease, overlap, catchup, paused = (
+            _fields(f, 12, "put_schedule")
+        )
+        return PutSchedule(
+            now_ms=now,
+            request_id=rid,
+            name=_str(name, "name"),
+            queue=_str(queue, "queue"),
+            every_ms=_opt_int(every, "every_ms"),
+            cron=_opt_str(cron, "cron"),
+            tz=_opt_str(tz, "tz"),
+            payload=_bytes(payload, "payload"),
+            priority=_int(prio, "priority"),
+            max_attempts=_opt_int(attempts, "max_attempts"),
+            lease_ms=_opt_int(lease, "lease_ms"),
+            overlap=_str(overlap, "overlap"),
+            catchup_ms=_int(catchup, "catchup_ms"),
+            paused=_bool(paused, "paused"),
+        )
+    if tag == _FIRE:
+        name, slot = _fields(f, 2, "fire")
+        return Fire(now_ms=now, request_id=rid, name=_str(name, "name"), slot_ms=_int(slot, "slot"))
+    if tag == _SCHEDULE_PAUSED:
+        name, paused = _fields(f, 2, "schedule_paused")
+        return SetSchedulePaused(
+            now_ms=now, request_id=rid, name=_str(name, "name"), paused=_bool(paused, "paused")
+        )
+    (name,) = _fields(f, 1, "schedule command")
+    if tag == _DELETE_SCHEDULE:
+        return DeleteSchedule(now_ms=now, request_id=rid, name=_str(name, "name"))
+    return TriggerSchedule(now_ms=now, request_id=rid, name=_str(name, "name"))
 
 
 def _decode_lease_command(tag: int, rid: str | None, now: int, f: list[Any]) -> Command:
@@ -396,6 +484,14 @@ def encode_result(r: Result) -> list[Any]:  # noqa: C901
             return [12, r.clock_ms]
         case VersionEnabled():
             return [13, r.version]
+        case SchedulePut():
+            return [20, r.name, r.created]
+        case ScheduleDeleted():
+            return [21, r.name]
+        case Fired():
+            return [22, r.name, r.fire_ms, r.job_id]
+        case SchedulePaused():
+            return [23, r.name, r.paused]
 
 
 def _lease_fields(x: Lease) -> tuple[int, str, bytes, int, int, int, int]:
@@ -417,6 +513,10 @@ _RESULT_BUILDERS: dict[int, Callable[[list[Any]], Result]] = {
     11: lambda a: Configured(a[0], a[1], a[2]),
     12: lambda a: Ticked(a[0]),
     13: lambda a: VersionEnabled(a[0]),
+    20: lambda a: SchedulePut(a[0], a[1]),
+    21: lambda a: ScheduleDeleted(a[0]),
+    22: lambda a: Fired(a[0], a[1], a[2]),
+    23: lambda a: SchedulePaused(a[0], a[1]),
 }
 
 
