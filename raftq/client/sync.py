@@ -227,6 +227,34 @@ class SyncClient:
             )
         )
 
+    def set_schedule(self, name: str, queue: str, payload: Any, **fields: Any) -> dict[str, Any]:
+        """See ``Client.set_schedule`` (the same keyword arguments)."""
+        return self._run(self._client.set_schedule(name, queue, payload, **fields))
+
+    def schedule(self, name: str) -> dict[str, Any]:
+        """See ``Client.schedule``."""
+        return self._run(self._client.schedule(name))
+
+    def schedules(self) -> list[dict[str, Any]]:
+        """See ``Client.schedules``."""
+        return self._run(self._client.schedules())
+
+    def delete_schedule(self, name: str) -> None:
+        """See ``Client.delete_schedule``."""
+        self._run(self._client.delete_schedule(name))
+
+    def trigger_schedule(self, name: str) -> dict[str, Any]:
+        """See ``Client.trigger_schedule``."""
+        return self._run(self._client.trigger_schedule(name))
+
+    def pause_schedule(self, name: str) -> None:
+        """See ``Client.pause_schedule``."""
+        self._run(self._client.pause_schedule(name))
+
+    def resume_schedule(self, name: str) -> None:
+        """See ``Client.resume_schedule``."""
+        self._run(self._client.resume_schedule(name))
+
     def transfer_leadership(self, to: str | None = None) -> dict[str, Any]:
         """See ``Client.transfer_leadership``."""
         return self._run(self._client.transfer_leadership(to))

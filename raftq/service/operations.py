@@ -80,6 +80,7 @@ from raftq.service.fields import (
 )
 from raftq.service.refusals import rejected
 from raftq.service.render import render_cluster, render_job, render_lease, render_queue
+from raftq.service.schedules import ScheduleOps
 from raftq.service.values import Format, pack_value
 
 __all__ = ["Answer", "Limits", "Op", "Service", "new_job", "plain_ack"]
@@ -184,6 +185,7 @@ class Service:
     def __init__(self, node: NodeAPI, limits: Limits) -> None:
         self.node = node
         self.limits = limits
+        self.schedules = ScheduleOps(self)  # raftq.service.schedules
 
     # -- submitting -------------------------------------------------------------------------
 
