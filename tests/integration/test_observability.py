@@ -308,6 +308,7 @@ def test_every_metric_is_documented_and_the_docs_name_only_real_ones(jc: Cluster
         client.enqueue_many("doc", [{"payload": 1}, {"payload": 2}])
         first, _ = client.claim(["doc"], worker="w-doc", max=2)
         client.ack(first.id, first.token)
+        client.set_schedule("doc-hourly", "doc", 1, every_ms=3_600_000)  # schedule metrics
     jc.wait_converged()
     with urllib.request.urlopen(jc.url(jc.ids[0], "/metrics"), timeout=5) as resp:
         text = resp.read().decode()
