@@ -180,3 +180,25 @@ async def test_a_slot_computed_by_two_leaders_fires_once() -> None:
     assert not any(isinstance(r, Fired) and r.job_id and r.fire_ms > T + 600 for r in results)
     assert _fire_ms(m) == [T + 200, T + 400, T + 600]
     assert stale[0].request_id == fire_request_id("s", T + 200)
+
+
+async def test_the_positive_control_build_fires_slots_twice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``schedule-fires-twice`` (raftq.server.testfaults): progress in the leader's memory and
+    no last-slot rule. The next leader (another process: empty memory) fires again what the
+    first fired within its catch-up window: what checker.schedules must catch."""
+    from raftq.core import schedules  # noqa: PLC0415
+    from raftq.server import testfaults  # noqa: PLC0415
+
+    monkeypatch.setattr(schedules, "fire", testfaults._fire_any_slot)
+    monkeypatch.setattr(Scheduler, "due", testfaults._due_from_memory)
+    monkeypatch.setattr(testfaults, "_MEMORY", {})
+    m, n1, n2 = _cluster()
+    n1.now = T + 1000
+    await Scheduler(n1, 1000).fire_due()  # type: ignore[arg-type]
+    testfaults._MEMORY.clear()  # the next leader is another process
+    n2.now = T + 1400
+    await Scheduler(n2, 1000).fire_due()  # type: ignore[arg-type]
+    fired = _fire_ms(m)
+    assert len(fired) > len(set(fired))
