@@ -227,9 +227,39 @@ class SyncClient:
             )
         )
 
-    def set_schedule(self, name: str, queue: str, payload: Any, **fields: Any) -> dict[str, Any]:
-        """See ``Client.set_schedule`` (the same keyword arguments)."""
-        return self._run(self._client.set_schedule(name, queue, payload, **fields))
+    def set_schedule(
+        self,
+        name: str,
+        queue: str,
+        payload: Any,
+        *,
+        every_ms: int | None = None,
+        cron: str | None = None,
+        tz: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        lease_ms: int | None = None,
+        overlap: str | None = None,
+        catchup_ms: int | None = None,
+        paused: bool | None = None,
+    ) -> dict[str, Any]:
+        """See ``Client.set_schedule``."""
+        return self._run(
+            self._client.set_schedule(
+                name,
+                queue,
+                payload,
+                every_ms=every_ms,
+                cron=cron,
+                tz=tz,
+                priority=priority,
+                max_attempts=max_attempts,
+                lease_ms=lease_ms,
+                overlap=overlap,
+                catchup_ms=catchup_ms,
+                paused=paused,
+            )
+        )
 
     def schedule(self, name: str) -> dict[str, Any]:
         """See ``Client.schedule``."""

@@ -505,9 +505,33 @@ class Node(ProducesHandles):
     # -- schedules ------------------------------------------------------------------------
 
     async def set_schedule(
-        self, name: str, queue: str, payload: Any, **fields: Any
+        self,
+        name: str,
+        queue: str,
+        payload: Any,
+        *,
+        every_ms: int | None = None,
+        cron: str | None = None,
+        tz: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        lease_ms: int | None = None,
+        overlap: str | None = None,
+        catchup_ms: int | None = None,
+        paused: bool | None = None,
     ) -> dict[str, Any]:
-        """See ``raftq.client.Client.set_schedule`` (the same keyword arguments)."""
+        """See ``raftq.client.Client.set_schedule``."""
+        fields = {
+            "every_ms": every_ms,
+            "cron": cron,
+            "tz": tz,
+            "priority": priority,
+            "max_attempts": max_attempts,
+            "lease_ms": lease_ms,
+            "overlap": overlap,
+            "catchup_ms": catchup_ms,
+            "paused": paused,
+        }
         body = {"queue": queue, "payload": payload, **_given(fields)}
         op = self._service.schedules.put(name, Fields(dict(body)), "msgpack")
         return dict(await self._run(op, f"/v1/schedules/{_q(name)}", body, "PUT"))

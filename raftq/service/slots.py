@@ -52,7 +52,7 @@ SlotSpec = tuple[int | None, str | None, str | None]  # (every_ms, cron, tz)
 def check_cron(expr: str) -> str | None:
     """Why ``expr`` is not a 5-field cron expression (``None``: it is one)."""
     if len(expr.split()) != 5:
-        return "cron must have 5 fields (minute hour day-of-month month day-of-week)"
+        return "must have 5 fields (minute hour day-of-month month day-of-week)"
     if not croniter.is_valid(expr):
         return f"not a valid cron expression: {expr!r}"
     return None
