@@ -99,13 +99,16 @@ class Scheduler:
         cache: dict[tuple[str, SlotSpec, int], int] = {}
         for name, spec, last_ms, catchup_ms in specs:
             key = (name, spec, last_ms)
-            first = self._next.get(key)
-            if first is None:
-                first = next_slot(spec, last_ms)
-            cache[key] = first
-            if first > now_ms:
+            try:
+                first = self._next.get(key)
+                if first is None:
+                    first = next_slot(spec, last_ms)
+                cache[key] = first
+                slots = [] if first > now_ms else due_slots(spec, last_ms, catchup_ms, now_ms)
+            except ValueError as e:  # a cron with no next date: the other schedules go on
+                logger.warning("schedule %s has no next slot: %s", name, e)
                 continue
-            for slot in due_slots(spec, last_ms, catchup_ms, now_ms):
+            for slot in slots:
                 fires.append(
                     Fire(
                         now_ms=now_ms,

@@ -9,6 +9,7 @@ trigger, pause, delete or see a schedule only if it may use that queue.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from raftq.core import (
@@ -59,7 +60,8 @@ def render_schedule(s: ScheduleInfo, now_ms: int | None) -> dict[str, Any]:
     spec = (s.every_ms, s.cron, s.tz)
     upcoming = None
     if not s.paused and now_ms is not None:
-        upcoming = next_fire(spec, s.last_slot_ms, s.catchup_ms, now_ms)
+        with contextlib.suppress(ValueError):  # a cron with no next date shows none
+            upcoming = next_fire(spec, s.last_slot_ms, s.catchup_ms, now_ms)
     return {
         "name": s.name,
         "queue": s.queue,

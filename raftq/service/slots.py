@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 __all__ = [
     "MAX_FIRES_PER_PASS",
@@ -55,6 +55,10 @@ def check_cron(expr: str) -> str | None:
         return "must have 5 fields (minute hour day-of-month month day-of-week)"
     if not croniter.is_valid(expr):
         return f"not a valid cron expression: {expr!r}"
+    try:
+        croniter(expr, datetime.now(UTC)).get_next(float)
+    except CroniterError:  # a date that never comes (Feb 30)
+        return f"{expr!r} matches no date"
     return None
 
 
@@ -73,7 +77,8 @@ def _zone(tz: str) -> ZoneInfo:
 
 
 def next_slot(spec: SlotSpec, after_ms: int) -> int:
-    """The first slot strictly after ``after_ms``."""
+    """The first slot strictly after ``after_ms`` (``ValueError`` when a cron expression has
+    none: ``check_cron`` refuses such an expression at PUT)."""
     every_ms, cron, tz = spec
     if every_ms is not None:
         return (after_ms // every_ms + 1) * every_ms

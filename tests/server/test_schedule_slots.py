@@ -101,6 +101,8 @@ def test_cron_and_tz_are_checked() -> None:
     assert "5 fields" in (check_cron("* * * *") or "")
     assert "5 fields" in (check_cron("0 0 * * * *") or "")
     assert "not a valid cron" in (check_cron("61 * * * *") or "")
+    assert "matches no date" in (check_cron("0 0 30 2 *") or "")  # February 30th
+    assert check_cron("0 0 29 2 *") is None  # leap years only, but it comes
     assert check_tz("Europe/Berlin") is None and check_tz("UTC") is None
     assert "unknown time zone" in (check_tz("Mars/Olympus") or "")
     assert "unknown time zone" in (check_tz("../etc/passwd") or "")
