@@ -31,10 +31,12 @@ from raftq.core import (
     Command,
     Configure,
     Configured,
+    DeleteSchedule,
     EnableVersion,
     Enqueue,
     Enqueued,
     Extended,
+    Fired,
     Heartbeat,
     Lease,
     Nack,
@@ -44,12 +46,18 @@ from raftq.core import (
     Paused,
     Purge,
     Purged,
+    PutSchedule,
     Refusal,
     Requeued,
     RequeueDead,
     Result,
     Resume,
     Resumed,
+    ScheduleDeleted,
+    SchedulePaused,
+    SchedulePut,
+    SetSchedulePaused,
+    TriggerSchedule,
     VersionEnabled,
 )
 from raftq.core.limits import (
@@ -103,6 +111,10 @@ _RESULT_OF: dict[type[Command], type[Result]] = {
     RequeueDead: Requeued,
     Configure: Configured,
     EnableVersion: VersionEnabled,
+    PutSchedule: SchedulePut,
+    DeleteSchedule: ScheduleDeleted,
+    TriggerSchedule: Fired,
+    SetSchedulePaused: SchedulePaused,
 }
 
 
