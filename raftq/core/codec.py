@@ -23,6 +23,21 @@ from typing import Any
 import msgpack
 
 from raftq.core import codec_fast
+from raftq.core.codec_checks import (
+    check_bytes,
+    check_fields,
+    check_int,
+    check_list,
+    check_opt_bytes,
+    check_opt_int,
+    check_opt_str,
+    check_str,
+)
+from raftq.core.codec_schedules import (
+    SCHEDULE_TAGS,
+    decode_schedule_command,
+    encode_schedule_command,
+)
 from raftq.core.commands import (
     Ack,
     Cancel,
@@ -92,8 +107,7 @@ LOG_VERSION = 3  # the highest entry version this code decodes and applies
 _ENQUEUE, _CLAIM, _HEARTBEAT, _ACK, _NACK, _CANCEL = 1, 2, 3, 4, 5, 6
 _REQUEUE, _PURGE, _PAUSE, _RESUME, _CONFIGURE, _TICK = 7, 8, 9, 10, 11, 12
 _ENABLE_VERSION = 13  # log version 2
-# Log version 3: schedules.
-_PUT_SCHEDULE, _DELETE_SCHEDULE, _FIRE, _TRIGGER, _SCHEDULE_PAUSED = 20, 21, 22, 23, 24
+# Log version 3: schedules, tags 20..24 (codec_schedules.py).
 
 # The log version of each command type above 1 (the first log version). An entry declares the
 # highest of its commands' (1 when none is listed); a command is valid only in an entry of its
@@ -113,49 +127,10 @@ def command_version(cmd: Command) -> int:
     return _COMMAND_VERSION.get(type(cmd), FORMAT_VERSION)
 
 
-# -- type checks ------------------------------------------------------------------------
+# -- type checks (codec_checks.py) ------------------------------------------------------
 
-
-def _int(v: Any, what: str) -> int:
-    if type(v) is not int:
-        raise CodecError(f"{what}: expected an integer")
-    return v
-
-
-def _opt_int(v: Any, what: str) -> int | None:
-    return None if v is None else _int(v, what)
-
-
-def _str(v: Any, what: str) -> str:
-    if type(v) is not str:
-        raise CodecError(f"{what}: expected a string")
-    return v
-
-
-def _opt_str(v: Any, what: str) -> str | None:
-    return None if v is None else _str(v, what)
-
-
-def _bool(v: Any, what: str) -> bool:
-    if type(v) is not bool:
-        raise CodecError(f"{what}: expected a boolean")
-    return v
-
-
-def _bytes(v: Any, what: str) -> bytes:
-    if type(v) is not bytes:
-        raise CodecError(f"{what}: expected bytes")
-    return v
-
-
-def _opt_bytes(v: Any, what: str) -> bytes | None:
-    return None if v is None else _bytes(v, what)
-
-
-def _list(v: Any, what: str, n: int | None = None) -> list[Any]:
-    if type(v) is not list or (n is not None and len(v) != n):
-        raise CodecError(f"{what}: expected an array" + ("" if n is None else f" of {n}"))
-    return v
+_int, _opt_int, _str, _opt_str = check_int, check_opt_int, check_str, check_opt_str
+_bytes, _opt_bytes, _list, _fields = check_bytes, check_opt_bytes, check_list, check_fields
 
 
 # -- commands -----------------------------------------------------------------------------
@@ -196,33 +171,8 @@ def encode_command(cmd: Command) -> list[Any]:  # noqa: C901
             return [_TICK, *head]
         case EnableVersion():
             return [_ENABLE_VERSION, *head, cmd.version]
-        case PutSchedule():
-            return [_PUT_SCHEDULE, *head, *_put_schedule_fields(cmd)]
-        case DeleteSchedule():
-            return [_DELETE_SCHEDULE, *head, cmd.name]
-        case Fire():
-            return [_FIRE, *head, cmd.name, cmd.slot_ms]
-        case TriggerSchedule():
-            return [_TRIGGER, *head, cmd.name]
-        case SetSchedulePaused():
-            return [_SCHEDULE_PAUSED, *head, cmd.name, cmd.paused]
-
-
-def _put_schedule_fields(c: PutSchedule) -> list[Any]:
-    return [
-        c.name,
-        c.queue,
-        c.every_ms,
-        c.cron,
-        c.tz,
-        c.payload,
-        c.priority,
-        c.max_attempts,
-        c.lease_ms,
-        c.overlap,
-        c.catchup_ms,
-        c.paused,
-    ]
+        case PutSchedule() | DeleteSchedule() | Fire() | TriggerSchedule() | SetSchedulePaused():
+            return encode_schedule_command(cmd, head)
 
 
 def encode_entry(commands: Sequence[Command]) -> bytes:
@@ -312,44 +262,9 @@ def _decode_command(v: Any) -> Command:  # noqa: C901 - one case per command tag
     if tag == _ENABLE_VERSION:
         (version,) = _fields(f, 1, "enable_version")
         return EnableVersion(now_ms=now, request_id=rid, version=_int(version, "version"))
-    if _PUT_SCHEDULE <= tag <= _SCHEDULE_PAUSED:
-        return _decode_schedule_command(tag, rid, now, f)
+    if tag in SCHEDULE_TAGS:
+        return decode_schedule_command(tag, rid, now, f)
     raise CodecError(f"unknown command tag {tag}")
-
-
-def _decode_schedule_command(tag: int, rid: str | None, now: int, f: list[Any]) -> Command:
-    if tag == _PUT_SCHEDULE:
-        name, queue, every, cron, tz, payload, prio, attempts, lease, overlap, catchup, paused = (
-            _fields(f, 12, "put_schedule")
-        )
-        return PutSchedule(
-            now_ms=now,
-            request_id=rid,
-            name=_str(name, "name"),
-            queue=_str(queue, "queue"),
-            every_ms=_opt_int(every, "every_ms"),
-            cron=_opt_str(cron, "cron"),
-            tz=_opt_str(tz, "tz"),
-            payload=_bytes(payload, "payload"),
-            priority=_int(prio, "priority"),
-            max_attempts=_opt_int(attempts, "max_attempts"),
-            lease_ms=_opt_int(lease, "lease_ms"),
-            overlap=_str(overlap, "overlap"),
-            catchup_ms=_int(catchup, "catchup_ms"),
-            paused=_bool(paused, "paused"),
-        )
-    if tag == _FIRE:
-        name, slot = _fields(f, 2, "fire")
-        return Fire(now_ms=now, request_id=rid, name=_str(name, "name"), slot_ms=_int(slot, "slot"))
-    if tag == _SCHEDULE_PAUSED:
-        name, paused = _fields(f, 2, "schedule_paused")
-        return SetSchedulePaused(
-            now_ms=now, request_id=rid, name=_str(name, "name"), paused=_bool(paused, "paused")
-        )
-    (name,) = _fields(f, 1, "schedule command")
-    if tag == _DELETE_SCHEDULE:
-        return DeleteSchedule(now_ms=now, request_id=rid, name=_str(name, "name"))
-    return TriggerSchedule(now_ms=now, request_id=rid, name=_str(name, "name"))
 
 
 def _decode_lease_command(tag: int, rid: str | None, now: int, f: list[Any]) -> Command:
@@ -380,12 +295,6 @@ def _decode_lease_command(tag: int, rid: str | None, now: int, f: list[Any]) -> 
         error=_opt_str(error, "error"),
         retry_in_ms=_opt_int(retry_in_ms, "retry_in_ms"),
     )
-
-
-def _fields(f: list[Any], n: int, what: str) -> list[Any]:
-    if len(f) != n:
-        raise CodecError(f"{what}: expected {n} fields, got {len(f)}")
-    return f
 
 
 # Hot commands decode through codec_fast first; anything it declines takes the checked path.

@@ -13,8 +13,9 @@ Invariants (``check_schedules``): ``last_slot_ms <= clock_ms``; every entry of
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from raftq.core.commands import (
     DeleteSchedule,
@@ -25,7 +26,7 @@ from raftq.core.commands import (
     SetSchedulePaused,
     TriggerSchedule,
 )
-from raftq.core.errors import CorruptStateError
+from raftq.core.errors import CodecError, CorruptStateError
 from raftq.core.job import FINISHED_STATES
 from raftq.core.limits import (
     MAX_DELAY_MS,
@@ -58,7 +59,10 @@ __all__ = [
     "check_schedules",
     "delete_schedule",
     "fire",
+    "fired_records",
     "put_schedule",
+    "read_schedule_records",
+    "schedule_records",
     "set_paused",
     "trigger",
 ]
@@ -266,3 +270,36 @@ def check_schedules(m: Machine) -> None:
     for job_id in m.fired:
         if job_id not in m.jobs:
             raise CorruptStateError(f"fired job {job_id} no longer exists")
+
+
+# -- snapshot records (snapshot.py, version 6) ----------------------------------------------
+
+
+def schedule_records(m: Machine) -> Iterator[list[Any]]:
+    """One record per schedule: its fields in ``Schedule.__slots__`` order."""
+    for s in m.schedules.values():
+        yield [getattr(s, k) for k in Schedule.__slots__]
+
+
+def fired_records(m: Machine) -> Iterator[list[Any]]:
+    """One record per job a schedule made: ``[job id, schedule name, fire_ms]``."""
+    for job_id, (name, fire_ms) in m.fired.items():
+        yield [job_id, name, fire_ms]
+
+
+def read_schedule_records(m: Machine, it: Iterator[Any], n_sched: int, n_fired: int) -> None:
+    """Read back ``schedule_records`` then ``fired_records`` (after the jobs: a fired record
+    must name a job); ``CodecError`` if malformed."""
+    for _ in range(n_sched):
+        record = next(it)
+        if type(record) is not list or len(record) != len(Schedule.__slots__):
+            raise CodecError("corrupt snapshot: bad schedule record")
+        s = Schedule.__new__(Schedule)  # every slot set from the record
+        for k, v in zip(Schedule.__slots__, record, strict=True):
+            setattr(s, k, v)
+        m.schedules[s.name] = s
+    for _ in range(n_fired):
+        job_id, name, fire_ms = next(it)
+        if job_id not in m.jobs:
+            raise CodecError(f"corrupt snapshot: fired job {job_id} is not a job")
+        m.fired[job_id] = (name, fire_ms)

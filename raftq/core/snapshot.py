@@ -5,8 +5,8 @@ applied, digest, next_id, last_token, n_queues, n_jobs, n_requests]`` (version 5
 ``enabled_version`` appended; version 6: ``enabled_version, n_schedules, n_fired``), then
 n_queues queue records, n_jobs job records (in id order), n_requests request records (``[id,
 expires_ms, command digest, claim refs | None, result | None]``, see ``requests.py``), in
-version 6 n_schedules schedule records (``_SCHEDULE_FIELDS``) and n_fired fired-job records
-(``[job id, schedule name, fire_ms]``), and last a trailer: the SHA-256 of every byte before
+version 6 n_schedules schedule records and n_fired fired-job records (``schedules.py``:
+``schedule_records``), and last a trailer: the SHA-256 of every byte before
 it (32 raw bytes, not a msgpack object), so a damaged or truncated snapshot is refused. Heaps are
 not stored: they are rebuilt from the jobs, and since every heap key is unique, the order in which
 jobs come out does not depend on a heap's layout. The stream is canonical: equal states give
@@ -44,7 +44,7 @@ from raftq.core.requests import (
     remember,
 )
 from raftq.core.results import Enqueued, all_new
-from raftq.core.schedules import Schedule
+from raftq.core.schedules import fired_records, read_schedule_records, schedule_records
 from raftq.core.tally import Tally
 
 if TYPE_CHECKING:
@@ -71,7 +71,6 @@ SNAPSHOT_VERSION = 6
 _V4 = 4  # what the release before log version 2 reads: written while enabled_version is 1
 _V5 = 5  # what the release before log version 3 reads: written while enabled_version is 2
 _READABLE = (3, _V4, _V5, SNAPSHOT_VERSION)
-_SCHEDULE_FIELDS = Schedule.__slots__  # a schedule record: these, in this order
 _MAGIC = "raftq-snapshot"
 _STATES = list(JobState)
 _STATE_CODE = {s: i for i, s in enumerate(_STATES)}
@@ -150,16 +149,6 @@ def _head_records(m: Machine) -> list[list[Any]]:
         return [[_MAGIC, _V5], [*head, m.enabled_version]]
     counts = [m.enabled_version, len(m.schedules), len(m.fired)]
     return [[_MAGIC, SNAPSHOT_VERSION], [*head, *counts]]
-
-
-def _schedule_records(m: Machine) -> Iterator[list[Any]]:
-    for s in m.schedules.values():
-        yield [getattr(s, k) for k in _SCHEDULE_FIELDS]
-
-
-def _fired_records(m: Machine) -> Iterator[list[Any]]:
-    for job_id, (name, fire_ms) in m.fired.items():
-        yield [job_id, name, fire_ms]
 
 
 def _queue_records(m: Machine, index: dict[str, int]) -> Iterator[list[Any]]:
@@ -255,9 +244,9 @@ def write_snapshot(
     for chunk in _chunks(_request_records(m)):
         out(_pack_many(chunk))
     if m.schedules or m.fired or m.enabled_version >= 3:  # version 6 (_head_records)
-        for chunk in _chunks(_schedule_records(m)):
+        for chunk in _chunks(schedule_records(m)):
             out(_pack_many(chunk))
-        for chunk in _chunks(_fired_records(m)):
+        for chunk in _chunks(fired_records(m)):
             out(_pack_many(chunk))
     write(checksum.digest())
 
@@ -378,25 +367,9 @@ def _read_into(m: Machine, it: Iterator[Any]) -> None:
             answer = Enqueued(tuple(_same_ids(table, answer.ids)), existing)
         m.requests[rid] = (expires_ms, digest, answer)
         m.request_order.append((expires_ms, rid))
-    _read_schedules(m, it, n_sched, n_fired)
+    read_schedule_records(m, it, n_sched, n_fired)
     if next(it, None) is not None:
         raise CodecError("corrupt snapshot: trailing data")
-
-
-def _read_schedules(m: Machine, it: Iterator[Any], n_sched: int, n_fired: int) -> None:
-    for _ in range(n_sched):
-        record = next(it)
-        if type(record) is not list or len(record) != len(_SCHEDULE_FIELDS):
-            raise CodecError("corrupt snapshot: bad schedule record")
-        s = Schedule(record[0], record[1])
-        for k, v in zip(_SCHEDULE_FIELDS, record, strict=True):
-            setattr(s, k, v)
-        m.schedules[s.name] = s
-    for _ in range(n_fired):
-        job_id, name, fire_ms = next(it)
-        if job_id not in m.jobs:
-            raise CodecError(f"corrupt snapshot: fired job {job_id} is not a job")
-        m.fired[job_id] = (name, fire_ms)
 
 
 def _same_ids(table: dict[int, Job], ids: tuple[int, ...]) -> Iterator[int]:
