@@ -79,25 +79,33 @@ class ScheduleProbe:
             self.record["end_ms"] = int(time.time() * 1000)
 
     async def collect(self) -> dict[str, Any]:
-        """Claim every job of ``QUEUE``, read its ``fire_ms``, ack it; the record."""
+        """Claim every job of ``QUEUE``, read its ``fire_ms``, ack it; the record. When that
+        fails, the queue is purged (best effort), so the drain does not wait on it."""
+        if "end_ms" not in self.record:
+            await self.pause()  # after the heal: a leader is likelier now
         if "end_ms" not in self.record:
             return self.record
+        if not await self._collect():
+            await self._until_ok("POST", f"/v1/queues/{QUEUE}/purge", {})
+        return self.record
+
+    async def _collect(self) -> bool:
         fires: list[dict[str, int]] = []
         claim = {"worker": "schedule-collector", "max": 1000, "lease_ms": 60_000}
         while True:
             answer = await self._until_ok("POST", f"/v1/queues/{QUEUE}/claim", claim)
             if answer is None:
-                return self.record  # not collected: the checker says so
+                return False  # not collected: the checker says so
             jobs = answer["jobs"]
             if not jobs:
                 break
             for job in jobs:
                 shown = await self._until_ok("GET", f"/v1/jobs/{job['id']}")
                 if shown is None:
-                    return self.record
+                    return False
                 fires.append({"id": int(job["id"]), "fire_ms": int(shown["fire_ms"])})
                 ack = {"token": job["token"]}
                 await self._until_ok("POST", f"/v1/jobs/{job['id']}/ack", ack)
         self.record["fires"] = fires
         self.record["collected"] = True
-        return self.record
+        return True
