@@ -44,6 +44,8 @@ async def schedules(nodes: str, every_ms: int, fires: int) -> None:
         print(json.dumps({k: job[k] for k in ("id", "queue", "schedule", "fire_ms")}))
         for s in await client.schedules():
             print(json.dumps({k: s[k] for k in ("name", "paused", "fires", "next_fire_ms")}))
+
+
 # --8<-- [end:schedules]
 
 
