@@ -37,6 +37,7 @@ from raftq_jepsen.nemesis import (
     leader_members,
     run_schedule,
 )
+from raftq_jepsen.schedule_probe import ScheduleProbe
 from raftq_jepsen.workload import NodeRef, Workload, WorkloadParams, drain
 
 __all__ = ["EXIT_INVALID", "EXIT_UNKNOWN", "EXIT_USAGE", "RunOptions", "availability", "main"]
@@ -57,6 +58,7 @@ TEST_FAULTS = (
     "clock-unbounded",
     "install-stale-snapshot",
     "wiped-node-votes",
+    "schedule-fires-twice",
 )
 SHIM_NEMESES = ("disk-error", "clock-jump")  # compile an LD_PRELOAD library at run time
 # Raft settings of the test cluster: compaction often, so snapshots are installed under faults.
@@ -365,7 +367,10 @@ async def _phases(
             history, session, refs, opts.params, hosts.token, rng.getrandbits(64), str(out)
         )
         ctx = NemesisContext(hosts, workload, session, rng, out / "nemesis.jsonl", origin)
+        # One schedule fires through the run (raftq_jepsen.schedule_probe, checker.schedules).
+        probe = ScheduleProbe(session, refs)
         try:
+            await probe.start(wall_start * 1000)
             run_json["workload_start_ns"] = now()
             await workload.start()
             end_at = loop.time() + opts.time_limit_s
@@ -375,8 +380,11 @@ async def _phases(
             # flight finish or time out), then make sure nothing is left cut off or paused.
             await workload.stop()
             run_json["workload_end_ns"] = now()
+            await probe.pause()
             await heal_all(ctx)
             run_json["heal_ns"] = now()
+            record = await probe.collect()
+            (out / "schedules.json").write_text(json.dumps(record, indent=2) + "\n")
         except BaseException:
             await workload.abort()
             raise

@@ -120,6 +120,9 @@ def add_client_commands(
     from raftq.cli.admin import add_admin_commands  # noqa: PLC0415 - imports this module
 
     add_admin_commands(commands, parents=common, out=out)
+    from raftq.cli.schedules import add_schedules_command  # noqa: PLC0415 - imports this module
+
+    add_schedules_command(commands, parents=common, out=out)
 
     top = commands.add_parser(
         "top",

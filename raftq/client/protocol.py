@@ -159,6 +159,51 @@ class Operations(Protocol):
         """Set ``queue``'s dedup window and retention; the values applied."""
         ...
 
+    # -- schedules ------------------------------------------------------------------------
+
+    async def set_schedule(
+        self,
+        name: str,
+        queue: str,
+        payload: Any,
+        *,
+        every_ms: int | None = None,
+        cron: str | None = None,
+        tz: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        lease_ms: int | None = None,
+        overlap: str | None = None,
+        catchup_ms: int | None = None,
+        paused: bool | None = None,
+    ) -> dict[str, Any]:
+        """Create or replace a schedule; the schedule as applied."""
+        ...
+
+    async def schedule(self, name: str) -> dict[str, Any]:
+        """One schedule, with its last and next fire."""
+        ...
+
+    async def schedules(self) -> list[dict[str, Any]]:
+        """Every schedule, by name."""
+        ...
+
+    async def delete_schedule(self, name: str) -> None:
+        """Delete a schedule (its jobs stay)."""
+        ...
+
+    async def trigger_schedule(self, name: str) -> dict[str, Any]:
+        """Enqueue a schedule's job now: ``{name, id, fire_ms}``."""
+        ...
+
+    async def pause_schedule(self, name: str) -> None:
+        """Stop firing a schedule."""
+        ...
+
+    async def resume_schedule(self, name: str) -> None:
+        """Fire a schedule again from its next slot."""
+        ...
+
 
 if TYPE_CHECKING:  # mypy holds Client to the protocol's types too (not only its signatures)
     from raftq.client.client import Client

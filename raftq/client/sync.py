@@ -242,6 +242,64 @@ class SyncClient:
             )
         )
 
+    def set_schedule(
+        self,
+        name: str,
+        queue: str,
+        payload: Any,
+        *,
+        every_ms: int | None = None,
+        cron: str | None = None,
+        tz: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        lease_ms: int | None = None,
+        overlap: str | None = None,
+        catchup_ms: int | None = None,
+        paused: bool | None = None,
+    ) -> dict[str, Any]:
+        """See ``Client.set_schedule``."""
+        return self._run(
+            self._client.set_schedule(
+                name,
+                queue,
+                payload,
+                every_ms=every_ms,
+                cron=cron,
+                tz=tz,
+                priority=priority,
+                max_attempts=max_attempts,
+                lease_ms=lease_ms,
+                overlap=overlap,
+                catchup_ms=catchup_ms,
+                paused=paused,
+            )
+        )
+
+    def schedule(self, name: str) -> dict[str, Any]:
+        """See ``Client.schedule``."""
+        return self._run(self._client.schedule(name))
+
+    def schedules(self) -> list[dict[str, Any]]:
+        """See ``Client.schedules``."""
+        return self._run(self._client.schedules())
+
+    def delete_schedule(self, name: str) -> None:
+        """See ``Client.delete_schedule``."""
+        self._run(self._client.delete_schedule(name))
+
+    def trigger_schedule(self, name: str) -> dict[str, Any]:
+        """See ``Client.trigger_schedule``."""
+        return self._run(self._client.trigger_schedule(name))
+
+    def pause_schedule(self, name: str) -> None:
+        """See ``Client.pause_schedule``."""
+        self._run(self._client.pause_schedule(name))
+
+    def resume_schedule(self, name: str) -> None:
+        """See ``Client.resume_schedule``."""
+        self._run(self._client.resume_schedule(name))
+
     def transfer_leadership(self, to: str | None = None) -> dict[str, Any]:
         """See ``Client.transfer_leadership``."""
         return self._run(self._client.transfer_leadership(to))

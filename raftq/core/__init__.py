@@ -12,7 +12,8 @@ Contract (the rest of raftq relies on exactly this):
   clock, randomness, I/O, threads, floats in state, or iteration over sets of strings).
   Malformed bytes and domain refusals are results (``Refusal``); only a corrupt state raises.
 - ``write_snapshot`` / ``Machine.restore`` round-trip the state exactly.
-- Reads (``job_info``, ``queue_stats``, ``queue_metrics``, ``dead_letters``) never mutate:
+- Reads (``job_info``, ``queue_stats``, ``queue_metrics``, ``dead_letters``,
+  ``schedule_info``) never mutate:
   replicas stay equal.
 """
 
@@ -23,16 +24,21 @@ from raftq.core.commands import (
     Claim,
     Command,
     Configure,
+    DeleteSchedule,
     EnableVersion,
     Enqueue,
+    Fire,
     Heartbeat,
     Nack,
     NewJob,
     Pause,
     Purge,
+    PutSchedule,
     RequeueDead,
     Resume,
+    SetSchedulePaused,
     Tick,
+    TriggerSchedule,
 )
 from raftq.core.errors import CodecError, CorruptStateError, RaftqError
 from raftq.core.job import JobInfo, JobState
@@ -44,6 +50,7 @@ from raftq.core.results import (
     Configured,
     Enqueued,
     Extended,
+    Fired,
     Lease,
     Nacked,
     Paused,
@@ -53,9 +60,13 @@ from raftq.core.results import (
     Requeued,
     Result,
     Resumed,
+    ScheduleDeleted,
+    SchedulePaused,
+    SchedulePut,
     Ticked,
     VersionEnabled,
 )
+from raftq.core.schedules import ScheduleInfo
 from raftq.core.snapshot import snapshot_bytes, write_snapshot
 from raftq.core.stats import HistogramData, QueueMetrics, QueueStats
 
@@ -71,10 +82,13 @@ __all__ = [
     "Configure",
     "Configured",
     "CorruptStateError",
+    "DeleteSchedule",
     "EnableVersion",
     "Enqueue",
     "Enqueued",
     "Extended",
+    "Fire",
+    "Fired",
     "Heartbeat",
     "HistogramData",
     "JobInfo",
@@ -88,6 +102,7 @@ __all__ = [
     "Paused",
     "Purge",
     "Purged",
+    "PutSchedule",
     "QueueMetrics",
     "QueueStats",
     "RaftqError",
@@ -98,8 +113,14 @@ __all__ = [
     "Result",
     "Resume",
     "Resumed",
+    "ScheduleDeleted",
+    "ScheduleInfo",
+    "SchedulePaused",
+    "SchedulePut",
+    "SetSchedulePaused",
     "Tick",
     "Ticked",
+    "TriggerSchedule",
     "VersionEnabled",
     "decode_entry",
     "encode_entry",

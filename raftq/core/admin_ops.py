@@ -76,6 +76,7 @@ def purge(m: Machine, cmd: Purge) -> Result:
         seen[job.id] = None
         q.count_out(job)
         del m.jobs[job.id]
+        m.fired.pop(job.id, None)
         if job.key is not None and q.keys.get(job.key) == job.id:
             del q.keys[job.key]
     q.ready, q.delayed, q.dead = [], [], {}

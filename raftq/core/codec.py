@@ -23,22 +23,42 @@ from typing import Any
 import msgpack
 
 from raftq.core import codec_fast
+from raftq.core.codec_checks import (
+    check_bytes,
+    check_fields,
+    check_int,
+    check_list,
+    check_opt_bytes,
+    check_opt_int,
+    check_opt_str,
+    check_str,
+)
+from raftq.core.codec_schedules import (
+    SCHEDULE_TAGS,
+    decode_schedule_command,
+    encode_schedule_command,
+)
 from raftq.core.commands import (
     Ack,
     Cancel,
     Claim,
     Command,
     Configure,
+    DeleteSchedule,
     EnableVersion,
     Enqueue,
+    Fire,
     Heartbeat,
     Nack,
     NewJob,
     Pause,
     Purge,
+    PutSchedule,
     RequeueDead,
     Resume,
+    SetSchedulePaused,
     Tick,
+    TriggerSchedule,
 )
 from raftq.core.errors import CodecError
 from raftq.core.results import (
@@ -48,6 +68,7 @@ from raftq.core.results import (
     Configured,
     Enqueued,
     Extended,
+    Fired,
     Lease,
     Nacked,
     Paused,
@@ -57,6 +78,9 @@ from raftq.core.results import (
     Requeued,
     Result,
     Resumed,
+    ScheduleDeleted,
+    SchedulePaused,
+    SchedulePut,
     Ticked,
     VersionEnabled,
 )
@@ -77,17 +101,25 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1  # the version entries of version-1 commands declare
-LOG_VERSION = 2  # the highest entry version this code decodes and applies
+LOG_VERSION = 3  # the highest entry version this code decodes and applies
 
 # Command tags (stable).
 _ENQUEUE, _CLAIM, _HEARTBEAT, _ACK, _NACK, _CANCEL = 1, 2, 3, 4, 5, 6
 _REQUEUE, _PURGE, _PAUSE, _RESUME, _CONFIGURE, _TICK = 7, 8, 9, 10, 11, 12
 _ENABLE_VERSION = 13  # log version 2
+# Log version 3: schedules, tags 20..24 (codec_schedules.py).
 
 # The log version of each command type above 1 (the first log version). An entry declares the
 # highest of its commands' (1 when none is listed); a command is valid only in an entry of its
 # version or above, and the machine refuses it while the enabled version is below it.
-_COMMAND_VERSION: dict[type[Command], int] = {EnableVersion: 2}
+_COMMAND_VERSION: dict[type[Command], int] = {
+    EnableVersion: 2,
+    PutSchedule: 3,
+    DeleteSchedule: 3,
+    Fire: 3,
+    TriggerSchedule: 3,
+    SetSchedulePaused: 3,
+}
 
 
 def command_version(cmd: Command) -> int:
@@ -95,43 +127,10 @@ def command_version(cmd: Command) -> int:
     return _COMMAND_VERSION.get(type(cmd), FORMAT_VERSION)
 
 
-# -- type checks ------------------------------------------------------------------------
+# -- type checks (codec_checks.py) ------------------------------------------------------
 
-
-def _int(v: Any, what: str) -> int:
-    if type(v) is not int:
-        raise CodecError(f"{what}: expected an integer")
-    return v
-
-
-def _opt_int(v: Any, what: str) -> int | None:
-    return None if v is None else _int(v, what)
-
-
-def _str(v: Any, what: str) -> str:
-    if type(v) is not str:
-        raise CodecError(f"{what}: expected a string")
-    return v
-
-
-def _opt_str(v: Any, what: str) -> str | None:
-    return None if v is None else _str(v, what)
-
-
-def _bytes(v: Any, what: str) -> bytes:
-    if type(v) is not bytes:
-        raise CodecError(f"{what}: expected bytes")
-    return v
-
-
-def _opt_bytes(v: Any, what: str) -> bytes | None:
-    return None if v is None else _bytes(v, what)
-
-
-def _list(v: Any, what: str, n: int | None = None) -> list[Any]:
-    if type(v) is not list or (n is not None and len(v) != n):
-        raise CodecError(f"{what}: expected an array" + ("" if n is None else f" of {n}"))
-    return v
+_int, _opt_int, _str, _opt_str = check_int, check_opt_int, check_str, check_opt_str
+_bytes, _opt_bytes, _list, _fields = check_bytes, check_opt_bytes, check_list, check_fields
 
 
 # -- commands -----------------------------------------------------------------------------
@@ -172,6 +171,8 @@ def encode_command(cmd: Command) -> list[Any]:  # noqa: C901
             return [_TICK, *head]
         case EnableVersion():
             return [_ENABLE_VERSION, *head, cmd.version]
+        case PutSchedule() | DeleteSchedule() | Fire() | TriggerSchedule() | SetSchedulePaused():
+            return encode_schedule_command(cmd, head)
 
 
 def encode_entry(commands: Sequence[Command]) -> bytes:
@@ -199,7 +200,7 @@ def _decode_new_job(v: Any) -> NewJob:
     )
 
 
-def _decode_command(v: Any) -> Command:
+def _decode_command(v: Any) -> Command:  # noqa: C901 - one case per command tag
     a = _list(v, "command")
     if len(a) < 3:
         raise CodecError("command: expected [tag, request_id, now_ms, ...]")
@@ -261,6 +262,8 @@ def _decode_command(v: Any) -> Command:
     if tag == _ENABLE_VERSION:
         (version,) = _fields(f, 1, "enable_version")
         return EnableVersion(now_ms=now, request_id=rid, version=_int(version, "version"))
+    if tag in SCHEDULE_TAGS:
+        return decode_schedule_command(tag, rid, now, f)
     raise CodecError(f"unknown command tag {tag}")
 
 
@@ -292,12 +295,6 @@ def _decode_lease_command(tag: int, rid: str | None, now: int, f: list[Any]) -> 
         error=_opt_str(error, "error"),
         retry_in_ms=_opt_int(retry_in_ms, "retry_in_ms"),
     )
-
-
-def _fields(f: list[Any], n: int, what: str) -> list[Any]:
-    if len(f) != n:
-        raise CodecError(f"{what}: expected {n} fields, got {len(f)}")
-    return f
 
 
 # Hot commands decode through codec_fast first; anything it declines takes the checked path.
@@ -396,6 +393,14 @@ def encode_result(r: Result) -> list[Any]:  # noqa: C901
             return [12, r.clock_ms]
         case VersionEnabled():
             return [13, r.version]
+        case SchedulePut():
+            return [20, r.name, r.created]
+        case ScheduleDeleted():
+            return [21, r.name]
+        case Fired():
+            return [22, r.name, r.fire_ms, r.job_id]
+        case SchedulePaused():
+            return [23, r.name, r.paused]
 
 
 def _lease_fields(x: Lease) -> tuple[int, str, bytes, int, int, int, int]:
@@ -417,6 +422,10 @@ _RESULT_BUILDERS: dict[int, Callable[[list[Any]], Result]] = {
     11: lambda a: Configured(a[0], a[1], a[2]),
     12: lambda a: Ticked(a[0]),
     13: lambda a: VersionEnabled(a[0]),
+    20: lambda a: SchedulePut(a[0], a[1]),
+    21: lambda a: ScheduleDeleted(a[0]),
+    22: lambda a: Fired(a[0], a[1], a[2]),
+    23: lambda a: SchedulePaused(a[0], a[1]),
 }
 
 

@@ -18,16 +18,21 @@ __all__ = [
     "Claim",
     "Command",
     "Configure",
+    "DeleteSchedule",
     "EnableVersion",
     "Enqueue",
+    "Fire",
     "Heartbeat",
     "Nack",
     "NewJob",
     "Pause",
     "Purge",
+    "PutSchedule",
     "RequeueDead",
     "Resume",
+    "SetSchedulePaused",
     "Tick",
+    "TriggerSchedule",
 ]
 
 
@@ -225,6 +230,93 @@ class EnableVersion:
     version: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PutSchedule:
+    """Create or replace the schedule ``name`` (log version 3).
+
+    Exactly one of ``every_ms`` / ``cron`` is set. The machine does not read ``cron`` nor
+    ``tz``: it keeps them for display, and the leader computes their slots (the machine stores
+    and compares integers only). ``overlap`` is ``allow`` or ``skip``; the job fields
+    (``payload``, ``priority``, ``max_attempts``, ``lease_ms``) are those of ``NewJob``.
+    Effects: a new schedule's ``last_slot_ms`` is cluster time, so only slots after its
+    creation fire; a replaced one keeps its ``last_slot_ms``, last job and counters, so a
+    slot that fired never fires again. Creates no queue (the first fire does).
+    Refusals: ``invalid`` (a field out of range), ``too_many_schedules``.
+    """
+
+    now_ms: int
+    request_id: str | None = None
+    name: str
+    queue: str
+    every_ms: int | None = None
+    cron: str | None = None
+    tz: str | None = None
+    payload: bytes
+    priority: int = 0
+    max_attempts: int | None = None
+    lease_ms: int | None = None
+    overlap: str = "allow"
+    catchup_ms: int = 0
+    paused: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeleteSchedule:
+    """Remove the schedule ``name``; jobs it enqueued stay (log version 3).
+
+    Refusals: ``not_found``.
+    """
+
+    now_ms: int
+    request_id: str | None = None
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fire:
+    """The leader fires slot ``slot_ms`` of schedule ``name`` (log version 3).
+
+    Preconditions: the schedule exists, is not paused, ``last_slot_ms < slot_ms <= clock``.
+    Effects, in this one entry: ``last_slot_ms = slot_ms``, and one job is enqueued into the
+    schedule's queue carrying ``schedule = name`` and ``fire_ms = slot_ms``; except with
+    ``overlap = skip`` while the previous fire's job is unfinished: then the slot is recorded as
+    skipped and no job is made. So no slot fires twice, and slots fire in increasing order.
+    Refusals: ``not_found``, ``schedule_paused``, ``stale_slot`` (not above ``last_slot_ms``),
+    ``invalid`` (a slot after cluster time), and the enqueue's own (``too_many_queues``).
+    """
+
+    now_ms: int
+    request_id: str | None = None
+    name: str
+    slot_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TriggerSchedule:
+    """Fire schedule ``name`` once by hand, now (log version 3): one job with ``fire_ms`` the
+    cluster time, whatever ``paused`` and ``overlap`` say. It consumes no slot
+    (``last_slot_ms`` is unchanged), and its job becomes the one ``overlap = skip`` watches.
+    Refusals: ``not_found``, and the enqueue's own.
+    """
+
+    now_ms: int
+    request_id: str | None = None
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetSchedulePaused:
+    """Pause (``paused``) or resume schedule ``name`` (log version 3). Resuming moves
+    ``last_slot_ms`` up to cluster time: slots that came while paused never fire.
+    Refusals: ``not_found``.
+    """
+
+    now_ms: int
+    request_id: str | None = None
+    name: str
+    paused: bool
+
+
 Command = (
     Enqueue
     | Claim
@@ -239,4 +331,9 @@ Command = (
     | Configure
     | Tick
     | EnableVersion
+    | PutSchedule
+    | DeleteSchedule
+    | Fire
+    | TriggerSchedule
+    | SetSchedulePaused
 )

@@ -218,3 +218,5 @@ class JobInfo:
     worker: str | None
     lease_expires_ms: int | None
     finished_ms: int | None
+    schedule: str | None = None  # the schedule whose fire made this job
+    fire_ms: int | None = None  # the slot (or trigger time) of that fire

@@ -25,6 +25,8 @@ __all__ = [
     "MAX_QUEUES",
     "MAX_REQUEST_ID_CHARS",
     "MAX_RETENTION_MS",
+    "MAX_SCHEDULES",
+    "MAX_SCHEDULE_TEXT_CHARS",
     "MAX_TIME_MS",
     "MAX_WORKER_CHARS",
     "QUEUE_NAME_RE",
@@ -68,6 +70,8 @@ MAX_CLAIM_QUEUES = 64  # queues one claim may name
 MAX_QUEUES = 10_000
 MAX_KEY_CHARS = 256
 MAX_WORKER_CHARS = 256
+MAX_SCHEDULES = 10_000
+MAX_SCHEDULE_TEXT_CHARS = 256  # a schedule's cron expression and time zone, kept as text
 MAX_REQUEST_ID_CHARS = 128
 MAX_ERROR_CHARS = 64 * 1024
 

@@ -10,24 +10,30 @@ from __future__ import annotations
 import hashlib
 import heapq
 from collections import deque
+from dataclasses import replace
 from typing import IO, assert_never
 
-from raftq.core import admin_ops, codec, lease_ops, ops
+from raftq.core import admin_ops, codec, lease_ops, ops, schedules
 from raftq.core.commands import (
     Ack,
     Cancel,
     Claim,
     Command,
     Configure,
+    DeleteSchedule,
     EnableVersion,
     Enqueue,
+    Fire,
     Heartbeat,
     Nack,
     Pause,
     Purge,
+    PutSchedule,
     RequeueDead,
     Resume,
+    SetSchedulePaused,
     Tick,
+    TriggerSchedule,
 )
 from raftq.core.errors import CodecError
 from raftq.core.invariants import check_invariants
@@ -42,6 +48,7 @@ from raftq.core.limits import (
 from raftq.core.queue import QueueState
 from raftq.core.requests import LEGACY_DIGEST, Answer, command_digest, remember, replay
 from raftq.core.results import Reason, Refusal, Result, Ticked, VersionEnabled
+from raftq.core.schedules import Schedule, ScheduleInfo
 from raftq.core.snapshot import read_snapshot_into, snapshot_digest
 from raftq.core.stats import QueueMetrics, QueueStats, queue_metrics, queue_stats
 
@@ -74,6 +81,10 @@ class Machine:
         # request_order is FIFO by expiry.
         self.requests: dict[str, tuple[int, bytes, Answer]] = {}
         self.request_order: deque[tuple[int, str]] = deque()
+        # Schedules by name (``schedules.py``), and the jobs their fires made: job id ->
+        # (schedule name, fire_ms). An entry goes with its job (collected or purged).
+        self.schedules: dict[str, Schedule] = {}
+        self.fired: dict[int, tuple[str, int]] = {}
 
     @classmethod
     def restore(cls, snapshot: IO[bytes] | bytes) -> Machine:
@@ -167,6 +178,16 @@ class Machine:
                     return Refusal(Reason.INVALID, f"version out of 1..{MAX_LOG_VERSION}")
                 self.enabled_version = max(self.enabled_version, cmd.version)
                 return VersionEnabled(self.enabled_version)
+            case PutSchedule():
+                return schedules.put_schedule(self, cmd)
+            case DeleteSchedule():
+                return schedules.delete_schedule(self, cmd)
+            case Fire():
+                return schedules.fire(self, cmd)
+            case TriggerSchedule():
+                return schedules.trigger(self, cmd)
+            case SetSchedulePaused():
+                return schedules.set_paused(self, cmd)
             case _:
                 assert_never(cmd)
 
@@ -180,7 +201,19 @@ class Machine:
 
     def job_info(self, job_id: int) -> JobInfo | None:
         job = self.jobs.get(job_id)
-        return None if job is None else job.info()
+        if job is None:
+            return None
+        origin = self.fired.get(job_id)
+        if origin is None:
+            return job.info()
+        return replace(job.info(), schedule=origin[0], fire_ms=origin[1])
+
+    def schedule_names(self) -> list[str]:
+        return sorted(self.schedules)
+
+    def schedule_info(self, name: str) -> ScheduleInfo | None:
+        s = self.schedules.get(name)
+        return None if s is None else s.info()
 
     def job_queue(self, job_id: int) -> str | None:
         """The queue of a job (``None`` if unknown): what ``job_info(job_id).queue`` gives,
@@ -217,3 +250,4 @@ class Machine:
     def check_invariants(self) -> None:
         """Raise ``CorruptStateError`` if an internal invariant is broken (tests, fail-stop)."""
         check_invariants(self)
+        schedules.check_schedules(self)

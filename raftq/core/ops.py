@@ -152,6 +152,8 @@ def advance_queue(m: Machine, q: QueueState) -> None:
         q.finished.popleft()
         q.count_out(old)
         del jobs[old.id]
+        if m.fired:  # a job a schedule made: its origin goes with it
+            m.fired.pop(old.id, None)
     expire_keys(m, q)
     q.tally.forget_workers(clock)
     q.compact(jobs)

@@ -12,6 +12,7 @@ __all__ = [
     "Configured",
     "Enqueued",
     "Extended",
+    "Fired",
     "Lease",
     "Nacked",
     "Paused",
@@ -21,6 +22,9 @@ __all__ = [
     "Requeued",
     "Result",
     "Resumed",
+    "ScheduleDeleted",
+    "SchedulePaused",
+    "SchedulePut",
     "Ticked",
     "VersionEnabled",
     "all_new",
@@ -40,6 +44,9 @@ class Reason(StrEnum):
     TOO_MANY_QUEUES = "too_many_queues"  # queue count limit reached (HTTP 409)
     REQUEST_ID_REUSED = "request_id_reused"  # the id answered another command (HTTP 409)
     VERSION_NOT_ENABLED = "version_not_enabled"  # needs a log version not enabled (HTTP 409)
+    STALE_SLOT = "stale_slot"  # a schedule slot not after its last one (HTTP 409)
+    SCHEDULE_PAUSED = "schedule_paused"  # a fire of a paused schedule (HTTP 409)
+    TOO_MANY_SCHEDULES = "too_many_schedules"  # schedule count limit reached (HTTP 409)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +149,35 @@ class VersionEnabled:
     version: int
 
 
+@dataclass(frozen=True, slots=True)
+class SchedulePut:
+    """``created``: the schedule is new (else it replaced one of the same name)."""
+
+    name: str
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleDeleted:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """A fire (``Fire``) or a trigger (``TriggerSchedule``) of schedule ``name`` for
+    ``fire_ms``; ``job_id`` is the job enqueued, 0 when the slot was skipped (overlap)."""
+
+    name: str
+    fire_ms: int
+    job_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulePaused:
+    name: str
+    paused: bool
+
+
 Result = (
     Refusal
     | Enqueued
@@ -157,6 +193,10 @@ Result = (
     | Configured
     | Ticked
     | VersionEnabled
+    | SchedulePut
+    | ScheduleDeleted
+    | Fired
+    | SchedulePaused
 )
 
 

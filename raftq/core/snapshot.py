@@ -1,12 +1,14 @@
 """Snapshots: the whole machine as a stream of msgpack objects, and back.
 
-Layout (version 4, or 5), each item one msgpack object: ``["raftq-snapshot", 4]``, ``[clock_ms,
+Layout (version 4, 5 or 6), each item one msgpack object: ``["raftq-snapshot", 4]``, ``[clock_ms,
 applied, digest, next_id, last_token, n_queues, n_jobs, n_requests]`` (version 5:
-``enabled_version`` appended), then n_queues queue records, n_jobs job records (in id order),
-n_requests request records (``[id, expires_ms, command digest, claim refs | None, result |
-None]``, see ``requests.py``), and last a trailer: the SHA-256 of every byte before it (32 raw
-bytes, not a msgpack object), so a damaged or truncated snapshot is refused. Heaps are not
-stored: they are rebuilt from the jobs, and since every heap key is unique, the order in which
+``enabled_version`` appended; version 6: ``enabled_version, n_schedules, n_fired``), then
+n_queues queue records, n_jobs job records (in id order), n_requests request records (``[id,
+expires_ms, command digest, claim refs | None, result | None]``, see ``requests.py``), in
+version 6 n_schedules schedule records and n_fired fired-job records (``schedules.py``:
+``schedule_records``), and last a trailer: the SHA-256 of every byte before
+it (32 raw bytes, not a msgpack object), so a damaged or truncated snapshot is refused. Heaps are
+not stored: they are rebuilt from the jobs, and since every heap key is unique, the order in which
 jobs come out does not depend on a heap's layout. The stream is canonical: equal states give
 equal bytes, so a hash of it compares replicas. Version 3 is still read (see
 ``_read_v3_request``).
@@ -14,6 +16,7 @@ equal bytes, so a hash of it compares replicas. Version 3 is still read (see
 Version 5 is written only once the cluster enabled log version 2 or above (``EnableVersion``):
 until then a snapshot is the version 4 that the previous raftq reads, so a leader of the new
 release can still send its snapshot to a follower of the old one during a rolling upgrade.
+Version 6 (schedules) likewise only once log version 3 is enabled.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from raftq.core.requests import (
     remember,
 )
 from raftq.core.results import Enqueued, all_new
+from raftq.core.schedules import fired_records, read_schedule_records, schedule_records
 from raftq.core.tally import Tally
 
 if TYPE_CHECKING:
@@ -61,9 +65,12 @@ __all__ = [
 # 4: request records hold the command's digest, and a claim's answer as job id and token
 #    pairs instead of the leases (payloads were stored twice). Version 3 is still read.
 # 5: the head record ends with enabled_version (written only when it is above 1).
-SNAPSHOT_VERSION = 5
-_V4 = 4  # what the previous release reads: written while enabled_version is 1
-_READABLE = (3, _V4, SNAPSHOT_VERSION)
+# 6: the head also counts schedules and fired jobs, their records follow the requests
+#    (written only once log version 3 is enabled).
+SNAPSHOT_VERSION = 6
+_V4 = 4  # what the release before log version 2 reads: written while enabled_version is 1
+_V5 = 5  # what the release before log version 3 reads: written while enabled_version is 2
+_READABLE = (3, _V4, _V5, SNAPSHOT_VERSION)
 _MAGIC = "raftq-snapshot"
 _STATES = list(JobState)
 _STATE_CODE = {s: i for i, s in enumerate(_STATES)}
@@ -136,9 +143,12 @@ def _head_records(m: Machine) -> list[list[Any]]:
         len(m.jobs),
         len(m.requests),
     ]
-    if m.enabled_version == 1:
+    if m.enabled_version == 1 and not (m.schedules or m.fired):
         return [[_MAGIC, _V4], head]
-    return [[_MAGIC, SNAPSHOT_VERSION], [*head, m.enabled_version]]
+    if m.enabled_version == 2 and not (m.schedules or m.fired):
+        return [[_MAGIC, _V5], [*head, m.enabled_version]]
+    counts = [m.enabled_version, len(m.schedules), len(m.fired)]
+    return [[_MAGIC, SNAPSHOT_VERSION], [*head, *counts]]
 
 
 def _queue_records(m: Machine, index: dict[str, int]) -> Iterator[list[Any]]:
@@ -233,6 +243,11 @@ def write_snapshot(
         out(_pack_many(chunk))
     for chunk in _chunks(_request_records(m)):
         out(_pack_many(chunk))
+    if m.schedules or m.fired or m.enabled_version >= 3:  # version 6 (_head_records)
+        for chunk in _chunks(schedule_records(m)):
+            out(_pack_many(chunk))
+        for chunk in _chunks(fired_records(m)):
+            out(_pack_many(chunk))
     write(checksum.digest())
 
 
@@ -292,7 +307,10 @@ def _read_into(m: Machine, it: Iterator[Any]) -> None:
             + (": a newer raftq wrote it, upgrade this node" if newer else "")
         )
     fields = next(it)
+    n_sched = n_fired = 0
     if version == SNAPSHOT_VERSION:
+        *fields, m.enabled_version, n_sched, n_fired = fields
+    elif version == _V5:
         *fields, m.enabled_version = fields
     (m.clock_ms, m.applied, m.digest, m.next_id, m.last_token, n_q, n_jobs, n_req) = fields
     queues: list[QueueState] = []
@@ -349,6 +367,7 @@ def _read_into(m: Machine, it: Iterator[Any]) -> None:
             answer = Enqueued(tuple(_same_ids(table, answer.ids)), existing)
         m.requests[rid] = (expires_ms, digest, answer)
         m.request_order.append((expires_ms, rid))
+    read_schedule_records(m, it, n_sched, n_fired)
     if next(it, None) is not None:
         raise CodecError("corrupt snapshot: trailing data")
 

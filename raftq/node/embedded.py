@@ -51,6 +51,7 @@ from raftq.server.clock_probe import PeerClocks
 from raftq.service.fields import INT64_MAX, Fields, check_int, check_queue
 from raftq.service.operations import Answer, Op, Service
 from raftq.service.request_ids import principal_of_token, scoped
+from raftq.service.scheduler import Scheduler
 
 __all__ = ["Node"]
 
@@ -123,6 +124,7 @@ class Node(ProducesHandles):
             raise ValueError(f"engine is for node {engine.node_id!r}, not {node_id!r}")
         self._raft = RaftNode(self.config, engine)
         self._service = Service(self._raft, self.settings)
+        self._scheduler = Scheduler(self._raft, self.config.raft.submit_timeout_ms)
         self._prefix = "/raftq"
         # The other nodes' clocks, asked under the prefix every node mounts the API with.
         self._clocks = PeerClocks(self.config, node_id, ssl_context=forward_ssl, prefix="/raftq")
@@ -187,10 +189,12 @@ class Node(ProducesHandles):
             raise
         self._claim = claim
         self._started = True
+        self._scheduler.start()
 
     async def stop(self) -> None:
         """Stop replicating and close the forwarding connections."""
         self._started = False
+        await self._scheduler.stop()
         if self._transport is not None:
             await self._transport.close()
             self._transport = None
@@ -291,21 +295,16 @@ class Node(ProducesHandles):
                 raise error
             await asyncio.sleep(delay)
 
-    async def _run(
-        self,
-        op: Op,
-        path: str,
-        body: Any = None,
-    ) -> Answer:
-        """A validated operation: run here on the leader, else ``POST path`` to forward; both
-        answer the HTTP API's body."""
+    async def _run(self, op: Op, path: str, body: Any = None, method: str = "POST") -> Answer:
+        """A validated operation: run here on the leader, else ``method path`` to forward;
+        both answer the HTTP API's body."""
 
         async def here(rid: str) -> Answer:
             return await op(rid)
 
         async def there(t: Transport, rid: str) -> Answer:
             answer: Answer = await t.request(
-                "POST", path, body, mutating=True, request_id=rid, extra_ms=op.wait_ms
+                method, path, body, mutating=True, request_id=rid, extra_ms=op.wait_ms
             )
             return answer
 
@@ -502,6 +501,68 @@ class Node(ProducesHandles):
         body = _given({"dedup_window_ms": dedup_window_ms, "retention_ms": retention_ms})
         op = self._service.configure(queue, Fields(body))
         return dict(await self._run(op, f"/v1/queues/{_q(queue)}/configure", body))
+
+    # -- schedules ------------------------------------------------------------------------
+
+    async def set_schedule(
+        self,
+        name: str,
+        queue: str,
+        payload: Any,
+        *,
+        every_ms: int | None = None,
+        cron: str | None = None,
+        tz: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        lease_ms: int | None = None,
+        overlap: str | None = None,
+        catchup_ms: int | None = None,
+        paused: bool | None = None,
+    ) -> dict[str, Any]:
+        """See ``raftq.client.Client.set_schedule``."""
+        fields = {
+            "every_ms": every_ms,
+            "cron": cron,
+            "tz": tz,
+            "priority": priority,
+            "max_attempts": max_attempts,
+            "lease_ms": lease_ms,
+            "overlap": overlap,
+            "catchup_ms": catchup_ms,
+            "paused": paused,
+        }
+        body = {"queue": queue, "payload": payload, **_given(fields)}
+        op = self._service.schedules.put(name, Fields(dict(body)), "msgpack")
+        return dict(await self._run(op, f"/v1/schedules/{_q(name)}", body, "PUT"))
+
+    async def schedule(self, name: str) -> dict[str, Any]:
+        """See ``raftq.client.Client.schedule`` (this node's replica)."""
+        return self._service.schedules.get(name)
+
+    async def schedules(self) -> list[dict[str, Any]]:
+        """See ``raftq.client.Client.schedules`` (this node's replica)."""
+        return self._service.schedules.list()
+
+    async def delete_schedule(self, name: str) -> None:
+        """See ``raftq.client.Client.delete_schedule``."""
+        op = self._service.schedules.delete(name, Fields({}))
+        await self._run(op, f"/v1/schedules/{_q(name)}", None, "DELETE")
+
+    async def trigger_schedule(self, name: str) -> dict[str, Any]:
+        """See ``raftq.client.Client.trigger_schedule``."""
+        op = self._service.schedules.trigger(name, Fields({}))
+        return dict(await self._run(op, f"/v1/schedules/{_q(name)}/trigger"))
+
+    async def pause_schedule(self, name: str) -> None:
+        """See ``raftq.client.Client.pause_schedule``."""
+        op = self._service.schedules.set_paused(name, Fields({}), paused=True)
+        await self._run(op, f"/v1/schedules/{_q(name)}/pause")
+
+    async def resume_schedule(self, name: str) -> None:
+        """See ``raftq.client.Client.resume_schedule``."""
+        op = self._service.schedules.set_paused(name, Fields({}), paused=False)
+        await self._run(op, f"/v1/schedules/{_q(name)}/resume")
 
     # -- cluster admin --------------------------------------------------------------------
 

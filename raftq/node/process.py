@@ -27,6 +27,7 @@ from raftq.server.clock_probe import PeerClocks
 from raftq.server.drain import DRAIN_KEY, Drain
 from raftq.server.settings import ServerSettings
 from raftq.server.testfaults import active_fault
+from raftq.service.scheduler import Scheduler
 from raftq.tls import check_peer_trust, peer_context, server_context
 
 __all__ = ["run_node", "serve", "server_settings"]
@@ -98,6 +99,9 @@ async def serve(
     # As leader, a majority of the nodes' clocks decides a jump of cluster time (GET /v1/clock).
     node.set_clock_probe(PeerClocks(config, node_id, ssl_context=ssl_peer))
     await node.start()
+    # The leader fires the schedules' due slots (raftq.service.scheduler; idle on followers).
+    scheduler = Scheduler(node, config.raft.submit_timeout_ms)
+    scheduler.start()
     # TEST ONLY: the positive controls' faults, behind their fence (None in any real use).
     overrides = testfaults.install(fault)  # the fence was read once, above
     app = create_app(
@@ -128,6 +132,7 @@ async def serve(
     finally:
         logger.info("node %s: stopping", node_id)
         await runner.cleanup()
+        await scheduler.stop()
         await node.stop()
         claim.release()
 

@@ -387,6 +387,61 @@ class Api:
 
         return await self._write(request, op)
 
+    # -- schedules (raftq.service.schedules) -------------------------------------------------
+
+    async def put_schedule(self, request: web.Request) -> web.StreamResponse:
+        """``PUT /v1/schedules/{name}``."""
+
+        async def op(w: _Write) -> web.StreamResponse:
+            name = w.request.match_info["name"]
+            answer = await self.service.schedules.put(name, w.fields(), w.fmt)(w.request_id)
+            audit(w.request, "put_schedule", schedule=name, queue=answer["queue"])
+            return respond(w.request, answer)
+
+        return await self._write(request, op)
+
+    async def delete_schedule(self, request: web.Request) -> web.StreamResponse:
+        """``DELETE /v1/schedules/{name}``."""
+        return await self._schedule_write(request, "delete")
+
+    async def trigger_schedule(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/schedules/{name}/trigger``."""
+        return await self._schedule_write(request, "trigger")
+
+    async def pause_schedule(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/schedules/{name}/pause``."""
+        return await self._schedule_write(request, "pause")
+
+    async def resume_schedule(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/schedules/{name}/resume``."""
+        return await self._schedule_write(request, "resume")
+
+    async def _schedule_write(self, request: web.Request, what: str) -> web.StreamResponse:
+        async def op(w: _Write) -> web.StreamResponse:
+            name = w.request.match_info["name"]
+            ops, fields = self.service.schedules, w.fields()
+            if what == "delete":
+                run = ops.delete(name, fields)
+            elif what == "trigger":
+                run = ops.trigger(name, fields)
+            else:
+                run = ops.set_paused(name, fields, paused=what == "pause")
+            answer = await run(w.request_id)
+            audit(w.request, f"{what}_schedule", schedule=name)
+            return respond(w.request, answer)
+
+        return await self._write(request, op)
+
+    async def get_schedule(self, request: web.Request) -> web.StreamResponse:
+        """``GET /v1/schedules/{name}``."""
+        parse_query(request.query, ())
+        return respond(request, self.service.schedules.get(request.match_info["name"]))
+
+    async def list_schedules(self, request: web.Request) -> web.StreamResponse:
+        """``GET /v1/schedules``."""
+        parse_query(request.query, ())
+        return respond(request, {"schedules": self.service.schedules.list()})
+
     # -- reads ------------------------------------------------------------------------------
 
     async def get_job(self, request: web.Request) -> web.StreamResponse:

@@ -119,6 +119,7 @@ class StateCollector(Collector):
         info.add_metric([self.node.node_id, __version__], 1)
         yield info
         yield from self._queues()
+        yield from self._schedules()
         yield from self._raft()
 
     # -- queues (replicated state: the same on every node) ----------------------------------
@@ -139,6 +140,38 @@ class StateCollector(Collector):
             if qm is not None:
                 families.add(qm)
         yield from families.all()
+
+    def _schedules(self) -> Iterator[Metric]:
+        """Per schedule: fires and skipped slots (replicated counters), paused, last fire."""
+        with self.node.read() as m:
+            infos = [m.schedule_info(name) for name in m.schedule_names()]
+        fires = CounterMetricFamily(
+            "raftq_schedule_fires",
+            "Jobs enqueued by a schedule's slots (triggers not counted).",
+            labels=["schedule", "queue"],
+        )
+        skipped = CounterMetricFamily(
+            "raftq_schedule_skipped",
+            "Slots of a schedule recorded without a job (overlap skip: the last job ran on).",
+            labels=["schedule", "queue"],
+        )
+        paused = GaugeMetricFamily(
+            "raftq_schedule_paused", "1 while the schedule is paused.", labels=["schedule"]
+        )
+        last = GaugeMetricFamily(
+            "raftq_schedule_last_fire_seconds",
+            "The slot (or trigger time) of the schedule's latest job, as Unix time.",
+            labels=["schedule"],
+        )
+        for s in infos:
+            if s is None:
+                continue
+            fires.add_metric([s.name, s.queue], s.fires)
+            skipped.add_metric([s.name, s.queue], s.skipped)
+            paused.add_metric([s.name], 1 if s.paused else 0)
+            if s.last_fire_ms:
+                last.add_metric([s.name], s.last_fire_ms / 1000)
+        yield from (fires, skipped, paused, last)
 
     # -- raft (this node's own view) --------------------------------------------------------
 

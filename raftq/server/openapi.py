@@ -24,6 +24,7 @@ from raftq.core.limits import (
     MAX_LOG_VERSION,
     MAX_MAX_ATTEMPTS,
     MAX_RETENTION_MS,
+    MAX_SCHEDULE_TEXT_CHARS,
     MAX_TIME_MS,
     MAX_WORKER_CHARS,
 )
@@ -328,6 +329,7 @@ def _schemas(s: ServerSettings) -> dict[str, Any]:
             {"ids": {"type": "array", "items": int_schema(1, INT64_MAX), "minItems": 1}},
             closed=True,
         ),
+        **_schedule_schemas(queue_name, integer),
         "Job": obj_schema(
             {
                 "id": integer,
@@ -388,6 +390,44 @@ def _schemas(s: ServerSettings) -> dict[str, Any]:
             },
             ("self", "leader", "nodes"),
             closed=False,
+        ),
+    }
+
+
+def _schedule_schemas(queue_name: dict[str, Any], integer: dict[str, Any]) -> dict[str, Any]:
+    text = {"type": "string", "minLength": 1, "maxLength": MAX_SCHEDULE_TEXT_CHARS}
+    fields = {
+        "queue": queue_name,
+        "every_ms": {**int_schema(100, MAX_DELAY_MS), "description": "give every_ms or cron"},
+        "cron": {**text, "description": "5 fields: minute hour day-of-month month day-of-week"},
+        "tz": {**text, "description": "IANA time zone of cron (default UTC)"},
+        "payload": _ANY,
+        "priority": int_schema(0, 9),
+        "max_attempts": int_schema(1, MAX_MAX_ATTEMPTS),
+        "lease_ms": int_schema(1, MAX_LEASE_MS),
+        "overlap": {"type": "string", "enum": ["allow", "skip"]},
+        "catchup_ms": int_schema(0, MAX_DELAY_MS),
+        "paused": {"type": "boolean"},
+    }
+    nullable_int = _nullable(integer)
+    shown = {
+        **fields,
+        "name": {"type": "string"},
+        "every_ms": nullable_int,
+        "cron": _nullable({"type": "string"}),
+        "tz": _nullable({"type": "string"}),
+        "max_attempts": nullable_int,
+        "lease_ms": nullable_int,
+        "last_fire_ms": nullable_int,
+        "next_fire_ms": nullable_int,
+        "last_slot_ms": integer,
+        "fires": integer,
+        "skipped": integer,
+    }
+    return {
+        "ScheduleBody": obj_schema(fields, ("queue", "payload"), closed=True),
+        "Schedule": obj_schema(
+            shown, ("name", "queue", "paused", "last_fire_ms", "next_fire_ms"), closed=False
         ),
     }
 

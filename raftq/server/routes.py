@@ -80,6 +80,26 @@ P_MEMBER: Final = {
     "description": "a member's id or raft address (host:port)",
 }
 _READ: Final = (400, *AUTH_ERRORS, 404)
+P_SCHEDULE: Final = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"},
+}
+# Schedules: admin or producer may write (the operation checks the schedule's queue against the
+# token's patterns); reader too may read.
+_SCHEDULE_WRITE: Final = Rule(frozenset({_P, _A}), QueueFrom.BODY)
+_SCHEDULE_READ: Final = Rule(frozenset({_R, _P, _A}), QueueFrom.BODY)
+
+
+def _schedule_write(summary: str, ok: str) -> Callable[[ServerSettings], dict[str, Any]]:
+    return lambda s: operation(
+        f"{summary} (producer, admin)",
+        [P_SCHEDULE, *_RID],
+        {**responses(200, None, WRITE_ERRORS), "200": plain(ok)},
+        "Empty",
+    )
+
 
 # The handlers the app serves itself (not methods of ``Api``).
 APP_HANDLERS: Final = frozenset({"index", "clock", "metrics", "openapi"})
@@ -458,6 +478,87 @@ ROUTES: Final[tuple[Route, ...]] = (
             responses(200, "Configured", WRITE_ERRORS),
             "ConfigureBody",
         ),
+    ),
+    Route(
+        "GET",
+        "/v1/schedules",
+        "list_schedules",
+        _SCHEDULE_READ,  # the answer lists the schedules of the token's queues only
+        lambda s: operation(
+            "every schedule the token may see, with last and next fire (reader, producer, admin)",
+            [],
+            {
+                **responses(200, None, (400, *AUTH_ERRORS)),
+                "200": {
+                    "description": "schedules",
+                    "content": {
+                        JSON: {
+                            "schema": obj_schema(
+                                {"schedules": {"type": "array", "items": ref("Schedule")}},
+                                ("schedules",),
+                                closed=True,
+                            )
+                        }
+                    },
+                },
+            },
+        ),
+    ),
+    Route(
+        "GET",
+        "/v1/schedules/{name}",
+        "get_schedule",
+        _SCHEDULE_READ,
+        lambda s: operation(
+            "a schedule; next_fire_ms is computed by the node asked (reader, producer, admin)",
+            [P_SCHEDULE],
+            responses(200, "Schedule", _READ),
+        ),
+    ),
+    Route(
+        "PUT",
+        "/v1/schedules/{name}",
+        "put_schedule",
+        _SCHEDULE_WRITE,
+        lambda s: operation(
+            "create or replace a schedule; a replaced one keeps its last slot, so no slot "
+            "fires twice (producer, admin)",
+            [P_SCHEDULE, *_RID],
+            responses(200, "Schedule", WRITE_ERRORS),
+            "ScheduleBody",
+        ),
+    ),
+    Route(
+        "DELETE",
+        "/v1/schedules/{name}",
+        "delete_schedule",
+        _SCHEDULE_WRITE,
+        lambda s: operation(
+            "delete a schedule; the jobs it made stay (producer, admin)",
+            [P_SCHEDULE, *_RID],
+            {**responses(200, None, WRITE_ERRORS), "200": plain("deleted")},
+        ),
+    ),
+    Route(
+        "POST",
+        "/v1/schedules/{name}/trigger",
+        "trigger_schedule",
+        _SCHEDULE_WRITE,
+        _schedule_write("enqueue the schedule's job now; consumes no slot", "the job"),
+    ),
+    Route(
+        "POST",
+        "/v1/schedules/{name}/pause",
+        "pause_schedule",
+        _SCHEDULE_WRITE,
+        _schedule_write("stop firing; slots while paused never fire", "paused"),
+    ),
+    Route(
+        "POST",
+        "/v1/schedules/{name}/resume",
+        "resume_schedule",
+        _SCHEDULE_WRITE,
+        _schedule_write("fire again from the next slot", "resumed"),
     ),
     Route(
         "GET",

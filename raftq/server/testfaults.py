@@ -32,6 +32,10 @@ Faults:
   file) when the leader sends a newer snapshot: its state is stale while its log moves past it
   (``raftq.raft.pysyncobj.faults.install_stale_snapshots``, a wrapper of the replica's
   install that the process assembly adds to the engine only under this fault).
+- ``schedule-fires-twice``: the scheduler that every peer ships: the leader keeps a schedule's
+  progress in its own memory and a new leader starts by catching up the whole ``catchup_ms``
+  window, and the state machine accepts any due slot (no ``last_slot_ms`` rule, no request
+  id). After a leader change the slots the old leader fired fire again.
 - ``wiped-node-votes``: the node before the wiped-voter rule: a new or wiped data dir votes
   before it has caught up with a leader, and a leader keeps counting a wiped follower for the
   entries it lost (``raftq.raft.pysyncobj.faults.wiped_node_votes``, a SyncObj wrapper the
@@ -54,7 +58,21 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from raftq.core import Ack, Claim, Command, Enqueue, Enqueued, Lease, Machine, Nack, Nacked, Result
+from raftq.core import (
+    Ack,
+    Claim,
+    Command,
+    Enqueue,
+    Enqueued,
+    Fire,
+    Lease,
+    Machine,
+    Nack,
+    Nacked,
+    Reason,
+    Refusal,
+    Result,
+)
 from raftq.core.job import JobState
 from raftq.errors import ConfigError, NoLeader, OutcomeUnknown
 from raftq.raft.api import NodeAPI
@@ -64,6 +82,7 @@ from raftq.server.peer_auth import PeerKey
 from raftq.server.settings import ServerSettings
 from raftq.service.operations import Service
 from raftq.service.request_ids import request_id_of
+from raftq.service.scheduler import Scheduler
 
 __all__ = [
     "ENABLE_ENV",
@@ -95,6 +114,7 @@ FAULTS: Final = frozenset(
         "clock-unbounded",
         "install-stale-snapshot",
         "wiped-node-votes",
+        "schedule-fires-twice",
     }
 )
 
@@ -309,6 +329,43 @@ def _no_guard(_journal: object, _what: str = "journal") -> Iterator[None]:
     yield
 
 
+def _fire_any_slot(m: Machine, cmd: Fire) -> Result:
+    """``schedule-fires-twice``: ``raftq.core.schedules.fire`` without the last-slot rule."""
+    from raftq.core import schedules  # noqa: PLC0415 - only in this fault
+
+    s = m.schedules.get(cmd.name)
+    if s is None or s.paused or cmd.slot_ms > m.clock_ms:
+        return Refusal(Reason.INVALID, "not firing")
+    made = schedules._enqueue_job(m, s, cmd.now_ms, cmd.slot_ms)
+    s.last_slot_ms = max(s.last_slot_ms, cmd.slot_ms)
+    s.fires += 1
+    return made
+
+
+_MEMORY: dict[str, int] = {}  # schedule -> the last slot this process fired (when it led)
+
+
+def _due_from_memory(self: Scheduler, now_ms: int) -> list[Fire]:
+    """``schedule-fires-twice``: ``Scheduler.due`` with the progress in this process's memory;
+    a schedule it never fired starts a whole catch-up window back. No request ids."""
+    from raftq.service.slots import ON_TIME_MS, due_slots  # noqa: PLC0415 - only in this fault
+
+    with self.node.read() as m:
+        specs = [
+            (s.name, (s.every_ms, s.cron, s.tz), s.catchup_ms)
+            for s in m.schedules.values()
+            if not s.paused
+        ]
+    fires = []
+    for name, spec, catchup_ms in specs:
+        last = _MEMORY.get(name, now_ms - max(catchup_ms, ON_TIME_MS) - 1)
+        slots = due_slots(spec, last, catchup_ms, now_ms)
+        if slots:
+            _MEMORY[name] = slots[-1]
+        fires += [Fire(now_ms=now_ms, name=name, slot_ms=slot) for slot in slots]
+    return fires
+
+
 def apply_process_faults(fault: str | None) -> None:
     """Apply the faults that act below the API, once per node process (idempotent).
 
@@ -333,3 +390,9 @@ def apply_process_faults(fault: str | None) -> None:
         from raftq.raft.node import RaftNode  # noqa: PLC0415 - only in this fault
 
         RaftNode.now_ms = _raw_wall_ms  # type: ignore[method-assign,assignment]
+    elif fault == "schedule-fires-twice":
+        from raftq.core import schedules  # noqa: PLC0415 - only in this fault
+        from raftq.service.scheduler import Scheduler  # noqa: PLC0415 - only in this fault
+
+        schedules.fire = _fire_any_slot
+        Scheduler.due = _due_from_memory  # type: ignore[method-assign]

@@ -31,10 +31,12 @@ from raftq.core import (
     Command,
     Configure,
     Configured,
+    DeleteSchedule,
     EnableVersion,
     Enqueue,
     Enqueued,
     Extended,
+    Fired,
     Heartbeat,
     Lease,
     Nack,
@@ -44,12 +46,18 @@ from raftq.core import (
     Paused,
     Purge,
     Purged,
+    PutSchedule,
     Refusal,
     Requeued,
     RequeueDead,
     Result,
     Resume,
     Resumed,
+    ScheduleDeleted,
+    SchedulePaused,
+    SchedulePut,
+    SetSchedulePaused,
+    TriggerSchedule,
     VersionEnabled,
 )
 from raftq.core.limits import (
@@ -80,6 +88,7 @@ from raftq.service.fields import (
 )
 from raftq.service.refusals import rejected
 from raftq.service.render import render_cluster, render_job, render_lease, render_queue
+from raftq.service.schedules import ScheduleOps
 from raftq.service.values import Format, pack_value
 
 __all__ = ["Answer", "Claimer", "Limits", "Op", "Service", "new_job", "plain_ack"]
@@ -102,6 +111,10 @@ _RESULT_OF: dict[type[Command], type[Result]] = {
     RequeueDead: Requeued,
     Configure: Configured,
     EnableVersion: VersionEnabled,
+    PutSchedule: SchedulePut,
+    DeleteSchedule: ScheduleDeleted,
+    TriggerSchedule: Fired,
+    SetSchedulePaused: SchedulePaused,
 }
 
 
@@ -195,6 +208,7 @@ class Service:
     def __init__(self, node: NodeAPI, limits: Limits) -> None:
         self.node = node
         self.limits = limits
+        self.schedules = ScheduleOps(self)  # raftq.service.schedules
 
     # -- submitting -------------------------------------------------------------------------
 

@@ -19,6 +19,9 @@ REASON_STATUS: dict[Reason, int] = {
     Reason.TOO_MANY_QUEUES: 409,
     Reason.REQUEST_ID_REUSED: 409,
     Reason.VERSION_NOT_ENABLED: 409,
+    Reason.STALE_SLOT: 409,
+    Reason.SCHEDULE_PAUSED: 409,
+    Reason.TOO_MANY_SCHEDULES: 409,
 }
 
 

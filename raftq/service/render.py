@@ -37,6 +37,8 @@ def render_job(j: JobInfo) -> dict[str, Any]:
         "worker": j.worker,
         "lease_expires_ms": j.lease_expires_ms,
         "finished_ms": j.finished_ms,
+        "schedule": j.schedule,
+        "fire_ms": j.fire_ms,
     }
 
 

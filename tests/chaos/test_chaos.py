@@ -139,6 +139,9 @@ CONTROLS = [
     # A drain that stalls is judged unfinished when the harness gives up (--drain-limit).
     ("clock-unbounded", "clock-jump,worker-kill", 30, ("--seed", "5", "--drain-limit", "15")),
     ("install-stale-snapshot", "snapshot-race", 25, ("--drain-limit", "15")),
+    # A scheduler whose progress lives in the leader's memory: the next leader fires the slots
+    # of its catch-up window again (checker.schedules: fired_twice).
+    ("schedule-fires-twice", "kill-leader", 20, ()),
 ]
 
 

@@ -51,6 +51,13 @@ CLIENT_CALLS: dict[str, Callable[[Client], Awaitable[Any]]] = {
     "drain_node": lambda c: c.drain(c.nodes[0]),
     "enable_version": lambda c: c.enable_version(),
     "backup": lambda c: c.backup(),
+    "list_schedules": lambda c: c.schedules(),
+    "get_schedule": lambda c: c.schedule("s"),
+    "put_schedule": lambda c: c.set_schedule("s", "q", 1, every_ms=1000),
+    "delete_schedule": lambda c: c.delete_schedule("s"),
+    "trigger_schedule": lambda c: c.trigger_schedule("s"),
+    "pause_schedule": lambda c: c.pause_schedule("s"),
+    "resume_schedule": lambda c: c.resume_schedule("s"),
 }
 
 # handler of an admin route (and cancel) -> the `raftq` command that calls it ({config}: a
@@ -68,6 +75,12 @@ CLI_COMMANDS: dict[str, list[str]] = {
     "drain_node": ["node", "drain", "--config", "{config}", "--node", "n1", "--timeout", "2"],
     "enable_version": ["upgrade", "enable", "--config", "{config}"],
     "backup": ["data", "backup", "{out}"],
+    "list_schedules": ["schedules", "list"],
+    "put_schedule": ["schedules", "set", "s", "--queue", "q", "--every", "1s"],
+    "delete_schedule": ["schedules", "delete", "s"],
+    "trigger_schedule": ["schedules", "trigger", "s"],
+    "pause_schedule": ["schedules", "pause", "s"],
+    "resume_schedule": ["schedules", "resume", "s"],
 }
 _BY_CONFIG = {"drain_node", "enable_version"}
 

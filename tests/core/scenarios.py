@@ -36,9 +36,13 @@ from raftq.core import (
     Command,
     Configure,
     Configured,
+    DeleteSchedule,
+    EnableVersion,
     Enqueue,
     Enqueued,
     Extended,
+    Fire,
+    Fired,
     Heartbeat,
     JobState,
     Machine,
@@ -49,14 +53,21 @@ from raftq.core import (
     Paused,
     Purge,
     Purged,
+    PutSchedule,
     Refusal,
     Requeued,
     RequeueDead,
     Result,
     Resume,
     Resumed,
+    ScheduleDeleted,
+    SchedulePaused,
+    SchedulePut,
+    SetSchedulePaused,
     Tick,
     Ticked,
+    TriggerSchedule,
+    VersionEnabled,
 )
 
 __all__ = ["Case", "ScriptError", "Session", "parse", "render"]
@@ -265,6 +276,50 @@ def _tick(a: _Args) -> Command:
     return Tick(now_ms=a.int("now"), request_id=a.opt_text("rid"))
 
 
+def _enable_version(a: _Args) -> Command:
+    return EnableVersion(now_ms=a.int("now"), request_id=a.opt_text("rid"), version=a.int("v"))
+
+
+def _put_schedule(a: _Args) -> Command:
+    """``every=MS`` or ``cron=EXPR`` (underscores for spaces: ``cron=0_3_*_*_*``)."""
+    cron = a.opt_text("cron")
+    return PutSchedule(
+        now_ms=a.int("now"),
+        request_id=a.opt_text("rid"),
+        name=a.text("name"),
+        queue=a.text("queue"),
+        every_ms=a.opt_int("every"),
+        cron=None if cron is None else cron.replace("_", " "),
+        tz=a.opt_text("tz"),
+        payload=a.text("payload", "").encode(),
+        priority=a.opt_int("priority") or 0,
+        overlap=a.text("overlap", "allow"),
+        catchup_ms=a.opt_int("catchup") or 0,
+        paused=a.text("paused", "no") == "yes",
+    )
+
+
+def _fire(a: _Args) -> Command:
+    now, rid, name = a.int("now"), a.opt_text("rid"), a.text("name")
+    return Fire(now_ms=now, request_id=rid, name=name, slot_ms=a.int("slot"))
+
+
+def _schedule_command(kind: type[DeleteSchedule | TriggerSchedule]) -> Callable[[_Args], Command]:
+    def build(a: _Args) -> Command:
+        return kind(now_ms=a.int("now"), request_id=a.opt_text("rid"), name=a.text("name"))
+
+    return build
+
+
+def _schedule_paused(paused: bool) -> Callable[[_Args], Command]:
+    def build(a: _Args) -> Command:
+        return SetSchedulePaused(
+            now_ms=a.int("now"), request_id=a.opt_text("rid"), name=a.text("name"), paused=paused
+        )
+
+    return build
+
+
 COMMANDS: dict[str, Callable[[_Args], Command]] = {
     "enqueue": _enqueue,
     "claim": _claim,
@@ -278,6 +333,13 @@ COMMANDS: dict[str, Callable[[_Args], Command]] = {
     "resume": _resume,
     "configure": _configure,
     "tick": _tick,
+    "enable-version": _enable_version,
+    "put-schedule": _put_schedule,
+    "fire": _fire,
+    "trigger": _schedule_command(TriggerSchedule),
+    "delete-schedule": _schedule_command(DeleteSchedule),
+    "pause-schedule": _schedule_paused(True),
+    "resume-schedule": _schedule_paused(False),
 }
 
 
@@ -351,6 +413,13 @@ _ONE_LINE: dict[type, Callable[..., str]] = {
         f"configured {r.queue} dedup_window={r.dedup_window_ms} retention={r.retention_ms}"
     ),
     Ticked: lambda r: f"ticked clock={r.clock_ms}",
+    VersionEnabled: lambda r: f"version enabled {r.version}",
+    SchedulePut: lambda r: f"schedule {r.name} " + ("created" if r.created else "replaced"),
+    ScheduleDeleted: lambda r: f"schedule {r.name} deleted",
+    Fired: lambda r: (
+        f"fired {r.name}@{r.fire_ms}: " + (f"job {r.job_id}" if r.job_id else "skipped")
+    ),
+    SchedulePaused: lambda r: f"schedule {r.name} " + ("paused" if r.paused else "resumed"),
 }
 
 
@@ -365,6 +434,14 @@ def state_lines(m: Machine) -> Iterator[str]:
                 + (" paused" if stats.paused else "")
                 + (f" keys={stats.keys}" if stats.keys else "")
             )
+    for name in m.schedule_names():
+        sc = m.schedule_info(name)
+        assert sc is not None
+        when = f"every={sc.every_ms}" if sc.every_ms is not None else f"cron={sc.cron!r}"
+        yield (
+            f"schedule {name} {sc.queue} {when} {sc.overlap} last_slot={sc.last_slot_ms} "
+            f"fires={sc.fires} skipped={sc.skipped}" + (" paused" if sc.paused else "")
+        )
     for job_id in sorted(m.jobs):
         info = m.job_info(job_id)
         assert info is not None
@@ -380,4 +457,6 @@ def state_lines(m: Machine) -> Iterator[str]:
             words.append(f"key={info.key}")
         if info.error is not None:
             words.append(f"error={info.error!r}")
+        if info.schedule is not None:
+            words.append(f"fire={info.fire_ms} of {info.schedule}")
         yield " ".join(words)

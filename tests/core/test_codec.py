@@ -30,10 +30,13 @@ from raftq.core import (
     Command,
     Configure,
     Configured,
+    DeleteSchedule,
     EnableVersion,
     Enqueue,
     Enqueued,
     Extended,
+    Fire,
+    Fired,
     Heartbeat,
     Lease,
     Machine,
@@ -44,6 +47,7 @@ from raftq.core import (
     Paused,
     Purge,
     Purged,
+    PutSchedule,
     Reason,
     Refusal,
     Requeued,
@@ -51,8 +55,13 @@ from raftq.core import (
     Result,
     Resume,
     Resumed,
+    ScheduleDeleted,
+    SchedulePaused,
+    SchedulePut,
+    SetSchedulePaused,
     Tick,
     Ticked,
+    TriggerSchedule,
     VersionEnabled,
     codec,
     decode_entry,
@@ -171,8 +180,60 @@ def test_a_version_2_command_in_a_version_1_entry_is_malformed() -> None:
     assert_malformed(raw, Reason.MALFORMED)
 
 
+# Log version 3: schedules.
+V3_SLOT = 1_700_000_000_000
+V3_COMMANDS: list[Command] = [
+    PutSchedule(
+        now_ms=1_700_000_000_013,
+        request_id="s-1",
+        name="nightly",
+        queue="reports",
+        cron="0 3 * * *",
+        tz="Europe/Berlin",
+        payload=b"\xa1r",
+        priority=3,
+        max_attempts=2,
+        lease_ms=5000,
+        overlap="skip",
+        catchup_ms=60000,
+    ),
+    DeleteSchedule(now_ms=1_700_000_000_014, name="old"),
+    Fire(now_ms=1_700_000_000_015, request_id="fire:nightly:1", name="nightly", slot_ms=V3_SLOT),
+    TriggerSchedule(now_ms=1_700_000_000_016, name="nightly"),
+    SetSchedulePaused(now_ms=1_700_000_000_017, name="nightly", paused=True),
+]
+V3_RESULTS: list[Result] = [
+    SchedulePut("nightly", True),
+    ScheduleDeleted("old"),
+    Fired("nightly", V3_SLOT, 7),
+    SchedulePaused("nightly", True),
+]
+GOLDEN_V3_ENTRY = bytes.fromhex(
+    "9203959f14a3732d31cf0000018bcfe5680da76e696768746c79a77265706f727473c0a9302033202a202a202a"
+    "ad4575726f70652f4265726c696ec402a1720302cd1388a4736b6970cdea60c29415c0cf0000018bcfe5680ea3"
+    "6f6c649516ae666972653a6e696768746c793a31cf0000018bcfe5680fa76e696768746c79cf0000018bcfe568"
+    "009417c0cf0000018bcfe56810a76e696768746c799518c0cf0000018bcfe56811a76e696768746c79c3"
+)
+GOLDEN_V3_RESULTS = bytes.fromhex(
+    "9201949314a76e696768746c79c39215a36f6c649416a76e696768746c79cf0000018bcfe56800079317a76e69"
+    "6768746c79c3"
+)
+
+
+def test_golden_v3_entry_bytes() -> None:
+    assert encode_entry(V3_COMMANDS) == GOLDEN_V3_ENTRY
+    assert decode_entry(GOLDEN_V3_ENTRY) == V3_COMMANDS
+    assert encode_results(V3_RESULTS) == GOLDEN_V3_RESULTS
+    assert decode_results(GOLDEN_V3_RESULTS) == V3_RESULTS
+    # With version-2 commands, the entry declares version 3; in a version-2 entry, malformed.
+    assert encode_entry([*V2_COMMANDS, *V3_COMMANDS])[:2] == b"\x92\x03"
+    for cmd in V3_COMMANDS:
+        assert_malformed(msgpack.packb([2, [encode_command(cmd)]]), Reason.MALFORMED)
+
+
 def test_every_command_and_result_type_is_covered() -> None:
-    commands, results = [*ONE_OF_EACH_COMMAND, *V2_COMMANDS], [*ONE_OF_EACH_RESULT, *V2_RESULTS]
+    commands = [*ONE_OF_EACH_COMMAND, *V2_COMMANDS, *V3_COMMANDS]
+    results = [*ONE_OF_EACH_RESULT, *V2_RESULTS, *V3_RESULTS]
     assert {type(c) for c in commands} == set(Command.__args__)  # type: ignore[attr-defined]
     assert {type(r) for r in results} == set(Result.__args__)  # type: ignore[attr-defined]
 

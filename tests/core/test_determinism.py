@@ -25,16 +25,22 @@ from raftq.core import (
     Claimed,
     Command,
     Configure,
+    DeleteSchedule,
+    EnableVersion,
     Enqueue,
+    Fire,
     Heartbeat,
     Machine,
     Nack,
     NewJob,
     Pause,
     Purge,
+    PutSchedule,
     RequeueDead,
     Resume,
+    SetSchedulePaused,
     Tick,
+    TriggerSchedule,
     encode_entry,
     snapshot_bytes,
 )
@@ -136,8 +142,36 @@ def build_log(seed: int, n_entries: int = 2500) -> list[bytes]:  # noqa: C901
                 dedup_window_ms=rng.choice([None, 0, 3_000, 600_000]),
                 retention_ms=rng.choice([None, 0, 5_000, 3_600_000]),
             )
+        if r < 0.96:
+            return schedule_command()
         return Tick(now_ms=now, request_id=rid())
 
+    def schedule_command() -> Command:
+        name = rng.choice(("s1", "s2"))
+        r = rng.random()
+        if r < 0.2:
+            return PutSchedule(
+                now_ms=now,
+                request_id=rid(),
+                name=name,
+                queue=rng.choice(QUEUES),
+                every_ms=rng.choice([500, 1_000]),
+                payload=rng.randbytes(4),
+                overlap=rng.choice(["allow", "skip"]),
+                paused=rng.random() < 0.1,
+            )
+        if r < 0.75:  # slots near now, some stale, some in the future: refused
+            slot = now - now % 500 - 500 * rng.randint(-1, 4)
+            return Fire(now_ms=now, request_id=rid(), name=name, slot_ms=slot)
+        if r < 0.85:
+            return TriggerSchedule(now_ms=now, request_id=rid(), name=name)
+        if r < 0.95:
+            paused = rng.random() < 0.5
+            return SetSchedulePaused(now_ms=now, request_id=rid(), name=name, paused=paused)
+        return DeleteSchedule(now_ms=now, request_id=rid(), name=name)
+
+    entries.append(encode_entry([EnableVersion(now_ms=now, version=3)]))  # schedules on
+    m.apply_entry(entries[0])
     for _ in range(n_entries):
         step = rng.random()
         if step < 0.05:

@@ -237,6 +237,8 @@ async def test_dashboard_in_headless_chromium(jc: Cluster, tmp_path: Path) -> No
         poison = client.enqueue_many("poison", [{"payload": "x", "max_attempts": 1}] * 2)
         for job in client.claim(["poison"], worker="w-poison", max=2):
             client.nack(job.id, job.token, error="boom")
+        client.set_schedule("web-minutely", "ticks", "tick", cron="* * * * *", tz="Europe/Berlin")
+        client.trigger_schedule("web-minutely")
     jc.wait_converged()  # every node has applied all of the above: any node's reads agree
     with _client(jc) as client:
         api_queues = {q["queue"]: q for q in client.queues()}
@@ -258,6 +260,10 @@ async def test_dashboard_in_headless_chromium(jc: Cluster, tmp_path: Path) -> No
         assert [row[1] for row in nodes].count("leader") == 1
         assert all(row[6] == "yes" for row in nodes)
         await page.wait_for(f"!!document.querySelector('[data-dead-job=\"{poison[0]}\"]')")
+        # The schedules panel: last fire (the trigger) and next fire shown.
+        row = "document.querySelector('#schedules tr[data-schedule=web-minutely]"
+        await page.wait_for(f"!!{row} td[data-fire=next]') && {row} td[data-fire=last]')"
+                            ".textContent !== '-'")  # fmt: skip
         # Chart: a second reading draws the series.
         await page.wait_for("!!document.querySelector('#chart polyline[data-series=enqueued]')")
         await page.eval(
@@ -308,6 +314,7 @@ def test_every_metric_is_documented_and_the_docs_name_only_real_ones(jc: Cluster
         client.enqueue_many("doc", [{"payload": 1}, {"payload": 2}])
         first, _ = client.claim(["doc"], worker="w-doc", max=2)
         client.ack(first.id, first.token)
+        client.set_schedule("doc-hourly", "doc", 1, every_ms=3_600_000)  # schedule metrics
     jc.wait_converged()
     with urllib.request.urlopen(jc.url(jc.ids[0], "/metrics"), timeout=5) as resp:
         text = resp.read().decode()

@@ -83,3 +83,24 @@ def test_script_worker_example(worker_cluster: Cluster, procs: Procs) -> None:
     assert "sending the reminder email to linus@example.com" in procs.log("script")
     procs.signal("script", signal.SIGINT)
     assert procs.wait("script", 15) == 0
+
+
+def test_schedules_example(worker_cluster: Cluster) -> None:
+    argv = [sys.executable, "examples/schedules.py", "--nodes", nodes_of(worker_cluster)]
+    done = subprocess.run(
+        [*argv, "--every-ms", "200", "--fires", "3"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    nightly, job, *listed = [json.loads(line) for line in done.stdout.splitlines()]
+    assert nightly["nightly_next_fire_ms"] > 0
+    assert (job["queue"], job["schedule"]) == ("heartbeats", "heartbeat")
+    assert job["fire_ms"] % 200 == 0
+    shown = {s["name"]: s for s in listed}
+    assert shown["heartbeat"]["paused"] is True and shown["heartbeat"]["fires"] >= 3
+    assert shown["heartbeat"]["next_fire_ms"] is None
+    assert shown["nightly-report"]["next_fire_ms"] == nightly["nightly_next_fire_ms"]

@@ -27,6 +27,7 @@ from raftq_jepsen.checker.linear import Bounds, check_linearizable
 from raftq_jepsen.checker.membership import check_membership
 from raftq_jepsen.checker.priority import check_priority
 from raftq_jepsen.checker.report import write_report
+from raftq_jepsen.checker.schedules import check_schedules
 from raftq_jepsen.checker.total_queue import check_total_queue
 
 __all__ = ["Bounds", "HistoryError", "check_run", "judge"]
@@ -41,6 +42,7 @@ JUDGED = (
     "linearizable",
     "forged_forward",
     "membership",
+    "schedules",
 )
 
 
@@ -84,6 +86,7 @@ def _judge(
     nodes = _read_json(run_dir / "nodes.json", [])
     run = _read_json(run_dir / "run.json", {})
     windows = _read_jsonl(run_dir / "nemesis.jsonl")
+    schedules = _read_json(run_dir / "schedules.json", None)
     try:
         ix = build_index(ops)
         checks: dict[str, Any] = {
@@ -95,6 +98,7 @@ def _judge(
             "linearizable": check_linearizable(ix, bounds),
             "forged_forward": check_forged(forged),
             "membership": check_membership(nodes, run, windows),
+            "schedules": check_schedules(schedules, ops),
             "availability": check_availability(ops, windows),
         }
     except (KeyError, TypeError, ValueError) as e:
