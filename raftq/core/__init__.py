@@ -32,6 +32,7 @@ from raftq.core.commands import (
     Purge,
     RequeueDead,
     Resume,
+    SetLimits,
     Tick,
 )
 from raftq.core.errors import CodecError, CorruptStateError, RaftqError
@@ -45,6 +46,7 @@ from raftq.core.results import (
     Enqueued,
     Extended,
     Lease,
+    LimitsSet,
     Nacked,
     Paused,
     Purged,
@@ -57,7 +59,7 @@ from raftq.core.results import (
     VersionEnabled,
 )
 from raftq.core.snapshot import snapshot_bytes, write_snapshot
-from raftq.core.stats import HistogramData, QueueMetrics, QueueStats
+from raftq.core.stats import HistogramData, LimitsView, QueueMetrics, QueueStats
 
 __all__ = [
     "Ack",
@@ -80,6 +82,8 @@ __all__ = [
     "JobInfo",
     "JobState",
     "Lease",
+    "LimitsSet",
+    "LimitsView",
     "Machine",
     "Nack",
     "Nacked",
@@ -98,6 +102,7 @@ __all__ = [
     "Result",
     "Resume",
     "Resumed",
+    "SetLimits",
     "Tick",
     "Ticked",
     "VersionEnabled",

@@ -38,6 +38,7 @@ from raftq.core.commands import (
     Purge,
     RequeueDead,
     Resume,
+    SetLimits,
     Tick,
 )
 from raftq.core.errors import CodecError
@@ -49,6 +50,7 @@ from raftq.core.results import (
     Enqueued,
     Extended,
     Lease,
+    LimitsSet,
     Nacked,
     Paused,
     Purged,
@@ -77,21 +79,28 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1  # the version entries of version-1 commands declare
-LOG_VERSION = 2  # the highest entry version this code decodes and applies
+LOG_VERSION = 3  # the highest entry version this code decodes and applies
 
 # Command tags (stable).
 _ENQUEUE, _CLAIM, _HEARTBEAT, _ACK, _NACK, _CANCEL = 1, 2, 3, 4, 5, 6
 _REQUEUE, _PURGE, _PAUSE, _RESUME, _CONFIGURE, _TICK = 7, 8, 9, 10, 11, 12
 _ENABLE_VERSION = 13  # log version 2
+_SET_LIMITS = 14  # log version 3
+_GROUPS_VERSION = 3  # an Enqueue with a job's ``group`` (its job arrays have 8 fields)
 
 # The log version of each command type above 1 (the first log version). An entry declares the
 # highest of its commands' (1 when none is listed); a command is valid only in an entry of its
 # version or above, and the machine refuses it while the enabled version is below it.
-_COMMAND_VERSION: dict[type[Command], int] = {EnableVersion: 2}
+_COMMAND_VERSION: dict[type[Command], int] = {EnableVersion: 2, SetLimits: 3}
 
 
 def command_version(cmd: Command) -> int:
-    """The log version a command needs (see ``_COMMAND_VERSION``)."""
+    """The log version a command needs (see ``_COMMAND_VERSION``; an Enqueue of a job with a
+    ``group`` needs version 3: an older node would drop the field)."""
+    if type(cmd) is Enqueue:
+        for j in cmd.jobs:
+            if j.group is not None:
+                return _GROUPS_VERSION
     return _COMMAND_VERSION.get(type(cmd), FORMAT_VERSION)
 
 
@@ -138,7 +147,10 @@ def _list(v: Any, what: str, n: int | None = None) -> list[Any]:
 
 
 def _new_job_fields(j: NewJob) -> list[Any]:
-    return [j.payload, j.priority, j.delay_ms, j.run_at_ms, j.key, j.max_attempts, j.lease_ms]
+    f = [j.payload, j.priority, j.delay_ms, j.run_at_ms, j.key, j.max_attempts, j.lease_ms]
+    if j.group is not None:  # version 3; without a group, the bytes older nodes read
+        f.append(j.group)
+    return f
 
 
 # One case per command type, its tag beside it: the table reads best flat.
@@ -172,6 +184,19 @@ def encode_command(cmd: Command) -> list[Any]:  # noqa: C901
             return [_TICK, *head]
         case EnableVersion():
             return [_ENABLE_VERSION, *head, cmd.version]
+        case SetLimits():
+            return [_SET_LIMITS, *head, cmd.queue, *_limit_fields(cmd)]
+
+
+def _limit_fields(c: SetLimits | LimitsSet) -> list[int | None]:
+    return [
+        c.concurrency,
+        c.rate_limit,
+        c.rate_period_ms,
+        c.group_concurrency,
+        c.group_rate_limit,
+        c.group_rate_period_ms,
+    ]
 
 
 def encode_entry(commands: Sequence[Command]) -> bytes:
@@ -179,7 +204,7 @@ def encode_entry(commands: Sequence[Command]) -> bytes:
     version = FORMAT_VERSION  # entries of version-1 commands keep the bytes old nodes read
     get = _COMMAND_VERSION.get
     for c in commands:
-        v = get(type(c))
+        v = command_version(c) if type(c) is Enqueue else get(type(c))
         if v is not None and v > version:
             version = v
     raw: bytes = msgpack.packb([version, [encode_command(c) for c in commands]])
@@ -187,8 +212,17 @@ def encode_entry(commands: Sequence[Command]) -> bytes:
 
 
 def _decode_new_job(v: Any) -> NewJob:
-    payload, priority, delay_ms, run_at_ms, key, max_attempts, lease_ms = _list(v, "job", 7)
+    a = _list(v, "job")
+    if len(a) == 8:
+        group = _str(a[7], "group")  # written only when set
+        a = a[:7]
+    else:
+        group = None
+        if len(a) != 7:
+            raise CodecError("job: expected an array of 7 or 8")
+    payload, priority, delay_ms, run_at_ms, key, max_attempts, lease_ms = a
     return NewJob(
+        group=group,
         payload=_bytes(payload, "payload"),
         priority=_int(priority, "priority"),
         delay_ms=_opt_int(delay_ms, "delay_ms"),
@@ -261,6 +295,19 @@ def _decode_command(v: Any) -> Command:
     if tag == _ENABLE_VERSION:
         (version,) = _fields(f, 1, "enable_version")
         return EnableVersion(now_ms=now, request_id=rid, version=_int(version, "version"))
+    if tag == _SET_LIMITS:
+        queue, c, rl, rp, gc, grl, grp = _fields(f, 7, "set_limits")
+        return SetLimits(
+            now_ms=now,
+            request_id=rid,
+            queue=_str(queue, "queue"),
+            concurrency=_opt_int(c, "concurrency"),
+            rate_limit=_opt_int(rl, "rate_limit"),
+            rate_period_ms=_opt_int(rp, "rate_period_ms"),
+            group_concurrency=_opt_int(gc, "group_concurrency"),
+            group_rate_limit=_opt_int(grl, "group_rate_limit"),
+            group_rate_period_ms=_opt_int(grp, "group_rate_period_ms"),
+        )
     raise CodecError(f"unknown command tag {tag}")
 
 
@@ -354,7 +401,7 @@ def decode_entry(raw: bytes) -> list[Command]:
                 append(cmd)
                 continue
         cmd = _decode_command(c)  # the checked path: it builds the exact error
-        needed = _COMMAND_VERSION.get(type(cmd), FORMAT_VERSION)
+        needed = command_version(cmd)
         if needed > version:
             # What an older node reads as an unknown tag: no node applies it.
             raise CodecError(f"command tag {c[0]} needs an entry of version {needed}")
@@ -396,6 +443,8 @@ def encode_result(r: Result) -> list[Any]:  # noqa: C901
             return [12, r.clock_ms]
         case VersionEnabled():
             return [13, r.version]
+        case LimitsSet():
+            return [14, r.queue, *_limit_fields(r)]
 
 
 def _lease_fields(x: Lease) -> tuple[int, str, bytes, int, int, int, int]:
@@ -417,6 +466,7 @@ _RESULT_BUILDERS: dict[int, Callable[[list[Any]], Result]] = {
     11: lambda a: Configured(a[0], a[1], a[2]),
     12: lambda a: Ticked(a[0]),
     13: lambda a: VersionEnabled(a[0]),
+    14: lambda a: LimitsSet(*a[:7]),
 }
 
 

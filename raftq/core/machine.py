@@ -27,6 +27,7 @@ from raftq.core.commands import (
     Purge,
     RequeueDead,
     Resume,
+    SetLimits,
     Tick,
 )
 from raftq.core.errors import CodecError
@@ -43,7 +44,14 @@ from raftq.core.queue import QueueState
 from raftq.core.requests import LEGACY_DIGEST, Answer, command_digest, remember, replay
 from raftq.core.results import Reason, Refusal, Result, Ticked, VersionEnabled
 from raftq.core.snapshot import read_snapshot_into, snapshot_digest
-from raftq.core.stats import QueueMetrics, QueueStats, queue_metrics, queue_stats
+from raftq.core.stats import (
+    LimitsView,
+    QueueMetrics,
+    QueueStats,
+    limits_view,
+    queue_metrics,
+    queue_stats,
+)
 
 __all__ = ["Machine"]
 
@@ -158,6 +166,8 @@ class Machine:
                 return admin_ops.pause_resume(self, cmd)
             case Configure():
                 return admin_ops.configure(self, cmd)
+            case SetLimits():
+                return admin_ops.set_limits(self, cmd)
             case Tick():
                 for q in self.queues.values():
                     ops.advance_queue(self, q)
@@ -180,7 +190,9 @@ class Machine:
 
     def job_info(self, job_id: int) -> JobInfo | None:
         job = self.jobs.get(job_id)
-        return None if job is None else job.info()
+        if job is None:
+            return None
+        return job.info(self.queues[job.queue].group_of.get(job_id))
 
     def job_queue(self, job_id: int) -> str | None:
         """The queue of a job (``None`` if unknown): what ``job_info(job_id).queue`` gives,
@@ -193,7 +205,12 @@ class Machine:
 
     def queue_stats(self, name: str) -> QueueStats | None:
         q = self.queues.get(name)
-        return None if q is None else queue_stats(q)
+        return None if q is None else queue_stats(q, self.clock_ms)
+
+    def queue_limits(self, name: str) -> LimitsView | None:
+        """The limits of a queue and their use now (``None``: no such queue)."""
+        q = self.queues.get(name)
+        return None if q is None else limits_view(q, self.clock_ms)
 
     def queue_metrics(self, name: str) -> QueueMetrics | None:
         """Stats, histograms and workers of a queue, for ``/metrics``."""
@@ -208,7 +225,7 @@ class Machine:
         # ``q.dead`` is in the order jobs died, which is not id order: sort, so that paging
         # with ``after_id`` neither skips nor repeats a dead letter.
         page = heapq.nsmallest(limit, (i for i in q.dead if i > after_id))
-        return [self.jobs[job_id].info() for job_id in page]
+        return [self.jobs[job_id].info(q.group_of.get(job_id)) for job_id in page]
 
     def state_digest(self) -> str:
         """Hex digest of the canonical snapshot: equal iff the states are equal."""

@@ -1,8 +1,9 @@
 """Snapshots: the whole machine as a stream of msgpack objects, and back.
 
-Layout (version 4, or 5), each item one msgpack object: ``["raftq-snapshot", 4]``, ``[clock_ms,
+Layout (version 4, 5 or 6), each item one msgpack object: ``["raftq-snapshot", 4]``, ``[clock_ms,
 applied, digest, next_id, last_token, n_queues, n_jobs, n_requests]`` (version 5:
-``enabled_version`` appended), then n_queues queue records, n_jobs job records (in id order),
+``enabled_version`` appended; version 6: the same head), then n_queues queue records (version
+6: with the job groups and limits at the end), n_jobs job records (in id order),
 n_requests request records (``[id, expires_ms, command digest, claim refs | None, result |
 None]``, see ``requests.py``), and last a trailer: the SHA-256 of every byte before it (32 raw
 bytes, not a msgpack object), so a damaged or truncated snapshot is refused. Heaps are not
@@ -14,6 +15,9 @@ equal bytes, so a hash of it compares replicas. Version 3 is still read (see
 Version 5 is written only once the cluster enabled log version 2 or above (``EnableVersion``):
 until then a snapshot is the version 4 that the previous raftq reads, so a leader of the new
 release can still send its snapshot to a follower of the old one during a rolling upgrade.
+Version 6 likewise only once log version 3 is enabled (before that, version 5 while the enabled
+version is 2). The limits' heaps (ring, wake, group ready heaps) are rebuilt too; what orders
+them (each group's turn and wake time, the rate logs) is stored.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import msgpack
 
 from raftq.core.codec import result_from_wire
 from raftq.core.errors import CodecError
+from raftq.core.fair import Limiter, limits_from_record
 from raftq.core.job import Job, JobState
 from raftq.core.limits import DEFAULT_LEASE_MS
 from raftq.core.queue import QueueState
@@ -61,9 +66,12 @@ __all__ = [
 # 4: request records hold the command's digest, and a claim's answer as job id and token
 #    pairs instead of the leases (payloads were stored twice). Version 3 is still read.
 # 5: the head record ends with enabled_version (written only when it is above 1).
-SNAPSHOT_VERSION = 5
-_V4 = 4  # what the previous release reads: written while enabled_version is 1
-_READABLE = (3, _V4, SNAPSHOT_VERSION)
+# 6: queue records end with the job groups (job id, group, ...) and the limits record
+#    (``fair.Limiter.record``, or None); written only once log version 3 is enabled.
+SNAPSHOT_VERSION = 6
+_V4 = 4  # what the release before log version 2 reads: written while enabled_version is 1
+_V5 = 5  # what the release before log version 3 reads: written while enabled_version is 2
+_READABLE = (3, _V4, _V5, SNAPSHOT_VERSION)
 _MAGIC = "raftq-snapshot"
 _STATES = list(JobState)
 _STATE_CODE = {s: i for i, s in enumerate(_STATES)}
@@ -138,12 +146,21 @@ def _head_records(m: Machine) -> list[list[Any]]:
     ]
     if m.enabled_version == 1:
         return [[_MAGIC, _V4], head]
-    return [[_MAGIC, SNAPSHOT_VERSION], [*head, m.enabled_version]]
+    return [[_MAGIC, _version_of(m)], [*head, m.enabled_version]]
+
+
+def _version_of(m: Machine) -> int:
+    return _V4 if m.enabled_version == 1 else _V5 if m.enabled_version == 2 else SNAPSHOT_VERSION
 
 
 def _queue_records(m: Machine, index: dict[str, int]) -> Iterator[list[Any]]:
+    v6 = _version_of(m) == SNAPSHOT_VERSION
     for i, q in enumerate(m.queues.values()):
         index[q.name] = i
+        extra: list[Any] = []
+        if v6:
+            groups = [x for kv in q.group_of.items() for x in kv]
+            extra = [groups, None if q.lim is None else q.lim.record()]
         yield [
             q.name,
             q.paused,
@@ -154,6 +171,7 @@ def _queue_records(m: Machine, index: dict[str, int]) -> Iterator[list[Any]]:
             list(q.dead),
             list(q.finished),
             *_tally_record(q.tally),
+            *extra,
         ]
 
 
@@ -292,13 +310,19 @@ def _read_into(m: Machine, it: Iterator[Any]) -> None:
             + (": a newer raftq wrote it, upgrade this node" if newer else "")
         )
     fields = next(it)
-    if version == SNAPSHOT_VERSION:
+    if version >= _V5:
         *fields, m.enabled_version = fields
     (m.clock_ms, m.applied, m.digest, m.next_id, m.last_token, n_q, n_jobs, n_req) = fields
     queues: list[QueueState] = []
+    lim_records: list[list[Any] | None] = []
     for _ in range(n_q):
         name, paused, window, retention, keys, expiry, dead, finished, *tally = next(it)
         q = QueueState(name)
+        lim_record = None
+        if version == SNAPSHOT_VERSION:
+            *tally, groups, lim_record = tally
+            q.group_of = dict(zip(groups[::2], groups[1::2], strict=True))
+        lim_records.append(lim_record)
         _read_tally(q.tally, tally)
         q.paused, q.dedup_window_ms, q.retention_ms = bool(paused), window, retention
         q.keys = dict(zip(keys[::2], keys[1::2], strict=True))
@@ -339,8 +363,13 @@ def _read_into(m: Machine, it: Iterator[Any]) -> None:
         job.finished_ms = r[16]
         table[job.id] = job
         members[r[1]].append(job)
-    for q, jobs in zip(queues, members, strict=True):
+    for q, jobs, lim_record in zip(queues, members, lim_records, strict=True):
         q.rebuild(jobs)
+        if lim_record is not None:
+            lim = Limiter(q, m, limits_from_record(lim_record))
+            ready, q.ready = q.ready, []
+            lim.restore(lim_record, ready, [j for j in jobs if j.state is JobState.LEASED])
+            q.lim = lim
     read_request = _read_v3_request if version == 3 else _read_request
     for _ in range(n_req):
         rid, expires_ms, digest, answer = read_request(next(it))

@@ -314,11 +314,11 @@ def test_a_version_3_snapshot_is_read() -> None:
     again = snapshot_bytes(m)
     # Written as version 4 (what the previous release reads) while no newer log version is
     # enabled; SNAPSHOT_VERSION 5 only once one is (tests/core/test_versions.py).
-    assert again[16] == 4 and SNAPSHOT_VERSION == 5
+    assert again[16] == 4 and SNAPSHOT_VERSION == 6
     assert snapshot_bytes(Machine.restore(again)) == again
 
 
-@pytest.mark.parametrize("version", [2, 6])
+@pytest.mark.parametrize("version", [2, 7])
 def test_other_snapshot_versions_are_refused(version: int) -> None:
     body = V3_SNAPSHOT[:-32]
     body = body[:16] + bytes([version]) + body[17:]
