@@ -3,9 +3,8 @@ configure). Some are linear in a queue's size: admin operations, not hot paths."
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import heapq
+from typing import TYPE_CHECKING
 
 from raftq.core.commands import Configure, Pause, Purge, RequeueDead, Resume, SetLimits
 from raftq.core.fair import Limiter, Limits
@@ -173,7 +172,10 @@ def ready_key_of(job: Job) -> int:
 
 
 def _check_limits(cmd: SetLimits) -> str | None:
-    for name, value in (("concurrency", cmd.concurrency), ("group_concurrency", cmd.group_concurrency)):
+    for name, value in (
+        ("concurrency", cmd.concurrency),
+        ("group_concurrency", cmd.group_concurrency),
+    ):
         if not in_range(value, 1, MAX_SLOTS):
             return f"{name} must be 1..{MAX_SLOTS}"
     for prefix, limit, period in (

@@ -292,23 +292,28 @@ def _decode_command(v: Any) -> Command:
     if tag == _TICK:
         _fields(f, 0, "tick")
         return Tick(now_ms=now, request_id=rid)
+    if tag in (_ENABLE_VERSION, _SET_LIMITS):
+        return _decode_later_command(tag, rid, now, f)
+    raise CodecError(f"unknown command tag {tag}")
+
+
+def _decode_later_command(tag: int, rid: str | None, now: int, f: list[Any]) -> Command:
+    """Commands of log version 2 and above."""
     if tag == _ENABLE_VERSION:
         (version,) = _fields(f, 1, "enable_version")
         return EnableVersion(now_ms=now, request_id=rid, version=_int(version, "version"))
-    if tag == _SET_LIMITS:
-        queue, c, rl, rp, gc, grl, grp = _fields(f, 7, "set_limits")
-        return SetLimits(
-            now_ms=now,
-            request_id=rid,
-            queue=_str(queue, "queue"),
-            concurrency=_opt_int(c, "concurrency"),
-            rate_limit=_opt_int(rl, "rate_limit"),
-            rate_period_ms=_opt_int(rp, "rate_period_ms"),
-            group_concurrency=_opt_int(gc, "group_concurrency"),
-            group_rate_limit=_opt_int(grl, "group_rate_limit"),
-            group_rate_period_ms=_opt_int(grp, "group_rate_period_ms"),
-        )
-    raise CodecError(f"unknown command tag {tag}")
+    queue, c, rl, rp, gc, grl, grp = _fields(f, 7, "set_limits")
+    return SetLimits(
+        now_ms=now,
+        request_id=rid,
+        queue=_str(queue, "queue"),
+        concurrency=_opt_int(c, "concurrency"),
+        rate_limit=_opt_int(rl, "rate_limit"),
+        rate_period_ms=_opt_int(rp, "rate_period_ms"),
+        group_concurrency=_opt_int(gc, "group_concurrency"),
+        group_rate_limit=_opt_int(grl, "group_rate_limit"),
+        group_rate_period_ms=_opt_int(grp, "group_rate_period_ms"),
+    )
 
 
 def _decode_lease_command(tag: int, rid: str | None, now: int, f: list[Any]) -> Command:

@@ -285,8 +285,8 @@ class Limiter:
     def record(self) -> list[Any]:
         """The snapshot record: limits, the queue's starts, seq, and per group (by name) its
         starts, turn and wake (ready heaps and counts are rebuilt from the jobs)."""
-        groups = [
-            [name, list(g.starts), g.ring, g.wake]
+        groups = [  # a turn is above 64 bits: stored as its time and its seq
+            [name, list(g.starts), g.ring >> 48, g.ring & _B48, g.wake]
             for name, g in sorted(self.groups.items())
         ]
         return [*self.limits.fields(), list(self.starts), self.seq, groups]
@@ -299,7 +299,8 @@ class Limiter:
             g.ring = g.wake = 0
         self.starts = deque(starts, maxlen=self.limits.rate_limit or 0)
         self.seq = seq
-        for name, g_starts, ring, wake in groups:
+        for name, g_starts, since, seq_of, wake in groups:
+            ring = (since << 48) | seq_of
             g = self._group(name)
             g.starts = deque(g_starts, maxlen=self.limits.group_rate_limit or 0)
             g.ring, g.wake = ring, wake

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-
 from typing import TYPE_CHECKING
 
 from raftq.core.job import Job, JobState
