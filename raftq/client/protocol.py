@@ -41,6 +41,7 @@ class Operations(Protocol):
         key: str | None = None,
         max_attempts: int | None = None,
         lease_ms: int | None = None,
+        group: str | None = None,
     ) -> int:
         """Enqueue one job; its id."""
         ...
@@ -60,6 +61,7 @@ class Operations(Protocol):
         key: str | None = None,
         max_attempts: int | None = None,
         lease_ms: int | None = None,
+        group: str | None = None,
     ) -> JobHandle:
         """``enqueue``, and a handle whose ``wait`` gives the job's result."""
         ...
@@ -157,6 +159,22 @@ class Operations(Protocol):
         self, queue: str, *, dedup_window_ms: int | None = None, retention_ms: int | None = None
     ) -> dict[str, Any]:
         """Set ``queue``'s dedup window and retention; the values applied."""
+        ...
+
+    async def limits(self, queue: str) -> dict[str, Any]:
+        """``queue``'s limits and their use."""
+        ...
+
+    async def set_limits(
+        self,
+        queue: str,
+        *,
+        concurrency: int | None = None,
+        rate: tuple[int, int] | None = None,
+        group_concurrency: int | None = None,
+        group_rate: tuple[int, int] | None = None,
+    ) -> dict[str, Any]:
+        """Replace ``queue``'s limits; the limits applied."""
         ...
 
 

@@ -96,6 +96,7 @@ class SyncClient:
         key: str | None = None,
         max_attempts: int | None = None,
         lease_ms: int | None = None,
+        group: str | None = None,
     ) -> int:
         """See ``Client.enqueue``."""
         return self._run(
@@ -108,6 +109,7 @@ class SyncClient:
                 key=key,
                 max_attempts=max_attempts,
                 lease_ms=lease_ms,
+                group=group,
             )
         )
 
@@ -122,6 +124,7 @@ class SyncClient:
         key: str | None = None,
         max_attempts: int | None = None,
         lease_ms: int | None = None,
+        group: str | None = None,
     ) -> SyncJobHandle:
         """See ``Client.enqueue_job``."""
         job_id = self.enqueue(
@@ -133,6 +136,7 @@ class SyncClient:
             key=key,
             max_attempts=max_attempts,
             lease_ms=lease_ms,
+            group=group,
         )
         return self.job(job_id)
 
@@ -224,6 +228,30 @@ class SyncClient:
         return self._run(
             self._client.configure(
                 queue, dedup_window_ms=dedup_window_ms, retention_ms=retention_ms
+            )
+        )
+
+    def limits(self, queue: str) -> dict[str, Any]:
+        """See ``Client.limits``."""
+        return self._run(self._client.limits(queue))
+
+    def set_limits(
+        self,
+        queue: str,
+        *,
+        concurrency: int | None = None,
+        rate: tuple[int, int] | None = None,
+        group_concurrency: int | None = None,
+        group_rate: tuple[int, int] | None = None,
+    ) -> dict[str, Any]:
+        """See ``Client.set_limits``."""
+        return self._run(
+            self._client.set_limits(
+                queue,
+                concurrency=concurrency,
+                rate=rate,
+                group_concurrency=group_concurrency,
+                group_rate=group_rate,
             )
         )
 

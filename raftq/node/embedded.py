@@ -31,7 +31,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from raftq.client.client import ack_outcomes
+from raftq.client.client import ack_outcomes, limits_body
 from raftq.client.handle import ProducesHandles
 from raftq.client.transport import Transport
 from raftq.client.types import ClaimedJob
@@ -296,6 +296,7 @@ class Node(ProducesHandles):
         op: Op,
         path: str,
         body: Any = None,
+        method: str = "POST",
     ) -> Answer:
         """A validated operation: run here on the leader, else ``POST path`` to forward; both
         answer the HTTP API's body."""
@@ -305,7 +306,7 @@ class Node(ProducesHandles):
 
         async def there(t: Transport, rid: str) -> Answer:
             answer: Answer = await t.request(
-                "POST", path, body, mutating=True, request_id=rid, extra_ms=op.wait_ms
+                method, path, body, mutating=True, request_id=rid, extra_ms=op.wait_ms
             )
             return answer
 
@@ -324,6 +325,7 @@ class Node(ProducesHandles):
         key: str | None = None,
         max_attempts: int | None = None,
         lease_ms: int | None = None,
+        group: str | None = None,
     ) -> int:
         """See ``raftq.client.Client.enqueue``."""
         spec = {
@@ -334,6 +336,7 @@ class Node(ProducesHandles):
             "key": key,
             "max_attempts": max_attempts,
             "lease_ms": lease_ms,
+            "group": group,
         }
         body = _given(spec)
         op = self._service.enqueue(queue, Fields(body), "msgpack")
@@ -502,6 +505,25 @@ class Node(ProducesHandles):
         body = _given({"dedup_window_ms": dedup_window_ms, "retention_ms": retention_ms})
         op = self._service.configure(queue, Fields(body))
         return dict(await self._run(op, f"/v1/queues/{_q(queue)}/configure", body))
+
+    async def limits(self, queue: str) -> dict[str, Any]:
+        """See ``raftq.client.Client.limits`` (this node's replica)."""
+        return self._service.queue_limits(queue)
+
+    async def set_limits(
+        self,
+        queue: str,
+        *,
+        concurrency: int | None = None,
+        rate: tuple[int, int] | None = None,
+        group_concurrency: int | None = None,
+        group_rate: tuple[int, int] | None = None,
+    ) -> dict[str, Any]:
+        """See ``raftq.client.Client.set_limits``."""
+        body = limits_body(concurrency, rate, group_concurrency, group_rate)
+        op = self._service.set_limits(queue, Fields(body))
+        path = f"/v1/queues/{_q(queue)}/limits"
+        return dict(await self._run(op, path, body, method="PUT"))
 
     # -- cluster admin --------------------------------------------------------------------
 
