@@ -137,7 +137,8 @@ class HistoryRecorder:
 
 
 def _job_of(raw: dict[str, Any]) -> dict[str, Any]:
-    return {k: raw.get(k) for k in ("id", "queue", "payload", "priority", "attempt", "token")}
+    keys = ("id", "queue", "payload", "priority", "attempt", "token", "lease_expires_ms")
+    return {k: raw.get(k) for k in keys}
 
 
 def _enqueued(value: dict[str, Any], body: Any) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from raftq_jepsen.checker.forged import check_forged, split_forged
 from raftq_jepsen.checker.history import HistoryError, Op, load_history
 from raftq_jepsen.checker.index import build_index
 from raftq_jepsen.checker.jobs import check_jobs
+from raftq_jepsen.checker.limits import check_limits
 from raftq_jepsen.checker.linear import Bounds, check_linearizable
 from raftq_jepsen.checker.membership import check_membership
 from raftq_jepsen.checker.priority import check_priority
@@ -41,6 +42,7 @@ JUDGED = (
     "linearizable",
     "forged_forward",
     "membership",
+    "limits",
 )
 
 
@@ -95,6 +97,7 @@ def _judge(
             "linearizable": check_linearizable(ix, bounds),
             "forged_forward": check_forged(forged),
             "membership": check_membership(nodes, run, windows),
+            "limits": check_limits(ix, run),
             "availability": check_availability(ops, windows),
         }
     except (KeyError, TypeError, ValueError) as e:
