@@ -108,7 +108,7 @@ def _check_caps(
                     "job": k.job_id,
                     "held": [j.job_id for j in certain],
                     "cap": cap,
-                },  # fmt: skip
+                },
             )
         gcap = lim.get("group_concurrency")
         if isinstance(gcap, int):
@@ -123,7 +123,7 @@ def _check_caps(
                         "job": k.job_id,
                         "held": mine,
                         "cap": gcap,
-                    },  # fmt: skip
+                    },
                 )
         live.append((k, _first_end_ns(ix, k.job_id, k.token)))
 
