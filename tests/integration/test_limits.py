@@ -8,15 +8,20 @@ every instant of the merged intervals, and the claim times must fit the rate.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from raftq.client import SyncClient
 from tests.integration.cluster import Cluster
 
+REPO = Path(__file__).resolve().parents[2]
 LEASE_MS = 20_000
 HOLD_S = 0.05
 CLAIMED: dict[int, int] = {}  # job id -> its claim's cluster time
@@ -116,3 +121,21 @@ def test_a_rate_limit_holds_in_every_window(api: list[str]) -> None:
         assert all(starts[i + 3] - starts[i] >= 500 for i in range(len(starts) - 3)), starts
         limits = c.limits("lim.rate")
         assert limits["rate"] == {"limit": 3, "period_ms": 500}
+
+
+def test_the_guide_example_serves_tenants_fairly(shared_cluster: Cluster) -> None:
+    nodes = ",".join(shared_cluster.api[n] for n in shared_cluster.ids)
+    done = subprocess.run(
+        [sys.executable, "examples/limits.py", "--nodes", nodes],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["most_leased"] == 2
+    # Round-robin over the tenants with jobs: the small ones are not behind big's backlog.
+    assert out["served"][:3] == ["big", "small-1", "small-2"]
+    assert sorted(out["served"]) == ["big"] * 6 + ["small-1", "small-2"]
