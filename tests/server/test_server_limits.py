@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.server.test_server_observability import scrape, value
+
 
 async def test_limits_round_trip_and_are_applied_on_claim(start):
     async with start(followers=1) as h:
@@ -35,6 +37,11 @@ async def test_limits_round_trip_and_are_applied_on_claim(start):
         assert (usage["groups"], usage["groups_ready"], usage["groups_waiting"]) == (3, 1, 1)
         r = await h.get("/v1/queues/q")
         assert r.body["limits"]["concurrency"] == 2
+        m = await scrape(h)
+        assert value(m, "raftq_queue_limit", queue="q", limit="concurrency") == 2
+        assert value(m, "raftq_queue_limit", queue="q", limit="rate_period_ms") == 1000
+        assert ("raftq_queue_limit", (("limit", "group_rate"), ("queue", "q"))) not in m
+        assert value(m, "raftq_queue_groups", queue="q", state="waiting") == 1
         # Through a follower too (it forwards the PUT); null and absent remove a limit.
         r = await h.request("PUT", "/v1/queues/q/limits", {"concurrency": None}, node="n2")
         assert r.status == 200, r.body
