@@ -25,7 +25,8 @@ def fair_reports(nodes: str) -> dict[str, object]:
             client.enqueue("reports", {"tenant": "big", "n": n}, group="big")
         for tenant in ("small-1", "small-2"):
             client.enqueue("reports", {"tenant": tenant}, group=tenant)
-        served, most = [], 0
+        served: list[str] = []
+        most = 0
         while len(served) < 8:
             jobs = client.claim("reports", worker="w", max=4, wait_ms=1000)
             most = max(most, len(jobs))  # never above 2: the queue's concurrency
