@@ -102,7 +102,20 @@ class Group:
 class Limiter:
     """The limits, rate logs and group index of one queue. ``clock`` reads cluster time."""
 
-    __slots__ = ("groups", "limits", "m", "out_at", "q", "ring", "seq", "starts", "top", "wake")
+    __slots__ = (
+        "group_of",
+        "groups",
+        "limits",
+        "m",
+        "out_at",
+        "out_group",
+        "q",
+        "ring",
+        "seq",
+        "starts",
+        "top",
+        "wake",
+    )
 
     def __init__(self, q: QueueState, m: Any, limits: Limits) -> None:
         self.q = q
@@ -114,12 +127,14 @@ class Limiter:
         self.wake: list[tuple[int, str]] = []
         self.seq = 0
         self.out_at: int | None = None  # when the job of the current move left its state
+        self.out_group: Group | None = None  # and its group (count_out to count_in)
+        self.group_of = q.group_of  # the queue's job groups (the same dict)
         self.top: Group | None = None  # the group of the last peek
 
     # -- hooks of QueueState (every state change of a job of the queue) ---------------------
 
     def group_name(self, job: Job) -> str:
-        return self.q.group_of.get(job.id, "")
+        return self.group_of.get(job.id, "")
 
     def _group(self, name: str) -> Group:
         g = self.groups.get(name)
@@ -127,36 +142,40 @@ class Limiter:
             g = self.groups[name] = Group(name, self.limits.group_rate_limit)
         return g
 
+    # count_out and count_in run for every move of a job of the queue (hot): the group found by
+    # count_out is handed to the count_in of the same move (out_group), and the lookups inlined.
+
     def count_out(self, job: Job) -> None:
         state = job.state
         if state is _QUEUED:
-            self.groups[self.group_name(job)].queued -= 1
-            self.out_at = self.m.clock_ms
+            g = self.groups[self.group_of.get(job.id, "")]
+            g.queued -= 1
+            self.out_group, self.out_at = g, self.m.clock_ms
         elif state is _LEASED:
-            self.groups[self.group_name(job)].leased -= 1
+            g = self.groups[self.group_of.get(job.id, "")]
+            g.leased -= 1
             clock = self.m.clock_ms
             ended = job.lease_expires_ms
             # An expired lease frees its slot when it ended; any other end is now.
-            self.out_at = ended if 0 < ended < clock else clock
+            self.out_group, self.out_at = g, ended if 0 < ended < clock else clock
 
     def count_in(self, job: Job) -> None:
-        state, out_at = job.state, self.out_at
-        self.out_at = None
+        state, out_at, g = job.state, self.out_at, self.out_group
+        self.out_at = self.out_group = None
         if state is _QUEUED:
-            g = self._group(self.group_name(job))
+            if g is None:
+                g = self._group(self.group_of.get(job.id, ""))
             g.queued += 1
             at = job.ready_at_ms if out_at is None else out_at
         elif state is _LEASED:
-            g = self._group(self.group_name(job))
+            if g is None:
+                g = self._group(self.group_of.get(job.id, ""))
             g.leased += 1
             at = self.m.clock_ms
-        elif out_at is None:
+        elif g is None or out_at is None:
             return
         else:
-            found = self.groups.get(self.group_name(job))
-            if found is None:
-                return
-            g, at = found, out_at
+            at = out_at
         self.settle(g, at)
 
     def push_ready(self, job: Job, key: int) -> None:
@@ -187,6 +206,8 @@ class Limiter:
             self.seq += 1
             g.ring = (at << 48) | self.seq
             _heappush(self.ring, (g.ring, g.name))
+            if len(self.ring) > 2 * len(self.groups) + _COMPACT_SLACK:
+                self._compact()
             return
         if g.leased:
             return
@@ -200,6 +221,16 @@ class Limiter:
         if g.wake != wake_ms:
             g.wake = wake_ms
             _heappush(self.wake, (wake_ms, g.name))
+            if len(self.wake) > 2 * len(self.groups) + _COMPACT_SLACK:
+                self._compact()
+
+    def _compact(self) -> None:
+        """Drop the ring's and wake's stale entries once they dominate (amortized O(1))."""
+        groups = self.groups
+        self.ring = [(t, n) for t, n in self.ring if (g := groups.get(n)) and g.ring == t]
+        heapq.heapify(self.ring)
+        self.wake = [(w, n) for w, n in self.wake if (g := groups.get(n)) and g.wake == w]
+        heapq.heapify(self.wake)
 
     def advance(self, clock: int) -> None:
         """Wake the groups whose rate window or history ended by ``clock``."""
@@ -210,12 +241,7 @@ class Limiter:
             if g is not None and g.wake == wake_ms:
                 g.wake = 0
                 self.settle(g, wake_ms)
-        if len(self.ring) > 2 * len(groups) + _COMPACT_SLACK:
-            self.ring = [(t, n) for t, n in self.ring if (g := groups.get(n)) and g.ring == t]
-            heapq.heapify(self.ring)
-        if len(wake) > 2 * len(groups) + _COMPACT_SLACK:
-            self.wake = [(w, n) for w, n in wake if (g := groups.get(n)) and g.wake == w]
-            heapq.heapify(self.wake)
+                wake = self.wake  # settle may have compacted it
 
     # -- claim ------------------------------------------------------------------------------
 

@@ -138,8 +138,13 @@ class Machine:
         return result
 
     def _dispatch(self, cmd: Command) -> Result:  # noqa: C901 - one case per command type
-        needed = codec.command_version(cmd)
-        if needed > self.enabled_version and type(cmd) is not EnableVersion:
+        # Every command this code decodes is of a version <= LOG_VERSION: once that is
+        # enabled, nothing is gated (and the hot path skips the lookup).
+        if (
+            self.enabled_version < codec.LOG_VERSION
+            and (needed := codec.command_version(cmd)) > self.enabled_version
+            and type(cmd) is not EnableVersion
+        ):
             return Refusal(
                 Reason.VERSION_NOT_ENABLED,
                 f"this command needs log version {needed}, the cluster has enabled "

@@ -154,7 +154,7 @@ def advance_queue(m: Machine, q: QueueState) -> None:
         del jobs[old.id]
         if q.group_of:
             q.group_of.pop(old.id, None)
-    if q.lim is not None:
+    if q.lim is not None and q.lim.wake:
         q.lim.advance(clock)
     expire_keys(m, q)
     q.tally.forget_workers(clock)
