@@ -103,6 +103,7 @@ class Limiter:
     """The limits, rate logs and group index of one queue. ``clock`` reads cluster time."""
 
     __slots__ = (
+        "eligible",
         "group_of",
         "groups",
         "limits",
@@ -126,6 +127,7 @@ class Limiter:
         self.ring: list[tuple[int, str]] = []
         self.wake: list[tuple[int, str]] = []
         self.seq = 0
+        self.eligible = 0  # groups in the ring (ring != 0)
         self.out_at: int | None = None  # when the job of the current move left its state
         self.out_group: Group | None = None  # and its group (count_out to count_in)
         self.group_of = q.group_of  # the queue's job groups (the same dict)
@@ -196,6 +198,7 @@ class Limiter:
             if g.queued:
                 return
             g.ring = 0  # its ring entry is stale now
+            self.eligible -= 1
         lim = self.limits
         if g.queued:
             if lim.group_concurrency is not None and g.leased >= lim.group_concurrency:
@@ -204,6 +207,7 @@ class Limiter:
                 self._wake_at(g, g.starts[0] + (lim.group_rate_period_ms or 0))
                 return
             self.seq += 1
+            self.eligible += 1
             g.ring = (at << 48) | self.seq
             _heappush(self.ring, (g.ring, g.name))
             if len(self.ring) > 2 * len(self.groups) + _COMPACT_SLACK:
@@ -245,6 +249,19 @@ class Limiter:
 
     # -- claim ------------------------------------------------------------------------------
 
+    def claimable(self, clock: int) -> int:
+        """At most how many jobs a claim could take now (0 when the queue is at its cap or
+        rate, or every group with ready jobs is): what wakes long-poll claims. A read."""
+        lim, q = self.limits, self.q
+        if self.eligible == 0:
+            return 0
+        if not rate_ok(self.starts, lim.rate_limit, lim.rate_period_ms, clock):
+            return 0
+        free = q.counts[_QUEUED]
+        if lim.concurrency is not None:
+            free = min(free, lim.concurrency - q.counts[_LEASED])
+        return max(free, 0)
+
     def peek(self, jobs: dict[int, Job], clock: int) -> int | None:
         """The ready key a claim takes next from this queue (``None``: nothing, or the queue
         is at its concurrency or rate); remembers its group for ``take``."""
@@ -266,6 +283,7 @@ class Limiter:
                         return key
                     _heappop(heap)
                 g.ring = 0  # no ready job left (cannot happen while queued > 0)
+                self.eligible -= 1
             _heappop(ring)
         return None
 
@@ -277,6 +295,7 @@ class Limiter:
         _heappop(g.ready)
         _heappop(self.ring)
         g.ring = 0
+        self.eligible -= 1
         self.starts.append(clock)
         g.starts.append(clock)
 
@@ -321,6 +340,7 @@ class Limiter:
         *_, starts, seq, groups = record
         self.index(ready, leased, None)  # counts and heaps; turns are replaced below
         self.ring, self.wake = [], []
+        self.eligible = 0
         for g in self.groups.values():
             g.ring = g.wake = 0
         self.starts = deque(starts, maxlen=self.limits.rate_limit or 0)
@@ -331,6 +351,7 @@ class Limiter:
             g.starts = deque(g_starts, maxlen=self.limits.group_rate_limit or 0)
             g.ring, g.wake = ring, wake
             if ring:
+                self.eligible += 1
                 self.ring.append((ring, name))
             if wake:
                 self.wake.append((wake, name))

@@ -121,6 +121,8 @@ def _check_groups(m: Machine, q: QueueState, mine: list[Job]) -> None:
             leased[name] += 1
     ring = set(lim.ring)
     limits = lim.limits
+    in_ring = sum(1 for g in lim.groups.values() if g.ring)
+    _require(lim.eligible == in_ring, f"{q.name}: eligible {lim.eligible} != {in_ring}")
     for name, g in lim.groups.items():
         _require(g.queued == queued[name], f"{q.name}/{name}: queued count wrong")
         _require(g.leased == leased[name], f"{q.name}/{name}: leased count wrong")

@@ -32,7 +32,7 @@ from raftq.core.commands import (
 )
 from raftq.core.errors import CodecError
 from raftq.core.invariants import check_invariants
-from raftq.core.job import Job, JobInfo
+from raftq.core.job import Job, JobInfo, JobState
 from raftq.core.limits import (
     MAX_LOG_VERSION,
     MAX_REQUEST_ID_CHARS,
@@ -211,6 +211,16 @@ class Machine:
     def queue_stats(self, name: str) -> QueueStats | None:
         q = self.queues.get(name)
         return None if q is None else queue_stats(q, self.clock_ms)
+
+    def claimable(self, name: str) -> int:
+        """At most how many jobs a claim of queue ``name`` could take now: its ready jobs, or
+        fewer under its limits (0: unknown, paused, nothing ready, or at a cap)."""
+        q = self.queues.get(name)
+        if q is None or q.paused:
+            return 0
+        if q.lim is None:
+            return q.counts[JobState.QUEUED]
+        return q.lim.claimable(self.clock_ms)
 
     def queue_limits(self, name: str) -> LimitsView | None:
         """The limits of a queue and their use now (``None``: no such queue)."""

@@ -182,6 +182,7 @@ class LimitsModel(RuleBasedStateMachine):
     @rule(mx=st.integers(1, 5), both=st.booleans(), lease_ms=st.sampled_from([5, 30, 1000]))
     def claim(self, mx: int, both: bool, lease_ms: int) -> None:
         queues = ("r", "q") if both else ("q",)
+        claimable = self.m.claimable("q")  # what wakes long-poll claims: never a false "none"
         got = self.run(Claim(now_ms=self.now, queues=queues, worker="w", max=mx, lease_ms=lease_ms))
         assert isinstance(got, Claimed)
         for lease in got.jobs:
@@ -202,6 +203,9 @@ class LimitsModel(RuleBasedStateMachine):
                 self.starts.append(self.now)
             if self.limits.group_rate_limit is not None:
                 self.group_starts.setdefault(j.group, []).append(self.now)
+        took = sum(1 for lease in got.jobs if lease.queue == "q")
+        assert (took > 0) == (claimable > 0) or (both and took == 0), (took, claimable)
+        assert took <= max(claimable, 0) or claimable == 0
         if len(got.jobs) < mx and self._queue_free():
             for j in self.jobs.values():
                 assert not (j.state == "queued" and self._group_free(j.group)), (
