@@ -75,3 +75,20 @@ async def test_a_bad_group_is_400_and_an_unknown_queue_404(start):
         assert r.status == 400 and "group" in r.body["error"]["message"]
         r = await h.get("/v1/queues/nope/limits")
         assert r.status == 404
+
+
+async def test_a_long_poll_on_a_queue_at_its_cap_waits_without_spinning(start):
+    """The queue has ready jobs but is at its concurrency: a long-poll claim must wait, not
+    propose an empty round after every entry (each round is an entry that wakes it again)."""
+    async with start() as h:
+        await h.post("/v1/cluster/version", {"version": 3})
+        await h.request("PUT", "/v1/queues/q/limits", {"concurrency": 1})
+        await h.post("/v1/queues/q/jobs", {"jobs": [{"payload": 1}, {"payload": 2}]})
+        r = await h.post("/v1/queues/q/claim", {"worker": "w"})
+        assert len(r.body["jobs"]) == 1
+        with h.node.read() as m:
+            before = m.applied
+        r = await h.post("/v1/queues/q/claim", {"worker": "w2", "wait_ms": 300})
+        assert r.status == 200 and r.body["jobs"] == []
+        with h.node.read() as m:
+            assert m.applied - before <= 5, m.applied - before
