@@ -139,6 +139,8 @@ CONTROLS = [
     # A drain that stalls is judged unfinished when the harness gives up (--drain-limit).
     ("clock-unbounded", "clock-jump,worker-kill", 30, ("--seed", "5", "--drain-limit", "15")),
     ("install-stale-snapshot", "snapshot-race", 25, ("--drain-limit", "15")),
+    # The limited queue ("lim") runs without its limits: more leased than its caps.
+    ("ignore-limits", "none", 15, ()),
 ]
 
 
@@ -163,7 +165,10 @@ def test_positive_control_is_caught(
     # The verdict must be "invalid" (1): 0 means the checker missed a known bug, 3 that
     # there was no verdict at all.
     assert rc == 1, f"broken build {fault!r}: jepsen-style/run exited {rc}:\n{log[-4000:]}"
-    assert _json(out / "results.json")["valid"] is False
+    results = _json(out / "results.json")
+    assert results["valid"] is False
+    if fault == "ignore-limits":  # caught by the check that owns the property
+        assert results["checks"]["limits"]["valid"] is False, results["checks"]["limits"]
 
 
 def test_test_faults_are_fenced() -> None:

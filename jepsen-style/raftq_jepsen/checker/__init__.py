@@ -88,13 +88,14 @@ def _judge(
     windows = _read_jsonl(run_dir / "nemesis.jsonl")
     try:
         ix = build_index(ops)
+        limited = frozenset(run.get("limits") or {})
         checks: dict[str, Any] = {
             "total_queue": check_total_queue(ix),
             "jobs": check_jobs(ix),
-            "priority": check_priority(ix),
+            "priority": check_priority(ix, limited),
             "convergence": check_convergence(nodes, run),
             "drain": check_drain(run, drain_limit_s),
-            "linearizable": check_linearizable(ix, bounds),
+            "linearizable": check_linearizable(ix, bounds, limited),
             "forged_forward": check_forged(forged),
             "membership": check_membership(nodes, run, windows),
             "limits": check_limits(ix, run),
