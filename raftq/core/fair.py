@@ -6,13 +6,17 @@ ready heap as always. With any limit set, its ready jobs are indexed per group i
 
 - ``Group.ready`` is the group's ready heap (the same keys as ``QueueState.ready``, which stays
   empty); ``queued`` and ``leased`` count the group's QUEUED and LEASED jobs.
-- ``ring`` is a min-heap of ``(turn, name)`` over the *eligible* groups: those with a ready job,
+- the ring holds ``(turn, group)`` of the *eligible* groups: those with a ready job,
   ``leased < group_concurrency`` and a free group rate slot. ``turn`` is ``(since_ms << 48) |
   seq``: the cluster time the group became eligible (or was last served), then the order in
   which that happened. A claim serves the eligible group with the smallest turn, and the group
   goes back in with a new turn (now, next seq) if it is still eligible: round-robin over the
   groups, each waiting its turn since it last got a job. So a claim looks at one group, never at
-  the jobs of the others, and a saturated group is out of the ring (it costs nothing).
+  the jobs of the others, and a saturated group is out of the ring (it costs nothing). A turn
+  given now is above every turn in the ring, so the ring is a deque in turn order (``ring``),
+  plus a min-heap (``early``) for the turns dated in the past (a lease that ended, a rate
+  window that freed, a delayed job that came due): its next group is the smaller of both
+  heads. Entries whose group's ``ring`` is no longer their turn are stale, dropped when met.
 - A group blocked by its rate waits in ``wake`` (``(wake_ms, name)``) until its oldest counted
   start leaves the window; a group blocked by its concurrency comes back when a lease of it
   ends (ack, nack, cancel, expiry: ``count_out``/``count_in`` of the job's move).
@@ -103,6 +107,7 @@ class Limiter:
     """The limits, rate logs and group index of one queue. ``clock`` reads cluster time."""
 
     __slots__ = (
+        "early",
         "eligible",
         "group_of",
         "groups",
@@ -115,6 +120,7 @@ class Limiter:
         "seq",
         "starts",
         "top",
+        "top_early",
         "wake",
     )
 
@@ -124,7 +130,9 @@ class Limiter:
         self.limits = limits
         self.starts: deque[int] = deque(maxlen=limits.rate_limit or 0)
         self.groups: dict[str, Group] = {}  # never iterated for a decision unsorted
-        self.ring: list[tuple[int, str]] = []
+        self.ring: deque[tuple[int, Group]] = deque()  # turns in increasing order
+        self.early: list[tuple[int, Group]] = []  # heap: turns below the ring's last
+        self.top_early = False  # the last peek's group came from ``early``
         self.wake: list[tuple[int, str]] = []
         self.seq = 0
         self.eligible = 0  # groups in the ring (ring != 0)
@@ -208,9 +216,13 @@ class Limiter:
                 return
             self.seq += 1
             self.eligible += 1
-            g.ring = (at << 48) | self.seq
-            _heappush(self.ring, (g.ring, g.name))
-            if len(self.ring) > 2 * len(self.groups) + _COMPACT_SLACK:
+            g.ring = turn = (at << 48) | self.seq
+            ring = self.ring
+            if not ring or turn > ring[-1][0]:
+                ring.append((turn, g))
+            else:
+                _heappush(self.early, (turn, g))
+            if len(ring) + len(self.early) > 2 * len(self.groups) + _COMPACT_SLACK:
                 self._compact()
             return
         if g.leased:
@@ -231,8 +243,9 @@ class Limiter:
     def _compact(self) -> None:
         """Drop the ring's and wake's stale entries once they dominate (amortized O(1))."""
         groups = self.groups
-        self.ring = [(t, n) for t, n in self.ring if (g := groups.get(n)) and g.ring == t]
-        heapq.heapify(self.ring)
+        self.ring = deque((t, g) for t, g in self.ring if g.ring == t)
+        self.early = [(t, g) for t, g in self.early if g.ring == t]
+        heapq.heapify(self.early)
         self.wake = [(w, n) for w, n in self.wake if (g := groups.get(n)) and g.wake == w]
         heapq.heapify(self.wake)
 
@@ -270,21 +283,24 @@ class Limiter:
             return None
         if not rate_ok(self.starts, lim.rate_limit, lim.rate_period_ms, clock):
             return None
-        ring, groups = self.ring, self.groups
-        while ring:
-            turn, name = ring[0]
-            g = groups.get(name)
-            if g is not None and g.ring == turn:
+        ring, early, jobs_get = self.ring, self.early, jobs.get
+        while ring or early:
+            from_early = bool(early) and (not ring or early[0][0] < ring[0][0])
+            turn, g = early[0] if from_early else ring[0]
+            if g.ring == turn:
                 heap = g.ready
                 while heap:
                     key = heap[0]
-                    if _valid_ready(jobs.get(key & _B48), key):
-                        self.top = g
+                    if _valid_ready(jobs_get(key & _B48), key):
+                        self.top, self.top_early = g, from_early
                         return key
                     _heappop(heap)
                 g.ring = 0  # no ready job left (cannot happen while queued > 0)
                 self.eligible -= 1
-            _heappop(ring)
+            if from_early:
+                _heappop(early)
+            else:
+                ring.popleft()
         return None
 
     def take(self, clock: int) -> None:
@@ -293,7 +309,10 @@ class Limiter:
         g = self.top
         assert g is not None
         _heappop(g.ready)
-        _heappop(self.ring)
+        if self.top_early:
+            _heappop(self.early)
+        else:
+            self.ring.popleft()
         g.ring = 0
         self.eligible -= 1
         self.starts.append(clock)
@@ -339,12 +358,13 @@ class Limiter:
     def restore(self, record: list[Any], ready: list[int], leased: list[Job]) -> None:
         *_, starts, seq, groups = record
         self.index(ready, leased, None)  # counts and heaps; turns are replaced below
-        self.ring, self.wake = [], []
+        self.ring, self.early, self.wake = deque(), [], []
         self.eligible = 0
         for g in self.groups.values():
             g.ring = g.wake = 0
         self.starts = deque(starts, maxlen=self.limits.rate_limit or 0)
         self.seq = seq
+        turns: list[tuple[int, Group]] = []
         for name, g_starts, since, seq_of, wake in groups:
             ring = (since << 48) | seq_of
             g = self._group(name)
@@ -352,10 +372,11 @@ class Limiter:
             g.ring, g.wake = ring, wake
             if ring:
                 self.eligible += 1
-                self.ring.append((ring, name))
+                turns.append((ring, g))
             if wake:
                 self.wake.append((wake, name))
-        heapq.heapify(self.ring)
+        turns.sort(key=lambda tg: tg[0])  # turns are unique
+        self.ring = deque(turns)
         heapq.heapify(self.wake)
 
 

@@ -119,7 +119,9 @@ def _check_groups(m: Machine, q: QueueState, mine: list[Job]) -> None:
                 _require(g.ready.count(key) == 1, f"queued job {j.id}: not once in its group")
         elif j.state is JobState.LEASED:
             leased[name] += 1
-    ring = set(lim.ring)
+    ring = {(t, g.name) for t, g in (*lim.ring, *lim.early)}
+    turns = [t for t, _ in lim.ring]
+    _require(turns == sorted(turns), f"{q.name}: ring not in turn order")
     limits = lim.limits
     in_ring = sum(1 for g in lim.groups.values() if g.ring)
     _require(lim.eligible == in_ring, f"{q.name}: eligible {lim.eligible} != {in_ring}")

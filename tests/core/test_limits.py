@@ -160,7 +160,7 @@ def test_idle_groups_cost_nothing_once_their_rate_history_ended() -> None:
     lim = m.queues["q"].lim
     assert lim is not None and sorted(lim.groups) == ["a", "b", "c"]  # history still counts
     run(m, Tick(now_ms=T + 1000))
-    assert lim.groups == {} and lim.ring == [] and lim.wake == []
+    assert lim.groups == {} and not lim.ring and not lim.early and lim.wake == []
 
 
 def test_without_a_rate_an_idle_group_is_dropped_at_once() -> None:
