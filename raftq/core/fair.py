@@ -211,9 +211,12 @@ class Limiter:
         if g.queued:
             if lim.group_concurrency is not None and g.leased >= lim.group_concurrency:
                 return  # back when a lease of it ends
-            if not rate_ok(g.starts, lim.group_rate_limit, lim.group_rate_period_ms, at):
-                self._wake_at(g, g.starts[0] + (lim.group_rate_period_ms or 0))
-                return
+            grl = lim.group_rate_limit  # rate_ok, inlined (once per claim)
+            if grl is not None and len(g.starts) >= grl:
+                free_at = g.starts[0] + (lim.group_rate_period_ms or 0)
+                if free_at > at:
+                    self._wake_at(g, free_at)
+                    return
             self.seq += 1
             self.eligible += 1
             g.ring = turn = (at << 48) | self.seq
@@ -281,8 +284,10 @@ class Limiter:
         lim = self.limits
         if lim.concurrency is not None and self.q.counts[_LEASED] >= lim.concurrency:
             return None
-        if not rate_ok(self.starts, lim.rate_limit, lim.rate_period_ms, clock):
-            return None
+        rl = lim.rate_limit  # rate_ok, inlined (once per job claimed)
+        if rl is not None and len(self.starts) >= rl:
+            if self.starts[0] + (lim.rate_period_ms or 0) > clock:
+                return None
         ring, early, jobs_get = self.ring, self.early, jobs.get
         while ring or early:
             from_early = bool(early) and (not ring or early[0][0] < ring[0][0])
