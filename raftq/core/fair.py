@@ -285,9 +285,9 @@ class Limiter:
         if lim.concurrency is not None and self.q.counts[_LEASED] >= lim.concurrency:
             return None
         rl = lim.rate_limit  # rate_ok, inlined (once per job claimed)
-        if rl is not None and len(self.starts) >= rl:
-            if self.starts[0] + (lim.rate_period_ms or 0) > clock:
-                return None
+        starts = self.starts
+        if rl is not None and len(starts) >= rl and starts[0] + (lim.rate_period_ms or 0) > clock:
+            return None
         ring, early, jobs_get = self.ring, self.early, jobs.get
         while ring or early:
             from_early = bool(early) and (not ring or early[0][0] < ring[0][0])

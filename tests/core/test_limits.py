@@ -3,6 +3,14 @@ docs/state-machine.md "Limits and groups" (the model test covers their combinati
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import msgpack
 import pytest
 
 from raftq.core import (
@@ -27,6 +35,7 @@ from raftq.core import (
     encode_entry,
     snapshot_bytes,
 )
+from tests.core.test_determinism import _CHILD as REPLAY_CHILD
 
 T = 1_700_000_000_000
 
@@ -250,3 +259,90 @@ def test_snapshot_round_trip_keeps_turns_rates_and_groups() -> None:
     for at in (T + 10, T + 50, T + 51, T + 200):
         assert claim(twin, at) == claim(m, at)
         assert twin.state_digest() == m.state_digest()
+
+
+def _limits_log(seed: int, n: int = 600) -> list[bytes]:
+    """A seeded random log over a limited queue: groups, claims, acks, nacks, cancels, ticks,
+    limit changes; generated against a live machine so acks carry real tokens."""
+    rng = random.Random(seed)
+    m = Machine()
+    now = T
+    leased: list[tuple[int, int]] = []
+    out = [encode_entry([EnableVersion(now_ms=now, version=3)])]
+    m.apply_entry(out[0])
+    for _ in range(n):
+        now += rng.choice([0, 1, 5, 40])
+        r = rng.random()
+        cmd: Command
+        if r < 0.05:
+            cmd = SetLimits(
+                now_ms=now,
+                queue="q",
+                concurrency=rng.choice([None, 2, 5]),
+                rate_limit=rng.choice([None, 3]),
+                rate_period_ms=50,
+                group_concurrency=rng.choice([None, 1, 2]),
+                group_rate_limit=2,
+                group_rate_period_ms=rng.choice([20, 100]),
+            )
+            if cmd.rate_limit is None:
+                cmd = dataclasses.replace(cmd, rate_period_ms=None)
+        elif r < 0.35:
+            groups = [rng.choice(["a", "b", "c", "d", None]) for _ in range(rng.randint(1, 3))]
+            jobs = tuple(NewJob(payload=b"x", group=g, priority=rng.randint(0, 2)) for g in groups)
+            cmd = Enqueue(now_ms=now, queue="q", jobs=jobs)
+        elif r < 0.65:
+            cmd = Claim(now_ms=now, queues=("q",), worker="w", max=rng.randint(1, 4), lease_ms=60)
+        elif r < 0.9 and leased:
+            job_id, tok = leased.pop(rng.randrange(len(leased)))
+            kind = rng.random()
+            if kind < 0.6:
+                cmd = Ack(now_ms=now, job_id=job_id, token=tok)
+            elif kind < 0.9:
+                cmd = Nack(now_ms=now, job_id=job_id, token=tok, retry_in_ms=rng.choice([0, 30]))
+            else:
+                cmd = Cancel(now_ms=now, job_id=job_id)
+        else:
+            cmd = Tick(now_ms=now)
+        raw = encode_entry([cmd])
+        (res,) = m.apply_entry(raw)
+        if isinstance(res, Claimed):
+            leased += [(x.id, x.token) for x in res.jobs]
+        out.append(raw)
+    return out
+
+
+def test_a_random_limits_log_replays_equal_with_a_restore_midway() -> None:
+    log = _limits_log(7)
+    straight = Machine()
+    answers = [straight.apply(raw) for raw in log]
+    straight.check_invariants()
+    assert straight.queues["q"].tally.totals[1] > 50  # claimed: the log is not idle
+    half = Machine()
+    first = [half.apply(raw) for raw in log[:300]]
+    restored = Machine.restore(snapshot_bytes(half))
+    rest = [restored.apply(raw) for raw in log[300:]]
+    assert first + rest == answers
+    assert restored.state_digest() == straight.state_digest()
+
+
+@pytest.mark.integration
+def test_a_random_limits_log_replays_equal_under_other_hash_seeds(tmp_path: Path) -> None:
+    log = _limits_log(11)
+    path = tmp_path / "log.msgpack"
+    path.write_bytes(msgpack.packb(log))
+    m = Machine()
+    for raw in log:
+        m.apply(raw)
+    expected = f"{m.state_digest()} {m.digest.hex()} {m.applied}"
+    for seed in ("0", "4242"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run(
+            [sys.executable, "-c", REPLAY_CHILD, str(path)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        assert out.stdout.strip() == expected, f"PYTHONHASHSEED={seed}"
