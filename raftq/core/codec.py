@@ -361,6 +361,8 @@ _FAST_DECODERS: dict[int, Callable[[list[Any]], Command | None]] = {
     _NACK: codec_fast.fast_nack,
     _TICK: codec_fast.fast_tick,
 }
+# In entries of log version 3 and above, an enqueue's jobs may carry a group.
+_FAST_DECODERS_V3 = {**_FAST_DECODERS, _ENQUEUE: codec_fast.fast_enqueue_groups}
 
 
 def unpack(raw: bytes) -> Any:
@@ -397,7 +399,7 @@ def decode_entry(raw: bytes) -> list[Command]:
         raise CodecError(f"entry format {version} not supported", Reason.UNSUPPORTED_VERSION)
     out: list[Command] = []
     append = out.append
-    fast = _FAST_DECODERS.get
+    fast = (_FAST_DECODERS if version < _GROUPS_VERSION else _FAST_DECODERS_V3).get
     for c in _list(v[1], "commands"):
         if type(c) is list and len(c) >= 3:
             decoder = fast(c[0]) if type(c[0]) is int else None
