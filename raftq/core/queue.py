@@ -92,15 +92,20 @@ class QueueState:
         self.counts[state] += 1
         if state is _QUEUED:
             self.ready_by_priority[job.priority] += 1
-        if self.lim is not None:
-            self.lim.count_in(job)
+        lim = self.lim
+        # The limiter counts QUEUED and LEASED jobs per group (and settles the group a job
+        # just left): other moves, the collection of finished jobs among them, skip the call.
+        if lim is not None and (state is _QUEUED or state is _LEASED or lim.out_group):
+            lim.count_in(job)
 
     def count_out(self, job: Job) -> None:
         state = job.state
         self.counts[state] -= 1
         if state is _QUEUED:
             self.ready_by_priority[job.priority] -= 1
-        if self.lim is not None:
+            if self.lim is not None:
+                self.lim.count_out(job)
+        elif state is _LEASED and self.lim is not None:
             self.lim.count_out(job)
 
     # -- heaps ----------------------------------------------------------------------------
