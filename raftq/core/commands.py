@@ -73,7 +73,8 @@ class Claim:
     """Lease up to ``max`` ready jobs from ``queues``, best first over all of them.
 
     Order: highest priority, then earliest ready time, then lowest id; paused and unknown
-    queues give nothing. Each job leased gets a fresh fencing token and ``attempts + 1``.
+    queues give nothing. A queue with limits (``SetLimits``) offers the best job of the group
+    whose turn it is, and nothing while it is at its concurrency or rate. Each job leased gets a fresh fencing token and ``attempts + 1``.
     ``lease_ms`` overrides the jobs' own lease length. Refusals: ``invalid``.
     """
 
