@@ -17,6 +17,9 @@ The four run interleaved in rounds of ``--chunk`` jobs (enqueue a chunk, claim+a
 so the queue depth stays between the nominal depth and depth + chunk. A rate is jobs / seconds
 spent inside ``apply_entry``; each figure is the median of ``--repeat`` passes.
 
+``--groups N`` runs the same with limits on: the jobs spread over N groups, and the queue has
+every limit set, at caps that never bind (what limits cost when they do not throttle).
+
 RSS per queued job is measured in a fresh subprocess (VmRSS before and after enqueuing
 ``--rss-jobs`` jobs). Snapshot (``snapshot_bytes``) and restore (``Machine.restore``) are timed
 on the machine of the largest depth.
@@ -44,11 +47,13 @@ from raftq.core import (
     Acked,
     Claim,
     Claimed,
+    EnableVersion,
     Enqueue,
     Enqueued,
     Machine,
     NewJob,
     Result,
+    SetLimits,
     encode_entry,
     snapshot_bytes,
 )
@@ -60,6 +65,7 @@ PAYLOAD_BYTES = 100
 BATCH = 100  # commands (or jobs) per entry
 START_MS = 1_700_000_000_000
 
+GROUPS = 0  # --groups: jobs spread over this many groups of a limited queue (0: no limits)
 TARGET_ENQUEUE_PER_S = 200_000
 TARGET_CLAIM_ACK_PER_S = 100_000
 TARGET_RSS_MB_1M = 600
@@ -86,6 +92,29 @@ class Clock:
         self.serial += 1
         return payload(self.serial)
 
+    def job(self) -> NewJob:
+        """The next job (of the next group, round-robin, with ``--groups``)."""
+        data = self.next_payload()
+        if not GROUPS:
+            return NewJob(payload=data)
+        return NewJob(payload=data, group=f"g{self.serial % GROUPS}")
+
+
+def limit(m: Machine, clock: Clock) -> None:
+    """Every limit on, at caps a run never reaches (one ms per entry, 100 claims per entry)."""
+    m.apply_entry(encode_entry([EnableVersion(now_ms=clock.tick(), version=3)]))
+    caps = SetLimits(
+        now_ms=clock.tick(),
+        queue=QUEUE,
+        concurrency=1_000_000,
+        rate_limit=100_000,
+        rate_period_ms=1,
+        group_concurrency=1_000_000,
+        group_rate_limit=1_000,
+        group_rate_period_ms=1,
+    )
+    m.apply_entry(encode_entry([caps]))
+
 
 def vm_rss_kib() -> int:
     with open("/proc/self/status", encoding="ascii") as f:
@@ -100,7 +129,7 @@ def fill(m: Machine, clock: Clock, n_jobs: int) -> None:
     left = n_jobs
     while left > 0:
         n = min(left, MAX_BATCH_JOBS)
-        jobs = tuple(NewJob(payload=clock.next_payload()) for _ in range(n))
+        jobs = tuple(clock.job() for _ in range(n))
         raw = encode_entry([Enqueue(now_ms=clock.tick(), queue=QUEUE, jobs=jobs)])
         (result,) = m.apply_entry(raw)
         assert isinstance(result, Enqueued), result
@@ -141,12 +170,7 @@ def _timed_apply(m: Machine, entries: list[bytes], phase: Phase) -> list[list[Re
 
 def enqueue_100x1(m: Machine, clock: Clock, n_jobs: int, phase: Phase) -> None:
     entries = [
-        encode_entry(
-            [
-                Enqueue(now_ms=now, queue=QUEUE, jobs=(NewJob(payload=clock.next_payload()),))
-                for _ in range(BATCH)
-            ]
-        )
+        encode_entry([Enqueue(now_ms=now, queue=QUEUE, jobs=(clock.job(),)) for _ in range(BATCH)])
         for now in (clock.tick() for _ in range(n_jobs // BATCH))
     ]
     results = _timed_apply(m, entries, phase)
@@ -161,7 +185,7 @@ def enqueue_1x100(m: Machine, clock: Clock, n_jobs: int, phase: Phase) -> None:
                 Enqueue(
                     now_ms=clock.tick(),
                     queue=QUEUE,
-                    jobs=tuple(NewJob(payload=clock.next_payload()) for _ in range(BATCH)),
+                    jobs=tuple(clock.job() for _ in range(BATCH)),
                 )
             ]
         )
@@ -346,6 +370,8 @@ def run_depth(
     log: Callable[[str], None],
 ) -> tuple[DepthResult, Machine]:
     m, clock = Machine(), Clock()
+    if GROUPS:
+        limit(m, clock)
     t0 = time.perf_counter()
     fill(m, clock, depth)
     res = DepthResult(depth=depth, fill_s=time.perf_counter() - t0)
@@ -475,8 +501,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="gc.freeze() after filling (what a node would do after restoring a snapshot)",
     )
+    p.add_argument("--groups", type=int, default=0, help="limits on, jobs over N groups")
     p.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    global GROUPS  # noqa: PLW0603 - one setting read by the workload builders
+    GROUPS = args.groups
     if args.rss_child is not None:
         rss_child(args.rss_child)
         return 0

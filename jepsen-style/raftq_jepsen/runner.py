@@ -38,7 +38,7 @@ from raftq_jepsen.nemesis import (
     run_schedule,
 )
 from raftq_jepsen.schedule_probe import ScheduleProbe
-from raftq_jepsen.workload import NodeRef, Workload, WorkloadParams, drain
+from raftq_jepsen.workload import NodeRef, Workload, WorkloadParams, drain, set_limits
 
 __all__ = ["EXIT_INVALID", "EXIT_UNKNOWN", "EXIT_USAGE", "RunOptions", "availability", "main"]
 
@@ -53,6 +53,7 @@ TEST_FAULTS = (
     "follower-claims",
     "skip-token-check",
     "nack-drops",
+    "ignore-limits",
     "journal-ignores-write-errors",
     "accept-forged-forward",
     "clock-unbounded",
@@ -363,6 +364,8 @@ async def _phases(
         if not await _wait_ready(session, hosts.nodes, 60):
             raise RuntimeError("the cluster did not become ready within 60 s (see logs/)")
         refs = [NodeRef(n.id, n.url) for n in hosts.nodes]
+        await set_limits(session, refs, opts.params)
+        run_json["limits"] = opts.params.to_json()["limits"]
         workload = Workload(
             history, session, refs, opts.params, hosts.token, rng.getrandbits(64), str(out)
         )
@@ -397,6 +400,8 @@ async def _phases(
         # run changes membership): convergence is judged over them, the drain runs on them.
         run_json["members"] = [n.id for n in hosts.nodes]
         refs = [NodeRef(n.id, n.url) for n in hosts.nodes]
+        await set_limits(session, refs, opts.params)
+        run_json["limits"] = opts.params.to_json()["limits"]
         ready = await _wait_ready(session, hosts.nodes, 30)
         run_json["ready_after_restart"] = ready
         run_json["drain_start_ns"] = now()

@@ -8,6 +8,10 @@
 - Workers claim from a random subset of the queues (``max`` 1..3, a lease), sometimes
   heartbeat, then ack (or, now and then, nack with ``retry_in_ms`` 0) each job, every request to
   a random node.
+- One queue has limits (``LIMITS``: concurrency, a rate, a group cap and a group rate), set
+  before the clients start; its jobs carry a ``group`` from ``GROUPS``. The limits checker
+  judges it; the priority and linearizability checkers leave it out (caps and round-robin
+  over groups are not strict priority).
 - Zombie workers run the same loop in their own OS process (``raftq_jepsen.zombie``) and hold
   their leases for a while, so the worker nemeses can kill -9 or SIGSTOP a real process that
   holds leases. Their operations come back over a pipe and are recorded here.
@@ -44,12 +48,21 @@ __all__ = [
     "Workload",
     "WorkloadParams",
     "drain",
+    "set_limits",
     "worker_loop",
 ]
 
 logger = logging.getLogger(__name__)
 
 PRIORITIES = (0, 0, 3, 5, 9)  # mixed, low ones more often so higher ones overtake them
+LIMITED = "lim"  # the queue with limits
+LIMITS: dict[str, Any] = {  # PUT /v1/queues/lim/limits: tight enough that they bind
+    "concurrency": 3,
+    "rate": {"limit": 30, "period_ms": 1000},
+    "group_concurrency": 1,
+    "group_rate": {"limit": 8, "period_ms": 1000},
+}
+GROUPS = ("g0", "g1", "g2", "g3", "g4")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,13 +73,14 @@ class NodeRef:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkloadParams:
-    queues: tuple[str, ...] = tuple(f"q{i}" for i in range(8))
+    queues: tuple[str, ...] = (*(f"q{i}" for i in range(8)), LIMITED)
     # What one claim may name: single queues, and one pair (multi-queue claims). A claim links
     # the queues it names, so these groups are the independent parts the linearizability
     # checker can search one by one.
     claim_groups: tuple[tuple[str, ...], ...] = (
         *((f"q{i}",) for i in range(6)),
         ("q6", "q7"),
+        (LIMITED,),
     )
     producers: int = 4
     workers: int = 5
@@ -102,6 +116,7 @@ class WorkloadParams:
             "priorities": sorted(set(PRIORITIES)),
             "heartbeat_p": self.heartbeat_p,
             "nack_p": self.nack_p,
+            "limits": {LIMITED: LIMITS} if LIMITED in self.queues else {},
         }
 
 
@@ -137,7 +152,8 @@ class HistoryRecorder:
 
 
 def _job_of(raw: dict[str, Any]) -> dict[str, Any]:
-    return {k: raw.get(k) for k in ("id", "queue", "payload", "priority", "attempt", "token")}
+    keys = ("id", "queue", "payload", "priority", "attempt", "token", "lease_expires_ms")
+    return {k: raw.get(k) for k in keys}
 
 
 def _enqueued(value: dict[str, Any], body: Any) -> dict[str, Any]:
@@ -190,8 +206,11 @@ async def producer_loop(
         priority = rng.choice(PRIORITIES)
         payload, key = f"{process}-{seq}", f"k{process}-{seq}"
         seq += 1
-        value = {"queue": queue, "payload": payload, "priority": priority, "key": key}
-        body = {"payload": payload, "priority": priority, "key": key}
+        value: dict[str, Any] = {"queue": queue, "payload": payload, "priority": priority}
+        value["key"] = key
+        body: dict[str, Any] = {"payload": payload, "priority": priority, "key": key}
+        if queue == LIMITED:
+            value["group"] = body["group"] = rng.choice(GROUPS)
         if p.max_attempts is not None:
             body["max_attempts"] = p.max_attempts
         for _attempt in range(2):  # an info enqueue is retried once with the same key
@@ -265,6 +284,30 @@ async def worker_loop(
                 return
         if on_holding is not None:
             await on_holding(False)
+
+
+async def set_limits(
+    session: aiohttp.ClientSession, nodes: list[NodeRef], p: WorkloadParams
+) -> None:
+    """Set the limited queue's limits (before any client starts), retrying through
+    elections; raises if no node took them within 60 s."""
+    if LIMITED not in p.queues:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    last: Any = None
+    while loop.time() < deadline:
+        for node in nodes:
+            try:
+                url = f"{node.url}/v1/queues/{LIMITED}/limits"
+                async with session.put(url, json=LIMITS, timeout=aiohttp.ClientTimeout(5)) as r:
+                    last = (r.status, await r.text())
+                    if r.status == 200:
+                        return
+            except (aiohttp.ClientError, TimeoutError) as e:
+                last = repr(e)
+        await asyncio.sleep(0.5)
+    raise RuntimeError(f"could not set the limits of {LIMITED!r}: {last}")
 
 
 # -- zombie worker processes ----------------------------------------------------------------

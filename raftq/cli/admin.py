@@ -1,5 +1,5 @@
-"""The admin sub-commands of ``raftq``: ``queue pause|resume|purge|configure``, ``cancel`` and
-``leader transfer``.
+"""The admin sub-commands of ``raftq``: ``queue pause|resume|purge|configure``,
+``limits get|set``, ``cancel`` and ``leader transfer``.
 
 Each one is one call of ``raftq.client.SyncClient`` (an admin token where tokens are
 configured; ``cancel`` also takes a producer's), so every admin route of the API has a command
@@ -82,6 +82,8 @@ def add_admin_commands(
         parser.add_argument("queue", metavar="QUEUE")
         parser.set_defaults(handler=handler)
 
+    _add_limits(commands, parents, common)
+
     cancel = commands.add_parser(
         "cancel", parents=common, help="cancel a job that is not finished (producer, admin)"
     )
@@ -101,6 +103,84 @@ def add_admin_commands(
     )
     transfer.add_argument("--to", metavar="ID", default=None, help="the new leader's node id")
     transfer.set_defaults(handler=_cmd_transfer)
+
+
+def rate_arg(text: str) -> tuple[int, int]:
+    """``10/1s`` -> (10, 1000): claims per duration."""
+    limit, sep, period = text.partition("/")
+    if not sep or not limit.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a rate: LIMIT/DURATION, like 10/1s")
+    return int(limit), duration_ms(period)
+
+
+def _add_limits(
+    commands: argparse._SubParsersAction[Parser], parents: Sequence[Parser], common: list[Parser]
+) -> None:
+    limits = commands.add_parser(
+        "limits",
+        parents=list(parents),
+        help="show or set a queue's concurrency and rate limits (set: admin)",
+        description="A queue's limits: leased jobs at most (concurrency), claims per window "
+        "(rate), and the same per group of jobs (group_concurrency, group_rate). While a "
+        "queue has limits, claims serve its groups round-robin.",
+    )
+    sub = limits.add_subparsers(dest="limits_command", metavar="COMMAND", required=True)
+    get = sub.add_parser("get", parents=common, help="the limits and their use now")
+    put = sub.add_parser(
+        "set",
+        parents=common,
+        help="replace the limits (an option not given: no such limit)",
+        description="Replace the queue's limits as a whole: an option not given means no such "
+        "limit (so `raftq limits set QUEUE` alone removes them all). Rates are LIMIT/DURATION: "
+        "at most LIMIT claims in any window of DURATION (10/1s, 100/1m).",
+    )
+    put.add_argument("--concurrency", type=non_negative_int, metavar="N")
+    put.add_argument("--rate", type=rate_arg, metavar="LIMIT/DURATION")
+    put.add_argument("--group-concurrency", type=non_negative_int, metavar="N")
+    put.add_argument("--group-rate", type=rate_arg, metavar="LIMIT/DURATION")
+    for parser, handler in ((get, _cmd_limits_get), (put, _cmd_limits_set)):
+        parser.add_argument("queue", metavar="QUEUE")
+        parser.set_defaults(handler=handler)
+
+
+def _limits_text(answer: dict[str, Any]) -> str:
+    def rate(r: dict[str, int] | None) -> str:
+        return "none" if r is None else f"{r['limit']}/{format_ms(r['period_ms'])}"
+
+    def num(n: int | None) -> str:
+        return "none" if n is None else str(n)
+
+    text = (
+        f"{answer['queue']}: concurrency {num(answer['concurrency'])}, rate "
+        f"{rate(answer['rate'])}, group concurrency {num(answer['group_concurrency'])}, "
+        f"group rate {rate(answer['group_rate'])}"
+    )
+    usage = answer.get("usage")
+    if usage:
+        text += (
+            f"\n  slots used {usage['slots_used']}, starts in window "
+            f"{usage['starts_in_window']}, groups {usage['groups']} ({usage['groups_ready']} "
+            f"ready, {usage['groups_waiting']} waiting)"
+        )
+    return text
+
+
+def _cmd_limits_get(args: argparse.Namespace) -> int:
+    with open_client(args) as client:
+        answer = client.limits(args.queue)
+    return _done(args, answer, _limits_text(answer))
+
+
+def _cmd_limits_set(args: argparse.Namespace) -> int:
+    with open_client(args) as client:
+        answer = client.set_limits(
+            args.queue,
+            concurrency=args.concurrency,
+            rate=args.rate,
+            group_concurrency=args.group_concurrency,
+            group_rate=args.group_rate,
+        )
+    return _done(args, answer, _limits_text(answer))
 
 
 def _done(args: argparse.Namespace, answer: dict[str, Any], text: str) -> int:

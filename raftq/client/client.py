@@ -133,8 +133,10 @@ class Client(ProducesHandles):
         key: str | None = None,
         max_attempts: int | None = None,
         lease_ms: int | None = None,
+        group: str | None = None,
     ) -> int:
-        """Enqueue one job; returns its id (the existing job's id if ``key`` is live)."""
+        """Enqueue one job; returns its id (the existing job's id if ``key`` is live).
+        ``group``: the job's fairness group in its queue (see ``set_limits``)."""
         job = _job_body(
             payload,
             priority=priority,
@@ -143,6 +145,7 @@ class Client(ProducesHandles):
             key=key,
             max_attempts=max_attempts,
             lease_ms=lease_ms,
+            group=group,
         )
         if not self._coalesce:
             return await self._enqueue_one(queue, job)
@@ -168,7 +171,7 @@ class Client(ProducesHandles):
     async def enqueue_many(self, queue: str, jobs: Sequence[Mapping[str, Any]]) -> list[int]:
         """Enqueue several jobs atomically (all or none). Each mapping holds ``payload`` and
         optionally ``priority``, ``delay_ms``, ``run_at_ms``, ``key``, ``max_attempts``,
-        ``lease_ms``. Returns the ids in order."""
+        ``lease_ms``, ``group``. Returns the ids in order."""
         answer = await self._write(
             f"/v1/queues/{_q(queue)}/jobs", {"jobs": [dict(j) for j in jobs]}
         )
@@ -401,6 +404,30 @@ class Client(ProducesHandles):
         """Fire ``name`` again, from its next slot."""
         await self._write(f"/v1/schedules/{_q(name)}/resume")
 
+    async def limits(self, queue: str) -> dict[str, Any]:
+        """``queue``'s limits and their use: ``{queue, concurrency, rate, group_concurrency,
+        group_rate, usage}`` (``Rejected`` ``not_found`` if the queue does not exist)."""
+        answer: dict[str, Any] = await self._read(f"/v1/queues/{_q(queue)}/limits")
+        return answer
+
+    async def set_limits(
+        self,
+        queue: str,
+        *,
+        concurrency: int | None = None,
+        rate: tuple[int, int] | None = None,
+        group_concurrency: int | None = None,
+        group_rate: tuple[int, int] | None = None,
+    ) -> dict[str, Any]:
+        """Replace ``queue``'s limits (``None``: no such limit). ``concurrency``: leased jobs
+        of the queue at most; ``group_concurrency``: of one group; ``rate`` and ``group_rate``:
+        ``(limit, period_ms)``, claims within any window of ``period_ms`` at most. Returns the
+        limits as applied. Needs log version 3 enabled (``raftq upgrade enable``)."""
+        body = limits_body(concurrency, rate, group_concurrency, group_rate)
+        path = f"/v1/queues/{_q(queue)}/limits"
+        answer: dict[str, Any] = await self._t.request("PUT", path, body, mutating=True)
+        return answer
+
     async def transfer_leadership(self, to: str | None = None) -> dict[str, Any]:
         """Hand leadership to node ``to`` (an id; ``None``: the most caught-up follower);
         returns ``{leader, leader_api, previous}`` once it moved."""
@@ -501,6 +528,25 @@ def _job_size(job: dict[str, Any]) -> int:
 def _extra_ms(wait_ms: int) -> int:
     """The extra per-attempt deadline of a long-poll (non-ints are left to the server)."""
     return wait_ms if type(wait_ms) is int and wait_ms > 0 else 0
+
+
+def limits_body(
+    concurrency: int | None,
+    rate: tuple[int, int] | None,
+    group_concurrency: int | None,
+    group_rate: tuple[int, int] | None,
+) -> dict[str, Any]:
+    """The body of ``PUT /v1/queues/{queue}/limits``."""
+
+    def pair(r: tuple[int, int] | None) -> dict[str, int] | None:
+        return None if r is None else {"limit": r[0], "period_ms": r[1]}
+
+    return {
+        "concurrency": concurrency,
+        "rate": pair(rate),
+        "group_concurrency": group_concurrency,
+        "group_rate": pair(group_rate),
+    }
 
 
 def _job_body(payload: Any, **fields: Any) -> dict[str, Any]:

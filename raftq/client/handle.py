@@ -132,6 +132,7 @@ class Producer(JobReader, Protocol):
         key: str | None = None,
         max_attempts: int | None = None,
         lease_ms: int | None = None,
+        group: str | None = None,
     ) -> int: ...
 
 
@@ -150,6 +151,7 @@ class ProducesHandles:
         key: str | None = None,
         max_attempts: int | None = None,
         lease_ms: int | None = None,
+        group: str | None = None,
     ) -> JobHandle:
         """``enqueue`` and return a handle: ``await handle.wait(timeout_ms)`` gives the result
         (see ``raftq.client.handle``)."""
@@ -162,6 +164,7 @@ class ProducesHandles:
             key=key,
             max_attempts=max_attempts,
             lease_ms=lease_ms,
+            group=group,
         )
         return JobHandle(self, job_id)
 

@@ -41,6 +41,7 @@ class Operations(Protocol):
         key: str | None = None,
         max_attempts: int | None = None,
         lease_ms: int | None = None,
+        group: str | None = None,
     ) -> int:
         """Enqueue one job; its id."""
         ...
@@ -60,6 +61,7 @@ class Operations(Protocol):
         key: str | None = None,
         max_attempts: int | None = None,
         lease_ms: int | None = None,
+        group: str | None = None,
     ) -> JobHandle:
         """``enqueue``, and a handle whose ``wait`` gives the job's result."""
         ...
@@ -202,6 +204,22 @@ class Operations(Protocol):
 
     async def resume_schedule(self, name: str) -> None:
         """Fire a schedule again from its next slot."""
+        ...
+
+    async def limits(self, queue: str) -> dict[str, Any]:
+        """``queue``'s limits and their use."""
+        ...
+
+    async def set_limits(
+        self,
+        queue: str,
+        *,
+        concurrency: int | None = None,
+        rate: tuple[int, int] | None = None,
+        group_concurrency: int | None = None,
+        group_rate: tuple[int, int] | None = None,
+    ) -> dict[str, Any]:
+        """Replace ``queue``'s limits; the limits applied."""
         ...
 
 

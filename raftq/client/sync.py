@@ -97,6 +97,7 @@ class SyncClient:
         key: str | None = None,
         max_attempts: int | None = None,
         lease_ms: int | None = None,
+        group: str | None = None,
     ) -> int:
         """See ``Client.enqueue``."""
         return self._run(
@@ -109,6 +110,7 @@ class SyncClient:
                 key=key,
                 max_attempts=max_attempts,
                 lease_ms=lease_ms,
+                group=group,
             )
         )
 
@@ -123,6 +125,7 @@ class SyncClient:
         key: str | None = None,
         max_attempts: int | None = None,
         lease_ms: int | None = None,
+        group: str | None = None,
     ) -> SyncJobHandle:
         """See ``Client.enqueue_job``."""
         job_id = self.enqueue(
@@ -134,6 +137,7 @@ class SyncClient:
             key=key,
             max_attempts=max_attempts,
             lease_ms=lease_ms,
+            group=group,
         )
         return self.job(job_id)
 
@@ -299,6 +303,30 @@ class SyncClient:
     def resume_schedule(self, name: str) -> None:
         """See ``Client.resume_schedule``."""
         self._run(self._client.resume_schedule(name))
+
+    def limits(self, queue: str) -> dict[str, Any]:
+        """See ``Client.limits``."""
+        return self._run(self._client.limits(queue))
+
+    def set_limits(
+        self,
+        queue: str,
+        *,
+        concurrency: int | None = None,
+        rate: tuple[int, int] | None = None,
+        group_concurrency: int | None = None,
+        group_rate: tuple[int, int] | None = None,
+    ) -> dict[str, Any]:
+        """See ``Client.set_limits``."""
+        return self._run(
+            self._client.set_limits(
+                queue,
+                concurrency=concurrency,
+                rate=rate,
+                group_concurrency=group_concurrency,
+                group_rate=group_rate,
+            )
+        )
 
     def transfer_leadership(self, to: str | None = None) -> dict[str, Any]:
         """See ``Client.transfer_leadership``."""

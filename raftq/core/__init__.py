@@ -36,6 +36,7 @@ from raftq.core.commands import (
     PutSchedule,
     RequeueDead,
     Resume,
+    SetLimits,
     SetSchedulePaused,
     Tick,
     TriggerSchedule,
@@ -52,6 +53,7 @@ from raftq.core.results import (
     Extended,
     Fired,
     Lease,
+    LimitsSet,
     Nacked,
     Paused,
     Purged,
@@ -68,7 +70,7 @@ from raftq.core.results import (
 )
 from raftq.core.schedules import ScheduleInfo
 from raftq.core.snapshot import snapshot_bytes, write_snapshot
-from raftq.core.stats import HistogramData, QueueMetrics, QueueStats
+from raftq.core.stats import HistogramData, LimitsView, QueueMetrics, QueueStats
 
 __all__ = [
     "Ack",
@@ -94,6 +96,8 @@ __all__ = [
     "JobInfo",
     "JobState",
     "Lease",
+    "LimitsSet",
+    "LimitsView",
     "Machine",
     "Nack",
     "Nacked",
@@ -117,6 +121,7 @@ __all__ = [
     "ScheduleInfo",
     "SchedulePaused",
     "SchedulePut",
+    "SetLimits",
     "SetSchedulePaused",
     "Tick",
     "Ticked",

@@ -3,11 +3,20 @@ configure). Some are linear in a queue's size: admin operations, not hot paths."
 
 from __future__ import annotations
 
+import heapq
 from typing import TYPE_CHECKING
 
-from raftq.core.commands import Configure, Pause, Purge, RequeueDead, Resume
+from raftq.core.commands import Configure, Pause, Purge, RequeueDead, Resume, SetLimits
+from raftq.core.fair import Limiter, Limits
 from raftq.core.job import Job, JobState
-from raftq.core.limits import MAX_BATCH_JOBS, MAX_DEDUP_WINDOW_MS, MAX_RETENTION_MS
+from raftq.core.limits import (
+    MAX_BATCH_JOBS,
+    MAX_DEDUP_WINDOW_MS,
+    MAX_RATE_LIMIT,
+    MAX_RATE_PERIOD_MS,
+    MAX_RETENTION_MS,
+    MAX_SLOTS,
+)
 from raftq.core.ops import (
     ID_MASK,
     advance_queue,
@@ -18,13 +27,22 @@ from raftq.core.ops import (
     schedule,
 )
 from raftq.core.queue import QueueState
-from raftq.core.results import Configured, Paused, Purged, Refusal, Requeued, Result, Resumed
+from raftq.core.results import (
+    Configured,
+    LimitsSet,
+    Paused,
+    Purged,
+    Refusal,
+    Requeued,
+    Result,
+    Resumed,
+)
 from raftq.core.tally import PURGED, REQUEUED
 
 if TYPE_CHECKING:
     from raftq.core.machine import Machine
 
-__all__ = ["configure", "pause_resume", "purge", "requeue_dead"]
+__all__ = ["configure", "leased_jobs", "pause_resume", "purge", "requeue_dead", "set_limits"]
 
 
 def requeue_dead(m: Machine, cmd: RequeueDead) -> Result:
@@ -60,7 +78,7 @@ def purge(m: Machine, cmd: Purge) -> Result:
         return Purged(0)
     advance_queue(m, q)
     doomed: list[Job] = []
-    for key in q.ready:
+    for key in q.ready_keys():
         job = m.jobs.get(key & ID_MASK)
         if job is not None and job.state is JobState.QUEUED:
             doomed.append(job)
@@ -77,9 +95,14 @@ def purge(m: Machine, cmd: Purge) -> Result:
         q.count_out(job)
         del m.jobs[job.id]
         m.fired.pop(job.id, None)
+        q.group_of.pop(job.id, None)
         if job.key is not None and q.keys.get(job.key) == job.id:
             del q.keys[job.key]
     q.ready, q.delayed, q.dead = [], [], {}
+    if q.lim is not None:  # the group index again, from the leases left (history kept)
+        old = q.lim
+        q.lim = Limiter(q, m, old.limits)
+        q.lim.index([], leased_jobs(m, q), old)
     q.tally.totals[PURGED] += len(seen)
     return Purged(len(seen))
 
@@ -124,3 +147,76 @@ def _forget_expired_dead_keys(m: Machine, q: QueueState) -> None:
         job = m.jobs[job_id]
         if job.key is not None and q.keys.get(job.key) == job_id and job.finished_ms <= until_ms:
             del q.keys[job.key]
+
+
+def leased_jobs(m: Machine, q: QueueState) -> list[Job]:
+    """The queue's LEASED jobs, in id order (from its lease heap: linear in the leases)."""
+    found: dict[int, Job] = {}
+    for key in q.leases:
+        job = m.jobs.get(key & ID_MASK)
+        if job is not None and job.state is JobState.LEASED:
+            found[job.id] = job
+    return [found[i] for i in sorted(found)]
+
+
+def _valid_ready_keys(m: Machine, q: QueueState) -> list[int]:
+    out: list[int] = []
+    for key in q.ready_keys():
+        job = m.jobs.get(key & ID_MASK)
+        if job is not None and job.state is JobState.QUEUED and key == ready_key_of(job):
+            out.append(key)
+    return out
+
+
+def ready_key_of(job: Job) -> int:
+    return ((9 - job.priority) << 96) | (job.ready_at_ms << 48) | job.id
+
+
+def _check_limits(cmd: SetLimits) -> str | None:
+    for name, value in (
+        ("concurrency", cmd.concurrency),
+        ("group_concurrency", cmd.group_concurrency),
+    ):
+        if not in_range(value, 1, MAX_SLOTS):
+            return f"{name} must be 1..{MAX_SLOTS}"
+    for prefix, limit, period in (
+        ("rate", cmd.rate_limit, cmd.rate_period_ms),
+        ("group_rate", cmd.group_rate_limit, cmd.group_rate_period_ms),
+    ):
+        if (limit is None) != (period is None):
+            return f"{prefix} needs both limit and period_ms"
+        if not in_range(limit, 1, MAX_RATE_LIMIT):
+            return f"{prefix} limit must be 1..{MAX_RATE_LIMIT}"
+        if not in_range(period, 1, MAX_RATE_PERIOD_MS):
+            return f"{prefix} period_ms must be 1..{MAX_RATE_PERIOD_MS}"
+    return None
+
+
+def set_limits(m: Machine, cmd: SetLimits) -> Result:
+    problem = _check_limits(cmd)
+    if problem is not None:
+        return invalid(problem)
+    q = queue_for(m, cmd.queue)
+    if isinstance(q, Refusal):
+        return q
+    advance_queue(m, q)
+    limits = Limits(
+        concurrency=cmd.concurrency,
+        rate_limit=cmd.rate_limit,
+        rate_period_ms=cmd.rate_period_ms,
+        group_concurrency=cmd.group_concurrency,
+        group_rate_limit=cmd.group_rate_limit,
+        group_rate_period_ms=cmd.group_rate_period_ms,
+    )
+    ready = _valid_ready_keys(m, q)
+    old = q.lim
+    q.lim = None
+    if limits.any():
+        q.ready = []
+        lim = Limiter(q, m, limits)
+        lim.index(ready, leased_jobs(m, q), old)
+        q.lim = lim
+    else:
+        heapq.heapify(ready)
+        q.ready = ready
+    return LimitsSet(q.name, *limits.fields())

@@ -56,6 +56,7 @@ from raftq.core.commands import (
     PutSchedule,
     RequeueDead,
     Resume,
+    SetLimits,
     SetSchedulePaused,
     Tick,
     TriggerSchedule,
@@ -70,6 +71,7 @@ from raftq.core.results import (
     Extended,
     Fired,
     Lease,
+    LimitsSet,
     Nacked,
     Paused,
     Purged,
@@ -107,6 +109,8 @@ LOG_VERSION = 3  # the highest entry version this code decodes and applies
 _ENQUEUE, _CLAIM, _HEARTBEAT, _ACK, _NACK, _CANCEL = 1, 2, 3, 4, 5, 6
 _REQUEUE, _PURGE, _PAUSE, _RESUME, _CONFIGURE, _TICK = 7, 8, 9, 10, 11, 12
 _ENABLE_VERSION = 13  # log version 2
+_SET_LIMITS = 14  # log version 3
+_GROUPS_VERSION = 3  # an Enqueue with a job's ``group`` (its job arrays have 8 fields)
 # Log version 3: schedules, tags 20..24 (codec_schedules.py).
 
 # The log version of each command type above 1 (the first log version). An entry declares the
@@ -114,6 +118,7 @@ _ENABLE_VERSION = 13  # log version 2
 # version or above, and the machine refuses it while the enabled version is below it.
 _COMMAND_VERSION: dict[type[Command], int] = {
     EnableVersion: 2,
+    SetLimits: 3,
     PutSchedule: 3,
     DeleteSchedule: 3,
     Fire: 3,
@@ -123,7 +128,12 @@ _COMMAND_VERSION: dict[type[Command], int] = {
 
 
 def command_version(cmd: Command) -> int:
-    """The log version a command needs (see ``_COMMAND_VERSION``)."""
+    """The log version a command needs (see ``_COMMAND_VERSION``; an Enqueue of a job with a
+    ``group`` needs version 3: an older node would drop the field)."""
+    if type(cmd) is Enqueue:
+        for j in cmd.jobs:
+            if j.group is not None:
+                return _GROUPS_VERSION
     return _COMMAND_VERSION.get(type(cmd), FORMAT_VERSION)
 
 
@@ -137,7 +147,10 @@ _bytes, _opt_bytes, _list, _fields = check_bytes, check_opt_bytes, check_list, c
 
 
 def _new_job_fields(j: NewJob) -> list[Any]:
-    return [j.payload, j.priority, j.delay_ms, j.run_at_ms, j.key, j.max_attempts, j.lease_ms]
+    f = [j.payload, j.priority, j.delay_ms, j.run_at_ms, j.key, j.max_attempts, j.lease_ms]
+    if j.group is not None:  # version 3; without a group, the bytes older nodes read
+        f.append(j.group)
+    return f
 
 
 # One case per command type, its tag beside it: the table reads best flat.
@@ -173,6 +186,19 @@ def encode_command(cmd: Command) -> list[Any]:  # noqa: C901
             return [_ENABLE_VERSION, *head, cmd.version]
         case PutSchedule() | DeleteSchedule() | Fire() | TriggerSchedule() | SetSchedulePaused():
             return encode_schedule_command(cmd, head)
+        case SetLimits():
+            return [_SET_LIMITS, *head, cmd.queue, *_limit_fields(cmd)]
+
+
+def _limit_fields(c: SetLimits | LimitsSet) -> list[int | None]:
+    return [
+        c.concurrency,
+        c.rate_limit,
+        c.rate_period_ms,
+        c.group_concurrency,
+        c.group_rate_limit,
+        c.group_rate_period_ms,
+    ]
 
 
 def encode_entry(commands: Sequence[Command]) -> bytes:
@@ -180,7 +206,7 @@ def encode_entry(commands: Sequence[Command]) -> bytes:
     version = FORMAT_VERSION  # entries of version-1 commands keep the bytes old nodes read
     get = _COMMAND_VERSION.get
     for c in commands:
-        v = get(type(c))
+        v = command_version(c) if type(c) is Enqueue else get(type(c))
         if v is not None and v > version:
             version = v
     raw: bytes = msgpack.packb([version, [encode_command(c) for c in commands]])
@@ -188,8 +214,17 @@ def encode_entry(commands: Sequence[Command]) -> bytes:
 
 
 def _decode_new_job(v: Any) -> NewJob:
-    payload, priority, delay_ms, run_at_ms, key, max_attempts, lease_ms = _list(v, "job", 7)
+    a = _list(v, "job")
+    if len(a) == 8:
+        group = _str(a[7], "group")  # written only when set
+        a = a[:7]
+    else:
+        group = None
+        if len(a) != 7:
+            raise CodecError("job: expected an array of 7 or 8")
+    payload, priority, delay_ms, run_at_ms, key, max_attempts, lease_ms = a
     return NewJob(
+        group=group,
         payload=_bytes(payload, "payload"),
         priority=_int(priority, "priority"),
         delay_ms=_opt_int(delay_ms, "delay_ms"),
@@ -200,7 +235,7 @@ def _decode_new_job(v: Any) -> NewJob:
     )
 
 
-def _decode_command(v: Any) -> Command:  # noqa: C901 - one case per command tag
+def _decode_command(v: Any) -> Command:
     a = _list(v, "command")
     if len(a) < 3:
         raise CodecError("command: expected [tag, request_id, now_ms, ...]")
@@ -259,12 +294,30 @@ def _decode_command(v: Any) -> Command:  # noqa: C901 - one case per command tag
     if tag == _TICK:
         _fields(f, 0, "tick")
         return Tick(now_ms=now, request_id=rid)
+    if tag in (_ENABLE_VERSION, _SET_LIMITS) or tag in SCHEDULE_TAGS:
+        return _decode_later_command(tag, rid, now, f)
+    raise CodecError(f"unknown command tag {tag}")
+
+
+def _decode_later_command(tag: int, rid: str | None, now: int, f: list[Any]) -> Command:
+    """Commands of log version 2 and above."""
     if tag == _ENABLE_VERSION:
         (version,) = _fields(f, 1, "enable_version")
         return EnableVersion(now_ms=now, request_id=rid, version=_int(version, "version"))
     if tag in SCHEDULE_TAGS:
         return decode_schedule_command(tag, rid, now, f)
-    raise CodecError(f"unknown command tag {tag}")
+    queue, c, rl, rp, gc, grl, grp = _fields(f, 7, "set_limits")
+    return SetLimits(
+        now_ms=now,
+        request_id=rid,
+        queue=_str(queue, "queue"),
+        concurrency=_opt_int(c, "concurrency"),
+        rate_limit=_opt_int(rl, "rate_limit"),
+        rate_period_ms=_opt_int(rp, "rate_period_ms"),
+        group_concurrency=_opt_int(gc, "group_concurrency"),
+        group_rate_limit=_opt_int(grl, "group_rate_limit"),
+        group_rate_period_ms=_opt_int(grp, "group_rate_period_ms"),
+    )
 
 
 def _decode_lease_command(tag: int, rid: str | None, now: int, f: list[Any]) -> Command:
@@ -306,6 +359,8 @@ _FAST_DECODERS: dict[int, Callable[[list[Any]], Command | None]] = {
     _NACK: codec_fast.fast_nack,
     _TICK: codec_fast.fast_tick,
 }
+# In entries of log version 3 and above, an enqueue's jobs may carry a group.
+_FAST_DECODERS_V3 = {**_FAST_DECODERS, _ENQUEUE: codec_fast.fast_enqueue_groups}
 
 
 def unpack(raw: bytes) -> Any:
@@ -342,7 +397,7 @@ def decode_entry(raw: bytes) -> list[Command]:
         raise CodecError(f"entry format {version} not supported", Reason.UNSUPPORTED_VERSION)
     out: list[Command] = []
     append = out.append
-    fast = _FAST_DECODERS.get
+    fast = (_FAST_DECODERS if version < _GROUPS_VERSION else _FAST_DECODERS_V3).get
     for c in _list(v[1], "commands"):
         if type(c) is list and len(c) >= 3:
             decoder = fast(c[0]) if type(c[0]) is int else None
@@ -351,7 +406,7 @@ def decode_entry(raw: bytes) -> list[Command]:
                 append(cmd)
                 continue
         cmd = _decode_command(c)  # the checked path: it builds the exact error
-        needed = _COMMAND_VERSION.get(type(cmd), FORMAT_VERSION)
+        needed = command_version(cmd)
         if needed > version:
             # What an older node reads as an unknown tag: no node applies it.
             raise CodecError(f"command tag {c[0]} needs an entry of version {needed}")
@@ -401,6 +456,8 @@ def encode_result(r: Result) -> list[Any]:  # noqa: C901
             return [22, r.name, r.fire_ms, r.job_id]
         case SchedulePaused():
             return [23, r.name, r.paused]
+        case LimitsSet():
+            return [14, r.queue, *_limit_fields(r)]
 
 
 def _lease_fields(x: Lease) -> tuple[int, str, bytes, int, int, int, int]:
@@ -426,6 +483,7 @@ _RESULT_BUILDERS: dict[int, Callable[[list[Any]], Result]] = {
     21: lambda a: ScheduleDeleted(a[0]),
     22: lambda a: Fired(a[0], a[1], a[2]),
     23: lambda a: SchedulePaused(a[0], a[1]),
+    14: lambda a: LimitsSet(*a[:7]),
 }
 
 

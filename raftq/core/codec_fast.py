@@ -1,5 +1,9 @@
 """Fast decoders of the hot commands (enqueue, claim, heartbeat, ack, nack, tick).
 
+An enqueue has two: ``fast_enqueue`` for entries below log version 3 declines a job with a
+group (the checked path then refuses it in such an entry), ``fast_enqueue_groups`` for
+entries of version 3 and above takes it.
+
 Each checks every type in one expression and answers ``None`` when anything is off;
 ``codec.decode_entry`` then decodes that command again with the checked path, which raises
 the precise ``CodecError``. So a fast decoder accepts exactly what the checked path accepts and
@@ -21,6 +25,7 @@ __all__ = [
     "fast_ack",
     "fast_claim",
     "fast_enqueue",
+    "fast_enqueue_groups",
     "fast_heartbeat",
     "fast_nack",
     "fast_tick",
@@ -51,7 +56,8 @@ def _slot_setters(cls: type[_T], names: str) -> tuple[Callable[[_T, Any], None],
     _nj_key,
     _nj_max_attempts,
     _nj_lease_ms,
-) = _slot_setters(NewJob, "payload priority delay_ms run_at_ms key max_attempts lease_ms")
+    _nj_group,
+) = _slot_setters(NewJob, "payload priority delay_ms run_at_ms key max_attempts lease_ms group")
 _enq_now_ms, _enq_request_id, _enq_queue, _enq_jobs = _slot_setters(
     Enqueue, "now_ms request_id queue jobs"
 )
@@ -76,6 +82,17 @@ _tick_now_ms, _tick_request_id = _slot_setters(Tick, "now_ms request_id")
 
 
 def fast_enqueue(c: list[Any]) -> Command | None:
+    """An enqueue in an entry below log version 3: jobs of 7 fields (no group)."""
+    return _enqueue(c, False)
+
+
+def fast_enqueue_groups(c: list[Any]) -> Command | None:
+    """An enqueue in an entry of log version 3 or above: a job may have an 8th field, its
+    group."""
+    return _enqueue(c, True)
+
+
+def _enqueue(c: list[Any], groups: bool) -> Command | None:
     if len(c) != 5:
         return None
     _, rid, now, queue, raw_jobs = c
@@ -89,9 +106,15 @@ def fast_enqueue(c: list[Any]) -> Command | None:
     jobs: list[NewJob] = []
     append = jobs.append
     for j in raw_jobs:
-        if type(j) is not list or len(j) != 7:
+        if type(j) is not list:
             return None
-        payload, priority, delay_ms, run_at_ms, key, max_attempts, lease_ms = j
+        if len(j) == 7:
+            group = None
+            payload, priority, delay_ms, run_at_ms, key, max_attempts, lease_ms = j
+        elif len(j) == 8 and groups and type(j[7]) is str:
+            payload, priority, delay_ms, run_at_ms, key, max_attempts, lease_ms, group = j
+        else:
+            return None
         if (
             type(payload) is not bytes
             or type(priority) is not int
@@ -110,6 +133,7 @@ def fast_enqueue(c: list[Any]) -> Command | None:
         _nj_key(nj, key)
         _nj_max_attempts(nj, max_attempts)
         _nj_lease_ms(nj, lease_ms)
+        _nj_group(nj, group)
         append(nj)
     cmd = _new(Enqueue)
     _enq_now_ms(cmd, now)

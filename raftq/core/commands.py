@@ -30,6 +30,7 @@ __all__ = [
     "PutSchedule",
     "RequeueDead",
     "Resume",
+    "SetLimits",
     "SetSchedulePaused",
     "Tick",
     "TriggerSchedule",
@@ -42,6 +43,8 @@ class NewJob:
 
     Exactly one of ``delay_ms`` / ``run_at_ms`` may be set; neither means "ready now".
     ``lease_ms`` and ``max_attempts`` fall back to the machine defaults when ``None``.
+    ``group`` (named like a queue) is the job's fairness group in its queue (see ``SetLimits``);
+    ``None`` is the queue's implicit group. A job with a group needs log version 3.
     """
 
     payload: bytes
@@ -51,6 +54,7 @@ class NewJob:
     key: str | None = None
     max_attempts: int | None = None
     lease_ms: int | None = None
+    group: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,7 +78,9 @@ class Claim:
     """Lease up to ``max`` ready jobs from ``queues``, best first over all of them.
 
     Order: highest priority, then earliest ready time, then lowest id; paused and unknown
-    queues give nothing. Each job leased gets a fresh fencing token and ``attempts + 1``.
+    queues give nothing. A queue with limits (``SetLimits``) offers the best job of the group
+    whose turn it is, and nothing while it is at its concurrency or rate. Each job leased gets
+    a fresh fencing token and ``attempts + 1``.
     ``lease_ms`` overrides the jobs' own lease length. Refusals: ``invalid``.
     """
 
@@ -207,6 +213,31 @@ class Configure:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SetLimits:
+    """Replace the limits of ``queue``; ``None`` means no such limit. Creates the queue.
+
+    ``concurrency``: leased jobs of the queue at most; ``group_concurrency``: leased jobs of one
+    group at most (1..1,000,000). ``rate_limit`` per ``rate_period_ms``: claims (starts) of the
+    queue within any window of ``rate_period_ms`` at most; ``group_rate_*`` the same per group
+    (limit 1..100,000, period 1 ms..24 h; give both or neither). The caps are decided when a job
+    is handed out (``Claim``) and a slot is held by the lease (ack, nack, cancel and expiry
+    free it); jobs leased beyond a lowered cap run on. While any limit is set, a claim serves
+    the queue's groups round-robin (docs/state-machine.md, "Limits and groups").
+    Refusals: ``invalid``, ``too_many_queues``. Log version 3.
+    """
+
+    now_ms: int
+    request_id: str | None = None
+    queue: str
+    concurrency: int | None = None
+    rate_limit: int | None = None
+    rate_period_ms: int | None = None
+    group_concurrency: int | None = None
+    group_rate_limit: int | None = None
+    group_rate_period_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Tick:
     """Advance cluster time: expire leases, release due delayed jobs, collect old results."""
 
@@ -329,6 +360,7 @@ Command = (
     | Pause
     | Resume
     | Configure
+    | SetLimits
     | Tick
     | EnableVersion
     | PutSchedule

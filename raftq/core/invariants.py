@@ -6,6 +6,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from raftq.core.errors import CorruptStateError
+from raftq.core.fair import rate_ok
 from raftq.core.job import FINISHED_STATES, Job, JobState, delayed_key, lease_key, ready_key
 from raftq.core.queue import QueueState
 from raftq.core.tally import (
@@ -69,7 +70,10 @@ def check_invariants(m: Machine) -> None:
         for p in range(10):
             n = by_priority[p]
             _require(q.ready_by_priority[p] == n, f"{q.name}: ready_by_priority[{p}] wrong")
-        ready, delayed, leases = Counter(q.ready), Counter(q.delayed), Counter(q.leases)
+        _require(all(i in m.jobs for i in q.group_of), f"{q.name}: group of an unknown job")
+        if q.lim is not None:
+            _check_groups(m, q, mine)
+        ready, delayed, leases = Counter(q.ready_keys()), Counter(q.delayed), Counter(q.leases)
         for j in mine:
             if j.state is JobState.QUEUED:
                 key = ready_key(j.priority, j.ready_at_ms, j.id)
@@ -94,3 +98,46 @@ def check_invariants(m: Machine) -> None:
             owner = m.jobs.get(key_owner)
             _require(owner is None or owner.key == name, f"{q.name}: key {name!r} points elsewhere")
     _require(len(m.requests) == len(m.request_order), "request table and its order differ")
+
+
+def _check_groups(m: Machine, q: QueueState, mine: list[Job]) -> None:
+    """The group index of a limited queue (``fair.py``) agrees with its jobs, and no group
+    that may be served is left out of the ring (nothing starves)."""
+    lim = q.lim
+    assert lim is not None
+    _require(not q.ready, f"{q.name}: limited queue with a queue-wide ready heap")
+    queued: Counter[str] = Counter()
+    leased: Counter[str] = Counter()
+    for j in mine:
+        name = q.group_of.get(j.id, "")
+        if j.state is JobState.QUEUED:
+            queued[name] += 1
+            g = lim.groups.get(name)
+            _require(g is not None, f"queued job {j.id}: group {name!r} not indexed")
+            if g is not None:
+                key = ready_key(j.priority, j.ready_at_ms, j.id)
+                _require(g.ready.count(key) == 1, f"queued job {j.id}: not once in its group")
+        elif j.state is JobState.LEASED:
+            leased[name] += 1
+    ring = {(t, g.name) for t, g in (*lim.ring, *lim.early)}
+    turns = [t for t, _ in lim.ring]
+    _require(turns == sorted(turns), f"{q.name}: ring not in turn order")
+    limits = lim.limits
+    in_ring = sum(1 for g in lim.groups.values() if g.ring)
+    _require(lim.eligible == in_ring, f"{q.name}: eligible {lim.eligible} != {in_ring}")
+    for name, g in lim.groups.items():
+        _require(g.queued == queued[name], f"{q.name}/{name}: queued count wrong")
+        _require(g.leased == leased[name], f"{q.name}/{name}: leased count wrong")
+        _require(bool(g.queued or g.leased or g.wake), f"{q.name}/{name}: idle group kept")
+        free = limits.group_concurrency is None or g.leased < limits.group_concurrency
+        if g.ring:
+            _require(g.queued > 0 and free, f"{q.name}/{name}: ineligible group in the ring")
+            _require((g.ring, name) in ring, f"{q.name}/{name}: turn not in the ring")
+        elif g.queued and free:
+            rate = rate_ok(
+                g.starts, limits.group_rate_limit, limits.group_rate_period_ms, m.clock_ms
+            )
+            due = g.wake != 0 and g.wake <= m.clock_ms  # woken by the next advance
+            _require(not rate or due, f"{q.name}/{name}: servable group out of the ring")
+        if g.wake:
+            _require((g.wake, name) in set(lim.wake), f"{q.name}/{name}: wake not scheduled")

@@ -175,7 +175,7 @@ class Job:
     def error(self, value: str | None) -> None:
         self.set_outcome(self.result, value)
 
-    def info(self) -> JobInfo:
+    def info(self, group: str | None = None) -> JobInfo:
         return JobInfo(
             id=self.id,
             queue=self.queue,
@@ -194,6 +194,7 @@ class Job:
             worker=self.worker if self.state is JobState.LEASED else None,
             lease_expires_ms=self.lease_expires_ms if self.state is JobState.LEASED else None,
             finished_ms=self.finished_ms if self.state in FINISHED_STATES else None,
+            group=group,
         )
 
 
@@ -220,3 +221,4 @@ class JobInfo:
     finished_ms: int | None
     schedule: str | None = None  # the schedule whose fire made this job
     fire_ms: int | None = None  # the slot (or trigger time) of that fire
+    group: str | None = None

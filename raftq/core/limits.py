@@ -23,10 +23,13 @@ __all__ = [
     "MAX_MAX_ATTEMPTS",
     "MAX_PAYLOAD_BYTES",
     "MAX_QUEUES",
+    "MAX_RATE_LIMIT",
+    "MAX_RATE_PERIOD_MS",
     "MAX_REQUEST_ID_CHARS",
     "MAX_RETENTION_MS",
     "MAX_SCHEDULES",
     "MAX_SCHEDULE_TEXT_CHARS",
+    "MAX_SLOTS",
     "MAX_TIME_MS",
     "MAX_WORKER_CHARS",
     "QUEUE_NAME_RE",
@@ -74,6 +77,12 @@ MAX_SCHEDULES = 10_000
 MAX_SCHEDULE_TEXT_CHARS = 256  # a schedule's cron expression and time zone, kept as text
 MAX_REQUEST_ID_CHARS = 128
 MAX_ERROR_CHARS = 64 * 1024
+
+# Queue limits (``SetLimits``). A rate keeps the start times of its last ``limit`` claims per
+# queue and per group, so its bound is a memory bound too.
+MAX_SLOTS = 1_000_000  # concurrency and group_concurrency
+MAX_RATE_LIMIT = 100_000
+MAX_RATE_PERIOD_MS = DAY_MS
 
 QUEUE_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 

@@ -31,13 +31,14 @@ from raftq.core.commands import (
     PutSchedule,
     RequeueDead,
     Resume,
+    SetLimits,
     SetSchedulePaused,
     Tick,
     TriggerSchedule,
 )
 from raftq.core.errors import CodecError
 from raftq.core.invariants import check_invariants
-from raftq.core.job import Job, JobInfo
+from raftq.core.job import Job, JobInfo, JobState
 from raftq.core.limits import (
     MAX_LOG_VERSION,
     MAX_REQUEST_ID_CHARS,
@@ -50,7 +51,14 @@ from raftq.core.requests import LEGACY_DIGEST, Answer, command_digest, remember,
 from raftq.core.results import Reason, Refusal, Result, Ticked, VersionEnabled
 from raftq.core.schedules import Schedule, ScheduleInfo
 from raftq.core.snapshot import read_snapshot_into, snapshot_digest
-from raftq.core.stats import QueueMetrics, QueueStats, queue_metrics, queue_stats
+from raftq.core.stats import (
+    LimitsView,
+    QueueMetrics,
+    QueueStats,
+    limits_view,
+    queue_metrics,
+    queue_stats,
+)
 
 __all__ = ["Machine"]
 
@@ -141,8 +149,13 @@ class Machine:
         return result
 
     def _dispatch(self, cmd: Command) -> Result:  # noqa: C901 - one case per command type
-        needed = codec.command_version(cmd)
-        if needed > self.enabled_version and type(cmd) is not EnableVersion:
+        # Every command this code decodes is of a version <= LOG_VERSION: once that is
+        # enabled, nothing is gated (and the hot path skips the lookup).
+        if (
+            self.enabled_version < codec.LOG_VERSION
+            and (needed := codec.command_version(cmd)) > self.enabled_version
+            and type(cmd) is not EnableVersion
+        ):
             return Refusal(
                 Reason.VERSION_NOT_ENABLED,
                 f"this command needs log version {needed}, the cluster has enabled "
@@ -169,6 +182,8 @@ class Machine:
                 return admin_ops.pause_resume(self, cmd)
             case Configure():
                 return admin_ops.configure(self, cmd)
+            case SetLimits():
+                return admin_ops.set_limits(self, cmd)
             case Tick():
                 for q in self.queues.values():
                     ops.advance_queue(self, q)
@@ -203,10 +218,11 @@ class Machine:
         job = self.jobs.get(job_id)
         if job is None:
             return None
+        info = job.info(self.queues[job.queue].group_of.get(job_id))
         origin = self.fired.get(job_id)
         if origin is None:
-            return job.info()
-        return replace(job.info(), schedule=origin[0], fire_ms=origin[1])
+            return info
+        return replace(info, schedule=origin[0], fire_ms=origin[1])
 
     def schedule_names(self) -> list[str]:
         return sorted(self.schedules)
@@ -226,7 +242,22 @@ class Machine:
 
     def queue_stats(self, name: str) -> QueueStats | None:
         q = self.queues.get(name)
-        return None if q is None else queue_stats(q)
+        return None if q is None else queue_stats(q, self.clock_ms)
+
+    def claimable(self, name: str) -> int:
+        """At most how many jobs a claim of queue ``name`` could take now: its ready jobs, or
+        fewer under its limits (0: unknown, paused, nothing ready, or at a cap)."""
+        q = self.queues.get(name)
+        if q is None or q.paused:
+            return 0
+        if q.lim is None:
+            return q.counts[JobState.QUEUED]
+        return q.lim.claimable(self.clock_ms)
+
+    def queue_limits(self, name: str) -> LimitsView | None:
+        """The limits of a queue and their use now (``None``: no such queue)."""
+        q = self.queues.get(name)
+        return None if q is None else limits_view(q, self.clock_ms)
 
     def queue_metrics(self, name: str) -> QueueMetrics | None:
         """Stats, histograms and workers of a queue, for ``/metrics``."""
@@ -241,7 +272,7 @@ class Machine:
         # ``q.dead`` is in the order jobs died, which is not id order: sort, so that paging
         # with ``after_id`` neither skips nor repeats a dead letter.
         page = heapq.nsmallest(limit, (i for i in q.dead if i > after_id))
-        return [self.jobs[job_id].info() for job_id in page]
+        return [self.jobs[job_id].info(q.group_of.get(job_id)) for job_id in page]
 
     def state_digest(self) -> str:
         """Hex digest of the canonical snapshot: equal iff the states are equal."""

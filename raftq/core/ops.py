@@ -154,6 +154,10 @@ def advance_queue(m: Machine, q: QueueState) -> None:
         del jobs[old.id]
         if m.fired:  # a job a schedule made: its origin goes with it
             m.fired.pop(old.id, None)
+        if q.group_of:
+            q.group_of.pop(old.id, None)
+    if q.lim is not None and q.lim.wake:
+        q.lim.advance(clock)
     expire_keys(m, q)
     q.tally.forget_workers(clock)
     q.compact(jobs)
@@ -191,6 +195,8 @@ def _validate_new_job(nj: NewJob) -> str | None:
         return f"max_attempts must be 1..{MAX_MAX_ATTEMPTS}"
     if not in_range(nj.lease_ms, 1, MAX_LEASE_MS):
         return f"lease_ms must be 1..{MAX_LEASE_MS}"
+    if nj.group is not None and not valid_queue_name(nj.group):
+        return f"group must match [A-Za-z0-9_.:-]{{1,128}}: {nj.group[:140]!r}"
     return None
 
 
@@ -255,6 +261,8 @@ def enqueue(m: Machine, cmd: Enqueue) -> Result:
             key=nj.key,
         )
         m.jobs[job_id] = job
+        if nj.group is not None:
+            q.group_of[job_id] = nj.group  # before count_in: the limiter files it by group
         q.count_in(job)
         if job.state is JobState.QUEUED:
             q.push_ready(job)
@@ -301,12 +309,15 @@ def claim(m: Machine, cmd: Claim) -> Result:
         best: QueueState | None = None
         best_key = 0
         for q in sources:
-            key = q.peek_ready(jobs)
+            key = q.peek_ready(jobs) if q.lim is None else q.lim.peek(jobs, clock)
             if key is not None and (best is None or key < best_key):
                 best, best_key = q, key
         if best is None:
             break
-        heapq.heappop(best.ready)  # == best_key: peek_ready validated the top
+        if best.lim is None:
+            heapq.heappop(best.ready)  # == best_key: peek_ready validated the top
+        else:
+            best.lim.take(clock)  # the same, from the group its peek chose
         job = jobs[best_key & ID_MASK]
         m.last_token += 1
         move(best, job, JobState.LEASED)

@@ -8,6 +8,9 @@ Invariants (checked by ``Machine.check_invariants``):
   on). Other entries are stale and skipped lazily.
 - ``counts[s]`` is the number of the queue's jobs in state ``s``;
   ``ready_by_priority[p]`` the number of QUEUED jobs of priority ``p``.
+- ``group_of`` maps the id of each of the queue's jobs that has a group to it.
+- with limits set (``lim``, see ``fair.py``), ``ready`` is empty and each QUEUED job has its
+  one valid entry in its group's ready heap instead.
 - ``dead`` lists exactly the queue's DEAD jobs, in the order they died (not id order);
   ``finished`` lists its SUCCEEDED and CANCELLED jobs in the order they finished (so by
   ``finished_ms``).
@@ -17,10 +20,14 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from typing import TYPE_CHECKING
 
 from raftq.core.job import Job, JobState
 from raftq.core.limits import DEFAULT_DEDUP_WINDOW_MS, DEFAULT_RETENTION_MS
 from raftq.core.tally import Tally
+
+if TYPE_CHECKING:
+    from raftq.core.fair import Limiter
 
 __all__ = ["QueueState"]
 
@@ -43,9 +50,11 @@ class QueueState:
         "dedup_window_ms",
         "delayed",
         "finished",
+        "group_of",
         "key_expiry",
         "keys",
         "leases",
+        "lim",
         "name",
         "paused",
         "ready",
@@ -73,6 +82,8 @@ class QueueState:
         self.dead: dict[int, None] = {}  # insertion-ordered set of ids
         self.finished: deque[int] = deque()
         self.tally = Tally()  # outcome counters and latency histograms (metrics)
+        self.group_of: dict[int, str] = {}  # job id -> its group (jobs with one only)
+        self.lim: Limiter | None = None  # limits and the group index (None: no limits)
 
     # -- counters -------------------------------------------------------------------------
 
@@ -81,19 +92,38 @@ class QueueState:
         self.counts[state] += 1
         if state is _QUEUED:
             self.ready_by_priority[job.priority] += 1
+        lim = self.lim
+        # The limiter counts QUEUED and LEASED jobs per group (and settles the group a job
+        # just left): other moves, the collection of finished jobs among them, skip the call.
+        if lim is not None and (state is _QUEUED or state is _LEASED or lim.out_group):
+            lim.count_in(job)
 
     def count_out(self, job: Job) -> None:
         state = job.state
         self.counts[state] -= 1
         if state is _QUEUED:
             self.ready_by_priority[job.priority] -= 1
+            if self.lim is not None:
+                self.lim.count_out(job)
+        elif state is _LEASED and self.lim is not None:
+            self.lim.count_out(job)
 
     # -- heaps ----------------------------------------------------------------------------
 
     # The key formulas of job.py are inlined below: these run once or more per command.
 
     def push_ready(self, job: Job) -> None:
-        _heappush(self.ready, ((9 - job.priority) << 96) | (job.ready_at_ms << 48) | job.id)
+        key = ((9 - job.priority) << 96) | (job.ready_at_ms << 48) | job.id
+        if self.lim is None:
+            _heappush(self.ready, key)
+        else:
+            self.lim.push_ready(job, key)
+
+    def ready_keys(self) -> list[int]:
+        """Every ready heap entry of the queue (stale ones too), whatever indexes them."""
+        if self.lim is None:
+            return self.ready
+        return [k for name in sorted(self.lim.groups) for k in self.lim.groups[name].ready]
 
     def push_delayed(self, job: Job) -> None:
         _heappush(self.delayed, (job.ready_at_ms << 48) | job.id)

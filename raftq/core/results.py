@@ -14,6 +14,7 @@ __all__ = [
     "Extended",
     "Fired",
     "Lease",
+    "LimitsSet",
     "Nacked",
     "Paused",
     "Purged",
@@ -138,6 +139,19 @@ class Configured:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitsSet:
+    """The queue's limits after a ``SetLimits`` (``None``: no such limit)."""
+
+    queue: str
+    concurrency: int | None
+    rate_limit: int | None
+    rate_period_ms: int | None
+    group_concurrency: int | None
+    group_rate_limit: int | None
+    group_rate_period_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class Ticked:
     clock_ms: int
 
@@ -191,6 +205,7 @@ Result = (
     | Paused
     | Resumed
     | Configured
+    | LimitsSet
     | Ticked
     | VersionEnabled
     | SchedulePut

@@ -3,12 +3,13 @@
 Layout (version 4, 5 or 6), each item one msgpack object: ``["raftq-snapshot", 4]``, ``[clock_ms,
 applied, digest, next_id, last_token, n_queues, n_jobs, n_requests]`` (version 5:
 ``enabled_version`` appended; version 6: ``enabled_version, n_schedules, n_fired``), then
-n_queues queue records, n_jobs job records (in id order), n_requests request records (``[id,
-expires_ms, command digest, claim refs | None, result | None]``, see ``requests.py``), in
-version 6 n_schedules schedule records and n_fired fired-job records (``schedules.py``:
-``schedule_records``), and last a trailer: the SHA-256 of every byte before
-it (32 raw bytes, not a msgpack object), so a damaged or truncated snapshot is refused. Heaps are
-not stored: they are rebuilt from the jobs, and since every heap key is unique, the order in which
+n_queues queue records (version 6: with the job groups and limits at the end), n_jobs job
+records (in id order), n_requests request records (``[id, expires_ms, command digest, claim refs
+| None, result | None]``, see ``requests.py``), in version 6 n_schedules schedule records and
+n_fired fired-job records (``schedules.py``: ``schedule_records``), and last a trailer: the
+SHA-256 of every byte before it (32 raw bytes, not a msgpack object), so a damaged or truncated
+snapshot is refused. Heaps are not stored: they are rebuilt from the jobs, and since every heap
+key is unique, the order in which
 jobs come out does not depend on a heap's layout. The stream is canonical: equal states give
 equal bytes, so a hash of it compares replicas. Version 3 is still read (see
 ``_read_v3_request``).
@@ -16,7 +17,10 @@ equal bytes, so a hash of it compares replicas. Version 3 is still read (see
 Version 5 is written only once the cluster enabled log version 2 or above (``EnableVersion``):
 until then a snapshot is the version 4 that the previous raftq reads, so a leader of the new
 release can still send its snapshot to a follower of the old one during a rolling upgrade.
-Version 6 (schedules) likewise only once log version 3 is enabled.
+Version 6 (schedules, job groups and limits) likewise only once log version 3 is enabled
+(before that, version 5 while the enabled version is 2). The limits' heaps (ring, wake, group
+ready heaps) are rebuilt too; what orders them (each group's turn and wake time, the rate logs)
+is stored.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import msgpack
 
 from raftq.core.codec import result_from_wire
 from raftq.core.errors import CodecError
+from raftq.core.fair import Limiter, limits_from_record
 from raftq.core.job import Job, JobState
 from raftq.core.limits import DEFAULT_LEASE_MS
 from raftq.core.queue import QueueState
@@ -65,8 +70,9 @@ __all__ = [
 # 4: request records hold the command's digest, and a claim's answer as job id and token
 #    pairs instead of the leases (payloads were stored twice). Version 3 is still read.
 # 5: the head record ends with enabled_version (written only when it is above 1).
-# 6: the head also counts schedules and fired jobs, their records follow the requests
-#    (written only once log version 3 is enabled).
+# 6: the head also counts schedules and fired jobs, their records follow the requests; queue
+#    records end with the job groups (job id, group, ...) and the limits record
+#    (``fair.Limiter.record``, or None); written only once log version 3 is enabled.
 SNAPSHOT_VERSION = 6
 _V4 = 4  # what the release before log version 2 reads: written while enabled_version is 1
 _V5 = 5  # what the release before log version 3 reads: written while enabled_version is 2
@@ -143,17 +149,29 @@ def _head_records(m: Machine) -> list[list[Any]]:
         len(m.jobs),
         len(m.requests),
     ]
-    if m.enabled_version == 1 and not (m.schedules or m.fired):
+    version = _version_of(m)
+    if version == _V4:
         return [[_MAGIC, _V4], head]
-    if m.enabled_version == 2 and not (m.schedules or m.fired):
+    if version == _V5:
         return [[_MAGIC, _V5], [*head, m.enabled_version]]
     counts = [m.enabled_version, len(m.schedules), len(m.fired)]
     return [[_MAGIC, SNAPSHOT_VERSION], [*head, *counts]]
 
 
+def _version_of(m: Machine) -> int:
+    """4 and 5 (what the previous releases read) until log version 3 is enabled: the
+    schedule, limit and group commands are refused before, so nothing of version 6 exists."""
+    return _V4 if m.enabled_version == 1 else _V5 if m.enabled_version == 2 else SNAPSHOT_VERSION
+
+
 def _queue_records(m: Machine, index: dict[str, int]) -> Iterator[list[Any]]:
+    v6 = _version_of(m) == SNAPSHOT_VERSION
     for i, q in enumerate(m.queues.values()):
         index[q.name] = i
+        extra: list[Any] = []
+        if v6:
+            groups = [x for kv in q.group_of.items() for x in kv]
+            extra = [groups, None if q.lim is None else q.lim.record()]
         yield [
             q.name,
             q.paused,
@@ -164,6 +182,7 @@ def _queue_records(m: Machine, index: dict[str, int]) -> Iterator[list[Any]]:
             list(q.dead),
             list(q.finished),
             *_tally_record(q.tally),
+            *extra,
         ]
 
 
@@ -243,7 +262,7 @@ def write_snapshot(
         out(_pack_many(chunk))
     for chunk in _chunks(_request_records(m)):
         out(_pack_many(chunk))
-    if m.schedules or m.fired or m.enabled_version >= 3:  # version 6 (_head_records)
+    if _version_of(m) == SNAPSHOT_VERSION:  # the head counted them
         for chunk in _chunks(schedule_records(m)):
             out(_pack_many(chunk))
         for chunk in _chunks(fired_records(m)):
@@ -294,7 +313,8 @@ def _stream_items(unpacker: msgpack.Unpacker, stream: IO[bytes]) -> Iterator[Any
         raise CodecError("corrupt snapshot: checksum mismatch (damaged or truncated)")
 
 
-def _read_into(m: Machine, it: Iterator[Any]) -> None:
+def _read_head(m: Machine, it: Iterator[Any]) -> tuple[int, list[int]]:
+    """The version, and the counts of queues, jobs, requests, schedules and fired jobs."""
     head = next(it)
     if type(head) is not list or len(head) != 2 or head[0] != _MAGIC:
         raise CodecError(f"not a raftq snapshot: {head!r:.80}")
@@ -313,10 +333,21 @@ def _read_into(m: Machine, it: Iterator[Any]) -> None:
     elif version == _V5:
         *fields, m.enabled_version = fields
     (m.clock_ms, m.applied, m.digest, m.next_id, m.last_token, n_q, n_jobs, n_req) = fields
+    return version, [n_q, n_jobs, n_req, n_sched, n_fired]
+
+
+def _read_into(m: Machine, it: Iterator[Any]) -> None:
+    version, (n_q, n_jobs, n_req, n_sched, n_fired) = _read_head(m, it)
     queues: list[QueueState] = []
+    lim_records: list[list[Any] | None] = []
     for _ in range(n_q):
         name, paused, window, retention, keys, expiry, dead, finished, *tally = next(it)
         q = QueueState(name)
+        lim_record = None
+        if version == SNAPSHOT_VERSION:
+            *tally, groups, lim_record = tally
+            q.group_of = dict(zip(groups[::2], groups[1::2], strict=True))
+        lim_records.append(lim_record)
         _read_tally(q.tally, tally)
         q.paused, q.dedup_window_ms, q.retention_ms = bool(paused), window, retention
         q.keys = dict(zip(keys[::2], keys[1::2], strict=True))
@@ -357,8 +388,13 @@ def _read_into(m: Machine, it: Iterator[Any]) -> None:
         job.finished_ms = r[16]
         table[job.id] = job
         members[r[1]].append(job)
-    for q, jobs in zip(queues, members, strict=True):
+    for q, jobs, lim_record in zip(queues, members, lim_records, strict=True):
         q.rebuild(jobs)
+        if lim_record is not None:
+            lim = Limiter(q, m, limits_from_record(lim_record))
+            ready, q.ready = q.ready, []
+            lim.restore(lim_record, ready, [j for j in jobs if j.state is JobState.LEASED])
+            q.lim = lim
     read_request = _read_v3_request if version == 3 else _read_request
     for _ in range(n_req):
         rid, expires_ms, digest, answer = read_request(next(it))

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from raftq.core.fair import rate_ok
 from raftq.core.job import Job, JobState
 from raftq.core.queue import QueueState
 from raftq.core.tally import OUTCOMES, WORKER_WINDOW_MS, Histogram
 
-__all__ = ["HistogramData", "QueueMetrics", "QueueStats", "queue_metrics", "queue_stats"]
+__all__ = [
+    "HistogramData",
+    "LimitsView",
+    "QueueMetrics",
+    "QueueStats",
+    "limits_view",
+    "queue_metrics",
+    "queue_stats",
+]
 
 _B48 = (1 << 48) - 1
 
@@ -31,6 +40,32 @@ class QueueStats:
     dedup_window_ms: int
     retention_ms: int
     totals: dict[str, int]
+    limits: LimitsView | None = None  # None: the queue has no limits
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LimitsView:
+    """A queue's limits (``None``: no such limit) and their use as of cluster time ``at_ms``.
+
+    ``leased``: slots in use (the queue's leased jobs); ``starts_in_window``: claims within the
+    last ``rate_period_ms``; ``rate_blocked``: the queue's rate allows no claim now;
+    ``groups``: groups tracked; ``groups_ready``: groups a claim may serve now;
+    ``groups_waiting``: groups with ready jobs that wait for a slot or their rate window.
+    """
+
+    concurrency: int | None
+    rate_limit: int | None
+    rate_period_ms: int | None
+    group_concurrency: int | None
+    group_rate_limit: int | None
+    group_rate_period_ms: int | None
+    leased: int
+    starts_in_window: int
+    rate_blocked: bool
+    groups: int
+    groups_ready: int
+    groups_waiting: int
+    at_ms: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,7 +110,7 @@ def queue_metrics(q: QueueState, jobs: dict[int, Job], clock_ms: int) -> QueueMe
         by_worker[name] = by_worker.get(name, 0) + 1
     since_ms = clock_ms - WORKER_WINDOW_MS
     return QueueMetrics(
-        stats=queue_stats(q),
+        stats=queue_stats(q, clock_ms),
         wait=_histogram(q.tally.wait),
         run=_histogram(q.tally.run),
         workers=sum(1 for last_ms in q.tally.workers.values() if last_ms > since_ms),
@@ -83,7 +118,7 @@ def queue_metrics(q: QueueState, jobs: dict[int, Job], clock_ms: int) -> QueueMe
     )
 
 
-def queue_stats(q: QueueState) -> QueueStats:
+def queue_stats(q: QueueState, clock_ms: int = 0) -> QueueStats:
     return QueueStats(
         queue=q.name,
         paused=q.paused,
@@ -94,4 +129,32 @@ def queue_stats(q: QueueState) -> QueueStats:
         dedup_window_ms=q.dedup_window_ms,
         retention_ms=q.retention_ms,
         totals=dict(zip(OUTCOMES, q.tally.totals, strict=True)),
+        limits=limits_view(q, clock_ms),
+    )
+
+
+def limits_view(q: QueueState, clock_ms: int) -> LimitsView | None:
+    """Linear in the queue's groups (a read; ``None`` when the queue has no limits)."""
+    lim = q.lim
+    if lim is None:
+        return None
+    limits = lim.limits
+    ready = sum(1 for g in lim.groups.values() if g.ring)
+    waiting = sum(1 for g in lim.groups.values() if g.queued and not g.ring)
+    period = limits.rate_period_ms
+    in_window = 0 if period is None else sum(1 for t in lim.starts if t > clock_ms - period)
+    return LimitsView(
+        concurrency=limits.concurrency,
+        rate_limit=limits.rate_limit,
+        rate_period_ms=period,
+        group_concurrency=limits.group_concurrency,
+        group_rate_limit=limits.group_rate_limit,
+        group_rate_period_ms=limits.group_rate_period_ms,
+        leased=q.counts[JobState.LEASED],
+        starts_in_window=in_window,
+        rate_blocked=not rate_ok(lim.starts, limits.rate_limit, period, clock_ms),
+        groups=len(lim.groups),
+        groups_ready=ready,
+        groups_waiting=waiting,
+        at_ms=clock_ms,
     )

@@ -32,6 +32,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from raftq.client.batch import ack_outcomes
+from raftq.client.client import limits_body
 from raftq.client.handle import ProducesHandles
 from raftq.client.transport import Transport
 from raftq.client.types import ClaimedJob
@@ -323,6 +324,7 @@ class Node(ProducesHandles):
         key: str | None = None,
         max_attempts: int | None = None,
         lease_ms: int | None = None,
+        group: str | None = None,
     ) -> int:
         """See ``raftq.client.Client.enqueue``."""
         spec = {
@@ -333,6 +335,7 @@ class Node(ProducesHandles):
             "key": key,
             "max_attempts": max_attempts,
             "lease_ms": lease_ms,
+            "group": group,
         }
         body = _given(spec)
         op = self._service.enqueue(queue, Fields(body), "msgpack")
@@ -563,6 +566,25 @@ class Node(ProducesHandles):
         """See ``raftq.client.Client.resume_schedule``."""
         op = self._service.schedules.set_paused(name, Fields({}), paused=False)
         await self._run(op, f"/v1/schedules/{_q(name)}/resume")
+
+    async def limits(self, queue: str) -> dict[str, Any]:
+        """See ``raftq.client.Client.limits`` (this node's replica)."""
+        return self._service.queue_limits(queue)
+
+    async def set_limits(
+        self,
+        queue: str,
+        *,
+        concurrency: int | None = None,
+        rate: tuple[int, int] | None = None,
+        group_concurrency: int | None = None,
+        group_rate: tuple[int, int] | None = None,
+    ) -> dict[str, Any]:
+        """See ``raftq.client.Client.set_limits``."""
+        body = limits_body(concurrency, rate, group_concurrency, group_rate)
+        op = self._service.set_limits(queue, Fields(body))
+        path = f"/v1/queues/{_q(queue)}/limits"
+        return dict(await self._run(op, path, body, method="PUT"))
 
     # -- cluster admin --------------------------------------------------------------------
 

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from raftq.core import Claim, Command, Enqueue, Machine, NewJob, Result
-from raftq.core.job import JobState
 from raftq.errors import ClusterError
 
 if TYPE_CHECKING:
@@ -157,8 +156,10 @@ def _ready_at_once(job: NewJob, now_ms: int) -> bool:
 
 
 def _ready_count(m: Machine, name: str) -> int:
-    q = m.queues.get(name)
-    return 0 if q is None or q.paused else q.counts[JobState.QUEUED]
+    # Under limits, only what a claim could take now: a queue at its cap with a backlog must
+    # not wake its waiters after every entry (each would propose an empty round, itself an
+    # entry that wakes them again).
+    return m.claimable(name)
 
 
 def _has_ready(m: Machine, queues: tuple[str, ...]) -> bool:

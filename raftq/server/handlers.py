@@ -486,6 +486,24 @@ class Api:
         parse_query(request.query, ())
         return respond(request, self.service.queue(queue))
 
+    async def get_limits(self, request: web.Request) -> web.StreamResponse:
+        """``GET /v1/queues/{queue}/limits``."""
+        queue = request.match_info["queue"]
+        parse_query(request.query, ())
+        return respond(request, self.service.queue_limits(queue))
+
+    async def set_limits(self, request: web.Request) -> web.StreamResponse:
+        """``PUT /v1/queues/{queue}/limits`` with ``{concurrency?, rate?, group_concurrency?,
+        group_rate?}`` (absent or null: no such limit)."""
+
+        async def op(w: _Write) -> web.StreamResponse:
+            queue = w.request.match_info["queue"]
+            answer = await self.service.set_limits(queue, w.fields())(w.request_id)
+            audit(w.request, "set_limits", **answer)
+            return respond(w.request, answer)
+
+        return await self._write(request, op)
+
     async def dead(self, request: web.Request) -> web.StreamResponse:
         """``GET /v1/queues/{queue}/dead[?limit=100&after=<id>]``: oldest first."""
         queue = parse_queue(request.match_info["queue"])

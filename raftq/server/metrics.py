@@ -244,6 +244,18 @@ class _QueueFamilies:
             "Jobs a worker holds a live lease on.",
             labels=["queue", "worker"],
         )
+        self.limit = GaugeMetricFamily(
+            "raftq_queue_limit",
+            "A queue's limit: concurrency, group_concurrency, rate and group_rate (claims per "
+            "rate_period_ms, group_rate_period_ms); absent when not set.",
+            labels=["queue", "limit"],
+        )
+        self.groups = GaugeMetricFamily(
+            "raftq_queue_groups",
+            "Groups of a limited queue: ready (a claim would serve them), waiting (ready jobs, "
+            "at their group cap or rate).",
+            labels=["queue", "state"],
+        )
 
     def add(self, qm: QueueMetrics) -> None:
         s = qm.stats
@@ -260,6 +272,20 @@ class _QueueFamilies:
         self.workers.add_metric([name], qm.workers)
         for worker, n in qm.leased_by_worker.items():
             self.leased.add_metric([name, worker], n)
+        lim = s.limits
+        if lim is not None:
+            for label, value in (
+                ("concurrency", lim.concurrency),
+                ("group_concurrency", lim.group_concurrency),
+                ("rate", lim.rate_limit),
+                ("rate_period_ms", lim.rate_period_ms),
+                ("group_rate", lim.group_rate_limit),
+                ("group_rate_period_ms", lim.group_rate_period_ms),
+            ):
+                if value is not None:
+                    self.limit.add_metric([name, label], value)
+            self.groups.add_metric([name, "ready"], lim.groups_ready)
+            self.groups.add_metric([name, "waiting"], lim.groups_waiting)
 
     def all(self) -> list[Metric]:
         return [
@@ -271,6 +297,8 @@ class _QueueFamilies:
             self.run,
             self.workers,
             self.leased,
+            self.limit,
+            self.groups,
         ]
 
 

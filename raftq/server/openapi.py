@@ -23,8 +23,11 @@ from raftq.core.limits import (
     MAX_LEASE_MS,
     MAX_LOG_VERSION,
     MAX_MAX_ATTEMPTS,
+    MAX_RATE_LIMIT,
+    MAX_RATE_PERIOD_MS,
     MAX_RETENTION_MS,
     MAX_SCHEDULE_TEXT_CHARS,
+    MAX_SLOTS,
     MAX_TIME_MS,
     MAX_WORKER_CHARS,
 )
@@ -110,6 +113,11 @@ def _schemas(s: ServerSettings) -> dict[str, Any]:
             "key": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_CHARS},
             "max_attempts": int_schema(1, MAX_MAX_ATTEMPTS),
             "lease_ms": int_schema(1, MAX_LEASE_MS),
+            "group": {
+                "type": "string",
+                "pattern": _QUEUE_PATTERN,
+                "description": "the job's fairness group in its queue (log version 3)",
+            },
         },
         ("payload",),
         closed=True,
@@ -129,6 +137,14 @@ def _schemas(s: ServerSettings) -> dict[str, Any]:
         },
     }
     queue_name = {"type": "string", "pattern": _QUEUE_PATTERN}
+    rate = obj_schema(
+        {
+            "limit": int_schema(1, MAX_RATE_LIMIT),
+            "period_ms": int_schema(1, MAX_RATE_PERIOD_MS),
+        },
+        ("limit", "period_ms"),
+        closed=True,
+    )
     integer = {"type": "integer"}
     return {
         "Error": obj_schema(
@@ -325,6 +341,33 @@ def _schemas(s: ServerSettings) -> dict[str, Any]:
             ("queue", "dedup_window_ms", "retention_ms"),
             closed=False,
         ),
+        "LimitsBody": obj_schema(
+            {
+                "concurrency": int_schema(1, MAX_SLOTS),
+                "rate": rate,
+                "group_concurrency": int_schema(1, MAX_SLOTS),
+                "group_rate": rate,
+            },
+            closed=True,
+        ),
+        "Limits": obj_schema(
+            {
+                "queue": {"type": "string"},
+                "concurrency": _nullable(integer),
+                "rate": _nullable(rate),
+                "group_concurrency": _nullable(integer),
+                "group_rate": _nullable(rate),
+                "usage": _nullable(
+                    {
+                        "type": "object",
+                        "description": "slots_used, starts_in_window, rate_blocked, groups, "
+                        "groups_ready, groups_waiting, at_ms",
+                    }
+                ),
+            },
+            ("queue", "concurrency", "rate", "group_concurrency", "group_rate"),
+            closed=False,
+        ),
         "RequeueBody": obj_schema(
             {"ids": {"type": "array", "items": int_schema(1, INT64_MAX), "minItems": 1}},
             closed=True,
@@ -474,7 +517,14 @@ WRITE_ERRORS: Final = (400, *AUTH_ERRORS, 404, 409, 413, 415, 503)
 
 
 # The request bodies without a required field (an empty body is read as {}).
-_OPTIONAL_BODIES: Final = ("Empty", "RequeueBody", "LeaderBody", "VersionBody", "ConfigureBody")
+_OPTIONAL_BODIES: Final = (
+    "Empty",
+    "RequeueBody",
+    "LeaderBody",
+    "VersionBody",
+    "ConfigureBody",
+    "LimitsBody",
+)
 
 
 def operation(

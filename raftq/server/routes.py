@@ -396,6 +396,29 @@ ROUTES: Final[tuple[Route, ...]] = (
     ),
     Route(
         "GET",
+        "/v1/queues/{queue}/limits",
+        "get_limits",
+        Rule(frozenset({_R, _A}), QueueFrom.PATH),
+        lambda s: operation(
+            "a queue's limits and their use now (reader, admin)",
+            [P_QUEUE],
+            responses(200, "Limits", _READ),
+        ),
+    ),
+    Route(
+        "PUT",
+        "/v1/queues/{queue}/limits",
+        "set_limits",
+        _ADMIN,
+        lambda s: operation(
+            "replace a queue's limits; absent or null: no such limit (admin, log version 3)",
+            [P_QUEUE, *_RID],
+            responses(200, "Limits", WRITE_ERRORS),
+            "LimitsBody",
+        ),
+    ),
+    Route(
+        "GET",
         "/v1/queues/{queue}/dead",
         "dead",
         Rule(frozenset({_R, _A}), QueueFrom.PATH),

@@ -20,6 +20,8 @@ Faults:
 - ``skip-token-check``: an ack is applied with the job's current token, whatever token the
   worker sent (a zombie ack succeeds).
 - ``nack-drops``: a nack completes the job as an ack would, so it is never delivered again.
+- ``ignore-limits``: ``PUT /v1/queues/{queue}/limits`` is answered with the limits asked for,
+  but the queue is left without any (claims ignore every cap).
 - ``journal-ignores-write-errors``: the journal's writes and syncs swallow ``OSError`` (ENOSPC,
   EIO) and the node goes on as if they were on disk: it acknowledges what it did not store.
   Applied below every check of the journal (its module's ``os``), so no fail-stop above it sees
@@ -66,12 +68,14 @@ from raftq.core import (
     Enqueued,
     Fire,
     Lease,
+    LimitsSet,
     Machine,
     Nack,
     Nacked,
     Reason,
     Refusal,
     Result,
+    SetLimits,
 )
 from raftq.core.job import JobState
 from raftq.errors import ConfigError, NoLeader, OutcomeUnknown
@@ -109,6 +113,7 @@ FAULTS: Final = frozenset(
         "follower-claims",
         "skip-token-check",
         "nack-drops",
+        "ignore-limits",
         "journal-ignores-write-errors",
         "accept-forged-forward",
         "clock-unbounded",
@@ -188,7 +193,7 @@ def current_token(m: Machine, job_id: int, token: int) -> int:
 
 class _FaultyService(Service):
     """The operations with one fault (``ack-before-commit``, ``follower-claims``,
-    ``skip-token-check``, ``nack-drops``) at the step where it acts."""
+    ``skip-token-check``, ``nack-drops``, ``ignore-limits``) at the step where it acts."""
 
     def __init__(self, fault: str, node: NodeAPI, settings: ServerSettings) -> None:
         super().__init__(node, settings)
@@ -210,6 +215,17 @@ class _FaultyService(Service):
                       job_id=command.job_id, token=command.token, result=None)  # fmt: skip
             await super().submit(ack)  # the nack completes the job
             return Nacked(job_id=command.job_id, state="queued", run_at_ms=0)
+        if self.fault == "ignore-limits" and isinstance(command, SetLimits):
+            await super().submit(SetLimits(now_ms=command.now_ms, queue=command.queue))
+            return LimitsSet(  # the limits asked for, none applied
+                command.queue,
+                command.concurrency,
+                command.rate_limit,
+                command.rate_period_ms,
+                command.group_concurrency,
+                command.group_rate_limit,
+                command.group_rate_period_ms,
+            )
         return await super().submit(command)
 
     async def claim_leases(
@@ -254,7 +270,13 @@ class _TrustingPeerKey(PeerKey):
 
 def overrides(fault: str | None) -> Overrides | None:
     """The parts to mount instead of the real ones under ``fault`` (``None``: the real ones)."""
-    if fault in ("ack-before-commit", "follower-claims", "skip-token-check", "nack-drops"):
+    if fault in (
+        "ack-before-commit",
+        "follower-claims",
+        "skip-token-check",
+        "nack-drops",
+        "ignore-limits",
+    ):
         name = fault
 
         def service(node: NodeAPI, settings: ServerSettings) -> Service:

@@ -39,6 +39,7 @@ from raftq.core import (
     Fired,
     Heartbeat,
     Lease,
+    LimitsSet,
     Nack,
     Nacked,
     NewJob,
@@ -56,6 +57,7 @@ from raftq.core import (
     ScheduleDeleted,
     SchedulePaused,
     SchedulePut,
+    SetLimits,
     SetSchedulePaused,
     TriggerSchedule,
     VersionEnabled,
@@ -70,7 +72,10 @@ from raftq.core.limits import (
     MAX_KEY_CHARS,
     MAX_LEASE_MS,
     MAX_MAX_ATTEMPTS,
+    MAX_RATE_LIMIT,
+    MAX_RATE_PERIOD_MS,
     MAX_RETENTION_MS,
+    MAX_SLOTS,
     MAX_TIME_MS,
     MAX_WORKER_CHARS,
 )
@@ -87,7 +92,14 @@ from raftq.service.fields import (
     invalid,
 )
 from raftq.service.refusals import rejected
-from raftq.service.render import render_cluster, render_job, render_lease, render_queue
+from raftq.service.render import (
+    render_cluster,
+    render_job,
+    render_lease,
+    render_limits,
+    render_limits_set,
+    render_queue,
+)
 from raftq.service.schedules import ScheduleOps
 from raftq.service.values import Format, pack_value
 
@@ -110,6 +122,7 @@ _RESULT_OF: dict[type[Command], type[Result]] = {
     Purge: Purged,
     RequeueDead: Requeued,
     Configure: Configured,
+    SetLimits: LimitsSet,
     EnableVersion: VersionEnabled,
     PutSchedule: SchedulePut,
     DeleteSchedule: ScheduleDeleted,
@@ -159,14 +172,15 @@ class Claimer:
 
 def new_job(f: Fields, fmt: Format, max_payload_bytes: int) -> NewJob:
     """One job of an enqueue from its fields (``payload``, ``priority``, ``delay_ms``,
-    ``run_at_ms``, ``key``, ``max_attempts``, ``lease_ms``), validated; ``f`` must hold no
-    other field."""
+    ``run_at_ms``, ``key``, ``max_attempts``, ``lease_ms``, ``group``), validated; ``f`` must
+    hold no other field."""
     payload = pack_value(f.required("payload"), fmt, f.name("payload"), max_payload_bytes)
     priority = f.int_default("priority", 0, 9, default=0)
     delay_ms = f.opt_int("delay_ms", 0, MAX_DELAY_MS)
     run_at_ms = f.opt_int("run_at_ms", 0, MAX_TIME_MS)
     if delay_ms is not None and run_at_ms is not None:
         raise invalid(f.name("delay_ms"), "give delay_ms or run_at_ms, not both")
+    group = f.raw("group")
     job = NewJob(
         payload=payload,
         priority=priority,
@@ -175,6 +189,7 @@ def new_job(f: Fields, fmt: Format, max_payload_bytes: int) -> NewJob:
         key=f.opt_str("key", MAX_KEY_CHARS),
         max_attempts=f.opt_int("max_attempts", 1, MAX_MAX_ATTEMPTS),
         lease_ms=f.opt_int("lease_ms", 1, MAX_LEASE_MS),
+        group=None if group is None else check_queue(group, f.name("group")),
     )
     f.done()
     return job
@@ -195,6 +210,20 @@ def plain_ack(item: Any) -> tuple[int, int, Any] | None:
     if len(item) == 3 and "result" not in item:
         return None
     return job_id, token, item.get("result")
+
+
+def _rate_field(args: Fields, field: str) -> tuple[int | None, int | None]:
+    """``{limit, period_ms}`` (or absent / ``null``) as ``(limit, period_ms)``."""
+    raw = args.raw(field)
+    if raw is None:
+        return None, None
+    if not isinstance(raw, dict):
+        raise invalid(args.name(field), "expected an object {limit, period_ms} or null")
+    f = Fields(raw, args.name(field))
+    limit = f.req_int("limit", 1, MAX_RATE_LIMIT)
+    period_ms = f.req_int("period_ms", 1, MAX_RATE_PERIOD_MS)
+    f.done()
+    return limit, period_ms
 
 
 class Service:
@@ -575,6 +604,43 @@ class Service:
             }
 
         return Op(run)
+
+    def set_limits(self, queue: str, args: Fields) -> Op:
+        """``{concurrency?, rate?: {limit, period_ms}, group_concurrency?, group_rate?}``: the
+        queue's limits, replaced as a whole (absent or ``null``: no such limit); answers them
+        as applied (``SetLimits``)."""
+        queue = check_queue(queue, "queue")
+        concurrency = args.opt_int("concurrency", 1, MAX_SLOTS)
+        group_concurrency = args.opt_int("group_concurrency", 1, MAX_SLOTS)
+        rate = _rate_field(args, "rate")
+        group_rate = _rate_field(args, "group_rate")
+        args.done()
+
+        async def run(rid: str | None) -> Answer:
+            cmd = SetLimits(
+                now_ms=self.node.now_ms(),
+                request_id=rid,
+                queue=queue,
+                concurrency=concurrency,
+                rate_limit=rate[0],
+                rate_period_ms=rate[1],
+                group_concurrency=group_concurrency,
+                group_rate_limit=group_rate[0],
+                group_rate_period_ms=group_rate[1],
+            )
+            return render_limits_set(_expect(LimitsSet, await self.submit(cmd)))
+
+        return Op(run)
+
+    def queue_limits(self, queue: str) -> Answer:
+        """The queue's limits and their use on this replica (``not_found`` if unknown)."""
+        queue = check_queue(queue, "queue")
+        with self.node.read() as m:
+            known = queue in m.queues
+            view = m.queue_limits(queue)
+        if not known:
+            raise Rejected("not_found", f"no queue {queue}", 404)
+        return render_limits(queue, view)
 
     def _require_jobs_of(self, queue: str, job_ids: tuple[int, ...]) -> None:
         """``not_found`` naming the first id that is no job of ``queue`` on this replica. Job

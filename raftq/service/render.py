@@ -9,12 +9,19 @@ from __future__ import annotations
 from typing import Any
 
 from raftq._version import __version__
-from raftq.core import JobInfo, Lease, QueueStats
+from raftq.core import JobInfo, Lease, LimitsSet, LimitsView, QueueStats
 from raftq.core.codec import LOG_VERSION
 from raftq.raft.api import NodeStatus
 from raftq.service.values import unpack_value
 
-__all__ = ["render_cluster", "render_job", "render_lease", "render_queue"]
+__all__ = [
+    "render_cluster",
+    "render_job",
+    "render_lease",
+    "render_limits",
+    "render_limits_set",
+    "render_queue",
+]
 
 
 def render_job(j: JobInfo) -> dict[str, Any]:
@@ -37,6 +44,7 @@ def render_job(j: JobInfo) -> dict[str, Any]:
         "worker": j.worker,
         "lease_expires_ms": j.lease_expires_ms,
         "finished_ms": j.finished_ms,
+        "group": j.group,
         "schedule": j.schedule,
         "fire_ms": j.fire_ms,
     }
@@ -70,6 +78,52 @@ def render_queue(s: QueueStats) -> dict[str, Any]:
         "dedup_window_ms": s.dedup_window_ms,
         "retention_ms": s.retention_ms,
         "totals": dict(s.totals),
+        "limits": render_limits(s.queue, s.limits),
+    }
+
+
+def _rate(limit: int | None, period_ms: int | None) -> dict[str, int] | None:
+    return None if limit is None or period_ms is None else {"limit": limit, "period_ms": period_ms}
+
+
+def render_limits_set(r: LimitsSet) -> dict[str, Any]:
+    """``PUT /v1/queues/{queue}/limits``: the limits as applied (``null``: no such limit)."""
+    return {
+        "queue": r.queue,
+        "concurrency": r.concurrency,
+        "rate": _rate(r.rate_limit, r.rate_period_ms),
+        "group_concurrency": r.group_concurrency,
+        "group_rate": _rate(r.group_rate_limit, r.group_rate_period_ms),
+    }
+
+
+def render_limits(queue: str, v: LimitsView | None) -> dict[str, Any]:
+    """``GET /v1/queues/{queue}/limits`` (and ``limits`` in ``GET /v1/queues/{queue}``): the
+    limits and their use (``usage`` is ``null`` when the queue has none)."""
+    if v is None:
+        return {
+            "queue": queue,
+            "concurrency": None,
+            "rate": None,
+            "group_concurrency": None,
+            "group_rate": None,
+            "usage": None,
+        }
+    return {
+        "queue": queue,
+        "concurrency": v.concurrency,
+        "rate": _rate(v.rate_limit, v.rate_period_ms),
+        "group_concurrency": v.group_concurrency,
+        "group_rate": _rate(v.group_rate_limit, v.group_rate_period_ms),
+        "usage": {
+            "slots_used": v.leased,
+            "starts_in_window": v.starts_in_window,
+            "rate_blocked": v.rate_blocked,
+            "groups": v.groups,
+            "groups_ready": v.groups_ready,
+            "groups_waiting": v.groups_waiting,
+            "at_ms": v.at_ms,
+        },
     }
 
 

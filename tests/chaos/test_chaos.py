@@ -142,6 +142,8 @@ CONTROLS = [
     # A scheduler whose progress lives in the leader's memory: the next leader fires the slots
     # of its catch-up window again (checker.schedules: fired_twice).
     ("schedule-fires-twice", "kill-leader", 20, ()),
+    # The limited queue ("lim") runs without its limits: more leased than its caps.
+    ("ignore-limits", "none", 15, ()),
 ]
 
 
@@ -166,7 +168,10 @@ def test_positive_control_is_caught(
     # The verdict must be "invalid" (1): 0 means the checker missed a known bug, 3 that
     # there was no verdict at all.
     assert rc == 1, f"broken build {fault!r}: jepsen-style/run exited {rc}:\n{log[-4000:]}"
-    assert _json(out / "results.json")["valid"] is False
+    results = _json(out / "results.json")
+    assert results["valid"] is False
+    if fault == "ignore-limits":  # caught by the check that owns the property
+        assert results["checks"]["limits"]["valid"] is False, results["checks"]["limits"]
 
 
 def test_test_faults_are_fenced() -> None:

@@ -39,6 +39,7 @@ from raftq.core import (
     Fired,
     Heartbeat,
     Lease,
+    LimitsSet,
     Machine,
     Nack,
     Nacked,
@@ -58,6 +59,7 @@ from raftq.core import (
     ScheduleDeleted,
     SchedulePaused,
     SchedulePut,
+    SetLimits,
     SetSchedulePaused,
     Tick,
     Ticked,
@@ -218,6 +220,27 @@ GOLDEN_V3_RESULTS = bytes.fromhex(
     "9201949314a76e696768746c79c39215a36f6c649416a76e696768746c79cf0000018bcfe56800079317a76e69"
     "6768746c79c3"
 )
+# Log version 3: limits, and a job's group (its job array gets an 8th field).
+V3L_COMMANDS: list[Command] = [
+    SetLimits(
+        now_ms=1_700_000_000_013,
+        request_id="l-1",
+        queue="q",
+        concurrency=2,
+        rate_limit=10,
+        rate_period_ms=1000,
+        group_concurrency=1,
+    ),
+    Enqueue(
+        now_ms=1_700_000_000_014,
+        queue="q",
+        jobs=(NewJob(payload=b"x", group="tenant-1"), NewJob(payload=b"y")),
+    ),
+]
+V3L_RESULTS: list[Result] = [LimitsSet("q", 2, 10, 1000, 1, None, None)]
+GOLDEN_V3L_ENTRY = bytes.fromhex(
+    "9203929a0ea36c2d31cf0000018bcfe5680da171020acd03e801c0c09501c0cf0000018bcfe5680ea1719298c4017800c0c0c0c0c0a874656e616e742d3197c4017900c0c0c0c0c0"
+)
 
 
 def test_golden_v3_entry_bytes() -> None:
@@ -231,9 +254,26 @@ def test_golden_v3_entry_bytes() -> None:
         assert_malformed(msgpack.packb([2, [encode_command(cmd)]]), Reason.MALFORMED)
 
 
+def test_golden_v3_limits_entry_bytes() -> None:
+    assert encode_entry(V3L_COMMANDS) == GOLDEN_V3L_ENTRY
+    assert decode_entry(GOLDEN_V3L_ENTRY) == V3L_COMMANDS
+    assert GOLDEN_V3L_ENTRY[:2] == b"\x92\x03"
+    assert decode_results(encode_results(V3L_RESULTS)) == V3L_RESULTS
+    # An enqueue without a group keeps the version-1 bytes.
+    plain = Enqueue(now_ms=1, queue="q", jobs=(NewJob(payload=b"x"),))
+    assert encode_entry([plain])[:2] == b"\x92\x01"
+    assert codec.command_version(V3L_COMMANDS[1]) == 3 and codec.command_version(plain) == 1
+
+
+@pytest.mark.parametrize("cmd", V3L_COMMANDS, ids=lambda c: type(c).__name__)
+def test_a_version_3_command_in_a_version_2_entry_is_malformed(cmd: Command) -> None:
+    raw = msgpack.packb([2, [encode_command(cmd)]])
+    assert_malformed(raw, Reason.MALFORMED)
+
+
 def test_every_command_and_result_type_is_covered() -> None:
-    commands = [*ONE_OF_EACH_COMMAND, *V2_COMMANDS, *V3_COMMANDS]
-    results = [*ONE_OF_EACH_RESULT, *V2_RESULTS, *V3_RESULTS]
+    commands = [*ONE_OF_EACH_COMMAND, *V2_COMMANDS, *V3_COMMANDS, *V3L_COMMANDS]
+    results = [*ONE_OF_EACH_RESULT, *V2_RESULTS, *V3_RESULTS, *V3L_RESULTS]
     assert {type(c) for c in commands} == set(Command.__args__)  # type: ignore[attr-defined]
     assert {type(r) for r in results} == set(Result.__args__)  # type: ignore[attr-defined]
 
@@ -270,6 +310,8 @@ def test_each_command_round_trips_alone_and_with_defaults(cmd: Command) -> None:
             bare = Tick(now_ms=0)
         case EnableVersion():
             bare = EnableVersion(now_ms=0, version=1)
+        case SetLimits():
+            bare = SetLimits(now_ms=0, queue="q")
     assert decode_entry(encode_entry([bare])) == [bare]
 
 
@@ -306,6 +348,7 @@ def commands(
         key=st.none() | names,
         max_attempts=opt_ints,
         lease_ms=opt_ints,
+        group=st.none() | names,
     )
     return st.one_of(
         st.builds(Enqueue, queue=names, jobs=st.lists(new_job, max_size=3).map(tuple), **heads),
@@ -332,6 +375,17 @@ def commands(
         st.builds(Resume, queue=names, **heads),
         st.builds(Configure, queue=names, dedup_window_ms=opt_ints, retention_ms=opt_ints, **heads),
         st.builds(Tick, **heads),
+        st.builds(
+            SetLimits,
+            queue=names,
+            concurrency=opt_ints,
+            rate_limit=opt_ints,
+            rate_period_ms=opt_ints,
+            group_concurrency=opt_ints,
+            group_rate_limit=opt_ints,
+            group_rate_period_ms=opt_ints,
+            **heads,
+        ),
     )
 
 
@@ -749,12 +803,16 @@ def test_fast_decoders_agree_with_the_checked_path(value: Any, tag: int) -> None
     and decline (None) whatever the checked path refuses."""
     wire = encode_command(value) if not isinstance(value, list) else [tag, *value]
     wire = msgpack.unpackb(msgpack.packb(wire))  # what decode_entry really sees
-    fast = codec._FAST_DECODERS.get(wire[0])
-    if fast is None:
-        return
-    got = fast(wire)
     checked = _checked_or_error(wire)
-    if isinstance(checked, CodecError):
-        assert got is None
-    else:
-        assert got is None or got == checked
+    for table in (codec._FAST_DECODERS, codec._FAST_DECODERS_V3):
+        fast = table.get(wire[0])
+        if fast is None:
+            continue
+        got = fast(wire)
+        if isinstance(checked, CodecError):
+            assert got is None
+        else:
+            assert got is None or got == checked
+        # Below log version 3 a job with a group takes the checked path (which refuses it).
+        if table is codec._FAST_DECODERS and isinstance(got, Enqueue):
+            assert all(j.group is None for j in got.jobs)

@@ -77,6 +77,22 @@ async def test_nack_drops_completes_the_job(fault: str | None) -> None:
         assert _state(node, job["id"]) is expected
 
 
+@pytest.mark.parametrize("fault", [None, "ignore-limits"])
+async def test_ignore_limits_answers_the_limits_but_sets_none(fault: str | None) -> None:
+    async with mounted(fault) as (_node, urls, session):
+        await _post(session, f"{urls['n1']}/v1/cluster/version", {"version": 3})
+        async with session.put(f"{urls['n1']}/v1/queues/q/limits", json={"concurrency": 1}) as r:
+            assert r.status == 200
+            assert (await r.json())["concurrency"] == 1  # the answer looks right
+        for i in range(3):
+            await _post(session, f"{urls['n1']}/v1/queues/q/jobs", {"payload": i})
+        status, body = await _post(
+            session, f"{urls['n1']}/v1/queues/q/claim", {"worker": "w", "max": 3}
+        )
+        assert status == 200
+        assert len(body["jobs"]) == (3 if fault else 1)
+
+
 @pytest.mark.parametrize("fault", [None, "skip-token-check"])
 async def test_skip_token_check_acks_with_any_token(fault: str | None) -> None:
     async with mounted(fault) as (node, urls, session):

@@ -23,6 +23,7 @@ from raftq_jepsen.checker.forged import check_forged, split_forged
 from raftq_jepsen.checker.history import HistoryError, Op, load_history
 from raftq_jepsen.checker.index import build_index
 from raftq_jepsen.checker.jobs import check_jobs
+from raftq_jepsen.checker.limits import check_limits
 from raftq_jepsen.checker.linear import Bounds, check_linearizable
 from raftq_jepsen.checker.membership import check_membership
 from raftq_jepsen.checker.priority import check_priority
@@ -43,6 +44,7 @@ JUDGED = (
     "forged_forward",
     "membership",
     "schedules",
+    "limits",
 )
 
 
@@ -89,16 +91,18 @@ def _judge(
     schedules = _read_json(run_dir / "schedules.json", None)
     try:
         ix = build_index(ops)
+        limited = frozenset(run.get("limits") or {})
         checks: dict[str, Any] = {
             "total_queue": check_total_queue(ix),
             "jobs": check_jobs(ix),
-            "priority": check_priority(ix),
+            "priority": check_priority(ix, limited),
             "convergence": check_convergence(nodes, run),
             "drain": check_drain(run, drain_limit_s),
-            "linearizable": check_linearizable(ix, bounds),
+            "linearizable": check_linearizable(ix, bounds, limited),
             "forged_forward": check_forged(forged),
             "membership": check_membership(nodes, run, windows),
             "schedules": check_schedules(schedules, ops),
+            "limits": check_limits(ix, run),
             "availability": check_availability(ops, windows),
         }
     except (KeyError, TypeError, ValueError) as e:

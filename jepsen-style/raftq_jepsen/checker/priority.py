@@ -16,7 +16,9 @@ queue in Q (paused queues are not part of the workload):
 - fifo_inversion: C returned, as its first delivery, a job j of h's priority enqueued without
   delay whose enqueue began after h's enqueue completed (so h's id and ready time are smaller
   and the machine orders h first).
-Each claim is counted at most once per kind. Cost: O(n log n).
+Each claim is counted at most once per kind. Queues with limits (``skip``: caps and
+round-robin over groups are not strict priority) are left to the limits checker. Cost:
+O(n log n).
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ def _groups(ix: HistoryIndex) -> tuple[dict[tuple[str, int], _Group], int]:
 
 # One pass over the successful claims, each compared with the ready jobs of its queues: the
 # three findings share that pass's state.
-def check_priority(ix: HistoryIndex) -> dict[str, Any]:  # noqa: C901
+def check_priority(ix: HistoryIndex, skip: frozenset[str] = frozenset()) -> dict[str, Any]:  # noqa: C901
     out = Findings(("priority_inversion", "skipped_ready_job", "fifo_inversion"))
     groups, tracked = _groups(ix)
     checked = 0
@@ -101,6 +103,8 @@ def check_priority(ix: HistoryIndex) -> dict[str, Any]:  # noqa: C901
             continue
         checked += 1
         queues = [str(q) for q in dict.fromkeys(c.value.get("queues", []))]
+        if any(q in skip for q in queues):
+            continue
         ds = c.deliveries()
         short = len(ds) < int(c.value.get("max", 1))
         low = min((d.priority for d in ds), default=-1)
