@@ -19,12 +19,16 @@ Contract (the rest of raftq relies on exactly this):
 from raftq.core.codec import decode_entry, encode_entry
 from raftq.core.commands import (
     Ack,
+    BatchCallback,
     Cancel,
     Claim,
     Command,
     Configure,
+    CreateBatch,
     EnableVersion,
     Enqueue,
+    EnqueueFlow,
+    FlowJob,
     Heartbeat,
     Nack,
     NewJob,
@@ -35,10 +39,11 @@ from raftq.core.commands import (
     Tick,
 )
 from raftq.core.errors import CodecError, CorruptStateError, RaftqError
-from raftq.core.job import JobInfo, JobState
+from raftq.core.job import BatchInfo, JobFlow, JobInfo, JobState
 from raftq.core.machine import Machine
 from raftq.core.results import (
     Acked,
+    BatchCreated,
     Cancelled,
     Claimed,
     Configured,
@@ -62,6 +67,9 @@ from raftq.core.stats import HistogramData, QueueMetrics, QueueStats
 __all__ = [
     "Ack",
     "Acked",
+    "BatchCallback",
+    "BatchCreated",
+    "BatchInfo",
     "Cancel",
     "Cancelled",
     "Claim",
@@ -71,12 +79,16 @@ __all__ = [
     "Configure",
     "Configured",
     "CorruptStateError",
+    "CreateBatch",
     "EnableVersion",
     "Enqueue",
+    "EnqueueFlow",
     "Enqueued",
     "Extended",
+    "FlowJob",
     "Heartbeat",
     "HistogramData",
+    "JobFlow",
     "JobInfo",
     "JobState",
     "Lease",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from raftq.core import deps
 from raftq.core.commands import Configure, Pause, Purge, RequeueDead, Resume
 from raftq.core.job import Job, JobState
 from raftq.core.limits import MAX_BATCH_JOBS, MAX_DEDUP_WINDOW_MS, MAX_RETENTION_MS
@@ -49,6 +50,8 @@ def requeue_dead(m: Machine, cmd: RequeueDead) -> Result:
         if job.key is not None and live_key(m, q, job.key) is None:
             q.keys[job.key] = job.id
         schedule(m, q, job, 0)
+        if job.id in m.flow.batch_of:
+            deps.note(m, job, JobState.QUEUED)  # unfinished again: its batch counts it so
         count += 1
     q.tally.totals[REQUEUED] += count
     return Requeued(count)
@@ -78,9 +81,19 @@ def purge(m: Machine, cmd: Purge) -> Result:
         del m.jobs[job.id]
         if job.key is not None and q.keys.get(job.key) == job.id:
             del q.keys[job.key]
+        if m.flow.links or m.flow.batch_of or m.flow.dependants:
+            _purged_flow(m, job)
     q.ready, q.delayed, q.dead = [], [], {}
     q.tally.totals[PURGED] += len(seen)
     return Purged(len(seen))
+
+
+def _purged_flow(m: Machine, job: Job) -> None:
+    """A purged job that was unfinished fails its dependants and counts as cancelled in its
+    batch (a dead one already counted); then it leaves the tables (``deps.py``)."""
+    if job.state is not JobState.DEAD and m.flow.watched(job.id):
+        m.flow.events.append((job.id, JobState.CANCELLED, None, m.flow.batch_of.get(job.id)))
+    deps.forget(m, job.id)
 
 
 def pause_resume(m: Machine, cmd: Pause | Resume) -> Result:

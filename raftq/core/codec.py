@@ -29,8 +29,10 @@ from raftq.core.commands import (
     Claim,
     Command,
     Configure,
+    CreateBatch,
     EnableVersion,
     Enqueue,
+    EnqueueFlow,
     Heartbeat,
     Nack,
     NewJob,
@@ -43,6 +45,7 @@ from raftq.core.commands import (
 from raftq.core.errors import CodecError
 from raftq.core.results import (
     Acked,
+    BatchCreated,
     Cancelled,
     Claimed,
     Configured,
@@ -77,17 +80,19 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1  # the version entries of version-1 commands declare
-LOG_VERSION = 2  # the highest entry version this code decodes and applies
+LOG_VERSION = 3  # the highest entry version this code decodes and applies
 
 # Command tags (stable).
 _ENQUEUE, _CLAIM, _HEARTBEAT, _ACK, _NACK, _CANCEL = 1, 2, 3, 4, 5, 6
 _REQUEUE, _PURGE, _PAUSE, _RESUME, _CONFIGURE, _TICK = 7, 8, 9, 10, 11, 12
 _ENABLE_VERSION = 13  # log version 2
+# Log version 3, dependencies and batches (tags far from the others' so merges do not clash).
+_ENQUEUE_FLOW, _CREATE_BATCH = 30, 31
 
 # The log version of each command type above 1 (the first log version). An entry declares the
 # highest of its commands' (1 when none is listed); a command is valid only in an entry of its
 # version or above, and the machine refuses it while the enabled version is below it.
-_COMMAND_VERSION: dict[type[Command], int] = {EnableVersion: 2}
+_COMMAND_VERSION: dict[type[Command], int] = {EnableVersion: 2, EnqueueFlow: 3, CreateBatch: 3}
 
 
 def command_version(cmd: Command) -> int:
@@ -172,6 +177,11 @@ def encode_command(cmd: Command) -> list[Any]:  # noqa: C901
             return [_TICK, *head]
         case EnableVersion():
             return [_ENABLE_VERSION, *head, cmd.version]
+        case EnqueueFlow() | CreateBatch():
+            from raftq.core import codec_flow  # noqa: PLC0415 - it builds on this module
+
+            tag = _ENQUEUE_FLOW if isinstance(cmd, EnqueueFlow) else _CREATE_BATCH
+            return [tag, *head, *codec_flow.flow_fields(cmd)]
 
 
 def encode_entry(commands: Sequence[Command]) -> bytes:
@@ -261,6 +271,15 @@ def _decode_command(v: Any) -> Command:
     if tag == _ENABLE_VERSION:
         (version,) = _fields(f, 1, "enable_version")
         return EnableVersion(now_ms=now, request_id=rid, version=_int(version, "version"))
+    return _decode_later_command(tag, rid, now, f)
+
+
+def _decode_later_command(tag: int, rid: str | None, now: int, f: list[Any]) -> Command:
+    """Commands of log version 3 and above, each family in its own module."""
+    if tag in (_ENQUEUE_FLOW, _CREATE_BATCH):
+        from raftq.core import codec_flow  # noqa: PLC0415 - it builds on this module
+
+        return codec_flow.decode_flow_command(tag == _CREATE_BATCH, rid, now, f)
     raise CodecError(f"unknown command tag {tag}")
 
 
@@ -396,16 +415,26 @@ def encode_result(r: Result) -> list[Any]:  # noqa: C901
             return [12, r.clock_ms]
         case VersionEnabled():
             return [13, r.version]
+        case BatchCreated():
+            return [30, r.batch, list(r.ids)]
 
 
-def _lease_fields(x: Lease) -> tuple[int, str, bytes, int, int, int, int]:
-    return (x.id, x.queue, x.payload, x.priority, x.attempt, x.token, x.lease_expires_ms)
+def _lease_fields(x: Lease) -> tuple[Any, ...]:
+    fields = (x.id, x.queue, x.payload, x.priority, x.attempt, x.token, x.lease_expires_ms)
+    if x.parents is None:  # the bytes of a lease without parents are those of version 2
+        return fields
+    return (*fields, [list(p) for p in x.parents])
+
+
+def _lease_from_wire(x: list[Any]) -> Lease:
+    parents = None if len(x) == 7 else tuple((p[0], p[1], p[2]) for p in x[7])
+    return Lease(x[0], x[1], x[2], x[3], x[4], x[5], x[6], parents)
 
 
 _RESULT_BUILDERS: dict[int, Callable[[list[Any]], Result]] = {
     0: lambda a: Refusal(Reason(_str(a[0], "reason")), _str(a[1], "message")),
     1: lambda a: Enqueued(tuple(a[0]), tuple(a[1])),
-    2: lambda a: Claimed(tuple(Lease(*x) for x in a[0])),
+    2: lambda a: Claimed(tuple(_lease_from_wire(x) for x in a[0])),
     3: lambda a: Extended(a[0]),
     4: lambda a: Acked(a[0]),
     5: lambda a: Nacked(a[0], a[1], a[2]),
@@ -417,6 +446,7 @@ _RESULT_BUILDERS: dict[int, Callable[[list[Any]], Result]] = {
     11: lambda a: Configured(a[0], a[1], a[2]),
     12: lambda a: Ticked(a[0]),
     13: lambda a: VersionEnabled(a[0]),
+    30: lambda a: BatchCreated(a[0], tuple(a[1])),
 }
 
 

@@ -15,6 +15,7 @@ __all__ = [
     "MAX_CLAIM_QUEUES",
     "MAX_DEDUP_WINDOW_MS",
     "MAX_DELAY_MS",
+    "MAX_DEPENDENCIES",
     "MAX_ERROR_CHARS",
     "MAX_FINISHED_PER_QUEUE",
     "MAX_KEY_CHARS",
@@ -70,6 +71,7 @@ MAX_KEY_CHARS = 256
 MAX_WORKER_CHARS = 256
 MAX_REQUEST_ID_CHARS = 128
 MAX_ERROR_CHARS = 64 * 1024
+MAX_DEPENDENCIES = 1_000  # dependencies of one job (``depends_on``)
 
 QUEUE_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 

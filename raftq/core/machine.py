@@ -12,15 +12,18 @@ import heapq
 from collections import deque
 from typing import IO, assert_never
 
-from raftq.core import admin_ops, codec, lease_ops, ops
+from raftq.core import admin_ops, codec, deps, lease_ops, ops
+from raftq.core.batches import batch_counts
 from raftq.core.commands import (
     Ack,
     Cancel,
     Claim,
     Command,
     Configure,
+    CreateBatch,
     EnableVersion,
     Enqueue,
+    EnqueueFlow,
     Heartbeat,
     Nack,
     Pause,
@@ -31,7 +34,7 @@ from raftq.core.commands import (
 )
 from raftq.core.errors import CodecError
 from raftq.core.invariants import check_invariants
-from raftq.core.job import Job, JobInfo
+from raftq.core.job import BatchInfo, Job, JobFlow, JobInfo
 from raftq.core.limits import (
     MAX_LOG_VERSION,
     MAX_REQUEST_ID_CHARS,
@@ -74,6 +77,7 @@ class Machine:
         # request_order is FIFO by expiry.
         self.requests: dict[str, tuple[int, bytes, Answer]] = {}
         self.request_order: deque[tuple[int, str]] = deque()
+        self.flow = deps.Flow()  # dependencies and batches (log version 3)
 
     @classmethod
     def restore(cls, snapshot: IO[bytes] | bytes) -> Machine:
@@ -129,7 +133,14 @@ class Machine:
         self.request_order.append((expires_ms, rid))
         return result
 
-    def _dispatch(self, cmd: Command) -> Result:  # noqa: C901 - one case per command type
+    def _dispatch(self, cmd: Command) -> Result:
+        result = self._dispatch_one(cmd)
+        flow = self.flow
+        if flow.events or flow.closing:  # what finished jobs release, cancel or fire
+            deps.settle(self)
+        return result
+
+    def _dispatch_one(self, cmd: Command) -> Result:  # noqa: C901 - one case per command type
         needed = codec.command_version(cmd)
         if needed > self.enabled_version and type(cmd) is not EnableVersion:
             return Refusal(
@@ -167,6 +178,10 @@ class Machine:
                     return Refusal(Reason.INVALID, f"version out of 1..{MAX_LOG_VERSION}")
                 self.enabled_version = max(self.enabled_version, cmd.version)
                 return VersionEnabled(self.enabled_version)
+            case EnqueueFlow():
+                return deps.enqueue_flow(self, cmd)
+            case CreateBatch():
+                return deps.create_batch(self, cmd)
             case _:
                 assert_never(cmd)
 
@@ -187,6 +202,36 @@ class Machine:
         without building the whole view (the batched ack checks each job's queue)."""
         job = self.jobs.get(job_id)
         return None if job is None else job.queue
+
+    def job_flow(self, job_id: int) -> JobFlow | None:
+        """A job's dependencies, their outcomes so far, and its batch (``None``: neither)."""
+        link = self.flow.links.get(job_id)
+        batch = self.flow.batch_of.get(job_id)
+        if link is None and batch is None:
+            return None
+        return JobFlow(
+            depends_on=() if link is None else link.deps,
+            outcomes=() if link is None else deps.parents_of(self, job_id) or (),
+            on_dependency_failure="run" if link is not None and link.run_on_failure else "cancel",
+            batch=batch,
+        )
+
+    def batch_info(self, batch_id: int) -> BatchInfo | None:
+        b = self.flow.batches.get(batch_id)
+        if b is None:
+            return None
+        names = ("on_complete", "on_success", "on_death")
+        return BatchInfo(
+            id=b.id,
+            jobs=b.jobs,
+            counts=batch_counts(self, b),
+            fired=tuple(n for i, n in enumerate(names) if b.fired & (1 << i)),
+        )
+
+    def flow_metrics(self) -> tuple[int, int]:
+        """(batches open: some member unfinished, batches kept)."""
+        batches = self.flow.batches.values()
+        return sum(1 for b in batches if len(b.outcomes) < len(b.jobs)), len(batches)
 
     def queue_names(self) -> list[str]:
         return list(self.queues)

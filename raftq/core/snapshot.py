@@ -14,6 +14,8 @@ equal bytes, so a hash of it compares replicas. Version 3 is still read (see
 Version 5 is written only once the cluster enabled log version 2 or above (``EnableVersion``):
 until then a snapshot is the version 4 that the previous raftq reads, so a leader of the new
 release can still send its snapshot to a follower of the old one during a rolling upgrade.
+Likewise version 6 (the dependency and batch tables, ``flow_snapshot.py``) only once log
+version 3 is enabled; version 5 while it is 2.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import msgpack
 
 from raftq.core.codec import result_from_wire
 from raftq.core.errors import CodecError
+from raftq.core.flow_snapshot import flow_records, read_flow
 from raftq.core.job import Job, JobState
 from raftq.core.limits import DEFAULT_LEASE_MS
 from raftq.core.queue import QueueState
@@ -61,9 +64,12 @@ __all__ = [
 # 4: request records hold the command's digest, and a claim's answer as job id and token
 #    pairs instead of the leases (payloads were stored twice). Version 3 is still read.
 # 5: the head record ends with enabled_version (written only when it is above 1).
-SNAPSHOT_VERSION = 5
+# 6: the dependency and batch tables follow the request records (``flow_snapshot.py``),
+#    written only once log version 3 is enabled.
+SNAPSHOT_VERSION = 6
 _V4 = 4  # what the previous release reads: written while enabled_version is 1
-_READABLE = (3, _V4, SNAPSHOT_VERSION)
+_V5 = 5  # written while enabled_version is 2
+_READABLE = (3, _V4, _V5, SNAPSHOT_VERSION)
 _MAGIC = "raftq-snapshot"
 _STATES = list(JobState)
 _STATE_CODE = {s: i for i, s in enumerate(_STATES)}
@@ -138,7 +144,8 @@ def _head_records(m: Machine) -> list[list[Any]]:
     ]
     if m.enabled_version == 1:
         return [[_MAGIC, _V4], head]
-    return [[_MAGIC, SNAPSHOT_VERSION], [*head, m.enabled_version]]
+    version = _V5 if m.enabled_version == 2 else SNAPSHOT_VERSION
+    return [[_MAGIC, version], [*head, m.enabled_version]]
 
 
 def _queue_records(m: Machine, index: dict[str, int]) -> Iterator[list[Any]]:
@@ -233,6 +240,9 @@ def write_snapshot(
         out(_pack_many(chunk))
     for chunk in _chunks(_request_records(m)):
         out(_pack_many(chunk))
+    if m.enabled_version >= 3:
+        for chunk in _chunks(flow_records(m)):
+            out(_pack_many(chunk))
     write(checksum.digest())
 
 
@@ -292,7 +302,7 @@ def _read_into(m: Machine, it: Iterator[Any]) -> None:
             + (": a newer raftq wrote it, upgrade this node" if newer else "")
         )
     fields = next(it)
-    if version == SNAPSHOT_VERSION:
+    if version >= _V5:
         *fields, m.enabled_version = fields
     (m.clock_ms, m.applied, m.digest, m.next_id, m.last_token, n_q, n_jobs, n_req) = fields
     queues: list[QueueState] = []
@@ -349,6 +359,8 @@ def _read_into(m: Machine, it: Iterator[Any]) -> None:
             answer = Enqueued(tuple(_same_ids(table, answer.ids)), existing)
         m.requests[rid] = (expires_ms, digest, answer)
         m.request_order.append((expires_ms, rid))
+    if version >= 6:
+        read_flow(m, it)
     if next(it, None) is not None:
         raise CodecError("corrupt snapshot: trailing data")
 
