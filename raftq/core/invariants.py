@@ -117,6 +117,8 @@ def _check_flow(m: Machine) -> None:
         live = sum(1 for j in b.jobs if j in m.jobs)
         _require(b.live == live > 0, f"batch {b.id}: live count wrong")
         for j in b.jobs:
-            job = m.jobs.get(j)
-            finished = job is not None and job.state in FINISHED_STATES
-            _require(job is None or finished == (j in b.outcomes), f"batch {b.id}: outcome of {j}")
+            member = m.jobs.get(j)
+            finished = member is not None and member.state in FINISHED_STATES
+            _require(
+                member is None or finished == (j in b.outcomes), f"batch {b.id}: outcome of {j}"
+            )

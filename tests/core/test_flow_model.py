@@ -81,7 +81,11 @@ class FlowModel(RuleBasedStateMachine):
         self.now = T
         self.ids: list[int] = []
         self.deps: dict[int, tuple[tuple[int, ...], bool]] = {}
-        self.first_final: dict[int, JobState] = {}
+        # Each job's finishes as observed (a requeued dead job may finish again), the state
+        # seen last, and for each dependant where its parents' histories stood at its enqueue.
+        self.finishes: dict[int, list[JobState]] = {}
+        self.last: dict[int, JobState] = {}
+        self.start: dict[int, dict[int, int]] = {}
         self.left_waiting: set[int] = set()
         self.leases: list[Lease] = []
         self.batches: list[tuple[int, tuple[int, ...]]] = []  # (batch id, members)
@@ -123,6 +127,12 @@ class FlowModel(RuleBasedStateMachine):
             deps = tuple(dict.fromkeys((*j.depends_on, *(ids[k] for k in j.depends_on_new))))
             if deps:
                 self.deps[job_id] = (deps, j.run_on_failure)
+                # A parent finished at the enqueue counts with that finish (its last one).
+                self.start[job_id] = {
+                    d: len(self.finishes.get(d, []))
+                    - (1 if self.last.get(d) in FINISHED_STATES else 0)
+                    for d in deps
+                }
             self.ids.append(job_id)
 
     @rule(spec=flow_specs)
@@ -152,7 +162,7 @@ class FlowModel(RuleBasedStateMachine):
                 deps, _ = self.deps[lease.id]
                 assert lease.parents is not None
                 assert [p[0] for p in lease.parents] == list(deps)
-                assert [p[1] for p in lease.parents] == [self.first_final[d] for d in deps]
+                assert [p[1] for p in lease.parents] == self._outcomes(lease.id)
 
     @rule(i=st.integers(0, 50), kill=st.booleans())
     def finish(self, i: int, kill: bool) -> None:
@@ -178,6 +188,14 @@ class FlowModel(RuleBasedStateMachine):
         self.now += ms
         self.one(Tick(now_ms=self.now))
 
+    def _outcomes(self, job_id: int) -> list[JobState | None]:
+        """Each parent's first finish since the dependant was enqueued (``None``: none yet)."""
+        out: list[JobState | None] = []
+        for d, i in self.start[job_id].items():
+            seen = self.finishes.get(d, [])
+            out.append(seen[i] if i < len(seen) else None)
+        return out
+
     def _state(self, job_id: int) -> JobState:
         info = self.m.job_info(job_id)
         assert info is not None  # retention is an hour: nothing is collected here
@@ -187,8 +205,9 @@ class FlowModel(RuleBasedStateMachine):
         """Record the step's first finishes, then check the callbacks it created."""
         for job_id in self.ids:
             st_ = self._state(job_id)
-            if st_ in FINISHED_STATES and job_id not in self.first_final:
-                self.first_final[job_id] = st_
+            if st_ in FINISHED_STATES and self.last.get(job_id) not in FINISHED_STATES:
+                self.finishes.setdefault(job_id, []).append(st_)
+            self.last[job_id] = st_
         new = [j for j in self.m.jobs if j not in before and self.m.jobs[j].queue == "cb"]
         for job_id in new:
             job = self.m.jobs[job_id]
@@ -214,7 +233,7 @@ class FlowModel(RuleBasedStateMachine):
         self.m.check_invariants()
         for job_id, (deps, run) in self.deps.items():
             st_ = self._state(job_id)
-            finals = [self.first_final.get(d) for d in deps]
+            finals = self._outcomes(job_id)
             failed = any(f is not None and f is not OK for f in finals)
             if st_ is JobState.WAITING:
                 assert job_id not in self.left_waiting, "back to waiting"
