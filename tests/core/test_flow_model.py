@@ -231,7 +231,7 @@ class FlowModel(RuleBasedStateMachine):
     @invariant()
     def rules_hold(self) -> None:
         self.m.check_invariants()
-        for job_id, (deps, run) in self.deps.items():
+        for job_id, (_deps, run) in self.deps.items():
             st_ = self._state(job_id)
             finals = self._outcomes(job_id)
             failed = any(f is not None and f is not OK for f in finals)
@@ -258,7 +258,7 @@ class FlowModel(RuleBasedStateMachine):
 
 
 FlowModel.TestCase.settings = settings(
-    max_examples=40,
+    max_examples=150,
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
