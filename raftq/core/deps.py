@@ -203,6 +203,26 @@ def _validate(m: Machine, jobs: tuple[FlowJob, ...], batch: bool) -> Refusal | N
     cycle = _find_cycle(jobs)
     if cycle is not None:
         return invalid(f"dependencies form a cycle through jobs[{cycle}]")
+    return _gone_key_reference(m, jobs) or _queue_room(m, new_queues)
+
+
+def _gone_key_reference(m: Machine, jobs: tuple[FlowJob, ...]) -> Refusal | None:
+    """A job named by ``@N`` whose key is live for a job already collected would depend on
+    a job that is no longer kept: refused, as an unknown id is."""
+    named = {k for fj in jobs for k in fj.depends_on_new}
+    for k in sorted(named):
+        key = jobs[k].job.key
+        q = m.queues.get(jobs[k].queue)
+        if key is None or q is None:
+            continue
+        advance_queue(m, q)
+        found = live_key(m, q, key)
+        if found is not None and found not in m.jobs:
+            return Refusal(Reason.NOT_FOUND, f"@{k}: key {key!r} names job {found}, not kept")
+    return None
+
+
+def _queue_room(m: Machine, new_queues: dict[str, None]) -> Refusal | None:
     if len(m.queues) + len(new_queues) > MAX_QUEUES:
         return Refusal(Reason.TOO_MANY_QUEUES, f"at most {MAX_QUEUES} queues")
     return None

@@ -10,6 +10,7 @@ from raftq.core import (
     Cancel,
     Claim,
     Claimed,
+    Configure,
     Command,
     CreateBatch,
     EnableVersion,
@@ -278,3 +279,15 @@ def test_snapshot_round_trip_with_waiting_jobs_and_batches() -> None:
         acks = [Ack(now_ms=h.now, job_id=x.id, token=x.token) for x in claimed.jobs]
         answers.append((claimed, m.apply_entry(encode_entry(acks)), snapshot_bytes(m)))
     assert answers[0] == answers[1]
+
+
+def test_an_at_reference_to_a_key_of_a_collected_job_is_refused() -> None:
+    h = H()
+    h.one(Configure(now_ms=h.now, queue="q", retention_ms=0, dedup_window_ms=600_000))
+    keyed = FlowJob(queue="q", job=NewJob(payload=b"p", key="k"))
+    (a,) = h.ids(keyed)
+    (lease,) = h.claim()
+    h.ack(lease)  # collected at once (retention 0), its key still live for 10 minutes
+    assert h.state(a) is None
+    r = h.flow(keyed, fj(new=(0,)))
+    assert isinstance(r, Refusal) and r.reason is Reason.NOT_FOUND

@@ -13,6 +13,7 @@ import os
 import random
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import msgpack
@@ -20,12 +21,17 @@ import pytest
 
 from raftq.core import (
     Ack,
+    BatchCallback,
     Cancel,
     Claim,
     Claimed,
     Command,
     Configure,
+    CreateBatch,
+    EnableVersion,
     Enqueue,
+    EnqueueFlow,
+    FlowJob,
     Heartbeat,
     Machine,
     Nack,
@@ -136,8 +142,40 @@ def build_log(seed: int, n_entries: int = 2500) -> list[bytes]:  # noqa: C901
                 dedup_window_ms=rng.choice([None, 0, 3_000, 600_000]),
                 retention_ms=rng.choice([None, 0, 5_000, 3_600_000]),
             )
+        if r < 0.95:
+            return EnqueueFlow(now_ms=now, request_id=rid(), jobs=flow_jobs())
+        if r < 0.965:
+            cb = BatchCallback(queue=rng.choice(QUEUES), payload=b"cb")
+            return CreateBatch(
+                now_ms=now,
+                request_id=rid(),
+                jobs=flow_jobs(keys=False),
+                on_complete=rng.choice([None, cb]),
+                on_success=rng.choice([None, cb]),
+                on_death=rng.choice([None, cb]),
+            )
         return Tick(now_ms=now, request_id=rid())
 
+    def flow_jobs(keys: bool = True) -> tuple[FlowJob, ...]:
+        """Jobs of several queues depending on recent ids and on each other (a cycle now
+        and then: refused)."""
+        n = rng.choice([1, 2, 3])
+        out = []
+        for i in range(n):
+            nj = new_job()
+            out.append(
+                FlowJob(
+                    queue=rng.choice(QUEUES),
+                    job=nj if keys else replace(nj, key=None),
+                    depends_on=tuple(rng.sample(ids, min(len(ids), rng.choice([0, 1, 2])))),
+                    depends_on_new=tuple(k for k in range(n) if k != i and rng.random() < 0.3),
+                    run_on_failure=rng.random() < 0.3,
+                )
+            )
+        return tuple(out)
+
+    entries.append(encode_entry([EnableVersion(now_ms=now, version=3)]))
+    m.apply_entry(entries[0])
     for _ in range(n_entries):
         step = rng.random()
         if step < 0.05:
