@@ -142,19 +142,22 @@ def build_log(seed: int, n_entries: int = 2500) -> list[bytes]:  # noqa: C901
                 dedup_window_ms=rng.choice([None, 0, 3_000, 600_000]),
                 retention_ms=rng.choice([None, 0, 5_000, 3_600_000]),
             )
+        if r < 0.965:
+            return flow_command(r)
+        return Tick(now_ms=now, request_id=rid())
+
+    def flow_command(r: float) -> Command:
         if r < 0.95:
             return EnqueueFlow(now_ms=now, request_id=rid(), jobs=flow_jobs())
-        if r < 0.965:
-            cb = BatchCallback(queue=rng.choice(QUEUES), payload=b"cb")
-            return CreateBatch(
-                now_ms=now,
-                request_id=rid(),
-                jobs=flow_jobs(keys=False),
-                on_complete=rng.choice([None, cb]),
-                on_success=rng.choice([None, cb]),
-                on_death=rng.choice([None, cb]),
-            )
-        return Tick(now_ms=now, request_id=rid())
+        cb = BatchCallback(queue=rng.choice(QUEUES), payload=b"cb")
+        return CreateBatch(
+            now_ms=now,
+            request_id=rid(),
+            jobs=flow_jobs(keys=False),
+            on_complete=rng.choice([None, cb]),
+            on_success=rng.choice([None, cb]),
+            on_death=rng.choice([None, cb]),
+        )
 
     def flow_jobs(keys: bool = True) -> tuple[FlowJob, ...]:
         """Jobs of several queues depending on recent ids and on each other (a cycle now
