@@ -8,6 +8,7 @@ from typing import Any
 
 from raftq.core import EnableVersion
 from tests.server.conftest import Harness, error_of
+from tests.server.test_server_observability import scrape, value
 
 
 async def _v3(h: Harness) -> None:
@@ -35,6 +36,8 @@ async def test_depends_on_releases_with_the_parents_results(start: Any) -> None:
         a, b, c = r.body["ids"]
         r = await h.get(f"/v1/jobs/{c}")
         assert r.body["state"] == "waiting"
+        m = await scrape(h)
+        assert value(m, "raftq_queue_jobs", queue="q", state="waiting") == 1
         assert [d["state"] for d in r.body["dependencies"]] == ["pending", "pending"]
         jobs = await _claim(h)
         assert sorted(j["id"] for j in jobs) == [a, b]
@@ -91,6 +94,8 @@ async def test_batch_counts_and_callback_with_every_result(start: Any) -> None:
         batch, ids = r.body["batch"], r.body["ids"]
         r = await h.get(f"/v1/batches/{batch}")
         assert r.status == 200 and r.body["counts"]["queued"] == 2 and r.body["done"] is False
+        m = await scrape(h)
+        assert value(m, "raftq_batches_open") == 1
         for queue in ("q", "r"):
             (job,) = await _claim(h, queue)
             await h.post(
@@ -106,6 +111,7 @@ async def test_batch_counts_and_callback_with_every_result(start: Any) -> None:
         assert callback["parents"] == {str(ids[0]): 10, str(ids[1]): 20}
         r = await h.get(f"/v1/jobs/{ids[0]}")
         assert r.body["batch"] == batch
+        assert value(await scrape(h), "raftq_batches_open") == 0
         r = await h.get("/v1/batches/999")
         assert r.status == 404
         r = await h.post("/v1/batches", {"jobs": [{"payload": 1}]})
