@@ -57,6 +57,7 @@ TEST_FAULTS = (
     "clock-unbounded",
     "install-stale-snapshot",
     "wiped-node-votes",
+    "deps-release-early",
 )
 SHIM_NEMESES = ("disk-error", "clock-jump")  # compile an LD_PRELOAD library at run time
 # Raft settings of the test cluster: compaction often, so snapshots are installed under faults.

@@ -32,6 +32,9 @@ Faults:
   file) when the leader sends a newer snapshot: its state is stale while its log moves past it
   (``raftq.raft.pysyncobj.faults.install_stale_snapshots``, a wrapper of the replica's
   install that the process assembly adds to the engine only under this fault).
+- ``deps-release-early``: jobs enqueued with dependencies (``depends_on``, a batch's) are
+  created without them: claimable at once, before their dependencies succeeded, and their
+  claims carry no ``parents``.
 - ``wiped-node-votes``: the node before the wiped-voter rule: a new or wiped data dir votes
   before it has caught up with a leader, and a leader keeps counting a wiped follower for the
   entries it lost (``raftq.raft.pysyncobj.faults.wiped_node_votes``, a SyncObj wrapper the
@@ -54,7 +57,20 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from raftq.core import Ack, Claim, Command, Enqueue, Enqueued, Lease, Machine, Nack, Nacked, Result
+from raftq.core import (
+    Ack,
+    Claim,
+    Command,
+    CreateBatch,
+    Enqueue,
+    Enqueued,
+    EnqueueFlow,
+    Lease,
+    Machine,
+    Nack,
+    Nacked,
+    Result,
+)
 from raftq.core.job import JobState
 from raftq.errors import ConfigError, NoLeader, OutcomeUnknown
 from raftq.raft.api import NodeAPI
@@ -95,6 +111,7 @@ FAULTS: Final = frozenset(
         "clock-unbounded",
         "install-stale-snapshot",
         "wiped-node-votes",
+        "deps-release-early",
     }
 )
 
@@ -168,7 +185,7 @@ def current_token(m: Machine, job_id: int, token: int) -> int:
 
 class _FaultyService(Service):
     """The operations with one fault (``ack-before-commit``, ``follower-claims``,
-    ``skip-token-check``, ``nack-drops``) at the step where it acts."""
+    ``skip-token-check``, ``nack-drops``, ``deps-release-early``) at the step where it acts."""
 
     def __init__(self, fault: str, node: NodeAPI, settings: ServerSettings) -> None:
         super().__init__(node, settings)
@@ -185,6 +202,11 @@ class _FaultyService(Service):
             with self.node.read() as m:  # any token acks the current lease
                 token = current_token(m, command.job_id, command.token)
             return await super().submit(dataclasses.replace(command, token=token))
+        if self.fault == "deps-release-early" and isinstance(command, EnqueueFlow | CreateBatch):
+            free = tuple(
+                dataclasses.replace(j, depends_on=(), depends_on_new=()) for j in command.jobs
+            )
+            return await super().submit(dataclasses.replace(command, jobs=free))
         if self.fault == "nack-drops" and isinstance(command, Nack):
             ack = Ack(now_ms=command.now_ms, request_id=command.request_id,
                       job_id=command.job_id, token=command.token, result=None)  # fmt: skip
@@ -234,7 +256,13 @@ class _TrustingPeerKey(PeerKey):
 
 def overrides(fault: str | None) -> Overrides | None:
     """The parts to mount instead of the real ones under ``fault`` (``None``: the real ones)."""
-    if fault in ("ack-before-commit", "follower-claims", "skip-token-check", "nack-drops"):
+    if fault in (
+        "ack-before-commit",
+        "follower-claims",
+        "skip-token-check",
+        "nack-drops",
+        "deps-release-early",
+    ):
         name = fault
 
         def service(node: NodeAPI, settings: ServerSettings) -> Service:

@@ -28,6 +28,7 @@ from raftq_jepsen.checker.membership import check_membership
 from raftq_jepsen.checker.priority import check_priority
 from raftq_jepsen.checker.report import write_report
 from raftq_jepsen.checker.total_queue import check_total_queue
+from raftq_jepsen.checker.workflows import check_workflows
 
 __all__ = ["Bounds", "HistoryError", "check_run", "judge"]
 
@@ -41,6 +42,7 @@ JUDGED = (
     "linearizable",
     "forged_forward",
     "membership",
+    "workflows",
 )
 
 
@@ -96,6 +98,7 @@ def _judge(
             "forged_forward": check_forged(forged),
             "membership": check_membership(nodes, run, windows),
             "availability": check_availability(ops, windows),
+            "workflows": check_workflows(ops),
         }
     except (KeyError, TypeError, ValueError) as e:
         if isinstance(e, HistoryError):
