@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from raftq.core import (
     Ack,
     Acked,
+    BatchCreated,
     Cancel,
     Cancelled,
     Claim,
@@ -41,6 +42,7 @@ from raftq.core import (
     Extended,
     Heartbeat,
     JobState,
+    Lease,
     Machine,
     Nack,
     Nacked,
@@ -57,7 +59,9 @@ from raftq.core import (
     Resumed,
     Tick,
     Ticked,
+    VersionEnabled,
 )
+from tests.core.scenarios_flow import FLOW_COMMANDS, flow_lines
 
 __all__ = ["Case", "ScriptError", "Session", "parse", "render"]
 
@@ -278,6 +282,7 @@ COMMANDS: dict[str, Callable[[_Args], Command]] = {
     "resume": _resume,
     "configure": _configure,
     "tick": _tick,
+    **FLOW_COMMANDS,  # dependencies and batches (scenarios_flow.py)
 }
 
 
@@ -321,9 +326,17 @@ def result_lines(result: Result) -> list[str]:
         return [
             f"claimed job {j.id} {j.queue} p{j.priority} attempt={j.attempt} "
             f"token={j.token} expires={j.lease_expires_ms} payload={j.payload.decode()}"
+            + _parents(j)
             for j in result.jobs
         ]
     return [_ONE_LINE[type(result)](result)]  # type: ignore[arg-type]
+
+
+def _parents(j: Lease) -> str:
+    if j.parents is None:
+        return ""
+    shown = [f"{pid}:{st}:{'-' if r is None else r.decode()}" for pid, st, r in j.parents]
+    return " parents=" + ",".join(shown)
 
 
 def _enqueued(r: Enqueued) -> str:
@@ -351,6 +364,8 @@ _ONE_LINE: dict[type, Callable[..., str]] = {
         f"configured {r.queue} dedup_window={r.dedup_window_ms} retention={r.retention_ms}"
     ),
     Ticked: lambda r: f"ticked clock={r.clock_ms}",
+    VersionEnabled: lambda r: f"version enabled {r.version}",
+    BatchCreated: lambda r: f"batch {r.batch} created: jobs " + " ".join(map(str, r.ids)),
 }
 
 
@@ -381,3 +396,4 @@ def state_lines(m: Machine) -> Iterator[str]:
         if info.error is not None:
             words.append(f"error={info.error!r}")
         yield " ".join(words)
+    yield from flow_lines(m)
