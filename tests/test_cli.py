@@ -254,6 +254,23 @@ class FakeClient:
             "run_at_ms": 0,
             "created_ms": 1_700_000_000_000,
             "extra": b"\x00\x01",
+            "batch": 4,
+            "on_dependency_failure": "run",
+            "dependencies": [
+                {"id": 10, "state": "succeeded", "result": 1},
+                {"id": 11, "state": "pending", "result": None},
+            ],
+        }
+
+    def batch(self, batch_id: int) -> dict[str, Any]:
+        self._call("batch", batch_id)
+        return {
+            "batch": batch_id,
+            "ids": [1, 2, 3],
+            "counts": {"queued": 1, "succeeded": 2, "dead": 0},
+            "total": 3,
+            "done": False,
+            "fired": [],
         }
 
     def dead(self, queue: str, *, limit: int = 100) -> list[dict[str, Any]]:
@@ -435,9 +452,26 @@ def test_job(capsys: pytest.CaptureFixture[str], fake: FakeClient) -> None:
     assert "state:" in out and "queued" in out
     assert '{"to": "a@example.com"}' in out
     assert "1700000000000 (2023-11-14T22:13:20.000Z)" in out
+    rows = {line.split(":", 1)[0]: line.split(":", 1)[1].strip() for line in out.splitlines()}
+    assert rows["dependencies"] == "10 succeeded, 11 pending"
+    assert rows["on_dependency_failure"] == "run" and rows["batch"] == "4"
     code, out, _ = run(capsys, "job", "12", "--json")
     job = json.loads(out)
     assert job["id"] == 12 and job["extra"] == {"base64": "AAE="}
+
+
+def test_batch(capsys: pytest.CaptureFixture[str], fake: FakeClient) -> None:
+    code, out, _ = run(capsys, "batch", "4")
+    assert code == 0 and fake.last() == ("batch", (4,), {})
+    assert [line.split() for line in out.splitlines()] == [
+        ["batch:", "4"],
+        ["jobs:", "3", "(running)"],
+        ["queued:", "1"],
+        ["succeeded:", "2"],
+        ["fired:", "-"],
+    ]
+    code, out, _ = run(capsys, "batch", "4", "--json")
+    assert json.loads(out)["counts"]["succeeded"] == 2
 
 
 def test_dead_list_and_requeue(capsys: pytest.CaptureFixture[str], fake: FakeClient) -> None:

@@ -60,6 +60,7 @@ TEST_FAULTS = (
     "install-stale-snapshot",
     "wiped-node-votes",
     "schedule-fires-twice",
+    "deps-release-early",
 )
 SHIM_NEMESES = ("disk-error", "clock-jump")  # compile an LD_PRELOAD library at run time
 # Raft settings of the test cluster: compaction often, so snapshots are installed under faults.

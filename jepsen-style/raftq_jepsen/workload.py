@@ -15,6 +15,8 @@
 - Zombie workers run the same loop in their own OS process (``raftq_jepsen.zombie``) and hold
   their leases for a while, so the worker nemeses can kill -9 or SIGSTOP a real process that
   holds leases. Their operations come back over a pipe and are recorded here.
+- A workflow producer (``flow_loop``) creates batches of dependent jobs with a callback in
+  the ``FLOW_QUEUES``; workers ack those jobs with their payload as the result.
 - The drain runs after the faults healed and every node restarted: one drainer per node,
   pinned to it, claims and acks until every node shows no queued, delayed or leased job.
 """
@@ -48,6 +50,7 @@ __all__ = [
     "Workload",
     "WorkloadParams",
     "drain",
+    "flow_loop",
     "set_limits",
     "worker_loop",
 ]
@@ -63,6 +66,10 @@ LIMITS: dict[str, Any] = {  # PUT /v1/queues/lim/limits: tight enough that they 
     "group_rate": {"limit": 8, "period_ms": 1000},
 }
 GROUPS = ("g0", "g1", "g2", "g3", "g4")
+# Workflows (``flow_loop``): batches of dependent jobs with an on_success callback. Their
+# queues form their own claim group, and their payloads are objects with a "flow" key: the
+# workflows checker judges them, the other checkers leave them out (checker/index.py).
+FLOW_QUEUES = ("flow.a", "flow.b", "flow.cb")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +88,10 @@ class WorkloadParams:
         *((f"q{i}",) for i in range(6)),
         ("q6", "q7"),
         (LIMITED,),
+        FLOW_QUEUES,
     )
     producers: int = 4
+    flows: int = 1  # workflow producers (flow_loop)
     workers: int = 5
     zombies: int = 2
     lease_ms: int = 3_000
@@ -104,6 +113,7 @@ class WorkloadParams:
             "queues": list(self.queues),
             "claim_groups": [list(g) for g in self.claim_groups],
             "producers": self.producers,
+            "flows": self.flows,
             "workers": self.workers,
             "zombies": self.zombies,
             "lease_ms": self.lease_ms,
@@ -153,7 +163,24 @@ class HistoryRecorder:
 
 def _job_of(raw: dict[str, Any]) -> dict[str, Any]:
     keys = ("id", "queue", "payload", "priority", "attempt", "token", "lease_expires_ms")
-    return {k: raw.get(k) for k in keys}
+    job = {k: raw.get(k) for k in keys}
+    if "parents" in raw:  # a released dependant or a batch callback
+        job["parents"] = raw["parents"]
+    return job
+
+
+def _batched(value: dict[str, Any], body: Any) -> dict[str, Any]:
+    """The ok value of a batch: the invoke's plus the batch id and the job ids."""
+    return {**value, "batch": body.get("batch"), "ids": body.get("ids")}
+
+
+def _ack_body(job: dict[str, Any]) -> dict[str, Any]:
+    """A workflow job is acked with its payload as the result (the checker compares the
+    parents its dependants see with it); others without a result."""
+    payload = job.get("payload")
+    if isinstance(payload, dict) and "flow" in payload:
+        return {"token": job["token"], "result": payload}
+    return {"token": job["token"]}
 
 
 def _enqueued(value: dict[str, Any], body: Any) -> dict[str, Any]:
@@ -225,6 +252,39 @@ async def producer_loop(
         await asyncio.sleep(rng.uniform(*p.producer_pause_s))
 
 
+async def flow_loop(
+    rec: Recorder,
+    session: aiohttp.ClientSession,
+    nodes: list[NodeRef],
+    p: WorkloadParams,
+    process: int,
+    rng: random.Random,
+    stop: asyncio.Event,
+) -> None:
+    """Batches of three jobs (the third depends on the first two) with an on_success
+    callback, each payload unique; one attempt each (no key: a retry would be another batch)."""
+    a, b, cb = FLOW_QUEUES
+    seq = 0
+    while not stop.is_set():
+        tag = f"{process}-{seq}"
+        seq += 1
+        body = {
+            "jobs": [
+                {"queue": a, "payload": {"flow": tag, "n": 0}},
+                {"queue": b, "payload": {"flow": tag, "n": 1}},
+                {"queue": a, "payload": {"flow": tag, "n": 2}, "depends_on": ["@0", "@1"]},
+            ],
+            "on_success": {"queue": cb, "payload": {"flow": tag, "callback": True}},
+        }
+        out = await _op(
+            rec, session, "batch", body, rng.choice(nodes), "/v1/batches", body, p.timeout_s,
+            partial(_batched, body),
+        )  # fmt: skip
+        if out is None:
+            return
+        await asyncio.sleep(rng.uniform(0.2, 0.6))
+
+
 async def worker_loop(
     rec: Recorder,
     session: aiohttp.ClientSession,
@@ -278,7 +338,7 @@ async def worker_loop(
                 req: dict[str, Any] = {"token": job["token"], "retry_in_ms": 0, "error": "nack"}
                 value = {**ref, "retry_in_ms": 0}  # claimable again at once
             else:
-                f, req = "ack", {"token": job["token"]}
+                f, req = "ack", _ack_body(job)
             if await _op(rec, session, f, value, rng.choice(nodes), f"{base}/{f}", req,
                          p.timeout_s) is None:  # fmt: skip
                 return
@@ -362,6 +422,11 @@ class Workload:
             rng = random.Random(self.rng.getrandbits(64))
             self._tasks.append(asyncio.create_task(
                 producer_loop(rec, self.session, self.nodes, p, i, rng, self._stop)))  # fmt: skip
+        for k in range(p.flows):
+            rec = HistoryRecorder(self.history, 200 + k, self._stop)
+            rng = random.Random(self.rng.getrandbits(64))
+            self._tasks.append(asyncio.create_task(
+                flow_loop(rec, self.session, self.nodes, p, 200 + k, rng, self._stop)))  # fmt: skip
         for j in range(p.workers):
             process = p.producers + j
             rec = HistoryRecorder(self.history, process, self._stop)
@@ -549,7 +614,7 @@ async def drain(
                 path = f"/v1/jobs/{job['id']}/ack"
                 # Ack until the outcome is known: an unknown ack would leave the job leased.
                 for _ in range(5):
-                    a = await _op(rec, session, "ack", ref, node, path, {"token": job["token"]},
+                    a = await _op(rec, session, "ack", ref, node, path, _ack_body(job),
                                   p.timeout_s)  # fmt: skip
                     if a is None or a.type != "info":
                         break

@@ -156,6 +156,12 @@ def add_client_commands(
     )
     job.set_defaults(handler=_cmd_job)
 
+    batch = commands.add_parser(
+        "batch", parents=[*common, out], help="show a batch: its jobs by state, callbacks fired"
+    )
+    batch.add_argument("batch_id", metavar="ID", type=non_negative_int)
+    batch.set_defaults(handler=_cmd_batch)
+
     dead = commands.add_parser(
         "dead",
         parents=[*common, out],
@@ -498,8 +504,29 @@ def _cmd_job(args: argparse.Namespace) -> int:
     rows = [[f"{k}:", _text(job.get(k))] for k in _JOB_FIELDS]
     rows += [[f"{k}:", _time(job.get(k))] for k in _JOB_TIMES]
     rows += [[f"{k}:", _dumps(job.get(k))] for k in _JOB_VALUES]
-    shown = {*_JOB_FIELDS, *_JOB_TIMES, *_JOB_VALUES}
+    if "dependencies" in job:  # one "id state" per dependency, then the policy
+        deps = ", ".join(f"{d['id']} {d['state']}" for d in job["dependencies"])
+        rows.append(["dependencies:", deps or "-"])
+        rows.append(["on_dependency_failure:", _text(job.get("on_dependency_failure"))])
+    shown = {*_JOB_FIELDS, *_JOB_TIMES, *_JOB_VALUES, "dependencies", "on_dependency_failure"}
     rows += [[f"{k}:", _dumps(v)] for k, v in job.items() if k not in shown]
+    _table(rows, sys.stdout)
+    return EXIT_OK
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    with open_client(args) as client:
+        batch = client.batch(args.batch_id)
+    if args.json:
+        _print_json(batch, sys.stdout)
+        return EXIT_OK
+    counts = batch["counts"]
+    rows = [
+        ["batch:", str(batch["batch"])],
+        ["jobs:", f"{batch['total']} ({'all finished' if batch['done'] else 'running'})"],
+        *([f"{state}:", str(n)] for state, n in counts.items() if n),
+        ["fired:", ", ".join(batch["fired"]) or "-"],
+    ]
     _table(rows, sys.stdout)
     return EXIT_OK
 

@@ -171,11 +171,44 @@ class Client(ProducesHandles):
     async def enqueue_many(self, queue: str, jobs: Sequence[Mapping[str, Any]]) -> list[int]:
         """Enqueue several jobs atomically (all or none). Each mapping holds ``payload`` and
         optionally ``priority``, ``delay_ms``, ``run_at_ms``, ``key``, ``max_attempts``,
-        ``lease_ms``, ``group``. Returns the ids in order."""
+        ``lease_ms``, ``group``, ``depends_on`` (job ids, or ``"@N"``: the N-th job of this call)
+        and ``on_dependency_failure`` (``"cancel"`` or ``"run"``). Returns the ids in order."""
         answer = await self._write(
             f"/v1/queues/{_q(queue)}/jobs", {"jobs": [dict(j) for j in jobs]}
         )
         return [int(i) for i in answer["ids"]]
+
+    async def create_batch(
+        self,
+        jobs: Sequence[Mapping[str, Any]],
+        *,
+        queue: str | None = None,
+        on_complete: Mapping[str, Any] | None = None,
+        on_success: Mapping[str, Any] | None = None,
+        on_death: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Create jobs as one batch (all or none); returns ``{"batch", "ids"}``.
+
+        Each job mapping holds ``payload``, its ``queue`` (or ``queue`` here for all) and
+        the fields of ``enqueue_many`` (``depends_on`` too). Each callback, ``{"queue",
+        "payload"}``, is enqueued exactly once when due: ``on_complete`` when every job
+        finished, ``on_success`` when every job succeeded, ``on_death`` at the first death;
+        its claim carries the jobs' results as ``parents``.
+        """
+        body: dict[str, Any] = {"jobs": [dict(j) for j in jobs]}
+        if queue is not None:
+            body["queue"] = queue
+        callbacks = (("on_complete", on_complete), ("on_success", on_success))
+        for name, cb in (*callbacks, ("on_death", on_death)):
+            if cb is not None:
+                body[name] = dict(cb)
+        answer: dict[str, Any] = await self._write("/v1/batches", body)
+        return answer
+
+    async def batch(self, batch_id: int) -> dict[str, Any]:
+        """A batch: ``ids``, ``counts`` by state, ``done``, callbacks ``fired``."""
+        answer: dict[str, Any] = await self._read(f"/v1/batches/{int(batch_id)}")
+        return answer
 
     # -- working --------------------------------------------------------------------------
 

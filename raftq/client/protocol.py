@@ -113,6 +113,22 @@ class Operations(Protocol):
 
     # -- reading --------------------------------------------------------------------------
 
+    async def create_batch(
+        self,
+        jobs: Sequence[Mapping[str, Any]],
+        *,
+        queue: str | None = None,
+        on_complete: Mapping[str, Any] | None = None,
+        on_success: Mapping[str, Any] | None = None,
+        on_death: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Create jobs as one batch with callbacks: ``{"batch", "ids"}``."""
+        ...
+
+    async def batch(self, batch_id: int) -> dict[str, Any]:
+        """A batch's ids, counts by state and callbacks fired."""
+        ...
+
     async def get_job(self, job_id: int, *, linearizable: bool = False) -> dict[str, Any]:
         """A job's state."""
         ...

@@ -204,6 +204,30 @@ class SyncClient:
         """See ``Client.cancel``."""
         self._run(self._client.cancel(job_id))
 
+    def create_batch(
+        self,
+        jobs: Sequence[Mapping[str, Any]],
+        *,
+        queue: str | None = None,
+        on_complete: Mapping[str, Any] | None = None,
+        on_success: Mapping[str, Any] | None = None,
+        on_death: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """See ``Client.create_batch``."""
+        return self._run(
+            self._client.create_batch(
+                jobs,
+                queue=queue,
+                on_complete=on_complete,
+                on_success=on_success,
+                on_death=on_death,
+            )
+        )
+
+    def batch(self, batch_id: int) -> dict[str, Any]:
+        """See ``Client.batch``."""
+        return self._run(self._client.batch(batch_id))
+
     def get_job(self, job_id: int, *, linearizable: bool = False) -> dict[str, Any]:
         """See ``Client.get_job``."""
         return self._run(self._client.get_job(job_id, linearizable=linearizable))

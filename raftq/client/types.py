@@ -22,6 +22,10 @@ class ClaimedJob:
         token: the fencing token of this lease: pass it to ``ack``/``nack``/``heartbeat`` and
             to downstream systems that must refuse a stale worker.
         lease_expires_ms: cluster time when the lease ends unless extended by ``heartbeat``.
+        parents: for a job enqueued with ``depends_on`` (once released) or a batch callback,
+            each parent's id -> its result; ``None`` for any other job.
+        parent_states: each parent's id -> its final state (``succeeded``; ``dead`` or
+            ``cancelled`` for a job that runs on failure, or an ``on_complete`` callback).
     """
 
     id: int
@@ -31,6 +35,8 @@ class ClaimedJob:
     attempt: int
     token: int
     lease_expires_ms: int
+    parents: dict[int, Any] | None = None
+    parent_states: dict[int, str] | None = None
 
     @classmethod
     def from_wire(cls, d: Mapping[str, Any]) -> ClaimedJob:
@@ -43,4 +49,10 @@ class ClaimedJob:
             attempt=d["attempt"],
             token=d["token"],
             lease_expires_ms=d["lease_expires_ms"],
+            parents=_by_id(d.get("parents")),
+            parent_states=_by_id(d.get("parent_states")),
         )
+
+
+def _by_id(m: Mapping[str, Any] | None) -> dict[int, Any] | None:
+    return None if m is None else {int(k): v for k, v in m.items()}

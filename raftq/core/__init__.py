@@ -20,14 +20,18 @@ Contract (the rest of raftq relies on exactly this):
 from raftq.core.codec import decode_entry, encode_entry
 from raftq.core.commands import (
     Ack,
+    BatchCallback,
     Cancel,
     Claim,
     Command,
     Configure,
+    CreateBatch,
     DeleteSchedule,
     EnableVersion,
     Enqueue,
+    EnqueueFlow,
     Fire,
+    FlowJob,
     Heartbeat,
     Nack,
     NewJob,
@@ -42,10 +46,11 @@ from raftq.core.commands import (
     TriggerSchedule,
 )
 from raftq.core.errors import CodecError, CorruptStateError, RaftqError
-from raftq.core.job import JobInfo, JobState
+from raftq.core.job import BatchInfo, JobFlow, JobInfo, JobState
 from raftq.core.machine import Machine
 from raftq.core.results import (
     Acked,
+    BatchCreated,
     Cancelled,
     Claimed,
     Configured,
@@ -75,6 +80,9 @@ from raftq.core.stats import HistogramData, LimitsView, QueueMetrics, QueueStats
 __all__ = [
     "Ack",
     "Acked",
+    "BatchCallback",
+    "BatchCreated",
+    "BatchInfo",
     "Cancel",
     "Cancelled",
     "Claim",
@@ -84,15 +92,19 @@ __all__ = [
     "Configure",
     "Configured",
     "CorruptStateError",
+    "CreateBatch",
     "DeleteSchedule",
     "EnableVersion",
     "Enqueue",
+    "EnqueueFlow",
     "Enqueued",
     "Extended",
     "Fire",
     "Fired",
+    "FlowJob",
     "Heartbeat",
     "HistogramData",
+    "JobFlow",
     "JobInfo",
     "JobState",
     "Lease",

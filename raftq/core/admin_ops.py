@@ -6,6 +6,7 @@ from __future__ import annotations
 import heapq
 from typing import TYPE_CHECKING
 
+from raftq.core import deps
 from raftq.core.commands import Configure, Pause, Purge, RequeueDead, Resume, SetLimits
 from raftq.core.fair import Limiter, Limits
 from raftq.core.job import Job, JobState
@@ -67,6 +68,8 @@ def requeue_dead(m: Machine, cmd: RequeueDead) -> Result:
         if job.key is not None and live_key(m, q, job.key) is None:
             q.keys[job.key] = job.id
         schedule(m, q, job, 0)
+        if job.id in m.flow.batch_of:
+            deps.note(m, job, JobState.QUEUED)  # unfinished again: its batch counts it so
         count += 1
     q.tally.totals[REQUEUED] += count
     return Requeued(count)
@@ -98,6 +101,8 @@ def purge(m: Machine, cmd: Purge) -> Result:
         q.group_of.pop(job.id, None)
         if job.key is not None and q.keys.get(job.key) == job.id:
             del q.keys[job.key]
+        if m.flow.links or m.flow.batch_of or m.flow.dependants:
+            _purged_flow(m, job)
     q.ready, q.delayed, q.dead = [], [], {}
     if q.lim is not None:  # the group index again, from the leases left (history kept)
         old = q.lim
@@ -105,6 +110,14 @@ def purge(m: Machine, cmd: Purge) -> Result:
         q.lim.index([], leased_jobs(m, q), old)
     q.tally.totals[PURGED] += len(seen)
     return Purged(len(seen))
+
+
+def _purged_flow(m: Machine, job: Job) -> None:
+    """A purged job that was unfinished fails its dependants and counts as cancelled in its
+    batch (a dead one already counted); then it leaves the tables (``deps.py``)."""
+    if job.state is not JobState.DEAD and m.flow.watched(job.id):
+        m.flow.events.append((job.id, JobState.CANCELLED, None, m.flow.batch_of.get(job.id)))
+    deps.forget(m, job.id)
 
 
 def pause_resume(m: Machine, cmd: Pause | Resume) -> Result:

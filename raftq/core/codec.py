@@ -44,9 +44,11 @@ from raftq.core.commands import (
     Claim,
     Command,
     Configure,
+    CreateBatch,
     DeleteSchedule,
     EnableVersion,
     Enqueue,
+    EnqueueFlow,
     Fire,
     Heartbeat,
     Nack,
@@ -64,6 +66,7 @@ from raftq.core.commands import (
 from raftq.core.errors import CodecError
 from raftq.core.results import (
     Acked,
+    BatchCreated,
     Cancelled,
     Claimed,
     Configured,
@@ -112,6 +115,8 @@ _ENABLE_VERSION = 13  # log version 2
 _SET_LIMITS = 14  # log version 3
 _GROUPS_VERSION = 3  # an Enqueue with a job's ``group`` (its job arrays have 8 fields)
 # Log version 3: schedules, tags 20..24 (codec_schedules.py).
+# Log version 3: dependencies and batches (codec_flow.py).
+_ENQUEUE_FLOW, _CREATE_BATCH = 30, 31
 
 # The log version of each command type above 1 (the first log version). An entry declares the
 # highest of its commands' (1 when none is listed); a command is valid only in an entry of its
@@ -124,6 +129,8 @@ _COMMAND_VERSION: dict[type[Command], int] = {
     Fire: 3,
     TriggerSchedule: 3,
     SetSchedulePaused: 3,
+    EnqueueFlow: 3,
+    CreateBatch: 3,
 }
 
 
@@ -188,6 +195,11 @@ def encode_command(cmd: Command) -> list[Any]:  # noqa: C901
             return encode_schedule_command(cmd, head)
         case SetLimits():
             return [_SET_LIMITS, *head, cmd.queue, *_limit_fields(cmd)]
+        case EnqueueFlow() | CreateBatch():
+            from raftq.core import codec_flow  # noqa: PLC0415 - it builds on this module
+
+            tag = _ENQUEUE_FLOW if isinstance(cmd, EnqueueFlow) else _CREATE_BATCH
+            return [tag, *head, *codec_flow.flow_fields(cmd)]
 
 
 def _limit_fields(c: SetLimits | LimitsSet) -> list[int | None]:
@@ -294,9 +306,7 @@ def _decode_command(v: Any) -> Command:
     if tag == _TICK:
         _fields(f, 0, "tick")
         return Tick(now_ms=now, request_id=rid)
-    if tag in (_ENABLE_VERSION, _SET_LIMITS) or tag in SCHEDULE_TAGS:
-        return _decode_later_command(tag, rid, now, f)
-    raise CodecError(f"unknown command tag {tag}")
+    return _decode_later_command(tag, rid, now, f)
 
 
 def _decode_later_command(tag: int, rid: str | None, now: int, f: list[Any]) -> Command:
@@ -306,6 +316,12 @@ def _decode_later_command(tag: int, rid: str | None, now: int, f: list[Any]) -> 
         return EnableVersion(now_ms=now, request_id=rid, version=_int(version, "version"))
     if tag in SCHEDULE_TAGS:
         return decode_schedule_command(tag, rid, now, f)
+    if tag in (_ENQUEUE_FLOW, _CREATE_BATCH):
+        from raftq.core import codec_flow  # noqa: PLC0415 - it builds on this module
+
+        return codec_flow.decode_flow_command(tag == _CREATE_BATCH, rid, now, f)
+    if tag != _SET_LIMITS:
+        raise CodecError(f"unknown command tag {tag}")
     queue, c, rl, rp, gc, grl, grp = _fields(f, 7, "set_limits")
     return SetLimits(
         now_ms=now,
@@ -458,16 +474,26 @@ def encode_result(r: Result) -> list[Any]:  # noqa: C901
             return [23, r.name, r.paused]
         case LimitsSet():
             return [14, r.queue, *_limit_fields(r)]
+        case BatchCreated():
+            return [30, r.batch, list(r.ids)]
 
 
-def _lease_fields(x: Lease) -> tuple[int, str, bytes, int, int, int, int]:
-    return (x.id, x.queue, x.payload, x.priority, x.attempt, x.token, x.lease_expires_ms)
+def _lease_fields(x: Lease) -> tuple[Any, ...]:
+    fields = (x.id, x.queue, x.payload, x.priority, x.attempt, x.token, x.lease_expires_ms)
+    if x.parents is None:  # the bytes of a lease without parents are those of version 2
+        return fields
+    return (*fields, [list(p) for p in x.parents])
+
+
+def _lease_from_wire(x: list[Any]) -> Lease:
+    parents = None if len(x) == 7 else tuple((p[0], p[1], p[2]) for p in x[7])
+    return Lease(x[0], x[1], x[2], x[3], x[4], x[5], x[6], parents)
 
 
 _RESULT_BUILDERS: dict[int, Callable[[list[Any]], Result]] = {
     0: lambda a: Refusal(Reason(_str(a[0], "reason")), _str(a[1], "message")),
     1: lambda a: Enqueued(tuple(a[0]), tuple(a[1])),
-    2: lambda a: Claimed(tuple(Lease(*x) for x in a[0])),
+    2: lambda a: Claimed(tuple(_lease_from_wire(x) for x in a[0])),
     3: lambda a: Extended(a[0]),
     4: lambda a: Acked(a[0]),
     5: lambda a: Nacked(a[0], a[1], a[2]),
@@ -484,6 +510,7 @@ _RESULT_BUILDERS: dict[int, Callable[[list[Any]], Result]] = {
     22: lambda a: Fired(a[0], a[1], a[2]),
     23: lambda a: SchedulePaused(a[0], a[1]),
     14: lambda a: LimitsSet(*a[:7]),
+    30: lambda a: BatchCreated(a[0], tuple(a[1])),
 }
 
 

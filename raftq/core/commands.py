@@ -14,14 +14,18 @@ from dataclasses import dataclass
 
 __all__ = [
     "Ack",
+    "BatchCallback",
     "Cancel",
     "Claim",
     "Command",
     "Configure",
+    "CreateBatch",
     "DeleteSchedule",
     "EnableVersion",
     "Enqueue",
+    "EnqueueFlow",
     "Fire",
+    "FlowJob",
     "Heartbeat",
     "Nack",
     "NewJob",
@@ -348,6 +352,74 @@ class SetSchedulePaused:
     paused: bool
 
 
+# -- dependencies and batches (log version 3; rules in ``deps.py`` and ``batches.py``) -------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlowJob:
+    """A ``NewJob`` with its queue and dependencies (``EnqueueFlow``, ``CreateBatch``).
+
+    ``depends_on``: ids of existing jobs; ``depends_on_new``: indexes of jobs of the same
+    command (what ``"@N"`` names at the HTTP edge). ``run_on_failure``: when a dependency dies
+    or is cancelled, release this job anyway (``on_dependency_failure: "run"``) instead of
+    cancelling it with ``dependency_failed``.
+    """
+
+    queue: str
+    job: NewJob
+    depends_on: tuple[int, ...] = ()
+    depends_on_new: tuple[int, ...] = ()
+    run_on_failure: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchCallback:
+    """A job enqueued once when a batch's condition is met (its claim carries the outcomes of
+    the batch's jobs as ``parents``)."""
+
+    queue: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnqueueFlow:
+    """Create jobs, possibly in several queues, that may depend on other jobs; all or none.
+
+    Preconditions: 1..MAX_BATCH_JOBS jobs, each valid as in ``Enqueue``; every id in
+    ``depends_on`` is a job that exists; every index in ``depends_on_new`` names another job of
+    this command, and those references form no cycle; at most ``MAX_DEPENDENCIES`` per job.
+    Effects: a job with no unfinished dependency is created as ``Enqueue`` creates it; one
+    with some is ``waiting`` until each has finished. A dependency that already succeeded
+    counts as done; one that already died or was cancelled applies the failure policy at once.
+    Refusals: ``invalid`` (nothing is created), ``not_found`` (an unknown dependency id),
+    ``too_many_queues``.
+    """
+
+    now_ms: int
+    request_id: str | None = None
+    jobs: tuple[FlowJob, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateBatch:
+    """``EnqueueFlow`` whose jobs form a new batch with callbacks.
+
+    Effects: the batch gets the next batch id; the callbacks' queues are created now. Each
+    callback is enqueued exactly once, at the end of the command that makes it due:
+    ``on_complete`` when every job of the batch is finished (succeeded, dead or cancelled),
+    ``on_success`` when every job succeeded (a dead job requeued and then succeeding still
+    counts), ``on_death`` at the first death (a lease that ran out of attempts included).
+    Refusals: as ``EnqueueFlow``.
+    """
+
+    now_ms: int
+    request_id: str | None = None
+    jobs: tuple[FlowJob, ...]
+    on_complete: BatchCallback | None = None
+    on_success: BatchCallback | None = None
+    on_death: BatchCallback | None = None
+
+
 Command = (
     Enqueue
     | Claim
@@ -368,4 +440,6 @@ Command = (
     | Fire
     | TriggerSchedule
     | SetSchedulePaused
+    | EnqueueFlow
+    | CreateBatch
 )

@@ -98,6 +98,34 @@ def check_invariants(m: Machine) -> None:
             owner = m.jobs.get(key_owner)
             _require(owner is None or owner.key == name, f"{q.name}: key {name!r} points elsewhere")
     _require(len(m.requests) == len(m.request_order), "request table and its order differ")
+    _check_flow(m)
+
+
+def _check_flow(m: Machine) -> None:
+    """Dependencies and batches (``deps.py``, ``batches.py``)."""
+    f = m.flow
+    _require(not f.events and not f.closing, "flow events left between commands")
+    for job in m.jobs.values():
+        if job.state is not JobState.WAITING:
+            continue
+        link = f.links.get(job.id)
+        _require(link is not None, f"waiting job {job.id} without dependencies")
+        assert link is not None
+        open_deps = [d for d in link.deps if d not in link.outcomes]
+        _require(link.remaining == len(open_deps) > 0, f"waiting job {job.id}: wrong remaining")
+        for d in open_deps:
+            _require(job.id in f.dependants.get(d, ()), f"waiting job {job.id} not indexed")
+    for b in f.batches.values():
+        ok = sum(1 for st, _ in b.outcomes.values() if st is JobState.SUCCEEDED)
+        _require(b.succeeded == ok, f"batch {b.id}: succeeded count wrong")
+        live = sum(1 for j in b.jobs if j in m.jobs)
+        _require(b.live == live > 0, f"batch {b.id}: live count wrong")
+        for j in b.jobs:
+            member = m.jobs.get(j)
+            finished = member is not None and member.state in FINISHED_STATES
+            _require(
+                member is None or finished == (j in b.outcomes), f"batch {b.id}: outcome of {j}"
+            )
 
 
 def _check_groups(m: Machine, q: QueueState, mine: list[Job]) -> None:

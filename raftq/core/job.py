@@ -13,7 +13,9 @@ from enum import StrEnum
 
 __all__ = [
     "FINISHED_STATES",
+    "BatchInfo",
     "Job",
+    "JobFlow",
     "JobInfo",
     "JobState",
     "delayed_key",
@@ -33,6 +35,7 @@ class JobState(StrEnum):
     SUCCEEDED = "succeeded"  # acked; collected after retention
     DEAD = "dead"  # out of attempts; kept until requeued or purged
     CANCELLED = "cancelled"  # collected after retention
+    WAITING = "waiting"  # until its dependencies finished (deps.py): in no heap
 
 
 FINISHED_STATES = (JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED)
@@ -222,3 +225,24 @@ class JobInfo:
     schedule: str | None = None  # the schedule whose fire made this job
     fire_ms: int | None = None  # the slot (or trigger time) of that fire
     group: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobFlow:
+    """A job's dependencies (``outcomes``: (id, state, result) of those finished so far) and
+    its batch."""
+
+    depends_on: tuple[int, ...]
+    outcomes: tuple[tuple[int, str, bytes | None], ...]
+    on_dependency_failure: str
+    batch: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchInfo:
+    """A batch: its members, how many are in each state, and the callbacks fired."""
+
+    id: int
+    jobs: tuple[int, ...]
+    counts: dict[str, int]
+    fired: tuple[str, ...]

@@ -67,7 +67,7 @@ def ack(m: Machine, cmd: Ack) -> Result:
     job.result = cmd.result
     q.tally.totals[SUCCEEDED] += 1
     q.tally.run.observe(m.clock_ms - job.claimed_ms)
-    finish(q, job, JobState.SUCCEEDED, m.clock_ms)
+    finish(m, q, job, JobState.SUCCEEDED, m.clock_ms)
     advance_queue(m, q)
     return Acked(job.id)
 
@@ -84,7 +84,7 @@ def nack(m: Machine, cmd: Nack) -> Result:
     totals[FAILED] += 1
     if job.attempts >= job.max_attempts:
         totals[DEAD] += 1
-        finish(q, job, JobState.DEAD, m.clock_ms)
+        finish(m, q, job, JobState.DEAD, m.clock_ms)
         result = Nacked(job.id, JobState.DEAD.value, None)
     else:
         totals[RETRIED] += 1
@@ -108,6 +108,6 @@ def cancel(m: Machine, cmd: Cancel) -> Result:
     if job.state in FINISHED_STATES:
         return Refusal(Reason.FINISHED, f"job {cmd.job_id} is already {job.state}")
     q.tally.totals[CANCELLED] += 1
-    finish(q, job, JobState.CANCELLED, m.clock_ms)
+    finish(m, q, job, JobState.CANCELLED, m.clock_ms)
     advance_queue(m, q)
     return Cancelled(job.id)

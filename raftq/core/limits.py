@@ -15,6 +15,7 @@ __all__ = [
     "MAX_CLAIM_QUEUES",
     "MAX_DEDUP_WINDOW_MS",
     "MAX_DELAY_MS",
+    "MAX_DEPENDENCIES",
     "MAX_ERROR_CHARS",
     "MAX_FINISHED_PER_QUEUE",
     "MAX_KEY_CHARS",
@@ -77,6 +78,7 @@ MAX_SCHEDULES = 10_000
 MAX_SCHEDULE_TEXT_CHARS = 256  # a schedule's cron expression and time zone, kept as text
 MAX_REQUEST_ID_CHARS = 128
 MAX_ERROR_CHARS = 64 * 1024
+MAX_DEPENDENCIES = 1_000  # dependencies of one job (``depends_on``)
 
 # Queue limits (``SetLimits``). A rate keeps the start times of its last ``limit`` claims per
 # queue and per group, so its bound is a memory bound too.

@@ -13,16 +13,19 @@ from collections import deque
 from dataclasses import replace
 from typing import IO, assert_never
 
-from raftq.core import admin_ops, codec, lease_ops, ops, schedules
+from raftq.core import admin_ops, codec, deps, lease_ops, ops, schedules
+from raftq.core.batches import batch_counts
 from raftq.core.commands import (
     Ack,
     Cancel,
     Claim,
     Command,
     Configure,
+    CreateBatch,
     DeleteSchedule,
     EnableVersion,
     Enqueue,
+    EnqueueFlow,
     Fire,
     Heartbeat,
     Nack,
@@ -38,7 +41,7 @@ from raftq.core.commands import (
 )
 from raftq.core.errors import CodecError
 from raftq.core.invariants import check_invariants
-from raftq.core.job import Job, JobInfo, JobState
+from raftq.core.job import BatchInfo, Job, JobFlow, JobInfo, JobState
 from raftq.core.limits import (
     MAX_LOG_VERSION,
     MAX_REQUEST_ID_CHARS,
@@ -93,6 +96,7 @@ class Machine:
         # (schedule name, fire_ms). An entry goes with its job (collected or purged).
         self.schedules: dict[str, Schedule] = {}
         self.fired: dict[int, tuple[str, int]] = {}
+        self.flow = deps.Flow()  # dependencies and batches (log version 3)
 
     @classmethod
     def restore(cls, snapshot: IO[bytes] | bytes) -> Machine:
@@ -148,7 +152,14 @@ class Machine:
         self.request_order.append((expires_ms, rid))
         return result
 
-    def _dispatch(self, cmd: Command) -> Result:  # noqa: C901 - one case per command type
+    def _dispatch(self, cmd: Command) -> Result:
+        result = self._dispatch_one(cmd)
+        flow = self.flow
+        if flow.events or flow.closing:  # what finished jobs release, cancel or fire
+            deps.settle(self)
+        return result
+
+    def _dispatch_one(self, cmd: Command) -> Result:  # noqa: C901 - one case per command type
         # Every command this code decodes is of a version <= LOG_VERSION: once that is
         # enabled, nothing is gated (and the hot path skips the lookup).
         if (
@@ -203,6 +214,10 @@ class Machine:
                 return schedules.trigger(self, cmd)
             case SetSchedulePaused():
                 return schedules.set_paused(self, cmd)
+            case EnqueueFlow():
+                return deps.enqueue_flow(self, cmd)
+            case CreateBatch():
+                return deps.create_batch(self, cmd)
             case _:
                 assert_never(cmd)
 
@@ -236,6 +251,36 @@ class Machine:
         without building the whole view (the batched ack checks each job's queue)."""
         job = self.jobs.get(job_id)
         return None if job is None else job.queue
+
+    def job_flow(self, job_id: int) -> JobFlow | None:
+        """A job's dependencies, their outcomes so far, and its batch (``None``: neither)."""
+        link = self.flow.links.get(job_id)
+        batch = self.flow.batch_of.get(job_id)
+        if link is None and batch is None:
+            return None
+        return JobFlow(
+            depends_on=() if link is None else link.deps,
+            outcomes=() if link is None else deps.parents_of(self, job_id) or (),
+            on_dependency_failure="run" if link is not None and link.run_on_failure else "cancel",
+            batch=batch,
+        )
+
+    def batch_info(self, batch_id: int) -> BatchInfo | None:
+        b = self.flow.batches.get(batch_id)
+        if b is None:
+            return None
+        names = ("on_complete", "on_success", "on_death")
+        return BatchInfo(
+            id=b.id,
+            jobs=b.jobs,
+            counts=batch_counts(self, b),
+            fired=tuple(n for i, n in enumerate(names) if b.fired & (1 << i)),
+        )
+
+    def flow_metrics(self) -> tuple[int, int]:
+        """(batches open: some member unfinished, batches kept)."""
+        batches = self.flow.batches.values()
+        return sum(1 for b in batches if len(b.outcomes) < len(b.jobs)), len(batches)
 
     def queue_names(self) -> list[str]:
         return list(self.queues)

@@ -60,6 +60,7 @@ __all__ = [
     "move",
     "queue_for",
     "schedule",
+    "validate_new_job",
 ]
 
 ID_MASK = (1 << 48) - 1  # the job id inside a ready or delayed heap key
@@ -92,10 +93,15 @@ def move(q: QueueState, job: Job, state: JobState) -> None:
     q.count_in(job)
 
 
-def finish(q: QueueState, job: Job, state: JobState, at_ms: int) -> None:
+def finish(m: Machine, q: QueueState, job: Job, state: JobState, at_ms: int) -> None:
     """Move a job into a finished state as of cluster time ``at_ms`` (now, or when its lease
-    ended); its key's dedup window runs from then."""
+    ended); its key's dedup window runs from then. A job that others depend on, or a batch
+    member, leaves an event that ``deps.settle`` handles at the end of the command."""
     move(q, job, state)
+    f = m.flow
+    if job.id in f.dependants or job.id in f.batch_of:
+        result = job.result if state is JobState.SUCCEEDED else None
+        f.events.append((job.id, state, result, f.batch_of.get(job.id)))
     job.finished_ms = at_ms
     job.lease_expires_ms = 0
     if state is JobState.DEAD:
@@ -137,7 +143,7 @@ def advance_queue(m: Machine, q: QueueState) -> None:
             # the job's history (and its key's dedup window) is the same.
             job.error = f"lease expired after attempt {job.attempts} (worker {job.worker})"
             ended_ms = job.lease_expires_ms
-            finish(q, job, JobState.DEAD, ended_ms)
+            finish(m, q, job, JobState.DEAD, ended_ms)
             job.lease_expires_ms = ended_ms  # ended by expiry: see lease_ops
         else:
             totals[RETRIED] += 1
@@ -156,6 +162,8 @@ def advance_queue(m: Machine, q: QueueState) -> None:
             m.fired.pop(old.id, None)
         if q.group_of:
             q.group_of.pop(old.id, None)
+        if m.flow.links or m.flow.batch_of:
+            forget(m, old.id)
     if q.lim is not None and q.lim.wake:
         q.lim.advance(clock)
     expire_keys(m, q)
@@ -178,7 +186,7 @@ def expire_keys(m: Machine, q: QueueState) -> None:
             del q.keys[key]
 
 
-def _validate_new_job(nj: NewJob) -> str | None:
+def validate_new_job(nj: NewJob) -> str | None:
     if len(nj.payload) > MAX_PAYLOAD_BYTES:
         return f"payload larger than {MAX_PAYLOAD_BYTES} bytes"
     if not 0 <= nj.priority <= 9:
@@ -221,7 +229,7 @@ def enqueue(m: Machine, cmd: Enqueue) -> Result:
         return invalid(f"an enqueue holds 1..{MAX_BATCH_JOBS} jobs")
     keyed = False
     for i, nj in enumerate(cmd.jobs):
-        problem = _validate_new_job(nj)
+        problem = validate_new_job(nj)
         if problem is not None:
             return invalid(f"jobs[{i}]: {problem}" if len(cmd.jobs) > 1 else problem)
         keyed = keyed or nj.key is not None
@@ -331,12 +339,14 @@ def claim(m: Machine, cmd: Claim) -> Result:
         job.set_run(cmd.worker, claim_lease_ms, clock)
         job.lease_expires_ms = clock + claim_lease_ms
         best.push_lease(job)
-        out.append(lease_of(job))
+        out.append(lease_of(m, job))
     return Claimed(tuple(out))
 
 
-def lease_of(job: Job) -> Lease:
-    """The claim answer's view of a leased ``job`` (its current token and lease end)."""
+def lease_of(m: Machine, job: Job) -> Lease:
+    """The claim answer's view of a leased ``job`` (its current token and lease end, and its
+    parents' outcomes when it has dependencies: ``deps.py``)."""
+    links = m.flow.links
     return Lease(
         job.id,
         job.queue,
@@ -345,4 +355,18 @@ def lease_of(job: Job) -> Lease:
         job.attempts,
         job.token,
         job.lease_expires_ms,
+        parents_of(m, job.id) if links and job.id in links else None,
     )
+
+
+def forget(m: Machine, job_id: int) -> None:
+    """A deleted job leaves the dependency and batch tables (``deps.forget``)."""
+    from raftq.core.deps import forget as forget_flow  # noqa: PLC0415 - deps imports ops
+
+    forget_flow(m, job_id)
+
+
+def parents_of(m: Machine, job_id: int) -> tuple[tuple[int, str, bytes | None], ...] | None:
+    from raftq.core.deps import parents_of as flow_parents  # noqa: PLC0415 - deps imports ops
+
+    return flow_parents(m, job_id)

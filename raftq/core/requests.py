@@ -95,7 +95,7 @@ def replay(m: Machine, answer: Answer) -> Result:
             or clock >= job.lease_expires_ms
         ):
             continue
-        leases.append(lease_of(job))
+        leases.append(lease_of(m, job))
     return Claimed(tuple(leases))
 
 

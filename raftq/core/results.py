@@ -7,6 +7,7 @@ from enum import StrEnum
 
 __all__ = [
     "Acked",
+    "BatchCreated",
     "Cancelled",
     "Claimed",
     "Configured",
@@ -80,6 +81,9 @@ class Lease:
     attempt: int
     token: int
     lease_expires_ms: int
+    # A job released by its dependencies, or a batch callback: each parent's (id, final
+    # state, result), in dependency order (``deps.py``). ``None`` for any other job.
+    parents: tuple[tuple[int, str, bytes | None], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +196,14 @@ class SchedulePaused:
     paused: bool
 
 
+@dataclass(frozen=True, slots=True)
+class BatchCreated:
+    """``CreateBatch``'s answer: the batch id and its jobs' ids (as ``Enqueued.ids``)."""
+
+    batch: int
+    ids: tuple[int, ...]
+
+
 Result = (
     Refusal
     | Enqueued
@@ -212,6 +224,7 @@ Result = (
     | ScheduleDeleted
     | Fired
     | SchedulePaused
+    | BatchCreated
 )
 
 

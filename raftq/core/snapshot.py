@@ -17,10 +17,10 @@ equal bytes, so a hash of it compares replicas. Version 3 is still read (see
 Version 5 is written only once the cluster enabled log version 2 or above (``EnableVersion``):
 until then a snapshot is the version 4 that the previous raftq reads, so a leader of the new
 release can still send its snapshot to a follower of the old one during a rolling upgrade.
-Version 6 (schedules, job groups and limits) likewise only once log version 3 is enabled
-(before that, version 5 while the enabled version is 2). The limits' heaps (ring, wake, group
-ready heaps) are rebuilt too; what orders them (each group's turn and wake time, the rate logs)
-is stored.
+Version 6 (schedules, job groups and limits, the dependency and batch tables of
+``flow_snapshot.py``) likewise only once log version 3 is enabled (before that, version 5 while
+the enabled version is 2). The limits' heaps (ring, wake, group ready heaps) are rebuilt too;
+what orders them (each group's turn and wake time, the rate logs) is stored.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import msgpack
 from raftq.core.codec import result_from_wire
 from raftq.core.errors import CodecError
 from raftq.core.fair import Limiter, limits_from_record
+from raftq.core.flow_snapshot import flow_records, read_flow
 from raftq.core.job import Job, JobState
 from raftq.core.limits import DEFAULT_LEASE_MS
 from raftq.core.queue import QueueState
@@ -70,9 +71,10 @@ __all__ = [
 # 4: request records hold the command's digest, and a claim's answer as job id and token
 #    pairs instead of the leases (payloads were stored twice). Version 3 is still read.
 # 5: the head record ends with enabled_version (written only when it is above 1).
-# 6: the head also counts schedules and fired jobs, their records follow the requests; queue
-#    records end with the job groups (job id, group, ...) and the limits record
-#    (``fair.Limiter.record``, or None); written only once log version 3 is enabled.
+# 6: the head also counts schedules and fired jobs, their records follow the requests, then the
+#    dependency and batch tables (``flow_snapshot.py``); queue records end with the job groups
+#    (job id, group, ...) and the limits record (``fair.Limiter.record``, or None); written
+#    only once log version 3 is enabled.
 SNAPSHOT_VERSION = 6
 _V4 = 4  # what the release before log version 2 reads: written while enabled_version is 1
 _V5 = 5  # what the release before log version 3 reads: written while enabled_version is 2
@@ -160,7 +162,8 @@ def _head_records(m: Machine) -> list[list[Any]]:
 
 def _version_of(m: Machine) -> int:
     """4 and 5 (what the previous releases read) until log version 3 is enabled: the
-    schedule, limit and group commands are refused before, so nothing of version 6 exists."""
+    schedule, limit, group, dependency and batch commands are refused before, so nothing of
+    version 6 exists."""
     return _V4 if m.enabled_version == 1 else _V5 if m.enabled_version == 2 else SNAPSHOT_VERSION
 
 
@@ -266,6 +269,8 @@ def write_snapshot(
         for chunk in _chunks(schedule_records(m)):
             out(_pack_many(chunk))
         for chunk in _chunks(fired_records(m)):
+            out(_pack_many(chunk))
+        for chunk in _chunks(flow_records(m)):
             out(_pack_many(chunk))
     write(checksum.digest())
 
@@ -404,6 +409,8 @@ def _read_into(m: Machine, it: Iterator[Any]) -> None:
         m.requests[rid] = (expires_ms, digest, answer)
         m.request_order.append((expires_ms, rid))
     read_schedule_records(m, it, n_sched, n_fired)
+    if version == SNAPSHOT_VERSION:
+        read_flow(m, it)
     if next(it, None) is not None:
         raise CodecError("corrupt snapshot: trailing data")
 

@@ -416,6 +416,30 @@ class Node(ProducesHandles):
         op = self._service.cancel(job_id, Fields({}))
         await self._run(op, f"/v1/jobs/{job_id}/cancel")
 
+    async def create_batch(
+        self,
+        jobs: Sequence[Mapping[str, Any]],
+        *,
+        queue: str | None = None,
+        on_complete: Mapping[str, Any] | None = None,
+        on_success: Mapping[str, Any] | None = None,
+        on_death: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """See ``raftq.client.Client.create_batch``."""
+        given = {
+            "queue": queue,
+            "on_complete": None if on_complete is None else dict(on_complete),
+            "on_success": None if on_success is None else dict(on_success),
+            "on_death": None if on_death is None else dict(on_death),
+        }
+        body = {"jobs": [_given(j) for j in jobs], **_given(given)}
+        op = self._service.create_batch(Fields(body), "msgpack")
+        return await self._run(op, "/v1/batches", body)
+
+    async def batch(self, batch_id: int) -> dict[str, Any]:
+        """See ``raftq.client.Client.batch`` (a local read of this node's replica)."""
+        return self._service.get_batch(_job_id(batch_id))
+
     # -- reading --------------------------------------------------------------------------
 
     async def get_job(self, job_id: int, *, linearizable: bool = False) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from raftq.core import Command, Result, encode_entry
+from raftq.core import Command, FlowJob, NewJob, Result, encode_entry
 from raftq.errors import ClusterError, OutcomeUnknown
 
 __all__ = ["GroupCommit", "results_within"]
@@ -163,10 +163,16 @@ class GroupCommit:
 def _approx_size(command: Command) -> int:
     """A cheap upper-bound-ish estimate of a command's encoded size, for batch limits."""
     jobs = getattr(command, "jobs", None)
-    if jobs is not None:
-        return 64 + sum(len(j.payload) + 48 for j in jobs)
+    if jobs is not None:  # NewJob, or FlowJob (a NewJob with a queue and its dependencies)
+        return 64 + sum(_job_size(j) for j in jobs)
     result = getattr(command, "result", None) or b""
     return 64 + len(result)
+
+
+def _job_size(j: NewJob | FlowJob) -> int:
+    if isinstance(j, FlowJob):
+        return len(j.job.payload) + 64 + len(j.queue) + 8 * len(j.depends_on)
+    return len(j.payload) + 48
 
 
 async def results_within(

@@ -444,6 +444,22 @@ class Api:
 
     # -- reads ------------------------------------------------------------------------------
 
+    # -- batches --------------------------------------------------------------------------
+
+    async def create_batch(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/batches``."""
+
+        async def op(w: _Write) -> web.StreamResponse:
+            answer = await self.service.create_batch(w.fields(), w.fmt)(w.request_id)
+            return respond(w.request, answer, 201)
+
+        return await self._write(request, op)
+
+    async def get_batch(self, request: web.Request) -> web.StreamResponse:
+        """``GET /v1/batches/{id}`` (this node's replica)."""
+        batch_id = parse_job_id(request.match_info["id"])
+        return respond(request, self.service.get_batch(batch_id))
+
     async def get_job(self, request: web.Request) -> web.StreamResponse:
         """``GET /v1/jobs/{id}[?consistency=local|linearizable]``."""
         job_id = parse_job_id(request.match_info["id"])

@@ -128,6 +128,7 @@ class StateCollector(Collector):
         with self.node.read() as m:
             clock_ms = m.clock_ms
             queues = [m.queue_metrics(name) for name in sorted(m.queue_names())]
+            batches_open, batches_kept = m.flow_metrics()
         # Families are built after the lock is released: the lock is held for copies only.
         clock = GaugeMetricFamily(
             "raftq_cluster_clock_seconds",
@@ -135,6 +136,10 @@ class StateCollector(Collector):
         )
         clock.add_metric([], clock_ms / 1000)
         yield clock
+        yield _gauge("raftq_batches_open", "Batches with a job not yet finished.", batches_open)
+        yield _gauge(
+            "raftq_batches", "Batches kept (until their last job is collected).", batches_kept
+        )
         families = _QueueFamilies()
         for qm in queues:
             if qm is not None:

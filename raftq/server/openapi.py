@@ -103,6 +103,39 @@ _ANY: Final[dict[str, Any]] = {
 }
 
 
+# Dependencies (docs/http-api.md): job ids, or "@N" for the N-th job of the same request.
+_FLOW_FIELDS: Final[dict[str, Any]] = {
+    "depends_on": {
+        "type": "array",
+        "items": {"oneOf": [{"type": "integer"}, {"type": "string", "pattern": "^@[0-9]+$"}]},
+    },
+    "on_dependency_failure": {"type": "string", "enum": ["cancel", "run"]},
+}
+
+
+def _batch_schemas(new_job: dict[str, Any], max_jobs: int) -> dict[str, Any]:
+    """``POST /v1/batches``: jobs (each with its ``queue``, or the body's) and callbacks."""
+    callback = obj_schema(
+        {"queue": {"type": "string", "pattern": _QUEUE_PATTERN}, "payload": _ANY},
+        ("queue", "payload"),
+        closed=True,
+    )
+    job = {**new_job, "properties": {**new_job["properties"], "queue": {"type": "string"}}}
+    return {
+        "BatchBody": obj_schema(
+            {
+                "queue": {"type": "string", "pattern": _QUEUE_PATTERN},
+                "jobs": {"type": "array", "items": job, "minItems": 1, "maxItems": max_jobs},
+                "on_complete": callback,
+                "on_success": callback,
+                "on_death": callback,
+            },
+            ("jobs",),
+            closed=True,
+        ),
+    }
+
+
 def _schemas(s: ServerSettings) -> dict[str, Any]:
     new_job = obj_schema(
         {
@@ -118,6 +151,7 @@ def _schemas(s: ServerSettings) -> dict[str, Any]:
                 "pattern": _QUEUE_PATTERN,
                 "description": "the job's fairness group in its queue (log version 3)",
             },
+            **_FLOW_FIELDS,
         },
         ("payload",),
         closed=True,
@@ -159,6 +193,7 @@ def _schemas(s: ServerSettings) -> dict[str, Any]:
             closed=True,
         ),
         "NewJob": new_job,
+        **_batch_schemas(new_job, s.max_batch_jobs),
         "EnqueueBody": {
             "oneOf": [
                 new_job,

@@ -359,6 +359,30 @@ ROUTES: Final[tuple[Route, ...]] = (
         ),
     ),
     Route(
+        "POST",
+        "/v1/batches",
+        "create_batch",
+        Rule(frozenset({_P, _A}), QueueFrom.BODY),  # every job's and callback's queue
+        lambda s: operation(
+            "create jobs as a batch with on_complete / on_success / on_death callbacks, each "
+            "enqueued once when due (producer, admin)",
+            [*_RID],
+            {**responses(201, None, WRITE_ERRORS), "201": plain("{batch, ids}")},
+            "BatchBody",
+        ),
+    ),
+    Route(
+        "GET",
+        "/v1/batches/{id}",
+        "get_batch",
+        Rule(frozenset({_R, _P, _A}), QueueFrom.BODY),  # the members' queues
+        lambda s: operation(
+            "a batch: its jobs, counts by state, callbacks fired (reader, producer, admin)",
+            [P_ID],
+            {**responses(200, None, _READ), "200": plain("{batch, ids, counts, fired}")},
+        ),
+    ),
+    Route(
         "GET",
         "/v1/queues",
         "list_queues",

@@ -38,6 +38,9 @@ Faults:
   progress in its own memory and a new leader starts by catching up the whole ``catchup_ms``
   window, and the state machine accepts any due slot (no ``last_slot_ms`` rule, no request
   id). After a leader change the slots the old leader fired fire again.
+- ``deps-release-early``: jobs enqueued with dependencies (``depends_on``, a batch's) are
+  created without them: claimable at once, before their dependencies succeeded, and their
+  claims carry no ``parents``.
 - ``wiped-node-votes``: the node before the wiped-voter rule: a new or wiped data dir votes
   before it has caught up with a leader, and a leader keeps counting a wiped follower for the
   entries it lost (``raftq.raft.pysyncobj.faults.wiped_node_votes``, a SyncObj wrapper the
@@ -64,8 +67,10 @@ from raftq.core import (
     Ack,
     Claim,
     Command,
+    CreateBatch,
     Enqueue,
     Enqueued,
+    EnqueueFlow,
     Fire,
     Lease,
     LimitsSet,
@@ -120,6 +125,7 @@ FAULTS: Final = frozenset(
         "install-stale-snapshot",
         "wiped-node-votes",
         "schedule-fires-twice",
+        "deps-release-early",
     }
 )
 
@@ -193,7 +199,8 @@ def current_token(m: Machine, job_id: int, token: int) -> int:
 
 class _FaultyService(Service):
     """The operations with one fault (``ack-before-commit``, ``follower-claims``,
-    ``skip-token-check``, ``nack-drops``, ``ignore-limits``) at the step where it acts."""
+    ``skip-token-check``, ``nack-drops``, ``ignore-limits``, ``deps-release-early``) at the step
+    where it acts."""
 
     def __init__(self, fault: str, node: NodeAPI, settings: ServerSettings) -> None:
         super().__init__(node, settings)
@@ -210,6 +217,11 @@ class _FaultyService(Service):
             with self.node.read() as m:  # any token acks the current lease
                 token = current_token(m, command.job_id, command.token)
             return await super().submit(dataclasses.replace(command, token=token))
+        if self.fault == "deps-release-early" and isinstance(command, EnqueueFlow | CreateBatch):
+            free = tuple(
+                dataclasses.replace(j, depends_on=(), depends_on_new=()) for j in command.jobs
+            )
+            return await super().submit(dataclasses.replace(command, jobs=free))
         if self.fault == "nack-drops" and isinstance(command, Nack):
             ack = Ack(now_ms=command.now_ms, request_id=command.request_id,
                       job_id=command.job_id, token=command.token, result=None)  # fmt: skip
@@ -276,6 +288,7 @@ def overrides(fault: str | None) -> Overrides | None:
         "skip-token-check",
         "nack-drops",
         "ignore-limits",
+        "deps-release-early",
     ):
         name = fault
 

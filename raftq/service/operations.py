@@ -24,6 +24,7 @@ from typing import Any, Protocol, TypeVar
 from raftq.core import (
     Ack,
     Acked,
+    BatchCreated,
     Cancel,
     Cancelled,
     Claim,
@@ -31,10 +32,12 @@ from raftq.core import (
     Command,
     Configure,
     Configured,
+    CreateBatch,
     DeleteSchedule,
     EnableVersion,
     Enqueue,
     Enqueued,
+    EnqueueFlow,
     Extended,
     Fired,
     Heartbeat,
@@ -91,6 +94,7 @@ from raftq.service.fields import (
     check_queue,
     invalid,
 )
+from raftq.service.flow_ops import FLOW_FIELDS, FlowOps, has_flow_fields, render_flow
 from raftq.service.refusals import rejected
 from raftq.service.render import (
     render_cluster,
@@ -128,6 +132,8 @@ _RESULT_OF: dict[type[Command], type[Result]] = {
     DeleteSchedule: ScheduleDeleted,
     TriggerSchedule: Fired,
     SetSchedulePaused: SchedulePaused,
+    EnqueueFlow: Enqueued,
+    CreateBatch: BatchCreated,
 }
 
 
@@ -226,8 +232,8 @@ def _rate_field(args: Fields, field: str) -> tuple[int | None, int | None]:
     return limit, period_ms
 
 
-class Service:
-    """The operations on one node.
+class Service(FlowOps):
+    """The operations on one node (those of dependencies and batches: ``flow_ops``).
 
     Args:
         node: the local raft node.
@@ -292,9 +298,14 @@ class Service:
         queue = check_queue(queue, "queue")
         batch = args.has("jobs")
         max_bytes = self.limits.max_payload_bytes
+        if not batch and any(args.has(k) for k in FLOW_FIELDS):
+            return self.enqueue_flow(queue, [args], fmt, many=False)
         if batch:
             items = args.req_list("jobs", self.limits.max_batch_jobs, 1)
             args.done()
+            if has_flow_fields(items):
+                fields = [Fields(item, f"jobs[{i}]") for i, item in enumerate(items)]
+                return self.enqueue_flow(queue, fields, fmt, many=True)
             jobs = tuple(
                 new_job(Fields(item, f"jobs[{i}]"), fmt, max_bytes) for i, item in enumerate(items)
             )
@@ -658,10 +669,11 @@ class Service:
         allowed its queue. A linearizable read is this read after ``node.barrier``."""
         with self.node.read() as m:
             info = m.job_info(job_id)
+            flow = render_flow(m, job_id)
         if info is None:
             raise Rejected("not_found", f"no job {job_id}", 404)
         require_queues((info.queue,))  # the queue of the job answered with
-        return render_job(info)
+        return render_job(info) | flow
 
     def queues(self) -> list[Answer]:
         """Every queue's stats, by name (those the caller may see)."""

@@ -60,6 +60,18 @@ def render_lease(x: Lease) -> dict[str, Any]:
         "attempt": x.attempt,
         "token": x.token,
         "lease_expires_ms": x.lease_expires_ms,
+    } | _parents(x)
+
+
+def _parents(x: Lease) -> dict[str, Any]:
+    """A released dependant's or a batch callback's view of its parents: ``parents`` maps
+    each id to its result, ``parent_states`` to its final state (``succeeded``, or ``dead``
+    / ``cancelled`` for a job that runs on failure)."""
+    if x.parents is None:
+        return {}
+    return {
+        "parents": {str(pid): unpack_value(res) for pid, _, res in x.parents},
+        "parent_states": {str(pid): st for pid, st, _ in x.parents},
     }
 
 

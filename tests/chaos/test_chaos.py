@@ -128,6 +128,9 @@ CONTROLS = [
     # (no backlog, so the job is claimed again at once) and workers that hold their jobs.
     ("skip-token-check", "worker-pause", 40, ("--producers", "1", "--worker-hold", "0.6,1.5")),
     ("nack-drops", "none", 15, ()),
+    # Dependants claimable at once: their claims come before their parents' acks, and carry
+    # no parents (the workflows checker).
+    ("deps-release-early", "none", 15, ()),
     # A journal that answers for writes that failed (ENOSPC / EIO): on one node, its restart
     # at the heal loses what it acknowledged (with more nodes the majority still has it).
     # (The node then refuses to start on its journal: a short drain limit, as it never drains.)

@@ -35,6 +35,8 @@ CLIENT_CALLS: dict[str, Callable[[Client], Awaitable[Any]]] = {
     "nack": lambda c: c.nack(1, 1),
     "cancel": lambda c: c.cancel(1),
     "get_job": lambda c: c.get_job(1),
+    "create_batch": lambda c: c.create_batch([{"queue": "q", "payload": 1}]),
+    "get_batch": lambda c: c.batch(1),
     "list_queues": lambda c: c.queues(),
     "get_queue": lambda c: c.queue("q"),
     "dead": lambda c: c.dead("q"),

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from raftq.core import (
     Ack,
     Acked,
+    BatchCreated,
     Cancel,
     Cancelled,
     Claim,
@@ -45,6 +46,7 @@ from raftq.core import (
     Fired,
     Heartbeat,
     JobState,
+    Lease,
     Machine,
     Nack,
     Nacked,
@@ -69,6 +71,7 @@ from raftq.core import (
     TriggerSchedule,
     VersionEnabled,
 )
+from tests.core.scenarios_flow import FLOW_COMMANDS, flow_lines
 
 __all__ = ["Case", "ScriptError", "Session", "parse", "render"]
 
@@ -340,6 +343,7 @@ COMMANDS: dict[str, Callable[[_Args], Command]] = {
     "delete-schedule": _schedule_command(DeleteSchedule),
     "pause-schedule": _schedule_paused(True),
     "resume-schedule": _schedule_paused(False),
+    **FLOW_COMMANDS,  # dependencies and batches (scenarios_flow.py)
 }
 
 
@@ -383,9 +387,17 @@ def result_lines(result: Result) -> list[str]:
         return [
             f"claimed job {j.id} {j.queue} p{j.priority} attempt={j.attempt} "
             f"token={j.token} expires={j.lease_expires_ms} payload={j.payload.decode()}"
+            + _parents(j)
             for j in result.jobs
         ]
     return [_ONE_LINE[type(result)](result)]  # type: ignore[arg-type]
+
+
+def _parents(j: Lease) -> str:
+    if j.parents is None:
+        return ""
+    shown = [f"{pid}:{st}:{'-' if r is None else r.decode()}" for pid, st, r in j.parents]
+    return " parents=" + ",".join(shown)
 
 
 def _enqueued(r: Enqueued) -> str:
@@ -420,6 +432,7 @@ _ONE_LINE: dict[type, Callable[..., str]] = {
         f"fired {r.name}@{r.fire_ms}: " + (f"job {r.job_id}" if r.job_id else "skipped")
     ),
     SchedulePaused: lambda r: f"schedule {r.name} " + ("paused" if r.paused else "resumed"),
+    BatchCreated: lambda r: f"batch {r.batch} created: jobs " + " ".join(map(str, r.ids)),
 }
 
 
@@ -460,3 +473,4 @@ def state_lines(m: Machine) -> Iterator[str]:
         if info.schedule is not None:
             words.append(f"fire={info.fire_ms} of {info.schedule}")
         yield " ".join(words)
+    yield from flow_lines(m)

@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 from raftq.core import (
     Ack,
     Acked,
+    BatchCallback,
+    BatchCreated,
     Cancel,
     Cancelled,
     Claim,
@@ -30,13 +32,16 @@ from raftq.core import (
     Command,
     Configure,
     Configured,
+    CreateBatch,
     DeleteSchedule,
     EnableVersion,
     Enqueue,
     Enqueued,
+    EnqueueFlow,
     Extended,
     Fire,
     Fired,
+    FlowJob,
     Heartbeat,
     Lease,
     LimitsSet,
@@ -271,9 +276,44 @@ def test_a_version_3_command_in_a_version_2_entry_is_malformed(cmd: Command) -> 
     assert_malformed(raw, Reason.MALFORMED)
 
 
+V3_FLOW_COMMANDS: list[Command] = [
+    EnqueueFlow(
+        now_ms=1_700_000_000_013,
+        request_id="f-1",
+        jobs=(
+            FlowJob(queue="a", job=NewJob(payload=b"p")),
+            FlowJob(queue="b", job=NewJob(payload=b"q"), depends_on=(7,), depends_on_new=(0,)),
+        ),
+    ),
+    CreateBatch(
+        now_ms=1_700_000_000_014,
+        jobs=(FlowJob(queue="a", job=NewJob(payload=b"x"), run_on_failure=True),),
+        on_success=BatchCallback(queue="done", payload=b"cb"),
+    ),
+]
+V3_FLOW_RESULTS: list[Result] = [BatchCreated(3, (4, 5))]
+
+
+def test_flow_commands_are_version_3_and_round_trip() -> None:
+    raw = encode_entry(V3_FLOW_COMMANDS)
+    assert raw[:2] == b"\x92\x03"
+    assert decode_entry(raw) == V3_FLOW_COMMANDS
+    assert decode_results(encode_results(V3_FLOW_RESULTS)) == V3_FLOW_RESULTS
+    # In an entry that declares version 2, a flow command is malformed (older nodes: unknown).
+    assert_malformed(msgpack.packb([2, [encode_command(V3_FLOW_COMMANDS[0])]]), Reason.MALFORMED)
+
+
+def test_a_lease_with_parents_round_trips_and_one_without_keeps_its_bytes() -> None:
+    plain = Lease(1, "q", b"p", 0, 1, 9, 100)
+    with_parents = Lease(2, "q", b"p", 0, 1, 10, 100, ((1, "succeeded", b"r"), (3, "dead", None)))
+    results: list[Result] = [Claimed((plain, with_parents))]
+    assert decode_results(encode_results(results)) == results
+    assert encode_result(Claimed((plain,))) == [2, [[1, "q", b"p", 0, 1, 9, 100]]]
+
+
 def test_every_command_and_result_type_is_covered() -> None:
-    commands = [*ONE_OF_EACH_COMMAND, *V2_COMMANDS, *V3_COMMANDS, *V3L_COMMANDS]
-    results = [*ONE_OF_EACH_RESULT, *V2_RESULTS, *V3_RESULTS, *V3L_RESULTS]
+    commands = [*ONE_OF_EACH_COMMAND, *V2_COMMANDS, *V3_COMMANDS, *V3L_COMMANDS, *V3_FLOW_COMMANDS]
+    results = [*ONE_OF_EACH_RESULT, *V2_RESULTS, *V3_RESULTS, *V3L_RESULTS, *V3_FLOW_RESULTS]
     assert {type(c) for c in commands} == set(Command.__args__)  # type: ignore[attr-defined]
     assert {type(r) for r in results} == set(Result.__args__)  # type: ignore[attr-defined]
 

@@ -971,6 +971,7 @@ def test_purge(h: Harness) -> None:
         "succeeded": 2,
         "dead": 0,
         "cancelled": 0,
+        "waiting": 0,
     }
     assert h.one(Purge(now_ms=h.now, queue="nope")) == Purged(0)
     assert "nope" not in h.m.queue_names()
@@ -1181,6 +1182,7 @@ def test_queue_stats(h: Harness) -> None:
         "succeeded": 0,
         "dead": 1,
         "cancelled": 0,
+        "waiting": 0,
     }
     assert stats.by_priority == {str(p): {9: 1, 5: 1, 0: 1}.get(p, 0) for p in range(9, -1, -1)}
     assert list(stats.by_priority) == [str(p) for p in range(9, -1, -1)]

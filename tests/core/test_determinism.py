@@ -13,6 +13,7 @@ import os
 import random
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import msgpack
@@ -20,15 +21,19 @@ import pytest
 
 from raftq.core import (
     Ack,
+    BatchCallback,
     Cancel,
     Claim,
     Claimed,
     Command,
     Configure,
+    CreateBatch,
     DeleteSchedule,
     EnableVersion,
     Enqueue,
+    EnqueueFlow,
     Fire,
+    FlowJob,
     Heartbeat,
     Machine,
     Nack,
@@ -86,7 +91,7 @@ def build_log(seed: int, n_entries: int = 2500) -> list[bytes]:  # noqa: C901
             lease_ms=rng.choice([None, 1_000, 10_000]),
         )
 
-    def command() -> Command:
+    def command() -> Command:  # noqa: C901 - one branch per kind of command
         r = rng.random()
         q = rng.choice(QUEUES)
         if r < 0.3:
@@ -142,8 +147,10 @@ def build_log(seed: int, n_entries: int = 2500) -> list[bytes]:  # noqa: C901
                 dedup_window_ms=rng.choice([None, 0, 3_000, 600_000]),
                 retention_ms=rng.choice([None, 0, 5_000, 3_600_000]),
             )
-        if r < 0.96:
+        if r < 0.94:
             return schedule_command()
+        if r < 0.965:
+            return flow_command(r)
         return Tick(now_ms=now, request_id=rid())
 
     def schedule_command() -> Command:
@@ -170,7 +177,38 @@ def build_log(seed: int, n_entries: int = 2500) -> list[bytes]:  # noqa: C901
             return SetSchedulePaused(now_ms=now, request_id=rid(), name=name, paused=paused)
         return DeleteSchedule(now_ms=now, request_id=rid(), name=name)
 
-    entries.append(encode_entry([EnableVersion(now_ms=now, version=3)]))  # schedules on
+    def flow_command(r: float) -> Command:
+        if r < 0.955:
+            return EnqueueFlow(now_ms=now, request_id=rid(), jobs=flow_jobs())
+        cb = BatchCallback(queue=rng.choice(QUEUES), payload=b"cb")
+        return CreateBatch(
+            now_ms=now,
+            request_id=rid(),
+            jobs=flow_jobs(keys=False),
+            on_complete=rng.choice([None, cb]),
+            on_success=rng.choice([None, cb]),
+            on_death=rng.choice([None, cb]),
+        )
+
+    def flow_jobs(keys: bool = True) -> tuple[FlowJob, ...]:
+        """Jobs of several queues depending on recent ids and on each other (a cycle now
+        and then: refused)."""
+        n = rng.choice([1, 2, 3])
+        out = []
+        for i in range(n):
+            nj = new_job()
+            out.append(
+                FlowJob(
+                    queue=rng.choice(QUEUES),
+                    job=nj if keys else replace(nj, key=None),
+                    depends_on=tuple(rng.sample(ids, min(len(ids), rng.choice([0, 1, 2])))),
+                    depends_on_new=tuple(k for k in range(n) if k != i and rng.random() < 0.3),
+                    run_on_failure=rng.random() < 0.3,
+                )
+            )
+        return tuple(out)
+
+    entries.append(encode_entry([EnableVersion(now_ms=now, version=3)]))  # version-3 commands on
     m.apply_entry(entries[0])
     for _ in range(n_entries):
         step = rng.random()

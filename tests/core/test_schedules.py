@@ -13,16 +13,21 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from raftq.core import (
     Ack,
+    BatchCallback,
+    BatchCreated,
     Cancel,
     Claim,
     Claimed,
     Command,
+    CreateBatch,
     DeleteSchedule,
     EnableVersion,
     Enqueue,
     Enqueued,
+    EnqueueFlow,
     Fire,
     Fired,
+    FlowJob,
     Machine,
     NewJob,
     Purge,
@@ -395,16 +400,24 @@ ScheduleModel.TestCase.settings = settings(
 TestScheduleModel = ScheduleModel.TestCase
 
 
-def test_a_snapshot_with_schedules_limits_and_groups_round_trips() -> None:
-    """Version 6 holds both halves of log version 3: a schedule's fired job in a limited queue,
-    with groups, comes back the same and answers the same."""
+def test_a_snapshot_with_every_version_3_table_round_trips() -> None:
+    """Version 6 holds all of log version 3: a schedule's fired job in a limited queue, jobs in
+    groups, a waiting dependant (in a group) and a batch come back the same and answer the
+    same."""
     m = _machine()
     _one(m, SetLimits(now_ms=T, queue="q", concurrency=2, group_concurrency=1))
     assert isinstance(_put(m), SchedulePut)
     fired = _one(m, Fire(now_ms=T + 1010, name="s", slot_ms=T + 1000))
     assert isinstance(fired, Fired)
     jobs = (NewJob(payload=b"a", group="g1"), NewJob(payload=b"b", group="g2"))
-    assert isinstance(_one(m, Enqueue(now_ms=T + 1020, queue="q", jobs=jobs)), Enqueued)
+    parents = _one(m, Enqueue(now_ms=T + 1020, queue="q", jobs=jobs))
+    assert isinstance(parents, Enqueued)
+    child = FlowJob(queue="q", job=NewJob(payload=b"c", group="g3"), depends_on=parents.ids)
+    assert isinstance(_one(m, EnqueueFlow(now_ms=T + 1021, jobs=(child,))), Enqueued)
+    member = FlowJob(queue="q", job=NewJob(payload=b"m"))
+    done = BatchCallback(queue="done", payload=b"cb")
+    batch = CreateBatch(now_ms=T + 1022, jobs=(member,), on_success=done)
+    assert isinstance(_one(m, batch), BatchCreated)
     raw = snapshot_bytes(m)
     twin = Machine.restore(raw)
     twin.check_invariants()

@@ -109,3 +109,17 @@ def test_once_version_2_is_enabled_the_snapshot_is_version_5_and_keeps_it() -> N
     restored.check_invariants()
     assert restored.enabled_version == 2
     assert snapshot_bytes(restored) == raw and raw != before
+
+
+def test_once_version_3_is_enabled_the_snapshot_is_version_6_with_the_flow_tables() -> None:
+    m = Machine()
+    _history(m)
+    _one(m, EnableVersion(now_ms=T + 4, version=2))
+    v5 = snapshot_bytes(m)
+    _one(m, EnableVersion(now_ms=T + 5, version=3))
+    raw = snapshot_bytes(m)
+    assert v5[16] == 5 and raw[16] == SNAPSHOT_VERSION == 6
+    restored = Machine.restore(raw)
+    restored.check_invariants()
+    assert restored.enabled_version == 3
+    assert snapshot_bytes(restored) == raw

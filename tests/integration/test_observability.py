@@ -282,6 +282,29 @@ async def test_dashboard_in_headless_chromium(jc: Cluster, tmp_path: Path) -> No
             "document.querySelector('#queues tr[data-queue=poison] td[data-state=dead]')"
             ".textContent === '1'"
         )
+        # A job's dependencies and a batch's counts, through the lookup form.
+        with _client(jc) as client:
+            made = client.create_batch(
+                [{"payload": 1}, {"payload": 2, "depends_on": ["@0"]}], queue="flow"
+            )
+        jc.wait_converged()
+        await page.eval(
+            "document.getElementById('lookup-kind').value = 'batches',"
+            f"document.getElementById('lookup-id').value = '{made['batch']}',"
+            "document.getElementById('lookup').requestSubmit(), true"
+        )
+        await page.wait_for(
+            "document.getElementById('lookup-out').textContent.includes('waiting1')"
+        )
+        await page.eval(
+            "document.getElementById('lookup-kind').value = 'jobs',"
+            f"document.getElementById('lookup-id').value = '{made['ids'][1]}',"
+            "document.getElementById('lookup').requestSubmit(), true"
+        )
+        await page.wait_for(
+            "document.getElementById('lookup-out').textContent"
+            f".includes('dependencies{made['ids'][0]} pending')"
+        )
         # Some traffic for the rates and the chart: a few rounds across several refreshes.
         for _ in range(4):
             with _client(jc) as client:

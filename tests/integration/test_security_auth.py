@@ -91,6 +91,7 @@ def call(  # noqa: PLR0917  # reads like the request line it sends
 # {q} is a queue, {job} a job in that queue.
 ROUTES: list[tuple[str, str, Any, set[str], bool]] = [
     ("POST", "/v1/queues/{q}/jobs", {"payload": 1}, {"producer"}, True),
+    ("POST", "/v1/batches", {"jobs": [{"queue": "{q}", "payload": 1}]}, {"producer"}, True),
     ("POST", "/v1/queues/{q}/claim", {"worker": "w", "wait_ms": 0}, {"worker"}, True),
     ("POST", "/v1/claim", {"queues": ["{q}"], "worker": "w"}, {"worker"}, True),
     ("POST", "/v1/jobs/{job}/heartbeat", {"token": 1}, {"worker"}, True),

@@ -17,9 +17,15 @@ import pytest
 from raftq.core import (
     Ack,
     Acked,
+    BatchCreated,
     Claim,
     Claimed,
+    CreateBatch,
+    EnableVersion,
     Enqueue,
+    Enqueued,
+    EnqueueFlow,
+    FlowJob,
     Lease,
     Machine,
     NewJob,
@@ -62,7 +68,7 @@ def _leases(p: Proposals, n: int) -> list[Lease]:
     return list(claimed.jobs)
 
 
-def _entry(*commands: Enqueue | Claim | Ack) -> bytes:
+def _entry(*commands: Enqueue | Claim | Ack | EnableVersion) -> bytes:
     return encode_entry(list(commands))
 
 
@@ -224,3 +230,21 @@ async def test_entries_report_their_queue_wait_and_commit_time() -> None:
     with pytest.raises(NoLeader):
         await results_within(queued, 5)
     assert len(commits) == 1
+
+
+async def test_flow_commands_go_out_too() -> None:
+    """A dependency or batch command is sized like an enqueue (its jobs are ``FlowJob``s,
+    whose payload is one level down): it was an AttributeError in the flush, and the
+    command never left the node."""
+    p = Proposals()
+    p.machine.apply_entry(_entry(EnableVersion(now_ms=T0, version=3)))
+    gc = GroupCommit(p.propose)
+    job = FlowJob(queue="q", job=NewJob(payload=b"p"))
+    batch = CreateBatch(now_ms=T0, jobs=(job, job))
+    futures = gc.submit_many([EnqueueFlow(now_ms=T0, jobs=(job,)), batch])
+    waiting = asyncio.create_task(results_within(futures, 5))
+    await _settle()
+    assert p.sizes == [2]
+    p.commit_next()
+    flow, created = await waiting
+    assert isinstance(flow, Enqueued) and isinstance(created, BatchCreated)

@@ -30,6 +30,7 @@ from raftq_jepsen.checker.priority import check_priority
 from raftq_jepsen.checker.report import write_report
 from raftq_jepsen.checker.schedules import check_schedules
 from raftq_jepsen.checker.total_queue import check_total_queue
+from raftq_jepsen.checker.workflows import check_workflows
 
 __all__ = ["Bounds", "HistoryError", "check_run", "judge"]
 
@@ -45,6 +46,7 @@ JUDGED = (
     "membership",
     "schedules",
     "limits",
+    "workflows",
 )
 
 
@@ -104,6 +106,7 @@ def _judge(
             "schedules": check_schedules(schedules, ops),
             "limits": check_limits(ix, run),
             "availability": check_availability(ops, windows),
+            "workflows": check_workflows(ops),
         }
     except (KeyError, TypeError, ValueError) as e:
         if isinstance(e, HistoryError):

@@ -32,7 +32,7 @@ INF = float("inf")
 # op had no effect.
 REFUSALS = ("stale_token", "lease_expired", "finished", "not_found")
 
-FS = ("enqueue", "claim", "ack", "nack", "heartbeat", "forged")
+FS = ("enqueue", "claim", "ack", "nack", "heartbeat", "forged", "batch")
 TYPES = ("invoke", "ok", "fail", "info")
 
 

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 
 from raftq_jepsen.checker.history import Delivery, Op, payload_key
 
-__all__ = ["HistoryIndex", "build_index"]
+__all__ = ["FLOW_PREFIX", "HistoryIndex", "build_index"]
+
+FLOW_PREFIX = "flow."  # the workload's workflow queues (workload.FLOW_QUEUES)
 
 
 @dataclass(slots=True)
@@ -47,9 +49,25 @@ class HistoryIndex:
         return None
 
 
+def _is_flow_claim(op: Op) -> bool:
+    """A claim of the workflow queues only (``workflows.py`` judges those jobs)."""
+    queues = op.value.get("queues") or []
+    return bool(queues) and all(str(q).startswith(FLOW_PREFIX) for q in queues)
+
+
 def build_index(ops: list[Op]) -> HistoryIndex:
+    """The index of the queue operations. Workflow batches, the claims of their queues and
+    the acks of their jobs are left out: the workflows checker judges them."""
     ix = HistoryIndex(ops)
+    flow_ids: set[int] = set()
     for op in ops:
+        if op.f == "batch":
+            continue
+        if op.f == "claim" and _is_flow_claim(op):
+            flow_ids.update(d.id for d in op.deliveries())
+            continue
+        if op.f in ("ack", "nack", "heartbeat") and op.job()[0] in flow_ids:
+            continue
         if op.f == "enqueue":
             ix.enqueues.append(op)
             ix.by_payload[payload_key(op.value.get("payload"))].append(op)
