@@ -413,7 +413,8 @@ def test_a_snapshot_with_every_version_3_table_round_trips() -> None:
     parents = _one(m, Enqueue(now_ms=T + 1020, queue="q", jobs=jobs))
     assert isinstance(parents, Enqueued)
     child = FlowJob(queue="q", job=NewJob(payload=b"c", group="g3"), depends_on=parents.ids)
-    assert isinstance(_one(m, EnqueueFlow(now_ms=T + 1021, jobs=(child,))), Enqueued)
+    flow = _one(m, EnqueueFlow(now_ms=T + 1021, jobs=(child,)))
+    assert isinstance(flow, Enqueued)
     member = FlowJob(queue="q", job=NewJob(payload=b"m"))
     done = BatchCallback(queue="done", payload=b"cb")
     batch = CreateBatch(now_ms=T + 1022, jobs=(member,), on_success=done)
@@ -424,6 +425,8 @@ def test_a_snapshot_with_every_version_3_table_round_trips() -> None:
     assert raw[16] == 6 and snapshot_bytes(twin) == raw
     info = twin.job_info(fired.job_id)
     assert info is not None and (info.schedule, info.fire_ms) == ("s", T + 1000)
+    waiting = twin.job_info(flow.ids[0])
+    assert waiting is not None and (waiting.state, waiting.group) == ("waiting", "g3")
     claim = Claim(now_ms=T + 1030, queues=("q",), worker="w", max=10)
     assert _one(twin, claim) == _one(m, claim)
     assert twin.state_digest() == m.state_digest()
