@@ -33,6 +33,12 @@ from raftq.core.codec_checks import (
     check_opt_str,
     check_str,
 )
+from raftq.core.codec_limits import (
+    SET_LIMITS,
+    decode_set_limits,
+    encode_limits_set,
+    encode_set_limits,
+)
 from raftq.core.codec_schedules import (
     SCHEDULE_TAGS,
     decode_schedule_command,
@@ -112,7 +118,7 @@ LOG_VERSION = 3  # the highest entry version this code decodes and applies
 _ENQUEUE, _CLAIM, _HEARTBEAT, _ACK, _NACK, _CANCEL = 1, 2, 3, 4, 5, 6
 _REQUEUE, _PURGE, _PAUSE, _RESUME, _CONFIGURE, _TICK = 7, 8, 9, 10, 11, 12
 _ENABLE_VERSION = 13  # log version 2
-_SET_LIMITS = 14  # log version 3
+_SET_LIMITS = SET_LIMITS  # log version 3 (codec_limits.py)
 _GROUPS_VERSION = 3  # an Enqueue with a job's ``group`` (its job arrays have 8 fields)
 # Log version 3: schedules, tags 20..24 (codec_schedules.py).
 # Log version 3: dependencies and batches (codec_flow.py).
@@ -194,23 +200,12 @@ def encode_command(cmd: Command) -> list[Any]:  # noqa: C901
         case PutSchedule() | DeleteSchedule() | Fire() | TriggerSchedule() | SetSchedulePaused():
             return encode_schedule_command(cmd, head)
         case SetLimits():
-            return [_SET_LIMITS, *head, cmd.queue, *_limit_fields(cmd)]
+            return encode_set_limits(cmd, head)
         case EnqueueFlow() | CreateBatch():
             from raftq.core import codec_flow  # noqa: PLC0415 - it builds on this module
 
             tag = _ENQUEUE_FLOW if isinstance(cmd, EnqueueFlow) else _CREATE_BATCH
             return [tag, *head, *codec_flow.flow_fields(cmd)]
-
-
-def _limit_fields(c: SetLimits | LimitsSet) -> list[int | None]:
-    return [
-        c.concurrency,
-        c.rate_limit,
-        c.rate_period_ms,
-        c.group_concurrency,
-        c.group_rate_limit,
-        c.group_rate_period_ms,
-    ]
 
 
 def encode_entry(commands: Sequence[Command]) -> bytes:
@@ -322,18 +317,7 @@ def _decode_later_command(tag: int, rid: str | None, now: int, f: list[Any]) -> 
         return codec_flow.decode_flow_command(tag == _CREATE_BATCH, rid, now, f)
     if tag != _SET_LIMITS:
         raise CodecError(f"unknown command tag {tag}")
-    queue, c, rl, rp, gc, grl, grp = _fields(f, 7, "set_limits")
-    return SetLimits(
-        now_ms=now,
-        request_id=rid,
-        queue=_str(queue, "queue"),
-        concurrency=_opt_int(c, "concurrency"),
-        rate_limit=_opt_int(rl, "rate_limit"),
-        rate_period_ms=_opt_int(rp, "rate_period_ms"),
-        group_concurrency=_opt_int(gc, "group_concurrency"),
-        group_rate_limit=_opt_int(grl, "group_rate_limit"),
-        group_rate_period_ms=_opt_int(grp, "group_rate_period_ms"),
-    )
+    return decode_set_limits(rid, now, f)
 
 
 def _decode_lease_command(tag: int, rid: str | None, now: int, f: list[Any]) -> Command:
@@ -473,7 +457,7 @@ def encode_result(r: Result) -> list[Any]:  # noqa: C901
         case SchedulePaused():
             return [23, r.name, r.paused]
         case LimitsSet():
-            return [14, r.queue, *_limit_fields(r)]
+            return encode_limits_set(r)
         case BatchCreated():
             return [30, r.batch, list(r.ids)]
 
