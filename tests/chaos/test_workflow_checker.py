@@ -7,6 +7,7 @@ from typing import Any
 
 from raftq_jepsen.checker.history import pair_events
 from raftq_jepsen.checker.index import build_index
+from raftq_jepsen.checker.linear import check_linearizable
 from raftq_jepsen.checker.total_queue import check_total_queue
 from raftq_jepsen.checker.workflows import check_workflows
 
@@ -127,4 +128,6 @@ def test_callback_twice_early_and_without_every_result() -> None:
 def test_the_other_checkers_leave_workflow_jobs_out() -> None:
     ix = build_index(pair_events(legal().events))
     assert ix.claims == [] and ix.deliveries == [] and dict(ix.lease_ops) == {}
+    assert ix.ops == []  # the linearizability checker walks these: a batch op has no job id
     assert check_total_queue(ix)["valid"]
+    assert check_linearizable(ix)["valid"]

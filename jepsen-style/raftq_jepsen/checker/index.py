@@ -57,8 +57,8 @@ def _is_flow_claim(op: Op) -> bool:
 
 def build_index(ops: list[Op]) -> HistoryIndex:
     """The index of the queue operations. Workflow batches, the claims of their queues and
-    the acks of their jobs are left out: the workflows checker judges them."""
-    ix = HistoryIndex(ops)
+    the acks of their jobs are left out, of ``ops`` too: the workflows checker judges them."""
+    ix = HistoryIndex([])
     flow_ids: set[int] = set()
     for op in ops:
         if op.f == "batch":
@@ -68,6 +68,7 @@ def build_index(ops: list[Op]) -> HistoryIndex:
             continue
         if op.f in ("ack", "nack", "heartbeat") and op.job()[0] in flow_ids:
             continue
+        ix.ops.append(op)
         if op.f == "enqueue":
             ix.enqueues.append(op)
             ix.by_payload[payload_key(op.value.get("payload"))].append(op)
