@@ -310,13 +310,16 @@ print(m.state_digest(), m.digest.hex(), m.applied)
 """
 
 
-@pytest.mark.integration
-def test_replay_under_other_hash_seeds(log: list[bytes], tmp_path: Path) -> None:
+def assert_replays_equal_under_other_hash_seeds(
+    log: list[bytes], tmp_path: Path, seeds: tuple[str, ...] = ("0", "12345")
+) -> None:
+    """``log`` replayed in fresh interpreters under other ``PYTHONHASHSEED`` values ends in
+    the state this process reaches."""
     path = tmp_path / "log.msgpack"
     path.write_bytes(msgpack.packb(log))
     m, _ = replay(log)
     expected = f"{m.state_digest()} {m.digest.hex()} {m.applied}"
-    for seed in ("0", "12345"):
+    for seed in seeds:
         env = {**os.environ, "PYTHONHASHSEED": seed}
         out = subprocess.run(
             [sys.executable, "-c", _CHILD, str(path)],
@@ -327,3 +330,8 @@ def test_replay_under_other_hash_seeds(log: list[bytes], tmp_path: Path) -> None
             timeout=120,
         )
         assert out.stdout.strip() == expected, f"PYTHONHASHSEED={seed}"
+
+
+@pytest.mark.integration
+def test_replay_under_other_hash_seeds(log: list[bytes], tmp_path: Path) -> None:
+    assert_replays_equal_under_other_hash_seeds(log, tmp_path)

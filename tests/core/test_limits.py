@@ -4,13 +4,9 @@ docs/state-machine.md "Limits and groups" (the model test covers their combinati
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 
-import msgpack
 import pytest
 
 from raftq.core import (
@@ -35,7 +31,7 @@ from raftq.core import (
     encode_entry,
     snapshot_bytes,
 )
-from tests.core.test_determinism import _CHILD as REPLAY_CHILD
+from tests.core.test_determinism import assert_replays_equal_under_other_hash_seeds
 
 T = 1_700_000_000_000
 
@@ -328,21 +324,4 @@ def test_a_random_limits_log_replays_equal_with_a_restore_midway() -> None:
 
 @pytest.mark.integration
 def test_a_random_limits_log_replays_equal_under_other_hash_seeds(tmp_path: Path) -> None:
-    log = _limits_log(11)
-    path = tmp_path / "log.msgpack"
-    path.write_bytes(msgpack.packb(log))
-    m = Machine()
-    for raw in log:
-        m.apply(raw)
-    expected = f"{m.state_digest()} {m.digest.hex()} {m.applied}"
-    for seed in ("0", "4242"):
-        env = {**os.environ, "PYTHONHASHSEED": seed}
-        out = subprocess.run(
-            [sys.executable, "-c", REPLAY_CHILD, str(path)],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=120,
-        )
-        assert out.stdout.strip() == expected, f"PYTHONHASHSEED={seed}"
+    assert_replays_equal_under_other_hash_seeds(_limits_log(11), tmp_path, ("0", "4242"))
