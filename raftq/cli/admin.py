@@ -18,7 +18,7 @@ from typing import Any, Final
 from raftq.cli.client import _print_json, open_client
 from raftq.cli.common import EXIT_OK, Parser, UsageError, non_negative_int
 
-__all__ = ["add_admin_commands", "duration_ms", "format_ms"]
+__all__ = ["add_admin_commands", "duration_ms", "format_ms", "print_done"]
 
 _UNITS_MS: Final = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _DURATION: Final = re.compile(r"(\d+)(ms|s|m|h|d)")
@@ -168,7 +168,7 @@ def _limits_text(answer: dict[str, Any]) -> str:
 def _cmd_limits_get(args: argparse.Namespace) -> int:
     with open_client(args) as client:
         answer = client.limits(args.queue)
-    return _done(args, answer, _limits_text(answer))
+    return print_done(args, answer, _limits_text(answer))
 
 
 def _cmd_limits_set(args: argparse.Namespace) -> int:
@@ -180,10 +180,11 @@ def _cmd_limits_set(args: argparse.Namespace) -> int:
             group_concurrency=args.group_concurrency,
             group_rate=args.group_rate,
         )
-    return _done(args, answer, _limits_text(answer))
+    return print_done(args, answer, _limits_text(answer))
 
 
-def _done(args: argparse.Namespace, answer: dict[str, Any], text: str) -> int:
+def print_done(args: argparse.Namespace, answer: dict[str, Any], text: str) -> int:
+    """A write's outcome: ``answer`` as JSON with ``--json``, else ``text``; exit 0."""
     if args.json:
         _print_json(answer, sys.stdout)
     else:
@@ -194,20 +195,20 @@ def _done(args: argparse.Namespace, answer: dict[str, Any], text: str) -> int:
 def _cmd_pause(args: argparse.Namespace) -> int:
     with open_client(args) as client:
         client.pause(args.queue)
-    return _done(args, {"queue": args.queue, "paused": True}, f"paused {args.queue}")
+    return print_done(args, {"queue": args.queue, "paused": True}, f"paused {args.queue}")
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
     with open_client(args) as client:
         client.resume(args.queue)
-    return _done(args, {"queue": args.queue, "paused": False}, f"resumed {args.queue}")
+    return print_done(args, {"queue": args.queue, "paused": False}, f"resumed {args.queue}")
 
 
 def _cmd_purge(args: argparse.Namespace) -> int:
     with open_client(args) as client:
         count = client.purge(args.queue)
     answer = {"queue": args.queue, "purged": count}
-    return _done(args, answer, f"purged {count} job(s) of {args.queue}")
+    return print_done(args, answer, f"purged {count} job(s) of {args.queue}")
 
 
 def _cmd_configure(args: argparse.Namespace) -> int:
@@ -217,7 +218,7 @@ def _cmd_configure(args: argparse.Namespace) -> int:
         )
     dedup, retention = answer["dedup_window_ms"], answer["retention_ms"]
     text = f"{answer['queue']}: dedup window {format_ms(dedup)}, retention {format_ms(retention)}"
-    return _done(args, answer, text)
+    return print_done(args, answer, text)
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
@@ -225,11 +226,13 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
         raise UsageError("ID must be a job id (1 or more)")
     with open_client(args) as client:
         client.cancel(args.job_id)
-    return _done(args, {"id": args.job_id, "state": "cancelled"}, f"cancelled job {args.job_id}")
+    return print_done(
+        args, {"id": args.job_id, "state": "cancelled"}, f"cancelled job {args.job_id}"
+    )
 
 
 def _cmd_transfer(args: argparse.Namespace) -> int:
     with open_client(args) as client:
         answer = client.transfer_leadership(args.to)
     text = f"leader now {answer['leader']} (was {answer['previous']})"
-    return _done(args, answer, text)
+    return print_done(args, answer, text)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from raftq.cli.admin import duration_ms, format_ms
+from raftq.cli.admin import duration_ms, format_ms, print_done
 from raftq.cli.client import _print_json, _table, open_client
 from raftq.cli.common import EXIT_OK, Parser, UsageError
 
@@ -119,36 +119,30 @@ def _cmd_set(args: argparse.Namespace) -> int:
     with open_client(args) as client:
         answer = client.set_schedule(args.name, args.queue, payload, **fields)
     verb = "created" if answer.get("created") else "replaced"
-    return _done(args, answer, f"{verb} {args.name}: next fire {_when(answer['next_fire_ms'])}")
-
-
-def _done(args: argparse.Namespace, answer: dict[str, Any], text: str) -> int:
-    if args.json:
-        _print_json(answer, sys.stdout)
-    else:
-        print(text)
-    return EXIT_OK
+    return print_done(
+        args, answer, f"{verb} {args.name}: next fire {_when(answer['next_fire_ms'])}"
+    )
 
 
 def _cmd_delete(args: argparse.Namespace) -> int:
     with open_client(args) as client:
         client.delete_schedule(args.name)
-    return _done(args, {"name": args.name, "deleted": True}, f"deleted {args.name}")
+    return print_done(args, {"name": args.name, "deleted": True}, f"deleted {args.name}")
 
 
 def _cmd_trigger(args: argparse.Namespace) -> int:
     with open_client(args) as client:
         answer = client.trigger_schedule(args.name)
-    return _done(args, answer, f"triggered {args.name}: job {answer['id']}")
+    return print_done(args, answer, f"triggered {args.name}: job {answer['id']}")
 
 
 def _cmd_pause(args: argparse.Namespace) -> int:
     with open_client(args) as client:
         client.pause_schedule(args.name)
-    return _done(args, {"name": args.name, "paused": True}, f"paused {args.name}")
+    return print_done(args, {"name": args.name, "paused": True}, f"paused {args.name}")
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
     with open_client(args) as client:
         client.resume_schedule(args.name)
-    return _done(args, {"name": args.name, "paused": False}, f"resumed {args.name}")
+    return print_done(args, {"name": args.name, "paused": False}, f"resumed {args.name}")
