@@ -54,6 +54,9 @@ class Workload:
     worker: str = "raftq"  # "raftq" (raftq.worker.Worker) or "loop" (the hand-written loop)
     prefetch: int = 0  # ``Worker(prefetch=...)``: jobs claimed ahead of free slots
     stream: bool = True  # ``Worker(stream=...)``: the worker stream (else HTTP claims)
+    # Jobs spread over this many groups of a queue with limits that never bind (the cost of
+    # the limiter's bookkeeping and round-robin); 0: no limits, no groups.
+    groups: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

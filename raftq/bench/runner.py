@@ -38,7 +38,9 @@ __all__ = ["LEVERS", "BenchOptions", "run_bench"]
 # The client levers, from none to all, with the hand-written worker loop (each measured on the
 # same cluster in one run); then raftq.worker.Worker over HTTP claims and over the worker
 # stream (its default, and the main phases'), each with the settings of the main phases and
-# with prefetch 30 (jobs claimed, or credit granted, ahead of its free slots).
+# with prefetch 30 (jobs claimed, or credit granted, ahead of its free slots); last the stream
+# worker on a queue with limits that never bind and its jobs over 1,000 groups (the limiter's
+# cost, against the stream row above it).
 _LOOP = "loop"
 LEVERS: tuple[tuple[str, dict[str, Any]], ...] = (
     (
@@ -76,6 +78,10 @@ LEVERS: tuple[tuple[str, dict[str, Any]], ...] = (
     (
         "Worker on the stream (prefetch 30)",
         {"coalesce": True, "claim_batch": 10, "worker": "raftq", "prefetch": 30},
+    ),
+    (
+        "stream, limits on (1,000 groups)",
+        {"coalesce": True, "claim_batch": 10, "pipeline": True, "worker": "raftq", "groups": 1000},
     ),
 )
 

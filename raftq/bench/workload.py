@@ -24,6 +24,7 @@ from raftq.bench.phases import Sink, Workload, make_payload, paced_figures, pct
 from raftq.bench.phases import produce as _produce
 from raftq.bench.progress import Progress
 from raftq.client import ClaimedJob, Client
+from raftq.core.limits import MAX_SLOTS
 from raftq.worker import Job, Worker
 from raftq.worker.stream_source import StreamSource
 
@@ -53,10 +54,15 @@ async def produce(
     rate: int | None = None,
     progress: Progress | None = None,
 ) -> tuple[float, int, list[float]]:
-    """``raftq.bench.phases.produce`` through ``client.enqueue`` into ``queue``."""
+    """``raftq.bench.phases.produce`` through ``client.enqueue`` into ``queue`` (with
+    ``w.groups``, job ``i`` in group ``g<i mod groups>``)."""
+    sent = 0
 
     async def send(payload: bytes) -> object:
-        return await client.enqueue(queue, payload)
+        nonlocal sent
+        group = f"g{sent % w.groups}" if w.groups else None
+        sent += 1
+        return await client.enqueue(queue, payload, group=group)
 
     return await _produce(send, w, n, rate=rate, progress=progress)
 
@@ -207,6 +213,8 @@ async def run_enqueue(urls: list[str], queue: str, w: Workload) -> dict[str, Any
         await c.enqueue(queue, make_payload(10**9, w.payload_bytes))  # warm: leader, queue
         for job in await c.claim(queue, worker="warm"):  # and take it out again
             await c.ack(job.id, job.token)
+        if w.groups:  # limits that never bind: only their bookkeeping is measured
+            await c.set_limits(queue, concurrency=MAX_SLOTS, group_concurrency=MAX_SLOTS)
         secs, errors, clat = await produce(c, queue, w, w.n, progress=progress)
     progress.finish()
     return {
