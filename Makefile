@@ -59,7 +59,7 @@ bench: $(STAMP)
 # (raftq/bench/peers/ installs them if missing, starts and stops them itself; ~10 minutes).
 bench-peers: $(STAMP)
 	mkdir -p bench/results
-	$(PY) -m raftq bench --levers --peers --json bench/results/bench-peers.json
+	$(PY) -m raftq bench --levers --peers --fsync-off-row --json bench/results/bench-peers.json
 
 # The state machine alone (raftq/core), no Raft, no network.
 bench-core: $(STAMP)

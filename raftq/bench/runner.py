@@ -96,6 +96,9 @@ class BenchOptions:
     levers_n: int = 2_000  # jobs per lever measurement (one request per op is slow)
     peers: tuple[str, ...] = ()  # names of raftq.bench.peers.run.PEERS
     lock: bool = True
+    # Measure the phases a second time on a fresh cluster with fsync off: the like-for-like
+    # row beside peers that do not sync each message (NATS).
+    fsync_off_row: bool = False
 
 
 def _commit() -> str | None:
@@ -256,14 +259,14 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
     peers_python = prepare_peers(list(opts.peers)) if opts.peers else None
     with bench_lock(opts.lock):
         raftq = _run_raftq(opts)
+    if opts.fsync_off_row:
+        with bench_lock(opts.lock):
+            off = _run_raftq(replace(opts, fsync=False, levers=False, jobs_queued=0))
+        result["fsync_off"] = {**_figures(off["phases"]), "elections": off["elections"]}
     ph = raftq["phases"]
     result.update(
         {
-            "enqueue_per_s": ph["enqueue"]["rate"],
-            "process_per_s": ph["process"]["rate"],
-            "mixed_per_s": ph["mixed"]["throughput"],
-            "paced_p50_ms": ph["paced"]["e2e_p50_ms"],
-            "paced_p99_ms": ph["paced"]["e2e_p99_ms"],
+            **_figures(ph),
             "elections": raftq["elections"],
             "leader_changes": raftq["leader_changes"],
             "rss_mb": raftq["rss_mb"],
@@ -279,7 +282,20 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         result["peers"] = {name: peer_summary(rec) for name, rec in raw.items()}
         result["peers_raw"] = raw
         result["ratios"] = ratios(result)
+        if "fsync_off" in result:
+            result["ratios_fsync_off"] = ratios(result, result["fsync_off"])
     return result
+
+
+def _figures(ph: dict[str, Any]) -> dict[str, float]:
+    """The five headline figures of a run's phases (``METRICS``)."""
+    return {
+        "enqueue_per_s": ph["enqueue"]["rate"],
+        "process_per_s": ph["process"]["rate"],
+        "mixed_per_s": ph["mixed"]["throughput"],
+        "paced_p50_ms": ph["paced"]["e2e_p50_ms"],
+        "paced_p99_ms": ph["paced"]["e2e_p99_ms"],
+    }
 
 
 _WORKER_NAMES = {"raftq": "raftq.worker.Worker", "loop": "the hand-written loop"}
@@ -293,14 +309,17 @@ METRICS = (
 )
 
 
-def ratios(result: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+def ratios(
+    result: dict[str, Any], raftq: dict[str, Any] | None = None
+) -> dict[str, dict[str, float | None]]:
     """raftq / peer for rates (above 1: raftq faster); raftq / peer for latencies too (below
-    1: raftq lower)."""
+    1: raftq lower). ``raftq``: whose figures (the run's main ones by default)."""
+    figures = result if raftq is None else raftq
     out: dict[str, dict[str, float | None]] = {}
     for name, peer in result.get("peers", {}).items():
         row: dict[str, float | None] = {}
         for key, _ in METRICS:
-            mine, theirs = result.get(key), peer.get(key)
+            mine, theirs = figures.get(key), peer.get(key)
             ok = isinstance(mine, int | float) and isinstance(theirs, int | float) and theirs
             row[key] = mine / theirs if ok else None
         out[name] = row
@@ -335,6 +354,8 @@ def format_report(result: dict[str, Any]) -> str:
         )
 
     lines.append(row("raftq", result))
+    if "fsync_off" in result:
+        lines.append(row("raftq fsync=off", result["fsync_off"]))
     for name, peer in result.get("peers", {}).items():
         lines.append(row(name, peer))
     lines.append("")
@@ -345,13 +366,14 @@ def format_report(result: dict[str, Any]) -> str:
     lines.append("where the writes' time went on the leader (per log entry):")
     for phase, d in result.get("raftq", {}).items():
         lines.append(f"  {phase:<8} {_raft_line(d.get('raft') or {})}")
-    for name, r in result.get("ratios", {}).items():
-        parts = [
-            f"{k.replace('_per_s', '').replace('_ms', '')} {v:.2f}x"
-            for k, v in r.items()
-            if v is not None
-        ]
-        lines.append(f"raftq / {name}: " + ", ".join(parts))
+    for label, key in (("raftq", "ratios"), ("raftq fsync=off", "ratios_fsync_off")):
+        for name, r in result.get(key, {}).items():
+            parts = [
+                f"{k.replace('_per_s', '').replace('_ms', '')} {v:.2f}x"
+                for k, v in r.items()
+                if v is not None
+            ]
+            lines.append(f"{label} / {name}: " + ", ".join(parts))
     if "levers" in result:
         lines.append("")
         lines.append("client levers (same cluster, same run):")

@@ -85,6 +85,12 @@ def add_bench_command(
         help="also run the same workload on these peers, installing them if missing "
         "(default nats_r3,rmq_quorum,arq) and print raftq's ratio to each",
     )
+    p.add_argument(
+        "--fsync-off-row",
+        action="store_true",
+        help="then measure the phases again on a fresh cluster with fsync off: the like-for-like "
+        "row beside peers that do not sync each message (NATS)",
+    )
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="write results")
     p.add_argument("--no-lock", action="store_true", help="do not take /tmp/bench.lock")
     p.set_defaults(handler=_cmd_bench)
@@ -128,6 +134,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         levers_n=args.levers_n,
         peers=peers,
         lock=not args.no_lock,
+        fsync_off_row=args.fsync_off_row,
     )
     result = run_bench(opts)
     print(format_report(result))
