@@ -54,6 +54,10 @@ class Job:
             the worker heartbeats, so it moves forward while the handler runs.
         worker: the worker's name, as recorded on the job.
         logger: a ``logging.LoggerAdapter`` whose lines name this job.
+        parents: for a job enqueued with ``depends_on`` (once released) or a batch callback,
+            each parent's id -> its result; ``None`` for any other job.
+        parent_states: each parent's id -> its final state (``succeeded``; ``dead`` or
+            ``cancelled`` for a job that runs on failure, or an ``on_complete`` callback).
     """
 
     id: int
@@ -65,6 +69,8 @@ class Job:
     lease_expires_ms: int
     worker: str
     logger: JobLogger = field(repr=False)
+    parents: dict[int, Any] | None = None
+    parent_states: dict[int, str] | None = None
 
 
 def describe_error(exc: BaseException) -> str:

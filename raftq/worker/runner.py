@@ -130,6 +130,8 @@ class JobRun:
             lease_expires_ms=claimed.lease_expires_ms,
             worker=ctx.worker,
             logger=JobLogger(_job_logger, extra),
+            parents=claimed.parents,
+            parent_states=claimed.parent_states,
         )
         self._label = f"job {claimed.id} {claimed.queue}#{claimed.attempt}"
         self._interrupted = False

@@ -16,7 +16,7 @@ import pytest
 
 from raftq.client import ClaimedJob, Client
 from raftq.client.stream import StreamUnsupportedError
-from raftq.core import Ack, Claim, Nack
+from raftq.core import Ack, Claim, EnableVersion, Nack
 from raftq.errors import ConfigError, JobDead, OutcomeUnknown, Rejected, Retry
 from raftq.server import app as app_module
 from raftq.server import create_app
@@ -491,3 +491,26 @@ async def test_a_node_without_the_stream_gets_http_claims(
     assert "does not serve the worker stream; claiming over HTTP" in caplog.text
     claims = [c for c in node.log if isinstance(c, Claim)]
     assert claims and not any(_STREAM_ROUND.fullmatch(c.request_id or "") for c in claims)
+
+
+async def test_a_released_dependant_sees_its_parents_results() -> None:
+    async with local() as (node, client):
+        await node.submit(EnableVersion(now_ms=node.now_ms(), version=3))
+        worker = fast(client)
+        seen: dict[str, Any] = {}
+
+        @worker.handler("etl")
+        async def run(job: Job) -> Any:
+            if job.payload == "merge":
+                seen["parents"], seen["states"] = job.parents, job.parent_states
+                return "merged"
+            return f"part {job.payload}"
+
+        ids = await client.enqueue_many(
+            "etl",
+            [{"payload": "a"}, {"payload": "b"}, {"payload": "merge", "depends_on": ["@0", "@1"]}],
+        )
+        async with running(worker):
+            await eventually(lambda: "parents" in seen)
+    assert seen["parents"] == {ids[0]: "part a", ids[1]: "part b"}
+    assert seen["states"] == {ids[0]: "succeeded", ids[1]: "succeeded"}
