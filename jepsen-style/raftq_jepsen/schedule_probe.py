@@ -23,6 +23,7 @@ NAME = "jepsen-tick"
 QUEUE = "jepsen-schedule"
 EVERY_MS = 500
 CATCHUP_MS = 30_000
+_COLLECT_FOR_S = 60.0  # collecting every job of the probe, at most
 _TRY_FOR_S = 30.0
 
 
@@ -90,16 +91,27 @@ class ScheduleProbe:
         return self.record
 
     async def _collect(self) -> bool:
+        """False when the jobs cannot all be collected: no leader for ``_TRY_FOR_S``, past
+        ``_COLLECT_FOR_S`` in all, or a claim that hands out again only jobs already collected
+        (a broken build leases without replicating, and its acks are refused: without this the
+        loop would never end)."""
         fires: list[dict[str, int]] = []
+        seen: set[int] = set()
         claim = {"worker": "schedule-collector", "max": 1000, "lease_ms": 60_000}
+        deadline = time.monotonic() + _COLLECT_FOR_S
         while True:
             answer = await self._until_ok("POST", f"/v1/queues/{QUEUE}/claim", claim)
-            if answer is None:
+            if answer is None or time.monotonic() > deadline:
                 return False  # not collected: the checker says so
             jobs = answer["jobs"]
             if not jobs:
                 break
+            if all(int(job["id"]) in seen for job in jobs):
+                return False
             for job in jobs:
+                if int(job["id"]) in seen:
+                    continue
+                seen.add(int(job["id"]))
                 shown = await self._until_ok("GET", f"/v1/jobs/{job['id']}")
                 if shown is None:
                     return False
