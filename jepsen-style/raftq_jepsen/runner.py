@@ -216,13 +216,17 @@ def run(opts: RunOptions) -> dict[str, Any]:
     def on_term(_sig: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, on_term)
+    # Ctrl-C as SIGTERM: raised where the loop runs, not asyncio.run's cancellation of the
+    # main task, which a wait that turns a cancellation into a timeout (and suppresses it)
+    # could swallow, so that the run went on to its end.
+    previous = {sig: signal.signal(sig, on_term) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         hosts.open()
         return asyncio.run(_run(opts, hosts))
     finally:
         hosts.close()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def spare_hosts(nemeses: list[str]) -> int:

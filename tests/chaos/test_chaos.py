@@ -202,18 +202,23 @@ def test_run_usage_errors(tmp_path: Path) -> None:
 def test_interrupted_run_cleans_up(tmp_path: Path) -> None:
     """Ctrl-C in the middle of a run: exit 130, no namespace, veth or node process left."""
     out = tmp_path / "interrupted"
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, str(RUN), "--out", str(out), "--nemesis", "partition-halves",
          "--time-limit", "60", "--quiet", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    history = out / "history.jsonl"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (history.exists() and history.stat().st_size):
-        time.sleep(0.2)
-    time.sleep(3)  # inside the first fault window
-    proc.send_signal(signal.SIGINT)
-    log, _ = proc.communicate(timeout=60)
+    ) as proc:  # fmt: skip
+        history = out / "history.jsonl"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (history.exists() and history.stat().st_size):
+            time.sleep(0.2)
+        time.sleep(3)  # inside the first fault window
+        proc.send_signal(signal.SIGINT)
+        try:
+            log, _ = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:  # not stopped by Ctrl-C: stop it (it cleans up on SIGTERM)
+                proc.terminate()
+                proc.communicate(timeout=60)
     assert proc.returncode == 130, log
     assert _namespaces_left() == []
     link = subprocess.run(["ip", "link", "show", "jepsen-h"], capture_output=True, check=False)
