@@ -23,7 +23,7 @@ NAME = "jepsen-tick"
 QUEUE = "jepsen-schedule"
 EVERY_MS = 500
 CATCHUP_MS = 30_000
-_COLLECT_FOR_S = 60.0  # collecting every job of the probe, at most
+_COLLECT_FOR_S = 30.0  # collecting every job of the probe, at most
 _TRY_FOR_S = 30.0
 
 
@@ -109,6 +109,8 @@ class ScheduleProbe:
             if all(int(job["id"]) in seen for job in jobs):
                 return False
             for job in jobs:
+                if time.monotonic() > deadline:  # each refused ack costs a whole _TRY_FOR_S
+                    return False
                 if int(job["id"]) in seen:
                     continue
                 seen.add(int(job["id"]))
