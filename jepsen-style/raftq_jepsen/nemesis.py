@@ -414,13 +414,16 @@ async def forged_forward(ctx: NemesisContext) -> Fault:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
     env.pop("LD_PRELOAD", None)
-    proc = await asyncio.create_subprocess_exec(
-        "ip", "netns", "exec", host.ns, sys.executable, "-m", "raftq_jepsen.forger",
-        "--token", ctx.hosts.token, "--node-id", claimed, "--seconds", f"{seconds:.1f}",
-        *[n.url for n in targets],
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL, env=env,
-    )  # fmt: skip
+    # Its errors go to logs/forger.log beside the nodes' logs (a window that sent nothing
+    # says why there).
+    with (ctx.log_path.parent / "logs" / "forger.log").open("a") as errors:
+        proc = await asyncio.create_subprocess_exec(
+            "ip", "netns", "exec", host.ns, sys.executable, "-m", "raftq_jepsen.forger",
+            "--token", ctx.hosts.token, "--node-id", claimed, "--seconds", f"{seconds:.1f}",
+            *[n.url for n in targets],
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=errors, env=env,
+        )  # fmt: skip
     detail: dict[str, Any] = {"host": host.id, "targets": _ids(targets), "claimed": claimed}
     by_url = {n.url: n.id for n in ctx.hosts.nodes}
     history = ctx.workload.history
