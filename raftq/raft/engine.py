@@ -143,6 +143,12 @@ class LogEngine(Protocol):
         ``voter_ready`` is false for followers that are in fact caught up)."""
         ...
 
+    def version_pending(self) -> bool:
+        """Leader: whether this term's first entry may still enable a newer log version (a
+        new cluster starts at its release's version: the engine proposes ``EnableVersion`` once
+        it leads, before any command proposed after this answers false)."""
+        ...
+
     def change_member(
         self,
         kind: str,

@@ -209,24 +209,47 @@ class RaftNode:
         self.engine.propose(raw, callback)
 
     async def submit(self, command: Command, timeout_ms: int | None = None) -> Result:
+        await self._settle_version((command,), timeout_ms)
         return await self._result(self._submit_now(command), timeout_ms)
 
     async def submit_many(
         self, commands: Sequence[Command], timeout_ms: int | None = None
     ) -> list[Result]:
+        await self._settle_version(commands, timeout_ms)
         return await self._results(self._submit_many_now(commands), timeout_ms)
+
+    def _needs_version(self, command: Command) -> tuple[int, int] | None:
+        """``(needed, enabled)`` if ``command`` needs a log version the cluster has not
+        enabled, else None."""
+        needed = command_version(command)
+        if needed == FORMAT_VERSION or isinstance(command, EnableVersion):
+            return None
+        with self.read() as m:
+            enabled = m.enabled_version
+        return (needed, enabled) if needed > enabled else None
+
+    async def _settle_version(self, commands: Sequence[Command], timeout_ms: int | None) -> None:
+        """A new cluster's leader enables its release's log version with its term's first
+        entry (``LogEngine.version_pending``): a command that needs that version and comes
+        in before the entry is applied waits for it (a barrier behind it) rather than being
+        refused. A cluster that really runs an older version refuses it in
+        ``_check_enabled``, one barrier later."""
+        if not any(self._needs_version(c) for c in commands):
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (timeout_ms or self._submit_timeout_ms) / 1000
+        while self._started and self.engine.version_pending() and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        await self.barrier(timeout_ms)
 
     def _check_enabled(self, command: Command) -> None:
         """Never propose a command of a log version the cluster has not enabled: a node still
         on an older raftq would stop at its entry (``NewerVersionError``). ``EnableVersion``
         itself is proposed only after every node was asked its version (the API's
         ``POST /v1/cluster/version``)."""
-        needed = command_version(command)
-        if needed == FORMAT_VERSION or isinstance(command, EnableVersion):
-            return
-        with self.read() as m:
-            enabled = m.enabled_version
-        if needed > enabled:
+        short = self._needs_version(command)
+        if short is not None:
+            needed, enabled = short
             raise Rejected(
                 "version_not_enabled",
                 f"this command needs log version {needed}, the cluster has enabled {enabled}: "

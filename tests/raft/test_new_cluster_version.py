@@ -4,11 +4,13 @@ nodes in this process over the in-memory transport."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 
 import pytest
 
-from raftq.core import Enqueue, Enqueued, NewJob
+from raftq.core import Enqueue, Enqueued, NewJob, PutSchedule, SchedulePut
 from raftq.core.codec import LOG_VERSION
 from raftq.raft.node import RaftNode
 from raftq.raft.pysyncobj import engine as pysyncobj_engine
@@ -54,3 +56,36 @@ async def test_a_cluster_at_version_1_stays_there_under_a_new_leader(
         await _enqueue(new)  # applied after the new leader's no-op: its check has run
         await until(lambda: all(n.status().applied_index >= 3 for n in cluster.nodes.values()))
         assert _enabled(cluster) == {1}
+
+
+async def test_a_command_sent_before_the_first_entry_of_a_new_cluster_waits_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bug fixed (CI: an embedded node's first ``set_schedule``, right after
+    ``wait_for_leader``, was refused with "run `raftq upgrade enable`"). A new cluster's
+    leader proposes ``EnableVersion`` at its first tick as leader; a command of this release's
+    log version that came in before that tick was refused. It now waits for the entry. Here
+    the leader's engine thread is held at that tick until the command has waited half a
+    second (held there, it applies nothing: the history the check reads stays the same)."""
+    gate = threading.Event()
+    check = pysyncobj_engine.PySyncObjEngine._enable_version_of_new_cluster
+
+    def held_back(self: pysyncobj_engine.PySyncObjEngine) -> None:
+        if self.is_leader():
+            gate.wait(10)
+        check(self)
+
+    monkeypatch.setattr(
+        pysyncobj_engine.PySyncObjEngine, "_enable_version_of_new_cluster", held_back
+    )
+    async with memory_cluster(tmp_path) as cluster:
+        await until(lambda: any(n.is_leader() for n in cluster.nodes.values()))
+        [leader] = [n for n in cluster.nodes.values() if n.is_leader()]
+        put = PutSchedule(now_ms=leader.now_ms(), name="s", queue="q", every_ms=1000, payload=b"")
+        submitted = asyncio.ensure_future(leader.submit(put))
+        await asyncio.sleep(0.5)
+        assert not submitted.done()  # before the fix: refused at once
+        gate.set()
+        assert isinstance(await submitted, SchedulePut)
+        with leader.read() as m:
+            assert m.enabled_version == LOG_VERSION

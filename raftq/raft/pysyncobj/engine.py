@@ -623,6 +623,14 @@ class PySyncObjEngine:
         match = _private(so, "raftMatchIndex")
         return all(match.get(o, 0) > 0 for o in so.otherNodes if so.isNodeConnected(o))
 
+    def version_pending(self) -> bool:
+        """Leader: this term's ``_enable_version_of_new_cluster`` has not run yet (it runs
+        at the leader's next tick and proposes its entry ahead of any proposed after)."""
+        so = self.syncobj
+        if so is None or not self.is_leader():
+            return False
+        return _private(so, "noopIDx") != self._checked_noop
+
     def member_info(self, raft: str) -> tuple[str, str] | None:
         """``(id, api)`` of the member at ``raft`` that the config does not list, if known."""
         known = self._directory.get(raft)
