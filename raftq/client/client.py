@@ -134,9 +134,15 @@ class Client(ProducesHandles):
         max_attempts: int | None = None,
         lease_ms: int | None = None,
         group: str | None = None,
+        depends_on: Sequence[int] | None = None,
+        on_dependency_failure: str | None = None,
     ) -> int:
         """Enqueue one job; returns its id (the existing job's id if ``key`` is live).
-        ``group``: the job's fairness group in its queue (see ``set_limits``)."""
+        ``group``: the job's fairness group in its queue (see ``set_limits``).
+        ``depends_on``: ids of existing jobs; this one waits until they all succeeded (its
+        claim then carries their results as ``parents``); if one fails, it is cancelled, or
+        run anyway with ``on_dependency_failure="run"``. Unknown ids are refused."""
+        deps = None if depends_on is None else [int(d) for d in depends_on]
         job = _job_body(
             payload,
             priority=priority,
@@ -146,8 +152,12 @@ class Client(ProducesHandles):
             max_attempts=max_attempts,
             lease_ms=lease_ms,
             group=group,
+            depends_on=deps,
+            on_dependency_failure=on_dependency_failure,
         )
-        if not self._coalesce:
+        # A job with dependencies goes alone: a refusal of its ids must not refuse the jobs
+        # of other callers coalesced with it.
+        if not self._coalesce or deps is not None or on_dependency_failure is not None:
             return await self._enqueue_one(queue, job)
         coalescer = self._enqueuers.get(queue)
         if coalescer is None:

@@ -13,6 +13,7 @@ asks once more through the leader (``linearizable``) before giving up.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from raftq.errors import JobCancelled, JobDead, Rejected, WaitTimeout
@@ -133,6 +134,8 @@ class Producer(JobReader, Protocol):
         max_attempts: int | None = None,
         lease_ms: int | None = None,
         group: str | None = None,
+        depends_on: Sequence[int] | None = None,
+        on_dependency_failure: str | None = None,
     ) -> int: ...
 
 
@@ -152,6 +155,8 @@ class ProducesHandles:
         max_attempts: int | None = None,
         lease_ms: int | None = None,
         group: str | None = None,
+        depends_on: Sequence[int] | None = None,
+        on_dependency_failure: str | None = None,
     ) -> JobHandle:
         """``enqueue`` and return a handle: ``await handle.wait(timeout_ms)`` gives the result
         (see ``raftq.client.handle``)."""
@@ -165,6 +170,8 @@ class ProducesHandles:
             max_attempts=max_attempts,
             lease_ms=lease_ms,
             group=group,
+            depends_on=depends_on,
+            on_dependency_failure=on_dependency_failure,
         )
         return JobHandle(self, job_id)
 

@@ -42,6 +42,8 @@ class Operations(Protocol):
         max_attempts: int | None = None,
         lease_ms: int | None = None,
         group: str | None = None,
+        depends_on: Sequence[int] | None = None,
+        on_dependency_failure: str | None = None,
     ) -> int:
         """Enqueue one job; its id."""
         ...
@@ -62,6 +64,8 @@ class Operations(Protocol):
         max_attempts: int | None = None,
         lease_ms: int | None = None,
         group: str | None = None,
+        depends_on: Sequence[int] | None = None,
+        on_dependency_failure: str | None = None,
     ) -> JobHandle:
         """``enqueue``, and a handle whose ``wait`` gives the job's result."""
         ...

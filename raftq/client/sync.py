@@ -98,6 +98,8 @@ class SyncClient:
         max_attempts: int | None = None,
         lease_ms: int | None = None,
         group: str | None = None,
+        depends_on: Sequence[int] | None = None,
+        on_dependency_failure: str | None = None,
     ) -> int:
         """See ``Client.enqueue``."""
         return self._run(
@@ -111,6 +113,8 @@ class SyncClient:
                 max_attempts=max_attempts,
                 lease_ms=lease_ms,
                 group=group,
+                depends_on=depends_on,
+                on_dependency_failure=on_dependency_failure,
             )
         )
 
@@ -126,6 +130,8 @@ class SyncClient:
         max_attempts: int | None = None,
         lease_ms: int | None = None,
         group: str | None = None,
+        depends_on: Sequence[int] | None = None,
+        on_dependency_failure: str | None = None,
     ) -> SyncJobHandle:
         """See ``Client.enqueue_job``."""
         job_id = self.enqueue(
@@ -138,6 +144,8 @@ class SyncClient:
             max_attempts=max_attempts,
             lease_ms=lease_ms,
             group=group,
+            depends_on=depends_on,
+            on_dependency_failure=on_dependency_failure,
         )
         return self.job(job_id)
 

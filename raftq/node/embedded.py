@@ -325,6 +325,8 @@ class Node(ProducesHandles):
         max_attempts: int | None = None,
         lease_ms: int | None = None,
         group: str | None = None,
+        depends_on: Sequence[int] | None = None,
+        on_dependency_failure: str | None = None,
     ) -> int:
         """See ``raftq.client.Client.enqueue``."""
         spec = {
@@ -336,6 +338,8 @@ class Node(ProducesHandles):
             "max_attempts": max_attempts,
             "lease_ms": lease_ms,
             "group": group,
+            "depends_on": None if depends_on is None else list(depends_on),
+            "on_dependency_failure": on_dependency_failure,
         }
         body = _given(spec)
         op = self._service.enqueue(queue, Fields(body), "msgpack")

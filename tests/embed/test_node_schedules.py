@@ -1,5 +1,6 @@
 """An embedded ``raftq.Node`` runs the leader's firing task: a schedule set through the node
-fires, shows its last and next fire, triggers, pauses and is deleted, all in-process."""
+fires, shows its last and next fire, triggers, pauses and is deleted, all in-process; and a job
+enqueued through the node with ``depends_on`` waits for its parent."""
 
 from __future__ import annotations
 
@@ -43,3 +44,15 @@ async def test_an_embedded_node_fires_its_schedules(tmp_path: Path) -> None:
         assert gone.value.status == 404
         with pytest.raises(Rejected, match="cron: must have 5 fields"):
             await node.set_schedule("bad", "q", 1, cron="* *")
+
+
+async def test_an_embedded_node_enqueues_a_job_that_depends_on_another(tmp_path: Path) -> None:
+    async with Node(make_config(tmp_path, 1), "n1") as node:
+        await node.wait_for_leader(10_000)
+        parent = await node.enqueue("q", "p")
+        child = await node.enqueue("q", "c", depends_on=[parent])
+        assert (await node.get_job(child))["state"] == "waiting"
+        (job,) = await node.claim("q", worker="w", max=10)
+        await node.ack(job.id, job.token, "done")
+        (released,) = await node.claim("q", worker="w", max=10)
+        assert (released.id, released.parents) == (child, {parent: "done"})

@@ -61,3 +61,32 @@ def test_pipeline_completes_once_across_a_leader_kill(cluster: Cluster) -> None:
         batch = client.batch(int(str(summary["batch"])))
         assert batch["counts"]["succeeded"] == N and batch["done"]
         assert batch["fired"] == ["on_complete", "on_success"]
+
+
+def test_a_single_enqueue_waits_for_the_jobs_it_depends_on(cluster: Cluster) -> None:
+    """``SyncClient.enqueue(depends_on=...)`` / ``enqueue_job``: the dependant waits until
+    its parent succeeded, and is claimed with the parent's result; with
+    ``on_dependency_failure="run"`` it runs after its parent died too."""
+    with SyncClient(cluster.api[cluster.leader()]) as client:
+        parent = client.enqueue("deps", "p", max_attempts=1)
+        child = client.enqueue_job("deps", "c", depends_on=[parent])
+        anyway = client.enqueue("deps", "r", depends_on=[parent], on_dependency_failure="run")
+        assert client.get_job(child.id)["state"] == "waiting"
+        (claimed,) = client.claim("deps", worker="w", max=10)
+        assert claimed.id == parent
+        client.ack(parent, claimed.token, "parent's result")
+        got = {j.id: j for j in client.claim("deps", worker="w", max=10, wait_ms=5_000)}
+        assert set(got) == {child.id, anyway}
+        assert got[child.id].parents == {parent: "parent's result"}
+        for j in got.values():
+            client.ack(j.id, j.token)
+        assert child.wait(5_000) is None
+
+        dying = client.enqueue("deps", "d", max_attempts=1)
+        cancelled = client.enqueue("deps", "x", depends_on=[dying])
+        runs = client.enqueue("deps", "y", depends_on=[dying], on_dependency_failure="run")
+        (claimed,) = client.claim("deps", worker="w", max=10)
+        client.nack(dying, claimed.token, error="boom")
+        (released,) = client.claim("deps", worker="w", max=10, wait_ms=5_000)
+        assert released.id == runs and released.parent_states == {dying: "dead"}
+        assert client.get_job(cancelled)["state"] == "cancelled"

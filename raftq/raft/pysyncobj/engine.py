@@ -629,7 +629,8 @@ class PySyncObjEngine:
         so = self.syncobj
         if so is None or not self.is_leader():
             return False
-        return _private(so, "noopIDx") != self._checked_noop
+        noop: int | None = _private(so, "noopIDx")
+        return noop != self._checked_noop
 
     def member_info(self, raft: str) -> tuple[str, str] | None:
         """``(id, api)`` of the member at ``raft`` that the config does not list, if known."""
