@@ -6,6 +6,7 @@ and the server do not pay for the worker or the embedding code):
 - ``raftq.Client``, ``raftq.SyncClient``, ``raftq.JobHandle``: producers (``raftq.client``).
 - ``raftq.Worker``, ``raftq.Job``, ``raftq.Retry``: workers (``raftq.worker``).
 - ``raftq.Node``: a node embedded in an asyncio service (``raftq.embed``).
+- ``raftq.App``, ``raftq.Task``: typed tasks (``raftq.tasks``).
 """
 
 from __future__ import annotations
@@ -16,17 +17,21 @@ from typing import TYPE_CHECKING, Any
 from raftq._version import __version__
 
 __all__ = [
+    "App",
     "Client",
     "Job",
     "JobHandle",
     "Node",
     "Retry",
     "SyncClient",
+    "Task",
     "Worker",
     "__version__",
 ]
 
 _LAZY = {
+    "App": "raftq.tasks",
+    "Task": "raftq.tasks",
     "Client": "raftq.client",
     "SyncClient": "raftq.client",
     "JobHandle": "raftq.client",
@@ -40,6 +45,7 @@ if TYPE_CHECKING:
     from raftq.client import Client, JobHandle, SyncClient
     from raftq.embed import Node
     from raftq.errors import Retry
+    from raftq.tasks import App, Task
     from raftq.worker import Job, Worker
 
 

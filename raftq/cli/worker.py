@@ -1,7 +1,8 @@
 """``raftq worker MODULE:ATTR``: run a worker until SIGINT/SIGTERM.
 
 ATTR is either a handler function (``--queue`` names the queue(s) it handles) or a
-``raftq.Worker`` object (its handlers say which queues; ``--queue`` narrows them down). Flags
+``raftq.Worker`` object (its handlers say which queues; ``--queue`` narrows them down), or a
+``raftq.App`` (its tasks' queues, as ``App.worker()`` builds them). Flags
 override the worker's settings. The current directory is importable, as with ``python -m``.
 
 Exit codes: 0 after a clean stop (signal), 1 if the worker failed (the cluster refused its
@@ -41,12 +42,12 @@ def add_worker_command(
         parents=list(parents),
         help="run jobs with a Python handler until Ctrl-C or SIGTERM",
         description="Run jobs of the given queues with a handler function, or with a "
-        "raftq.Worker object, from MODULE:ATTR (the current directory is importable). "
+        "raftq.Worker or raftq.App object, from MODULE:ATTR (the current directory is importable). "
         "SIGINT/SIGTERM stops it gracefully: no new claims, running jobs get the grace "
         "period, then are nacked for immediate redelivery; a second signal stops at once. "
         "Exit codes: 0 clean stop, 1 failure, 2 usage or import error.",
     )
-    p.add_argument("target", metavar="MODULE:ATTR", help="a handler function or a Worker")
+    p.add_argument("target", metavar="MODULE:ATTR", help="a handler function, a Worker or an App")
     p.add_argument(
         "--queue",
         "-q",
@@ -119,27 +120,39 @@ def load_target(target: str) -> Any:
     return obj
 
 
+def _worker_of(target: Any, args: argparse.Namespace) -> Any:
+    """The ``raftq.Worker`` that ``target`` (a Worker, an App or a handler function) is."""
+    from raftq.tasks import App  # noqa: PLC0415 - keeps `raftq --help` light
+    from raftq.worker import Worker  # noqa: PLC0415
+
+    if isinstance(target, App):
+        if not target.tasks:
+            raise UsageError(f"{args.target} has no task: register one with @app.task")
+        return target.worker()
+    if isinstance(target, Worker):
+        if not target.queues:
+            raise UsageError(f"{args.target} has no handler: register one with @worker.handler")
+        return target
+    if not callable(target):
+        kind = type(target).__name__
+        raise UsageError(
+            f"{args.target} is a {kind}, not a handler function, a raftq.Worker or a raftq.App"
+        )
+    if not args.queues:
+        raise UsageError(f"{args.target} is a function: give its queue(s) with --queue")
+    worker = Worker()
+    try:
+        for q in args.queues:
+            worker.add_handler(q, target)
+    except ValueError as e:
+        raise UsageError(f"--queue: {e}") from None
+    return worker
+
+
 def _build(target: Any, args: argparse.Namespace) -> tuple[Any, list[str] | None]:
     """The worker to run and the queues to serve (``None``: all of its handlers')."""
-    from raftq.worker import Worker  # noqa: PLC0415 - keeps `raftq --help` light
-
     queues: list[str] | None = args.queues
-    if isinstance(target, Worker):
-        worker = target
-        if not worker.queues:
-            raise UsageError(f"{args.target} has no handler: register one with @worker.handler")
-    elif callable(target):
-        if not queues:
-            raise UsageError(f"{args.target} is a function: give its queue(s) with --queue")
-        worker = Worker()
-        try:
-            for q in queues:
-                worker.add_handler(q, target)
-        except ValueError as e:
-            raise UsageError(f"--queue: {e}") from None
-    else:
-        kind = type(target).__name__
-        raise UsageError(f"{args.target} is a {kind}, not a handler function or a raftq.Worker")
+    worker = _worker_of(target, args)
     options = {
         "concurrency": args.concurrency,
         "name": args.name,

@@ -34,7 +34,7 @@ def test_the_readme_python_runs_against_a_node(node: Cluster) -> None:
     code = code.replace(_README_NODES, repr([node.api["n1"]]))
     done = _run([sys.executable, "-c", code], node.root)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["enqueued job 1", "done with job 1"]
+    assert done.stdout.splitlines() == ["enqueued job 1", "sent: True"]
 
 
 def test_requeue_of_an_unknown_dead_letter_names_it(node: Cluster) -> None:

@@ -40,7 +40,7 @@ pytestmark = pytest.mark.usefixtures("restore_root_logging")
         (["nope"], "expected MODULE:ATTR"),
         (["no_such_module_xyz:f", "-q", "a"], "cannot import 'no_such_module_xyz': Module"),
         (["json:nope", "-q", "a"], "'json' has no attribute 'nope'"),
-        (["json:__name__", "-q", "a"], "is a str, not a handler function or a raftq.Worker"),
+        (["json:__name__", "-q", "a"], "is a str, not a handler function, a raftq.Worker or"),
         (["tests.worker.test_cli_worker:handler"], "give its queue(s) with --queue"),
         (["tests.worker.test_cli_worker:handler", "-q", "bad name"], "--queue: queue names"),
         (["tests.worker.test_cli_worker:refused", "-q", "other"], "no handler for it (q)"),
