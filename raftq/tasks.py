@@ -92,7 +92,12 @@ class _Codec:
             if adapter is None or self.signature.parameters[name].kind in _VARIADIC:
                 continue
             valid = adapter.validate_python(value)
-            bound.arguments[name] = adapter.dump_python(valid, mode="json") if dump else valid
+            if dump:
+                # Validated again as the worker will see it: a model instance is not checked
+                # by validate_python (pydantic does not revalidate instances).
+                valid = adapter.dump_python(valid, mode="json")
+                adapter.validate_python(valid)
+            bound.arguments[name] = valid
 
     def dump_args(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The payload's ``args``/``kwargs``, checked against the signature (``TypeError``)."""
@@ -265,6 +270,17 @@ class App:
             "retry_ms": retry_ms,
         }
         self.tasks: dict[str, Task[Any, Any]] = {}
+
+    def configure(self, nodes: Sequence[str] | str | None = None, *, client: Any = None) -> None:
+        """Point the app at other nodes, or a client (e.g. a test's ``raftq.testing.LocalNode``
+        and its ``url``). The app's ``SyncClient`` is closed; its ``Client`` must have been
+        closed first (``await app.aclose()``)."""
+        if (nodes is None) == (client is None):
+            raise ValueError("configure takes nodes or client")
+        if self._client is not None:
+            raise RuntimeError("await app.aclose() before configure: its Client is open")
+        self.close_sync()
+        self.nodes, self._given = nodes, client
 
     @overload
     def task(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
