@@ -39,7 +39,7 @@ from raftq.client.types import ClaimedJob
 from raftq.config import ClusterConfig, load_config
 from raftq.core.limits import MAX_CLAIM
 from raftq.errors import NoLeader, Rejected, TransportError
-from raftq.node.claim import NodeClaim, claim_node
+from raftq.node.claim import NodeClaim, bind_port, claim_node
 from raftq.node.process import server_settings
 from raftq.raft.api import NodeStatus
 from raftq.raft.engine import LogEngine
@@ -47,12 +47,14 @@ from raftq.raft.node import RaftNode
 from raftq.raft.pysyncobj import new_pysyncobj_engine
 from raftq.retry import RetryPolicy
 from raftq.server import ServerSettings, add_routes, testfaults
+from raftq.server.app import error_middleware
 from raftq.server.auth import security_from_config
 from raftq.server.clock_probe import PeerClocks
 from raftq.service.fields import INT64_MAX, Fields, check_int, check_queue
 from raftq.service.operations import Answer, Op, Service
 from raftq.service.request_ids import principal_of_token, scoped
 from raftq.service.scheduler import Scheduler
+from raftq.tls import server_context
 
 __all__ = ["Node"]
 
@@ -133,6 +135,7 @@ class Node(ProducesHandles):
         self._transport: Transport | None = None
         self._started = False
         self._claim: NodeClaim | None = None
+        self._server: web.AppRunner | None = None  # ``serve``'s listener
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -170,6 +173,36 @@ class Node(ProducesHandles):
         self._prefix = prefix
         self._clocks.prefix = prefix
 
+    async def serve(self, prefix: str = "") -> str:
+        """Serve this node's HTTP API on a listener of its own, at the node's ``api`` address
+        in the config (with the config's TLS), until ``stop``: what a service that is not
+        aiohttp (FastAPI, Starlette...) calls in its lifespan, after ``start``, since peers,
+        workers and the CLI reach the node there. Returns the API's base URL.
+
+        Raises:
+            PortUnavailable: the API port is taken.
+            RuntimeError: not started, or already serving.
+        """
+        if not self._started or self._server is not None:
+            raise RuntimeError(f"node {self.node_id} is not started, or already serving")
+        spec = self.config.node(self.node_id)
+        sock = bind_port(self.node_id, "API", spec.api_host, spec.api_port)
+        tls = None if self.config.tls is None else server_context(self.config.tls)
+        app = web.Application(
+            client_max_size=self.settings.max_body_bytes, middlewares=[error_middleware]
+        )
+        self.mount(app, prefix)
+        runner = web.AppRunner(app, access_log=None)
+        try:
+            await runner.setup()
+            await web.SockSite(runner, sock, ssl_context=tls).start()
+        except BaseException:
+            await runner.cleanup()
+            sock.close()
+            raise
+        self._server = runner
+        return self.config.api_url(self.node_id) + prefix
+
     async def start(self) -> None:
         """Start replicating (binds the raft port; does not wait for a leader).
 
@@ -193,8 +226,11 @@ class Node(ProducesHandles):
         self._scheduler.start()
 
     async def stop(self) -> None:
-        """Stop replicating and close the forwarding connections."""
+        """Stop serving (``serve``), replicating, and close the forwarding connections."""
         self._started = False
+        if self._server is not None:
+            await self._server.cleanup()
+            self._server = None
         await self._scheduler.stop()
         if self._transport is not None:
             await self._transport.close()
