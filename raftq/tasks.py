@@ -30,11 +30,12 @@ import asyncio
 import dataclasses
 import functools
 import inspect
+import re
 import ssl
 import typing
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, Protocol, TypeVar, overload
 
 from raftq.client import Client, JobHandle, SyncClient
 from raftq.client.sync import SyncJobHandle
@@ -46,7 +47,9 @@ __all__ = ["App", "SyncTaskHandle", "Task", "TaskHandle"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+_POS_ONLY, _POS_OR_KW = inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD
+_VAR_POS, _VAR_KW = inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD
+_VARIADIC = (_VAR_POS, _VAR_KW)
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,11 +102,90 @@ class _Codec:
                 adapter.validate_python(valid)
             bound.arguments[name] = valid
 
+    def _positional(self, p: inspect.Parameter) -> bool:
+        """Whether a payload passes ``p`` in ``args``: if it is positional-only, or if the
+        function takes ``*args`` (then every positional parameter before it must be)."""
+        takes_var = any(q.kind is _VAR_POS for q in self.signature.parameters.values())
+        return p.kind is _POS_ONLY or (takes_var and p.kind is _POS_OR_KW)
+
     def dump_args(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-        """The payload's ``args``/``kwargs``, checked against the signature (``TypeError``)."""
+        """The payload's ``args``/``kwargs``, checked against the signature (``TypeError``):
+        every argument by name, but for those ``_positional`` says go by position."""
         bound = self.signature.bind(*args, **kwargs)
         self._validated(bound, dump=True)
-        return {"args": list(bound.args), "kwargs": dict(bound.kwargs)}
+        by_pos: list[Any] = []
+        by_name: dict[str, Any] = {}
+        for name, value in bound.arguments.items():
+            p = self.signature.parameters[name]
+            if p.kind is _VAR_POS:
+                by_pos.extend(value)
+            elif p.kind is _VAR_KW:
+                by_name.update(value)
+            elif self._positional(p):
+                by_pos.append(value)
+            else:
+                by_name[name] = value
+        return {"args": by_pos, "kwargs": by_name}
+
+    def json_schemas(self, task: str, ref_template: str) -> tuple[Any, Any, dict[str, Any]]:
+        """The JSON Schemas of ``task``'s payload (what ``dump_args`` makes, and the worker
+        accepts) and of its result, and the definitions they refer to (``ref_template``).
+        Without pydantic, or for a parameter without annotation: any value."""
+        adapters = self._hints()
+        keys: list[tuple[str, Literal["validation", "serialization"], Any]] = [
+            (n, "serialization" if n == "return" else "validation", a) for n, a in adapters.items()
+        ]
+        found: dict[Any, Any] = {}
+        defs: dict[str, Any] = {}
+        if keys:
+            from pydantic import TypeAdapter  # noqa: PLC0415 - adapters exist only with it
+
+            found, top = TypeAdapter.json_schemas(keys, ref_template=ref_template)
+            defs = top.get("$defs", {})
+
+        def schema(name: str) -> Any:
+            mode = "serialization" if name == "return" else "validation"
+            return found.get((name, mode), {})
+
+        prefix: list[Any] = []
+        n_required = 0
+        items: Any = False
+        props: dict[str, Any] = {}
+        required: list[str] = []
+        extra: Any = False
+        for p in self.signature.parameters.values():
+            if p.kind is _VAR_POS:
+                items = schema(p.name)
+            elif p.kind is _VAR_KW:
+                extra = schema(p.name)
+            elif self._positional(p):
+                prefix.append(schema(p.name))
+                n_required += p.default is inspect.Parameter.empty
+            else:
+                props[p.name] = schema(p.name)
+                if p.default is inspect.Parameter.empty:
+                    required.append(p.name)
+        payload = {
+            "type": "object",
+            "properties": {
+                "task": {"const": task},
+                "args": {
+                    "type": "array",
+                    "prefixItems": prefix,
+                    "items": items,
+                    "minItems": n_required,
+                },
+                "kwargs": {
+                    "type": "object",
+                    "properties": props,
+                    "required": required,
+                    "additionalProperties": extra,
+                },
+            },
+            "required": ["task", "args", "kwargs"],
+            "additionalProperties": False,
+        }
+        return payload, schema("return"), defs
 
     def load_args(self, payload: Any) -> tuple[list[Any], dict[str, Any]]:
         """The call from a job's payload, validated."""
@@ -198,19 +280,21 @@ class Task(Generic[P, R]):
             codec=self._codec,
         )
 
-    def _payload(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    def payload(self, *args: P.args, **kwargs: P.kwargs) -> dict[str, Any]:
+        """The job payload an enqueue with these arguments sends (validated first):
+        ``{"task", "args", "kwargs"}``, described by ``App.openapi()``."""
         return {"task": self.name, **self._codec.dump_args(args, kwargs)}
 
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle[R]:
         """Enqueue one job of this task with these arguments (validated first)."""
-        payload = self._payload(args, kwargs)
+        payload = self.payload(*args, **kwargs)
         opts = dataclasses.asdict(self.enqueue_options)
         handle = await self.app.client.enqueue_job(self.queue, payload, **opts)
         return TaskHandle(handle, self._codec)
 
     def enqueue_sync(self, *args: P.args, **kwargs: P.kwargs) -> SyncTaskHandle[R]:
         """``enqueue``, blocking (on the app's ``SyncClient``)."""
-        payload = self._payload(args, kwargs)
+        payload = self.payload(*args, **kwargs)
         opts = dataclasses.asdict(self.enqueue_options)
         handle = self.app.sync_client.enqueue_job(self.queue, payload, **opts)
         return SyncTaskHandle(handle, self._codec)
@@ -338,6 +422,53 @@ class App:
             return t
 
         return register if fn is None else register(fn)
+
+    def openapi(self) -> dict[str, Any]:
+        """An OpenAPI 3.1 document of this app's tasks: for each queue, the body of
+        ``POST /v1/queues/{queue}/jobs`` that enqueues one of its tasks, whose ``payload`` is
+        ``{"task", "args", "kwargs"}`` with the JSON Schema of the arguments (from their
+        annotations, by pydantic), and each task's result schema (``<task>.result``). For
+        producers in other languages, or next to raftq's own ``GET /v1/openapi.json``;
+        ``raftq tasks MODULE:APP --openapi`` prints it."""
+        from raftq import __version__  # noqa: PLC0415 - a cycle at import time
+
+        ref = "#/components/schemas/{model}"
+        schemas: dict[str, Any] = {}
+        by_queue: dict[str, list[dict[str, str]]] = {}
+        for t in self.tasks.values():
+            key = re.sub(r"[^A-Za-z0-9._-]", "_", t.name)
+            payload, result, defs = t._codec.json_schemas(t.name, ref)
+            schemas.update(defs)
+            schemas[f"{key}.payload"] = payload
+            schemas[f"{key}.result"] = result
+            by_queue.setdefault(t.queue, []).append({"$ref": ref.format(model=f"{key}.payload")})
+        paths = {
+            f"/v1/queues/{queue}/jobs": {
+                "post": {
+                    "summary": f"enqueue a task of queue {queue}",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"payload": {"oneOf": refs}},
+                                    "required": ["payload"],
+                                }
+                            }
+                        },
+                    },
+                    "responses": {"201": {"description": "enqueued: {id, existing}"}},
+                }
+            }
+            for queue, refs in by_queue.items()
+        }
+        return {
+            "openapi": "3.1.0",
+            "info": {"title": "raftq tasks", "version": __version__},
+            "paths": paths,
+            "components": {"schemas": schemas},
+        }
 
     @property
     def client(self) -> Any:

@@ -30,7 +30,7 @@ from raftq.cli.client import (
 from raftq.cli.common import EXIT_OK, Parser, UsageError, non_negative_int, positive_int
 from raftq.logs import LogFormat, setup_logging
 
-__all__ = ["add_worker_command", "load_target"]
+__all__ = ["add_worker_command", "load_target", "run_tasks_command"]
 
 
 def add_worker_command(
@@ -94,6 +94,18 @@ def add_worker_command(
         "WebSocket on which the leader leases jobs ahead and acks travel back)",
     )
     p.set_defaults(handler=run_worker_command)
+
+    t = commands.add_parser(
+        "tasks",
+        parents=list(parents),
+        help="list a raftq.App's tasks, or print their OpenAPI document",
+        description="List the tasks of the raftq.App at MODULE:ATTR (name, queue, signature), "
+        "or with --openapi print the OpenAPI 3.1 document of their enqueue bodies and results "
+        "(JSON Schemas from the annotations; pydantic needed for them).",
+    )
+    t.add_argument("target", metavar="MODULE:ATTR", help="a raftq.App")
+    t.add_argument("--openapi", action="store_true", help="print the OpenAPI document (JSON)")
+    t.set_defaults(handler=run_tasks_command)
 
 
 def load_target(target: str) -> Any:
@@ -180,6 +192,24 @@ def _build(target: Any, args: argparse.Namespace) -> tuple[Any, list[str] | None
             known = ", ".join(worker.queues) or "none"
             raise UsageError(f"--queue {unknown[0]}: the worker has no handler for it ({known})")
     return worker, queues
+
+
+def run_tasks_command(args: argparse.Namespace) -> int:
+    """``raftq tasks``: an App's tasks, one per line, or its OpenAPI document."""
+    import inspect  # noqa: PLC0415
+    import json  # noqa: PLC0415
+
+    from raftq.tasks import App  # noqa: PLC0415 - keeps `raftq --help` light
+
+    app = load_target(args.target)
+    if not isinstance(app, App):
+        raise UsageError(f"{args.target} is a {type(app).__name__}, not a raftq.App")
+    if args.openapi:
+        print(json.dumps(app.openapi(), indent=2))
+    else:
+        for t in app.tasks.values():
+            print(f"{t.name}\tqueue {t.queue}\t{t.name}{inspect.signature(t.fn, eval_str=True)}")
+    return EXIT_OK
 
 
 def run_worker_command(args: argparse.Namespace) -> int:
