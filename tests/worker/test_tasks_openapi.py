@@ -64,7 +64,9 @@ def test_positional_and_variadic_parameters_keep_their_place() -> None:
 def test_raftq_tasks_lists_them_and_prints_the_document() -> None:
     def run(*extra: str) -> str:
         argv = [sys.executable, "-m", "raftq", "tasks", "examples.typed_tasks:app", *extra]
-        done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+        done = subprocess.run(
+            argv, cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+        )
         assert done.returncode == 0, done.stderr
         return done.stdout
 
