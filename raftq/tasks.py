@@ -27,16 +27,18 @@ annotated type, e.g. a model). Without pydantic, arguments travel as JSON/msgpac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import inspect
 import re
 import ssl
 import typing
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, Protocol, TypeVar, overload
 
+from raftq import otel
 from raftq.client import Client, JobHandle, SyncClient
 from raftq.client.sync import SyncJobHandle
 
@@ -169,6 +171,8 @@ class _Codec:
             "type": "object",
             "properties": {
                 "task": {"const": task},
+                # W3C trace-context headers of the enqueue (raftq.otel), when traced.
+                "trace": {"type": "object", "additionalProperties": {"type": "string"}},
                 "args": {
                     "type": "array",
                     "prefixItems": prefix,
@@ -289,15 +293,28 @@ class Task(Generic[P, R]):
         """Enqueue one job of this task with these arguments (validated first)."""
         payload = self.payload(*args, **kwargs)
         opts = dataclasses.asdict(self.enqueue_options)
-        handle = await self.app.client.enqueue_job(self.queue, payload, **opts)
+        with self._created(payload):
+            handle = await self.app.client.enqueue_job(self.queue, payload, **opts)
         return TaskHandle(handle, self._codec)
 
     def enqueue_sync(self, *args: P.args, **kwargs: P.kwargs) -> SyncTaskHandle[R]:
         """``enqueue``, blocking (on the app's ``SyncClient``)."""
         payload = self.payload(*args, **kwargs)
         opts = dataclasses.asdict(self.enqueue_options)
-        handle = self.app.sync_client.enqueue_job(self.queue, payload, **opts)
+        with self._created(payload):
+            handle = self.app.sync_client.enqueue_job(self.queue, payload, **opts)
         return SyncTaskHandle(handle, self._codec)
+
+    @contextlib.contextmanager
+    def _created(self, payload: dict[str, Any]) -> Iterator[None]:
+        """With OpenTelemetry: a ``create <queue>`` span around the enqueue, whose context
+        the payload carries (``"trace"``) for the worker's ``process`` span (raftq.otel)."""
+        if not otel.enabled():
+            yield
+            return
+        with otel.span("create", "create", self.queue, **{"raftq.task": self.name}):
+            payload["trace"] = otel.carrier()
+            yield
 
     def run_job(self, job: Job) -> Any:
         """What the worker runs for a job of this task (sync tasks: in a worker thread)."""

@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
+from raftq import otel
 from raftq.client.batch import Coalescer, ack_outcomes
 from raftq.client.handle import ProducesHandles
 from raftq.client.stream import JobStream
@@ -122,6 +123,7 @@ class Client(ProducesHandles):
 
     # -- producing ------------------------------------------------------------------------
 
+    @otel.traced("send", "send", otel.sent_one)
     async def enqueue(
         self,
         queue: str,
@@ -166,7 +168,7 @@ class Client(ProducesHandles):
                 return await self._enqueue_one(queue, job)
 
             async def many(jobs: list[dict[str, Any]]) -> list[int]:
-                return await self.enqueue_many(queue, jobs)
+                return await self._enqueue_many(queue, jobs)  # each caller has its own span
 
             coalescer = Coalescer(
                 one, many, max_batch=self._max_batch, max_bytes=_BATCH_BYTES, size=_job_size
@@ -178,11 +180,15 @@ class Client(ProducesHandles):
         answer = await self._write(f"/v1/queues/{_q(queue)}/jobs", job)
         return int(answer["id"])
 
+    @otel.traced("send", "send", otel.sent_many)
     async def enqueue_many(self, queue: str, jobs: Sequence[Mapping[str, Any]]) -> list[int]:
         """Enqueue several jobs atomically (all or none). Each mapping holds ``payload`` and
         optionally ``priority``, ``delay_ms``, ``run_at_ms``, ``key``, ``max_attempts``,
         ``lease_ms``, ``group``, ``depends_on`` (job ids, or ``"@N"``: the N-th job of this call)
         and ``on_dependency_failure`` (``"cancel"`` or ``"run"``). Returns the ids in order."""
+        return await self._enqueue_many(queue, jobs)
+
+    async def _enqueue_many(self, queue: str, jobs: Sequence[Mapping[str, Any]]) -> list[int]:
         answer = await self._write(
             f"/v1/queues/{_q(queue)}/jobs", {"jobs": [dict(j) for j in jobs]}
         )
@@ -222,6 +228,7 @@ class Client(ProducesHandles):
 
     # -- working --------------------------------------------------------------------------
 
+    @otel.traced("receive", "receive", otel.received)
     async def claim(
         self,
         queues: str | Sequence[str],
@@ -270,6 +277,7 @@ class Client(ProducesHandles):
         answer = await self._write(f"/v1/jobs/{int(job_id)}/heartbeat", body)
         return int(answer["lease_expires_ms"])
 
+    @otel.traced("settle", "ack", otel.settled, queue=False)
     async def ack(self, job_id: int, token: int, result: Any = None) -> None:
         """Complete a job with an optional result (``Rejected`` ``stale_token`` etc. if the
         lease is not this token's any more)."""
@@ -299,6 +307,7 @@ class Client(ProducesHandles):
             items.append(item)
         return ack_outcomes(await self._write("/v1/ack", {"acks": items}))
 
+    @otel.traced("settle", "nack", otel.settled, queue=False)
     async def nack(
         self,
         job_id: int,
