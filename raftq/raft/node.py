@@ -231,16 +231,14 @@ class RaftNode:
     async def _settle_version(self, commands: Sequence[Command], timeout_ms: int | None) -> None:
         """A new cluster's leader enables its release's log version with its term's first
         entry (``LogEngine.version_pending``): a command that needs that version and comes
-        in before the entry is applied waits for it (a barrier behind it) rather than being
-        refused. A cluster that really runs an older version refuses it in
-        ``_check_enabled``, one barrier later."""
+        in before the entry is applied waits for it rather than being refused. A cluster
+        that really runs an older version refuses it at once in ``_check_enabled``."""
         if not any(self._needs_version(c) for c in commands):
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (timeout_ms or self._submit_timeout_ms) / 1000
         while self._started and self.engine.version_pending() and loop.time() < deadline:
             await asyncio.sleep(0.01)
-        await self.barrier(timeout_ms)
 
     def _check_enabled(self, command: Command) -> None:
         """Never propose a command of a log version the cluster has not enabled: a node still

@@ -189,6 +189,7 @@ class PySyncObjEngine:
         # The election no-op index of the last term this node led whose history was checked
         # (``_enable_version_of_new_cluster``): once per term.
         self._checked_noop: int | None = None
+        self._enabling = False  # that check's EnableVersion is proposed, not yet applied
 
     @property
     def node_id(self) -> str:
@@ -445,7 +446,12 @@ class PySyncObjEngine:
             if command[:1] == _REGULAR:
                 return  # a state-machine entry of an earlier term: not a new cluster
         entry = encode_entry([EnableVersion(now_ms=machine.clock_ms, version=LOG_VERSION)])
-        replica.apply(entry, callback=_ignore)
+        self._enabling = True
+
+        def done(_result: object, _reason: int) -> None:  # tick thread, after its apply
+            self._enabling = False
+
+        replica.apply(entry, callback=done)
         logger.info(
             "node %s: new cluster: enabling log version %d as its first entry",
             self._node_id,
@@ -625,12 +631,12 @@ class PySyncObjEngine:
 
     def version_pending(self) -> bool:
         """Leader: this term's ``_enable_version_of_new_cluster`` has not run yet (it runs
-        at the leader's next tick and proposes its entry ahead of any proposed after)."""
+        at the leader's next tick), or the entry it proposed is not applied yet."""
         so = self.syncobj
         if so is None or not self.is_leader():
             return False
         noop: int | None = _private(so, "noopIDx")
-        return noop != self._checked_noop
+        return noop != self._checked_noop or self._enabling
 
     def member_info(self, raft: str) -> tuple[str, str] | None:
         """``(id, api)`` of the member at ``raft`` that the config does not list, if known."""
@@ -735,11 +741,6 @@ class PySyncObjEngine:
 
 
 _REGULAR = b"\x00"  # pysyncobj.syncobj._COMMAND_TYPE.REGULAR: a state-machine entry
-
-
-def _ignore(_result: object, _reason: int) -> None:
-    """The callback of an entry nobody waits for (a failure is retried by nothing: see
-    ``_enable_version_of_new_cluster``)."""
 
 
 def _private(so: SyncObj, name: str) -> Any:
