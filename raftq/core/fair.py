@@ -87,6 +87,18 @@ def rate_ok(starts: deque[int], limit: int | None, period_ms: int | None, at_ms:
     return limit is None or len(starts) < limit or starts[0] + (period_ms or 0) <= at_ms
 
 
+def carried_log(old: deque[int], new_limit: int) -> deque[int]:
+    """The log of a rate whose limit changed: the old log cut to the new limit. A full log
+    raised to a higher limit lacks the claims before its oldest one: they count as made at
+    that oldest time (the latest they can have been), so the new limit holds in every window
+    that ends after the change, never more claims than it allows (a claim may wait up to one
+    period longer than the unknown history needed)."""
+    items = list(old)
+    if old.maxlen and len(items) == old.maxlen and new_limit > old.maxlen:
+        items = [items[0]] * (new_limit - old.maxlen) + items
+    return deque(items, maxlen=new_limit)
+
+
 class Group:
     """One group of a limited queue. ``ring``: its live turn in the ring (0: not in it);
     ``wake``: when it must be looked at again (0: never)."""
@@ -338,12 +350,12 @@ class Limiter:
             self._group(self.group_name(job)).leased += 1
         order: dict[str, int] = {}
         if old is not None:
-            self.starts = deque(old.starts, maxlen=rl)
+            self.starts = carried_log(old.starts, rl)
             self.seq = old.seq
             for name in sorted(old.groups):
                 og = old.groups[name]
                 if og.starts and grl:
-                    self._group(name).starts = deque(og.starts, maxlen=grl)
+                    self._group(name).starts = carried_log(og.starts, grl)
                 order[name] = og.ring or (1 << 100)
         none = 1 << 101
         for name in sorted(self.groups, key=lambda n: (order.get(n, none), n)):

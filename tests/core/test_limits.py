@@ -147,6 +147,25 @@ def test_a_rate_allows_at_most_limit_starts_in_any_window() -> None:
     assert claim(m, T + 200) == [ids[4]]
 
 
+@pytest.mark.parametrize("groups", [False, True])
+def test_a_raised_rate_holds_in_the_windows_across_the_change(groups: bool) -> None:
+    """Bug fixed (found by tests/core/test_limits_model.py): a rate keeps only its last
+    `limit` starts, so a limit raised from 1 to 2 per 20 ms knew one start where there were
+    two, and handed out a third within 20 ms. A full log raised to a higher limit now counts
+    the unknown earlier starts at its oldest start (the latest they can have been)."""
+    kind = "group_rate" if groups else "rate"
+    m = machine(**{f"{kind}_limit": 1, f"{kind}_period_ms": 5})
+    ids = enqueue(m, *["g"] * 4)
+    assert claim(m, T) == ids[:1]
+    assert claim(m, T + 5) == ids[1:2]
+    raised = SetLimits(now_ms=T + 5, queue="q", **{f"{kind}_limit": 2, f"{kind}_period_ms": 20})
+    assert isinstance(run(m, raised), LimitsSet)
+    assert claim(m, T + 5) == []  # T and T + 5 are in the window (T - 15, T + 5]
+    assert claim(m, T + 24) == []  # so is T + 5 (as the unknown start before it)
+    assert claim(m, T + 25, n=1) == ids[2:3]
+    assert claim(m, T + 25) == ids[3:]  # the log held T + 5 twice, both out of the window
+
+
 def test_a_group_rate_blocked_group_wakes_exactly_when_its_window_ends() -> None:
     m = machine(group_rate_limit=1, group_rate_period_ms=5)
     a1, a2, b1 = enqueue(m, "a", "a", "b")

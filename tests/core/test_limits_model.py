@@ -72,6 +72,11 @@ class LimitsModel(RuleBasedStateMachine):
         self.starts: list[int] = []  # claim times of "q"
         self.group_starts: dict[str, list[int]] = {}
         self.since: dict[str, int] = {}  # len of each start list when the limits were set
+        # The machine's logs (docs/state-machine.md, Rate): the last `limit` starts, a full
+        # log raised to a higher limit padded with its oldest start. The caps are checked
+        # against the true history above; "nothing starves" against these.
+        self.log: list[int] = []
+        self.group_log: dict[str, list[int]] = {}
 
     def run(self, cmd: Command) -> Result:
         (got,) = self.m.apply_entry(encode_entry([cmd]))
@@ -110,10 +115,18 @@ class LimitsModel(RuleBasedStateMachine):
         got = self.run(cmd)
         assert isinstance(got, LimitsSet)
         # A rate counts the claims made while it is set: a new one starts from no history.
-        if cmd.rate_limit is None or self.limits.rate_limit is None:
-            self.starts = []
-        if cmd.group_rate_limit is None or self.limits.group_rate_limit is None:
-            self.group_starts = {}
+        old = self.limits
+        if cmd.rate_limit is None or old.rate_limit is None:
+            self.starts, self.log = [], []
+        else:
+            self.log = _carried(self.log, old.rate_limit, cmd.rate_limit)
+        if cmd.group_rate_limit is None or old.group_rate_limit is None:
+            self.group_starts, self.group_log = {}, {}
+        else:
+            self.group_log = {
+                g: _carried(v, old.group_rate_limit, cmd.group_rate_limit)
+                for g, v in self.group_log.items()
+            }
         self.limits = cmd
         # The rate history is kept across a change; windows that end before it obeyed the
         # older limits, so the window check starts here.
@@ -166,17 +179,19 @@ class LimitsModel(RuleBasedStateMachine):
     def _rate_free(starts: list[int], limit: int | None, period: int | None, now: int) -> bool:
         return limit is None or period is None or sum(t > now - period for t in starts) < limit
 
-    def _queue_free(self) -> bool:
+    def _queue_free(self, *, logged: bool = False) -> bool:
+        """Below the queue's caps, by the true history (``logged``: by the machine's log)."""
         lim = self.limits
         if lim.concurrency is not None and self._leased() >= lim.concurrency:
             return False
-        return self._rate_free(self.starts, lim.rate_limit, lim.rate_period_ms, self.now)
+        starts = self.log if logged else self.starts
+        return self._rate_free(starts, lim.rate_limit, lim.rate_period_ms, self.now)
 
-    def _group_free(self, group: str) -> bool:
+    def _group_free(self, group: str, *, logged: bool = False) -> bool:
         lim = self.limits
         if lim.group_concurrency is not None and self._leased(group) >= lim.group_concurrency:
             return False
-        starts = self.group_starts.get(group, [])
+        starts = (self.group_log if logged else self.group_starts).get(group, [])
         return self._rate_free(starts, lim.group_rate_limit, lim.group_rate_period_ms, self.now)
 
     @rule(mx=st.integers(1, 5), both=st.booleans(), lease_ms=st.sampled_from([5, 30, 1000]))
@@ -201,14 +216,17 @@ class LimitsModel(RuleBasedStateMachine):
             j.state, j.token, j.lease_end = "leased", lease.token, self.now + lease_ms
             if self.limits.rate_limit is not None:
                 self.starts.append(self.now)
+                self.log = [*self.log, self.now][-self.limits.rate_limit :]
             if self.limits.group_rate_limit is not None:
                 self.group_starts.setdefault(j.group, []).append(self.now)
+                log = [*self.group_log.get(j.group, []), self.now]
+                self.group_log[j.group] = log[-self.limits.group_rate_limit :]
         took = sum(1 for lease in got.jobs if lease.queue == "q")
         assert (took > 0) == (claimable > 0) or (both and took == 0), (took, claimable)
         assert took <= max(claimable, 0) or claimable == 0
-        if len(got.jobs) < mx and self._queue_free():
+        if len(got.jobs) < mx and self._queue_free(logged=True):
             for j in self.jobs.values():
-                assert not (j.state == "queued" and self._group_free(j.group)), (
+                assert not (j.state == "queued" and self._group_free(j.group, logged=True)), (
                     f"group {j.group!r} has ready jobs and free capacity but was not served"
                 )
 
@@ -266,6 +284,12 @@ class LimitsModel(RuleBasedStateMachine):
             n, p, s = lim.rate_limit, lim.rate_period_ms, self.starts
             for i in range(len(s) - n):
                 assert i + n < self.since["*"] or s[i + n] - s[i] >= p
+
+
+def _carried(log: list[int], old_limit: int, new_limit: int) -> list[int]:
+    if len(log) == old_limit and new_limit > old_limit:  # the claims before are unknown
+        log = [log[0]] * (new_limit - old_limit) + log
+    return log[-new_limit:]
 
 
 LimitsModel.TestCase.settings = settings(
