@@ -72,11 +72,14 @@ class Job:
     Memory (a million of these at 1M queued): 16 slots make a 160-byte object where 19 made a
     192-byte one. What only a claimed or finished job has lives in two tuples that stay
     ``None`` for a job never claimed nor finished: ``_run`` = (worker, claim_lease_ms,
-    claimed_ms) of the latest claim, ``_outcome`` = (result, error). The properties read and
-    write them as the separate fields they are everywhere else (results, snapshot records).
+    claimed_ms) of the latest claim, ``_outcome`` = (result, error). Likewise ``_long`` =
+    (progress, checkpoint, cancel_requested), ``None`` for a job that never reported any (most
+    jobs). The properties read and write them as the separate fields they are everywhere else
+    (results, snapshot records).
     """
 
     __slots__ = (
+        "_long",
         "_outcome",
         "_run",
         "attempts",
@@ -124,6 +127,7 @@ class Job:
         self.lease_expires_ms = 0
         self._run: tuple[str | None, int, int] | None = None
         self._outcome: tuple[bytes | None, str | None] | None = None
+        self._long: tuple[bytes | None, bytes | None, bool] | None = None
         self.finished_ms = 0
 
     # -- the latest claim ---------------------------------------------------------------------
@@ -178,6 +182,48 @@ class Job:
     def error(self, value: str | None) -> None:
         self.set_outcome(self.result, value)
 
+    # -- long jobs: what the heartbeats of a lease carried, and a cancel's request ---------------
+
+    def set_long(self, progress: bytes | None, checkpoint: bytes | None, cancel: bool) -> None:
+        """Set all three (or restore them): ``None`` when none is set."""
+        if progress is None and checkpoint is None and not cancel:
+            self._long = None
+        else:
+            self._long = (progress, checkpoint, cancel)
+
+    def new_attempt(self) -> None:
+        """A claim: the progress of the previous attempt goes, its checkpoint stays."""
+        long = self._long
+        if long is not None:
+            self._long = None if long[1] is None else (None, long[1], False)
+
+    def drop_checkpoint(self) -> None:
+        """The job finished: only the last progress is kept (for display)."""
+        long = self._long
+        if long is not None:
+            self._long = None if long[0] is None else (long[0], None, False)
+
+    @property
+    def progress(self) -> bytes | None:
+        """The latest progress a heartbeat of the current (or, once finished, the last) attempt
+        carried; reset by each claim."""
+        long = self._long
+        return None if long is None else long[0]
+
+    @property
+    def checkpoint(self) -> bytes | None:
+        """The latest checkpoint a heartbeat carried, over every attempt; handed to the next
+        claim, dropped when the job finishes."""
+        long = self._long
+        return None if long is None else long[1]
+
+    @property
+    def cancel_requested(self) -> bool:
+        """The job was cancelled while a lease of it was live (and log version 3 enabled): a
+        heartbeat with that lease's token is answered ``cancel_requested``."""
+        long = self._long
+        return False if long is None else long[2]
+
     def info(self, group: str | None = None) -> JobInfo:
         return JobInfo(
             id=self.id,
@@ -198,6 +244,9 @@ class Job:
             lease_expires_ms=self.lease_expires_ms if self.state is JobState.LEASED else None,
             finished_ms=self.finished_ms if self.state in FINISHED_STATES else None,
             group=group,
+            progress=self.progress,
+            checkpoint=self.checkpoint,
+            cancel_requested=self.cancel_requested,
         )
 
 
@@ -225,6 +274,9 @@ class JobInfo:
     schedule: str | None = None  # the schedule whose fire made this job
     fire_ms: int | None = None  # the slot (or trigger time) of that fire
     group: str | None = None
+    progress: bytes | None = None  # the latest a heartbeat carried (long jobs)
+    checkpoint: bytes | None = None  # the latest a heartbeat carried; until the job finishes
+    cancel_requested: bool = False  # cancelled while leased: its worker is asked to stop
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

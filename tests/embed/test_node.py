@@ -45,7 +45,8 @@ async def test_operations_run_on_the_local_raft_node(tmp_path: Path) -> None:
         assert more == [first + 1, first + 2]
         (job,) = await node.claim(["q", "other"], worker="w")
         assert (job.id, job.payload, job.priority, job.attempt) == (first, {"n": 1}, 5, 1)
-        assert await node.heartbeat(job.id, job.token, lease_ms=60_000) >= job.lease_expires_ms
+        extended = await node.heartbeat(job.id, job.token, lease_ms=60_000)
+        assert extended.lease_expires_ms >= job.lease_expires_ms
         await node.ack(job.id, job.token, {"ok": True})
         info = await node.get_job(first, linearizable=True)
         assert (info["state"], info["result"]) == ("succeeded", {"ok": True})
