@@ -104,3 +104,23 @@ def test_schedules_example(worker_cluster: Cluster) -> None:
     assert shown["heartbeat"]["paused"] is True and shown["heartbeat"]["fires"] >= 3
     assert shown["heartbeat"]["next_fire_ms"] is None
     assert shown["nightly-report"]["next_fire_ms"] == nightly["nightly_next_fire_ms"]
+
+
+def test_long_job_example(worker_cluster: Cluster) -> None:
+    argv = [sys.executable, "examples/long_job.py", "--nodes", nodes_of(worker_cluster)]
+    done = subprocess.run(
+        [*argv, "--pages", "5", "--fail-at", "3"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    *progress, last = [json.loads(line) for line in done.stdout.splitlines()]
+    # The second attempt resumed from the checkpoint the first one saved before failing.
+    assert last == {"result": {"pages": 5, "resumed_at": 3, "attempt": 2}}
+    # What the heartbeats carried (every 300 ms; a report made after the last one before the
+    # ack is not sent: the result tells the end).
+    assert progress and all(p["progress"]["of"] == 5 for p in progress)
+    assert {p["progress"]["done"] for p in progress} <= {1, 2, 3, 4, 5}
