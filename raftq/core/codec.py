@@ -280,7 +280,7 @@ def _decode_command(v: Any) -> Command:
             max=_int(mx, "max"),
             lease_ms=_opt_int(lease_ms, "lease_ms"),
         )
-    if tag in (_HEARTBEAT, _ACK, _NACK):
+    if tag in (_HEARTBEAT, _ACK, _NACK, _HEARTBEAT_LONG):
         return _decode_lease_command(tag, rid, now, f)
     if tag == _CANCEL:
         (job_id,) = _fields(f, 1, "cancel")
@@ -321,19 +321,6 @@ def _decode_later_command(tag: int, rid: str | None, now: int, f: list[Any]) -> 
     if tag == _ENABLE_VERSION:
         (version,) = _fields(f, 1, "enable_version")
         return EnableVersion(now_ms=now, request_id=rid, version=_int(version, "version"))
-    if tag == _HEARTBEAT_LONG:
-        job_id, token, lease_ms, progress, checkpoint = _fields(f, 5, "heartbeat")
-        if progress is None and checkpoint is None:  # that is tag 3's command
-            raise CodecError("heartbeat: tag 15 carries progress or a checkpoint")
-        return Heartbeat(
-            now_ms=now,
-            request_id=rid,
-            job_id=_int(job_id, "job_id"),
-            token=_int(token, "token"),
-            lease_ms=_opt_int(lease_ms, "lease_ms"),
-            progress=_opt_bytes(progress, "progress"),
-            checkpoint=_opt_bytes(checkpoint, "checkpoint"),
-        )
     if tag in SCHEDULE_TAGS:
         return decode_schedule_command(tag, rid, now, f)
     if tag in (_ENQUEUE_FLOW, _CREATE_BATCH):
@@ -346,14 +333,20 @@ def _decode_later_command(tag: int, rid: str | None, now: int, f: list[Any]) -> 
 
 
 def _decode_lease_command(tag: int, rid: str | None, now: int, f: list[Any]) -> Command:
-    if tag == _HEARTBEAT:
-        job_id, token, lease_ms = _fields(f, 3, "heartbeat")
+    if tag in (_HEARTBEAT, _HEARTBEAT_LONG):  # tag 15: with progress and checkpoint
+        long = tag == _HEARTBEAT_LONG
+        job_id, token, lease_ms, *reports = _fields(f, 5 if long else 3, "heartbeat")
+        progress, checkpoint = reports if long else (None, None)
+        if long and progress is None and checkpoint is None:  # that is tag 3's command
+            raise CodecError("heartbeat: tag 15 carries progress or a checkpoint")
         return Heartbeat(
             now_ms=now,
             request_id=rid,
             job_id=_int(job_id, "job_id"),
             token=_int(token, "token"),
             lease_ms=_opt_int(lease_ms, "lease_ms"),
+            progress=_opt_bytes(progress, "progress"),
+            checkpoint=_opt_bytes(checkpoint, "checkpoint"),
         )
     if tag == _ACK:
         job_id, token, result = _fields(f, 3, "ack")

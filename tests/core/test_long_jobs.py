@@ -13,21 +13,17 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from raftq.core import (
     Ack,
-    Cancel,
     Cancelled,
     Claim,
     Claimed,
     Command,
     EnableVersion,
-    Enqueue,
-    Enqueued,
     Extended,
     Heartbeat,
     JobState,
     Lease,
     Machine,
     Nack,
-    NewJob,
     Reason,
     Refusal,
     Result,
@@ -39,54 +35,31 @@ from raftq.core import (
 from raftq.core.codec import decode_results, encode_command, encode_results
 from raftq.core.limits import MAX_PROGRESS_BYTES
 from raftq.core.snapshot import snapshot_bytes
+from tests.core.test_commands import Harness
 
-T = 1_700_000_000_000
 
+class H(Harness):
+    """``Harness`` at log version ``version`` (3: long jobs on), 1 s leases."""
 
-class H:
     def __init__(self, version: int = 3) -> None:
-        self.m = Machine()
-        self.now = T
+        super().__init__()
         if version > 1:
-            self.one(EnableVersion(now_ms=T, version=version))
+            self.one(EnableVersion(now_ms=self.now, version=version))
 
-    def one(self, cmd: Command) -> Result:
-        (result,) = self.m.apply_entry(encode_entry([cmd]))
-        self.m.check_invariants()
-        return result
-
-    def enqueue(self, max_attempts: int = 5) -> int:
-        job = NewJob(payload=b"p", max_attempts=max_attempts)
-        r = self.one(Enqueue(now_ms=self.now, queue="q", jobs=(job,)))
-        assert isinstance(r, Enqueued)
-        return r.ids[0]
-
-    def claim(self) -> Lease:
-        r = self.one(Claim(now_ms=self.now, queues=("q",), worker="w", lease_ms=1000))
-        assert isinstance(r, Claimed) and len(r.jobs) == 1, r
-        return r.jobs[0]
+    def claim_lease(self) -> Lease:
+        return self.claim_one(lease_ms=1000)
 
     def beat(
         self, lease: Lease, progress: bytes | None = None, checkpoint: bytes | None = None
     ) -> Result:
-        return self.one(
-            Heartbeat(
-                now_ms=self.now,
-                job_id=lease.id,
-                token=lease.token,
-                progress=progress,
-                checkpoint=checkpoint,
-            )
-        )
-
-    def cancel(self, job_id: int) -> Result:
-        return self.one(Cancel(now_ms=self.now, job_id=job_id))
+        return self.heartbeat(lease, progress=progress, checkpoint=checkpoint)
 
 
 def test_a_heartbeat_stores_the_latest_progress_and_checkpoint_each_on_its_own() -> None:
     h = H()
-    lease = h.claim() if h.enqueue() else None
-    assert lease is not None and lease.checkpoint is None
+    h.enqueue()
+    lease = h.claim_lease()
+    assert lease.checkpoint is None
     h.now += 10
     assert h.beat(lease, progress=b"1", checkpoint=b"c1") == Extended(h.now + 1000)
     assert h.beat(lease, progress=b"2") == Extended(h.now + 1000)  # the checkpoint stays
@@ -101,10 +74,10 @@ def test_a_heartbeat_stores_the_latest_progress_and_checkpoint_each_on_its_own()
 def test_the_checkpoint_goes_to_the_next_attempt_and_progress_restarts() -> None:
     h = H()
     job_id = h.enqueue()
-    first = h.claim()
+    first = h.claim_lease()
     h.beat(first, progress=b"50%", checkpoint=b"page-7")
     h.one(Nack(now_ms=h.now, job_id=job_id, token=first.token, retry_in_ms=0))
-    second = h.claim()
+    second = h.claim_lease()
     assert second.checkpoint == b"page-7"
     info = h.m.job_info(job_id)
     assert info is not None and (info.progress, info.checkpoint) == (None, b"page-7")
@@ -112,13 +85,13 @@ def test_the_checkpoint_goes_to_the_next_attempt_and_progress_restarts() -> None
     h.beat(second, checkpoint=b"page-9")
     h.now += 1000
     h.one(Tick(now_ms=h.now))
-    assert h.claim().checkpoint == b"page-9"
+    assert h.claim_lease().checkpoint == b"page-9"
 
 
 def test_a_finished_job_keeps_its_last_progress_but_not_its_checkpoint() -> None:
     h = H()
     job_id = h.enqueue()
-    lease = h.claim()
+    lease = h.claim_lease()
     h.beat(lease, progress=b"done", checkpoint=b"c")
     h.one(Ack(now_ms=h.now, job_id=job_id, token=lease.token))
     info = h.m.job_info(job_id)
@@ -129,7 +102,7 @@ def test_a_finished_job_keeps_its_last_progress_but_not_its_checkpoint() -> None
 def test_only_the_live_leases_token_stores_anything_and_sizes_are_capped() -> None:
     h = H()
     job_id = h.enqueue()
-    lease = h.claim()
+    lease = h.claim_lease()
     stale = Lease(job_id, "q", b"p", 0, 1, lease.token - 1, 0)
     refused = h.beat(stale, progress=b"x", checkpoint=b"y")
     assert isinstance(refused, Refusal) and refused.reason is Reason.STALE_TOKEN
@@ -145,7 +118,7 @@ def test_only_the_live_leases_token_stores_anything_and_sizes_are_capped() -> No
 def test_cancelling_a_leased_job_asks_its_worker_to_stop() -> None:
     h = H()
     job_id = h.enqueue()
-    lease = h.claim()
+    lease = h.claim_lease()
     h.beat(lease, progress=b"1", checkpoint=b"c")
     h.now += 100
     cancel_ms = h.now
@@ -177,7 +150,7 @@ def test_a_queued_job_or_an_expired_lease_is_cancelled_without_a_request() -> No
     info = h.m.job_info(queued)
     assert info is not None and not info.cancel_requested
     expired = h.enqueue(max_attempts=2)
-    lease = h.claim()
+    lease = h.claim_lease()
     assert lease.id == expired
     h.now += 1000  # the lease has ended: the job is queued again when cancelled
     assert h.cancel(expired) == Cancelled(expired)
@@ -190,7 +163,7 @@ def test_a_queued_job_or_an_expired_lease_is_cancelled_without_a_request() -> No
 def test_before_version_3_a_cancel_sets_no_request_and_long_heartbeats_are_refused() -> None:
     h = H(version=2)
     job_id = h.enqueue()
-    lease = h.claim()
+    lease = h.claim_lease()
     refused = h.beat(lease, progress=b"1")
     assert isinstance(refused, Refusal) and refused.reason is Reason.VERSION_NOT_ENABLED
     h.cancel(job_id)
@@ -203,7 +176,7 @@ def test_before_version_3_a_cancel_sets_no_request_and_long_heartbeats_are_refus
 def test_long_fields_survive_a_snapshot() -> None:
     h = H()
     running, cancelled, retried = h.enqueue(), h.enqueue(), h.enqueue()
-    leases = {x.id: x for x in (h.claim(), h.claim(), h.claim())}
+    leases = {x.id: x for x in (h.claim_lease(), h.claim_lease(), h.claim_lease())}
     h.beat(leases[running], progress=b"p", checkpoint=b"c")
     h.beat(leases[cancelled], progress=b"q")
     h.cancel(cancelled)

@@ -15,6 +15,14 @@ async def _v3(h: Harness) -> None:
     await h.node.submit(EnableVersion(now_ms=h.node.now_ms(), version=3))
 
 
+async def _leased(h: Harness, version_3: bool = True) -> dict[str, Any]:
+    """One job enqueued and claimed (log version 3 enabled first unless told not to)."""
+    if version_3:
+        await _v3(h)
+    await h.post("/v1/queues/q/jobs", {"payload": "p"})
+    return await _claim(h)
+
+
 async def _claim(h: Harness) -> dict[str, Any]:
     r = await h.post("/v1/queues/q/claim", {"worker": "w"})
     assert r.status == 200, r.body
@@ -26,9 +34,7 @@ async def test_progress_and_checkpoint_are_shown_and_handed_to_the_next_attempt(
     start: Any,
 ) -> None:
     async with start() as h:
-        await _v3(h)
-        await h.post("/v1/queues/q/jobs", {"payload": "p"})
-        job = await _claim(h)
+        job = await _leased(h)
         assert job["checkpoint"] is None
         hb = f"/v1/jobs/{job['id']}/heartbeat"
         body = {"token": job["token"], "progress": {"done": 1}, "checkpoint": {"page": 7}}
@@ -51,9 +57,7 @@ async def test_progress_and_checkpoint_are_shown_and_handed_to_the_next_attempt(
 
 async def test_too_large_or_bad_values_get_one_clear_4xx(start: Any) -> None:
     async with start() as h:
-        await _v3(h)
-        await h.post("/v1/queues/q/jobs", {"payload": "p"})
-        job = await _claim(h)
+        job = await _leased(h)
         hb = f"/v1/jobs/{job['id']}/heartbeat"
         big = "x" * MAX_PROGRESS_BYTES  # its msgpack encoding has a header: over the limit
         for field in ("progress", "checkpoint"):
@@ -74,9 +78,7 @@ async def test_cancelling_a_leased_job_answers_its_heartbeat_with_cancel_request
     start: Any,
 ) -> None:
     async with start() as h:
-        await _v3(h)
-        await h.post("/v1/queues/q/jobs", {"payload": "p"})
-        job = await _claim(h)
+        job = await _leased(h)
         r = await h.post(f"/v1/jobs/{job['id']}/cancel")
         assert r.status == 200, r.body
         r = await h.post(f"/v1/jobs/{job['id']}/heartbeat", {"token": job["token"]})
@@ -92,8 +94,7 @@ async def test_before_version_3_progress_is_refused_and_a_plain_heartbeat_works(
     start: Any,
 ) -> None:
     async with start() as h:
-        await h.post("/v1/queues/q/jobs", {"payload": "p"})
-        job = await _claim(h)
+        job = await _leased(h, version_3=False)
         hb = f"/v1/jobs/{job['id']}/heartbeat"
         r = await h.post(hb, {"token": job["token"], "progress": 1})
         assert r.status == 409 and error_of(r)[0] == "version_not_enabled"
