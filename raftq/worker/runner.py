@@ -360,7 +360,8 @@ class JobRun:
         needs it."""
         succeeded = handler.done() and not handler.cancelled() and handler.exception() is None
         pending = self.job.reports.checkpoint_pending
-        if pending and not succeeded and not self._cancelled and self._lease_lost is None:
+        lost = self._cancelled or self._lease_lost is not None
+        if pending and not succeeded and not lost and self._reports_ok:
             await self._beat()
         if self._cancelled:
             outcomes.warning(
