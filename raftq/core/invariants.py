@@ -58,6 +58,12 @@ def check_invariants(m: Machine) -> None:
             _require(job.claim_lease_ms > 0, f"leased job {job_id} without a lease length")
         elif job.state is JobState.QUEUED:
             _require(job.ready_at_ms <= m.clock_ms, f"queued job {job_id} ready in the future")
+        if job.state in FINISHED_STATES:  # long jobs: a finished job keeps no checkpoint
+            _require(job.checkpoint is None, f"finished job {job_id} keeps a checkpoint")
+        _require(
+            not job.cancel_requested or job.state is JobState.CANCELLED,
+            f"job {job_id} has cancel_requested but is {job.state}",
+        )
         by_queue[job.queue].append(job)
     for q in m.queues.values():
         _check_tally(q)
