@@ -101,10 +101,9 @@ class Checksum(Protocol):
 
 # ``_read_into`` fills every slot of ``Job`` from a job record without calling
 # ``Job.__init__`` (``_run`` from worker, claim_lease_ms and claimed_ms; ``_outcome`` from
-# result and error; ``_long`` from the v6 record's last item): a new slot must be added to the
-# record format too.
+# result and error, and in version 6 the long-job fields of the last item): a new slot must be
+# added to the record format too.
 _JOB_SLOTS = (
-    "_long",
     "_outcome",
     "_run",
     "attempts",
@@ -403,14 +402,8 @@ def _read_into(m: Machine, it: Iterator[Any]) -> None:
         job.token = r[11]
         job.lease_expires_ms = r[12]
         job.set_run(r[13], r[17], r[18])
-        job.set_outcome(r[14], r[15])
+        job.restore_outcome(r[14], r[15], r[19] if version == SNAPSHOT_VERSION else None)
         job.finished_ms = r[16]
-        long = r[19] if version == SNAPSHOT_VERSION else None
-        if long is None:
-            job._long = None
-        else:
-            progress, checkpoint, cancel = long
-            job.set_long(progress, checkpoint, cancel is True)
         table[job.id] = job
         members[r[1]].append(job)
     for q, jobs, lim_record in zip(queues, members, lim_records, strict=True):
