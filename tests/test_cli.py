@@ -254,6 +254,9 @@ class FakeClient:
             "run_at_ms": 0,
             "created_ms": 1_700_000_000_000,
             "extra": b"\x00\x01",
+            "progress": {"done": 3, "of": 10},
+            "checkpoint": None,
+            "cancel_requested": True,
             "batch": 4,
             "on_dependency_failure": "run",
             "dependencies": [
@@ -455,6 +458,7 @@ def test_job(capsys: pytest.CaptureFixture[str], fake: FakeClient) -> None:
     rows = {line.split(":", 1)[0]: line.split(":", 1)[1].strip() for line in out.splitlines()}
     assert rows["dependencies"] == "10 succeeded, 11 pending"
     assert rows["on_dependency_failure"] == "run" and rows["batch"] == "4"
+    assert rows["progress"] == '{"done": 3, "of": 10}' and rows["cancel_requested"] == "yes"
     code, out, _ = run(capsys, "job", "12", "--json")
     job = json.loads(out)
     assert job["id"] == 12 and job["extra"] == {"base64": "AAE="}

@@ -492,7 +492,7 @@ def _cmd_queues(args: argparse.Namespace) -> int:
 
 _JOB_FIELDS: Final = ("id", "queue", "state", "priority", "attempts", "max_attempts")
 _JOB_TIMES: Final = ("run_at_ms", "created_ms")
-_JOB_VALUES: Final = ("payload", "result", "error")
+_JOB_VALUES: Final = ("payload", "result", "error", "progress", "checkpoint")
 
 
 def _cmd_job(args: argparse.Namespace) -> int:
@@ -504,11 +504,14 @@ def _cmd_job(args: argparse.Namespace) -> int:
     rows = [[f"{k}:", _text(job.get(k))] for k in _JOB_FIELDS]
     rows += [[f"{k}:", _time(job.get(k))] for k in _JOB_TIMES]
     rows += [[f"{k}:", _dumps(job.get(k))] for k in _JOB_VALUES]
+    if "cancel_requested" in job:  # a long job's worker was asked to stop
+        rows.append(["cancel_requested:", "yes" if job["cancel_requested"] else "no"])
     if "dependencies" in job:  # one "id state" per dependency, then the policy
         deps = ", ".join(f"{d['id']} {d['state']}" for d in job["dependencies"])
         rows.append(["dependencies:", deps or "-"])
         rows.append(["on_dependency_failure:", _text(job.get("on_dependency_failure"))])
     shown = {*_JOB_FIELDS, *_JOB_TIMES, *_JOB_VALUES, "dependencies", "on_dependency_failure"}
+    shown.add("cancel_requested")
     rows += [[f"{k}:", _dumps(v)] for k, v in job.items() if k not in shown]
     _table(rows, sys.stdout)
     return EXIT_OK

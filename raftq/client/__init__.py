@@ -14,6 +14,13 @@ result, or raises ``JobDead`` / ``JobCancelled`` carrying the recorded error.
 from raftq.client.client import Client
 from raftq.client.handle import JobHandle
 from raftq.client.sync import SyncClient, SyncJobHandle
-from raftq.client.types import ClaimedJob
+from raftq.client.types import ClaimedJob, LeaseExtended
 
-__all__ = ["ClaimedJob", "Client", "JobHandle", "SyncClient", "SyncJobHandle"]
+__all__ = [
+    "ClaimedJob",
+    "Client",
+    "JobHandle",
+    "LeaseExtended",
+    "SyncClient",
+    "SyncJobHandle",
+]

@@ -14,7 +14,7 @@ from raftq.client.batch import Coalescer, ack_outcomes
 from raftq.client.handle import ProducesHandles
 from raftq.client.stream import JobStream
 from raftq.client.transport import Transport, parse_nodes
-from raftq.client.types import ClaimedJob
+from raftq.client.types import ClaimedJob, LeaseExtended, heartbeat_body
 from raftq.core.limits import REQUEST_WINDOW_MS
 from raftq.errors import Rejected, TransportError
 
@@ -269,13 +269,23 @@ class Client(ProducesHandles):
         self._streams.add(stream)
         return await stream.open()
 
-    async def heartbeat(self, job_id: int, token: int, *, lease_ms: int | None = None) -> int:
-        """Extend a lease; returns its new end (cluster time, ms)."""
-        body: dict[str, Any] = {"token": token}
-        if lease_ms is not None:
-            body["lease_ms"] = lease_ms
+    async def heartbeat(
+        self,
+        job_id: int,
+        token: int,
+        *,
+        lease_ms: int | None = None,
+        progress: Any = None,
+        checkpoint: Any = None,
+    ) -> LeaseExtended:
+        """Extend a lease, and store the job's ``progress`` and ``checkpoint`` when given
+        (any JSON value or bytes, up to 64 KiB each once encoded; ``None`` leaves the stored
+        one as it is). The checkpoint is handed to the job's next attempt
+        (``ClaimedJob.checkpoint``). Returns the lease's new end (cluster time, ms) and
+        ``cancel_requested``: the job was cancelled, stop working on it."""
+        body = heartbeat_body(token, lease_ms, progress, checkpoint)
         answer = await self._write(f"/v1/jobs/{int(job_id)}/heartbeat", body)
-        return int(answer["lease_expires_ms"])
+        return LeaseExtended.from_wire(answer)
 
     @otel.traced("settle", "ack", otel.settled, queue=False)
     async def ack(self, job_id: int, token: int, result: Any = None) -> None:

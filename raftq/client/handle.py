@@ -8,12 +8,16 @@ later: ``wait`` reports the outcome it saw.
 
 If the first poll answers 404 (a follower that has not applied the enqueue yet), the handle
 asks once more through the leader (``linearizable``) before giving up.
+
+``JobHandle.progress`` polls the same read at a steady interval and yields the job's progress
+(what its worker reported with ``job.report_progress``) each time it changes, until the job
+is finished.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any, Protocol
 
 from raftq.errors import JobCancelled, JobDead, Rejected, WaitTimeout
@@ -23,6 +27,7 @@ __all__ = ["POLL_MAX_MS", "POLL_MIN_MS", "JobHandle", "JobReader", "Producer", "
 POLL_MIN_MS = 50
 POLL_MAX_MS = 1_000
 _GROWTH = 1.5
+_FINISHED = ("succeeded", "dead", "cancelled")
 
 
 class JobReader(Protocol):
@@ -108,6 +113,30 @@ class JobHandle:
                 sleep_s = min(sleep_s, remaining)
             await asyncio.sleep(sleep_s)
             delay_ms = min(delay_ms * _GROWTH, float(self._poll_max_ms))
+
+    async def progress(self, *, interval_ms: int | None = None) -> AsyncGenerator[Any, None]:
+        """Yield the job's progress each time it changes, until the job is finished.
+
+        ``async for p in handle.progress(): ...`` reads the job every ``interval_ms`` (default:
+        the handle's ``poll_max_ms``, 1 s). A value is yielded when it differs from the last
+        one yielded; ``None`` (nothing reported yet, or a new attempt that has not reported)
+        is not. Values reported between two reads are not seen: only the latest counts. The
+        iteration ends once the job is finished (``wait`` then gives its outcome); a job
+        that does not exist raises ``Rejected`` ``not_found``.
+        """
+        interval_s = (self._poll_max_ms if interval_ms is None else interval_ms) / 1000
+        last: Any = None
+        seen = False
+        while True:
+            job = await self._read(seen=seen)
+            seen = True
+            value = job.get("progress")
+            if value is not None and value != last:
+                last = value
+                yield value
+            if job.get("state") in _FINISHED:
+                return
+            await asyncio.sleep(interval_s)
 
     async def _read(self, *, seen: bool) -> dict[str, Any]:
         try:

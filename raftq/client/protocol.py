@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from raftq.client.handle import JobHandle
-from raftq.client.types import ClaimedJob
+from raftq.client.types import ClaimedJob, LeaseExtended
 from raftq.errors import Rejected
 
 __all__ = ["Operations"]
@@ -88,8 +88,17 @@ class Operations(Protocol):
         """Lease up to ``max`` jobs, waiting up to ``wait_ms`` for one."""
         ...
 
-    async def heartbeat(self, job_id: int, token: int, *, lease_ms: int | None = None) -> int:
-        """Extend a lease; its new end."""
+    async def heartbeat(
+        self,
+        job_id: int,
+        token: int,
+        *,
+        lease_ms: int | None = None,
+        progress: Any = None,
+        checkpoint: Any = None,
+    ) -> LeaseExtended:
+        """Extend a lease, storing progress and checkpoint; its new end, and whether the job
+        was cancelled."""
         ...
 
     async def ack(self, job_id: int, token: int, result: Any = None) -> None:

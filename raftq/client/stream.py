@@ -35,7 +35,7 @@ import msgpack
 
 from raftq.client.batch import Coalescer, ack_outcomes
 from raftq.client.transport import Transport, auth_error
-from raftq.client.types import ClaimedJob
+from raftq.client.types import ClaimedJob, LeaseExtended, heartbeat_body
 from raftq.errors import (
     AuthError,
     NoLeader,
@@ -231,13 +231,19 @@ class JobStream:
         answer: dict[str, Any] = await self._op(frame)
         return answer
 
-    async def heartbeat(self, job_id: int, token: int, *, lease_ms: int | None = None) -> int:
-        """As ``Client.heartbeat``: the lease's new end (cluster time, ms)."""
-        frame: dict[str, Any] = {"op": "heartbeat", "id": int(job_id), "token": token}
-        if lease_ms is not None:
-            frame["lease_ms"] = lease_ms
-        answer = await self._op(frame)
-        return int(answer["lease_expires_ms"])
+    async def heartbeat(
+        self,
+        job_id: int,
+        token: int,
+        *,
+        lease_ms: int | None = None,
+        progress: Any = None,
+        checkpoint: Any = None,
+    ) -> LeaseExtended:
+        """As ``Client.heartbeat``."""
+        frame = {"op": "heartbeat", "id": int(job_id)}
+        frame |= heartbeat_body(token, lease_ms, progress, checkpoint)
+        return LeaseExtended.from_wire(await self._op(frame))
 
     async def _op(self, frame: dict[str, Any]) -> Any:
         if self._error is not None:

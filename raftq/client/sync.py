@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import ssl
 import threading
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
 from raftq.client.client import Client
 from raftq.client.handle import JobHandle
 from raftq.client.stream import JobStream
-from raftq.client.types import ClaimedJob
+from raftq.client.types import ClaimedJob, LeaseExtended
 from raftq.errors import Rejected
 
 __all__ = ["SyncClient", "SyncJobHandle", "SyncJobStream"]
@@ -185,9 +185,20 @@ class SyncClient:
         )
         return SyncJobStream(self, opened)
 
-    def heartbeat(self, job_id: int, token: int, *, lease_ms: int | None = None) -> int:
+    def heartbeat(
+        self,
+        job_id: int,
+        token: int,
+        *,
+        lease_ms: int | None = None,
+        progress: Any = None,
+        checkpoint: Any = None,
+    ) -> LeaseExtended:
         """See ``Client.heartbeat``."""
-        return self._run(self._client.heartbeat(job_id, token, lease_ms=lease_ms))
+        beat = self._client.heartbeat
+        return self._run(
+            beat(job_id, token, lease_ms=lease_ms, progress=progress, checkpoint=checkpoint)
+        )
 
     def ack(self, job_id: int, token: int, result: Any = None) -> None:
         """See ``Client.ack``."""
@@ -420,6 +431,20 @@ class SyncJobHandle:
         """See ``JobHandle.wait``."""
         return self._client._run(self._handle.wait(timeout_ms))
 
+    def progress(self, *, interval_ms: int | None = None) -> Iterator[Any]:
+        """See ``JobHandle.progress``: ``for p in handle.progress(): ...``."""
+        updates = self._handle.progress(interval_ms=interval_ms)
+        end = object()
+
+        async def step() -> Any:
+            return await anext(updates, end)
+
+        try:
+            while (value := self._client._run(step())) is not end:
+                yield value
+        finally:
+            self._client._run(updates.aclose())
+
 
 class SyncJobStream:
     """``raftq.client.stream.JobStream``, blocking; from ``SyncClient.stream``."""
@@ -463,9 +488,20 @@ class SyncJobStream:
             self._stream.nack(job_id, token, error=error, retry_in_ms=retry_in_ms)
         )
 
-    def heartbeat(self, job_id: int, token: int, *, lease_ms: int | None = None) -> int:
+    def heartbeat(
+        self,
+        job_id: int,
+        token: int,
+        *,
+        lease_ms: int | None = None,
+        progress: Any = None,
+        checkpoint: Any = None,
+    ) -> LeaseExtended:
         """See ``JobStream.heartbeat``."""
-        return self._client._run(self._stream.heartbeat(job_id, token, lease_ms=lease_ms))
+        beat = self._stream.heartbeat
+        return self._client._run(
+            beat(job_id, token, lease_ms=lease_ms, progress=progress, checkpoint=checkpoint)
+        )
 
     def close(self) -> None:
         """See ``JobStream.close``."""

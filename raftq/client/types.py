@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ClaimedJob"]
+__all__ = ["ClaimedJob", "LeaseExtended", "heartbeat_body"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -26,6 +26,8 @@ class ClaimedJob:
             each parent's id -> its result; ``None`` for any other job.
         parent_states: each parent's id -> its final state (``succeeded``; ``dead`` or
             ``cancelled`` for a job that runs on failure, or an ``on_complete`` callback).
+        checkpoint: the last checkpoint an earlier attempt saved with ``heartbeat``
+            (``None``: none, as on a first attempt).
     """
 
     id: int
@@ -37,6 +39,7 @@ class ClaimedJob:
     lease_expires_ms: int
     parents: dict[int, Any] | None = None
     parent_states: dict[int, str] | None = None
+    checkpoint: Any = None
 
     @classmethod
     def from_wire(cls, d: Mapping[str, Any]) -> ClaimedJob:
@@ -51,7 +54,42 @@ class ClaimedJob:
             lease_expires_ms=d["lease_expires_ms"],
             parents=_by_id(d.get("parents")),
             parent_states=_by_id(d.get("parent_states")),
+            checkpoint=d.get("checkpoint"),
         )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeaseExtended:
+    """A heartbeat's answer.
+
+    Attributes:
+        lease_expires_ms: cluster time when the lease now ends.
+        cancel_requested: the job was cancelled while this lease held it: stop working on
+            it (its ack and nack are refused; nothing was extended, and ``lease_expires_ms``
+            is when the cancel happened).
+    """
+
+    lease_expires_ms: int
+    cancel_requested: bool = False
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> LeaseExtended:
+        """Build from a heartbeat answer (an older node's has no ``cancel_requested``)."""
+        return cls(
+            lease_expires_ms=int(d["lease_expires_ms"]),
+            cancel_requested=d.get("cancel_requested") is True,
+        )
+
+
+def heartbeat_body(
+    token: int, lease_ms: int | None, progress: Any, checkpoint: Any
+) -> dict[str, Any]:
+    """A heartbeat's body (or stream frame fields): what is ``None`` is left out."""
+    body: dict[str, Any] = {"token": token}
+    for name, value in (("lease_ms", lease_ms), ("progress", progress), ("checkpoint", checkpoint)):
+        if value is not None:
+            body[name] = value
+    return body
 
 
 def _by_id(m: Mapping[str, Any] | None) -> dict[int, Any] | None:

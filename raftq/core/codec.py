@@ -118,6 +118,9 @@ LOG_VERSION = 3  # the highest entry version this code decodes and applies
 _ENQUEUE, _CLAIM, _HEARTBEAT, _ACK, _NACK, _CANCEL = 1, 2, 3, 4, 5, 6
 _REQUEUE, _PURGE, _PAUSE, _RESUME, _CONFIGURE, _TICK = 7, 8, 9, 10, 11, 12
 _ENABLE_VERSION = 13  # log version 2
+# Log version 3: a heartbeat carrying progress or a checkpoint (a plain one keeps tag 3, and
+# its bytes).
+_HEARTBEAT_LONG = 15
 _SET_LIMITS = SET_LIMITS  # log version 3 (codec_limits.py)
 _GROUPS_VERSION = 3  # an Enqueue with a job's ``group`` (its job arrays have 8 fields)
 # Log version 3: schedules, tags 20..24 (codec_schedules.py).
@@ -142,11 +145,14 @@ _COMMAND_VERSION: dict[type[Command], int] = {
 
 def command_version(cmd: Command) -> int:
     """The log version a command needs (see ``_COMMAND_VERSION``; an Enqueue of a job with a
-    ``group`` needs version 3: an older node would drop the field)."""
+    ``group`` needs version 3: an older node would drop the field; so does a Heartbeat with
+    progress or a checkpoint)."""
     if type(cmd) is Enqueue:
         for j in cmd.jobs:
             if j.group is not None:
                 return _GROUPS_VERSION
+    elif type(cmd) is Heartbeat:
+        return FORMAT_VERSION if cmd.progress is None and cmd.checkpoint is None else 3
     return _COMMAND_VERSION.get(type(cmd), FORMAT_VERSION)
 
 
@@ -175,7 +181,10 @@ def encode_command(cmd: Command) -> list[Any]:  # noqa: C901
         case Claim():
             return [_CLAIM, *head, list(cmd.queues), cmd.worker, cmd.max, cmd.lease_ms]
         case Heartbeat():
-            return [_HEARTBEAT, *head, cmd.job_id, cmd.token, cmd.lease_ms]
+            if cmd.progress is None and cmd.checkpoint is None:
+                return [_HEARTBEAT, *head, cmd.job_id, cmd.token, cmd.lease_ms]
+            fields = [cmd.job_id, cmd.token, cmd.lease_ms, cmd.progress, cmd.checkpoint]
+            return [_HEARTBEAT_LONG, *head, *fields]
         case Ack():
             return [_ACK, *head, cmd.job_id, cmd.token, cmd.result]
         case Nack():
@@ -208,12 +217,15 @@ def encode_command(cmd: Command) -> list[Any]:  # noqa: C901
             return [tag, *head, *codec_flow.flow_fields(cmd)]
 
 
+_SHAPED = (Enqueue, Heartbeat)  # whose version depends on their fields (command_version)
+
+
 def encode_entry(commands: Sequence[Command]) -> bytes:
     """One log entry holding ``commands`` (applied in order, atomically as one entry)."""
     version = FORMAT_VERSION  # entries of version-1 commands keep the bytes old nodes read
     get = _COMMAND_VERSION.get
     for c in commands:
-        v = command_version(c) if type(c) is Enqueue else get(type(c))
+        v = command_version(c) if type(c) in _SHAPED else get(type(c))
         if v is not None and v > version:
             version = v
     raw: bytes = msgpack.packb([version, [encode_command(c) for c in commands]])
@@ -268,7 +280,7 @@ def _decode_command(v: Any) -> Command:
             max=_int(mx, "max"),
             lease_ms=_opt_int(lease_ms, "lease_ms"),
         )
-    if tag in (_HEARTBEAT, _ACK, _NACK):
+    if tag in (_HEARTBEAT, _ACK, _NACK, _HEARTBEAT_LONG):
         return _decode_lease_command(tag, rid, now, f)
     if tag == _CANCEL:
         (job_id,) = _fields(f, 1, "cancel")
@@ -321,14 +333,20 @@ def _decode_later_command(tag: int, rid: str | None, now: int, f: list[Any]) -> 
 
 
 def _decode_lease_command(tag: int, rid: str | None, now: int, f: list[Any]) -> Command:
-    if tag == _HEARTBEAT:
-        job_id, token, lease_ms = _fields(f, 3, "heartbeat")
+    if tag in (_HEARTBEAT, _HEARTBEAT_LONG):  # tag 15: with progress and checkpoint
+        long = tag == _HEARTBEAT_LONG
+        job_id, token, lease_ms, *reports = _fields(f, 5 if long else 3, "heartbeat")
+        progress, checkpoint = reports if long else (None, None)
+        if long and progress is None and checkpoint is None:  # that is tag 3's command
+            raise CodecError("heartbeat: tag 15 carries progress or a checkpoint")
         return Heartbeat(
             now_ms=now,
             request_id=rid,
             job_id=_int(job_id, "job_id"),
             token=_int(token, "token"),
             lease_ms=_opt_int(lease_ms, "lease_ms"),
+            progress=_opt_bytes(progress, "progress"),
+            checkpoint=_opt_bytes(checkpoint, "checkpoint"),
         )
     if tag == _ACK:
         job_id, token, result = _fields(f, 3, "ack")
@@ -427,6 +445,8 @@ def encode_result(r: Result) -> list[Any]:  # noqa: C901
         case Claimed():
             return [2, [list(_lease_fields(x)) for x in r.jobs]]
         case Extended():
+            if r.cancel_requested:
+                return [3, r.lease_expires_ms, True]
             return [3, r.lease_expires_ms]
         case Acked():
             return [4, r.job_id]
@@ -464,21 +484,25 @@ def encode_result(r: Result) -> list[Any]:  # noqa: C901
 
 def _lease_fields(x: Lease) -> tuple[Any, ...]:
     fields = (x.id, x.queue, x.payload, x.priority, x.attempt, x.token, x.lease_expires_ms)
-    if x.parents is None:  # the bytes of a lease without parents are those of version 2
+    parents = None if x.parents is None else [list(p) for p in x.parents]
+    if x.checkpoint is not None:
+        return (*fields, parents, x.checkpoint)
+    if parents is None:  # the bytes of a lease without parents are those of version 2
         return fields
-    return (*fields, [list(p) for p in x.parents])
+    return (*fields, parents)
 
 
 def _lease_from_wire(x: list[Any]) -> Lease:
-    parents = None if len(x) == 7 else tuple((p[0], p[1], p[2]) for p in x[7])
-    return Lease(x[0], x[1], x[2], x[3], x[4], x[5], x[6], parents)
+    wired = x[7] if len(x) > 7 else None
+    parents = None if wired is None else tuple((p[0], p[1], p[2]) for p in wired)
+    return Lease(x[0], x[1], x[2], x[3], x[4], x[5], x[6], parents, x[8] if len(x) > 8 else None)
 
 
 _RESULT_BUILDERS: dict[int, Callable[[list[Any]], Result]] = {
     0: lambda a: Refusal(Reason(_str(a[0], "reason")), _str(a[1], "message")),
     1: lambda a: Enqueued(tuple(a[0]), tuple(a[1])),
     2: lambda a: Claimed(tuple(_lease_from_wire(x) for x in a[0])),
-    3: lambda a: Extended(a[0]),
+    3: lambda a: Extended(a[0], len(a) > 1 and a[1] is True),
     4: lambda a: Acked(a[0]),
     5: lambda a: Nacked(a[0], a[1], a[2]),
     6: lambda a: Cancelled(a[0]),

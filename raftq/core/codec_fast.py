@@ -64,9 +64,15 @@ _enq_now_ms, _enq_request_id, _enq_queue, _enq_jobs = _slot_setters(
 _cl_now_ms, _cl_request_id, _cl_queues, _cl_worker, _cl_max, _cl_lease_ms = _slot_setters(
     Claim, "now_ms request_id queues worker max lease_ms"
 )
-_hb_now_ms, _hb_request_id, _hb_job_id, _hb_token, _hb_lease_ms = _slot_setters(
-    Heartbeat, "now_ms request_id job_id token lease_ms"
-)
+(
+    _hb_now_ms,
+    _hb_request_id,
+    _hb_job_id,
+    _hb_token,
+    _hb_lease_ms,
+    _hb_progress,
+    _hb_checkpoint,
+) = _slot_setters(Heartbeat, "now_ms request_id job_id token lease_ms progress checkpoint")
 _ack_now_ms, _ack_request_id, _ack_job_id, _ack_token, _ack_result = _slot_setters(
     Ack, "now_ms request_id job_id token result"
 )
@@ -187,6 +193,8 @@ def fast_heartbeat(c: list[Any]) -> Command | None:
     _hb_job_id(cmd, job_id)
     _hb_token(cmd, token)
     _hb_lease_ms(cmd, lease_ms)
+    _hb_progress(cmd, None)  # tag 3 carries neither (tag 15 takes the checked path)
+    _hb_checkpoint(cmd, None)
     return cmd
 
 

@@ -100,8 +100,13 @@ class Claim:
 class Heartbeat:
     """Extend a live lease to ``now + lease_ms`` (or the lease length it was claimed with).
 
+    ``progress`` and ``checkpoint`` (opaque encoded bytes, at most ``MAX_PROGRESS_BYTES``
+    each), when set, replace the job's latest ones; a heartbeat with either is a command of log
+    version 3 (its own tag). The checkpoint outlives the attempt: the next claim hands it out.
+    A job cancelled while this lease was live (``Cancel``) answers its token with
+    ``Extended(cancel's cluster time, cancel_requested=True)`` and changes nothing.
     Refusals: ``not_found``, ``stale_token`` (token is not the current lease's),
-    ``lease_expired`` (cluster time passed the lease's end).
+    ``lease_expired`` (cluster time passed the lease's end), ``finished``, ``invalid``.
     """
 
     now_ms: int
@@ -109,6 +114,8 @@ class Heartbeat:
     job_id: int
     token: int
     lease_ms: int | None = None
+    progress: bytes | None = None
+    checkpoint: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -146,6 +153,9 @@ class Nack:
 class Cancel:
     """Cancel a job that is queued, delayed or leased (its lease is revoked).
 
+    Effects: the job is ``cancelled`` at once (waiting dependants cascade, limit slots are
+    freed). A job leased with a live lease also gets ``cancel_requested`` once log version 3
+    is enabled: that lease's heartbeat tells its worker to stop (``Heartbeat``).
     Refusals: ``not_found``, ``finished`` (already succeeded, dead or cancelled).
     """
 

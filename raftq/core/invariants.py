@@ -43,6 +43,16 @@ def _check_tally(q: QueueState) -> None:
     _require(len(q.tally.workers) <= MAX_WORKERS, f"{q.name}: too many workers remembered")
 
 
+def _check_long_job(job: Job) -> None:
+    """A finished job keeps no checkpoint; only a cancelled job has cancel_requested."""
+    if job.state in FINISHED_STATES:
+        _require(job.checkpoint is None, f"finished job {job.id} keeps a checkpoint")
+    _require(
+        not job.cancel_requested or job.state is JobState.CANCELLED,
+        f"job {job.id} has cancel_requested but is {job.state}",
+    )
+
+
 def check_invariants(m: Machine) -> None:
     """Raise ``CorruptStateError`` naming the first broken invariant. Linear in the state."""
     by_queue: dict[str, list[Job]] = {name: [] for name in m.queues}
@@ -58,6 +68,7 @@ def check_invariants(m: Machine) -> None:
             _require(job.claim_lease_ms > 0, f"leased job {job_id} without a lease length")
         elif job.state is JobState.QUEUED:
             _require(job.ready_at_ms <= m.clock_ms, f"queued job {job_id} ready in the future")
+        _check_long_job(job)
         by_queue[job.queue].append(job)
     for q in m.queues.values():
         _check_tally(q)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 __all__ = [
     "FINISHED_STATES",
@@ -72,8 +73,10 @@ class Job:
     Memory (a million of these at 1M queued): 16 slots make a 160-byte object where 19 made a
     192-byte one. What only a claimed or finished job has lives in two tuples that stay
     ``None`` for a job never claimed nor finished: ``_run`` = (worker, claim_lease_ms,
-    claimed_ms) of the latest claim, ``_outcome`` = (result, error). The properties read and
-    write them as the separate fields they are everywhere else (results, snapshot records).
+    claimed_ms) of the latest claim, ``_outcome`` = (result, error), which a long job extends
+    to (result, error, progress, checkpoint, cancel_requested) rather than taking a 17th slot
+    (a 176-byte object) that most jobs would leave empty. The properties read and write them
+    as the separate fields they are everywhere else (results, snapshot records).
     """
 
     __slots__ = (
@@ -123,7 +126,7 @@ class Job:
         self.token = 0
         self.lease_expires_ms = 0
         self._run: tuple[str | None, int, int] | None = None
-        self._outcome: tuple[bytes | None, str | None] | None = None
+        self._outcome: tuple[Any, ...] | None = None  # see the class docstring
         self.finished_ms = 0
 
     # -- the latest claim ---------------------------------------------------------------------
@@ -158,7 +161,33 @@ class Job:
     # -- what the latest attempt left -----------------------------------------------------------
 
     def set_outcome(self, result: bytes | None, error: str | None) -> None:
-        self._outcome = None if result is None and error is None else (result, error)
+        outcome = self._outcome
+        if outcome is None or len(outcome) == 2:
+            self._outcome = None if result is None and error is None else (result, error)
+        else:
+            self._store(result, error, outcome[2], outcome[3], outcome[4])
+
+    def restore_outcome(self, result: bytes | None, error: str | None, long: Any) -> None:
+        """Set from a snapshot's job record (on a job made without ``__init__``): ``long`` is
+        ``[progress, checkpoint, cancel_requested]`` or ``None``."""
+        if long is None:
+            self._store(result, error, None, None, False)
+        else:
+            progress, checkpoint, cancel = long
+            self._store(result, error, progress, checkpoint, cancel is True)
+
+    def _store(
+        self,
+        result: bytes | None,
+        error: str | None,
+        progress: bytes | None,
+        checkpoint: bytes | None,
+        cancel: bool,
+    ) -> None:
+        if progress is None and checkpoint is None and not cancel:
+            self._outcome = None if result is None and error is None else (result, error)
+        else:
+            self._outcome = (result, error, progress, checkpoint, cancel)
 
     @property
     def result(self) -> bytes | None:
@@ -177,6 +206,47 @@ class Job:
     @error.setter
     def error(self, value: str | None) -> None:
         self.set_outcome(self.result, value)
+
+    # -- long jobs: what the heartbeats of a lease carried, and a cancel's request ---------------
+
+    def set_long(self, progress: bytes | None, checkpoint: bytes | None, cancel: bool) -> None:
+        """Set all three (or restore them)."""
+        self._store(self.result, self.error, progress, checkpoint, cancel)
+
+    def new_attempt(self) -> None:
+        """A claim: the progress of the previous attempt goes, its checkpoint stays."""
+        o = self._outcome
+        if o is not None and len(o) > 2:
+            self._store(o[0], o[1], None, o[3], False)
+
+    def drop_checkpoint(self) -> None:
+        """The job finished: only the last progress is kept (for display)."""
+        o = self._outcome
+        if o is not None and len(o) > 2:
+            self._store(o[0], o[1], o[2], None, False)
+
+    @property
+    def progress(self) -> bytes | None:
+        """The latest progress a heartbeat of the current (or, once finished, the last) attempt
+        carried; reset by each claim."""
+        o = self._outcome
+        value: bytes | None = None if o is None or len(o) == 2 else o[2]
+        return value
+
+    @property
+    def checkpoint(self) -> bytes | None:
+        """The latest checkpoint a heartbeat carried, over every attempt; handed to the next
+        claim, dropped when the job finishes."""
+        o = self._outcome
+        value: bytes | None = None if o is None or len(o) == 2 else o[3]
+        return value
+
+    @property
+    def cancel_requested(self) -> bool:
+        """The job was cancelled while a lease of it was live (and log version 3 enabled): a
+        heartbeat with that lease's token is answered ``cancel_requested``."""
+        o = self._outcome
+        return o is not None and len(o) > 2 and o[4] is True
 
     def info(self, group: str | None = None) -> JobInfo:
         return JobInfo(
@@ -198,6 +268,9 @@ class Job:
             lease_expires_ms=self.lease_expires_ms if self.state is JobState.LEASED else None,
             finished_ms=self.finished_ms if self.state in FINISHED_STATES else None,
             group=group,
+            progress=self.progress,
+            checkpoint=self.checkpoint,
+            cancel_requested=self.cancel_requested,
         )
 
 
@@ -225,6 +298,9 @@ class JobInfo:
     schedule: str | None = None  # the schedule whose fire made this job
     fire_ms: int | None = None  # the slot (or trigger time) of that fire
     group: str | None = None
+    progress: bytes | None = None  # the latest a heartbeat carried (long jobs)
+    checkpoint: bytes | None = None  # the latest a heartbeat carried; until the job finishes
+    cancel_requested: bool = False  # cancelled while leased: its worker is asked to stop
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING
 from raftq.core.backoff import backoff_ms
 from raftq.core.commands import Ack, Cancel, Heartbeat, Nack
 from raftq.core.job import FINISHED_STATES, Job, JobState
-from raftq.core.limits import MAX_DELAY_MS, MAX_ERROR_CHARS, MAX_LEASE_MS, MAX_PAYLOAD_BYTES
+from raftq.core.limits import (
+    MAX_DELAY_MS,
+    MAX_ERROR_CHARS,
+    MAX_LEASE_MS,
+    MAX_PAYLOAD_BYTES,
+    MAX_PROGRESS_BYTES,
+)
 from raftq.core.ops import advance_queue, finish, in_range, invalid, schedule
 from raftq.core.queue import QueueState
 from raftq.core.results import Acked, Cancelled, Extended, Nacked, Reason, Refusal, Result
@@ -23,6 +29,8 @@ if TYPE_CHECKING:
     from raftq.core.machine import Machine
 
 __all__ = ["ack", "cancel", "heartbeat", "nack"]
+
+_LONG_JOBS_VERSION = 3  # the log version of progress, checkpoints and cancel_requested
 
 
 def _leased_job(m: Machine, job_id: int, token: int) -> tuple[Job, QueueState] | Refusal:
@@ -44,10 +52,23 @@ def _leased_job(m: Machine, job_id: int, token: int) -> tuple[Job, QueueState] |
 def heartbeat(m: Machine, cmd: Heartbeat) -> Result:
     if not in_range(cmd.lease_ms, 1, MAX_LEASE_MS):
         return invalid(f"lease_ms must be 1..{MAX_LEASE_MS}")
+    for name, value in (("progress", cmd.progress), ("checkpoint", cmd.checkpoint)):
+        if value is not None and len(value) > MAX_PROGRESS_BYTES:
+            return invalid(f"{name} larger than {MAX_PROGRESS_BYTES} bytes")
+    cancelled = m.jobs.get(cmd.job_id)
+    if cancelled is not None and cancelled.cancel_requested and cmd.token == cancelled.token:
+        # The lease this token holds was revoked by a cancel: tell its worker to stop.
+        return Extended(cancelled.finished_ms, cancel_requested=True)
     found = _leased_job(m, cmd.job_id, cmd.token)
     if isinstance(found, Refusal):
         return found
     job, q = found
+    if cmd.progress is not None or cmd.checkpoint is not None:
+        job.set_long(
+            job.progress if cmd.progress is None else cmd.progress,
+            job.checkpoint if cmd.checkpoint is None else cmd.checkpoint,
+            False,
+        )
     # Without lease_ms, the length the lease was claimed with (the claim may have overridden
     # the job's own lease_ms).
     expires_ms = m.clock_ms + (job.claim_lease_ms if cmd.lease_ms is None else cmd.lease_ms)
@@ -108,6 +129,11 @@ def cancel(m: Machine, cmd: Cancel) -> Result:
     if job.state in FINISHED_STATES:
         return Refusal(Reason.FINISHED, f"job {cmd.job_id} is already {job.state}")
     q.tally.totals[CANCELLED] += 1
+    # Leased (and live: advance_queue ended any expired lease): ask its worker to stop. Only
+    # once version 3 is enabled, so that an older node's snapshot holds nothing it cannot read.
+    ask = job.state is JobState.LEASED and m.enabled_version >= _LONG_JOBS_VERSION
     finish(m, q, job, JobState.CANCELLED, m.clock_ms)
+    if ask:
+        job.set_long(job.progress, None, True)
     advance_queue(m, q)
     return Cancelled(job.id)

@@ -23,6 +23,7 @@ __all__ = [
     "MAX_LOG_VERSION",
     "MAX_MAX_ATTEMPTS",
     "MAX_PAYLOAD_BYTES",
+    "MAX_PROGRESS_BYTES",
     "MAX_QUEUES",
     "MAX_RATE_LIMIT",
     "MAX_RATE_PERIOD_MS",
@@ -79,6 +80,7 @@ MAX_SCHEDULE_TEXT_CHARS = 256  # a schedule's cron expression and time zone, kep
 MAX_REQUEST_ID_CHARS = 128
 MAX_ERROR_CHARS = 64 * 1024
 MAX_DEPENDENCIES = 1_000  # dependencies of one job (``depends_on``)
+MAX_PROGRESS_BYTES = 64 * 1024  # a heartbeat's progress, and its checkpoint, each (encoded)
 
 # Queue limits (``SetLimits``). A rate keeps the start times of its last ``limit`` claims per
 # queue and per group, so its bound is a memory bound too.

@@ -104,6 +104,7 @@ def finish(m: Machine, q: QueueState, job: Job, state: JobState, at_ms: int) -> 
         f.events.append((job.id, state, result, f.batch_of.get(job.id)))
     job.finished_ms = at_ms
     job.lease_expires_ms = 0
+    job.drop_checkpoint()  # a finished job keeps its last progress only
     if state is JobState.DEAD:
         # No key_expiry entry: a dead letter may be requeued and finish again, so an entry
         # could outlive its meaning. Its key is judged from the job itself (live_key), which
@@ -335,6 +336,7 @@ def claim(m: Machine, cmd: Claim) -> Result:
             tally.wait.observe(clock - job.ready_at_ms)
         job.attempts += 1
         job.token = m.last_token
+        job.new_attempt()  # each attempt reports its own progress
         claim_lease_ms = job.lease_ms if cmd.lease_ms is None else cmd.lease_ms
         job.set_run(cmd.worker, claim_lease_ms, clock)
         job.lease_expires_ms = clock + claim_lease_ms
@@ -356,6 +358,7 @@ def lease_of(m: Machine, job: Job) -> Lease:
         job.token,
         job.lease_expires_ms,
         parents_of(m, job.id) if links and job.id in links else None,
+        job.checkpoint,
     )
 
 

@@ -84,6 +84,8 @@ class Lease:
     # A job released by its dependencies, or a batch callback: each parent's (id, final
     # state, result), in dependency order (``deps.py``). ``None`` for any other job.
     parents: tuple[tuple[int, str, bytes | None], ...] | None = None
+    # The latest checkpoint an earlier attempt's heartbeats carried (``None``: none).
+    checkpoint: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +95,11 @@ class Claimed:
 
 @dataclass(frozen=True, slots=True)
 class Extended:
+    """A heartbeat's answer. ``cancel_requested``: the job was cancelled while this lease was
+    live; nothing was extended and ``lease_expires_ms`` is the cancel's cluster time."""
+
     lease_expires_ms: int
+    cancel_requested: bool = False
 
 
 @dataclass(frozen=True, slots=True)

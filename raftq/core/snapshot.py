@@ -74,7 +74,8 @@ __all__ = [
 # 6: the head also counts schedules and fired jobs, their records follow the requests, then the
 #    dependency and batch tables (``flow_snapshot.py``); queue records end with the job groups
 #    (job id, group, ...) and the limits record (``fair.Limiter.record``, or None); written
-#    only once log version 3 is enabled.
+#    only once log version 3 is enabled. Job records end with the long-job fields
+#    (``[progress, checkpoint, cancel_requested]``, or None for a job with none of them).
 SNAPSHOT_VERSION = 6
 _V4 = 4  # what the release before log version 2 reads: written while enabled_version is 1
 _V5 = 5  # what the release before log version 3 reads: written while enabled_version is 2
@@ -100,7 +101,8 @@ class Checksum(Protocol):
 
 # ``_read_into`` fills every slot of ``Job`` from a job record without calling
 # ``Job.__init__`` (``_run`` from worker, claim_lease_ms and claimed_ms; ``_outcome`` from
-# result and error): a new slot must be added to the record format too.
+# result and error, and in version 6 the long-job fields of the last item): a new slot must be
+# added to the record format too.
 _JOB_SLOTS = (
     "_outcome",
     "_run",
@@ -216,31 +218,42 @@ def _job_records(m: Machine, index: dict[str, int]) -> Iterator[list[Any]]:
     """Job records in chunks of ``_CHUNK``, in id order (dict order == id order: ids only grow)."""
     code = _STATE_CODE
     jobs = iter(m.jobs.values())
-    while chunk := [
-        [
-            j.id,
-            index[j.queue],
-            j.payload,
-            j.priority,
-            code[j.state],
-            j.attempts,
-            j.max_attempts,
-            j.lease_ms,
-            j.ready_at_ms,
-            j.created_ms,
-            j.key,
-            j.token,
-            j.lease_expires_ms,
-            j.worker,
-            j.result,
-            j.error,
-            j.finished_ms,
-            j.claim_lease_ms,
-            j.claimed_ms,
+    v6 = _version_of(m) == SNAPSHOT_VERSION
+    while batch := list(islice(jobs, _CHUNK)):
+        chunk: list[list[Any]] = [
+            [
+                j.id,
+                index[j.queue],
+                j.payload,
+                j.priority,
+                code[j.state],
+                j.attempts,
+                j.max_attempts,
+                j.lease_ms,
+                j.ready_at_ms,
+                j.created_ms,
+                j.key,
+                j.token,
+                j.lease_expires_ms,
+                j.worker,
+                j.result,
+                j.error,
+                j.finished_ms,
+                j.claim_lease_ms,
+                j.claimed_ms,
+            ]
+            for j in batch
         ]
-        for j in islice(jobs, _CHUNK)
-    ]:
+        if v6:
+            for record, j in zip(chunk, batch, strict=True):
+                record.append(_long_record(j))
         yield chunk
+
+
+def _long_record(j: Job) -> list[Any] | None:
+    if j.progress is None and j.checkpoint is None and not j.cancel_requested:
+        return None
+    return [j.progress, j.checkpoint, j.cancel_requested]
 
 
 def write_snapshot(
@@ -389,7 +402,7 @@ def _read_into(m: Machine, it: Iterator[Any]) -> None:
         job.token = r[11]
         job.lease_expires_ms = r[12]
         job.set_run(r[13], r[17], r[18])
-        job.set_outcome(r[14], r[15])
+        job.restore_outcome(r[14], r[15], r[19] if version == SNAPSHOT_VERSION else None)
         job.finished_ms = r[16]
         table[job.id] = job
         members[r[1]].append(job)

@@ -35,7 +35,7 @@ from raftq.client.batch import ack_outcomes
 from raftq.client.client import limits_body
 from raftq.client.handle import ProducesHandles
 from raftq.client.transport import Transport
-from raftq.client.types import ClaimedJob
+from raftq.client.types import ClaimedJob, LeaseExtended, heartbeat_body
 from raftq.config import ClusterConfig, load_config
 from raftq.core.limits import MAX_CLAIM
 from raftq.errors import NoLeader, Rejected, TransportError
@@ -415,13 +415,21 @@ class Node(ProducesHandles):
         answer = await self._run(op, path, body)
         return [ClaimedJob.from_wire(j) for j in answer["jobs"]]
 
-    async def heartbeat(self, job_id: int, token: int, *, lease_ms: int | None = None) -> int:
+    async def heartbeat(
+        self,
+        job_id: int,
+        token: int,
+        *,
+        lease_ms: int | None = None,
+        progress: Any = None,
+        checkpoint: Any = None,
+    ) -> LeaseExtended:
         """See ``raftq.client.Client.heartbeat``."""
         job_id = _job_id(job_id)
-        body = _given({"token": token, "lease_ms": lease_ms})
-        op = self._service.heartbeat(job_id, Fields(body))
+        body = heartbeat_body(token, lease_ms, progress, checkpoint)
+        op = self._service.heartbeat(job_id, Fields(body), "msgpack")
         answer = await self._run(op, f"/v1/jobs/{job_id}/heartbeat", body)
-        return int(answer["lease_expires_ms"])
+        return LeaseExtended.from_wire(answer)
 
     async def ack(self, job_id: int, token: int, result: Any = None) -> None:
         """See ``raftq.client.Client.ack``."""

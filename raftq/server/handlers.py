@@ -275,11 +275,11 @@ class Api:
     # -- lease operations -------------------------------------------------------------------
 
     async def heartbeat(self, request: web.Request) -> web.StreamResponse:
-        """``POST /v1/jobs/{id}/heartbeat`` with ``{token, lease_ms?}``."""
+        """``POST /v1/jobs/{id}/heartbeat`` with ``{token, lease_ms?, progress?, checkpoint?}``."""
 
         async def op(w: _Write) -> web.StreamResponse:
             job_id = parse_job_id(w.request.match_info["id"])
-            answer = await self.service.heartbeat(job_id, w.fields())(w.request_id)
+            answer = await self.service.heartbeat(job_id, w.fields(), w.fmt)(w.request_id)
             return respond(w.request, answer)
 
         return await self._write(request, op)

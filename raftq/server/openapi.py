@@ -251,6 +251,7 @@ def _schemas(s: ServerSettings) -> dict[str, Any]:
                 "attempt": integer,
                 "token": integer,
                 "lease_expires_ms": integer,
+                "checkpoint": _ANY,
             },
             ("id", "queue", "payload", "priority", "attempt", "token", "lease_expires_ms"),
             closed=False,
@@ -259,9 +260,19 @@ def _schemas(s: ServerSettings) -> dict[str, Any]:
             {"jobs": {"type": "array", "items": ref("Lease")}}, ("jobs",), closed=True
         ),
         "HeartbeatBody": obj_schema(
-            {"token": int_schema(0, INT64_MAX), "lease_ms": int_schema(1, MAX_LEASE_MS)},
+            {
+                "token": int_schema(0, INT64_MAX),
+                "lease_ms": int_schema(1, MAX_LEASE_MS),
+                "progress": _ANY,
+                "checkpoint": _ANY,
+            },
             ("token",),
             closed=True,
+        ),
+        "Extended": obj_schema(
+            {"id": integer, "lease_expires_ms": integer, "cancel_requested": {"type": "boolean"}},
+            ("id", "lease_expires_ms", "cancel_requested"),
+            closed=False,
         ),
         "AckBody": obj_schema(
             {"token": int_schema(0, INT64_MAX), "result": _ANY}, ("token",), closed=True
@@ -421,6 +432,9 @@ def _schemas(s: ServerSettings) -> dict[str, Any]:
                 "error": _nullable({"type": "string"}),
                 "run_at_ms": integer,
                 "created_ms": integer,
+                "progress": _ANY,
+                "checkpoint": _ANY,
+                "cancel_requested": {"type": "boolean"},
             },
             (
                 "id",

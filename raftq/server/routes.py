@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from raftq.config import Role
-from raftq.core.limits import MAX_CLAIM
+from raftq.core.limits import MAX_CLAIM, MAX_PROGRESS_BYTES
 from raftq.server.openapi import (
     AUTH_ERRORS,
     JSON,
@@ -268,7 +268,8 @@ ROUTES: Final[tuple[Route, ...]] = (
             "{op: credit, n}, {op: ack, seq, id, token, result?, request_id?}, {op: acks, seq, "
             "acks: [{id, token, result?}], request_id?} (answered as POST /v1/ack), {op: nack, "
             "seq, id, token, error?, retry_in_ms?, request_id?}, {op: heartbeat, seq, id, token, "
-            "lease_ms?, request_id?}. Server: {op: jobs, jobs: [Lease]} (each job uses one "
+            "lease_ms?, progress?, checkpoint?, request_id?} (answered as POST "
+            "/v1/jobs/{id}/heartbeat). Server: {op: jobs, jobs: [Lease]} (each job uses one "
             "credit; pushed once its lease is committed), {op: reply, seq, ok, answer?, "
             "error?: {reason, message, status}}, and {op: error, error: {reason, message}} "
             f"before it closes. Frames up to {s.max_body_bytes} bytes",
@@ -285,9 +286,11 @@ ROUTES: Final[tuple[Route, ...]] = (
         "heartbeat",
         Rule(frozenset({_W, _A}), QueueFrom.JOB),
         lambda s: operation(
-            "extend a lease (worker, admin)",
+            "extend a lease, and store the job's progress and checkpoint (any JSON value, "
+            f"each up to {MAX_PROGRESS_BYTES} bytes encoded: 413 beyond; they need log "
+            "version 3) (worker, admin); cancel_requested: the job was cancelled, stop it",
             [P_ID, *_RID],
-            {**responses(200, None, WRITE_ERRORS), "200": plain("lease extended")},
+            responses(200, "Extended", WRITE_ERRORS),
             "HeartbeatBody",
         ),
     ),
@@ -333,7 +336,8 @@ ROUTES: Final[tuple[Route, ...]] = (
         "cancel",
         Rule(frozenset({_P, _A}), QueueFrom.JOB),
         lambda s: operation(
-            "cancel a job that is not finished (producer, admin)",
+            "cancel a job that is not finished (producer, admin); a leased job's heartbeat then "
+            "answers cancel_requested: true",
             [P_ID, *_RID],
             {**responses(200, None, WRITE_ERRORS), "200": plain("cancelled")},
             "Empty",

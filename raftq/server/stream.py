@@ -148,7 +148,7 @@ def _lease_op(api: Api, frame: dict[str, Any]) -> _LeaseOp:
         elif kind == "nack":
             op = api.service.nack(job_id, f)
         else:
-            op = api.service.heartbeat(job_id, f)
+            op = api.service.heartbeat(job_id, f, "msgpack")
         return _LeaseOp(seq, op, rid)
 
     result: _LeaseOp = _check(parse)

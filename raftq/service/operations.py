@@ -95,6 +95,7 @@ from raftq.service.fields import (
     invalid,
 )
 from raftq.service.flow_ops import FLOW_FIELDS, FlowOps, has_flow_fields, render_flow
+from raftq.service.long_jobs import LongJobOps
 from raftq.service.refusals import rejected
 from raftq.service.render import (
     render_cluster,
@@ -232,8 +233,9 @@ def _rate_field(args: Fields, field: str) -> tuple[int | None, int | None]:
     return limit, period_ms
 
 
-class Service(FlowOps):
-    """The operations on one node (those of dependencies and batches: ``flow_ops``).
+class Service(FlowOps, LongJobOps):
+    """The operations on one node (those of dependencies and batches: ``flow_ops``; the
+    heartbeat: ``long_jobs``).
 
     Args:
         node: the local raft node.
@@ -371,26 +373,6 @@ class Service(FlowOps):
             return [render_lease(x) for x in leases]
 
         return Claimer(queues, claim)
-
-    def heartbeat(self, job_id: int, args: Fields) -> Op:
-        """``{token, lease_ms?}``; answers ``{id, lease_expires_ms}``."""
-        token = args.req_int("token")
-        lease_ms = args.opt_int("lease_ms", 1, MAX_LEASE_MS)
-        args.done()
-
-        async def run(rid: str | None) -> Answer:
-            await self._require_job(job_id)
-            cmd = Heartbeat(
-                now_ms=self.node.now_ms(),
-                request_id=rid,
-                job_id=job_id,
-                token=token,
-                lease_ms=lease_ms,
-            )
-            result = _expect(Extended, await self.submit(cmd))
-            return {"id": job_id, "lease_expires_ms": result.lease_expires_ms}
-
-        return Op(run)
 
     def ack(self, job_id: int, args: Fields, fmt: Format) -> Op:
         """``{token, result?}``; answers ``{id, state: succeeded}``."""

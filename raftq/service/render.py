@@ -47,6 +47,9 @@ def render_job(j: JobInfo) -> dict[str, Any]:
         "group": j.group,
         "schedule": j.schedule,
         "fire_ms": j.fire_ms,
+        "progress": unpack_value(j.progress),
+        "checkpoint": unpack_value(j.checkpoint),
+        "cancel_requested": j.cancel_requested,
     }
 
 
@@ -60,6 +63,7 @@ def render_lease(x: Lease) -> dict[str, Any]:
         "attempt": x.attempt,
         "token": x.token,
         "lease_expires_ms": x.lease_expires_ms,
+        "checkpoint": unpack_value(x.checkpoint),
     } | _parents(x)
 
 

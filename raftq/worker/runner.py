@@ -9,6 +9,9 @@ handler raises      nack with ``describe_error(exc)`` (retry after ``retry_in_ms
 timeout             the handler is cancelled; nack with a timeout error
 heartbeat refused   (409/404: another worker holds the job now) the handler is cancelled;
                     no ack, no nack: the job is not ours any more
+cancel requested    (the job was cancelled: a heartbeat said ``cancel_requested``) the
+                    handler is cancelled (a sync one sees ``job.cancel_requested``); no
+                    ack, no nack: the job is cancelled already
 worker stopping     past the grace period the handler is cancelled; nack with
                     ``retry_in_ms=0`` so the job is redelivered at once
 ==================  ====================================================================
@@ -30,6 +33,10 @@ token, the earlier ack was applied and the outcome is a success.
 
 A sync handler runs in the worker's thread pool and cannot be interrupted: after a timeout or a
 lost lease its thread runs to completion and its result is dropped.
+
+What the handler reports (``job.report_progress``, ``job.save_checkpoint``) rides on the
+heartbeats (no extra write), the latest value of each; a checkpoint still pending when the
+job is about to be nacked goes out with one more heartbeat first, so the next attempt gets it.
 """
 
 from __future__ import annotations
@@ -47,7 +54,7 @@ from typing import Any
 from raftq.client.types import ClaimedJob
 from raftq.errors import AuthError, ClusterError, Rejected, Retry, TransportError
 from raftq.worker.acks import AckWaves
-from raftq.worker.job import JOB_LOGGER, Job, JobLogger, describe_error
+from raftq.worker.job import JOB_LOGGER, UNSET, Job, JobLogger, describe_error
 from raftq.worker.source import JobSource
 
 __all__ = [
@@ -132,10 +139,13 @@ class JobRun:
             logger=JobLogger(_job_logger, extra),
             parents=claimed.parents,
             parent_states=claimed.parent_states,
+            checkpoint=claimed.checkpoint,
         )
         self._label = f"job {claimed.id} {claimed.queue}#{claimed.attempt}"
         self._interrupted = False
         self._lease_lost: str | None = None  # why the lease was lost, once it was
+        self._cancelled = False  # a heartbeat answered cancel_requested
+        self._reports_ok = True  # False once the cluster refused progress (log version < 3)
         self._handler: asyncio.Task[Any] | None = None
         # run() waits on one future, resolved by the first of: the handler ends, the timeout,
         # interrupt() or a lost lease (those two set _stop_waiting: settle without waiting).
@@ -181,6 +191,12 @@ class JobRun:
                 beats_due.cancel()
                 await self._stop_heartbeats()
                 raise
+        if self._cancelled:  # cancelled while held: nothing ran, nothing to send
+            beats_due.cancel()
+            await self._stop_heartbeats()
+            self._settling()
+            outcomes.warning("%s cancelled before it started: not run", self._label)
+            return
         if self._lease_lost is not None:  # lost while held: nothing ran, nothing to send
             beats_due.cancel()
             await self._stop_heartbeats()
@@ -255,33 +271,48 @@ class JobRun:
     async def _heartbeats(self) -> None:
         """Heartbeat now, then every period (started one period after the claim)."""
         period_s = self._ctx.heartbeat_ms / 1000
-        src = self._ctx.source
-        while True:
-            try:
-                await src.heartbeat(self.job.id, self.job.token, lease_ms=self._ctx.lease_ms)
-            except Rejected as e:
-                if e.status in (404, 409):
-                    self._lease_lost = e.reason
-                    self._stop()
-                    return
-                logger.warning("%s: heartbeat refused (%s): %s", self._label, e.reason, e)
-            except (ClusterError, TransportError, AuthError) as e:
-                logger.warning("%s: heartbeat failed, will retry: %s", self._label, e)
+        while await self._beat():
             await asyncio.sleep(period_s)
+
+    async def _beat(self, plain: bool = False) -> bool:
+        """One heartbeat, with what the handler reported since the last one (none when
+        ``plain``); False once the run must stop (lease lost, or job cancelled)."""
+        job, reports = self.job, self.job.reports
+        progress, checkpoint = (UNSET, UNSET) if plain or not self._reports_ok else reports.take()
+        pairs = (("progress", progress), ("checkpoint", checkpoint))
+        extra = {k: v for k, v in pairs if v is not UNSET and v is not None}
+        try:
+            answer = await self._ctx.source.heartbeat(
+                job.id, job.token, lease_ms=self._ctx.lease_ms, **extra
+            )
+        except Rejected as e:
+            if extra and (e.status in (400, 413) or e.reason == "version_not_enabled"):
+                # The values were refused, not the lease: drop them, keep the lease.
+                logger.warning("%s: progress/checkpoint refused (%s): %s", self._label, e.reason, e)
+                self._reports_ok = e.reason != "version_not_enabled"
+                return await self._beat(plain=True)
+            if e.status in (404, 409):
+                self._lease_lost = e.reason
+                self._stop()
+                return False
+            logger.warning("%s: heartbeat refused (%s): %s", self._label, e.reason, e)
+        except (ClusterError, TransportError, AuthError) as e:
+            reports.restore(progress, checkpoint)  # sent with the next one
+            logger.warning("%s: heartbeat failed, will retry: %s", self._label, e)
+        else:
+            if answer.cancel_requested:
+                reports.cancel_requested = True  # what a sync handler polls
+                self._cancelled = True
+                self._stop()
+                return False
+        return True
 
     # -- outcome --------------------------------------------------------------------------
 
     async def _settle(self, handler: asyncio.Task[Any], timed_out: bool, elapsed_ms: int) -> None:
-        label, retry_in_ms = self._label, self._ctx.retry_in_ms
-        if self._lease_lost is not None:
-            outcomes.warning(
-                "%s lease lost after %d ms (%s): handler cancelled, not acked; another worker "
-                "owns the job now",
-                label,
-                elapsed_ms,
-                self._lease_lost,
-            )
+        if await self._taken_away(handler, elapsed_ms):
             return
+        label, retry_in_ms = self._label, self._ctx.retry_in_ms
         if timed_out:
             error = f"JobTimeout: the handler ran longer than {self._timeout_ms} ms"
             answer = await self._nack(error, retry_in_ms)
@@ -321,6 +352,34 @@ class JobRun:
                     _first_line(exc),
                     answer,
                 )
+
+    async def _taken_away(self, handler: asyncio.Task[Any], elapsed_ms: int) -> bool:
+        """Whether the job was cancelled or its lease lost (logged here: there is nothing to
+        send). Before that is decided, a pending checkpoint goes out with one more heartbeat
+        unless the handler succeeded: the job is about to be nacked, and the next attempt
+        needs it."""
+        succeeded = handler.done() and not handler.cancelled() and handler.exception() is None
+        pending = self.job.reports.checkpoint_pending
+        lost = self._cancelled or self._lease_lost is not None
+        if pending and not succeeded and not lost and self._reports_ok:
+            await self._beat()
+        if self._cancelled:
+            outcomes.warning(
+                "%s cancelled while running: handler stopped after %d ms, not acked nor nacked",
+                self._label,
+                elapsed_ms,
+            )
+            return True
+        if self._lease_lost is not None:
+            outcomes.warning(
+                "%s lease lost after %d ms (%s): handler cancelled, not acked; another worker "
+                "owns the job now",
+                self._label,
+                elapsed_ms,
+                self._lease_lost,
+            )
+            return True
+        return False
 
     async def _ack(self, result: Any, elapsed_ms: int) -> None:
         acks, job, label = self._ctx.acks, self.job, self._label

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from raftq.client.types import ClaimedJob
+from raftq.client.types import ClaimedJob, LeaseExtended
 
 __all__ = ["JobSource"]
 
@@ -27,7 +27,15 @@ class JobSource(Protocol):
         wait_ms: int = 0,
     ) -> list[ClaimedJob]: ...
 
-    async def heartbeat(self, job_id: int, token: int, *, lease_ms: int | None = None) -> int: ...
+    async def heartbeat(
+        self,
+        job_id: int,
+        token: int,
+        *,
+        lease_ms: int | None = None,
+        progress: Any = None,
+        checkpoint: Any = None,
+    ) -> LeaseExtended: ...
 
     async def ack(self, job_id: int, token: int, result: Any = None) -> None: ...
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from raftq.client import Client
 from raftq.client.stream import JobStream
-from raftq.client.types import ClaimedJob
+from raftq.client.types import ClaimedJob, LeaseExtended
 from raftq.errors import ClusterError, TransportError
 
 __all__ = ["StreamSource"]
@@ -125,10 +125,19 @@ class StreamSource:
         finally:
             self._demand -= max
 
-    async def heartbeat(self, job_id: int, token: int, *, lease_ms: int | None = None) -> int:
-        if self._stopped:
-            return await self._client.heartbeat(job_id, token, lease_ms=lease_ms)
-        return await (await self._open()).heartbeat(job_id, token, lease_ms=lease_ms)
+    async def heartbeat(
+        self,
+        job_id: int,
+        token: int,
+        *,
+        lease_ms: int | None = None,
+        progress: Any = None,
+        checkpoint: Any = None,
+    ) -> LeaseExtended:
+        target = self._client if self._stopped else await self._open()
+        return await target.heartbeat(
+            job_id, token, lease_ms=lease_ms, progress=progress, checkpoint=checkpoint
+        )
 
     async def ack(self, job_id: int, token: int, result: Any = None) -> None:
         if self._stopped:

@@ -36,8 +36,9 @@ async def test_whole_api(start, use_msgpack):
         assert job.payload == {"n": 1, "blob": blob}
         assert job.priority == 5
         assert job.attempt == 1
-        expires = await client.heartbeat(job.id, job.token, lease_ms=60_000)
-        assert expires >= job.lease_expires_ms
+        extended = await client.heartbeat(job.id, job.token, lease_ms=60_000)
+        assert extended.lease_expires_ms >= job.lease_expires_ms
+        assert not extended.cancel_requested
         await client.ack(job.id, job.token, result=[1, "two", b"3"])
         info = await client.get_job(job.id, linearizable=True)
         assert info["state"] == "succeeded"

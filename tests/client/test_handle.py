@@ -8,8 +8,9 @@ import threading
 import pytest
 
 from raftq.client import Client, JobHandle, SyncClient
+from raftq.core import EnableVersion
 from raftq.errors import JobCancelled, JobDead, JobFailed, Rejected, WaitTimeout
-from tests.support.memory_cluster import ON_BOTH
+from tests.support.memory_cluster import ON_BOTH, until
 
 
 @ON_BOTH
@@ -89,3 +90,46 @@ async def test_sync_handle(start):
         while thread.is_alive():
             await asyncio.sleep(0.01)
         assert result == [("done", "succeeded")]
+
+
+async def test_progress_yields_each_new_report_until_the_job_finishes(start):
+    async with start() as c, Client(c.csv()) as client:
+        await c.leader.submit(EnableVersion(now_ms=c.leader.now_ms(), version=3))
+        handle = await client.enqueue_job("q", "x")
+        (job,) = await client.claim("q", worker="w")
+        seen: list[object] = []
+
+        async def watch() -> None:
+            async for p in handle.progress(interval_ms=10):
+                seen.append(p)
+
+        watcher = asyncio.create_task(watch())
+        for p in (1, 1, 2):  # a repeated value is yielded once
+            beat = await client.heartbeat(job.id, job.token, progress=p, checkpoint={"at": p})
+            assert not beat.cancel_requested
+            await until(lambda p=p: seen[-1:] == [p], 5.0)
+        await client.ack(job.id, job.token)
+        await asyncio.wait_for(watcher, 5.0)  # ends once the job is finished
+        assert seen == [1, 2]
+
+
+async def test_sync_progress_and_heartbeat(start):
+    async with start() as c:
+        await c.leader.submit(EnableVersion(now_ms=c.leader.now_ms(), version=3))
+        address = c.csv()
+
+        def run() -> tuple[list[object], bool]:
+            with SyncClient(address) as client:
+                handle = client.enqueue_job("q", "x")
+                (job,) = client.claim("q", worker="w")
+                client.heartbeat(job.id, job.token, progress="half")
+                client.cancel(job.id)
+                beat = client.heartbeat(job.id, job.token)
+                return list(handle.progress(interval_ms=10)), beat.cancel_requested
+
+        result: list[object] = []
+        thread = threading.Thread(target=lambda: result.append(run()))
+        thread.start()
+        while thread.is_alive():
+            await asyncio.sleep(0.01)
+        assert result == [(["half"], True)]

@@ -22,7 +22,7 @@ async def test_the_blocking_stream(start) -> None:
                 while len(got) < 2:
                     got += s.jobs(timeout_ms=5000)
                 assert s.jobs(timeout_ms=200) == []  # the credit is used up
-                assert s.heartbeat(got[0].id, got[0].token, lease_ms=60_000) > 0
+                assert s.heartbeat(got[0].id, got[0].token, lease_ms=60_000).lease_expires_ms > 0
                 s.ack(got[0].id, got[0].token, "done")
                 assert s.nack(got[1].id, got[1].token, retry_in_ms=0)["state"] == "queued"
                 with pytest.raises(Rejected) as refused:

@@ -140,9 +140,22 @@ class Harness:
             )
         )
 
-    def heartbeat(self, lease: Lease, lease_ms: int | None = None) -> Result:
+    def heartbeat(
+        self,
+        lease: Lease,
+        lease_ms: int | None = None,
+        progress: bytes | None = None,
+        checkpoint: bytes | None = None,
+    ) -> Result:
         return self.one(
-            Heartbeat(now_ms=self.now, job_id=lease.id, token=lease.token, lease_ms=lease_ms)
+            Heartbeat(
+                now_ms=self.now,
+                job_id=lease.id,
+                token=lease.token,
+                lease_ms=lease_ms,
+                progress=progress,
+                checkpoint=checkpoint,
+            )
         )
 
     def cancel(self, job_id: int) -> Result:

@@ -45,13 +45,18 @@ async def test_operations_run_on_the_local_raft_node(tmp_path: Path) -> None:
         assert more == [first + 1, first + 2]
         (job,) = await node.claim(["q", "other"], worker="w")
         assert (job.id, job.payload, job.priority, job.attempt) == (first, {"n": 1}, 5, 1)
-        assert await node.heartbeat(job.id, job.token, lease_ms=60_000) >= job.lease_expires_ms
+        extended = await node.heartbeat(job.id, job.token, lease_ms=60_000, progress={"p": 1})
+        assert extended.lease_expires_ms >= job.lease_expires_ms
+        assert not extended.cancel_requested
         await node.ack(job.id, job.token, {"ok": True})
         info = await node.get_job(first, linearizable=True)
         assert (info["state"], info["result"]) == ("succeeded", {"ok": True})
+        assert info["progress"] == {"p": 1}  # a finished job keeps its last progress
         a, b = await node.claim("q", worker="w", max=5)
         assert a.payload == b"\x00"
+        await node.heartbeat(a.id, a.token, checkpoint=b"\x01")
         answer = await node.nack(a.id, a.token, error="boom", retry_in_ms=0)
+        assert (await node.get_job(a.id))["checkpoint"] == b"\x01"  # for the next attempt
         assert answer == {"id": a.id, "state": "queued", "run_at_ms": answer["run_at_ms"]}
         await node.cancel(b.id)
         assert (await node.get_job(b.id))["state"] == "cancelled"

@@ -159,7 +159,7 @@ async def test_a_refused_ack_is_a_reply_not_an_end(secured: Cluster) -> None:
         with pytest.raises(Rejected) as refused:
             await s.ack(job.id, job.token + 1)
         assert (refused.value.reason, refused.value.status) == ("stale_token", 409)
-        assert (await s.heartbeat(job.id, job.token, lease_ms=60_000)) > 0
+        assert (await s.heartbeat(job.id, job.token, lease_ms=60_000)).lease_expires_ms > 0
         answer = await s.nack(job.id, job.token, error="boom", retry_in_ms=0)
         assert answer["id"] == job_id and answer["state"] in ("queued", "delayed")
         assert await s.jobs(timeout_ms=300) == []  # queued again, but no credit left

@@ -85,18 +85,17 @@ def test_script_worker_example(worker_cluster: Cluster, procs: Procs) -> None:
     assert procs.wait("script", 15) == 0
 
 
-def test_schedules_example(worker_cluster: Cluster) -> None:
-    argv = [sys.executable, "examples/schedules.py", "--nodes", nodes_of(worker_cluster)]
-    done = subprocess.run(
-        [*argv, "--every-ms", "200", "--fires", "3"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+def run_example(cluster: Cluster, script: str, *args: str) -> list[Any]:
+    """``python examples/SCRIPT --nodes ... ARGS``; it must exit 0; its JSON lines."""
+    argv = [sys.executable, f"examples/{script}", "--nodes", nodes_of(cluster), *args]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
-    nightly, job, *listed = [json.loads(line) for line in done.stdout.splitlines()]
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def test_schedules_example(worker_cluster: Cluster) -> None:
+    lines = run_example(worker_cluster, "schedules.py", "--every-ms", "200", "--fires", "3")
+    nightly, job, *listed = lines
     assert nightly["nightly_next_fire_ms"] > 0
     assert (job["queue"], job["schedule"]) == ("heartbeats", "heartbeat")
     assert job["fire_ms"] % 200 == 0
@@ -104,3 +103,14 @@ def test_schedules_example(worker_cluster: Cluster) -> None:
     assert shown["heartbeat"]["paused"] is True and shown["heartbeat"]["fires"] >= 3
     assert shown["heartbeat"]["next_fire_ms"] is None
     assert shown["nightly-report"]["next_fire_ms"] == nightly["nightly_next_fire_ms"]
+
+
+def test_long_job_example(worker_cluster: Cluster) -> None:
+    lines = run_example(worker_cluster, "long_job.py", "--pages", "5", "--fail-at", "3")
+    *progress, last = lines
+    # The second attempt resumed from the checkpoint the first one saved before failing.
+    assert last == {"result": {"pages": 5, "resumed_at": 3, "attempt": 2}}
+    # What the heartbeats carried (every 300 ms; a report made after the last one before the
+    # ack is not sent: the result tells the end).
+    assert progress and all(p["progress"]["of"] == 5 for p in progress)
+    assert {p["progress"]["done"] for p in progress} <= {1, 2, 3, 4, 5}

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from raftq.client import ClaimedJob, Client
+from raftq.client import ClaimedJob, Client, LeaseExtended
 from raftq.errors import ConfigError
 from raftq.worker import Job, Worker
 from tests.integration.cluster import Cluster
@@ -39,9 +39,11 @@ class Counting:
         finally:
             self.inflight -= 1
 
-    async def heartbeat(self, job_id: int, token: int, *, lease_ms: int | None = None) -> int:
+    async def heartbeat(
+        self, job_id: int, token: int, *, lease_ms: int | None = None, **reports: Any
+    ) -> LeaseExtended:
         self.heartbeats.append(job_id)
-        return await self.client.heartbeat(job_id, token, lease_ms=lease_ms)
+        return await self.client.heartbeat(job_id, token, lease_ms=lease_ms, **reports)
 
 
 def test_prefetch_is_validated() -> None:

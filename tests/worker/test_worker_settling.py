@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from raftq.client import ClaimedJob, Client
+from raftq.client import ClaimedJob, Client, LeaseExtended
 from raftq.worker import Job, Worker
 from tests.integration.cluster import Cluster
 from tests.worker.conftest import nodes_of, until
@@ -51,9 +51,11 @@ class Gate:
         self.events.append(("claim", len(jobs)))
         return jobs
 
-    async def heartbeat(self, job_id: int, token: int, *, lease_ms: int | None = None) -> int:
+    async def heartbeat(
+        self, job_id: int, token: int, *, lease_ms: int | None = None, **reports: Any
+    ) -> LeaseExtended:
         self.heartbeats += 1
-        return await self.client.heartbeat(job_id, token, lease_ms=lease_ms)
+        return await self.client.heartbeat(job_id, token, lease_ms=lease_ms, **reports)
 
     async def ack(self, job_id: int, token: int, result: Any = None) -> None:
         self.events.append(("ack", job_id))
