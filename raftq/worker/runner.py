@@ -51,6 +51,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
+from raftq import otel
 from raftq.client.types import ClaimedJob
 from raftq.errors import AuthError, ClusterError, Rejected, Retry, TransportError
 from raftq.worker.acks import AckWaves
@@ -255,14 +256,18 @@ class JobRun:
             callback(self)
 
     async def _call(self) -> Any:
-        if self._spec.is_async:
-            return await self._spec.fn(self.job)
-        loop = asyncio.get_running_loop()
-        ctx = contextvars.copy_context()
-        result = await loop.run_in_executor(self._ctx.executor, ctx.run, self._spec.fn, self.job)
-        if inspect.isawaitable(result):  # a sync callable that returned a coroutine
-            result = await result
-        return result
+        job = self.job
+        # With OpenTelemetry, a CONSUMER span around the handler (raftq.otel); a sync one
+        # runs in it too (the thread gets a copy of this context).
+        with otel.process_span(job.queue, job.id, job.attempt, job.payload):
+            if self._spec.is_async:
+                return await self._spec.fn(job)
+            loop = asyncio.get_running_loop()
+            ctx = contextvars.copy_context()
+            result = await loop.run_in_executor(self._ctx.executor, ctx.run, self._spec.fn, job)
+            if inspect.isawaitable(result):  # a sync callable that returned a coroutine
+                result = await result
+            return result
 
     def _start_heartbeats(self) -> None:
         if self._beats is None and self._wake is not None and not self._wake.done():
