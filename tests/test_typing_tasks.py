@@ -9,6 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.integration  # runs mypy in a process of its own
+
 REPO = Path(__file__).resolve().parents[1]
 
 TASKS = """

@@ -61,6 +61,7 @@ def test_positional_and_variadic_parameters_keep_their_place() -> None:
         f.payload(1)  # type: ignore[call-arg]
 
 
+@pytest.mark.integration  # the command in a process of its own
 def test_raftq_tasks_lists_them_and_prints_the_document() -> None:
     def run(*extra: str) -> str:
         argv = [sys.executable, "-m", "raftq", "tasks", "examples.typed_tasks:app", *extra]

@@ -7,11 +7,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import raftq
 from raftq.testing import LocalNode, running
 from tests.worker.conftest import REPO
 
 
+@pytest.mark.integration  # pytest in a process of its own
 def test_the_testing_example_passes_under_pytest() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "raftq.testing", "-p", "no:cacheprovider", "-q",
