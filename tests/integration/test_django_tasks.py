@@ -110,6 +110,23 @@ def test_a_task_runs_in_the_worker_and_its_result_comes_back(
     assert job["payload"]["task"] == "demo_app.tasks.add" and job["result"] == 5
 
 
+def test_the_projects_command_enqueues_and_prints_the_result(
+    shared_cluster: Cluster, worker: Path
+) -> None:
+    # The guide's example as a user runs it: another process, settings from RAFTQ_NODES.
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [sys.executable, str(PROJECT / "manage.py"), "add_numbers", "20", "22"],
+        cwd=REPO,
+        env={**os.environ, "RAFTQ_NODES": _nodes(shared_cluster), "PYTHONPATH": path},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (0, "42\n"), done.stderr + worker.read_text()
+
+
 def test_a_task_that_takes_context_gets_its_result_id_and_attempt(
     tasks: ModuleType, worker: Path
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+# --8<-- [start:tasks]
 try:
     from django.tasks import TaskContext, task
 except ImportError:  # Django < 6: the django-tasks backport
@@ -14,6 +15,9 @@ except ImportError:  # Django < 6: the django-tasks backport
 @task
 def add(a: int, b: int) -> int:
     return a + b
+
+
+# --8<-- [end:tasks]
 
 
 @task
@@ -27,9 +31,13 @@ def stamp(label: str) -> list[Any]:
     return [label, time.monotonic_ns()]
 
 
+# --8<-- [start:context]
 @task(takes_context=True)
 def whoami(context: TaskContext, greeting: str) -> dict[str, Any]:
     return {"greeting": greeting, "id": context.task_result.id, "attempt": context.attempt}
+
+
+# --8<-- [end:context]
 
 
 @task

@@ -14,6 +14,7 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 DATABASES: dict[str, dict[str, str]] = {}
 
+# --8<-- [start:settings]
 INSTALLED_APPS = [
     "raftq.contrib.django",  # the raftq_worker management command
     "demo_app",
@@ -34,3 +35,4 @@ TASKS = {
         },
     }
 }
+# --8<-- [end:settings]
