@@ -19,9 +19,12 @@ from typing import Any
 
 import django
 import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from raftq.client import SyncClient
+from raftq.contrib.django.backend import RaftqBackend
 from raftq.contrib.django.compat import (
     TaskResult,
     TaskResultDoesNotExist,
@@ -167,6 +170,19 @@ def test_unknown_ids_have_no_result(tasks: ModuleType, worker: Path) -> None:
     for result_id in ("999999999", "abc", "-1"):
         with pytest.raises(TaskResultDoesNotExist):
             tasks.add.get_result(result_id)
+
+
+def test_bad_options_and_worker_arguments_are_refused_in_one_line(tasks: ModuleType) -> None:
+    with pytest.raises(ImproperlyConfigured) as refused:
+        RaftqBackend("bad", {"OPTIONS": {"nodez": "x", "max_attempts": 0}})
+    assert str(refused.value) == (
+        "TASKS['bad']: unknown option 'nodez'; give OPTIONS 'nodes' or 'config' (one of them); "
+        "OPTIONS 'max_attempts' must be a positive integer, got 0"
+    )
+    with pytest.raises(CommandError, match="--queue nope: not in the backend's QUEUES"):
+        call_command("raftq_worker", queue=["nope"])
+    with pytest.raises(CommandError, match="--backend other: "):
+        call_command("raftq_worker", backend="other")
 
 
 async def test_async_enqueue_and_get_result_with_an_async_task(

@@ -15,7 +15,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -38,7 +37,7 @@ from raftq.contrib.django.convert import (
     raftq_priority,
     to_ms,
 )
-from raftq.errors import Rejected
+from raftq.errors import RaftqError, Rejected
 from raftq.worker import Worker
 
 __all__ = ["RaftqBackend"]
@@ -91,7 +90,10 @@ class RaftqBackend(BaseTaskBackend):
         elif config is not None:
             from raftq.config import load_config  # noqa: PLC0415 - only when used
 
-            nodes = [n.api for n in load_config(Path(config)).nodes]
+            try:
+                nodes = [n.api for n in load_config(Path(config)).nodes]
+            except (OSError, RaftqError) as e:
+                problems.append(f"OPTIONS 'config': {e}")
         for key in ("max_attempts", "lease_ms", "timeout_ms", "retry_ms"):
             value = options.get(key)
             if value is not None and (type(value) is not int or value <= 0):
@@ -329,6 +331,8 @@ def _job_id(result_id: str) -> int:
 
 def _datetime(ms: Any) -> datetime | None:
     """Cluster time (ms) as Django wants it: aware UTC with ``USE_TZ``, else naive local."""
+    from django.conf import settings  # noqa: PLC0415 - a lazy object: read once configured
+
     if ms is None:
         return None
     when = from_ms(int(ms))

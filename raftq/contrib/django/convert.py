@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+from raftq.errors import RaftqError
+
 __all__ = [
     "STATUS_OF_STATE",
     "JobError",
@@ -38,7 +40,7 @@ STATUS_OF_STATE = {
 }
 
 
-class JobError(Exception):
+class JobError(RaftqError):
     """A Django task's job failed outside the task's function (a timeout, a worker stopped or
     lost its lease, a task path that does not import...): the ``exception_class`` of such a
     ``TaskError``, whose ``traceback`` holds the error raftq recorded."""
