@@ -151,6 +151,19 @@ def test_a_failing_task_is_failed_with_its_exception(tasks: ModuleType, worker: 
     assert bad.status == FAILED and bad.errors[0].exception_class is TypeError
 
 
+def test_with_max_attempts_a_failed_attempt_is_retried(tasks: ModuleType, worker: Path) -> None:
+    result = tasks.flaky.using(backend="retrying").enqueue()
+    deadline = time.monotonic() + 10
+    while not result.errors:  # the first attempt failed; the retry waits out the backoff
+        assert time.monotonic() < deadline and not result.is_finished, worker.read_text()
+        time.sleep(0.05)
+        result.refresh()
+    assert (result.status, result.attempts) == (READY, 1)
+    assert result.errors[0].exception_class is ConnectionError
+    _finished(result, worker)
+    assert (result.status, result.return_value, result.attempts) == (SUCCESSFUL, 2, 2)
+
+
 def test_run_after_defers_the_task(
     tasks: ModuleType, worker: Path, shared_cluster: Cluster
 ) -> None:

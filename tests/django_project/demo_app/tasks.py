@@ -48,3 +48,10 @@ def fail(message: str) -> None:
 @task
 def not_json() -> set[int]:
     return {1, 2}
+
+
+@task(takes_context=True)
+def flaky(context: TaskContext) -> int:
+    if context.attempt == 1:
+        raise ConnectionError("the first attempt fails")
+    return context.attempt

@@ -36,3 +36,10 @@ TASKS = {
     }
 }
 # --8<-- [end:settings]
+
+# The same cluster, with retries: a task enqueued with `.using(backend="retrying")` that raises
+# is run again (after raftq's backoff) once more before it is FAILED.
+TASKS["retrying"] = {
+    **TASKS["default"],
+    "OPTIONS": {**TASKS["default"]["OPTIONS"], "max_attempts": 2},
+}
