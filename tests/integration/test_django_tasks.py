@@ -192,6 +192,8 @@ def test_bad_options_and_worker_arguments_are_refused_in_one_line(tasks: ModuleT
         "TASKS['bad']: unknown option 'nodez'; give OPTIONS 'nodes' or 'config' (one of them); "
         "OPTIONS 'max_attempts' must be a positive integer, got 0"
     )
+    with pytest.raises(ImproperlyConfigured, match=r"^TASKS\['bad'\]: OPTIONS 'nodes' is empty$"):
+        RaftqBackend("bad", {"OPTIONS": {"nodes": []}})
     with pytest.raises(CommandError, match="--queue nope: not in the backend's QUEUES"):
         call_command("raftq_worker", queue=["nope"])
     with pytest.raises(CommandError, match="--backend other: "):

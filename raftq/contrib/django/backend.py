@@ -87,6 +87,8 @@ class RaftqBackend(BaseTaskBackend):
         config = options.get("config")
         if (nodes is None) == (config is None):
             problems.append("give OPTIONS 'nodes' or 'config' (one of them)")
+        elif config is None and not nodes:
+            problems.append("OPTIONS 'nodes' is empty")
         elif config is not None:
             from raftq.config import load_config  # noqa: PLC0415 - only when used
 
