@@ -1,5 +1,5 @@
 """Django's task framework on raftq (``raftq.contrib.django``): the project under
-``tests/django_project/`` enqueues with Django's API (``task.enqueue``, ``aenqueue``,
+``examples/django_project/`` enqueues with Django's API (``task.enqueue``, ``aenqueue``,
 ``get_result``) against a real 3-node cluster, and its ``manage.py raftq_worker`` runs the
 tasks in a real process."""
 
@@ -35,7 +35,7 @@ from raftq.contrib.django.convert import to_ms
 from tests.integration.cluster import Cluster
 
 REPO = Path(__file__).resolve().parents[2]
-PROJECT = REPO / "tests" / "django_project"
+PROJECT = REPO / "examples" / "django_project"
 SUCCESSFUL, FAILED, READY = (TaskResultStatus(s) for s in ("SUCCESSFUL", "FAILED", "READY"))
 
 
@@ -59,7 +59,7 @@ def tasks(shared_cluster: Cluster) -> Iterator[ModuleType]:
 
 
 def _worker(cluster: Cluster, log: Path, *args: str) -> subprocess.Popen[bytes]:
-    """``python tests/django_project/manage.py raftq_worker ARGS`` (this checkout's raftq)."""
+    """``python examples/django_project/manage.py raftq_worker ARGS`` (this checkout's raftq)."""
     path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "RAFTQ_NODES": _nodes(cluster), "PYTHONPATH": path}
     with open(log, "ab") as out:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The test project's manage.py: ``python tests/django_project/manage.py raftq_worker``."""
+"""The example project's manage.py: ``python examples/django_project/manage.py raftq_worker``."""
 
 import os
 import sys
