@@ -46,8 +46,7 @@ from raftq.raft.engine import LogEngine
 from raftq.raft.node import RaftNode
 from raftq.raft.pysyncobj import new_pysyncobj_engine
 from raftq.retry import RetryPolicy
-from raftq.server import ServerSettings, add_routes, testfaults
-from raftq.server.app import error_middleware
+from raftq.server import ServerSettings, add_routes, application, testfaults
 from raftq.server.auth import security_from_config
 from raftq.server.clock_probe import PeerClocks
 from raftq.service.fields import INT64_MAX, Fields, check_int, check_queue
@@ -188,9 +187,7 @@ class Node(ProducesHandles):
         spec = self.config.node(self.node_id)
         sock = bind_port(self.node_id, "API", spec.api_host, spec.api_port)
         tls = None if self.config.tls is None else server_context(self.config.tls)
-        app = web.Application(
-            client_max_size=self.settings.max_body_bytes, middlewares=[error_middleware]
-        )
+        app = application(self.settings)
         self.mount(app, prefix)
         runner = web.AppRunner(app, access_log=None)
         try:

@@ -8,8 +8,8 @@ Both take ``security=Security(...)`` (tokens, cluster secret, rate limit; ``raft
 ``docs/security.md``); without it auth is off.
 """
 
-from raftq.server.app import add_routes, create_app
+from raftq.server.app import add_routes, application, create_app
 from raftq.server.auth import Security
 from raftq.server.settings import ServerSettings
 
-__all__ = ["Security", "ServerSettings", "add_routes", "create_app"]
+__all__ = ["Security", "ServerSettings", "add_routes", "application", "create_app"]

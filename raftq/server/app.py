@@ -58,6 +58,7 @@ __all__ = [
     "REQUEST_HEADER",
     "Overrides",
     "add_routes",
+    "application",
     "create_app",
     "error_middleware",
 ]
@@ -116,9 +117,14 @@ def create_app(
         overrides: replaced parts (``Overrides``; test faults only).
     """
     settings = settings or ServerSettings()
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
+    app = application(settings)
     add_routes(app, node, settings, forward_ssl=forward_ssl, security=security, overrides=overrides)
     return app
+
+
+def application(settings: ServerSettings) -> web.Application:
+    """An empty application as a node serves its API on: the body limit, one error shape."""
+    return web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
 
 
 def add_routes(

@@ -68,6 +68,7 @@ def test_the_embedded_node_uses_the_server_only_to_mount_it() -> None:
     assert server <= {
         "raftq.server.ServerSettings",
         "raftq.server.add_routes",
+        "raftq.server.application",  # Node.serve: the API on a listener of the node's own
         "raftq.server.testfaults",
         "raftq.server.auth.security_from_config",
         "raftq.server.clock_probe.PeerClocks",
