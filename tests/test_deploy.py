@@ -32,6 +32,7 @@ from kubernetes_validate.utils import latest_version
 
 from raftq.config import ClusterConfig, parse_config
 from raftq.raft.fail_stop import EXIT_STATE_CORRUPT, EXIT_STORAGE_FAILED, EXIT_VERSION_TOO_NEW
+from raftq.raft.pysyncobj import engine
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 K8S = DEPLOY / "k8s"
@@ -118,6 +119,9 @@ def test_k8s_statefulset_runs_the_configmaps_three_nodes() -> None:
     container = _container(sts)
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "api"}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "api"}
+    assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "api"}
+    # A replaced pod's new IP is found by its peers within their DNS cache's period.
+    assert spec["minReadySeconds"] > engine._DNS_CACHE_S
     pre_stop = container["lifecycle"]["preStop"]["exec"]["command"][-1]
     assert re.search(r"\braftq node drain --config \S+ --node \S+", pre_stop), pre_stop
     assert spec["template"]["spec"]["terminationGracePeriodSeconds"] > 60  # the drain's timeout
