@@ -16,8 +16,8 @@ run: $(STAMP)
 	$(PY) -m raftq cluster up --config cluster/three-node.toml
 
 lint: $(STAMP)
-	$(PY) -m ruff check raftq tests bench examples jepsen-style
-	$(PY) -m ruff format --check raftq tests bench examples jepsen-style
+	$(PY) -m ruff check raftq tests bench examples jepsen-style deploy
+	$(PY) -m ruff format --check raftq tests bench examples jepsen-style deploy
 
 typecheck: $(STAMP)
 	$(PY) -m mypy

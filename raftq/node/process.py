@@ -15,6 +15,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from raftq.config import ClusterConfig
 from raftq.node.claim import claim_node
 from raftq.node.join import ask_to_join, check_cluster_id, cluster_voters
+from raftq.node.notify import notify, notify_when_ready
 from raftq.raft.datadir import DUMP_FILE
 from raftq.raft.node import RaftNode
 from raftq.raft.pysyncobj import new_pysyncobj_engine
@@ -25,6 +26,7 @@ from raftq.server.app import create_app
 from raftq.server.auth import security_from_config
 from raftq.server.clock_probe import PeerClocks
 from raftq.server.drain import DRAIN_KEY, Drain
+from raftq.server.handlers import node_ready
 from raftq.server.settings import ServerSettings
 from raftq.server.testfaults import active_fault
 from raftq.service.scheduler import Scheduler
@@ -116,6 +118,7 @@ async def serve(
     runner = web.AppRunner(
         app, access_log=None, logger=ProtocolLog(logging.getLogger("aiohttp.server"), {})
     )
+    readiness: asyncio.Task[None] | None = None
     try:
         await runner.setup()
         # The API socket bound by claim_node (SO_REUSEADDR, as TCPSite's reuse_address).
@@ -123,6 +126,8 @@ async def serve(
         await site.start()
         auth = f"{len(config.tokens)} tokens" if config.tokens else "auth off (loopback)"
         logger.info("node %s: API on %s (%s)", node_id, config.api_url(node_id), auth)
+        # systemd (Type=notify): READY=1 once /readyz would answer 200 (raftq.node.notify).
+        readiness = asyncio.create_task(notify_when_ready(lambda: node_ready(node)))
         joining = None
         if join is not None:
             joining = asyncio.create_task(ask_to_join(config, node_id, join, ssl_peer))
@@ -131,6 +136,9 @@ async def serve(
             joining.cancel()
     finally:
         logger.info("node %s: stopping", node_id)
+        notify("STOPPING=1")
+        if readiness is not None:
+            readiness.cancel()
         await runner.cleanup()
         await scheduler.stop()
         await node.stop()

@@ -50,12 +50,21 @@ from raftq.service.fields import (
 from raftq.service.operations import Service
 from raftq.service.request_ids import request_id_of
 
-__all__ = ["Api", "read_body"]
+__all__ = ["Api", "node_ready", "read_body"]
 
 logger = logging.getLogger(__name__)
 
 # The content type of a backup (``POST /v1/cluster/backup``): raftq's snapshot file.
 BACKUP_TYPE = "application/octet-stream"
+
+
+def node_ready(node: NodeAPI) -> bool:
+    """What ``GET /readyz`` answers (and ``raftq serve`` tells systemd): a leader is known and
+    this node has applied the log up to the leader's commit index."""
+    try:
+        return node.status().ready
+    except ClusterError:
+        return False
 
 
 async def read_body(request: web.BaseRequest, limit: int) -> bytes:
@@ -720,11 +729,7 @@ class Api:
 
     async def readyz(self, request: web.Request) -> web.StreamResponse:
         """``GET /readyz``: 200 once the node knows a leader and has caught up, else 503."""
-        try:
-            ready = self.node.status().ready
-        except ClusterError:
-            ready = False
-        if not ready:
+        if not node_ready(self.node):
             raise ApiError(
                 503,
                 "not_ready",

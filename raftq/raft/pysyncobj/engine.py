@@ -115,6 +115,14 @@ _ENTRY_MESSAGE_MAX_BYTES = 32 * 1024 * 1024
 # needs a snapshot, or has acknowledged nothing yet (match index 0), never counts.
 _READY_LAG = 64
 _BIND_WAIT_S = 2.5  # a raft port busy for a moment at start (``_check_bound``)
+# How long PySyncObj keeps a peer host name's addresses (its default: 600 s) and a failed
+# lookup (30 s). Only the peer with the greater address dials a connection, on a name it
+# resolved earlier: with the default, a peer restarted on a new IP (a Kubernetes pod, a
+# container) stayed unreachable from the others for up to ten minutes, so a rolling restart
+# could leave two nodes of three unable to reach each other. A lookup happens only while a peer
+# is disconnected, at most once per this period (on the tick thread: keep it cheap).
+_DNS_CACHE_S = 5.0
+_DNS_FAIL_CACHE_S = 5.0
 
 
 def new_pysyncobj_engine(
@@ -375,6 +383,8 @@ class PySyncObjEngine:
             leaderFallbackTimeout=max(2 * r.election_max_ms / 1000, 1.0),
             connectionRetryTime=1.0,
             connectionTimeout=3.5,
+            dnsCacheTime=_DNS_CACHE_S,
+            dnsFailCacheTime=_DNS_FAIL_CACHE_S,
             commandsWaitLeader=False,
             journalFile=os.path.join(data_dir, JOURNAL_FILE),
             fullDumpFile=snapshots.dump_path,
