@@ -7,6 +7,7 @@ the OpenTelemetry API nothing changes but the spans."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from typing import Any
@@ -69,3 +70,18 @@ def test_spans_of_tasks_workers_and_clients(worker_cluster: Cluster) -> None:
 def test_without_the_opentelemetry_api_jobs_carry_no_trace(worker_cluster: Cluster) -> None:
     [shown] = _run(worker_cluster, "no-otel")
     assert shown["payload"] == {"task": "square", "args": [], "kwargs": {"n": 3}}  # no trace
+
+
+def test_the_tracing_example_makes_one_trace(worker_cluster: Cluster) -> None:
+    done = subprocess.run(
+        [sys.executable, "examples/otel_tracing.py"],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "RAFTQ_NODES": nodes_of(worker_cluster)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert "report for customer 42" in lines
+    spans = [line.split() for line in lines if line.startswith("trace ")]
+    names = {" ".join(s[2:-1]) for s in spans}
+    assert {"GET /reports/42", "create reports", "send reports", "process reports"} <= names
+    assert len({s[1] for s in spans}) == 1  # one trace
