@@ -93,7 +93,7 @@ async def test_an_apps_tasks_run_with_their_arguments_and_typed_results(
         assert (await app.client.queue("typed.a"))["totals"]["enqueued"] == before
 
         # Options: a key makes the second enqueue the same job; a delay holds it.
-        keyed = add.options(key="k-1", delay_ms=300)
+        keyed = add.options(key="k-1", delay_ms=2_000)  # still delayed when looked at
         first, second = await keyed.enqueue(5, 5), await keyed.enqueue(5, 5)
         assert first.id == second.id and (await first.job.status())["state"] == "delayed"
         assert await second.wait(10_000) == 10
