@@ -175,10 +175,19 @@ def test_log_compaction_under_load_loses_no_answer(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("example", ["three-node.toml", "five-node.toml"])
 def test_example_configs_start_and_elect(tmp_path: Path, example: str) -> None:
-    """The shipped configs, as they are (their ports and node ids), elect a leader."""
+    """The shipped configs, as they are (their ports and node ids), elect a leader that every
+    node names. Not necessarily the first one: a node whose connection to the first leader
+    came late (PySyncObj retries a refused connection after 1 s) may time out and start an
+    election that deposes it (PySyncObj has no pre-vote), seen once in CI at the five-node
+    start; the cluster then settles on the next leader."""
     src = Path(__file__).resolve().parents[2] / "cluster" / example
     cluster = Cluster.from_file(tmp_path, src)
     with cluster:
-        leader = cluster.wait_ready(timeout=40)
-        assert leader in cluster.ids
-        assert all(cluster.view(n)["leader"] == leader for n in cluster.ids)  # type: ignore[index]
+        assert cluster.wait_ready(timeout=40) in cluster.ids
+        deadline = time.monotonic() + 15
+        while True:
+            named = {cluster.view(n)["leader"] for n in cluster.ids}  # type: ignore[index]
+            if len(named) == 1 and named <= set(cluster.ids):
+                break
+            assert time.monotonic() < deadline, f"the nodes name different leaders: {named}"
+            time.sleep(0.1)
