@@ -74,6 +74,7 @@ class _Codec:
 
     def __init__(self, fn: Callable[..., Any]) -> None:
         self.signature = inspect.signature(fn)
+        self._takes_var = any(q.kind is _VAR_POS for q in self.signature.parameters.values())
         self._fn = fn
         self._adapters: dict[str, Any] | None = None
 
@@ -107,8 +108,7 @@ class _Codec:
     def _positional(self, p: inspect.Parameter) -> bool:
         """Whether a payload passes ``p`` in ``args``: if it is positional-only, or if the
         function takes ``*args`` (then every positional parameter before it must be)."""
-        takes_var = any(q.kind is _VAR_POS for q in self.signature.parameters.values())
-        return p.kind is _POS_ONLY or (takes_var and p.kind is _POS_OR_KW)
+        return p.kind is _POS_ONLY or (self._takes_var and p.kind is _POS_OR_KW)
 
     def dump_args(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The payload's ``args``/``kwargs``, checked against the signature (``TypeError``):
