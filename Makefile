@@ -26,8 +26,12 @@ typecheck: $(STAMP)
 system-deps:
 	bash .ci/system-deps
 
+# Two test processes (pytest-xdist): most tests wait on real processes, not the CPU. The
+# chaos runs share one of them (their `xdist_group`), one after the other.
+PYTEST_WORKERS ?= 2
+
 pytest: $(STAMP) system-deps
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 # The full suite, what CI runs: lint, types, every test (real processes, chaos runs).
 test: lint typecheck pytest

@@ -28,7 +28,9 @@ import pytest
 from raftq.errors import ConfigError
 from raftq.server.testfaults import ENABLE_ENV, ENABLE_VALUE, FAULT_ENV, active_fault
 
-pytestmark = [pytest.mark.chaos]
+# One at a time (the harness owns a fixed /24 and the jepsen-* namespaces): under pytest-xdist
+# they all go to one worker (`--dist loadgroup`), beside the rest of the suite.
+pytestmark = [pytest.mark.chaos, pytest.mark.xdist_group("netns")]
 
 REPO = Path(__file__).resolve().parents[2]
 RUN = REPO / "jepsen-style" / "run"

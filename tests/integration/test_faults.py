@@ -173,6 +173,7 @@ def test_log_compaction_under_load_loses_no_answer(tmp_path: Path) -> None:
         asyncio.run(run())
 
 
+@pytest.mark.xdist_group("example-ports")  # both configs use ports 7001...: one at a time
 @pytest.mark.parametrize("example", ["three-node.toml", "five-node.toml"])
 def test_example_configs_start_and_elect(tmp_path: Path, example: str) -> None:
     """The shipped configs, as they are (their ports and node ids), elect a leader that every
