@@ -26,12 +26,13 @@ typecheck: $(STAMP)
 system-deps:
 	bash .ci/system-deps
 
-# Two test processes (pytest-xdist): most tests wait on real processes, not the CPU. The
-# chaos runs share one of them (their `xdist_group`), one after the other.
+# Two test processes (pytest-xdist): most tests wait on real processes, not on the CPU. A
+# test module runs whole in one of them (`loadscope`): the chaos runs, which share the
+# namespaces' subnet, one after the other; `PYTEST_WORKERS=0` runs everything in one process.
 PYTEST_WORKERS ?= 2
 
 pytest: $(STAMP) system-deps
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadscope
 
 # The full suite, what CI runs: lint, types, every test (real processes, chaos runs).
 test: lint typecheck pytest

@@ -28,9 +28,9 @@ import pytest
 from raftq.errors import ConfigError
 from raftq.server.testfaults import ENABLE_ENV, ENABLE_VALUE, FAULT_ENV, active_fault
 
-# One at a time (the harness owns a fixed /24 and the jepsen-* namespaces): under pytest-xdist
-# they all go to one worker (`--dist loadgroup`), beside the rest of the suite.
-pytestmark = [pytest.mark.chaos, pytest.mark.xdist_group("netns")]
+# One at a time (the harness owns a fixed /24 and the jepsen-* namespaces): `make test` runs
+# the suite with pytest-xdist `--dist loadscope`, which keeps a module in one process.
+pytestmark = [pytest.mark.chaos]
 
 REPO = Path(__file__).resolve().parents[2]
 RUN = REPO / "jepsen-style" / "run"

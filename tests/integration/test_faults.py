@@ -173,14 +173,15 @@ def test_log_compaction_under_load_loses_no_answer(tmp_path: Path) -> None:
         asyncio.run(run())
 
 
-@pytest.mark.xdist_group("example-ports")  # both configs use ports 7001...: one at a time
 @pytest.mark.parametrize("example", ["three-node.toml", "five-node.toml"])
 def test_example_configs_start_and_elect(tmp_path: Path, example: str) -> None:
     """The shipped configs, as they are (their ports and node ids), elect a leader that every
     node names. Not necessarily the first one: a node whose connection to the first leader
     came late (PySyncObj retries a refused connection after 1 s) may time out and start an
     election that deposes it (PySyncObj has no pre-vote), seen once in CI at the five-node
-    start; the cluster then settles on the next leader."""
+    start; the cluster then settles on the next leader. Both configs use ports 7001...: the
+    two run one after the other (`make test`'s `--dist loadscope` keeps a module in one
+    process)."""
     src = Path(__file__).resolve().parents[2] / "cluster" / example
     cluster = Cluster.from_file(tmp_path, src)
     with cluster:
