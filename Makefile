@@ -41,7 +41,7 @@ test: lint typecheck pytest
 # chaos runs): a few minutes. RAFTQ_FAST_TIER=1 makes an unmarked test that starts a process
 # fail (tests/conftest.py).
 check: lint typecheck
-	RAFTQ_FAST_TIER=1 $(PY) -m pytest -q -m "not integration and not chaos and not slow"
+	RAFTQ_FAST_TIER=1 $(PY) -m pytest -q -n $(PYTEST_WORKERS) -m "not integration and not chaos and not slow"
 
 # Refresh the README's screenshot: the dashboard test against a live 3-node cluster, in headless
 # Chromium (apt-get install chromium), copying its screenshot to docs/img/dashboard.png.

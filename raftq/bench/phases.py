@@ -25,7 +25,7 @@ import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 from raftq.bench.progress import Progress
 
@@ -52,7 +52,7 @@ class Workload:
     coalesce: bool = True
     pipeline: bool = True  # the loop's only (``raftq.worker`` always overlaps acks and claims)
     worker: str = "raftq"  # "raftq" (raftq.worker.Worker) or "loop" (the hand-written loop)
-    prefetch: int = 0  # ``Worker(prefetch=...)``: jobs claimed ahead of free slots
+    prefetch: int | Literal["auto"] = "auto"  # ``Worker(prefetch=...)``: ahead of free slots
     stream: bool = True  # ``Worker(stream=...)``: the worker stream (else HTTP claims)
     # Jobs spread over this many groups of a queue with limits that never bind (the cost of
     # the limiter's bookkeeping and round-robin); 0: no limits, no groups.

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from raftq.cli.common import Parser, UsageError, non_negative_int, positive_int
+from raftq.cli.common import Parser, UsageError, non_negative_int, positive_int, prefetch_arg
 
 __all__ = ["add_bench_command"]
 
@@ -44,10 +44,12 @@ def add_bench_command(
     )
     p.add_argument(
         "--prefetch",
-        type=non_negative_int,
-        default=0,
+        type=prefetch_arg,
+        default="auto",
+        metavar="N|auto",
         help="raftq.worker.Worker's prefetch: jobs each worker claims ahead of its free slots, "
-        "so that several claims are in flight while the queue has a backlog (0)",
+        "so that several claims are in flight while the queue has a backlog (auto, the "
+        "Worker's default)",
     )
     p.add_argument(
         "--http-worker",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Final, NoReturn
+from typing import Final, Literal, NoReturn
 
 from raftq.errors import RaftqError
 
@@ -22,6 +22,7 @@ __all__ = [
     "non_negative_float",
     "non_negative_int",
     "positive_int",
+    "prefetch_arg",
 ]
 
 EXIT_OK: Final = 0
@@ -68,6 +69,16 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} is negative")
     return value
+
+
+def prefetch_arg(text: str) -> int | Literal["auto"]:
+    """``--prefetch``: ``auto`` or a count."""
+    if text == "auto":
+        return "auto"
+    try:
+        return non_negative_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected auto or a count of jobs") from None
 
 
 def non_negative_float(text: str) -> float:

@@ -27,7 +27,14 @@ from raftq.cli.client import (
     node_list,
     tls_context,
 )
-from raftq.cli.common import EXIT_OK, Parser, UsageError, non_negative_int, positive_int
+from raftq.cli.common import (
+    EXIT_OK,
+    Parser,
+    UsageError,
+    non_negative_int,
+    positive_int,
+    prefetch_arg,
+)
 from raftq.logs import LogFormat, setup_logging
 
 __all__ = ["add_worker_command", "load_target", "run_tasks_command"]
@@ -83,9 +90,10 @@ def add_worker_command(
     p.add_argument("--wait-ms", type=non_negative_int, metavar="MS", help="claim long-poll (2000)")
     p.add_argument(
         "--prefetch",
-        type=non_negative_int,
-        metavar="N",
-        help="jobs claimed ahead of free slots, held until a slot frees (0; for short jobs)",
+        type=prefetch_arg,
+        metavar="N|auto",
+        help="jobs claimed ahead of free slots, held until a slot frees (auto: what the slots "
+        "finish in about 20 ms, at most --concurrency; 0: none)",
     )
     p.add_argument(
         "--no-stream",

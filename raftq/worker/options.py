@@ -5,13 +5,18 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
+from typing import Final, Literal
 
 from raftq.core.limits import MAX_CLAIM, MAX_DELAY_MS, MAX_LEASE_MS, MAX_WORKER_CHARS
 from raftq.errors import ConfigError
 
-__all__ = ["WorkerOptions", "default_name"]
+__all__ = ["AUTO_HOLD_MS", "WorkerOptions", "default_name"]
 
 _MIN_LEASE_MS = 300  # heartbeats every lease/3: below this they would flood the log
+# prefetch="auto": the worker leases ahead as many jobs as its slots finish in about this long
+# (from the handlers' measured run time), at most ``concurrency``: a held job waits about this
+# long for its slot, so a job is not kept from an idle worker for longer than a claim takes.
+AUTO_HOLD_MS: Final = 20
 
 
 def default_name() -> str:
@@ -40,8 +45,10 @@ class WorkerOptions:
             (their leases are heartbeated meanwhile). With it, several claims are in flight
             at once while the queues have a backlog, so short jobs are not paced by one claim
             round trip (a Raft commit) per batch. Held jobs wait for this worker even when
-            another one is idle: keep it at 0 for long jobs. Default 0: claim only for free
-            slots.
+            another one is idle. ``"auto"`` (the default): as many as the slots finish in
+            about ``AUTO_HOLD_MS`` (20 ms) by the handlers' average run time so far, at most
+            ``concurrency``; none until a first job has run, and none for jobs that run
+            longer than ``concurrency`` x 20 ms. ``0``: claim only for free slots.
         name: recorded on the jobs it holds (default ``<hostname>:<pid>``).
     """
 
@@ -53,7 +60,7 @@ class WorkerOptions:
     grace_ms: int = 30_000
     wait_ms: int = 2_000
     batch: int | None = None
-    prefetch: int = 0
+    prefetch: int | Literal["auto"] = "auto"
     name: str | None = None
 
     def __post_init__(self) -> None:
@@ -73,7 +80,12 @@ class WorkerOptions:
         check("grace_ms", self.grace_ms, 0, 86_400_000, False)
         check("wait_ms", self.wait_ms, 0, 600_000, False)
         check("batch", self.batch, 1, MAX_CLAIM, True)
-        check("prefetch", self.prefetch, 0, 10_000, False)
+        if self.prefetch != "auto" and (
+            type(self.prefetch) is not int or not 0 <= self.prefetch <= 10_000
+        ):
+            problems.append(
+                f'prefetch must be "auto" or an integer in 0..10000, got {self.prefetch!r}'
+            )
         if (
             isinstance(self.heartbeat_ms, int)
             and isinstance(self.lease_ms, int)

@@ -126,6 +126,7 @@ class JobRun:
         self._ctx = ctx
         self._spec = spec
         self._on_settling = on_settling
+        self.ran_s: float | None = None  # how long the handler ran (once it has)
         self._timeout_ms = spec.timeout_ms if spec.timeout_ms is not None else ctx.job_timeout_ms
         extra = {"job_id": claimed.id, "queue": claimed.queue, "attempt": claimed.attempt}
         self.job = Job(
@@ -239,7 +240,8 @@ class JobRun:
                 handler.cancel()
                 _orphans.add(handler)
                 handler.add_done_callback(_forget)
-        elapsed_ms = int((loop.time() - started) * 1000)
+        self.ran_s = loop.time() - started
+        elapsed_ms = int(self.ran_s * 1000)
         self._settling()
         await self._settle(handler, timed_out, elapsed_ms)
 

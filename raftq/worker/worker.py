@@ -4,8 +4,13 @@ The claim loop (one task) keeps ``concurrency`` slots busy: it claims at most as
 there are free slots (so an idle worker pulls, a busy one does not: work goes to the least
 loaded), long-polling for ``wait_ms`` when nothing is ready, and starts a ``JobRun`` per job.
 
-With ``prefetch`` (default 0), the worker also claims up to that many jobs ahead of its free
-slots; they are held, their leases heartbeated, and start in claim order as slots free up.
+With ``prefetch``, the worker also claims up to that many jobs ahead of its free slots; they
+are held, their leases heartbeated, and start in claim order as slots free up. The default,
+``"auto"``, leases ahead what the slots finish in about 20 ms (``AUTO_HOLD_MS``) at the
+handlers' average run time, at most ``concurrency``: short jobs are not paced by one claim
+round trip (a Raft commit) per batch, and a held job waits about 20 ms for its slot, so long
+jobs are not held back from idle workers (none are leased ahead for jobs of ``concurrency`` x
+20 ms or more, nor before a first job has run).
 Several claims are then in flight at once, but only while the queues have a backlog: a claim
 that comes back with fewer jobs than it asked for means they were drained, and the worker
 goes back to one claim at a time (the long-poll). Without prefetch several claims are in
@@ -42,11 +47,12 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import signal
 import ssl
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from raftq.client import Client
 from raftq.client.stream import StreamUnsupportedError
@@ -54,7 +60,7 @@ from raftq.client.types import ClaimedJob
 from raftq.core.limits import valid_queue_name
 from raftq.errors import AuthError, ClusterError, RaftqError, Rejected, TransportError
 from raftq.worker.acks import AckWaves
-from raftq.worker.options import WorkerOptions, default_name
+from raftq.worker.options import AUTO_HOLD_MS, WorkerOptions, default_name
 from raftq.worker.runner import (
     OUTCOME_LOGGER,
     Handler,
@@ -81,6 +87,7 @@ _CLAIM_BACKOFF_CAP_S = 5.0
 # are claimed; a bound of 2 * concurrency + prefetch made the next claims wait for the acks
 # (docs/benchmark-log.md, "Where a claim's time goes": +5-9% claim+ack with prefetch 10, 30).
 _SETTLING_FACTOR = 2
+_RUN_AVG_JOBS = 20  # prefetch "auto": the handlers' run time, averaged over about this many
 
 
 class Worker:
@@ -135,7 +142,7 @@ class Worker:
         grace_ms: int = 30_000,
         wait_ms: int = 2_000,
         batch: int | None = None,
-        prefetch: int = 0,
+        prefetch: int | Literal["auto"] = "auto",
         name: str | None = None,
         stream: bool = True,
     ) -> None:
@@ -164,6 +171,7 @@ class Worker:
         self._held: dict[JobRun, None] = {}  # claimed ahead of a slot, in claim order
         self._settling: set[JobRun] = set()  # handler over, ack or nack on its way
         self._asked = 0  # jobs asked for by the claims in flight
+        self._run_s: float | None = None  # the handlers' average run time (prefetch "auto")
         self._stopping: asyncio.Event | None = None
         self._now: asyncio.Event | None = None
         self._slot_freed: asyncio.Event | None = None
@@ -496,12 +504,24 @@ class Worker:
         """Jobs the worker may ask for now: free slots plus ``prefetch``, minus the jobs held
         and the jobs asked for by claims in flight; and never more than keeps the jobs leased
         to it (held, running or settling) within ``2 * (concurrency + prefetch)``."""
-        c, p = self.options.concurrency, self.options.prefetch
+        c, p = self.options.concurrency, self.prefetch
         waiting_or_running = len(self._runs) - len(self._settling)
         return min(
             c + p - waiting_or_running - self._asked,
             _SETTLING_FACTOR * (c + p) - len(self._runs) - self._asked,
         )
+
+    @property
+    def prefetch(self) -> int:
+        """How many jobs the worker leases ahead of its free slots now: ``options.prefetch``,
+        or with ``"auto"`` what its slots finish in ``AUTO_HOLD_MS`` at the handlers' average
+        run time (at most ``concurrency``; 0 before a first job has run)."""
+        fixed, c = self.options.prefetch, self.options.concurrency
+        if fixed != "auto":
+            return fixed
+        if self._run_s is None:
+            return 0
+        return min(c, math.floor(c * AUTO_HOLD_MS / 1000 / max(self._run_s, 1e-6)))
 
     def _fail(self, error: BaseException) -> None:
         self._fatal = error
@@ -534,6 +554,9 @@ class Worker:
         while its ack or nack is sent."""
         self._held.pop(run, None)
         self._settling.add(run)
+        if run.ran_s is not None:  # an average over the last ~20 jobs
+            avg = self._run_s
+            self._run_s = run.ran_s if avg is None else avg + (run.ran_s - avg) / _RUN_AVG_JOBS
         self._release_held()
         self._wake_claims()
 

@@ -26,8 +26,13 @@ from raftq.raft.pysyncobj import new_pysyncobj_engine
 from raftq.raft.snapshot_file import verify_file
 from tests.embed.conftest import make_config
 
-# No compaction unless the test forces one (forceLogCompaction, split off below).
-_MANUAL = "[raft]\nlog_compaction_min_entries = 100000000\nlog_compaction_min_time_s = 604800"
+# No compaction unless the test forces one (forceLogCompaction, split off below); elections
+# slow enough that a busy machine (the suite runs in two processes) does not move leadership
+# under the test, whose late answer is delivered to the leader it found.
+_MANUAL = (
+    "[raft]\nlog_compaction_min_entries = 100000000\nlog_compaction_min_time_s = 604800\n"
+    "election_min_ms = 2000\nelection_max_ms = 4000"
+)
 
 
 async def _until(predicate: Any, timeout_s: float = 30.0) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from raftq import Worker
+from raftq.cli.common import UsageError
 from raftq.cli.main import main
 from raftq.cli.worker import _build, load_target
 from raftq.client import ClaimedJob
@@ -89,3 +90,12 @@ def _parse(*argv: str) -> Any:
     from raftq.cli.main import build_parser  # noqa: PLC0415
 
     return build_parser().parse_args(["worker", *argv])
+
+
+def test_prefetch_flag_takes_auto_or_a_count() -> None:
+    target = load_target("tests.worker.test_cli_worker:configurable")
+    args = _parse("tests.worker.test_cli_worker:configurable", "--prefetch", "auto")
+    worker, _ = _build(target, args)
+    assert worker.options.prefetch == "auto"
+    with pytest.raises(UsageError, match=r"--prefetch: 'lots': expected auto or a count of jobs"):
+        _parse("tests.worker.test_cli_worker:configurable", "--prefetch", "lots")

@@ -47,7 +47,7 @@ class Counting:
 
 
 def test_prefetch_is_validated() -> None:
-    with pytest.raises(ConfigError, match=r"prefetch must be an integer in 0\.\.10000"):
+    with pytest.raises(ConfigError, match=r'prefetch must be "auto" or an integer in 0\.\.10000'):
         Worker(["127.0.0.1:1"], prefetch=-1)
 
 

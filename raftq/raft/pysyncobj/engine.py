@@ -382,7 +382,8 @@ class PySyncObjEngine:
             # A leader cut off from the majority steps down after this (default 30 s).
             leaderFallbackTimeout=max(2 * r.election_max_ms / 1000, 1.0),
             connectionRetryTime=1.0,
-            connectionTimeout=3.5,
+            # PySyncObj requires it at least the longest election timeout.
+            connectionTimeout=max(3.5, r.election_max_ms / 1000),
             dnsCacheTime=_DNS_CACHE_S,
             dnsFailCacheTime=_DNS_FAIL_CACHE_S,
             commandsWaitLeader=False,
