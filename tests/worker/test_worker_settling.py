@@ -80,11 +80,12 @@ async def gated(cluster: Cluster, claims: int | None = None) -> AsyncIterator[tu
 async def test_a_finished_jobs_slot_runs_the_next_job_while_its_ack_is_outstanding(
     worker_cluster: Cluster,
 ) -> None:
-    """concurrency=1: job 2 is claimed and run while job 1's ack is called and not answered
-    (job 1 still leased); with two acks outstanding (2 x concurrency held) no third claim."""
+    """concurrency=1, no prefetch: job 2 is claimed and run while job 1's ack is called and
+    not answered (job 1 still leased); with two acks outstanding (2 x concurrency held) no
+    third claim."""
     queue = "settle-reuse"
     async with gated(worker_cluster) as (client, gate):
-        worker = Worker(client=gate, concurrency=1, wait_ms=200, name="settler")
+        worker = Worker(client=gate, concurrency=1, prefetch=0, wait_ms=200, name="settler")
         ran: list[int] = []
 
         @worker.handler(queue)

@@ -1,0 +1,178 @@
+"""Where one claim's time goes, hop by hop: an HTTP claim against a claim on the worker stream,
+one at a time, on a fresh local 3-node cluster (fsync on), in the same run.
+
+    flock /tmp/bench.lock .venv/bin/python bench/claim_budget.py [--n 400] [--json FILE]
+
+For each way, ``--n`` claims of one job, one after the other, against the leader (the first
+ones dropped as warm-up), with every job acked only after the last claim, so that the leader's
+log entries of the measured window are the claims' alone. It reports:
+
+- the client's round trip (HTTP: ``Client.claim``; stream: ``add_credit(1)`` until the job is
+  pushed), mean, p50 and p99;
+- the leader's part, from its ``/metrics`` before and after the window (exact means, as the
+  histograms' sums and counts are): the wait for a place in the group-commit pipeline, and the
+  commit (from the entry's proposal until the event loop has the results: its tick thread
+  picking it up, the leader's journal write, a follower's write and answer, the apply);
+- each node's journal sync (mean of ``raftq_raft_fsync_duration_seconds`` over the nodes);
+- the rest of the round trip: the request or frame both ways, the server's handling around
+  the commit (parsing, checks, rendering the jobs) and the client's.
+
+A claim on the worker stream and over HTTP is the same replicated ``Claim``; what differs is
+everything outside the commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from raftq.bench.cluster import LocalCluster
+from raftq.client import Client
+
+_SUMS = {
+    "raftq_raft_group_commit_wait_seconds": "wait",
+    "raftq_raft_commit_duration_seconds": "commit",
+    "raftq_raft_fsync_duration_seconds": "fsync",
+    "raftq_raft_group_commit_batch_commands": "commands",
+}
+_WARMUP = 50
+
+
+def read_sums(address: str) -> dict[str, tuple[float, float]]:
+    """(sum, count) of the histograms above on one node."""
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    out: dict[str, tuple[float, float]] = {}
+    for family in text_string_to_metric_families(text):
+        key = _SUMS.get(family.name)
+        if key is None:
+            continue
+        total = sum(s.value for s in family.samples if s.name.endswith("_sum"))
+        count = sum(s.value for s in family.samples if s.name.endswith("_count"))
+        out[key] = (total, count)
+    return out
+
+
+def mean_between(
+    before: dict[str, dict[str, tuple[float, float]]],
+    after: dict[str, dict[str, tuple[float, float]]],
+    key: str,
+    nodes: list[str],
+) -> tuple[float | None, float]:
+    """Mean of ``key`` over ``nodes`` between two readings, and how many observations."""
+    total = count = 0.0
+    for nid in nodes:
+        t1, c1 = after[nid].get(key, (0.0, 0.0))
+        t0, c0 = before[nid].get(key, (0.0, 0.0))
+        total, count = total + t1 - t0, count + c1 - c0
+    return (total / count if count else None), count
+
+
+def ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
+async def measure(cluster: LocalCluster, leader: str, way: str, n: int) -> dict[str, Any]:
+    queue = f"budget-{way}"
+    address = cluster.api[leader]
+    rtts: list[float] = []
+    async with Client([address], coalesce=False) as client:
+        await client.enqueue_many(queue, [{"payload": i} for i in range(n)])
+        held: list[tuple[int, int]] = []
+        stream = None
+        if way == "stream":
+            stream = await client.stream(queue, worker="budget", credit=0, lease_ms=120_000)
+        readings: dict[str, dict[str, dict[str, tuple[float, float]]]] = {}
+        for i in range(n):
+            if i == _WARMUP:
+                readings["before"] = {nid: read_sums(cluster.api[nid]) for nid in cluster.ids}
+            t0 = time.perf_counter()
+            if stream is None:
+                jobs = await client.claim(queue, worker="budget", max=1, lease_ms=120_000)
+            else:
+                stream.add_credit(1)
+                jobs = await stream.jobs(timeout_ms=5_000)
+            t1 = time.perf_counter()
+            assert len(jobs) == 1, f"claim {i}: {len(jobs)} jobs"
+            if i >= _WARMUP:
+                rtts.append(t1 - t0)
+            held.append((jobs[0].id, jobs[0].token))
+        readings["after"] = {nid: read_sums(cluster.api[nid]) for nid in cluster.ids}
+        target = stream if stream is not None else client
+        await asyncio.gather(*(target.ack(job_id, token) for job_id, token in held))
+        if stream is not None:
+            await stream.close()
+    before, after = readings["before"], readings["after"]
+    wait, entries = mean_between(before, after, "wait", [leader])
+    commit, _ = mean_between(before, after, "commit", [leader])
+    commands, _ = mean_between(before, after, "commands", [leader])
+    fsync, syncs = mean_between(before, after, "fsync", cluster.ids)
+    rtt_mean = statistics.fmean(rtts)
+    rest = rtt_mean - (wait or 0.0) - (commit or 0.0)
+    rtts.sort()
+    return {
+        "way": way,
+        "claims": len(rtts),
+        "entries": entries,
+        "commands_per_entry": None if commands is None else round(commands, 2),
+        "round_trip_mean_ms": ms(rtt_mean),
+        "round_trip_p50_ms": ms(rtts[len(rtts) // 2]),
+        "round_trip_p99_ms": ms(rtts[int(len(rtts) * 0.99) - 1]),
+        "pipeline_wait_mean_ms": ms(wait),
+        "commit_mean_ms": ms(commit),
+        "journal_sync_mean_ms": ms(fsync),
+        "journal_syncs": syncs,
+        "outside_the_commit_mean_ms": ms(rest),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=400, help="claims per way (the first 50: warm-up)")
+    ap.add_argument("--json", type=Path, help="write the results here")
+    args = ap.parse_args()
+    if args.n <= _WARMUP:
+        ap.error(f"--n must be more than {_WARMUP}")
+    results = []
+    with LocalCluster(3) as cluster:
+        leader = cluster.wait_ready()
+        for way in ("http", "stream"):
+            results.append(asyncio.run(measure(cluster, leader, way, args.n)))
+    rows = [
+        ("claims measured", "claims"),
+        ("log entries (commands each)", "entries"),
+        ("client round trip, mean ms", "round_trip_mean_ms"),
+        ("client round trip, p50 ms", "round_trip_p50_ms"),
+        ("client round trip, p99 ms", "round_trip_p99_ms"),
+        ("leader: wait for the pipeline, mean ms", "pipeline_wait_mean_ms"),
+        ("leader: proposal to results (commit), mean ms", "commit_mean_ms"),
+        ("  of which each node's journal sync, mean ms", "journal_sync_mean_ms"),
+        (
+            "outside the commit (request, frames, server, client), mean ms",
+            "outside_the_commit_mean_ms",
+        ),
+    ]
+    print(f"{'':64} {'HTTP claim':>12} {'stream':>12}")
+    for label, key in rows:
+        values = [r[key] for r in results]
+        if key == "entries":
+            values = [f"{r['entries']:.0f} ({r['commands_per_entry']})" for r in results]
+        print(f"{label:64} " + " ".join(f"{v!s:>12}" for v in values))
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
