@@ -1,7 +1,8 @@
 """Where one claim's time goes, hop by hop: an HTTP claim against a claim on the worker stream,
 one at a time, on a fresh local 3-node cluster (fsync on), in the same run.
 
-    flock /tmp/bench.lock .venv/bin/python bench/claim_budget.py [--n 400] [--json FILE]
+    flock /tmp/bench.lock .venv/bin/python bench/claim_budget.py [--n 400] [--load N]
+        [--json FILE]
 
 For each way, ``--n`` claims of one job, one after the other, against the leader (the first
 ones dropped as warm-up), with every job acked only after the last claim, so that the leader's
@@ -19,6 +20,11 @@ log entries of the measured window are the claims' alone. It reports:
 
 A claim on the worker stream and over HTTP is the same replicated ``Claim``; what differs is
 everything outside the commit.
+
+``--load N``: the same, while the benchmark's claim+ack workload (4 ``raftq.worker.Worker``
+on the stream, ``raftq bench``'s defaults) works through N jobs of another queue in the same
+process: the probe's claims then share the leader's entries (and the two cores) with it, and
+the leader's figures are those of every entry of the window.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from prometheus_client.parser import text_string_to_metric_families
 
 from raftq.bench.cluster import LocalCluster
+from raftq.bench.phases import Workload, make_payload
+from raftq.bench.workload import run_process
 from raftq.client import Client
 
 _SUMS = {
@@ -83,12 +91,24 @@ def ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 3)
 
 
-async def measure(cluster: LocalCluster, leader: str, way: str, n: int) -> dict[str, Any]:
+async def measure(
+    cluster: LocalCluster, leader: str, way: str, n: int, load: int
+) -> dict[str, Any]:
     queue = f"budget-{way}"
     address = cluster.api[leader]
     rtts: list[float] = []
     async with Client([address], coalesce=False) as client:
         await client.enqueue_many(queue, [{"payload": i} for i in range(n)])
+        loaded = None
+        if load:
+            load_queue = f"load-{way}"
+            w = Workload(n=load, n_paced=0)
+            for start in range(0, load, 1000):  # the benchmark's payloads: its sink reads them
+                batch = range(start, min(load, start + 1000))
+                jobs = [{"payload": make_payload(i, w.payload_bytes)} for i in batch]
+                await client.enqueue_many(load_queue, jobs)
+            loaded = asyncio.create_task(run_process(cluster.urls, load_queue, w))
+            await asyncio.sleep(1.0)  # the workers are at speed
         held: list[tuple[int, int]] = []
         stream = None
         if way == "stream":
@@ -113,6 +133,10 @@ async def measure(cluster: LocalCluster, leader: str, way: str, n: int) -> dict[
         await asyncio.gather(*(target.ack(job_id, token) for job_id, token in held))
         if stream is not None:
             await stream.close()
+        load_report = None
+        if loaded is not None:  # reported: a duplicate or a job left over is worth a look
+            done = await loaded
+            load_report = {k: done[k] for k in ("rate", "dups", "remaining")}
     before, after = readings["before"], readings["after"]
     wait, entries = mean_between(before, after, "wait", [leader])
     commit, _ = mean_between(before, after, "commit", [leader])
@@ -134,12 +158,14 @@ async def measure(cluster: LocalCluster, leader: str, way: str, n: int) -> dict[
         "journal_sync_mean_ms": ms(fsync),
         "journal_syncs": syncs,
         "outside_the_commit_mean_ms": ms(rest),
+        "load": load_report,
     }
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=400, help="claims per way (the first 50: warm-up)")
+    ap.add_argument("--load", type=int, default=0, help="claim+ack jobs worked meanwhile")
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args()
     if args.n <= _WARMUP:
@@ -148,7 +174,7 @@ def main() -> int:
     with LocalCluster(3) as cluster:
         leader = cluster.wait_ready()
         for way in ("http", "stream"):
-            results.append(asyncio.run(measure(cluster, leader, way, args.n)))
+            results.append(asyncio.run(measure(cluster, leader, way, args.n, args.load)))
     rows = [
         ("claims measured", "claims"),
         ("log entries (commands each)", "entries"),
@@ -169,6 +195,13 @@ def main() -> int:
         if key == "entries":
             values = [f"{r['entries']:.0f} ({r['commands_per_entry']})" for r in results]
         print(f"{label:64} " + " ".join(f"{v!s:>12}" for v in values))
+    for r in results:
+        if r["load"] is not None:
+            load = r["load"]
+            print(
+                f"load during the {r['way']} claims: {load['rate']:,.0f} jobs/s, "
+                f"{load['dups']} duplicates, {load['remaining']} left in its queue"
+            )
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0
