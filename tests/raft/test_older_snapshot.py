@@ -35,11 +35,11 @@ _MANUAL = (
 )
 
 
-async def _until(predicate: Any, timeout_s: float = 30.0) -> None:
+async def _until(predicate: Any, timeout_s: float = 30.0, state: Any = None) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
+            raise AssertionError(f"condition not met in time; {state() if state else ''}")
         await asyncio.sleep(0.02)
 
 
@@ -138,6 +138,9 @@ async def test_a_follower_that_compacted_past_the_leaders_snapshot_keeps_its_sta
         acknowledged = _applied(follower)  # it acknowledged at least what it applied
 
         # A late "reset" answer from the follower reaches the leader (on its tick thread).
+        # Delivered again at each tick until the follower has been sent the snapshot: an
+        # answer to an entry still in flight (cluster time's ticks keep appending) can move
+        # the leader's next index for it back up before the snapshot goes out.
         lso = _so(leader)
         address = config.node(follower.node_id).raft
         target = next(n for n in lso._SyncObj__otherNodes if n.id == address)
@@ -145,13 +148,26 @@ async def test_a_follower_that_compacted_past_the_leaders_snapshot_keeps_its_sta
         stale["next_node_idx"] = _log_start(leader)  # what it answered when it was behind
         delivered: list[bool] = []
 
+        def sent() -> bool:
+            return bool(installs) or getattr(fso, "raftq_refused_snapshots", 0) > 0
+
         def deliver() -> None:
-            if not delivered:
+            if not sent():
                 delivered.append(True)
                 lso._SyncObj__onMessageReceived(target, stale)
 
+        def state() -> str:
+            return (
+                f"delivered {len(delivered)} times, "
+                f"leaders {[n.is_leader() for n in nodes.values()]}, "
+                f"terms {[_so(n)._SyncObj__raftCurrentTerm for n in nodes.values()]}, "
+                f"leader's next index for it {lso._SyncObj__raftNextIndex.get(target)}, "
+                f"log starts {[_log_start(n) for n in nodes.values()]}, "
+                f"applied {[_applied(n) for n in nodes.values()]}"
+            )
+
         lso.addOnTickCallback(deliver)
-        await _until(lambda: bool(installs) or getattr(fso, "raftq_refused_snapshots", 0) > 0)
+        await _until(sent, 30.0, state)
         await _enqueue(leader, 5, "c")
         await _until(lambda: _applied(follower) >= _applied(leader))
         await leader.barrier()
