@@ -47,8 +47,9 @@ class WorkerOptions:
             round trip (a Raft commit) per batch. Held jobs wait for this worker even when
             another one is idle. ``"auto"`` (the default): as many as the slots finish in
             about ``AUTO_HOLD_MS`` (20 ms) by the handlers' average run time so far, at most
-            ``concurrency``; none until a first job has run, and none for jobs that run
-            longer than ``concurrency`` x 20 ms. ``0``: claim only for free slots.
+            ``concurrency`` (jobs of 20 ms or less); none until a first job has run, and none
+            for jobs that run longer than ``concurrency`` x 20 ms. ``0``: claim only for free
+            slots.
         name: recorded on the jobs it holds (default ``<hostname>:<pid>``).
     """
 

@@ -9,8 +9,8 @@ are held, their leases heartbeated, and start in claim order as slots free up. T
 ``"auto"``, leases ahead what the slots finish in about 20 ms (``AUTO_HOLD_MS``) at the
 handlers' average run time, at most ``concurrency``: short jobs are not paced by one claim
 round trip (a Raft commit) per batch, and a held job waits about 20 ms for its slot, so long
-jobs are not held back from idle workers (none are leased ahead for jobs of ``concurrency`` x
-20 ms or more, nor before a first job has run).
+jobs are not held back from idle workers (none are leased ahead for jobs longer than
+``concurrency`` x 20 ms, nor before a first job has run).
 Several claims are then in flight at once, but only while the queues have a backlog: a claim
 that comes back with fewer jobs than it asked for means they were drained, and the worker
 goes back to one claim at a time (the long-poll). Without prefetch several claims are in

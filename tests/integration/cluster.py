@@ -21,8 +21,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from raftq.bench.cluster import free_ports
 from raftq.node.spawn import serve_argv, start_node
+from tests.support.ports import free_ports
 
 __all__ = ["Cluster", "free_ports", "tokens_toml"]
 
