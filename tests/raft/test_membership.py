@@ -125,21 +125,6 @@ def _engine(node: RaftNode) -> PySyncObjEngine:
     return node.engine
 
 
-async def _change(node: RaftNode, kind: str, address: str) -> None:
-    """``addNodeToCluster``/``removeNodeFromCluster`` on the leader, until it answers."""
-    so = _engine(node).syncobj
-    assert so is not None
-    done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    loop = asyncio.get_running_loop()
-
-    def answered(_result: object, error: int) -> None:
-        loop.call_soon_threadsafe(done.set_result, error)
-
-    change = so.addNodeToCluster if kind == "add" else so.removeNodeFromCluster
-    change(address, callback=answered)
-    assert await asyncio.wait_for(done, 10) == 0
-
-
 async def test_a_change_in_the_journal_outlives_a_restart_with_the_old_toml(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -151,7 +136,7 @@ async def test_a_change_in_the_journal_outlives_a_restart_with_the_old_toml(
         leader = await cluster.leader()
         await _enqueue(leader, b"before")
         spare = _grown(config, tmp_path, 1).node("n4").raft
-        await _change(leader, "add", spare)
+        await leader.change_member("add", spare)
         await _enqueue(leader, b"after")  # three of four voters are up: still a majority
         voters = tuple(sorted([*(n.raft for n in config.nodes), spare]))
         await until(lambda: all(_engine(n).members() == voters for n in cluster.nodes.values()))
@@ -161,7 +146,7 @@ async def test_a_change_in_the_journal_outlives_a_restart_with_the_old_toml(
             assert _engine(node).members() == voters
             assert spare in (_engine(node).membership_mismatch() or "")
         leader = await again.leader()
-        await _change(leader, "rem", spare)
+        await leader.change_member("remove", spare)
         await _enqueue(leader, b"shrunk")
         three = tuple(sorted(n.raft for n in config.nodes))
         await until(lambda: all(_engine(n).members() == three for n in again.nodes.values()))
