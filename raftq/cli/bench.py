@@ -48,7 +48,8 @@ def add_bench_command(
         default="auto",
         metavar="N|auto",
         help="raftq.worker.Worker's prefetch: jobs each worker claims ahead of its free slots, "
-        "so that several claims are in flight while the queue has a backlog (auto)",
+        "so that several claims are in flight while the queue has a backlog (auto, the "
+        "Worker's default)",
     )
     p.add_argument(
         "--http-worker",

@@ -92,8 +92,8 @@ def add_worker_command(
         "--prefetch",
         type=prefetch_arg,
         metavar="N|auto",
-        help="jobs claimed ahead of free slots, held until a slot frees (0; auto: what the "
-        "slots finish in about 20 ms, at most --concurrency)",
+        help="jobs claimed ahead of free slots, held until a slot frees (auto: what the slots "
+        "finish in about 20 ms, at most --concurrency; 0: none)",
     )
     p.add_argument(
         "--no-stream",

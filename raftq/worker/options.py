@@ -45,11 +45,11 @@ class WorkerOptions:
             (their leases are heartbeated meanwhile). With it, several claims are in flight
             at once while the queues have a backlog, so short jobs are not paced by one claim
             round trip (a Raft commit) per batch. Held jobs wait for this worker even when
-            another one is idle. ``"auto"``: as many as the slots finish in
+            another one is idle. ``"auto"`` (the default): as many as the slots finish in
             about ``AUTO_HOLD_MS`` (20 ms) by the handlers' average run time so far, at most
             ``concurrency`` (jobs of 20 ms or less); none until a first job has run, and none
-            for jobs that run longer than ``concurrency`` x 20 ms. ``0`` (the default): claim
-            only for free slots.
+            for jobs that run longer than ``concurrency`` x 20 ms. ``0``: claim only for free
+            slots.
         name: recorded on the jobs it holds (default ``<hostname>:<pid>``).
     """
 
@@ -61,7 +61,7 @@ class WorkerOptions:
     grace_ms: int = 30_000
     wait_ms: int = 2_000
     batch: int | None = None
-    prefetch: int | Literal["auto"] = 0
+    prefetch: int | Literal["auto"] = "auto"
     name: str | None = None
 
     def __post_init__(self) -> None:

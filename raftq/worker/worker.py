@@ -5,8 +5,8 @@ there are free slots (so an idle worker pulls, a busy one does not: work goes to
 loaded), long-polling for ``wait_ms`` when nothing is ready, and starts a ``JobRun`` per job.
 
 With ``prefetch``, the worker also claims up to that many jobs ahead of its free slots; they
-are held, their leases heartbeated, and start in claim order as slots free up (default 0).
-``"auto"`` leases ahead what the slots finish in about 20 ms (``AUTO_HOLD_MS``) at the
+are held, their leases heartbeated, and start in claim order as slots free up. The default,
+``"auto"``, leases ahead what the slots finish in about 20 ms (``AUTO_HOLD_MS``) at the
 handlers' average run time, at most ``concurrency``: short jobs are not paced by one claim
 round trip (a Raft commit) per batch, and a held job waits about 20 ms for its slot, so long
 jobs are not held back from idle workers (none are leased ahead for jobs longer than
@@ -142,7 +142,7 @@ class Worker:
         grace_ms: int = 30_000,
         wait_ms: int = 2_000,
         batch: int | None = None,
-        prefetch: int | Literal["auto"] = 0,
+        prefetch: int | Literal["auto"] = "auto",
         name: str | None = None,
         stream: bool = True,
     ) -> None:

@@ -1,4 +1,4 @@
-"""``Worker(prefetch="auto")``: the worker leases ahead what its slots finish in
+"""``Worker(prefetch="auto")``, the default: the worker leases ahead what its slots finish in
 about ``AUTO_HOLD_MS`` at the handlers' average run time, at most ``concurrency``; nothing
 before a first job has run, nothing for long jobs. In-process, over a ``LocalNode``."""
 
@@ -16,8 +16,7 @@ from tests.worker.test_worker_unit import eventually, fast, local, running
 
 
 def test_prefetch_is_auto_or_a_count() -> None:
-    assert Worker(["127.0.0.1:1"]).options.prefetch == 0
-    assert Worker(["127.0.0.1:1"], prefetch="auto").options.prefetch == "auto"
+    assert Worker(["127.0.0.1:1"]).options.prefetch == "auto"
     assert Worker(["127.0.0.1:1"], prefetch=7).prefetch == 7
     for bad in (-1, 10_001, "many", 1.5):
         with pytest.raises(ConfigError, match=r'prefetch must be "auto" or an integer in 0\.\.'):
@@ -29,7 +28,7 @@ async def test_short_jobs_are_leased_ahead_up_to_the_concurrency() -> None:
     fill its four slots, and four more are leased to it, held, while the queue has more."""
     gate = asyncio.Event()
     async with local() as (_, client):
-        worker = fast(client, concurrency=4, prefetch="auto")
+        worker = fast(client, concurrency=4)
         assert worker.prefetch == 0  # nothing known yet: only free slots
 
         @worker.handler("q")
@@ -56,7 +55,7 @@ async def test_long_jobs_are_not_leased_ahead() -> None:
     slots, so what it cannot start waits in the queue for another worker."""
     run_s = 2 * 4 * AUTO_HOLD_MS / 1000
     async with local() as (node, client):
-        worker = fast(client, concurrency=4, prefetch="auto")
+        worker = fast(client, concurrency=4)
 
         @worker.handler("q")
         async def slow(job: Job) -> None:
