@@ -66,7 +66,9 @@ async def test_a_command_sent_before_the_first_entry_of_a_new_cluster_waits_for_
     leader proposes ``EnableVersion`` at its first tick as leader; a command of this release's
     log version that came in before that tick was refused. It now waits for the entry. Here
     the leader's engine thread is held at that tick until the command has waited half a
-    second (held there, it applies nothing: the history the check reads stays the same)."""
+    second (held there, it applies nothing: the history the check reads stays the same, and it
+    sends no heartbeat: elections of 2-4 s, so that the followers wait for it on a busy
+    machine; with the default 400-1400 ms one of them took over under CI's load)."""
     gate = threading.Event()
     check = pysyncobj_engine.PySyncObjEngine._enable_version_of_new_cluster
 
@@ -78,7 +80,8 @@ async def test_a_command_sent_before_the_first_entry_of_a_new_cluster_waits_for_
     monkeypatch.setattr(
         pysyncobj_engine.PySyncObjEngine, "_enable_version_of_new_cluster", held_back
     )
-    async with memory_cluster(tmp_path) as cluster:
+    slow = "[raft]\nelection_min_ms = 2000\nelection_max_ms = 4000"
+    async with memory_cluster(tmp_path, extra=slow) as cluster:
         await until(lambda: any(n.is_leader() for n in cluster.nodes.values()))
         [leader] = [n for n in cluster.nodes.values() if n.is_leader()]
         put = PutSchedule(now_ms=leader.now_ms(), name="s", queue="q", every_ms=1000, payload=b"")
