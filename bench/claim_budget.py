@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from raftq import runloop
 from raftq.bench.cluster import LocalCluster
 from raftq.bench.phases import Workload, make_payload
 from raftq.bench.workload import run_process
@@ -174,7 +175,7 @@ def main() -> int:
     with LocalCluster(3) as cluster:
         leader = cluster.wait_ready()
         for way in ("http", "stream"):
-            results.append(asyncio.run(measure(cluster, leader, way, args.n, args.load)))
+            results.append(runloop.run(measure(cluster, leader, way, args.n, args.load)))
     rows = [
         ("claims measured", "claims"),
         ("log entries (commands each)", "entries"),

@@ -15,7 +15,6 @@ the claim+ack phase (raw format; `bench/profile_leader.py`'s `summarize` reads i
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from raftq import runloop
 from raftq.bench.cluster import LocalCluster
 from raftq.bench.workload import Workload, run_enqueue, run_process
 
@@ -63,7 +63,7 @@ def main() -> int:
                 time.sleep(1.0)
             before = {nid: cpu_seconds(pid) for nid, pid in pids.items()}
             own, t0 = time.process_time(), time.perf_counter()
-            result = asyncio.run(run(cluster.urls, "probe", w))
+            result = runloop.run(run(cluster.urls, "probe", w))
             elapsed = time.perf_counter() - t0
             share = {nid: (cpu_seconds(pid) - before[nid]) / elapsed for nid, pid in pids.items()}
             share["bench"] = (time.process_time() - own) / elapsed

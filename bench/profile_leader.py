@@ -15,7 +15,6 @@ and self samples. Needs py-spy (`pip install py-spy`) and ptrace rights.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import collections
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from raftq import runloop
 from raftq.bench.cluster import LocalCluster
 from raftq.bench.runner import _preload
 from raftq.bench.workload import Workload, run_enqueue, run_process
@@ -74,7 +74,7 @@ def main() -> int:
     with LocalCluster(3) as cluster:
         leader = cluster.wait_ready()
         if args.jobs_queued:
-            asyncio.run(_preload(cluster.urls, args.jobs_queued, w.payload_bytes))
+            runloop.run(_preload(cluster.urls, args.jobs_queued, w.payload_bytes))
             print(f"caught up {cluster.wait_caught_up():.1f} s after the preload")
             leader = cluster.wait_ready()
         pid = cluster.procs[leader].pid
@@ -100,7 +100,7 @@ def main() -> int:
             )
             time.sleep(1.0)
             fn = run_enqueue if phase == "enqueue" else run_process
-            res = asyncio.run(fn(cluster.urls, "prof", w))
+            res = runloop.run(fn(cluster.urls, "prof", w))
             spy.send_signal(2)
             spy.wait(30)
             print(f"== {phase}: {res['rate']:.0f}/s (leader {leader})")

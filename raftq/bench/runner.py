@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from raftq import runloop
 from raftq.bench.cluster import LocalCluster, TermSampler
 from raftq.bench.commits import commit_summary, read_commits
 from raftq.bench.lock import bench_lock
@@ -200,7 +201,7 @@ def _run_raftq(opts: BenchOptions) -> dict[str, Any]:
         try:
             out: dict[str, Any] = {}
             if opts.jobs_queued:
-                asyncio.run(_preload(cluster.urls, opts.jobs_queued, w.payload_bytes))
+                runloop.run(_preload(cluster.urls, opts.jobs_queued, w.payload_bytes))
                 # The phases measure a cluster holding the backlog, not one still shipping it
                 # to a follower: every node applies it first.
                 caught_up_s = cluster.wait_caught_up()
@@ -215,25 +216,15 @@ def _run_raftq(opts: BenchOptions) -> dict[str, Any]:
                 }
             sampler.mark()
             if opts.levers:
-                out["levers"] = _run_async(_levers(cluster.urls, w, opts.levers_n, sampler))
+                out["levers"] = runloop.run(_levers(cluster.urls, w, opts.levers_n, sampler))
             apis = [cluster.api[nid] for nid in cluster.ids]
-            out["phases"] = _run_async(_phases(cluster.urls, w, "bench", sampler, apis))
+            out["phases"] = runloop.run(_phases(cluster.urls, w, "bench", sampler, apis))
             out["elections"] = sampler.elections()
             out["leader_changes"] = sampler.leader_changes()
             out["rss_mb"] = {k: round(v / 1024, 1) for k, v in cluster.rss_kb().items()}
         finally:
             sampler.stop()
     return out
-
-
-def _run_async(coro: Any) -> Any:
-    try:
-        import uvloop  # noqa: PLC0415
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    except ImportError:
-        pass
-    return asyncio.run(coro)
 
 
 def run_bench(opts: BenchOptions) -> dict[str, Any]:

@@ -13,13 +13,13 @@ switches on one by one).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import multiprocessing as mp
 import queue as queue_mod
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from raftq import runloop
 from raftq.bench.phases import Sink, Workload, make_payload, paced_figures, pct
 from raftq.bench.phases import produce as _produce
 from raftq.bench.progress import Progress
@@ -248,7 +248,6 @@ async def remaining(c: Client, queue: str) -> int:
 def _producer_main(args: tuple[list[str], str, Workload, int, int | None, Any, Any, Any]) -> None:
     """The producer process of the concurrent phases."""
     urls, queue, w, n, rate, ready, go, results = args
-    _use_uvloop()
 
     async def main() -> None:
         async with _client(urls, w) as c:
@@ -258,14 +257,7 @@ def _producer_main(args: tuple[list[str], str, Workload, int, int | None, Any, A
             secs, errors, clat = await produce(c, queue, w, n, rate=rate)
         results.put({"secs": secs, "errors": errors, "clat": clat})
 
-    asyncio.run(main())
-
-
-def _use_uvloop() -> None:
-    with contextlib.suppress(ImportError):
-        import uvloop  # noqa: PLC0415
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    runloop.run(main())
 
 
 async def run_concurrent(

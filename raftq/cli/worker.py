@@ -12,13 +12,13 @@ claims, a crash), 2 for usage errors, including a target that cannot be imported
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from raftq import runloop
 from raftq.cli.client import (
     DEFAULT_NODES,
     ENV_NODES,
@@ -226,5 +226,5 @@ def run_worker_command(args: argparse.Namespace) -> int:
     worker, queues = _build(target, args)
     fmt: LogFormat = "json" if args.log_format == "json" else "text"
     setup_logging(args.log_level or "info", fmt)
-    asyncio.run(worker.run(queues, handle_signals=True))
+    runloop.run(worker.run(queues, handle_signals=True))
     return EXIT_OK

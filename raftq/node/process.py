@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
@@ -12,6 +11,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from raftq import runloop
 from raftq.config import ClusterConfig
 from raftq.node.claim import claim_node
 from raftq.node.join import ask_to_join, check_cluster_id, cluster_voters
@@ -151,10 +151,6 @@ def run_node(config: ClusterConfig, node_id: str, *, join: str | None = None) ->
     # switch interval put up to 5 ms on a request whenever both wanted to run. Measured:
     # leader enqueue p50 5.2 -> 4.3 ms, pipelined 1.0k -> 1.7k/s (docs/benchmark-log.md).
     sys.setswitchinterval(0.0005)
-    with contextlib.suppress(ImportError):
-        import uvloop  # noqa: PLC0415  # optional speed-up where the platform has it
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -163,5 +159,5 @@ def run_node(config: ClusterConfig, node_id: str, *, join: str | None = None) ->
             loop.add_signal_handler(sig, stop.set)
         await serve(config, node_id, stop, join=join)
 
-    asyncio.run(main())
+    runloop.run(main())
     return 0

@@ -54,6 +54,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any, Literal, TypeVar
 
+from raftq import runloop
 from raftq.client import Client
 from raftq.client.stream import StreamUnsupportedError
 from raftq.client.types import ClaimedJob
@@ -279,8 +280,9 @@ class Worker:
             self._now.set()
 
     def run_forever(self, queues: Sequence[str] | None = None) -> None:
-        """Blocking: ``asyncio.run(self.run(queues, handle_signals=True))``."""
-        asyncio.run(self.run(queues, handle_signals=True))
+        """Blocking: ``self.run(queues, handle_signals=True)`` on a new event loop, uvloop's
+        where it is installed (``raftq.runloop``)."""
+        runloop.run(self.run(queues, handle_signals=True))
 
     async def run(
         self, queues: Sequence[str] | None = None, *, handle_signals: bool = False

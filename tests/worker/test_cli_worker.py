@@ -3,6 +3,7 @@ claims the cluster refuses exits 1; flags override a Worker object's settings.""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -22,6 +23,22 @@ class _Refusing:
 
 refused = Worker(client=_Refusing())
 refused.add_handler("q", lambda job: None)
+
+
+class _LoopOfClaims(_Refusing):
+    """Refuses too, after noting the event loop its claim ran on."""
+
+    def __init__(self) -> None:
+        self.loops: list[str] = []
+
+    async def claim(self, queues: Any, **kw: Any) -> list[ClaimedJob]:
+        self.loops.append(type(asyncio.get_running_loop()).__module__)
+        return await super().claim(queues, **kw)
+
+
+on_loop = _LoopOfClaims()
+looped = Worker(client=on_loop)
+looped.add_handler("q", lambda job: None)
 empty = Worker()
 configurable = Worker(concurrency=1)
 configurable.add_handler("a", lambda job: None)
@@ -63,6 +80,18 @@ def test_a_refused_worker_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["worker", "tests.worker.test_cli_worker:refused"]) == 1
     err = capsys.readouterr().err
     assert "raftq: error: refused (forbidden): this token may not claim from q" in err
+
+
+def test_a_worker_runs_on_uvloop(capsys: pytest.CaptureFixture[str]) -> None:
+    """``raftq worker`` and ``Worker.run_forever`` run the worker on uvloop (a dependency):
+    they ran on the standard loop, which spends more CPU per job, while the benchmark measured
+    the worker on uvloop. ``raftq.runloop``."""
+    on_loop.loops.clear()
+    assert main(["worker", "tests.worker.test_cli_worker:looped"]) == 1
+    with pytest.raises(Rejected):
+        looped.run_forever()
+    assert len(on_loop.loops) == 2 and all(m.startswith("uvloop") for m in on_loop.loops)
+    assert not isinstance(asyncio.get_event_loop_policy(), __import__("uvloop").EventLoopPolicy)
 
 
 def test_flags_override_a_worker_objects_settings() -> None:

@@ -29,6 +29,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from raftq import runloop
 from raftq.bench.phases import Sink, Workload, paced_figures, pct, produce
 from raftq.bench.progress import Progress
 
@@ -365,7 +366,7 @@ def _producer_main(
         await peer.close_producer()
         results.put({"secs": secs, "errors": errors, "clat": clat})
 
-    asyncio.run(main())
+    runloop.run(main())
 
 
 def _windowed(w: Workload, peer: Peer) -> Workload:
@@ -456,7 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     known = {f.name for f in fields(Workload)}
     w = Workload(**{k: v for k, v in json.loads(a.workload).items() if k in known})
     t0 = time.time()
-    record = asyncio.run(run_peer(a.peer, json.loads(a.conn), w))
+    record = runloop.run(run_peer(a.peer, json.loads(a.conn), w))
     record["wall_s"] = time.time() - t0
     a.out.write_text(json.dumps(record) + "\n")
     return 0

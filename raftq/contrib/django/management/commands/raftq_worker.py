@@ -4,11 +4,11 @@ as ``raftq worker``: running tasks get the grace period; a second signal skips i
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from raftq import runloop
 from raftq.contrib.django.backend import RaftqBackend
 from raftq.contrib.django.compat import task_backends
 from raftq.errors import RaftqError
@@ -64,4 +64,4 @@ class Command(BaseCommand):  # type: ignore[misc]  # Django has no type stubs he
         except (RaftqError, ValueError) as e:
             raise CommandError(str(e)) from e
         setup_logging(options["log_level"])
-        asyncio.run(worker.run(handle_signals=True))
+        runloop.run(worker.run(handle_signals=True))
