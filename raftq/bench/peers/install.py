@@ -41,6 +41,7 @@ CLIENT_REQUIREMENTS = (
     "redis==5.3.1",
     "hiredis==3.5.0",
     "arq==0.28.0",
+    "uvloop==0.23.0",  # the drivers' event loop, as raftq's side of the benchmark (raftq.runloop)
 )
 
 _POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
