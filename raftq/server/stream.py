@@ -12,7 +12,10 @@ so concurrent ones share log entries by group commit. Each frame's operation is 
 Frames are msgpack maps in binary messages (``docs/http-api.md``, "The worker stream"). A bad
 frame, a forbidden queue, a lost leadership and a drain each end the stream with an error
 frame and a close; the client reconnects (to another node). When the connection ends, the
-stream claims nothing more; the leases it handed out expire as usual.
+stream claims nothing more; the leases it handed out expire as usual. A round proposed before
+the end commits anyway (a proposal cannot be taken back): its jobs, which no worker will see,
+are handed back at once (nacked with ``retry_in_ms=0``, as a worker hands back jobs it will
+not start), not left leased until their leases expire.
 
 A follower relays the stream to the leader (``relay``): one WebSocket to the leader's
 ``/v1/stream`` with the forward's signed headers (``raftq.server.forward``), frames piped both
@@ -62,6 +65,7 @@ _WATCH_S: Final = 0.1  # how often a stream looks at leadership and drain
 _RETRY_S: Final = 0.05  # before a claim round is retried after an unknown outcome
 _MAX_CREDIT: Final = 1_000_000  # credit a stream may hold (a client bug, not a limit to reach)
 _OPS: Final = ("subscribe", "credit", "ack", "acks", "nack", "heartbeat")
+_HANDED_BACK: Final = "StreamClosed: the worker's stream ended before the job was pushed to it"
 
 
 class StreamError(RaftqError):
@@ -161,10 +165,17 @@ def _error_of(e: RaftqError, retry_after_s: int) -> dict[str, Any]:
 
 
 class Streams:
-    """The streams open on one mounting: a stop of the node ends them (``close_all``)."""
+    """The streams open on one mounting: a stop of the node ends them (``close_all``). It also
+    keeps the claim rounds of ended streams until they are over (``keep``)."""
 
     def __init__(self) -> None:
         self._open: set[web.WebSocketResponse] = set()
+        self._rounds: set[asyncio.Task[Any]] = set()
+
+    def keep(self, task: asyncio.Task[Any]) -> None:
+        """Hold ``task`` (a round of an ended stream) until it is done, or the node stops."""
+        self._rounds.add(task)
+        task.add_done_callback(self._rounds.discard)
 
     def add(self, ws: web.WebSocketResponse) -> None:
         self._open.add(ws)
@@ -179,6 +190,10 @@ class Streams:
             with contextlib.suppress(Exception):
                 await ws.send_bytes(msgpack.packb(ending.frame(), use_bin_type=True))
                 await ws.close()
+        rounds = list(self._rounds)
+        for task in rounds:
+            task.cancel()
+        await asyncio.gather(*rounds, return_exceptions=True)
 
 
 STREAMS_KEY: web.AppKey[Streams] = web.AppKey("raftq_streams", Streams)
@@ -213,7 +228,7 @@ async def serve(api: Api, request: web.Request) -> web.StreamResponse:
             leader = api.leader_address()
             await _end(ws, _not_leader(api, leader))
         else:
-            await _Session(api, ws, drain).run()
+            await _Session(api, ws, drain, streams or Streams()).run()
     finally:
         if streams is not None:
             streams.discard(ws)
@@ -230,10 +245,14 @@ def _not_leader(api: Api, leader: str | None) -> StreamError:
     )
 
 
-async def _send(ws: web.WebSocketResponse, frame: dict[str, Any]) -> None:
-    if not ws.closed:
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await ws.send_bytes(msgpack.packb(frame, use_bin_type=True))
+async def _send(ws: web.WebSocketResponse, frame: dict[str, Any]) -> bool:
+    """Send ``frame`` unless the connection is closed; False if it was not sent (whether a
+    frame whose write failed reached the other side is unknown: True)."""
+    if ws.closed:
+        return False
+    with contextlib.suppress(ConnectionError, RuntimeError):
+        await ws.send_bytes(msgpack.packb(frame, use_bin_type=True))
+    return True
 
 
 async def _end(ws: web.WebSocketResponse, error: StreamError) -> None:
@@ -301,10 +320,13 @@ async def _pipe(
 class _Session:
     """One stream on the leader: the claim loop, the lease operations, and the watch."""
 
-    def __init__(self, api: Api, ws: web.WebSocketResponse, drain: Drain | None) -> None:
+    def __init__(
+        self, api: Api, ws: web.WebSocketResponse, drain: Drain | None, streams: Streams
+    ) -> None:
         self.api = api
         self.ws = ws
         self.drain = drain
+        self.streams = streams
         self.credit = 0
         self.changed = asyncio.Event()  # credit granted, or a claim round answered
         self.ended: StreamError | None = None
@@ -447,7 +469,8 @@ class _Session:
                     backlog = len(jobs) >= mx
                     if jobs:
                         self.credit = max(0, self.credit - len(jobs))
-                        await _send(self.ws, {"op": "jobs", "jobs": jobs})
+                        if not await _send(self.ws, {"op": "jobs", "jobs": jobs}):
+                            self._hand_back(jobs)
                 free = self.credit - asked
                 if free > 0 and (not inflight or backlog):
                     mx = min(free, MAX_CLAIM)
@@ -466,9 +489,36 @@ class _Session:
         except ClusterError as e:
             self.end(StreamError(_error_of(e, 1)["reason"], f"{e}; reconnect"))
         finally:
+            # Not cancelled: a round already proposed commits anyway, and its jobs must be
+            # handed back; one still waiting for work ends without proposing (``wanted``).
             for task in inflight:
-                task.cancel()
-            await asyncio.gather(*inflight, return_exceptions=True)
+                task.add_done_callback(self._handed_back)
+                self.streams.keep(task)
+
+    def _handed_back(self, task: asyncio.Task[list[dict[str, Any]]]) -> None:
+        """A round of this stream that ended after the stream did: hand its jobs back."""
+        if not task.cancelled() and task.exception() is None:
+            self._hand_back(task.result())
+
+    def _hand_back(self, jobs: list[dict[str, Any]]) -> None:
+        """Nack ``jobs`` (leased to this stream, never pushed) for immediate redelivery."""
+        if jobs:
+            self.streams.keep(asyncio.create_task(self._nack_all(jobs)))
+
+    async def _nack_all(self, jobs: list[dict[str, Any]]) -> None:
+        service = self.api.service
+        ops = [
+            service.nack(job["id"], Fields({"token": job["token"], "error": _HANDED_BACK,
+                                             "retry_in_ms": 0}, "nack"))
+            for job in jobs
+        ]  # fmt: skip
+        outcomes = await asyncio.gather(*(op(None) for op in ops), return_exceptions=True)
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            if isinstance(outcome, BaseException):  # its lease expires instead
+                logger.info(
+                    "stream %s: job %s could not be handed back: %r",
+                    self.stream_id, job["id"], outcome,
+                )  # fmt: skip
 
     async def _round(self, claimer: Claimer, turn: int, mx: int) -> list[dict[str, Any]]:
         """Claim round ``turn`` of up to ``mx`` jobs, proposed again under the same request id

@@ -7,7 +7,9 @@ leased to the dead connection come back once their leases expire."""
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -264,3 +266,47 @@ async def test_a_worker_on_the_stream_outlives_the_leader(cluster: Cluster) -> N
             worker.stop()
             await asyncio.wait_for(task, 15)
     assert results == set(range(40)) and set(ran) == set(range(40))
+
+
+@pytest.fixture
+def slow_elections(tmp_path: Path) -> Iterator[Cluster]:
+    """A cluster whose leader keeps leading through a pause of its followers of a second
+    (elections of 2-4 s; with the default 400-1400 ms it steps down, and a nack to hand a job
+    back finds another leader)."""
+    c = Cluster.generate(tmp_path, extra_raft="election_min_ms = 2000\nelection_max_ms = 4000")
+    with c:
+        c.wait_ready()
+        yield c
+
+
+async def test_jobs_leased_for_a_stream_after_it_closed_are_handed_back(
+    slow_elections: Cluster,
+) -> None:
+    """Bug fixed: a claim round proposed for a stream commits even if the stream closes
+    first (its proposal cannot be taken back), and its jobs stayed leased to a worker that
+    would never see them, for the whole lease (here 60 s; the guide promises that a worker
+    stopping cleanly leaves nothing leased). The leader now hands such jobs back at once
+    (nacked with ``retry_in_ms=0``, as the worker does with jobs it will not start). Real
+    faults: both followers SIGSTOPped so that the round cannot commit before the close."""
+    cluster = slow_elections
+    leader = cluster.leader()
+    followers = [n for n in cluster.ids if n != leader]
+    ids = _enqueue(cluster, leader, "strand", 5)
+    async with Client(cluster.api[leader]) as client:
+        for nid in followers:
+            cluster.kill(nid, signal.SIGSTOP)
+        try:
+            stream = await client.stream("strand", worker="w", credit=5, lease_ms=60_000)
+            await asyncio.sleep(0.3)  # the round is proposed; it cannot commit
+            await stream.close()
+            await asyncio.sleep(0.3)  # the leader sees the close
+        finally:
+            for nid in followers:
+                cluster.kill(nid, signal.SIGCONT)
+        states: dict[int, Any] = {}
+        for _ in range(200):
+            states = {i: (await client.get_job(i, linearizable=True))["state"] for i in ids}
+            if all(s == "queued" for s in states.values()):
+                break
+            await asyncio.sleep(0.05)
+        assert set(states.values()) == {"queued"}, states
