@@ -2,8 +2,9 @@
 CPython outside Windows), else on the standard loop.
 
 What raftq's own blocking entry points run on: ``raftq serve``, ``raftq worker`` and
-``Worker.run_forever``, and the benchmark's processes. A worker on uvloop spends less CPU per
-job on the event loop's own work (``docs/benchmarks.md``, "The worker's event loop"). The loop
+``Worker.run_forever``, and the benchmark's processes (the peers' drivers too, so that every
+system is driven on the same loop). A worker on uvloop spends about a tenth less CPU per job
+(``docs/benchmark-log.md``, "The peers' drivers on uvloop"). The loop
 is built for this one run (``asyncio.Runner``'s ``loop_factory``): the process's event loop
 policy is left as it was. Code that runs its own loop (``await worker.run()`` inside an
 application) keeps that loop.
