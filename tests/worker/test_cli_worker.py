@@ -87,11 +87,12 @@ def test_a_worker_runs_on_uvloop(capsys: pytest.CaptureFixture[str]) -> None:
     they ran on the standard loop, which spends more CPU per job, while the benchmark measured
     the worker on uvloop. ``raftq.runloop``."""
     on_loop.loops.clear()
+    policy = asyncio.get_event_loop_policy()
     assert main(["worker", "tests.worker.test_cli_worker:looped"]) == 1
     with pytest.raises(Rejected):
         looped.run_forever()
     assert len(on_loop.loops) == 2 and all(m.startswith("uvloop") for m in on_loop.loops)
-    assert not isinstance(asyncio.get_event_loop_policy(), __import__("uvloop").EventLoopPolicy)
+    assert asyncio.get_event_loop_policy() is policy  # the process's policy is left alone
 
 
 def test_flags_override_a_worker_objects_settings() -> None:
