@@ -35,56 +35,40 @@ import json
 import statistics
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from raftq import runloop
 from raftq.bench.cluster import LocalCluster
+from raftq.bench.commits import CommitReading, read_commits
 from raftq.bench.phases import Workload, make_payload
 from raftq.bench.workload import run_process
 from raftq.client import Client
 
-_SUMS = {
-    "raftq_raft_group_commit_wait_seconds": "wait",
-    "raftq_raft_commit_duration_seconds": "commit",
-    "raftq_raft_fsync_duration_seconds": "fsync",
-    "raftq_raft_group_commit_batch_commands": "commands",
+_NAMES = {
+    "wait": "raftq_raft_group_commit_wait_seconds",
+    "commit": "raftq_raft_commit_duration_seconds",
+    "fsync": "raftq_raft_fsync_duration_seconds",
+    "commands": "raftq_raft_group_commit_batch_commands",
 }
 _WARMUP = 50
 
 
-def read_sums(address: str) -> dict[str, tuple[float, float]]:
-    """(sum, count) of the histograms above on one node."""
-    with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    out: dict[str, tuple[float, float]] = {}
-    for family in text_string_to_metric_families(text):
-        key = _SUMS.get(family.name)
-        if key is None:
-            continue
-        total = sum(s.value for s in family.samples if s.name.endswith("_sum"))
-        count = sum(s.value for s in family.samples if s.name.endswith("_count"))
-        out[key] = (total, count)
-    return out
-
-
 def mean_between(
-    before: dict[str, dict[str, tuple[float, float]]],
-    after: dict[str, dict[str, tuple[float, float]]],
+    before: dict[str, CommitReading],
+    after: dict[str, CommitReading],
     key: str,
     nodes: list[str],
 ) -> tuple[float | None, float]:
     """Mean of ``key`` over ``nodes`` between two readings, and how many observations."""
     total = count = 0.0
     for nid in nodes:
-        t1, c1 = after[nid].get(key, (0.0, 0.0))
-        t0, c0 = before[nid].get(key, (0.0, 0.0))
-        total, count = total + t1 - t0, count + c1 - c0
+        for reading, sign in ((after[nid], 1), (before[nid], -1)):
+            hist = reading.get(_NAMES[key])
+            if hist is not None:
+                total, count = total + sign * hist.total, count + sign * hist.count
     return (total / count if count else None), count
 
 
@@ -106,18 +90,18 @@ async def measure(
             w = Workload(n=load, n_paced=0)
             for start in range(0, load, 1000):  # the benchmark's payloads: its sink reads them
                 batch = range(start, min(load, start + 1000))
-                jobs = [{"payload": make_payload(i, w.payload_bytes)} for i in batch]
-                await client.enqueue_many(load_queue, jobs)
+                new = [{"payload": make_payload(i, w.payload_bytes)} for i in batch]
+                await client.enqueue_many(load_queue, new)
             loaded = asyncio.create_task(run_process(cluster.urls, load_queue, w))
             await asyncio.sleep(1.0)  # the workers are at speed
         held: list[tuple[int, int]] = []
         stream = None
         if way == "stream":
             stream = await client.stream(queue, worker="budget", credit=0, lease_ms=120_000)
-        readings: dict[str, dict[str, dict[str, tuple[float, float]]]] = {}
+        readings: dict[str, dict[str, CommitReading]] = {}
         for i in range(n):
             if i == _WARMUP:
-                readings["before"] = {nid: read_sums(cluster.api[nid]) for nid in cluster.ids}
+                readings["before"] = {nid: read_commits([cluster.api[nid]]) for nid in cluster.ids}
             t0 = time.perf_counter()
             if stream is None:
                 jobs = await client.claim(queue, worker="budget", max=1, lease_ms=120_000)
@@ -129,7 +113,7 @@ async def measure(
             if i >= _WARMUP:
                 rtts.append(t1 - t0)
             held.append((jobs[0].id, jobs[0].token))
-        readings["after"] = {nid: read_sums(cluster.api[nid]) for nid in cluster.ids}
+        readings["after"] = {nid: read_commits([cluster.api[nid]]) for nid in cluster.ids}
         target = stream if stream is not None else client
         await asyncio.gather(*(target.ack(job_id, token) for job_id, token in held))
         if stream is not None:

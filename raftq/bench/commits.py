@@ -22,7 +22,8 @@ __all__ = ["CommitReading", "commit_summary", "parse_commits", "read_commits"]
 _COMMIT = "raftq_raft_commit_duration_seconds"
 _WAIT = "raftq_raft_group_commit_wait_seconds"
 _BATCH = "raftq_raft_group_commit_batch_commands"
-_NAMES = (_COMMIT, _WAIT, _BATCH)
+_FSYNC = "raftq_raft_fsync_duration_seconds"  # read too (``bench/claim_budget.py``)
+_NAMES = (_COMMIT, _WAIT, _BATCH, _FSYNC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +60,7 @@ CommitReading = dict[str, _Hist]
 
 
 def parse_commits(text: str) -> CommitReading:
-    """The three histograms of one node's /metrics text (absent ones are left out)."""
+    """The histograms above of one node's /metrics text (absent ones are left out)."""
     out: CommitReading = {}
     for family in text_string_to_metric_families(text):
         if family.name not in _NAMES:
@@ -78,7 +79,7 @@ def parse_commits(text: str) -> CommitReading:
 
 
 def read_commits(api_addresses: Iterable[str], timeout_s: float = 2.0) -> CommitReading:
-    """The three histograms summed over the nodes at ``api_addresses`` ("host:port"); a node
+    """The histograms summed over the nodes at ``api_addresses`` ("host:port"); a node
     that does not answer counts as empty."""
     summed: CommitReading = {}
     for address in api_addresses:
