@@ -414,9 +414,10 @@ async def forged_forward(ctx: NemesisContext) -> Fault:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
     env.pop("LD_PRELOAD", None)
-    # Its errors go to logs/forger.log beside the nodes' logs (a window that sent nothing
-    # says why there).
-    with (ctx.log_path.parent / "logs" / "forger.log").open("a") as errors:
+    # Its errors go to logs/forger.log beside the nodes' logs; a window that got no answer
+    # carries their last lines (the checker flags it: none_answered).
+    errors_path = ctx.log_path.parent / "logs" / "forger.log"
+    with errors_path.open("a") as errors:
         proc = await asyncio.create_subprocess_exec(
             "ip", "netns", "exec", host.ns, sys.executable, "-m", "raftq_jepsen.forger",
             "--token", ctx.hosts.token, "--node-id", claimed, "--seconds", f"{seconds:.1f}",
@@ -430,7 +431,7 @@ async def forged_forward(ctx: NemesisContext) -> Fault:
 
     async def record() -> None:
         assert proc.stdout is not None
-        sent = refused = 0
+        sent = refused = answered = 0
         async for line in proc.stdout:
             with contextlib.suppress(ValueError, KeyError):
                 r = json.loads(line)
@@ -444,9 +445,12 @@ async def forged_forward(ctx: NemesisContext) -> Fault:
                 else:
                     history.complete(op, "fail", value | {"status": status}, f"http_{status}")
                 sent += 1
+                answered += status is not None
                 refused += status == 401
-        await proc.wait()
+        detail["forger_exit"] = await proc.wait()
         detail["sent"], detail["refused_401"] = sent, refused
+        if not answered:
+            detail["forger_errors"] = errors_path.read_text(errors="replace").splitlines()[-5:]
 
     task = asyncio.create_task(record())
 

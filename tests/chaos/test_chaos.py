@@ -173,9 +173,13 @@ def test_positive_control_is_caught(
     assert run["test_fault"] == fault
     # The verdict must be "invalid" (1): 0 means the checker missed a known bug, 3 that
     # there was no verdict at all.
-    assert rc == 1, f"broken build {fault!r}: jepsen-style/run exited {rc}:\n{log[-4000:]}"
+    windows = _windows(out)
+    assert rc == 1, f"broken build {fault!r}: run exited {rc}:\n{log[-4000:]}\n{windows}"
     results = _json(out / "results.json")
     assert results["valid"] is False
+    if fault == "accept-forged-forward":  # caught by what it does, not by a silent forger
+        forged = results["checks"]["forged_forward"]
+        assert forged["violations"]["accepted"] > 0, json.dumps([forged, windows])
     if fault == "ignore-limits":  # caught by the check that owns the property
         assert results["checks"]["limits"]["valid"] is False, results["checks"]["limits"]
 

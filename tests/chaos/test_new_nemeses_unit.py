@@ -54,10 +54,30 @@ def test_forged_check_flags_every_answer_but_401(tmp_path: Path) -> None:
         _forged(h2, status)
     bad = judge(h2.write(tmp_path / "bad"))
     assert bad["valid"] is False
-    assert bad["checks"]["forged_forward"]["violations"] == {"accepted": 1, "not_refused": 2}
+    assert bad["checks"]["forged_forward"]["violations"] == {
+        "accepted": 1,
+        "not_refused": 2,
+        "none_answered": 0,
+    }
     failing = {k for k, c in bad["checks"].items() if not c["valid"]}
     failing_ok = {k for k, c in ok["checks"].items() if not c["valid"]}
     assert failing - failing_ok == {"forged_forward"}
+
+
+def test_a_forged_forward_window_without_one_answer_judges_nothing(tmp_path: Path) -> None:
+    """A forger that sent nothing, or got no answer, must not pass for a node that refused
+    every forged request (a positive control once passed that way)."""
+    window = {"nemesis": "forged-forward", "start_ns": 0, "end_ns": 1, "detail": {"sent": 0}}
+    for name, statuses in (("silent", ()), ("unanswered", (None, None))):
+        h = History()
+        h.enqueue(1, "a")
+        for status in statuses:
+            _forged(h, status)
+        res = judge(h.write(tmp_path / name, nemeses=[window]))
+        check = res["checks"]["forged_forward"]
+        assert res["valid"] is False and check["violations"]["none_answered"] == 1, check
+        # No window, nothing to answer: nothing claimed, nothing flagged.
+        assert judge(h.write(tmp_path / f"{name}-none"))["checks"]["forged_forward"]["valid"]
 
 
 def judge_plain(tmp_path: Path) -> dict[str, Any]:

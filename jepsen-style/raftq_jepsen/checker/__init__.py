@@ -101,7 +101,7 @@ def _judge(
             "convergence": check_convergence(nodes, run),
             "drain": check_drain(run, drain_limit_s),
             "linearizable": check_linearizable(ix, bounds, limited),
-            "forged_forward": check_forged(forged),
+            "forged_forward": check_forged(forged, windows),
             "membership": check_membership(nodes, run, windows),
             "schedules": check_schedules(schedules, ops),
             "limits": check_limits(ix, run),

@@ -5,7 +5,9 @@ A ``forged`` operation is ``ok`` (2xx) or ``fail`` with ``error`` ``http_<status
 when no answer came (a node down or cut off: nothing was trusted, nothing to judge). Any answer
 but 401 is a violation: ``accepted`` for a 2xx (the marker was trusted), ``not_refused`` for
 any other status (the request reached a handler, e.g. 404 for the job it named, or was judged
-on other grounds than the marker: the signature check must come first). Forged operations are
+on other grounds than the marker: the signature check must come first). A run with a
+``forged-forward`` window in which no forged request was answered judged nothing it claims
+to: ``none_answered`` (as the membership check's ``no_change_made``). Forged operations are
 not queue operations: every other check is given the history without them.
 """
 
@@ -15,6 +17,7 @@ from collections import Counter
 from typing import Any
 
 from raftq_jepsen.checker.history import Op
+from raftq_jepsen.checker.result import Findings
 
 __all__ = ["FORGED", "check_forged", "split_forged"]
 
@@ -32,25 +35,19 @@ def _example(op: Op) -> dict[str, Any]:
     }
 
 
-def check_forged(forged: list[Op]) -> dict[str, Any]:
-    violations: Counter[str] = Counter()
-    examples: dict[str, list[dict[str, Any]]] = {}
+def check_forged(forged: list[Op], windows: list[dict[str, Any]]) -> dict[str, Any]:
+    out = Findings(("accepted", "not_refused", "none_answered"))
     counts: Counter[str] = Counter()
     for op in forged:
         if op.type == "info":
             counts["unanswered"] += 1
-            continue
-        if op.type == "fail" and op.error == "http_401":
+        elif op.type == "fail" and op.error == "http_401":
             counts["refused_401"] += 1
-            continue
-        kind = "accepted" if op.ok else "not_refused"
-        violations[kind] += 1
-        if len(examples.setdefault(kind, [])) < 5:
-            examples[kind].append(_example(op))
+        else:
+            out.flag("accepted" if op.ok else "not_refused", _example(op))
     counts["forged"] = len(forged)
-    return {
-        "valid": not violations,
-        "violations": dict(violations),
-        "counts": dict(counts),
-        "examples": examples,
-    }
+    tried = [w for w in windows if w.get("nemesis") == "forged-forward"]
+    if tried and counts["forged"] == counts["unanswered"]:
+        out.flag("none_answered", {"windows": len(tried), "detail": tried[0].get("detail")})
+    out.counts = dict(counts)
+    return out.result()
