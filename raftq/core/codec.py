@@ -62,6 +62,7 @@ from raftq.core.commands import (
     Pause,
     Purge,
     PutSchedule,
+    Release,
     RequeueDead,
     Resume,
     SetLimits,
@@ -86,6 +87,7 @@ from raftq.core.results import (
     Purged,
     Reason,
     Refusal,
+    Released,
     Requeued,
     Result,
     Resumed,
@@ -112,7 +114,7 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1  # the version entries of version-1 commands declare
-LOG_VERSION = 3  # the highest entry version this code decodes and applies
+LOG_VERSION = 4  # the highest entry version this code decodes and applies
 
 # Command tags (stable).
 _ENQUEUE, _CLAIM, _HEARTBEAT, _ACK, _NACK, _CANCEL = 1, 2, 3, 4, 5, 6
@@ -126,6 +128,7 @@ _GROUPS_VERSION = 3  # an Enqueue with a job's ``group`` (its job arrays have 8 
 # Log version 3: schedules, tags 20..24 (codec_schedules.py).
 # Log version 3: dependencies and batches (codec_flow.py).
 _ENQUEUE_FLOW, _CREATE_BATCH = 30, 31
+_RELEASE = 16  # log version 4
 
 # The log version of each command type above 1 (the first log version). An entry declares the
 # highest of its commands' (1 when none is listed); a command is valid only in an entry of its
@@ -140,6 +143,7 @@ _COMMAND_VERSION: dict[type[Command], int] = {
     SetSchedulePaused: 3,
     EnqueueFlow: 3,
     CreateBatch: 3,
+    Release: 4,
 }
 
 
@@ -189,6 +193,8 @@ def encode_command(cmd: Command) -> list[Any]:  # noqa: C901
             return [_ACK, *head, cmd.job_id, cmd.token, cmd.result]
         case Nack():
             return [_NACK, *head, cmd.job_id, cmd.token, cmd.error, cmd.retry_in_ms]
+        case Release():
+            return [_RELEASE, *head, cmd.job_id, cmd.token]
         case Cancel():
             return [_CANCEL, *head, cmd.job_id]
         case RequeueDead():
@@ -280,7 +286,7 @@ def _decode_command(v: Any) -> Command:
             max=_int(mx, "max"),
             lease_ms=_opt_int(lease_ms, "lease_ms"),
         )
-    if tag in (_HEARTBEAT, _ACK, _NACK, _HEARTBEAT_LONG):
+    if tag in (_HEARTBEAT, _ACK, _NACK, _HEARTBEAT_LONG, _RELEASE):
         return _decode_lease_command(tag, rid, now, f)
     if tag == _CANCEL:
         (job_id,) = _fields(f, 1, "cancel")
@@ -356,6 +362,11 @@ def _decode_lease_command(tag: int, rid: str | None, now: int, f: list[Any]) -> 
             job_id=_int(job_id, "job_id"),
             token=_int(token, "token"),
             result=_opt_bytes(result, "result"),
+        )
+    if tag == _RELEASE:
+        job_id, token = _fields(f, 2, "release")
+        return Release(
+            now_ms=now, request_id=rid, job_id=_int(job_id, "job_id"), token=_int(token, "token")
         )
     job_id, token, error, retry_in_ms = _fields(f, 4, "nack")
     return Nack(
@@ -452,6 +463,8 @@ def encode_result(r: Result) -> list[Any]:  # noqa: C901
             return [4, r.job_id]
         case Nacked():
             return [5, r.job_id, r.state, r.run_at_ms]
+        case Released():
+            return [15, r.job_id]
         case Cancelled():
             return [6, r.job_id]
         case Requeued():
@@ -518,6 +531,7 @@ _RESULT_BUILDERS: dict[int, Callable[[list[Any]], Result]] = {
     22: lambda a: Fired(a[0], a[1], a[2]),
     23: lambda a: SchedulePaused(a[0], a[1]),
     14: lambda a: LimitsSet(*a[:7]),
+    15: lambda a: Released(a[0]),
     30: lambda a: BatchCreated(a[0], tuple(a[1])),
 }
 

@@ -32,6 +32,7 @@ __all__ = [
     "Pause",
     "Purge",
     "PutSchedule",
+    "Release",
     "RequeueDead",
     "Resume",
     "SetLimits",
@@ -147,6 +148,24 @@ class Nack:
     token: int
     error: str | None = None
     retry_in_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Release:
+    """Give a leased job back unstarted (log version 4): a worker that claimed it will not run
+    it (it stops, or its stream closed before the job was handed out).
+
+    Effects: the job is queued again at once, in the place it had before the claim (its
+    priority and ready time are unchanged), and the claim's attempt is undone (``attempts``
+    goes back down by one), so a hand-back never moves a job closer to the dead letters.
+    Nothing else of the job changes (its last error and checkpoint stay).
+    Refusals: ``not_found``, ``stale_token``, ``lease_expired``, ``finished``.
+    """
+
+    now_ms: int
+    request_id: str | None = None
+    job_id: int
+    token: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -436,6 +455,7 @@ Command = (
     | Heartbeat
     | Ack
     | Nack
+    | Release
     | Cancel
     | RequeueDead
     | Purge

@@ -1,4 +1,5 @@
-"""Command handlers, part 2: what a lease holder does (heartbeat, ack, nack) and cancel.
+"""Command handlers, part 2: what a lease holder does (heartbeat, ack, nack, release) and
+cancel.
 
 A lease is live while ``clock_ms < lease_expires_ms``; ack, nack and heartbeat need the live
 lease's token. A job whose lease ended by expiry keeps ``lease_expires_ms != 0`` until it is
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from raftq.core.backoff import backoff_ms
-from raftq.core.commands import Ack, Cancel, Heartbeat, Nack
+from raftq.core.commands import Ack, Cancel, Heartbeat, Nack, Release
 from raftq.core.job import FINISHED_STATES, Job, JobState
 from raftq.core.limits import (
     MAX_DELAY_MS,
@@ -20,15 +21,24 @@ from raftq.core.limits import (
     MAX_PAYLOAD_BYTES,
     MAX_PROGRESS_BYTES,
 )
-from raftq.core.ops import advance_queue, finish, in_range, invalid, schedule
+from raftq.core.ops import advance_queue, finish, in_range, invalid, move, schedule
 from raftq.core.queue import QueueState
-from raftq.core.results import Acked, Cancelled, Extended, Nacked, Reason, Refusal, Result
+from raftq.core.results import (
+    Acked,
+    Cancelled,
+    Extended,
+    Nacked,
+    Reason,
+    Refusal,
+    Released,
+    Result,
+)
 from raftq.core.tally import CANCELLED, DEAD, FAILED, RETRIED, SUCCEEDED
 
 if TYPE_CHECKING:
     from raftq.core.machine import Machine
 
-__all__ = ["ack", "cancel", "heartbeat", "nack"]
+__all__ = ["ack", "cancel", "heartbeat", "nack", "release"]
 
 _LONG_JOBS_VERSION = 3  # the log version of progress, checkpoints and cancel_requested
 
@@ -114,6 +124,22 @@ def nack(m: Machine, cmd: Nack) -> Result:
         result = Nacked(job.id, job.state.value, job.ready_at_ms)
     advance_queue(m, q)
     return result
+
+
+def release(m: Machine, cmd: Release) -> Result:
+    found = _leased_job(m, cmd.job_id, cmd.token)
+    if isinstance(found, Refusal):
+        return found
+    job, q = found
+    # Back where it stood in line: its ready key (priority, ready_at_ms, id) is the one it
+    # had before the claim, which changed neither. The claim's attempt is undone, and with
+    # it the claim's lease (lease_expires_ms 0: the token now answers stale_token).
+    job.attempts -= 1
+    job.lease_expires_ms = 0
+    move(q, job, JobState.QUEUED)
+    q.push_ready(job)
+    advance_queue(m, q)
+    return Released(job.id)
 
 
 def cancel(m: Machine, cmd: Cancel) -> Result:

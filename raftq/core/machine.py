@@ -32,6 +32,7 @@ from raftq.core.commands import (
     Pause,
     Purge,
     PutSchedule,
+    Release,
     RequeueDead,
     Resume,
     SetLimits,
@@ -183,6 +184,8 @@ class Machine:
                 return lease_ops.ack(self, cmd)
             case Nack():
                 return lease_ops.nack(self, cmd)
+            case Release():
+                return lease_ops.release(self, cmd)
             case Cancel():
                 return lease_ops.cancel(self, cmd)
             case RequeueDead():

@@ -21,6 +21,7 @@ __all__ = [
     "Purged",
     "Reason",
     "Refusal",
+    "Released",
     "Requeued",
     "Result",
     "Resumed",
@@ -114,6 +115,13 @@ class Nacked:
     job_id: int
     state: str
     run_at_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """``Release``'s answer: the job is queued again."""
+
+    job_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +225,7 @@ Result = (
     | Extended
     | Acked
     | Nacked
+    | Released
     | Cancelled
     | Requeued
     | Purged

@@ -56,6 +56,8 @@ from raftq.core import (
     PutSchedule,
     Reason,
     Refusal,
+    Release,
+    Released,
     Requeued,
     RequeueDead,
     Result,
@@ -311,9 +313,43 @@ def test_a_lease_with_parents_round_trips_and_one_without_keeps_its_bytes() -> N
     assert encode_result(Claimed((plain,))) == [2, [[1, "q", b"p", 0, 1, 9, 100]]]
 
 
+# Log version 4: a job given back unstarted.
+V4_COMMANDS: list[Command] = [
+    Release(now_ms=1_700_000_000_015, request_id="r-1", job_id=7, token=42),
+]
+V4_RESULTS: list[Result] = [Released(7)]
+GOLDEN_V4_ENTRY = bytes.fromhex("9204919510a3722d31cf0000018bcfe5680f072a")
+GOLDEN_V4_RESULTS = bytes.fromhex("920191920f07")
+
+
+def test_golden_v4_entry_bytes() -> None:
+    assert encode_entry(V4_COMMANDS) == GOLDEN_V4_ENTRY
+    assert decode_entry(GOLDEN_V4_ENTRY) == V4_COMMANDS
+    assert encode_results(V4_RESULTS) == GOLDEN_V4_RESULTS
+    assert decode_results(GOLDEN_V4_RESULTS) == V4_RESULTS
+    assert codec.command_version(V4_COMMANDS[0]) == 4
+    # In an entry that declares version 3, a release is malformed (older nodes: unknown).
+    assert_malformed(msgpack.packb([3, [encode_command(V4_COMMANDS[0])]]), Reason.MALFORMED)
+    assert_malformed(msgpack.packb([4, [[16, None, 1, 7]]]), Reason.MALFORMED)
+
+
 def test_every_command_and_result_type_is_covered() -> None:
-    commands = [*ONE_OF_EACH_COMMAND, *V2_COMMANDS, *V3_COMMANDS, *V3L_COMMANDS, *V3_FLOW_COMMANDS]
-    results = [*ONE_OF_EACH_RESULT, *V2_RESULTS, *V3_RESULTS, *V3L_RESULTS, *V3_FLOW_RESULTS]
+    commands = [
+        *ONE_OF_EACH_COMMAND,
+        *V2_COMMANDS,
+        *V3_COMMANDS,
+        *V3L_COMMANDS,
+        *V3_FLOW_COMMANDS,
+        *V4_COMMANDS,
+    ]
+    results = [
+        *ONE_OF_EACH_RESULT,
+        *V2_RESULTS,
+        *V3_RESULTS,
+        *V3L_RESULTS,
+        *V3_FLOW_RESULTS,
+        *V4_RESULTS,
+    ]
     assert {type(c) for c in commands} == set(Command.__args__)  # type: ignore[attr-defined]
     assert {type(r) for r in results} == set(Result.__args__)  # type: ignore[attr-defined]
 

@@ -41,6 +41,7 @@ from raftq.core import (
     Pause,
     Purge,
     PutSchedule,
+    Release,
     RequeueDead,
     Resume,
     SetSchedulePaused,
@@ -112,6 +113,8 @@ def build_log(seed: int, n_entries: int = 2500) -> list[bytes]:  # noqa: C901
             kind = rng.random()
             if kind < 0.45:
                 return Ack(now_ms=now, request_id=rid(), job_id=job_id, token=token, result=b"ok")
+            if kind < 0.5:  # a worker giving an unstarted job back (log version 4)
+                return Release(now_ms=now, request_id=rid(), job_id=job_id, token=token)
             if kind < 0.85:
                 return Nack(
                     now_ms=now,
@@ -208,7 +211,7 @@ def build_log(seed: int, n_entries: int = 2500) -> list[bytes]:  # noqa: C901
             )
         return tuple(out)
 
-    entries.append(encode_entry([EnableVersion(now_ms=now, version=3)]))  # version-3 commands on
+    entries.append(encode_entry([EnableVersion(now_ms=now, version=4)]))  # version-4 commands on
     m.apply_entry(entries[0])
     for _ in range(n_entries):
         step = rng.random()

@@ -38,6 +38,7 @@ from raftq.core import (
     Command,
     Configure,
     Configured,
+    EnableVersion,
     Enqueue,
     Enqueued,
     Extended,
@@ -54,6 +55,8 @@ from raftq.core import (
     Purged,
     Reason,
     Refusal,
+    Release,
+    Released,
     Requeued,
     RequeueDead,
     Result,
@@ -61,6 +64,7 @@ from raftq.core import (
     Resumed,
     Tick,
     Ticked,
+    VersionEnabled,
     encode_entry,
     snapshot_bytes,
 )
@@ -96,6 +100,7 @@ class MJob:
     error: str | None = None
     finished: int = 0
     expired: bool = False  # the lease of the current token ended by expiry
+    cancel_requested: bool = False  # cancelled while leased, with log version 3 enabled
     collectable: bool = False  # past retention: the machine may have collected it
 
 
@@ -113,6 +118,7 @@ class Model:
 
     def __init__(self) -> None:
         self.clock = 0
+        self.enabled = 1  # the enabled log version
         self.next_id = 1
         self.last_token = 0
         self.jobs: dict[int, MJob] = {}  # purged jobs are deleted, collected ones kept
@@ -212,6 +218,10 @@ class Expect:
 
 def _rejected(reason: Reason) -> Expect:
     return Expect(reasons={reason})
+
+
+def _refused(got: Result, reason: Reason) -> bool:
+    return isinstance(got, Refusal) and got.reason is reason
 
 
 # -- strategies ---------------------------------------------------------------------------
@@ -431,7 +441,7 @@ class QueueMachineTest(RuleBasedStateMachine):
 
     @precondition(lambda self: self.leases)
     @rule(
-        kind=st.sampled_from(["ack", "nack", "nack", "heartbeat"]),
+        kind=st.sampled_from(["ack", "nack", "nack", "heartbeat", "release"]),
         retry=st.sampled_from([None, 0, 2000]),
     )
     def work_latest(self, kind: str, retry: int | None) -> None:
@@ -441,6 +451,8 @@ class QueueMachineTest(RuleBasedStateMachine):
             self.ack(data, b"r", None)  # type: ignore[arg-type]
         elif kind == "nack":
             self.nack(data, "e", retry, None)  # type: ignore[arg-type]
+        elif kind == "release":
+            self.release(data, None)  # type: ignore[arg-type]
         else:
             self.heartbeat(data, None, None)  # type: ignore[arg-type]
 
@@ -453,6 +465,16 @@ class QueueMachineTest(RuleBasedStateMachine):
         )
 
         def expect() -> Expect:
+            j = self.model.jobs.get(job_id)
+            if j is not None and j.cancel_requested and token == j.token:
+                told = Extended(j.finished, cancel_requested=True)
+                if not j.collectable:
+                    return Expect(told)
+
+                def collected_or_told(got: Result) -> None:
+                    assert got == told or _refused(got, Reason.NOT_FOUND), (told, got)
+
+                return Expect(check=collected_or_told)
             why = self.model.lease_refusal(job_id, token)
             if why is not None:
                 return Expect(reasons=why)
@@ -526,6 +548,36 @@ class QueueMachineTest(RuleBasedStateMachine):
 
         self.run(cmd, expect)
 
+    @precondition(lambda self: self.leases)
+    @rule(data=st.data(), rid=rid_st)
+    def release(self, data: st.DataObject, rid: str | None) -> None:
+        job_id, token = self._pick_lease(data)
+        cmd = Release(now_ms=self.now, request_id=rid, job_id=job_id, token=token)
+
+        def expect() -> Expect:
+            model = self.model
+            if model.enabled < 4:
+                return _rejected(Reason.VERSION_NOT_ENABLED)
+            why = model.lease_refusal(job_id, token)
+            if why is not None:
+                return Expect(reasons=why)
+            j = model.jobs[job_id]
+            # Back in its place (ready_at unchanged), the claim's attempt undone.
+            j.state, j.attempts = "queued", j.attempts - 1
+            return Expect(Released(job_id))
+
+        self.run(cmd, expect)
+
+    @rule(version=st.sampled_from([2, 3, 4]), rid=rid_st)
+    def enable_version(self, version: int, rid: str | None) -> None:
+        cmd = EnableVersion(now_ms=self.now, request_id=rid, version=version)
+
+        def expect() -> Expect:
+            self.model.enabled = max(self.model.enabled, version)
+            return Expect(VersionEnabled(self.model.enabled))
+
+        self.run(cmd, expect)
+
     # -- cancel and admin ------------------------------------------------------------------
 
     @rule(data=st.data(), rid=rid_st)
@@ -543,6 +595,9 @@ class QueueMachineTest(RuleBasedStateMachine):
                 return Expect(reasons={Reason.NOT_FOUND, Reason.FINISHED})
             if j.state in FINISHED:
                 return _rejected(Reason.FINISHED)
+            # A live lease (settled: an expired one is queued or dead by now) is told of the
+            # cancel by its heartbeat once log version 3 is enabled.
+            j.cancel_requested = j.state == "leased" and self.model.enabled >= 3
             j.state, j.finished, j.expired = "cancelled", self.model.clock, False
             return Expect(Cancelled(job_id))
 
