@@ -88,6 +88,7 @@ class _Receipts:
             self.stop_claiming = client.stop_claiming
         self.heartbeat = client.heartbeat
         self.nack = client.nack
+        self.release = client.release
         self.get_job = client.get_job
 
     async def claim(

@@ -336,6 +336,16 @@ class Client(ProducesHandles):
         answer: dict[str, Any] = await self._write(f"/v1/jobs/{int(job_id)}/nack", body)
         return answer
 
+    @otel.traced("settle", "release", otel.settled, queue=False)
+    async def release(self, job_id: int, token: int) -> dict[str, Any]:
+        """Give a leased job back unstarted: it is queued again in its place and this claim
+        does not count as an attempt; returns ``{"id", "state": "queued"}``. Needs log
+        version 4 (``Rejected`` ``version_not_enabled`` before: nack it then)."""
+        answer: dict[str, Any] = await self._write(
+            f"/v1/jobs/{int(job_id)}/release", {"token": token}
+        )
+        return answer
+
     async def cancel(self, job_id: int) -> None:
         """Cancel a job that is not finished."""
         await self._write(f"/v1/jobs/{int(job_id)}/cancel")

@@ -120,6 +120,10 @@ class Operations(Protocol):
         """Fail this attempt (retried later, or dead when out of attempts)."""
         ...
 
+    async def release(self, job_id: int, token: int) -> dict[str, Any]:
+        """Give a leased job back unstarted (queued again, the attempt not counted)."""
+        ...
+
     async def cancel(self, job_id: int) -> None:
         """Cancel a job that is not finished."""
         ...

@@ -231,6 +231,12 @@ class JobStream:
         answer: dict[str, Any] = await self._op(frame)
         return answer
 
+    async def release(self, job_id: int, token: int) -> dict[str, Any]:
+        """As ``Client.release``: ``{"id", "state": "queued"}``."""
+        frame = {"op": "release", "id": int(job_id), "token": token}
+        answer: dict[str, Any] = await self._op(frame)
+        return answer
+
     async def heartbeat(
         self,
         job_id: int,

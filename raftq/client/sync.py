@@ -219,6 +219,10 @@ class SyncClient:
         """See ``Client.nack``."""
         return self._run(self._client.nack(job_id, token, error=error, retry_in_ms=retry_in_ms))
 
+    def release(self, job_id: int, token: int) -> dict[str, Any]:
+        """See ``Client.release``."""
+        return self._run(self._client.release(job_id, token))
+
     def cancel(self, job_id: int) -> None:
         """See ``Client.cancel``."""
         self._run(self._client.cancel(job_id))
@@ -487,6 +491,10 @@ class SyncJobStream:
         return self._client._run(
             self._stream.nack(job_id, token, error=error, retry_in_ms=retry_in_ms)
         )
+
+    def release(self, job_id: int, token: int) -> dict[str, Any]:
+        """See ``JobStream.release``."""
+        return self._client._run(self._stream.release(job_id, token))
 
     def heartbeat(
         self,

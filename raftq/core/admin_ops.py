@@ -40,6 +40,11 @@ from raftq.core.results import (
 )
 from raftq.core.tally import PURGED, REQUEUED
 
+# From log version 4, a purge handles its jobs in id order (before: in the order of the
+# queue's heap arrays, which a replica restored from a snapshot lays out differently, so its
+# finished jobs could end up in another order than the other replicas').
+_PURGE_IN_ID_ORDER = 4
+
 if TYPE_CHECKING:
     from raftq.core.machine import Machine
 
@@ -90,6 +95,11 @@ def purge(m: Machine, cmd: Purge) -> Result:
         if job is not None and job.state is JobState.DELAYED:
             doomed.append(job)
     doomed.extend(m.jobs[job_id] for job_id in q.dead)
+    if m.enabled_version >= _PURGE_IN_ID_ORDER:
+        # The heaps' array order is not part of the state: a replica restored from a snapshot
+        # has the same keys in another layout. The effects below (dependants failed, batch
+        # members counted, in the order they finish) must not depend on it.
+        doomed.sort(key=_id)
     seen: dict[int, None] = {}
     for job in doomed:
         if job.id in seen:  # a stale entry of a job that is valid elsewhere in the heap
@@ -110,6 +120,10 @@ def purge(m: Machine, cmd: Purge) -> Result:
         q.lim.index([], leased_jobs(m, q), old)
     q.tally.totals[PURGED] += len(seen)
     return Purged(len(seen))
+
+
+def _id(job: Job) -> int:
+    return job.id
 
 
 def _purged_flow(m: Machine, job: Job) -> None:

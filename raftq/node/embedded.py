@@ -455,6 +455,13 @@ class Node(ProducesHandles):
         op = self._service.nack(job_id, Fields(body))
         return dict(await self._run(op, f"/v1/jobs/{job_id}/nack", body))
 
+    async def release(self, job_id: int, token: int) -> dict[str, Any]:
+        """See ``raftq.client.Client.release``."""
+        job_id = _job_id(job_id)
+        body = {"token": token}
+        op = self._service.release(job_id, Fields(body))
+        return dict(await self._run(op, f"/v1/jobs/{job_id}/release", body))
+
     async def cancel(self, job_id: int) -> None:
         """See ``raftq.client.Client.cancel``."""
         job_id = _job_id(job_id)

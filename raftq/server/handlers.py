@@ -323,6 +323,16 @@ class Api:
 
         return await self._write(request, op)
 
+    async def release(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/jobs/{id}/release`` with ``{token}``."""
+
+        async def op(w: _Write) -> web.StreamResponse:
+            job_id = parse_job_id(w.request.match_info["id"])
+            answer = await self.service.release(job_id, w.fields())(w.request_id)
+            return respond(w.request, answer)
+
+        return await self._write(request, op)
+
     async def cancel(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/jobs/{id}/cancel``."""
 

@@ -334,6 +334,7 @@ def _schemas(s: ServerSettings) -> dict[str, Any]:
             ("token",),
             closed=True,
         ),
+        "ReleaseBody": obj_schema({"token": int_schema(0, INT64_MAX)}, ("token",), closed=True),
         "Empty": obj_schema({}, closed=True),
         "MemberBody": obj_schema(
             {

@@ -267,7 +267,8 @@ ROUTES: Final[tuple[Route, ...]] = (
             "messages. Client: {op: subscribe, queues, worker, lease_ms?, credit} first, then "
             "{op: credit, n}, {op: ack, seq, id, token, result?, request_id?}, {op: acks, seq, "
             "acks: [{id, token, result?}], request_id?} (answered as POST /v1/ack), {op: nack, "
-            "seq, id, token, error?, retry_in_ms?, request_id?}, {op: heartbeat, seq, id, token, "
+            "seq, id, token, error?, retry_in_ms?, request_id?}, {op: release, seq, id, token, "
+            "request_id?}, {op: heartbeat, seq, id, token, "
             "lease_ms?, progress?, checkpoint?, request_id?} (answered as POST "
             "/v1/jobs/{id}/heartbeat). Server: {op: jobs, jobs: [Lease]} (each job uses one "
             "credit; pushed once its lease is committed), {op: reply, seq, ok, answer?, "
@@ -328,6 +329,19 @@ ROUTES: Final[tuple[Route, ...]] = (
             [P_ID, *_RID],
             {**responses(200, None, WRITE_ERRORS), "200": plain("queued or dead")},
             "NackBody",
+        ),
+    ),
+    Route(
+        "POST",
+        "/v1/jobs/{id}/release",
+        "release",
+        Rule(frozenset({_W, _A}), QueueFrom.JOB),
+        lambda s: operation(
+            "give a leased job back unstarted: queued again in its place, the claim's attempt "
+            "not counted (worker, admin; log version 4)",
+            [P_ID, *_RID],
+            {**responses(200, None, WRITE_ERRORS), "200": plain("queued")},
+            "ReleaseBody",
         ),
     ),
     Route(

@@ -4,18 +4,20 @@ A worker opens one long-lived connection to any node and grants *credit* (how ma
 it takes). While the stream has credit, the leader runs long-poll claim rounds for it (each an
 ordinary replicated ``Claim``, ``raftq.service.claims.claim_rounds``, so fencing, priorities
 and pauses hold) and pushes each round's jobs as soon as its entry is committed: a job is
-handed out only after its lease is committed on a majority, as over HTTP. Acks, nacks and
-heartbeats come back on the same connection; each runs at once (never behind the claim loop),
-so concurrent ones share log entries by group commit. Each frame's operation is the one of
-``raftq.service.operations.Service`` the HTTP route runs: same validation, same answers.
+handed out only after its lease is committed on a majority, as over HTTP. Acks, nacks,
+heartbeats and releases (of jobs a worker will not start) come back on the same connection;
+each runs at once (never behind the claim loop), so concurrent ones share log entries by group
+commit. Each frame's operation is the one of ``raftq.service.operations.Service`` the HTTP
+route runs: same validation, same answers.
 
 Frames are msgpack maps in binary messages (``docs/http-api.md``, "The worker stream"). A bad
 frame, a forbidden queue, a lost leadership and a drain each end the stream with an error
 frame and a close; the client reconnects (to another node). When the connection ends, the
 stream claims nothing more; the leases it handed out expire as usual. A round proposed before
 the end commits anyway (a proposal cannot be taken back): its jobs, which no worker will see,
-are handed back at once (nacked with ``retry_in_ms=0``, as a worker hands back jobs it will
-not start), not left leased until their leases expire.
+are handed back at once (released: queued again in their place with the claim's attempt
+undone; nacked with ``retry_in_ms=0`` on a cluster that has not enabled log version 4), not
+left leased until their leases expire.
 
 A follower relays the stream to the leader (``relay``): one WebSocket to the leader's
 ``/v1/stream`` with the forward's signed headers (``raftq.server.forward``), frames piped both
@@ -64,7 +66,7 @@ _SUBSCRIBE_TIMEOUT_S: Final = 10.0  # the first frame must come within this
 _WATCH_S: Final = 0.1  # how often a stream looks at leadership and drain
 _RETRY_S: Final = 0.05  # before a claim round is retried after an unknown outcome
 _MAX_CREDIT: Final = 1_000_000  # credit a stream may hold (a client bug, not a limit to reach)
-_OPS: Final = ("subscribe", "credit", "ack", "acks", "nack", "heartbeat")
+_OPS: Final = ("subscribe", "credit", "ack", "acks", "nack", "release", "heartbeat")
 _HANDED_BACK: Final = "StreamClosed: the worker's stream ended before the job was pushed to it"
 
 
@@ -151,6 +153,8 @@ def _lease_op(api: Api, frame: dict[str, Any]) -> _LeaseOp:
             op = api.service.ack_many(f, "msgpack")
         elif kind == "nack":
             op = api.service.nack(job_id, f)
+        elif kind == "release":
+            op = api.service.release(job_id, f)
         else:
             op = api.service.heartbeat(job_id, f, "msgpack")
         return _LeaseOp(seq, op, rid)
@@ -501,24 +505,32 @@ class _Session:
             self._hand_back(task.result())
 
     def _hand_back(self, jobs: list[dict[str, Any]]) -> None:
-        """Nack ``jobs`` (leased to this stream, never pushed) for immediate redelivery."""
+        """Give ``jobs`` (leased to this stream, never pushed) back at once."""
         if jobs:
-            self.streams.keep(asyncio.create_task(self._nack_all(jobs)))
+            self.streams.keep(asyncio.create_task(self._give_back_all(jobs)))
 
-    async def _nack_all(self, jobs: list[dict[str, Any]]) -> None:
-        service = self.api.service
-        ops = [
-            service.nack(job["id"], Fields({"token": job["token"], "error": _HANDED_BACK,
-                                             "retry_in_ms": 0}, "nack"))
-            for job in jobs
-        ]  # fmt: skip
-        outcomes = await asyncio.gather(*(op(None) for op in ops), return_exceptions=True)
+    async def _give_back_all(self, jobs: list[dict[str, Any]]) -> None:
+        outcomes = await asyncio.gather(
+            *(self._give_back(job["id"], job["token"]) for job in jobs), return_exceptions=True
+        )
         for job, outcome in zip(jobs, outcomes, strict=True):
             if isinstance(outcome, BaseException):  # its lease expires instead
                 logger.info(
                     "stream %s: job %s could not be handed back: %r",
                     self.stream_id, job["id"], outcome,
                 )  # fmt: skip
+
+    async def _give_back(self, job_id: int, token: int) -> None:
+        """Released (queued again, its attempt undone); on a cluster that has not enabled log
+        version 4, nacked for immediate redelivery, which counts the attempt."""
+        service = self.api.service
+        try:
+            await service.release(job_id, Fields({"token": token}, "release"))(None)
+        except Rejected as e:
+            if e.reason != "version_not_enabled":
+                raise
+            fields = {"token": token, "error": _HANDED_BACK, "retry_in_ms": 0}
+            await service.nack(job_id, Fields(fields, "nack"))(None)
 
     async def _round(self, claimer: Claimer, turn: int, mx: int) -> list[dict[str, Any]]:
         """Claim round ``turn`` of up to ``mx`` jobs, proposed again under the same request id

@@ -52,6 +52,8 @@ from raftq.core import (
     Purged,
     PutSchedule,
     Refusal,
+    Release,
+    Released,
     Requeued,
     RequeueDead,
     Result,
@@ -121,6 +123,7 @@ _RESULT_OF: dict[type[Command], type[Result]] = {
     Heartbeat: Extended,
     Ack: Acked,
     Nack: Nacked,
+    Release: Released,
     Cancel: Cancelled,
     Pause: Paused,
     Resume: Resumed,
@@ -490,6 +493,20 @@ class Service(FlowOps, LongJobOps):
             )
             result = _expect(Nacked, await self.submit(cmd))
             return {"id": job_id, "state": result.state, "run_at_ms": result.run_at_ms}
+
+        return Op(run)
+
+    def release(self, job_id: int, args: Fields) -> Op:
+        """``{token}``: give a leased job back unstarted (queued again in its place, the
+        claim's attempt undone; log version 4); answers ``{id, state: queued}``."""
+        token = args.req_int("token")
+        args.done()
+
+        async def run(rid: str | None) -> Answer:
+            await self._require_job(job_id)
+            cmd = Release(now_ms=self.node.now_ms(), request_id=rid, job_id=job_id, token=token)
+            _expect(Released, await self.submit(cmd))
+            return {"id": job_id, "state": "queued"}
 
         return Op(run)
 

@@ -18,7 +18,8 @@ worker stopping     past the grace period the handler is cancelled; nack with
 
 A run may be created ``held`` (a job the worker claimed ahead of its free slots): it waits for
 ``release()`` before the handler starts, heartbeating the lease meanwhile; interrupted while
-held, it is nacked for immediate redelivery without being started.
+held, it is handed back without being started (``source.hand_back``: queued again with the
+attempt not counted; nacked for immediate redelivery on a cluster before log version 4).
 
 The job's slot in the worker is released once the handler has finished (``on_settling``), while
 the ack or nack is still on its way: the worker claims the next job meanwhile. The job stays
@@ -46,7 +47,7 @@ import contextlib
 import contextvars
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -56,7 +57,7 @@ from raftq.client.types import ClaimedJob
 from raftq.errors import AuthError, ClusterError, Rejected, Retry, TransportError
 from raftq.worker.acks import AckWaves
 from raftq.worker.job import JOB_LOGGER, UNSET, Job, JobLogger, describe_error
-from raftq.worker.source import JobSource
+from raftq.worker.source import JobSource, hand_back
 
 __all__ = [
     "OUTCOME_LOGGER",
@@ -77,6 +78,7 @@ Handler = Callable[[Job], Any]
 
 _CANCEL_WAIT_S = 1.0  # how long a cancelled async handler gets to unwind before we settle
 _SETTLE_BACKOFF_CAP_S = 2.0
+_STOPPED = "WorkerStopped: the worker stopped before the job began"  # a hand-back's nack
 # Tasks of handlers that outlived their job (a handler that ignores cancellation): kept
 # referenced so they are not garbage-collected while running.
 _orphans: set[asyncio.Task[Any]] = set()
@@ -213,7 +215,7 @@ class JobRun:
             beats_due.cancel()
             await self._stop_heartbeats()
             self._settling()
-            await self._nack("WorkerStopped: the worker stopped before the job began", 0)
+            await self._hand_back()
             return
         started = loop.time()
         handler = asyncio.create_task(self._call(), name=f"raftq-{self._label}")
@@ -430,23 +432,37 @@ class JobRun:
     async def _nack(self, error: str, retry_in_ms: int | None = None) -> str | None:
         """Nack; the text for the log line, or None when there is nothing more to say
         (already logged: refused, or given up)."""
-        src, job, label = self._ctx.source, self.job, self._label
+        src, job = self._ctx.source, self.job
+        return await self._send(
+            "nack", lambda: src.nack(job.id, job.token, error=error, retry_in_ms=retry_in_ms)
+        )
+
+    async def _hand_back(self) -> None:
+        """The worker stopped before the job began: give it back (``hand_back``)."""
+        src, job = self._ctx.source, self.job
+        done = await self._send("hand back", lambda: hand_back(src, job.id, job.token, _STOPPED))
+        if done is not None:
+            outcomes.info("%s handed back unstarted: %s", self._label, done)
+
+    async def _send(self, what: str, call: Callable[[], Awaitable[dict[str, Any]]]) -> str | None:
+        """``call`` (a nack or a hand-back), again after a cluster error; the text for the
+        log line, or None when there is nothing more to say (already logged: refused, or
+        given up)."""
         uncertain = False
         attempt = 0
         while True:
             try:
-                answer = await src.nack(job.id, job.token, error=error, retry_in_ms=retry_in_ms)
-                return _describe_nack(answer)
+                return _describe_nack(await call())
             except Rejected as e:
                 if uncertain and e.status in (404, 409):
-                    return "nacked (the job is no longer leased to this worker)"
+                    return f"{what}: done (the job is no longer leased to this worker)"
                 outcomes.warning(
-                    "%s could not be nacked (%s, %d): %s", label, e.reason, e.status, e
+                    "%s could not %s (%s, %d): %s", self._label, what, e.reason, e.status, e
                 )
                 return None
             except (ClusterError, TransportError, AuthError) as e:
                 uncertain = True
-                if not await self._backoff(attempt, "nack", e):
+                if not await self._backoff(attempt, what, e):
                     return None
                 attempt += 1
 
@@ -492,6 +508,8 @@ def _describe_nack(answer: dict[str, Any]) -> str:
     state = answer.get("state")
     if state == "dead":
         return "attempts used up: moved to the dead letters"
+    if "run_at_ms" not in answer:  # released: queued again, the attempt not counted
+        return "queued again, this attempt not counted"
     run_at = answer.get("run_at_ms")
     return f"will be retried ({state}, run_at_ms={run_at})"
 

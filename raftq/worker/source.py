@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from raftq.client.types import ClaimedJob, LeaseExtended
+from raftq.errors import Rejected
 
-__all__ = ["JobSource"]
+__all__ = ["JobSource", "hand_back"]
 
 
 class JobSource(Protocol):
@@ -48,4 +49,27 @@ class JobSource(Protocol):
         retry_in_ms: int | None = None,
     ) -> dict[str, Any]: ...
 
+    async def release(self, job_id: int, token: int) -> dict[str, Any]: ...
+
     async def get_job(self, job_id: int, *, linearizable: bool = False) -> dict[str, Any]: ...
+
+
+class _GivesBack(Protocol):
+    async def release(self, job_id: int, token: int) -> dict[str, Any]: ...
+
+    async def nack(
+        self, job_id: int, token: int, *, error: str | None = None, retry_in_ms: int | None = None
+    ) -> dict[str, Any]: ...
+
+
+async def hand_back(source: _GivesBack, job_id: int, token: int, error: str) -> dict[str, Any]:
+    """Give back a job this worker claimed and will not start: released (queued again in its
+    place, the claim's attempt not counted). A cluster that has not enabled log version 4
+    refuses that (``version_not_enabled``): nacked then with ``error`` for immediate
+    redelivery, which counts the attempt. The answer of the call that did it."""
+    try:
+        return await source.release(job_id, token)
+    except Rejected as e:
+        if e.reason != "version_not_enabled":
+            raise
+    return await source.nack(job_id, token, error=error, retry_in_ms=0)

@@ -11,9 +11,11 @@ When the stream ends for good (its reconnects ran out of retry budget), the clai
 it raises the cluster error as an HTTP claim would (the worker backs off and claims again),
 and the next claim opens a new stream. When the worker stops (``stop_claiming``) the stream
 is closed, so nothing more is leased for it: the operations on their way are answered first,
-the jobs pushed and not handed out are nacked at once (``retry_in_ms=0``), and the acks and
-nacks of the jobs still running go over HTTP. A job whose lease was committed as the stream
-closed, and not pushed, comes back when its lease expires.
+the jobs pushed and not handed out are handed back at once (``hand_back``: queued again, the
+attempt not counted), and the acks and nacks of the jobs still running go over HTTP. Jobs
+leased for the stream and not pushed when it closed the server hands back itself; a jobs
+frame it wrote in the instant the stream closed is lost with the connection, and its jobs
+come back when their leases expire.
 """
 
 from __future__ import annotations
@@ -29,10 +31,13 @@ from raftq.client import Client
 from raftq.client.stream import JobStream
 from raftq.client.types import ClaimedJob, LeaseExtended
 from raftq.errors import ClusterError, TransportError
+from raftq.worker.source import hand_back
 
 __all__ = ["StreamSource"]
 
 logger = logging.getLogger(__name__)
+
+_NOT_HANDED_OUT = "WorkerStopped: the worker stopped before the job was handed out"
 
 
 class StreamSource:
@@ -81,8 +86,8 @@ class StreamSource:
         await self.close()
 
     async def close(self) -> None:
-        """Let the operations on their way be answered, nack what was pushed and not handed
-        out, then close the stream."""
+        """Let the operations on their way be answered, hand back what was pushed and not
+        handed out (``hand_back``), then close the stream."""
         self._stopped = True
         stream, self._stream = self._stream, None
         if stream is None:
@@ -94,7 +99,7 @@ class StreamSource:
         self._buffer.clear()
         if left:
             await asyncio.gather(
-                *(stream.nack(j.id, j.token, retry_in_ms=0) for j in left),
+                *(hand_back(stream, j.id, j.token, _NOT_HANDED_OUT) for j in left),
                 return_exceptions=True,
             )
         await stream.close()
@@ -156,6 +161,11 @@ class StreamSource:
             return await self._client.nack(job_id, token, error=error, retry_in_ms=retry_in_ms)
         stream = await self._open()
         return await stream.nack(job_id, token, error=error, retry_in_ms=retry_in_ms)
+
+    async def release(self, job_id: int, token: int) -> dict[str, Any]:
+        if self._stopped:
+            return await self._client.release(job_id, token)
+        return await (await self._open()).release(job_id, token)
 
     async def get_job(self, job_id: int, *, linearizable: bool = False) -> dict[str, Any]:
         return await self._client.get_job(job_id, linearizable=linearizable)
