@@ -526,14 +526,19 @@ while True:
 """
 
 
-def _children_catching_sigterm() -> int:
-    """How many child processes of this one have a SIGTERM handler installed (/proc)."""
+def _fake_nodes_catching_sigterm() -> int:
+    """How many fake nodes (child processes of this one running ``FAKE_NODE``) have a SIGTERM
+    handler installed (/proc). Only those: a test run earlier in this process may have left
+    other children (a module's cluster) that catch SIGTERM too."""
     count = 0
     for children in Path("/proc/self/task").glob("*/children"):
         for pid in children.read_text().split():
             try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
                 status = Path(f"/proc/{pid}/status").read_text()
             except OSError:
+                continue
+            if FAKE_NODE.encode() not in cmdline:
                 continue
             caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
             if int(caught.split()[1], 16) >> (signal.SIGTERM - 1) & 1:
@@ -756,7 +761,7 @@ def test_cluster_up_stops_cleanly_on_sigterm(
         while signal.getsignal(signal.SIGTERM) == previous and time.monotonic() < deadline:
             time.sleep(0.01)
         # Let the nodes start: each child has its own SIGTERM handler installed.
-        while _children_catching_sigterm() < 3 and time.monotonic() < deadline:
+        while _fake_nodes_catching_sigterm() < 3 and time.monotonic() < deadline:
             time.sleep(0.01)
         os.kill(os.getpid(), signal.SIGTERM)
 

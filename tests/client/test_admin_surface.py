@@ -33,6 +33,7 @@ CLIENT_CALLS: dict[str, Callable[[Client], Awaitable[Any]]] = {
     "ack": lambda c: c.ack(1, 1),
     "ack_many": lambda c: c.ack_many([(1, 1, None)]),
     "nack": lambda c: c.nack(1, 1),
+    "release": lambda c: c.release(1, 1),
     "cancel": lambda c: c.cancel(1),
     "get_job": lambda c: c.get_job(1),
     "create_batch": lambda c: c.create_batch([{"queue": "q", "payload": 1}]),

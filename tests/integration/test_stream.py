@@ -171,6 +171,43 @@ async def test_a_refused_ack_is_a_reply_not_an_end(secured: Cluster) -> None:
         await s.ack(again.id, again.token)
 
 
+@pytest.mark.parametrize("via", ["http", "stream"])
+async def test_a_released_job_is_queued_again_in_its_place_with_its_attempt_back(
+    secured: Cluster, via: str
+) -> None:
+    """``release`` (``POST /v1/jobs/{id}/release``, the stream's ``release`` frame): a job
+    given back unstarted is first in line again, and the claim is not counted: with one
+    attempt, it still runs. Its token is stale after; another queue's job is not the caller's
+    to release."""
+    leader, follower = secured.leader(), secured.followers()[0]
+    queue = f"a.release-{via}"
+    first, second = _enqueue(secured, leader, queue, 2, max_attempts=1)
+    (other,) = _enqueue(secured, leader, "b", 1)
+    async with Client(secured.api[follower], token=WORKER_A) as client:
+        s = await client.stream(queue, worker="w", credit=1)
+        try:
+            (job,) = await s.jobs(timeout_ms=10_000)
+            assert (job.id, job.attempt) == (first, 1)
+            source = s if via == "stream" else client
+            assert await source.release(job.id, job.token) == {"id": first, "state": "queued"}
+            with pytest.raises(Rejected) as stale:
+                await source.release(job.id, job.token)
+            assert (stale.value.reason, stale.value.status) == ("stale_token", 409)
+            with pytest.raises(AuthError):
+                await source.release(other, 1)
+            s.add_credit(2)
+            got: list[Any] = []
+            while len(got) < 2:
+                got += await s.jobs(timeout_ms=10_000)
+            assert [(j.id, j.attempt) for j in got] == [(first, 1), (second, 1)]
+            for j in got:
+                await s.ack(j.id, j.token)
+        finally:
+            await s.close()
+    async with Client(secured.api[leader], token=ADMIN) as admin:
+        assert (await admin.get_job(other))["state"] == "queued"
+
+
 async def test_the_leader_killed_mid_stream(cluster: Cluster) -> None:
     leader = cluster.leader()
     ids = _enqueue(cluster, leader, "k", 40, lease_ms=1500)
@@ -285,13 +322,14 @@ async def test_jobs_leased_for_a_stream_after_it_closed_are_handed_back(
     """Bug fixed: a claim round proposed for a stream commits even if the stream closes
     first (its proposal cannot be taken back), and its jobs stayed leased to a worker that
     would never see them, for the whole lease (here 60 s; the guide promises that a worker
-    stopping cleanly leaves nothing leased). The leader now hands such jobs back at once
-    (nacked with ``retry_in_ms=0``, as the worker does with jobs it will not start). Real
+    stopping cleanly leaves nothing leased). The leader now hands such jobs back at once,
+    released: queued again with the claim's attempt undone (the jobs have one attempt each:
+    handed back with a nack, as first fixed, they went to the dead letters unrun). Real
     faults: both followers SIGSTOPped so that the round cannot commit before the close."""
     cluster = slow_elections
     leader = cluster.leader()
     followers = [n for n in cluster.ids if n != leader]
-    ids = _enqueue(cluster, leader, "strand", 5)
+    ids = _enqueue(cluster, leader, "strand", 5, max_attempts=1)
     async with Client(cluster.api[leader]) as client:
         for nid in followers:
             cluster.kill(nid, signal.SIGSTOP)
@@ -305,8 +343,9 @@ async def test_jobs_leased_for_a_stream_after_it_closed_are_handed_back(
                 cluster.kill(nid, signal.SIGCONT)
         states: dict[int, Any] = {}
         for _ in range(200):
-            states = {i: (await client.get_job(i, linearizable=True))["state"] for i in ids}
-            if all(s == "queued" for s in states.values()):
+            jobs = [await client.get_job(i, linearizable=True) for i in ids]
+            states = {j["id"]: (j["state"], j["attempts"]) for j in jobs}
+            if all(s != "leased" for s, _ in states.values()):
                 break
             await asyncio.sleep(0.05)
-        assert set(states.values()) == {"queued"}, states
+        assert set(states.values()) == {("queued", 0)}, states

@@ -264,6 +264,7 @@ _JOB_ROUTES: list[tuple[str, str, Any, str]] = [
     ("POST", "/v1/jobs/2/heartbeat", {"token": 1}, "wt"),
     ("POST", "/v1/jobs/2/ack", {"token": 1}, "wt"),
     ("POST", "/v1/jobs/2/nack", {"token": 1}, "wt"),
+    ("POST", "/v1/jobs/2/release", {"token": 1}, "wt"),
     ("POST", "/v1/ack", {"acks": [{"id": 2, "token": 1}]}, "wt"),
     ("GET", "/v1/jobs/2?consistency=linearizable", None, "rt"),
     ("GET", "/v1/jobs/2?consistency=linearizable", None, "pt"),

@@ -28,6 +28,7 @@ class Counting:
         self.heartbeats: list[int] = []
         self.ack = client.ack
         self.nack = client.nack
+        self.release = client.release
         self.get_job = client.get_job
 
     async def claim(self, queues: Any, **kw: Any) -> list[ClaimedJob]:
@@ -148,8 +149,11 @@ async def test_a_held_job_keeps_its_lease_until_it_runs(worker_cluster: Cluster)
 
 
 async def test_stop_hands_held_jobs_back_at_once(worker_cluster: Cluster) -> None:
-    """On stop, held jobs are nacked with retry_in_ms=0 without being started (ready again at
-    once); the running job gets its grace and is acked."""
+    """On stop, held jobs are handed back without being started: queued again at once, and
+    the claim not counted as an attempt; the running job gets its grace and is acked.
+
+    The jobs have one attempt each: before ``Release``, the hand-back was a nack, which
+    counted the claim, and the held jobs went to the dead letters without ever running."""
     queue = "prefetch-stop"
     async with Client(nodes_of(worker_cluster)) as client:
         worker = Worker(
@@ -165,7 +169,7 @@ async def test_stop_hands_held_jobs_back_at_once(worker_cluster: Cluster) -> Non
             started.set()
             await release.wait()
 
-        ids = [await client.enqueue(queue, n) for n in range(3)]
+        ids = [await client.enqueue(queue, n, max_attempts=1) for n in range(3)]
         task = asyncio.create_task(worker.run())
         try:
             await asyncio.wait_for(started.wait(), 20)
@@ -183,7 +187,7 @@ async def test_stop_hands_held_jobs_back_at_once(worker_cluster: Cluster) -> Non
         assert (await client.get_job(ids[0], linearizable=True))["state"] == "succeeded"
         for job_id in ids[1:]:
             info = await client.get_job(job_id, linearizable=True)
-            assert info["state"] == "queued" and info["attempts"] == 1
+            assert (info["state"], info["attempts"]) == ("queued", 0), info
     assert ran == ids[:1]
 
 
