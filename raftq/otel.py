@@ -8,7 +8,8 @@ What is traced, with the messaging semantic conventions (``messaging.system`` = 
 - ``Client.enqueue`` / ``enqueue_many``: a PRODUCER span ``send <queue>``
   (``messaging.operation.type`` = ``send``; ``messaging.batch.message_count`` for several);
 - ``Client.claim``: a CLIENT span ``receive <queue>`` (``receive``, the number of jobs);
-- ``Client.ack`` / ``nack``: a CLIENT span ``ack <queue>`` / ``nack <queue>`` (``settle``);
+- ``Client.ack`` / ``nack`` / ``release``: a CLIENT span ``ack <queue>``, ``nack <queue>``,
+  ``release <queue>`` (``settle``);
 - ``raftq.Worker``: a CONSUMER span ``process <queue>`` around each handler run
   (``process``; ``raftq.job.attempt``), an error status and the exception if it fails.
 

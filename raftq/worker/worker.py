@@ -34,7 +34,8 @@ queues it sends, so no queue is favoured by its position in the list.
 
 Stopping (``stop()``, or SIGTERM/SIGINT with ``run(handle_signals=True)``):
 1. no new claims; claims in flight are let finish (at most ``wait_ms``); jobs they bring and
-   held (prefetched) jobs are nacked at once with ``retry_in_ms=0`` without being started;
+   held (prefetched) jobs are handed back at once without being started (queued again, the
+   claim not counted as an attempt: ``raftq.worker.source.hand_back``);
 2. running jobs get ``grace_ms`` to finish (and are acked or nacked as usual); acks and nacks
    on their way are waited for too;
 3. what is still running is cancelled and nacked with ``retry_in_ms=0``: redelivered at once.
@@ -473,7 +474,7 @@ class Worker:
             self._fail(e)
         finally:
             # Stopping: claims in flight end within wait_ms, and the jobs they bring are
-            # nacked at once (``_start``). Cancelled (past the grace): cancel them too.
+            # handed back at once (``_start``). Cancelled (past the grace): cancel them too.
             if claims:
                 try:
                     await asyncio.wait(claims)
@@ -539,7 +540,7 @@ class Worker:
         held = not stopping and self.running >= self.options.concurrency
         run = JobRun(ctx, claimed, spec, self._settle_started, held=held)
         if stopping:
-            run.interrupt()  # claimed while stopping: nacked at once, never started
+            run.interrupt()  # claimed while stopping: handed back at once, never started
         elif held:
             self._held[run] = None
         task = asyncio.create_task(run.run(), name=f"raftq-run-{claimed.id}")
