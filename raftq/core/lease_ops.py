@@ -1,10 +1,10 @@
 """Command handlers, part 2: what a lease holder does (heartbeat, ack, nack, release) and
 cancel.
 
-A lease is live while ``clock_ms < lease_expires_ms``; ack, nack and heartbeat need the live
-lease's token. A job whose lease ended by expiry keeps ``lease_expires_ms != 0`` until it is
-claimed again, finished or rescheduled, which is how its old token gets ``lease_expired``
-rather than ``stale_token``.
+A lease is live while ``clock_ms < lease_expires_ms``; ack, nack, release and heartbeat need
+the live lease's token. A job whose lease ended by expiry keeps ``lease_expires_ms != 0``
+until it is claimed again, finished or rescheduled, which is how its old token gets
+``lease_expired`` rather than ``stale_token``.
 """
 
 from __future__ import annotations

@@ -455,7 +455,7 @@ class JobRun:
                 return _describe_nack(await call())
             except Rejected as e:
                 if uncertain and e.status in (404, 409):
-                    return f"{what}: done (the job is no longer leased to this worker)"
+                    return f"{what} already applied (the job is no longer leased to this worker)"
                 outcomes.warning(
                     "%s could not %s (%s, %d): %s", self._label, what, e.reason, e.status, e
                 )
