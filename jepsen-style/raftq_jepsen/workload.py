@@ -6,8 +6,8 @@
   retried once with the same payload and key, as a new operation: the key must keep it to one
   job.
 - Workers claim from a random subset of the queues (``max`` 1..3, a lease), sometimes
-  heartbeat, then ack (or, now and then, nack with ``retry_in_ms`` 0) each job, every request to
-  a random node.
+  heartbeat, then ack (or, now and then, nack with ``retry_in_ms`` 0, or release it: given
+  back unstarted, the attempt not counted) each job, every request to a random node.
 - One queue has limits (``LIMITS``: concurrency, a rate, a group cap and a group rate), set
   before the clients start; its jobs carry a ``group`` from ``GROUPS``. The limits checker
   judges it; the priority and linearizability checkers leave it out (caps and round-robin
@@ -107,6 +107,7 @@ class WorkloadParams:
     max_attempts: int | None = None
     heartbeat_p: float = 0.3
     nack_p: float = 0.15
+    release_p: float = 0.1
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -126,6 +127,7 @@ class WorkloadParams:
             "priorities": sorted(set(PRIORITIES)),
             "heartbeat_p": self.heartbeat_p,
             "nack_p": self.nack_p,
+            "release_p": self.release_p,
             "limits": {LIMITED: LIMITS} if LIMITED in self.queues else {},
         }
 
@@ -297,7 +299,7 @@ async def worker_loop(
     hold_s: tuple[float, float] | None = None,
     on_holding: Callable[[bool], Awaitable[None]] | None = None,
 ) -> None:
-    """Claim, (heartbeat), ack/nack, forever until the recorder says stop."""
+    """Claim, (heartbeat), ack/nack/release, forever until the recorder says stop."""
     while True:
         queues = list(rng.choice(p.claim_groups))
         mx = rng.randint(1, 3)
@@ -333,10 +335,13 @@ async def worker_loop(
                              base + "/heartbeat", hb, p.timeout_s) is None:  # fmt: skip
                     return
             value = ref
-            if rng.random() < p.nack_p:
+            r = rng.random()
+            if r < p.nack_p:
                 f: OpName = "nack"
                 req: dict[str, Any] = {"token": job["token"], "retry_in_ms": 0, "error": "nack"}
                 value = {**ref, "retry_in_ms": 0}  # claimable again at once
+            elif r < p.nack_p + p.release_p:
+                f, req = "release", {"token": job["token"]}
             else:
                 f, req = "ack", _ack_body(job)
             if await _op(rec, session, f, value, rng.choice(nodes), f"{base}/{f}", req,
@@ -453,6 +458,7 @@ class Workload:
                 "wait_ms": self.p.wait_ms,
                 "heartbeat_p": self.p.heartbeat_p,
                 "nack_p": self.p.nack_p,
+                "release_p": self.p.release_p,
             },
             "name": f"z{process}",
             "token": self.token,

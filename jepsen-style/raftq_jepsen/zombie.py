@@ -54,6 +54,7 @@ async def _run(args: dict[str, Any]) -> None:
         timeout_s=prm["timeout_s"],
         heartbeat_p=prm["heartbeat_p"],
         nack_p=prm["nack_p"],
+        release_p=prm["release_p"],
     )
     nodes = [NodeRef(nid, url) for nid, url in args["nodes"]]
     rec = PipeRecorder()

@@ -5,7 +5,9 @@ Each client process invokes one op at a time. Between its invoke and its complet
 is applied to the machine at one point (its linearization point), or never: an op may be
 lost before it is applied (completed ``fail`` or ``info``), or applied with its answer lost
 (``info``). The machine's clock moves forward with the steps, so leases expire, delayed jobs
-come due and nacked jobs return, as they do in a cluster.
+come due and nacked jobs return, as they do in a cluster. Workers also give jobs back
+(``release``, log version 4, enabled first as a new cluster does), which undoes a claim's
+attempt.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from raftq.core.commands import Ack, Claim, Enqueue, Heartbeat, Nack, NewJob
+from raftq.core.commands import Ack, Claim, EnableVersion, Enqueue, Heartbeat, Nack, NewJob, Release
 from raftq.core.machine import Machine
-from raftq.core.results import Acked, Claimed, Enqueued, Extended, Nacked, Refusal
+from raftq.core.results import Acked, Claimed, Enqueued, Extended, Nacked, Refusal, Released
 
 __all__ = ["MUTATIONS", "mutate", "simulate"]
 
@@ -37,6 +39,7 @@ class _Sim:
         self.rng = rng
         self.queues = queues
         self.m = Machine()
+        self.m.apply_command(EnableVersion(now_ms=0, version=4))
         self.now_ms = 1_000
         self.t_ns = 0
         self.events: list[dict[str, Any]] = []
@@ -62,8 +65,10 @@ class _Sim:
 
     def new_op(self, p: _Proc, claim_only: bool = False) -> None:
         rng = self.rng
-        f = rng.choice(["enqueue", "enqueue", "claim", "claim", "ack", "nack", "heartbeat"])
-        if claim_only or (f in ("ack", "nack", "heartbeat") and not p.held):
+        f = rng.choice(
+            ["enqueue", "enqueue", "claim", "claim", "ack", "nack", "heartbeat", "release"]
+        )
+        if claim_only or (f in ("ack", "nack", "heartbeat", "release") and not p.held):
             f = "claim"
         value: dict[str, Any]
         if f == "enqueue":
@@ -142,12 +147,14 @@ class _Sim:
                 retry = v.get("retry_in_ms")
                 cmd2 = Nack(now_ms=now, job_id=job_id, token=token, retry_in_ms=retry)
                 result = self.m.apply_command(cmd2)
+            elif f == "release":
+                result = self.m.apply_command(Release(now_ms=now, job_id=job_id, token=token))
             else:
                 result = self.m.apply_command(Heartbeat(now_ms=now, job_id=job_id, token=token))
             if isinstance(result, Refusal):
                 op["error"] = result.reason.value
             else:
-                assert isinstance(result, (Acked, Nacked, Extended))
+                assert isinstance(result, (Acked, Nacked, Released, Extended))
             op["result"] = {}
         op["applied"] = True
 

@@ -79,10 +79,12 @@ def test_one_illegal_edit_is_flagged(seed: int, n_procs: int, mutation: str) -> 
 
 def test_simulated_histories_exercise_the_tricky_cases() -> None:
     """The generator is worth its name: across seeds it produces redeliveries, refusals,
-    uncertain ops of every kind, multi-queue claims and delayed jobs."""
+    uncertain ops of every kind, multi-queue claims, delayed jobs, and jobs given back
+    (``release``) and delivered again with the same attempt number."""
     seen: set[str] = set()
     for seed in range(30):
         events = simulate(seed, 45, 3)
+        attempts: set[tuple[int, int]] = set()
         for ev in events:
             v = ev["value"]
             if ev["type"] == "info":
@@ -94,9 +96,15 @@ def test_simulated_histories_exercise_the_tricky_cases() -> None:
                     seen.add("redelivery")
                 if len(v["queues"]) > 1:
                     seen.add("multi-queue claim")
+                for j in v["jobs"]:
+                    if (j["id"], j["attempt"]) in attempts:
+                        seen.add("same attempt again")
+                    attempts.add((j["id"], j["attempt"]))
+            if ev["f"] == "release" and ev["type"] == "ok":
+                seen.add("release")
             if ev["f"] == "enqueue" and v.get("delay_ms"):
                 seen.add("delayed")
     assert seen >= {
-        "info enqueue", "info claim", "info ack", "info nack", "refusal", "redelivery",
-        "multi-queue claim", "delayed",
+        "info enqueue", "info claim", "info ack", "info nack", "info release", "refusal",
+        "redelivery", "multi-queue claim", "delayed", "release", "same attempt again",
     }  # fmt: skip

@@ -275,6 +275,35 @@ def test_nack_then_redeliver_with_higher_token(tmp_path: Path) -> None:
     assert_valid(run(h, tmp_path))
 
 
+def test_release_then_redeliver_with_the_same_attempt(tmp_path: Path) -> None:
+    """A released job comes back at once with its claim's attempt given back; its released
+    token acks nothing. The attempt after an uncertain release tells whether it applied."""
+    h = History()
+    h.enqueue(1, "a", priority=2)
+    h.enqueue(2, "b", priority=2)
+    h.claim(job(1, 1, "a", priority=2))
+    h.lease_op("release", 1, 1)
+    h.claim(job(1, 2, "a", priority=2))  # attempt 1 again
+    h.lease_op("release", 1, 2, outcome="info")  # applied (the next delivery says so)
+    h.claim(job(1, 3, "a", priority=2))
+    h.lease_op("release", 1, 3, outcome="info")  # not applied: its lease expired instead
+    h.claim(job(1, 4, "a", priority=2, attempt=2), process=2)
+    h.lease_op("ack", 1, 4, process=2)
+    h.claim(job(2, 5, "b", priority=2))
+    h.lease_op("ack", 2, 5)
+    assert_valid(run(h, tmp_path))
+
+    bad = History()
+    bad.enqueue(1, "a")
+    bad.claim(job(1, 1, "a"))
+    bad.lease_op("release", 1, 1)
+    bad.claim(job(1, 2, "a", attempt=2))  # the release gave attempt 1 back: illegal
+    bad.lease_op("ack", 1, 1)  # and its token was released: refused, never ok
+    found = bad_checks(run(bad, tmp_path / "bad"))
+    assert found["linearizable"] == {"non_linearizable": 1}
+    assert found["jobs"] == {"stale_token_success": 1}
+
+
 def test_nack_with_backoff_then_redeliver(tmp_path: Path) -> None:
     h = History()
     h.enqueue(1, "a", priority=9)

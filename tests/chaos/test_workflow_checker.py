@@ -117,6 +117,16 @@ def test_released_twice() -> None:
     assert h.check() == {"released_twice": 1}
 
 
+def test_a_dependant_given_back_may_come_again_with_the_same_attempt() -> None:
+    """A release gives the claim's attempt back: attempt 1 twice is legal then, also when the
+    release's outcome is unknown; a release that failed outright changed nothing."""
+    for typ, flagged in (("ok", {}), ("info", {}), ("fail", {"released_twice": 1})):
+        h = legal()
+        h.op("release", {"id": 13, "token": 3}, typ=typ)
+        h.claim(13, P[2], 9, parents={"11": P[0], "12": P[1]})  # attempt 1 again
+        assert h.check() == flagged, typ
+
+
 def test_callback_twice_early_and_without_every_result() -> None:
     h = H()
     h.batch()

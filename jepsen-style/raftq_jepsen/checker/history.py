@@ -32,7 +32,7 @@ INF = float("inf")
 # op had no effect.
 REFUSALS = ("stale_token", "lease_expired", "finished", "not_found")
 
-FS = ("enqueue", "claim", "ack", "nack", "heartbeat", "forged", "batch")
+FS = ("enqueue", "claim", "ack", "nack", "release", "heartbeat", "forged", "batch")
 TYPES = ("invoke", "ok", "fail", "info")
 
 
@@ -83,7 +83,7 @@ class Op:
         return self.type == "ok"
 
     def job(self) -> tuple[int, int]:
-        """(id, token) of an ack / nack / heartbeat."""
+        """(id, token) of an ack / nack / release / heartbeat."""
         return int(self.value["id"]), int(self.value["token"])
 
     def deliveries(self) -> list[Delivery]:

@@ -22,7 +22,7 @@ class HistoryIndex:
     by_payload: dict[str, list[Op]] = field(default_factory=lambda: defaultdict(list))
     deliveries: list[Delivery] = field(default_factory=list)
     by_job: dict[int, list[Delivery]] = field(default_factory=lambda: defaultdict(list))
-    # job id -> ack / nack / heartbeat ops naming it.
+    # job id -> ack / nack / release / heartbeat ops naming it.
     lease_ops: dict[int, list[Op]] = field(default_factory=lambda: defaultdict(list))
     claims: list[Op] = field(default_factory=list)
     # (queue, key) -> enqueues not certainly failed that carried that idempotency key.
@@ -66,7 +66,7 @@ def build_index(ops: list[Op]) -> HistoryIndex:
         if op.f == "claim" and _is_flow_claim(op):
             flow_ids.update(d.id for d in op.deliveries())
             continue
-        if op.f in ("ack", "nack", "heartbeat") and op.job()[0] in flow_ids:
+        if op.f in ("ack", "nack", "release", "heartbeat") and op.job()[0] in flow_ids:
             continue
         ix.ops.append(op)
         if op.f == "enqueue":

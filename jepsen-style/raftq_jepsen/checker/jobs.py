@@ -6,9 +6,10 @@ effect before B did. Concurrent operations are never ordered, so only certain vi
 - double_ack: more than one ``ok`` ack of a job.
 - token_not_increasing: a delivery whose token is not above the token of a delivery of the
   same job before it; or one token handed out twice (tokens are cluster-wide unique).
-- stale_token_success: an ``ok`` ack/nack/heartbeat whose token was never delivered for the
-  job, or was superseded by a delivery (higher token) before it, or whose lease an ``ok``
-  ack/nack with that token ended before it, or that came after an ``ok`` ack of the job.
+- stale_token_success: an ``ok`` ack/nack/release/heartbeat whose token was never delivered
+  for the job, or was superseded by a delivery (higher token) before it, or whose lease an
+  ``ok`` ack/nack/release with that token ended before it, or that came after an ``ok`` ack
+  of the job.
 - delivery_after_ack: a delivery of a job by a claim that began after an ``ok`` ack of it.
 - payload_changed: a delivery whose payload, priority or queue differs from its enqueue (or
   from the job's other deliveries when it was enqueued with an uncertain outcome).
@@ -107,7 +108,7 @@ def check_jobs(ix: HistoryIndex) -> dict[str, Any]:  # noqa: C901
                         },
                     )
         tokens = {d.token for d in ds}
-        enders = [op for op in lops if op.ok and op.f in ("ack", "nack")]
+        enders = [op for op in lops if op.ok and op.f in ("ack", "nack", "release")]
         for op in lops:
             if not op.ok:
                 continue
@@ -118,7 +119,7 @@ def check_jobs(ix: HistoryIndex) -> dict[str, Any]:  # noqa: C901
             elif any(d.token > token and d.op.end_ns < op.start_ns for d in ds):
                 reason = "a newer lease was delivered before it"
             elif any(e.job()[1] == token and e.end_ns < op.start_ns for e in enders):
-                reason = "its lease was already ended by an ack/nack"
+                reason = "its lease was already ended by an ack/nack/release"
             elif first_ack_end < op.start_ns:
                 reason = "the job was already acked"
             if reason is not None:

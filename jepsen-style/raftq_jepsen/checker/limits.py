@@ -10,7 +10,7 @@ of the enqueue that returned its id.
 - concurrency_exceeded / group_concurrency_exceeded: when delivery K was handed out, job J of
   the same queue (group) was *certainly* still leased: J's claim came first (smaller token),
   K's claim time is before J's lease could have ended by expiry (J's ``lease_expires_ms`` as
-  claimed; heartbeats only extend it), and no ack or nack of J was invoked before K's claim
+  claimed; heartbeats only extend it), and no ack, nack or release of J was invoked before K's claim
   completed (so none was applied before it). More such J (K included) than the cap is a
   violation at K's claim.
 - rate_exceeded / group_rate_exceeded: ``limit + 1`` known claim times of the queue (group)
@@ -74,12 +74,12 @@ def _starts(ix: HistoryIndex, queues: set[str]) -> list[_Start]:
 
 
 def _first_end_ns(ix: HistoryIndex, job_id: int, token: int) -> float:
-    """The invoke of the first ack or nack of this lease (+inf: none)."""
+    """The invoke of the first ack, nack or release of this lease (+inf: none)."""
     return min(
         (
             op.start_ns
             for op in ix.lease_ops.get(job_id, ())
-            if op.f in ("ack", "nack") and int(op.value.get("token", -1)) == token
+            if op.f in ("ack", "nack", "release") and int(op.value.get("token", -1)) == token
         ),
         default=INF,
     )

@@ -3,20 +3,20 @@ Porcupine and Knossos implement it) over ``model.py``.
 
 Queues are independent objects (P-compositionality, Horn & Kroening 2015), so each is searched
 on its own. Operations are placed by queue (enqueue, claim) or by their job's queue (ack, nack,
-heartbeat). A claim naming several queues picks the best job of all, one at a time, so the jobs
-it took from one queue are, in order, that queue's best at each pick, and if it returned fewer
-than its max every queue was left with nothing ready: it is checked as one such claim per
-queue. Those parts may linearize at different points, which only allows more (the priority
-order *across* the queues of one claim is the priority checker's). An uncertain claim's part
-may have taken any number of its queue's best jobs, up to the claim's max, even with more left
-ready there: the other queues may have filled the rest (Bug fixed: the part had to take its
-max or empty its queue, which rejected the legal history of the 2026-11-28 partition-leader
-run; ``jepsen-style/evidence/2026-11-28-partition-leader/README.md``).
+release, heartbeat). A claim naming several queues picks the best job of all, one at a time, so
+the jobs it took from one queue are, in order, that queue's best at each pick, and if it
+returned fewer than its max every queue was left with nothing ready: it is checked as one such
+claim per queue. Those parts may linearize at different points, which only allows more (the
+priority order *across* the queues of one claim is the priority checker's). An uncertain
+claim's part may have taken any number of its queue's best jobs, up to the claim's max, even
+with more left ready there: the other queues may have filled the rest (Bug fixed: the part had
+to take its max or empty its queue, which rejected the legal history of the 2026-11-28
+partition-leader run; ``jepsen-style/evidence/2026-11-28-partition-leader/README.md``).
 
 What enters the search:
 - ok ops with their outcome; ``info`` ops (and invokes never completed) may take effect at any
   point after their invoke or never (their return is +inf);
-- a ``fail`` ack/nack/heartbeat refused by the state machine (``REFUSALS``) is an op whose
+- a ``fail`` ack/nack/release/heartbeat refused by the state machine (``REFUSALS``) is an op whose
   outcome is "refused"; any other ``fail`` certainly had no effect and is left out;
 - an ``info`` op is left out when "no effect" allows every future the effect allows (so no
   legal linearization is lost, and the search does not branch on it): an ``info`` enqueue whose
@@ -24,10 +24,12 @@ What enters the search:
   heartbeat (lease lengths are not modelled); and an ``info`` ack or nack unless a refusal of
   the same token may come after it (a lease left live permits all that a finished, delayed or
   ready job permits: the same claims through expiry, and more acks; only a refusal tells them
-  apart, as it turns a live lease into a ready job). An ``info`` enqueue whose payload was
-  delivered takes the delivered id. ``info`` claims stay: they lease jobs under tokens nobody
-  holds, and count attempts; a claim's attempt numbers bound how many of them a job can have
-  had between two of its ok deliveries (``JobSpec.seen_attempts``).
+  apart, as it turns a live lease into a ready job). An ``info`` release stays: the attempt
+  number of the job's next delivery tells whether it took effect. An ``info`` enqueue whose
+  payload was delivered takes the delivered id. ``info`` claims stay: they lease jobs under
+  tokens nobody holds, and count attempts; a claim's attempt numbers bound how many of them a
+  job can have had between two of its ok deliveries (``JobSpec.seen_attempts``), unless a
+  release of the job (which gives an attempt back) may have taken effect.
 
 Where the model is nondeterministic (uncertain claims) the search tries each possible state in
 turn, depth first, and backtracks into the next one; the memo holds (linearized set, state).
@@ -196,6 +198,11 @@ def _specs_and_ids(ix: HistoryIndex) -> tuple[dict[int, JobSpec], dict[int, int]
     business); the enqueue that carried the delivered payload says whether it was delayed. An
     ok enqueue names its job by id; an ``info`` one by its payload, when delivered.
     """
+    released = {
+        job_id
+        for job_id, lops in ix.lease_ops.items()
+        if any(op.f == "release" and op.type != "fail" for op in lops)
+    }
     delivered: dict[str, int] = {}
     first: dict[int, Delivery] = {}
     seen: dict[int, set[int]] = defaultdict(set)
@@ -225,6 +232,7 @@ def _specs_and_ids(ix: HistoryIndex) -> tuple[dict[int, JobSpec], dict[int, int]
             int(v.get("max_attempts") or DEFAULT_MAX_ATTEMPTS),
             bool(v.get("delay_ms")) or v.get("run_at_ms") is not None,
             tuple(sorted(seen.get(jid, ()))),
+            jid in released,
         )
     return specs, enq_ids
 
@@ -277,7 +285,10 @@ def _actions(
     if op.type == "fail" and not is_refusal(op.error):
         return []
     jid, token = op.job()
-    if op.type == "info" and (op.f == "heartbeat" or refused.get((jid, token), -INF) < op.start_ns):
+    if op.type == "info" and (
+        op.f == "heartbeat"
+        or (op.f != "release" and refused.get((jid, token), -INF) < op.start_ns)
+    ):
         return []  # dominated by "no effect" (module docstring)
     retry_zero = op.value.get("retry_in_ms") == 0
     return [(None, Action(op.f, outcome, job=jid, token=token, retry_zero=retry_zero))]

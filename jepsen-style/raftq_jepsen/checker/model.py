@@ -21,8 +21,10 @@ more; it never forbids a legal one):
   token is the latest claim's. A claim with an unknown outcome leases jobs under a token nobody
   holds.
 - An ok ack needs the job leased with that token (then succeeded). An ok nack likewise (then
-  dead when out of attempts, ready when ``retry_in_ms`` is 0, else delayed). An ok heartbeat
-  needs the lease and changes nothing here (lease lengths are not modelled).
+  dead when out of attempts, ready when ``retry_in_ms`` is 0, else delayed). An ok release
+  likewise (then ready, with the claim's attempt given back: the next delivery shows the same
+  attempt number again). An ok heartbeat needs the lease and changes nothing here (lease
+  lengths are not modelled).
 - Refusals (``fail`` with a state-machine error) are legal when the token is not the job's live
   lease; on the live lease they mean it expired.
 - Enqueue of an id that already exists is the idempotency key's dedup: no change.
@@ -72,9 +74,14 @@ class JobSpec:
     # The attempt numbers its ok deliveries showed, ascending. Between two of them, exactly
     # the missing numbers were claims with an unknown outcome; after the last, any number.
     seen_attempts: tuple[int, ...] = ()
+    # A release of the job was applied or may have been: attempts went down, so the numbers
+    # seen bound nothing.
+    released: bool = False
 
     def phantom_room(self, attempts: int) -> bool:
         """Whether an uncertain claim may be this job's next claim, after ``attempts``."""
+        if self.released:
+            return True
         for seen in self.seen_attempts:
             if seen > attempts:
                 return seen > attempts + 1
@@ -85,11 +92,11 @@ class JobSpec:
 class Action:
     """One operation as the model sees it.
 
-    kind: enqueue | claim | ack | nack | heartbeat. outcome: ok | info | refused.
+    kind: enqueue | claim | ack | nack | release | heartbeat. outcome: ok | info | refused.
     For claims: ``queues``, ``max`` and, when ok, ``got`` = ((id, attempt, token), ...) and
     ``exhaustive``. A claim over several queues is stepped as one claim per queue (see
     linear.py), each taking that queue's jobs in order, each its queue's best.
-    For ack/nack/heartbeat: ``job`` and ``token``; nack's ``retry_zero``.
+    For ack/nack/release/heartbeat: ``job`` and ``token``; nack's ``retry_zero``.
     """
 
     kind: str
@@ -150,6 +157,8 @@ def step(state: State, a: Action, specs: dict[int, JobSpec], max_branch: int) ->
     jid, _, token, attempts = row
     if a.kind == "ack":
         jobs[jid] = (jid, DONE, token, attempts)
+    elif a.kind == "release":
+        jobs[jid] = (jid, READY, token, attempts - 1)
     elif attempts >= specs[jid].max_attempts:
         jobs[jid] = (jid, DEAD, token, attempts)
     else:

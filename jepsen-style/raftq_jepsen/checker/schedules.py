@@ -38,7 +38,7 @@ __all__ = ["GAP_MS", "GRACE_MS", "WRITES", "check_schedules", "leader_intervals"
 
 GAP_MS = 500  # ok writes at most this far apart: the leader stayed up in between
 GRACE_MS = 3_000  # a leader up this long fires a due slot (pass, settle, commit, clock step)
-WRITES = ("enqueue", "claim", "ack", "nack", "heartbeat")
+WRITES = ("enqueue", "claim", "ack", "nack", "release", "heartbeat")
 
 
 def leader_intervals(times_ms: Iterable[float], gap_ms: int = GAP_MS) -> list[tuple[float, float]]:

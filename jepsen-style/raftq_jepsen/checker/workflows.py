@@ -15,7 +15,8 @@ An ack *may have been applied* from its invoke on unless it failed outright (``f
 - missing_parents / wrong_parent_result: D's delivery lacks ``parents[P]``, or it differs from
   P's payload (the only result any ack of P carries);
 - released_twice: two ``ok`` deliveries of D with the same attempt number (a job is released
-  once; each lease of it counts one attempt);
+  once; each lease of it counts one attempt), unless a worker gave D back (``release``, which
+  undoes a claim's attempt) with an outcome other than ``fail``;
 - callback_twice: the callback payload of one batch delivered under two job ids (each callback
   is enqueued once);
 - callback_early: the callback delivered by a claim that completed before some member had an
@@ -83,6 +84,7 @@ def check_workflows(ops: list[Op]) -> dict[str, Any]:
     deps, payload_of, callbacks = _graphs(ops)
     acked_from = _first_possible_ack(ops)
     attempts: dict[tuple[int, int], int] = defaultdict(int)
+    given_back = {int(op.value["id"]) for op in ops if op.f == "release" and op.type != "fail"}
     callback_ids: dict[str, set[int]] = defaultdict(set)
     found.counts = {"batches": len(callbacks), "dependants": len(deps)}
     for op in ops:
@@ -94,7 +96,7 @@ def check_workflows(ops: list[Op]) -> dict[str, Any]:
             parents = raw.get("parents")
             if job_id in deps:
                 attempts[(job_id, int(raw["attempt"]))] += 1
-                if attempts[(job_id, int(raw["attempt"]))] == 2:
+                if attempts[(job_id, int(raw["attempt"]))] == 2 and job_id not in given_back:
                     found.flag("released_twice", {"id": job_id, "attempt": raw["attempt"]})
                 _check_parents(found, op, job_id, deps[job_id], parents, payload_of, acked_from)
             elif key in callbacks:
