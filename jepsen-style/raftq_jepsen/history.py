@@ -18,9 +18,7 @@ from typing import IO, Any, Literal
 __all__ = ["EventType", "History", "Op", "OpName"]
 
 EventType = Literal["invoke", "ok", "fail", "info"]
-OpName = Literal[
-    "enqueue", "claim", "ack", "nack", "release", "heartbeat", "forged", "batch"
-]
+OpName = Literal["enqueue", "claim", "ack", "nack", "release", "heartbeat", "forged", "batch"]
 
 
 class Op:

@@ -286,8 +286,7 @@ def _actions(
         return []
     jid, token = op.job()
     if op.type == "info" and (
-        op.f == "heartbeat"
-        or (op.f != "release" and refused.get((jid, token), -INF) < op.start_ns)
+        op.f == "heartbeat" or (op.f != "release" and refused.get((jid, token), -INF) < op.start_ns)
     ):
         return []  # dominated by "no effect" (module docstring)
     retry_zero = op.value.get("retry_in_ms") == 0
