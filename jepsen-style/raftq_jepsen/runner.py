@@ -53,6 +53,7 @@ TEST_FAULTS = (
     "follower-claims",
     "skip-token-check",
     "nack-drops",
+    "release-counts-attempt",
     "ignore-limits",
     "journal-ignores-write-errors",
     "accept-forged-forward",

@@ -20,6 +20,9 @@ Faults:
 - ``skip-token-check``: an ack is applied with the job's current token, whatever token the
   worker sent (a zombie ack succeeds).
 - ``nack-drops``: a nack completes the job as an ack would, so it is never delivered again.
+- ``release-counts-attempt``: a release (a job given back unstarted) is applied as a nack for
+  immediate redelivery, as hand-backs were before ``Release``: the claim's attempt stays
+  counted, and the answer says released.
 - ``ignore-limits``: ``PUT /v1/queues/{queue}/limits`` is answered with the limits asked for,
   but the queue is left without any (claims ignore every cap).
 - ``journal-ignores-write-errors``: the journal's writes and syncs swallow ``OSError`` (ENOSPC,
@@ -79,6 +82,8 @@ from raftq.core import (
     Nacked,
     Reason,
     Refusal,
+    Release,
+    Released,
     Result,
     SetLimits,
 )
@@ -118,6 +123,7 @@ FAULTS: Final = frozenset(
         "follower-claims",
         "skip-token-check",
         "nack-drops",
+        "release-counts-attempt",
         "ignore-limits",
         "journal-ignores-write-errors",
         "accept-forged-forward",
@@ -199,8 +205,8 @@ def current_token(m: Machine, job_id: int, token: int) -> int:
 
 class _FaultyService(Service):
     """The operations with one fault (``ack-before-commit``, ``follower-claims``,
-    ``skip-token-check``, ``nack-drops``, ``ignore-limits``, ``deps-release-early``) at the step
-    where it acts."""
+    ``skip-token-check``, ``nack-drops``, ``release-counts-attempt``, ``ignore-limits``,
+    ``deps-release-early``) at the step where it acts."""
 
     def __init__(self, fault: str, node: NodeAPI, settings: ServerSettings) -> None:
         super().__init__(node, settings)
@@ -227,6 +233,11 @@ class _FaultyService(Service):
                       job_id=command.job_id, token=command.token, result=None)  # fmt: skip
             await super().submit(ack)  # the nack completes the job
             return Nacked(job_id=command.job_id, state="queued", run_at_ms=0)
+        if self.fault == "release-counts-attempt" and isinstance(command, Release):
+            nack = Nack(now_ms=command.now_ms, request_id=command.request_id,
+                        job_id=command.job_id, token=command.token, retry_in_ms=0)  # fmt: skip
+            await super().submit(nack)  # the attempt stays counted
+            return Released(command.job_id)
         if self.fault == "ignore-limits" and isinstance(command, SetLimits):
             await super().submit(SetLimits(now_ms=command.now_ms, queue=command.queue))
             return LimitsSet(  # the limits asked for, none applied
@@ -287,6 +298,7 @@ def overrides(fault: str | None) -> Overrides | None:
         "follower-claims",
         "skip-token-check",
         "nack-drops",
+        "release-counts-attempt",
         "ignore-limits",
         "deps-release-early",
     ):

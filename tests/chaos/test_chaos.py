@@ -131,6 +131,9 @@ CONTROLS = [
     # (no backlog, so the job is claimed again at once) and workers that hold their jobs.
     ("skip-token-check", "worker-pause", 40, ("--producers", "1", "--worker-hold", "0.6,1.5")),
     ("nack-drops", "none", 15, ()),
+    # A release applied as a nack: the claim's attempt stays counted, so the delivery after an
+    # ok release shows one attempt too many (the linearizability search).
+    ("release-counts-attempt", "none", 15, ()),
     # Dependants claimable at once: their claims come before their parents' acks, and carry
     # no parents (the workflows checker).
     ("deps-release-early", "none", 15, ()),
@@ -180,6 +183,8 @@ def test_positive_control_is_caught(
     if fault == "accept-forged-forward":  # caught by what it does, not by a silent forger
         forged = results["checks"]["forged_forward"]
         assert forged["violations"]["accepted"] > 0, json.dumps([forged, windows])
+    if fault == "release-counts-attempt":
+        assert results["checks"]["linearizable"]["valid"] is False, results["checks"]
     if fault == "ignore-limits":  # caught by the check that owns the property
         assert results["checks"]["limits"]["valid"] is False, results["checks"]["limits"]
 
