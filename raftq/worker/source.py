@@ -62,14 +62,20 @@ class _GivesBack(Protocol):
     ) -> dict[str, Any]: ...
 
 
+# Why a cluster cannot release: log version 4 not enabled yet, or the node asked runs a release
+# without the route (a rolling upgrade under way).
+_CANNOT_RELEASE = ("version_not_enabled", "no_route")
+
+
 async def hand_back(source: _GivesBack, job_id: int, token: int, error: str) -> dict[str, Any]:
     """Give back a job this worker claimed and will not start: released (queued again in its
-    place, the claim's attempt not counted). A cluster that has not enabled log version 4
-    refuses that (``version_not_enabled``): nacked then with ``error`` for immediate
-    redelivery, which counts the attempt. The answer of the call that did it."""
+    place, the claim's attempt not counted). A cluster that cannot release yet
+    (``version_not_enabled``: log version 4 not enabled; ``no_route``: the node runs an older
+    raftq) gets a nack with ``error`` for immediate redelivery instead, which counts the
+    attempt. The answer of the call that did it."""
     try:
         return await source.release(job_id, token)
     except Rejected as e:
-        if e.reason != "version_not_enabled":
+        if e.reason not in _CANNOT_RELEASE:
             raise
     return await source.nack(job_id, token, error=error, retry_in_ms=0)

@@ -1,6 +1,7 @@
 """``hand_back``: a job the worker will not start is released; a cluster that has not enabled
-log version 4 refuses that (409 ``version_not_enabled``), and the job is nacked for immediate
-redelivery instead. Any other refusal is the caller's to handle."""
+log version 4 refuses that (409 ``version_not_enabled``), a node of an older raftq has no such
+route (404 ``no_route``), and the job is nacked for immediate redelivery instead. Any other
+refusal is the caller's to handle."""
 
 from __future__ import annotations
 
@@ -36,8 +37,15 @@ async def test_released_where_the_cluster_can() -> None:
     assert src.calls == [("release", 7, 3)]
 
 
-async def test_nacked_at_once_on_a_cluster_before_log_version_4() -> None:
-    src = Source(Rejected("version_not_enabled", "needs log version 4", 409))
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        Rejected("version_not_enabled", "needs log version 4", 409),  # not enabled yet
+        Rejected("no_route", "no route POST /v1/jobs/7/release", 404),  # an older node
+    ],
+)
+async def test_nacked_at_once_where_the_cluster_cannot_release(refusal: Rejected) -> None:
+    src = Source(refusal)
     assert (await hand_back(src, 7, 3, "why"))["run_at_ms"] == 5
     assert src.calls == [("release", 7, 3), ("nack", 7, 3, "why", 0)]
 
