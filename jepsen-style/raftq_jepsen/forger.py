@@ -8,7 +8,8 @@ reader rights, and one with a token would skip the one-hop rule and audit under 
 client. One JSON line per request on stdout: ``{"url", "method", "path", "kind", "status",
 "error"}`` (``status`` null when no answer came).
 
-Usage: python -m raftq_jepsen.forger --token T --node-id nK --seconds S URL [URL...]
+Usage: python -m raftq_jepsen.forger --token=T --node-id nK --seconds S URL [URL...]
+(``argv``: the token as ``--token=T``, since a random token may begin with ``-``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-__all__ = ["KINDS", "main"]
+__all__ = ["KINDS", "argv", "main", "parser"]
 
 # (kind, with token?, signature header value or None): every one must be refused 401.
 KINDS: tuple[tuple[str, bool, str | None], ...] = (
@@ -71,14 +72,25 @@ def one(url: str, method: str, path: str, body: bytes | None, kind: tuple[str, b
     return record
 
 
-def main(argv: list[str] | None = None) -> int:
+def argv(token: str, node_id: str, seconds: float, urls: list[str]) -> list[str]:
+    """The forger's arguments. ``--token=T`` in one word: a token that begins with ``-`` (as
+    ``secrets.token_urlsafe`` makes one in 64) would otherwise read as an option, and the
+    forger would exit at once (it did, in CI, twice)."""
+    return [f"--token={token}", "--node-id", node_id, "--seconds", f"{seconds:.1f}", *urls]
+
+
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="raftq_jepsen.forger")
     p.add_argument("urls", nargs="+")
     p.add_argument("--token", required=True)
     p.add_argument("--node-id", required=True, help="the node id the marker claims")
     p.add_argument("--seconds", type=float, required=True)
     p.add_argument("--interval", type=float, default=0.1)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(args_in: list[str] | None = None) -> int:
+    args = parser().parse_args(args_in)
     deadline = time.monotonic() + args.seconds
     combos = itertools.cycle(itertools.product(args.urls, ROUTES, KINDS))
     while time.monotonic() < deadline:

@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 
-from raftq_jepsen import disks
+from raftq_jepsen import disks, forger
 from raftq_jepsen.hosts import Hosts, NodeProc
 from raftq_jepsen.membership import (
     Change,
@@ -414,26 +414,24 @@ async def forged_forward(ctx: NemesisContext) -> Fault:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
     env.pop("LD_PRELOAD", None)
-    # Its errors go to logs/forger.log beside the nodes' logs. A forger that got no answer is
-    # started once more (a harness hiccup, not a verdict); a window that got none at all
-    # carries the log's last lines (the checker flags it: none_answered).
+    # Its errors go to logs/forger.log beside the nodes' logs; a window that got no answer
+    # carries their last lines and the forger's exit code (the checker flags it:
+    # none_answered).
     errors_path = ctx.log_path.parent / "logs" / "forger.log"
+    with errors_path.open("a") as errors:
+        proc = await asyncio.create_subprocess_exec(
+            "ip", "netns", "exec", host.ns, sys.executable, "-m", "raftq_jepsen.forger",
+            *forger.argv(ctx.hosts.token, claimed, seconds, [n.url for n in targets]),
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=errors, env=env,
+        )  # fmt: skip
     detail: dict[str, Any] = {"host": host.id, "targets": _ids(targets), "claimed": claimed}
     by_url = {n.url: n.id for n in ctx.hosts.nodes}
     history = ctx.workload.history
-    sent = refused = answered = 0
 
-    async def forge() -> int:
-        nonlocal sent, refused, answered
-        with errors_path.open("a") as errors:
-            proc = await asyncio.create_subprocess_exec(
-                "ip", "netns", "exec", host.ns, sys.executable, "-m", "raftq_jepsen.forger",
-                "--token", ctx.hosts.token, "--node-id", claimed, "--seconds", f"{seconds:.1f}",
-                *[n.url for n in targets],
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=errors, env=env,
-            )  # fmt: skip
+    async def record() -> None:
         assert proc.stdout is not None
+        sent = refused = answered = 0
         async for line in proc.stdout:
             with contextlib.suppress(ValueError, KeyError):
                 r = json.loads(line)
@@ -449,12 +447,7 @@ async def forged_forward(ctx: NemesisContext) -> Fault:
                 sent += 1
                 answered += status is not None
                 refused += status == 401
-        return await proc.wait()
-
-    async def record() -> None:
-        detail["forger_exits"] = [await forge()]
-        if not answered:
-            detail["forger_exits"].append(await forge())
+        detail["forger_exit"] = await proc.wait()
         detail["sent"], detail["refused_401"] = sent, refused
         if not answered:
             detail["forger_errors"] = errors_path.read_text(errors="replace").splitlines()[-5:]

@@ -112,7 +112,7 @@ def test_short_disk_clock_snapshot_forged_run_is_valid(tmp_path: Path) -> None:
         if w["nemesis"] == "disk-full":
             assert w["detail"]["filled_bytes"] > 0
         if w["nemesis"] == "forged-forward":
-            assert w["detail"]["sent"] > 0
+            assert w["detail"]["sent"] > 0, w
     nodes = _json(out / "nodes.json")
     assert all("exits" in n for n in nodes), nodes
     results = _json(out / "results.json")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from raftq_jepsen import disks
+from raftq_jepsen import disks, forger
 from raftq_jepsen.checker import judge
 
 from raftq.server import testfaults
@@ -78,6 +78,19 @@ def test_a_forged_forward_window_without_one_answer_judges_nothing(tmp_path: Pat
         assert res["valid"] is False and check["violations"]["none_answered"] == 1, check
         # No window, nothing to answer: nothing claimed, nothing flagged.
         assert judge(h.write(tmp_path / f"{name}-none"))["checks"]["forged_forward"]["valid"]
+
+
+def test_the_forger_takes_a_token_that_begins_with_a_dash() -> None:
+    """Bug fixed (two CI runs: a forged-forward window sent nothing, twice judged valid): the
+    run's token is random (``secrets.token_urlsafe``), one in 64 begins with ``-``, and passed
+    as ``--token T`` argparse read it as an option: the forger exited at once (2)."""
+    token = "-Xy_3" + "a" * 28
+    words = forger.argv(token, "n2", 4.0, ["http://10.0.0.1:7001", "http://10.0.0.2:7001"])
+    args = forger.parser().parse_args(words)
+    assert (args.token, args.node_id, args.seconds) == (token, "n2", 4.0)
+    assert args.urls == ["http://10.0.0.1:7001", "http://10.0.0.2:7001"]
+    with pytest.raises(SystemExit):  # the form it had
+        forger.parser().parse_args(["--token", token, "--node-id", "n2", "--seconds", "4", "u"])
 
 
 def judge_plain(tmp_path: Path) -> dict[str, Any]:
