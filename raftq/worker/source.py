@@ -15,7 +15,22 @@ from raftq.errors import Rejected
 __all__ = ["JobSource", "hand_back"]
 
 
-class JobSource(Protocol):
+class _GivesBack(Protocol):
+    """What ``hand_back`` needs: ``Client``'s ``release`` and ``nack``."""
+
+    async def release(self, job_id: int, token: int) -> dict[str, Any]: ...
+
+    async def nack(
+        self,
+        job_id: int,
+        token: int,
+        *,
+        error: str | None = None,
+        retry_in_ms: int | None = None,
+    ) -> dict[str, Any]: ...
+
+
+class JobSource(_GivesBack, Protocol):
     """The operations a worker uses, with ``Client``'s signatures and errors."""
 
     async def claim(
@@ -40,26 +55,7 @@ class JobSource(Protocol):
 
     async def ack(self, job_id: int, token: int, result: Any = None) -> None: ...
 
-    async def nack(
-        self,
-        job_id: int,
-        token: int,
-        *,
-        error: str | None = None,
-        retry_in_ms: int | None = None,
-    ) -> dict[str, Any]: ...
-
-    async def release(self, job_id: int, token: int) -> dict[str, Any]: ...
-
     async def get_job(self, job_id: int, *, linearizable: bool = False) -> dict[str, Any]: ...
-
-
-class _GivesBack(Protocol):
-    async def release(self, job_id: int, token: int) -> dict[str, Any]: ...
-
-    async def nack(
-        self, job_id: int, token: int, *, error: str | None = None, retry_in_ms: int | None = None
-    ) -> dict[str, Any]: ...
 
 
 # Why a cluster cannot release: log version 4 not enabled yet, or the node asked runs a release
