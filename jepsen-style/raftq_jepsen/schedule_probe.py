@@ -39,6 +39,10 @@ async def _request(
         return 0, None
 
 
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
 class ScheduleProbe:
     """The run's schedule (``record`` becomes ``schedules.json``)."""
 
@@ -95,7 +99,7 @@ class ScheduleProbe:
         ``_COLLECT_FOR_S`` in all, or a claim that hands out again only jobs already collected
         (a broken build leases without replicating, and its acks are refused: without this the
         loop would never end)."""
-        fires: list[dict[str, int]] = []
+        fires: list[dict[str, int | None]] = []
         seen: set[int] = set()
         claim = {"worker": "schedule-collector", "max": 1000, "lease_ms": 60_000}
         deadline = time.monotonic() + _COLLECT_FOR_S
@@ -117,7 +121,10 @@ class ScheduleProbe:
                 shown = await self._until_ok("GET", f"/v1/jobs/{job['id']}")
                 if shown is None:
                     return False
-                fires.append({"id": int(job["id"]), "fire_ms": int(shown["fire_ms"])})
+                # A job of the schedule's queue always carries its slot; a build whose replicas
+                # diverged may answer with another job's record (checker: not_fired).
+                fire_ms = shown.get("fire_ms")
+                fires.append({"id": int(job["id"]), "fire_ms": _int_or_none(fire_ms)})
                 ack = {"token": job["token"]}
                 await self._until_ok("POST", f"/v1/jobs/{job['id']}/ack", ack)
         self.record["fires"] = fires

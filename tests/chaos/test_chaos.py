@@ -53,6 +53,13 @@ def _json(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
+def _run_record(out: Path, rc: int, log: str) -> Any:
+    """The run's ``run.json``; a run that wrote none failed in the harness: say how."""
+    path = out / "run.json"
+    assert path.exists(), f"no {path.name}: jepsen-style/run exited {rc}:\n{log[-4000:]}"
+    return _json(path)
+
+
 def _windows(out: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (out / "nemesis.jsonl").read_text().splitlines()]
 
@@ -71,7 +78,7 @@ def test_short_chaos_run_is_valid(tmp_path: Path) -> None:
         "--seed", "6", timeout_s=500,
     )  # fmt: skip
     assert _namespaces_left() == [], "the harness left namespaces behind"
-    run = _json(out / "run.json")
+    run = _run_record(out, rc, log)
     assert run["operations"] >= 3000, log
     assert run["drained"], log
     seen = {w["nemesis"] for w in _windows(out)}
@@ -127,9 +134,17 @@ CONTROLS = [
     ("ack-before-commit", "partition-leader,kill-leader", 40, ()),
     # Its leases are not replicated, so their acks are refused: the drain never ends.
     ("follower-claims", "none", 15, ("--drain-limit", "15")),
-    # A stale ack only shows when it lands while another worker holds the job: few producers
-    # (no backlog, so the job is claimed again at once) and workers that hold their jobs.
-    ("skip-token-check", "worker-pause", 40, ("--producers", "1", "--worker-hold", "0.6,1.5")),
+    # A stale ack only shows when it lands while another worker holds the job: workers that
+    # hold their jobs, and one producer with twice the worker tasks, so there is little
+    # backlog and a paused worker's jobs are claimed again soon after their leases end (a
+    # retried job queues behind the ready jobs of its priority; with the default five tasks
+    # the backlog grew, and in one CI run no paused worker's job was claimed again in time).
+    (
+        "skip-token-check",
+        "worker-pause",
+        40,
+        ("--producers", "1", "--workers", "10", "--worker-hold", "0.6,1.5"),
+    ),
     ("nack-drops", "none", 15, ()),
     # A release applied as a nack: the claim's attempt stays counted, so the delivery after an
     # ok release shows one attempt too many (the linearizability search).
@@ -172,7 +187,7 @@ def test_positive_control_is_caught(
         "--quiet", "4", "--seed", "3", *extra, timeout_s=280,
     )  # fmt: skip
     assert _namespaces_left() == []
-    run = _json(out / "run.json")
+    run = _run_record(out, rc, log)
     assert run["test_fault"] == fault
     # The verdict must be "invalid" (1): 0 means the checker missed a known bug, 3 that
     # there was no verdict at all.

@@ -77,6 +77,17 @@ def test_fires_that_are_no_slot_or_out_of_order_are_flagged() -> None:
     assert _bad(check_schedules(swapped, _writes((0, 20_000)))) == {"out_of_order": 1}
 
 
+def test_a_collected_job_without_a_slot_is_flagged_and_judged_apart() -> None:
+    """The probe found a job in the schedule's queue whose record has no ``fire_ms`` (a
+    replica that diverged answered with another job): flagged, and the rest still judged."""
+    record = _record(ALL)
+    record["fires"].insert(3, {"id": 99, "fire_ms": None})
+    r = check_schedules(record, _writes((0, 20_000)))
+    assert _bad(r) == {"not_fired": 1}
+    assert r["examples"]["not_fired"][0] == {"id": 99}
+    assert r["counts"]["fires"] == len(ALL)
+
+
 def test_a_slot_missed_while_a_leader_was_up_is_flagged() -> None:
     r = check_schedules(_record([s for s in ALL if s != 6_000]), _writes((0, 20_000)))
     assert _bad(r) == {"missed_with_leader": 1}

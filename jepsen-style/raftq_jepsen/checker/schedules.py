@@ -15,6 +15,8 @@ Violations:
 - ``not_a_slot``: a ``fire_ms`` that is no slot of the schedule (not a multiple of
   ``every_ms``, not after ``created_ms``, or after ``end_ms``: fired while paused).
 - ``out_of_order``: a job with a higher id (made later in the log) for an earlier or equal slot.
+- ``not_fired``: a job collected from the schedule's queue whose record has no ``fire_ms`` (no
+  slot made it: the answer of a replica that diverged, say); the other checks skip it.
 - ``missed_with_leader``: slot ``s`` did not fire although a leader was up over
   ``[s, s + GRACE_MS]`` (it must fire on time).
 - ``missed_after_recovery``: slot ``s`` did not fire although, within its catch-up window
@@ -81,6 +83,7 @@ def check_schedules(record: dict[str, Any] | None, ops: list[Op]) -> dict[str, A
         "fired_twice",
         "not_a_slot",
         "out_of_order",
+        "not_fired",
         "missed_with_leader",
         "missed_after_recovery",
     )
@@ -90,7 +93,12 @@ def check_schedules(record: dict[str, Any] | None, ops: list[Op]) -> dict[str, A
         return out.result()
     every = int(record["every_ms"])
     created, end = int(record["created_ms"]), int(record["end_ms"])
-    fires = sorted(record["fires"], key=lambda f: int(f["id"]))
+    fires = []
+    for f in sorted(record["fires"], key=lambda f: int(f["id"])):
+        if f.get("fire_ms") is None:
+            out.flag("not_fired", {"id": f["id"]})
+        else:
+            fires.append(f)
     _check_fires(out, fires, every, created, end)
     up = leader_intervals(_ok_write_times(ops, float(record["wall_start_ms"]), end))
     owed, excused = _check_missed(out, {int(f["fire_ms"]) for f in fires}, up, record)
