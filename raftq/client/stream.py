@@ -1,7 +1,8 @@
 """The client side of the worker stream (``GET /v1/stream``, ``docs/http-api.md``).
 
 ``await client.stream(queues, worker=..., credit=...)`` opens one WebSocket to a node (the
-leader when known; a follower relays it) over the client's session, TLS context and token.
+leader: when the client does not know it yet, it asks the nodes first; a follower relays the
+stream when the leader cannot be reached) over the client's session, TLS context and token.
 The worker grants credit (``add_credit``); the leader leases jobs for it and pushes them once
 their leases are committed (``jobs()`` hands them out); ``ack``/``nack``/``heartbeat`` travel
 on the same connection and answer as the HTTP calls do.
@@ -110,6 +111,7 @@ class JobStream:
         self._error: BaseException | None = None
         self._closed = False
         self._task: asyncio.Task[None] | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None  # the connection now open
         self.node: str | None = None  # base URL of the node the stream is connected to
         self.connections = 0  # how many connections were opened (1 + reconnects)
         self._acker: Coalescer[tuple[int, int, Any], None] = Coalescer(
@@ -144,6 +146,10 @@ class JobStream:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        # A task cancelled before it first ran never closes its connection itself.
+        if self._ws is not None and not self._ws.closed:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
         self._fail(TransportError("the stream was closed"), final=False)
 
     async def settle(self, timeout_s: float) -> None:
@@ -284,6 +290,10 @@ class JobStream:
         headers = {}
         if self._t.token is not None:
             headers["Authorization"] = f"Bearer {self._t.token}"
+        # Straight to the leader when a node names it: a follower would relay every frame
+        # (one hop more each way, and its CPU). Asked once per connection: a leader that
+        # cannot be reached is forgotten below, and the next node relays.
+        await self._t.find_leader()
         while True:
             base = self._t.pick()
             try:
@@ -323,6 +333,7 @@ class JobStream:
         for frame, _fut in self._pending.values():
             out.put_nowait(_pack(frame))
         self._out = out
+        self._ws = ws
         self.node = base
         self.connections += 1
 

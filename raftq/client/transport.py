@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import uuid
@@ -178,6 +179,17 @@ class Transport:
     def learn_leader(self, address: str) -> None:
         """The leader's API address (``host:port``) from a node's answer."""
         self._leader = self.base_url(address)
+
+    async def find_leader(self) -> str | None:
+        """The leader's base URL; when it is not known yet, asked of the nodes in turn (``GET
+        /healthz``, whose answer names the leader: one attempt each, no retry). None when no
+        node named one."""
+        for base in self.nodes:
+            if self._leader is not None:
+                break
+            with contextlib.suppress(_AttemptError, RaftqError):
+                await self._attempt(base, _Call("GET", "/healthz", None, {}, None, 0))
+        return self._leader
 
     def _pick(self) -> str:
         return self._leader or self.nodes[self._next % len(self.nodes)]

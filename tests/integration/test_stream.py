@@ -1,6 +1,6 @@
 """The worker stream (``GET /v1/stream``) on real 3-node clusters: every job delivered once and
-acked, through the leader and through a follower; a token limited to queue ``a.*`` neither
-subscribes to ``b`` nor receives its jobs; bad frames end the stream with an error frame; the
+acked, from the leader and relayed by a follower; a client given a follower streams from the
+leader; a token limited to queue ``a.*`` neither subscribes to ``b`` nor receives its jobs; bad frames end the stream with an error frame; the
 leader killed mid-stream: the stream reconnects, no acknowledged job is lost, and the jobs
 leased to the dead connection come back once their leases expire."""
 
@@ -61,20 +61,65 @@ async def _drain(client: Client, queue: str, expected: int, credit: int) -> list
     return seen
 
 
+async def _relayed_drain(c: Cluster, nid: str, queue: str, expected: int, credit: int) -> list[int]:
+    """``_drain`` with the stream's frames written by hand on a connection to ``nid`` (a
+    follower relays them to the leader, as for a client that cannot reach the leader)."""
+    seen: list[int] = []
+    answered = 0
+    url = f"ws://{c.api[nid]}/v1/stream"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(url, headers={"Authorization": f"Bearer {WORKER_A}"}) as ws,
+    ):
+        await ws.send_bytes(msgpack.packb({**SUB, "queues": [queue], "credit": credit}))
+        while len(seen) < expected or answered < len(seen):
+            msg = await ws.receive(timeout=10)
+            assert msg.type is aiohttp.WSMsgType.BINARY, (msg, len(seen), answered)
+            frame = msgpack.unpackb(msg.data)
+            if frame["op"] == "reply":
+                assert frame["ok"], frame
+                answered += 1
+                continue
+            assert frame["op"] == "jobs", frame
+            for j in frame["jobs"]:
+                seen.append(j["id"])
+                ack = {"op": "ack", "seq": len(seen), "id": j["id"], "token": j["token"]}
+                await ws.send_bytes(msgpack.packb({**ack, "result": {"done": j["id"]}}))
+            await ws.send_bytes(msgpack.packb({"op": "credit", "n": len(frame["jobs"])}))
+    return seen
+
+
 @pytest.mark.parametrize("via", ["leader", "follower"])
 async def test_every_job_delivered_once_and_acked(secured: Cluster, via: str) -> None:
     leader = secured.leader()
-    nid = leader if via == "leader" else secured.followers()[0]
     queue = f"a.{via}"
     ids = _enqueue(secured, leader, queue, 60)
-    async with Client(secured.api[nid], token=WORKER_A) as client:
-        seen = await _drain(client, queue, 60, credit=7)
-        assert sorted(seen) == sorted(ids) and len(set(seen)) == 60
+    if via == "leader":
+        async with Client(secured.api[leader], token=WORKER_A) as client:
+            seen = await _drain(client, queue, 60, credit=7)
+    else:
+        seen = await _relayed_drain(secured, secured.followers()[0], queue, 60, credit=7)
+    assert sorted(seen) == sorted(ids) and len(set(seen)) == 60
     async with Client(secured.api[leader], token=ADMIN) as admin:
         stats = await admin.queue(queue)
         assert stats["totals"]["succeeded"] == 60, stats
         job = await admin.get_job(ids[0])
         assert job["state"] == "succeeded" and job["result"] == {"done": ids[0]}
+
+
+async def test_a_client_streams_from_the_leader_not_through_a_follower(secured: Cluster) -> None:
+    """A client that has not learned the leader yet (its first call is the stream), given a
+    follower first, or only a follower: its stream goes to the leader, not relayed by the
+    follower (each frame one hop more each way, and the follower's CPU)."""
+    leader, follower = secured.leader(), secured.followers()[0]
+    (job_id,) = _enqueue(secured, leader, "a.direct", 1)
+    for nodes in ([secured.api[follower], secured.api[leader]], [secured.api[follower]]):
+        async with Client(nodes, token=WORKER_A) as client:
+            assert client.leader is None
+            async with await client.stream("a.direct", worker="w", credit=0) as s:
+                assert s.node == f"http://{secured.api[leader]}", (nodes, s.node)
+    async with Client(secured.api[follower], token=WORKER_A) as client:
+        assert await _drain(client, "a.direct", 1, credit=1) == [job_id]
 
 
 async def test_a_token_streams_only_its_queues(secured: Cluster) -> None:
