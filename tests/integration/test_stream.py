@@ -1,8 +1,9 @@
 """The worker stream (``GET /v1/stream``) on real 3-node clusters: every job delivered once and
 acked, from the leader and relayed by a follower; a client given a follower streams from the
-leader; a token limited to queue ``a.*`` neither subscribes to ``b`` nor receives its jobs; bad frames end the stream with an error frame; the
-leader killed mid-stream: the stream reconnects, no acknowledged job is lost, and the jobs
-leased to the dead connection come back once their leases expire."""
+leader; a token limited to queue ``a.*`` neither subscribes to ``b`` nor receives its jobs;
+bad frames end the stream with an error frame; the leader killed mid-stream: the stream
+reconnects, no acknowledged job is lost, and the jobs leased to the dead connection come back
+once their leases expire."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """A drain ends the worker streams on the drained node with a ``draining`` error frame (the
 leader's own streams, and the ones a follower relays), and the stream of a ``Client`` goes on
-(on another node when the leader was drained). Three real ``RaftNode``s on the in-memory network, each behind its
-own API server with a ``Drain`` mounted as ``raftq serve`` does."""
+(on another node when the leader was drained). Three real ``RaftNode``s on the in-memory
+network, each behind its own API server with a ``Drain`` mounted as ``raftq serve`` does."""
 
 from __future__ import annotations
 
