@@ -15,8 +15,8 @@ from raftq.errors import Rejected
 __all__ = ["JobSource", "hand_back"]
 
 
-class _GivesBack(Protocol):
-    """What ``hand_back`` needs: ``Client``'s ``release`` and ``nack``."""
+class JobSource(Protocol):
+    """The operations a worker uses, with ``Client``'s signatures and errors."""
 
     async def release(self, job_id: int, token: int) -> dict[str, Any]: ...
 
@@ -28,10 +28,6 @@ class _GivesBack(Protocol):
         error: str | None = None,
         retry_in_ms: int | None = None,
     ) -> dict[str, Any]: ...
-
-
-class JobSource(_GivesBack, Protocol):
-    """The operations a worker uses, with ``Client``'s signatures and errors."""
 
     async def claim(
         self,
@@ -63,7 +59,7 @@ class JobSource(_GivesBack, Protocol):
 _CANNOT_RELEASE = ("version_not_enabled", "no_route")
 
 
-async def hand_back(source: _GivesBack, job_id: int, token: int, error: str) -> dict[str, Any]:
+async def hand_back(source: JobSource, job_id: int, token: int, error: str) -> dict[str, Any]:
     """Give back a job this worker claimed and will not start: released (queued again in its
     place, the claim's attempt not counted). A cluster that cannot release yet
     (``version_not_enabled``: log version 4 not enabled; ``no_route``: the node runs an older
