@@ -39,10 +39,6 @@ async def _request(
         return 0, None
 
 
-def _int_or_none(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
 class ScheduleProbe:
     """The run's schedule (``record`` becomes ``schedules.json``)."""
 
@@ -124,7 +120,8 @@ class ScheduleProbe:
                 # A job of the schedule's queue always carries its slot; a build whose replicas
                 # diverged may answer with another job's record (checker: not_fired).
                 fire_ms = shown.get("fire_ms")
-                fires.append({"id": int(job["id"]), "fire_ms": _int_or_none(fire_ms)})
+                fire_ms = None if fire_ms is None else int(fire_ms)
+                fires.append({"id": int(job["id"]), "fire_ms": fire_ms})
                 ack = {"token": job["token"]}
                 await self._until_ok("POST", f"/v1/jobs/{job['id']}/ack", ack)
         self.record["fires"] = fires

@@ -18,17 +18,6 @@ __all__ = ["JobSource", "hand_back"]
 class JobSource(Protocol):
     """The operations a worker uses, with ``Client``'s signatures and errors."""
 
-    async def release(self, job_id: int, token: int) -> dict[str, Any]: ...
-
-    async def nack(
-        self,
-        job_id: int,
-        token: int,
-        *,
-        error: str | None = None,
-        retry_in_ms: int | None = None,
-    ) -> dict[str, Any]: ...
-
     async def claim(
         self,
         queues: str | Sequence[str],
@@ -50,6 +39,17 @@ class JobSource(Protocol):
     ) -> LeaseExtended: ...
 
     async def ack(self, job_id: int, token: int, result: Any = None) -> None: ...
+
+    async def nack(
+        self,
+        job_id: int,
+        token: int,
+        *,
+        error: str | None = None,
+        retry_in_ms: int | None = None,
+    ) -> dict[str, Any]: ...
+
+    async def release(self, job_id: int, token: int) -> dict[str, Any]: ...
 
     async def get_job(self, job_id: int, *, linearizable: bool = False) -> dict[str, Any]: ...
 
